@@ -1,0 +1,34 @@
+"""Where things live. The project root holds envs/ and runners/; caches go under .cache/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVS_DIR = PROJECT_ROOT / "envs"
+REQUIREMENTS_DIR = ENVS_DIR / "requirements"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def cache_root() -> Path:
+    """Venvs, uv's cache, tiny test models and runner logs (MLTAG_CACHE_DIR overrides)."""
+    return Path(os.environ.get("MLTAG_CACHE_DIR") or PROJECT_ROOT / ".cache").resolve()
+
+
+def venvs_dir() -> Path:
+    return cache_root() / "venvs"
+
+
+def uv_cache_dir() -> Path:
+    # Same filesystem as the venvs, so uv hardlinks instead of copying torch into every env.
+    return Path(os.environ.get("UV_CACHE_DIR") or cache_root() / "uv")
+
+
+def logs_dir() -> Path:
+    return cache_root() / "logs"
+
+
+def adapter_cache_dir() -> Path:
+    """Derived caches adapters may keep (e.g. CLIP text embeddings of a vocabulary)."""
+    return cache_root() / "adapters"

@@ -1,0 +1,99 @@
+"""The model registry: one envs/<model>/model.toml per model, read as data (nothing imported).
+
+model.toml fields:
+    adapter      dotted module run by `python -m runners.host <adapter>` (e.g. "runners.wd14")
+    kind         "tagger" | "zero-shot" | "captioner"
+    env          name of the venv (envs/requirements/<env>.in + .txt); models may share one
+    hub_id       Hugging Face repo id
+    revision     pinned commit of that repo
+    memory_mb    rough peak memory estimate, for scheduling and `mltag models`
+    timeout_s    optional per-image deadline (overrides --timeout's default)
+    load_timeout_s  optional deadline for loading the weights
+    licence, size, description   shown to the user
+    [load]       options passed to the adapter's load()
+    [infer]      default options for infer() (thresholds, prompts, ...)
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.paths import ENVS_DIR
+
+KINDS = ("tagger", "zero-shot", "captioner")
+REQUIRED = ("adapter", "kind", "env", "hub_id", "revision")
+
+
+class RegistryError(Exception):
+    pass
+
+
+class UnknownModel(RegistryError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    adapter: str
+    kind: str
+    env: str
+    hub_id: str
+    revision: str
+    folder: Path
+    memory_mb: int = 0
+    timeout_s: float | None = None
+    load_timeout_s: float | None = None
+    licence: str = ""
+    size: str = ""
+    description: str = ""
+    load: dict[str, Any] = field(default_factory=dict)
+    infer: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse(path: Path) -> ModelSpec:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: invalid TOML: {exc}") from exc
+    missing = [k for k in REQUIRED if not data.get(k)]
+    if missing:
+        raise RegistryError(f"{path}: missing {', '.join(missing)}")
+    if data["kind"] not in KINDS:
+        raise RegistryError(f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}")
+    if not data["adapter"].startswith("runners."):
+        raise RegistryError(f"{path}: adapter must be a module under runners/, got {data['adapter']!r}")
+    known = {f for f in ModelSpec.__dataclass_fields__ if f not in ("name", "folder")}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RegistryError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    return ModelSpec(name=path.parent.name, folder=path.parent, **data)
+
+
+def load_registry(envs_dir: Path = ENVS_DIR) -> dict[str, ModelSpec]:
+    specs = {}
+    for path in sorted(envs_dir.glob("*/model.toml")):
+        spec = _parse(path)
+        specs[spec.name] = spec
+    return specs
+
+
+def select(registry: dict[str, ModelSpec], names: str | list[str]) -> list[ModelSpec]:
+    """Resolve "all" or comma-separated names, with a "did you mean" for typos."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(registry.values())
+    out = []
+    for name in names:
+        if name not in registry:
+            close = difflib.get_close_matches(name, list(registry), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UnknownModel(f"unknown model '{name}'{hint} (known: {', '.join(registry)})")
+        if registry[name] not in out:
+            out.append(registry[name])
+    return out

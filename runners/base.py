@@ -1,0 +1,135 @@
+"""The adapter interface, and helpers every adapter shares (device choice, weights, memory).
+
+An adapter module defines `class Adapter` with:
+    load(spec) -> LoadResult
+    infer(images, options) -> list[ImageResult]   (one per image, same order)
+The host (runners/host.py) adds ids, timings and memory figures; adapters only model.
+Torch is imported lazily here: the ONNX env has no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+from schemas.protocol import LoadSpec, Tag
+from runners._images import DecodedImage
+
+
+class LoadResult(TypedDict, total=False):
+    device: str           # required: the device actually used
+    dtype: str            # required
+    model_version: str    # required: revision or local path
+    notes: list[str]
+
+
+class ImageResult(TypedDict, total=False):
+    status: str           # "ok" or "no_tags" (errors are raised, bad images never reach infer)
+    message: str
+    tags: list[Tag]
+    caption: str | None
+    raw: dict[str, Any]
+
+
+class Adapter(Protocol):
+    def load(self, spec: LoadSpec) -> LoadResult: ...
+
+    def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]: ...
+
+
+class WeightsMissing(Exception):
+    """The weights are neither at the local path nor in the Hugging Face cache (offline)."""
+
+
+def pick_torch_device(requested: str) -> str:
+    """auto -> cuda > mps > cpu. An explicit device that is not available is an error."""
+    import torch
+
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available.get(requested, False):
+        raise RuntimeError(f"device {requested!r} is not available in this runner "
+                           f"(available: {', '.join(d for d, ok in available.items() if ok)}); use --device auto")
+    return requested
+
+
+def pick_torch_dtype(requested: str, device: str) -> Any:
+    """auto -> bfloat16 on CUDA when supported, float16 on other GPUs, float32 on CPU."""
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def torch_devices() -> list[str]:
+    """Devices torch can use here (for hello); empty when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def weights_dir(spec: LoadSpec, allow_patterns: list[str] | None = None) -> Path:
+    """The folder holding the model's files: the local override, or the pinned Hub snapshot.
+
+    Offline (`spec["offline"]`), only the Hugging Face cache is consulted, and a miss is a
+    WeightsMissing error naming the fix.
+    """
+    if spec.get("local_path"):
+        path = Path(spec["local_path"]).expanduser()
+        if not path.exists():
+            raise WeightsMissing(f"local weights path {path} does not exist")
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec["hub_id"], revision=spec["revision"],
+                                      allow_patterns=allow_patterns,
+                                      local_files_only=spec["offline"] or _hub_offline()))
+    except Exception as exc:
+        if spec["offline"] or _hub_offline():
+            raise WeightsMissing(
+                f"{spec['hub_id']}@{spec['revision'][:12]} is not in the Hugging Face cache and mltag is offline; "
+                f"run once without --offline to download it, or pass --weights {spec['name']}=/path/to/model"
+            ) from exc
+        raise
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process in MB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def gpu_memory_mb() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return None

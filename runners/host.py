@@ -1,0 +1,223 @@
+"""The runner process: `python -m runners.host <adapter module>`.
+
+One loop for every model. The first statements hide the protocol stream from everything else
+(execnet's trick): fd 0 and fd 1 are duplicated for the frames, then fd 0 points at /dev/null
+and fd 1 at stderr, so a stray print() or input() in a library cannot corrupt the wire. Then
+the runner arranges to die with its parent, imports the adapter named on its command line,
+and answers hello / load / infer / shutdown until EOF. Every exception becomes an error reply.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# --- protect the protocol fds before ANY other import can print -------------------------------
+_PROTO_IN = os.dup(0)
+_PROTO_OUT = os.dup(1)
+_devnull = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_devnull, 0)
+os.close(_devnull)
+os.dup2(2, 1)
+sys.stdin = open(0, closefd=False)  # noqa: SIM115 - wrappers over the now harmless fds
+sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+import importlib  # noqa: E402
+import importlib.metadata  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+
+from schemas.framing import FrameEOF, FrameError, encode_frame, read_frame  # noqa: E402
+from schemas.protocol import PROTOCOL_VERSION, ErrorInfo, error_reply, ok_reply  # noqa: E402
+from schemas.status import CellStatus  # noqa: E402
+
+PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "open_clip_torch", "timm",
+            "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack")
+
+
+def _read_exact(n: int) -> bytes:
+    chunks = []
+    while n > 0:
+        chunk = os.read(_PROTO_IN, min(n, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write(obj: Any) -> None:
+    data = memoryview(encode_frame(obj))
+    while data:
+        written = os.write(_PROTO_OUT, data)
+        data = data[written:]
+
+
+def _error(exc: BaseException) -> ErrorInfo:
+    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc))}
+
+
+def _die_with_parent() -> None:
+    """Exit when the orchestrator dies, even if it is SIGKILLed and cannot clean up."""
+    parent = int(os.environ.get("MLTAG_PARENT_PID", "0") or os.getppid())
+    try:  # Linux: the kernel delivers SIGKILL when the parent thread exits
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(3)
+            time.sleep(0.5)
+
+    if os.getppid() != parent:
+        os._exit(3)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Host:
+    def __init__(self, adapter_module: str) -> None:
+        self.adapter_module = adapter_module
+        self.adapter: Any = None
+        self.loaded = False
+
+    def _adapter(self) -> Any:
+        if self.adapter is None:
+            module = importlib.import_module(self.adapter_module)
+            self.adapter = module.Adapter()
+        return self.adapter
+
+    def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._adapter()  # import errors surface here, with the env's own traceback
+        from runners.base import torch_devices
+
+        return {"protocol": PROTOCOL_VERSION, "python": platform.python_version(),
+                "executable": sys.executable, "packages": _versions(), "devices": torch_devices(),
+                "adapter": self.adapter_module, "pid": os.getpid()}
+
+    def load(self, req: dict[str, Any]) -> dict[str, Any]:
+        from runners.base import gpu_memory_mb, rss_mb
+
+        spec = req["spec"]
+        t0 = time.perf_counter()
+        info = dict(self._adapter().load(spec))
+        load_s = time.perf_counter() - t0
+        self.loaded = True
+        warmup_s = None
+        if spec.get("warmup"):
+            warmup_s = self._warmup(spec.get("options", {}))
+        gpu = gpu_memory_mb()
+        return {"load_s": load_s, "warmup_s": warmup_s, "device": info["device"], "dtype": info["dtype"],
+                "model_version": info["model_version"], "notes": list(info.get("notes", [])),
+                "memory_mb": gpu if gpu is not None else rss_mb(),
+                "memory_kind": "vram" if gpu is not None else "rss"}
+
+    def _warmup(self, options: dict[str, Any]) -> float:
+        from PIL import Image
+
+        from runners._images import DecodedImage
+
+        img = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
+        t0 = time.perf_counter()
+        self.adapter.infer([DecodedImage("warmup", "warmup", img, {})], options)
+        return time.perf_counter() - t0
+
+    def infer(self, req: dict[str, Any]) -> dict[str, Any]:
+        from runners._images import BadImage, decode
+
+        if not self.loaded:
+            raise RuntimeError("infer before load")
+        options = req.get("options", {})
+        results: dict[str, dict[str, Any]] = {}
+        decoded = []
+        for item in req["images"]:
+            try:
+                img = decode(item["id"], item["name"], item["data"],
+                             **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
+            except BadImage as exc:
+                results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
+                continue
+            decoded.append(img)
+        t0 = time.perf_counter()
+        if decoded:
+            self._run_batch(decoded, options, results)
+        batch_s = time.perf_counter() - t0
+        return {"results": [results[item["id"]] for item in req["images"]], "batch_s": batch_s,
+                "batch_size": len(decoded)}
+
+    def _run_batch(self, images: list[Any], options: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        try:
+            outs = self.adapter.infer(images, options)
+            if len(outs) != len(images):
+                raise RuntimeError(f"adapter returned {len(outs)} results for {len(images)} images")
+        except Exception as exc:
+            if len(images) > 1:  # one image may be at fault: isolate it
+                for img in images:
+                    self._run_batch([img], options, results)
+                return
+            results[images[0].id] = {"id": images[0].id, "status": CellStatus.ERROR.value,
+                                     "message": f"{type(exc).__name__}: {exc}", "error": _error(exc),
+                                     "inference_s": time.perf_counter() - t0}
+            return
+        per_image = (time.perf_counter() - t0) / len(images)
+        for img, out in zip(images, outs, strict=True):
+            results[img.id] = {"status": CellStatus.OK.value, **out, "id": img.id, "image": img.info,
+                               "inference_s": per_image}
+
+    def dispatch(self, req: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        op = req.get("op")
+        if op == "shutdown":
+            return ok_reply(req["id"], {}), True
+        handler = {"hello": self.hello, "load": self.load, "infer": self.infer}.get(op or "")
+        if handler is None:
+            raise ValueError(f"unknown op {op!r}")
+        return ok_reply(req["id"], handler(req)), False
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m runners.host <adapter module>", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    host = Host(argv[1])
+    while True:
+        try:
+            req = read_frame(_read_exact)
+        except FrameEOF:
+            return 0  # the orchestrator closed the pipe: nothing more to do
+        except FrameError as exc:
+            _write(error_reply(None, _error(exc)))
+            return 4  # the stream is desynchronised: there is no safe way on
+        req_id = req.get("id") if isinstance(req, dict) else None
+        try:
+            reply, stop = host.dispatch(req)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a reply
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            reply, stop = error_reply(req_id, _error(exc)), False
+        _write(reply)
+        if stop:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

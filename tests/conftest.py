@@ -1,0 +1,104 @@
+"""Shared fixtures.
+
+- `env_python(env)`: the python of a model venv, built on demand (uv, cached under .cache/).
+- `tiny_model(family)`: a tiny randomly initialised model of the real architecture, built
+  offline by `tests/tiny/<family>.py` INSIDE the env that runs it, cached under .cache/tiny/
+  keyed by the builder's source and the env key.
+- `run_model(name, paths, weights=..., **options)`: one model through the real runner host
+  and protocol; returns (load_info, cells).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import envbuild
+from orchestrator.paths import PROJECT_ROOT, cache_root
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+SAMPLES = PROJECT_ROOT / "samples"
+
+
+@pytest.fixture(scope="session")
+def env_python() -> Callable[[str], Path]:
+    built: dict[str, Path] = {}
+
+    def get(env: str) -> Path:
+        if env not in built:
+            built[env] = envbuild.build_env(env, log=lambda s: None).python
+        return built[env]
+
+    return get
+
+
+def _env_of_family(family: str) -> str:
+    source = (PROJECT_ROOT / "tests" / "tiny" / f"{family}.py").read_text()
+    for line in source.splitlines():
+        if line.startswith("ENV = "):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(env_python: Callable[[str], Path]) -> Callable[[str], Path]:
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family in built:
+            return built[family]
+        env = _env_of_family(family)
+        python = env_python(env)
+        builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
+        key = hashlib.sha256(builder.read_bytes() + envbuild.env_key(envbuild.env_paths(env)).encode()).hexdigest()[:12]
+        out = cache_root() / "tiny" / f"{family}-{key}"
+        if not (out / ".complete").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            proc = subprocess.run([str(python), "-m", f"tests.tiny.{family}", str(tmp)], cwd=PROJECT_ROOT,
+                                  capture_output=True, text=True,
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+            if proc.returncode != 0:
+                raise RuntimeError(f"building tiny {family} failed:\n{proc.stdout}\n{proc.stderr}")
+            (tmp / ".complete").write_text("")
+            tmp.rename(out)
+        built[family] = out
+        return out
+
+    return get
+
+
+@pytest.fixture()
+def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[..., tuple[dict, list[dict]]]:
+    """Run registry model `name` on image files through the real runner host and protocol."""
+    from orchestrator.loadspec import build_load_spec
+    from orchestrator.registry import load_registry
+    from orchestrator.transport import RunnerProcess
+
+    def run(name: str, paths: list[Path], weights: Path | None = None, warmup: bool = False,
+            load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:
+        spec = load_registry()[name]
+        runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / f"{name}.log", offline=True)
+        try:
+            runner.call("hello", timeout=120)
+            load_spec = build_load_spec(spec, weights=weights, offline=True, device="cpu", warmup=warmup,
+                                        overrides=load_options)
+            load_spec["cache_dir"] = str(tmp_path / "adapter-cache")
+            load = runner.call("load", timeout=300, spec=load_spec)
+            images = [{"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()} for i, p in enumerate(paths)]
+            out = runner.call("infer", timeout=300, images=images, options={**spec.infer, **infer_options})
+            return load, out["results"]
+        finally:
+            runner.stop()
+
+    return run
