@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 
@@ -169,10 +169,9 @@ class RunnerProcess:
         info = describe_exit(self.proc.returncode)
         return RunnerCrashed(f"runner {what}: {info}", info, tail(self.log_path))
 
-    def _crash_violation(self, message: str) -> None:
-        self.kill()
-        raise ProtocolViolation(f"protocol violation: {message}", describe_exit(self.proc.returncode),
-                                tail(self.log_path))
+    def _crash_violation(self, message: str) -> NoReturn:
+        info = self.kill()
+        raise ProtocolViolation(f"protocol violation: {message}; runner {info}", info, tail(self.log_path))
 
     def _send(self, obj: dict[str, Any], deadline: float) -> None:
         data = memoryview(encode_frame(obj, self.max_frame))

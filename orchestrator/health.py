@@ -1,0 +1,111 @@
+"""Health of each model: env built and current, runner answers hello, weights present.
+
+Each check returns a Check with `problem` (None when fine) and the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import envbuild
+from orchestrator.paths import logs_dir
+from orchestrator.registry import ModelSpec
+from orchestrator.transport import RunnerError, RunnerProcess
+
+
+@dataclass
+class Check:
+    name: str
+    problem: str | None = None
+    fix: str = ""
+    detail: str = ""
+
+
+@dataclass
+class ModelHealth:
+    model: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.problem is None for c in self.checks)
+
+
+def hub_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def weights_cached(spec: ModelSpec) -> bool:
+    """The pinned revision's snapshot folder exists in the Hugging Face cache."""
+    folder = "models--" + spec.hub_id.replace("/", "--")
+    return (hub_cache_dir() / folder / "snapshots" / spec.revision).is_dir()
+
+
+def check_env(spec: ModelSpec) -> Check:
+    state, why = envbuild.env_state(spec.env)
+    if state == "ready":
+        return Check("env", detail=f"'{spec.env}' at {envbuild.env_paths(spec.env).venv}")
+    return Check("env", f"env '{spec.env}' is {state}: {why}", fix=f"make setup-envs MODELS={spec.name}")
+
+
+def check_hello(spec: ModelSpec, timeout: float = 180.0) -> tuple[Check, dict[str, Any]]:
+    python = envbuild.env_paths(spec.env).python
+    runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True)
+    try:
+        hello = runner.call("hello", timeout)
+    except RunnerError as exc:
+        return Check("runner", f"runner did not answer hello: {exc}",
+                     fix=f"see {runner.log_path}; rebuild with `make setup-envs MODELS={spec.name}`"), {}
+    finally:
+        runner.stop()
+    pkgs = hello.get("packages", {})
+    detail = (f"python {hello.get('python')}, torch {pkgs.get('torch', '-')}, transformers "
+              f"{pkgs.get('transformers', '-')}, onnxruntime {pkgs.get('onnxruntime', '-')}; devices: "
+              f"{', '.join(hello.get('devices') or ['cpu'])}")
+    return Check("runner", detail=detail), hello
+
+
+def check_weights(spec: ModelSpec, local: Path | None) -> Check:
+    if local is not None:
+        if local.exists():
+            return Check("weights", detail=f"local override {local}")
+        return Check("weights", f"local weights path {local} does not exist", fix=f"--weights {spec.name}=<existing path>")
+    if weights_cached(spec):
+        return Check("weights", detail=f"{spec.hub_id}@{spec.revision[:12]} in {hub_cache_dir()}")
+    return Check("weights", f"{spec.hub_id}@{spec.revision[:12]} is not in the Hugging Face cache",
+                 fix=f"mltag run {spec.name} <image> (downloads it; needs network), or --weights {spec.name}=PATH")
+
+
+def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
+    """One real inference on a generated image, through the real supervisor."""
+    from PIL import Image
+
+    from orchestrator.images import hash_file
+    from orchestrator.pipeline import Analysis, RunOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "health.png"
+        Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(path)
+        weights = {spec.name: local} if local else {}
+        analysis = Analysis([hash_file(path)], [spec], RunOptions(weights=weights, device=device, timeout_s=300))
+        doc = analysis.run()
+    result = doc["images"][0]["results"][spec.name]
+    if result["status"] in ("ok", "no_tags"):
+        return Check("deep", detail=f"inference {result['status']} in {result.get('inference_s', 0):.2f} s")
+    return Check("deep", f"inference on a generated image: {result['status']}: {result.get('message', '')}",
+                 fix=result.get("fix", ""))
+
+
+def model_health(spec: ModelSpec, local: Path | None = None, deep: bool = False, device: str = "auto") -> ModelHealth:
+    report = ModelHealth(spec.name, [check_env(spec)])
+    if report.checks[0].problem is None:
+        report.checks.append(check_hello(spec)[0])
+    report.checks.append(check_weights(spec, local))
+    if deep and report.healthy:  # a deep check needs the env, the runner and the weights
+        report.checks.append(check_deep(spec, local, device))
+    return report

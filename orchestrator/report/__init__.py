@@ -1,0 +1,1 @@
+"""Renderers of a result document: terminal table, JSON, CSV."""

@@ -1,0 +1,88 @@
+"""The terminal view: per image, one box per model (status, timings, tags or caption)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.columns import Columns
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {"ok": "green", "no_tags": "yellow", "timeout": "red", "crashed": "red", "error": "red",
+                "bad_image": "magenta", "skipped": "dim"}
+BAR_WIDTH = 12
+
+
+def shown_tags(result: dict[str, Any], threshold: float | None, top: int) -> list[dict[str, Any]]:
+    tags = sorted(result.get("tags") or [], key=lambda t: -t["score"])
+    if threshold is not None:
+        tags = [t for t in tags if t["score"] >= threshold]
+    return tags[:top] if top > 0 else tags
+
+
+def _bar(score: float) -> str:
+    filled = round(max(0.0, min(1.0, score)) * BAR_WIDTH)
+    return "█" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def _timing(result: dict[str, Any]) -> str:
+    inf = result.get("inference_s")
+    return f"{inf * 1000:.0f} ms" if inf is not None else ""
+
+
+def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None,
+              top: int) -> Panel:
+    status = result.get("status", "?")
+    style = STATUS_STYLE.get(status, "white")
+    parts: list[Any] = []
+    head = Text.assemble((status, f"bold {style}"), f"  {_timing(result)}")
+    if model.get("device"):
+        head.append(f"  {model['device']}", style="dim")
+    parts.append(head)
+    if result.get("message"):
+        parts.append(Text(result["message"].splitlines()[0][:300], style=style))
+    if result.get("fix"):
+        parts.append(Text(f"fix: {result['fix']}", style="cyan"))
+    if result.get("caption"):
+        parts.append(Text(result["caption"][:600], style="italic"))
+    tags = shown_tags(result, threshold, top)
+    if tags:
+        table = Table.grid(padding=(0, 1))
+        for tag in tags:
+            est = "~" if tag.get("estimated") else " "
+            table.add_row(tag["name"][:28], f"{tag['score']:.3f}{est}", Text(_bar(tag["score"]), style=style))
+        parts.append(table)
+        if any(t.get("estimated") for t in tags):
+            parts.append(Text("~ estimated confidence (from caption position / frequency)", style="dim"))
+    return Panel(Group(*parts), title=f"[bold]{name}[/]", title_align="left", border_style=style, width=48)
+
+
+def render(document: dict[str, Any], console: Console) -> None:
+    models = {m["name"]: m for m in document["models"]}
+    opts = document.get("options", {})
+    for image in document["images"]:
+        console.rule(f"[bold]{image['path']}[/]  [dim]{image['sha256'][:12]}[/]")
+        boxes = [model_box(name, models[name], result, opts.get("threshold"), opts.get("top", 10))
+                 for name, result in image["results"].items()]
+        console.print(Columns(boxes, equal=False, expand=False))
+    console.print(models_table(document))
+
+
+def models_table(document: dict[str, Any]) -> Table:
+    table = Table(title="models", title_justify="left")
+    for col in ("model", "status", "device", "load s", "warm-up s", "mean inference s", "crashes", "timeouts"):
+        table.add_column(col)
+    for m in document["models"]:
+        times = [img["results"][m["name"]].get("inference_s") for img in document["images"]]
+        times = [t for t in times if t is not None]
+        mean = f"{sum(times) / len(times):.3f}" if times else "-"
+        table.add_row(m["name"], Text(m["status"], style=STATUS_STYLE.get(m["status"], "white")), m.get("device") or "-",
+                      _fmt(m.get("load_s")), _fmt(m.get("warmup_s")), mean, str(m.get("crashes", 0)),
+                      str(m.get("timeouts", 0)))
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,284 @@
+"""Drive one model's runner through all images, whatever the runner does.
+
+Per model (model-major: the model loads once per run): start -> hello -> load (-> warm-up)
+-> infer each batch -> shutdown. Every request has a deadline. On timeout the runner's process
+group gets SIGTERM, then SIGKILL after a grace period; the cell is `timeout` and a fresh runner
+takes the next image (its reload time is recorded). On a crash the images in flight are
+`crashed` with the exit signal and the runner log's tail; an image that crashed the runner is
+retried once on a fresh runner, and an image that kills it twice is not retried (poison).
+Restarts are bounded: after `max_restarts` failures in a row without one success, the model's
+remaining cells are `skipped` with the reason. `run()` always returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.images import ImageRef
+from orchestrator.registry import ModelSpec
+from orchestrator.transport import RemoteError, RunnerCrashed, RunnerError, RunnerProcess, RunnerTimeout
+from schemas.protocol import LoadSpec
+from schemas.status import CellStatus
+
+CellSink = Callable[[ImageRef, dict[str, Any]], None]
+
+_LIVE: set[RunnerProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all_runners() -> None:
+    """Stop every runner this process started (Ctrl-C, atexit): no orphan survives."""
+    with _LIVE_LOCK:
+        runners = list(_LIVE)
+    for runner in runners:
+        runner.kill(grace=1.0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    hello_s: float = 180.0        # first start imports torch + transformers: 4-20 s on 2 cores
+    load_s: float = 900.0         # downloads and multi-GB weights
+    infer_s: float = 60.0         # per image (--timeout)
+    max_restarts: int = 3         # failures in a row (crash, timeout, failed start) before giving up
+    retry_crashed: bool = True    # retry an image once after it crashed the runner
+
+
+@dataclass
+class ModelJob:
+    spec: ModelSpec
+    python: Path
+    load_spec: LoadSpec
+    infer_options: dict[str, Any]
+    log_path: Path
+    limits: Limits = field(default_factory=Limits)
+    batch_size: int = 1
+    offline: bool = False
+    threads: int | None = None
+    runner_module: str = "runners.host"   # tests swap in a fake runner
+    adapter: str | None = None            # defaults to spec.adapter
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelRun:
+    """What happened to one model over the run (for the report's model table)."""
+
+    name: str
+    status: str = "ok"                 # ok | failed | skipped
+    message: str = ""
+    fix: str = ""
+    hello: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    reloads: list[float] = field(default_factory=list)
+    crashes: int = 0
+    timeouts: int = 0
+    log_path: str = ""
+
+
+def cell(status: CellStatus, message: str = "", fix: str = "", **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": status.value, "message": message}
+    if fix:
+        out["fix"] = fix
+    out.update(extra)
+    return out
+
+
+class Supervisor:
+    def __init__(self, job: ModelJob, sink: CellSink,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.job = job
+        self.sink = sink
+        self.progress = progress or (lambda model, done, total: None)
+        self.run_info = ModelRun(job.spec.name, log_path=str(job.log_path))
+        self.runner: RunnerProcess | None = None
+        self.failures_in_a_row = 0
+        self.crashes_of: dict[str, list[dict[str, Any]]] = {}
+        self.give_up: dict[str, Any] | None = None   # the cell every remaining image gets
+        self.solo: set[str] = set()                    # images isolated after a batch crashed
+        self.done = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self, images: list[ImageRef]) -> ModelRun:
+        pending: deque[ImageRef] = deque(images)
+        total = len(images)
+        try:
+            while pending:
+                if self.give_up is not None:
+                    self._emit(pending.popleft(), dict(self.give_up), total)
+                    continue
+                if self.runner is None and not self._start():
+                    continue
+                batch = self._next_batch(pending)
+                for image, result in self._infer(batch, pending):
+                    self._emit(image, result, total)
+        finally:
+            self._stop()
+        self._summarise()
+        return self.run_info
+
+    def _next_batch(self, pending: deque[ImageRef]) -> list[ImageRef]:
+        """Up to batch_size images; an image from a crashed batch travels alone."""
+        batch = [pending.popleft()]
+        while pending and len(batch) < self.job.batch_size and not ({batch[0].id, pending[0].id} & self.solo):
+            batch.append(pending.popleft())
+        return batch
+
+    # -- runner life cycle ----------------------------------------------------------------------
+    def _start(self) -> bool:
+        job, limits = self.job, self.job.limits
+        t0 = time.monotonic()
+        runner = RunnerProcess.start(job.python, job.adapter or job.spec.adapter, job.log_path,
+                                     offline=job.offline, threads=job.threads, module=job.runner_module,
+                                     extra_env=job.extra_env)
+        with _LIVE_LOCK:
+            _LIVE.add(runner)
+        self.runner = runner
+        first = not self.run_info.load
+        try:
+            hello = runner.call("hello", limits.hello_s)
+            load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
+            load = runner.call("load", limits.load_s, spec=load_spec)
+        except RemoteError as exc:
+            self._discard_runner()
+            self._fail_model(exc)
+            return False
+        except RunnerError as exc:
+            self._discard_runner()
+            self._count_failure(f"runner failed to start: {exc}", exc)
+            return False
+        if first:
+            self.run_info.hello, self.run_info.load = hello, load
+        else:
+            self.run_info.reloads.append(time.monotonic() - t0)
+        return True
+
+    def _discard_runner(self) -> str:
+        info = ""
+        if self.runner is not None:
+            info = self.runner.kill()
+            with _LIVE_LOCK:
+                _LIVE.discard(self.runner)
+            self.runner = None
+        return info
+
+    def _stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+            self._discard_runner()
+
+    def _fail_model(self, exc: RemoteError) -> None:
+        """A deterministic failure while loading (missing weights, import error): no retry."""
+        spec = self.job.spec
+        if exc.type == "WeightsMissing":
+            self.give_up = cell(CellStatus.SKIPPED, f"weights missing: {exc.message}",
+                                fix=f"mltag run {spec.name} ... without --offline to download them, or pass "
+                                    f"--weights {spec.name}=/path/to/local/model")
+        else:
+            self.give_up = cell(CellStatus.ERROR, f"model failed to load: {exc}",
+                                fix=f"see the traceback in {self.job.log_path} or run `mltag health {spec.name} --deep`",
+                                error={"type": exc.type, "message": exc.message, "traceback": exc.traceback})
+
+    def _count_failure(self, message: str, exc: RunnerError) -> None:
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row > self.job.limits.max_restarts:
+            detail = ""
+            if isinstance(exc, RunnerCrashed) and exc.stderr_tail:
+                detail = "\n" + exc.stderr_tail
+            self.give_up = cell(
+                CellStatus.SKIPPED,
+                f"restart budget spent: the runner failed {self.failures_in_a_row} times in a row "
+                f"(last: {message}){detail}",
+                fix=f"look at {self.job.log_path}; `mltag run {self.job.spec.name} <image> -v` shows the runner live")
+
+    # -- inference --------------------------------------------------------------------------------
+    def _infer(self, batch: list[ImageRef], pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
+        assert self.runner is not None
+        payload, out = [], []
+        for image in batch:
+            try:
+                payload.append({"id": image.id, "name": str(image.path), "data": image.read()})
+            except OSError as exc:
+                out.append((image, cell(CellStatus.ERROR, f"cannot read file: {exc}")))
+        if not payload:
+            return out
+        sent = [img for img in batch if any(p["id"] == img.id for p in payload)]
+        timeout = self.job.limits.infer_s * len(payload)
+        try:
+            reply = self.runner.call("infer", timeout, images=payload, options=self.job.infer_options)
+        except RunnerTimeout:
+            self._discard_runner()
+            self.run_info.timeouts += 1
+            self._count_failure(f"no result within {timeout:g} s", RunnerTimeout())
+            msg = (f"no result within {self.job.limits.infer_s:g} s per image; the runner was killed "
+                   "and restarted for the next image")
+            fix = f"raise --timeout, or timeout_s in envs/{self.job.spec.name}/model.toml"
+            return out + [(img, cell(CellStatus.TIMEOUT, msg, fix=fix)) for img in sent]
+        except RunnerCrashed as exc:
+            self._discard_runner()
+            self.run_info.crashes += 1
+            self._count_failure(str(exc), exc)
+            return out + self._crashed(sent, exc, pending)
+        except RemoteError as exc:  # the host itself refused the request: not this image's fault alone
+            return out + [(img, cell(CellStatus.ERROR, str(exc), error={"type": exc.type, "message": exc.message,
+                                                                          "traceback": exc.traceback}))
+                          for img in sent]
+        self.failures_in_a_row = 0   # a start counts only once the runner has done real work
+        by_id = {r.get("id"): r for r in reply.get("results", [])}
+        for img in sent:
+            result = by_id.get(img.id)
+            if result is None:
+                out.append((img, cell(CellStatus.ERROR, "the runner returned no result for this image")))
+                continue
+            result = dict(result)
+            result.pop("id", None)
+            result["batch_size"] = reply.get("batch_size", len(sent))
+            out.append((img, result))
+        return out
+
+    def _crashed(self, sent: list[ImageRef], exc: RunnerCrashed,
+                 pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
+        msg = f"{exc} (while this image was in flight)"
+        detail = {"stderr_tail": exc.stderr_tail} if exc.stderr_tail else {}
+        fix = f"see {self.job.log_path}"
+        out = []
+        if len(sent) > 1:  # which image was it? retry each alone
+            for img in reversed(sent):
+                self.solo.add(img.id)
+                pending.appendleft(img)
+            return out
+        img = sent[0]
+        crash = cell(CellStatus.CRASHED, msg, fix=fix, **detail)
+        history = self.crashes_of.setdefault(img.id, [])
+        history.append(crash)
+        if len(history) == 1 and self.job.limits.retry_crashed and self.give_up is None:
+            pending.append(img)   # once more, on a fresh runner, after the others
+            return out
+        if len(history) > 1:
+            crash["message"] = msg + "; it crashed the runner twice and is not retried"
+        return [(img, crash)]
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _emit(self, image: ImageRef, result: dict[str, Any], total: int) -> None:
+        history = self.crashes_of.get(image.id)
+        if history and result is not history[-1]:
+            result["attempts"] = [dict(h, attempt=i + 1) for i, h in enumerate(history)]
+            if result.get("status") == CellStatus.OK.value and not result.get("message"):
+                result["message"] = f"succeeded on attempt {len(history) + 1} after a crash"
+        elif history and len(history) > 1:
+            result["attempts"] = [dict(h, attempt=i + 1) for i, h in enumerate(history[:-1])]
+        self.sink(image, result)
+        self.done += 1
+        self.progress(self.job.spec.name, self.done, total)
+
+    def _summarise(self) -> None:
+        info = self.run_info
+        if self.give_up is not None:
+            info.status = "skipped" if self.give_up["status"] == CellStatus.SKIPPED.value else "failed"
+            info.message = self.give_up["message"].splitlines()[0]
+            info.fix = self.give_up.get("fix", "")

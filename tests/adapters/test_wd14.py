@@ -1,0 +1,251 @@
+"""The wd14 adapter end to end: a tiny random WD v3-style ONNX model through the real runner host.
+
+Scores of a random model mean nothing, so these tests check structure and invariants: every tag
+scored, thresholds honoured, one rating, batch order, and preprocessing (white alpha and padding,
+BGR) both at the pixel level and through the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+from orchestrator.registry import load_registry
+from orchestrator.transport import RemoteError
+
+pytestmark = pytest.mark.adapter
+
+SAMPLES = PROJECT_ROOT / "samples"
+SAMPLE_FILES = [SAMPLES / name for name in ("brick.png", "chelsea.png", "coffee.png", "rocket.jpg")]
+KAOMOJI_IN_TINY_CSV = ("^_^", "0_0")
+CATEGORY_NAMES = {"9": "rating", "0": "general", "4": "character"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("wd14")
+
+
+@pytest.fixture(scope="module")
+def rows(tiny: Path) -> list[dict[str, str]]:
+    with open(tiny / "selected_tags.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _names(rows: list[dict[str, str]], category: str) -> list[str]:
+    return [r["name"] for r in rows if CATEGORY_NAMES[r["category"]] == category]
+
+
+def _shown(name: str) -> str:
+    return name if name in KAOMOJI_IN_TINY_CSV else name.replace("_", " ")
+
+
+def _save(img: Image.Image, path: Path) -> Path:
+    img.save(path)
+    return path
+
+
+def _scores(cell: dict) -> list[float]:
+    return list(cell["raw"]["scores"].values())
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(abs(x - y) for x, y in zip(_scores(a), _scores(b), strict=True))
+
+
+def _generated(tmp_path: Path) -> list[Path]:
+    """A wide RGBA gradient with transparency, a tall greyscale image, a tiny one (upscaled)."""
+    wide = Image.merge("RGBA", [Image.linear_gradient("L").resize((300, 120)),
+                                Image.new("L", (300, 120), 90),
+                                Image.linear_gradient("L").rotate(90).resize((300, 120)),
+                                Image.linear_gradient("L").resize((300, 120))])
+    tall = Image.radial_gradient("L").resize((100, 260))
+    tiny = Image.new("RGB", (10, 10), (200, 30, 30))
+    return [_save(wide, tmp_path / "wide.png"), _save(tall, tmp_path / "tall.png"),
+            _save(tiny, tmp_path / "tiny.jpg")]
+
+
+def _check_cell(cell: dict, rows: list[dict[str, str]], general: float, character: float) -> None:
+    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert isinstance(cell["inference_s"], float) and cell["inference_s"] >= 0
+    raw = cell["raw"]
+    assert list(raw["scores"]) == [r["name"] for r in rows]  # every output, in CSV order
+    assert all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in raw["scores"].values())
+    assert raw["thresholds"] == {"general": general, "character": character}
+    assert raw["ratings"] == {n: raw["scores"][n] for n in _names(rows, "rating")}
+
+    tags = cell["tags"]
+    for tag in tags:
+        assert set(tag) == {"name", "score", "category"}
+        assert isinstance(tag["name"], str) and isinstance(tag["score"], float)
+        assert 0.0 <= tag["score"] <= 1.0
+    assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
+    ratings = [t for t in tags if t["category"] == "rating"]
+    assert len(ratings) == 1
+    assert ratings[0]["name"] == max(raw["ratings"], key=raw["ratings"].get)
+
+    thresholds = {"general": general, "character": character}
+    for kind, threshold in thresholds.items():
+        expected = {_shown(n) for n in _names(rows, kind) if raw["scores"][n] >= threshold}
+        got = [t for t in tags if t["category"] == kind]
+        assert {t["name"] for t in got} == expected
+        assert len(got) == len(expected)
+    passed = len(tags) - 1
+    assert cell["status"] == ("ok" if passed else "no_tags")
+    if not passed:
+        assert cell["message"]
+
+
+def test_load_reports_cpu_float32_and_scoring(run_model, tiny: Path, rows: list[dict[str, str]]) -> None:
+    load, cells = run_model("wd14", [SAMPLES / "chelsea.png"], weights=tiny)
+    assert load["device"] == "cpu"
+    assert load["dtype"] == "float32"
+    assert str(tiny) in load["model_version"]
+    assert any(f"independent sigmoid per tag ({len(rows)} tags)" in note for note in load["notes"])
+    assert len(cells) == 1 and cells[0]["id"] == "img0"
+
+
+def test_samples_with_model_toml_defaults(run_model, tiny: Path, rows: list[dict[str, str]],
+                                          tmp_path: Path) -> None:
+    defaults = load_registry()["wd14"].infer
+    paths = SAMPLE_FILES + _generated(tmp_path)
+    _, cells = run_model("wd14", paths, weights=tiny)
+    assert [c["id"] for c in cells] == [f"img{i}" for i in range(len(paths))]
+    for cell in cells:
+        _check_cell(cell, rows, defaults["general_threshold"], defaults["character_threshold"])
+
+
+def test_zero_thresholds_return_every_tag_with_display_names(run_model, tiny: Path,
+                                                             rows: list[dict[str, str]]) -> None:
+    _, [cell] = run_model("wd14", [SAMPLES / "coffee.png"], weights=tiny,
+                          general_threshold=0.0, character_threshold=0.0)
+    _check_cell(cell, rows, 0.0, 0.0)
+    assert cell["status"] == "ok"
+    names = {t["name"] for t in cell["tags"]}
+    assert len(cell["tags"]) == 1 + len(_names(rows, "general")) + len(_names(rows, "character"))
+    assert {"no humans", "brick wall", "tiny character (test)", "^_^", "0_0"} <= names
+    assert "no_humans" not in names
+
+
+def test_thresholds_above_one_give_no_tags(run_model, tiny: Path, rows: list[dict[str, str]]) -> None:
+    _, [cell] = run_model("wd14", [SAMPLES / "rocket.jpg"], weights=tiny,
+                          general_threshold=1.01, character_threshold=1.01)
+    _check_cell(cell, rows, 1.01, 1.01)
+    assert cell["status"] == "no_tags"
+    assert [t["category"] for t in cell["tags"]] == ["rating"]
+    assert len(cell["raw"]["scores"]) == len(rows)
+
+
+def test_batch_results_follow_image_order(run_model, tiny: Path) -> None:
+    paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg", SAMPLES / "brick.png"]
+    _, forward = run_model("wd14", paths, weights=tiny)
+    _, backward = run_model("wd14", paths[::-1], weights=tiny)
+    _, [single] = run_model("wd14", paths[:1], weights=tiny)
+    assert [c["image"]["width"] for c in forward] == [Image.open(p).width for p in paths]
+    assert _max_diff(forward[0], forward[2]) > 1e-3  # distinct images, or the order check is void
+    for cell, other in zip(forward, backward[::-1], strict=True):
+        assert _max_diff(cell, other) < 1e-4
+    assert _max_diff(forward[0], single) < 1e-4
+
+
+def test_transparency_and_padding_become_white(run_model, tiny: Path, tmp_path: Path) -> None:
+    """Inputs the reference preprocessing maps to the same pixels must score the same."""
+    photo = Image.open(SAMPLES / "rocket.jpg").convert("RGB").resize((240, 120))
+    side, offset = 240, (0, (240 - 120) // 2)
+    holed = photo.convert("RGBA")
+    holed.paste((0, 0, 0, 0), (60, 30, 180, 90))  # fully transparent black hole
+    flattened = photo.copy()
+    flattened.paste((255, 255, 255), (60, 30, 180, 90))
+    white_square = Image.new("RGB", (side, side), (255, 255, 255))
+    white_square.paste(photo, offset)
+    black_square = Image.new("RGB", (side, side), (0, 0, 0))
+    black_square.paste(photo, offset)
+    paths = [_save(img, tmp_path / f"{name}.png") for name, img in (
+        ("holed", holed), ("flattened", flattened), ("wide", photo), ("white", white_square),
+        ("black", black_square))]
+    _, cells = run_model("wd14", paths, weights=tiny)
+    holed_c, flat_c, wide_c, white_c, black_c = cells
+    assert _max_diff(holed_c, flat_c) < 1e-5
+    assert _max_diff(wide_c, white_c) < 1e-5
+    assert _max_diff(wide_c, black_c) > 1e-3  # the padding colour does reach the scores
+
+
+PIXEL_CHECK = """
+import io, json
+import numpy as np
+from PIL import Image
+from runners._images import decode
+from runners.wd14 import preprocess
+
+def png(img):
+    buf = io.BytesIO(); img.save(buf, "PNG"); return buf.getvalue()
+
+wide = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+wide.paste((255, 0, 0, 255), (0, 0, 20, 20))   # left half opaque red, right half transparent
+tall = Image.new("RGB", (10, 40), (0, 128, 255))
+out = {}
+for name, img, size in (("wide", wide, 40), ("tall", tall, 40), ("small", wide, 20), ("big", tall, 80)):
+    arr = preprocess(decode(name, name, png(img)), size)
+    out[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "min": float(arr.min()),
+                 "max": float(arr.max()), "pixels": arr.round(3).tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_preprocessing_pixels(env_python: Callable[[str], Path]) -> None:
+    """Pixel-level check in the onnx env (numpy is not in the test venv)."""
+    proc = subprocess.run([str(env_python("onnx")), "-c", PIXEL_CHECK], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    white, red_bgr, orange_bgr = [255.0] * 3, [0.0, 0.0, 255.0], [255.0, 128.0, 0.0]
+
+    wide = out["wide"]
+    assert wide["shape"] == [40, 40, 3] and wide["dtype"] == "float32"
+    px = wide["pixels"]
+    assert all(px[y][x] == white for y in (*range(10), *range(30, 40)) for x in range(40))  # pad rows
+    assert all(px[y][x] == red_bgr for y in range(10, 30) for x in range(20))  # BGR order, unscaled
+    assert all(px[y][x] == white for y in range(10, 30) for x in range(20, 40))  # alpha on white
+
+    tall = out["tall"]["pixels"]
+    assert all(tall[y][x] == white for y in range(40) for x in (*range(15), *range(25, 40)))
+    assert all(tall[y][x] == orange_bgr for y in range(40) for x in range(15, 25))
+
+    for name, size in (("small", 20), ("big", 80)):  # resized: still 0-255 floats, pad stays white
+        assert out[name]["shape"] == [size, size, 3] and out[name]["dtype"] == "float32"
+        assert 0.0 <= out[name]["min"] and out[name]["max"] <= 255.0 and out[name]["max"] > 1.0
+        assert out[name]["pixels"][0][0] == white
+    assert out["small"]["pixels"][10][2] == red_bgr  # well inside the red half after a 2x shrink
+
+
+def _copy_weights(tiny: Path, dest: Path, csv_rows: list[dict[str, str]] | None) -> Path:
+    dest.mkdir()
+    shutil.copy(tiny / "model.onnx", dest / "model.onnx")
+    if csv_rows is not None:
+        with open(dest / "selected_tags.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["tag_id", "name", "category", "count"])
+            writer.writeheader()
+            writer.writerows(csv_rows)
+    return dest
+
+
+def test_missing_tag_file_fails_load_clearly(run_model, tiny: Path, tmp_path: Path) -> None:
+    weights = _copy_weights(tiny, tmp_path / "no-csv", None)
+    with pytest.raises(RemoteError, match="selected_tags.csv not found"):
+        run_model("wd14", [SAMPLES / "chelsea.png"], weights=weights)
+
+
+def test_tag_file_that_does_not_match_the_model_fails_load(run_model, tiny: Path, tmp_path: Path,
+                                                          rows: list[dict[str, str]]) -> None:
+    weights = _copy_weights(tiny, tmp_path / "short-csv", rows[:-1])
+    with pytest.raises(RemoteError, match=f"{len(rows) - 1} rows but the model has {len(rows)} outputs"):
+        run_model("wd14", [SAMPLES / "chelsea.png"], weights=weights)

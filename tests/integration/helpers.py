@@ -1,0 +1,64 @@
+"""Build supervisor jobs that run the fake runner (tests/fakes/runner.py) or the real host."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from orchestrator.images import ImageRef, hash_file
+from orchestrator.paths import PROJECT_ROOT
+from orchestrator.registry import ModelSpec
+from orchestrator.supervisor import Limits, ModelJob, Supervisor
+
+
+def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:
+    return ModelSpec(name=name, adapter="runners.fake", kind=kind, env="none", hub_id="fake/model",
+                     revision="0" * 40, folder=PROJECT_ROOT / "envs" / name)
+
+
+def images(tmp_path: Path, names: list[str]) -> list[ImageRef]:
+    out = []
+    for i, name in enumerate(names):
+        path = tmp_path / name
+        path.write_bytes(b"fake image %d " % i + name.encode())
+        out.append(hash_file(path))
+    return out
+
+
+def fake_job(tmp_path: Path, behaviour: str, limits: Limits | None = None, batch_size: int = 1,
+             runner_module: str = "tests.fakes.runner", load_options: dict[str, Any] | None = None,
+             infer_options: dict[str, Any] | None = None) -> ModelJob:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir(exist_ok=True)
+    load_spec = {"name": "fake", "hub_id": "fake/model", "revision": "0" * 40, "local_path": None, "offline": True,
+                 "device": "cpu", "dtype": "auto", "cache_dir": str(tmp_path / "cache"),
+                 "options": load_options or {}}
+    return ModelJob(spec=spec(), python=Path(sys.executable), load_spec=load_spec,  # type: ignore[arg-type]
+                    infer_options=infer_options or {}, log_path=tmp_path / "logs" / "fake.log",
+                    limits=limits or Limits(hello_s=30, load_s=30, infer_s=5), batch_size=batch_size,
+                    runner_module=runner_module, adapter=behaviour, offline=True,
+                    extra_env={"PYTHONPATH": str(PROJECT_ROOT), "FAKE_PID_DIR": str(pid_dir)})
+
+
+def run(job: ModelJob, imgs: list[ImageRef]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    cells: dict[str, dict[str, Any]] = {}
+    info = Supervisor(job, lambda image, result: cells.__setitem__(image.path.name, result)).run(imgs)
+    return info, cells
+
+
+def started_pids(tmp_path: Path) -> list[int]:
+    return [int(p.name) for p in (tmp_path / "pids").iterdir()]
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out

@@ -1,0 +1,163 @@
+"""The supervisor's fault paths, against fake runners (stdlib + schemas, no model).
+
+Every test also checks with psutil that no runner process (or grandchild) is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.supervisor import Limits
+from tests.integration.helpers import alive, fake_job, images, run, started_pids
+
+NAMES = ["a.jpg", "b.jpg", "c.jpg"]
+
+
+@pytest.fixture(autouse=True)
+def no_orphans(tmp_path: Path):
+    yield
+    if (tmp_path / "pids").exists():
+        time.sleep(0.2)
+        assert alive(started_pids(tmp_path)) == [], "a runner process outlived the supervisor"
+
+
+def test_all_ok(tmp_path: Path) -> None:
+    info, cells = run(fake_job(tmp_path, "ok"), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["ok"] * 3
+    assert cells["a.jpg"]["tags"][0]["name"].startswith("len")
+    assert info.status == "ok" and info.load["device"] == "cpu" and info.reloads == []
+    assert len(started_pids(tmp_path)) == 1, "one runner serves every image"
+
+
+def test_hang_becomes_timeout_and_runner_restarts(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=1.0)
+    info, cells = run(fake_job(tmp_path, "hang_on:2", limits), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["ok", "timeout", "ok"]
+    assert "1 s per image" in cells["b.jpg"]["message"] and "--timeout" in cells["b.jpg"]["fix"]
+    assert info.timeouts == 1 and len(info.reloads) == 1 and info.reloads[0] > 0
+    assert len(started_pids(tmp_path)) == 2
+
+
+def test_timeout_kills_grandchildren(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=1.0)
+    run(fake_job(tmp_path, "fork_child,hang_on:1", limits), images(tmp_path, NAMES[:1]))
+    assert len(started_pids(tmp_path)) == 2  # runner + its sleeping child; the fixture checks both died
+
+
+def test_crash_is_retried_once_on_a_fresh_runner(tmp_path: Path) -> None:
+    info, cells = run(fake_job(tmp_path, "crash_on:2"), images(tmp_path, NAMES))
+    # b.jpg killed runner 1; c.jpg ran on runner 2 (its 1st request); b.jpg retried as runner 2's 2nd
+    # request... which crashes again by construction, so it is marked a poison image.
+    assert cells["a.jpg"]["status"] == "ok" and cells["c.jpg"]["status"] == "ok"
+    assert cells["b.jpg"]["status"] == "crashed"
+    assert "SIGKILL" in cells["b.jpg"]["message"] and "twice" in cells["b.jpg"]["message"]
+    assert cells["b.jpg"]["attempts"][0]["status"] == "crashed"
+    assert info.crashes == 2
+
+
+def test_poison_image_not_retried_and_others_complete(tmp_path: Path) -> None:
+    names = ["a.jpg", "poison.jpg", "c.jpg", "d.jpg"]
+    info, cells = run(fake_job(tmp_path, "crash_on_name:poison.jpg"), images(tmp_path, names))
+    assert {n: cells[n]["status"] for n in names} == {"a.jpg": "ok", "poison.jpg": "crashed", "c.jpg": "ok",
+                                                      "d.jpg": "ok"}
+    poison = cells["poison.jpg"]
+    assert "exited with code 3" in poison["message"] and "not retried" in poison["message"]
+    assert "poison image, exiting 3" in poison["stderr_tail"]
+    assert len(started_pids(tmp_path)) == 2  # runner 1 dies on poison; runner 2 does c, d, then the retry
+
+
+def test_crash_without_retry_is_final(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=5, retry_crashed=False)
+    _, cells = run(fake_job(tmp_path, "crash_on:2", limits), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["ok", "crashed", "ok"]
+    assert "attempts" not in cells["b.jpg"]
+
+
+def test_crash_at_start_spends_budget_then_skips(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=5, max_restarts=2)
+    info, cells = run(fake_job(tmp_path, "crash_at_start", limits), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["skipped"] * 3
+    assert "restart budget spent" in cells["a.jpg"]["message"]
+    assert "crashing at start as asked" in cells["a.jpg"]["message"]  # the stderr tail explains it
+    assert info.status == "skipped" and len(started_pids(tmp_path)) == 3  # 1 start + 2 restarts
+
+
+def test_garbage_on_stdout_is_a_protocol_violation(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=5, max_restarts=1)
+    _, cells = run(fake_job(tmp_path, "garbage", limits), images(tmp_path, NAMES))
+    assert cells["a.jpg"]["status"] == "skipped"
+    assert "not a protocol frame" in cells["a.jpg"]["message"] and "b'Loadin'" in cells["a.jpg"]["message"]
+
+
+def test_huge_frame_is_refused_before_buffering(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=5, max_restarts=1, retry_crashed=False)
+    info, cells = run(fake_job(tmp_path, "huge_frame", limits), images(tmp_path, NAMES))
+    assert cells["a.jpg"]["status"] == "crashed"
+    assert "over the" in cells["a.jpg"]["message"] and "limit" in cells["a.jpg"]["message"]
+    assert cells["c.jpg"]["status"] == "skipped" and info.status == "skipped"
+
+
+def test_slow_load_times_out(tmp_path: Path) -> None:
+    limits = Limits(hello_s=30, load_s=0.5, infer_s=5, max_restarts=0)
+    info, cells = run(fake_job(tmp_path, "slow_load:30", limits), images(tmp_path, NAMES[:2]))
+    assert [cells[n]["status"] for n in NAMES[:2]] == ["skipped", "skipped"]
+    assert "no reply to 'load' within 0.5 s" in cells["a.jpg"]["message"]
+
+
+def test_slow_load_within_deadline_is_fine(tmp_path: Path) -> None:
+    info, cells = run(fake_job(tmp_path, "slow_load:1"), images(tmp_path, NAMES[:1]))
+    assert cells["a.jpg"]["status"] == "ok"
+
+
+def test_missing_weights_skip_with_fix(tmp_path: Path) -> None:
+    info, cells = run(fake_job(tmp_path, "weights_missing"), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["skipped"] * 3
+    assert "--weights fake=" in cells["a.jpg"]["fix"]
+    assert len(started_pids(tmp_path)) == 1, "a deterministic load failure is not retried"
+
+
+def test_error_reply_fails_only_that_request(tmp_path: Path) -> None:
+    _, cells = run(fake_job(tmp_path, "error_on:2"), images(tmp_path, NAMES))
+    assert [cells[n]["status"] for n in NAMES] == ["ok", "error", "ok"]
+    assert cells["b.jpg"]["error"]["type"] == "ValueError"
+
+
+def test_batch_crash_isolates_the_culprit(tmp_path: Path) -> None:
+    names = ["a.jpg", "poison.jpg", "c.jpg", "d.jpg"]
+    _, cells = run(fake_job(tmp_path, "crash_on_name:poison.jpg", batch_size=2), images(tmp_path, names))
+    assert {n: cells[n]["status"] for n in names} == {"a.jpg": "ok", "poison.jpg": "crashed", "c.jpg": "ok",
+                                                      "d.jpg": "ok"}
+
+
+def _kill_when_in_flight(tmp_path: Path, marker: str) -> threading.Thread:
+    """SIGKILL the runner from outside once its log shows `marker` (an image in flight)."""
+    def killer() -> None:
+        log = tmp_path / "logs" / "fake.log"
+        for _ in range(200):
+            if log.exists() and marker in log.read_text():
+                pid = max(started_pids(tmp_path), key=lambda p: (tmp_path / "pids" / str(p)).stat().st_mtime)
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=killer)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_runner_killed_from_outside(tmp_path: Path, retry: bool) -> None:
+    limits = Limits(hello_s=30, load_s=30, infer_s=20, retry_crashed=retry)
+    killer = _kill_when_in_flight(tmp_path, "infer #2")
+    _, cells = run(fake_job(tmp_path, "hang_on:2", limits), images(tmp_path, NAMES))
+    killer.join()
+    crash = cells["b.jpg"] if not retry else cells["b.jpg"]["attempts"][0]
+    assert crash["status"] == "crashed" and "killed by SIGKILL" in crash["message"]
+    assert cells["a.jpg"]["status"] == "ok" and cells["c.jpg"]["status"] == "ok"
+    if retry:  # the fresh runner's 2nd request is c.jpg... then b.jpg as its 2nd? no: b.jpg is 2nd -> hangs
+        assert cells["b.jpg"]["status"] in ("ok", "timeout")
