@@ -10,10 +10,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator import envbuild
-from orchestrator.paths import PROJECT_ROOT, cache_root
+from orchestrator.paths import PROJECT_ROOT
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -41,41 +38,11 @@ def env_python() -> Callable[[str], Path]:
     return get
 
 
-def _env_of_family(family: str) -> str:
-    source = (PROJECT_ROOT / "tests" / "tiny" / f"{family}.py").read_text()
-    for line in source.splitlines():
-        if line.startswith("ENV = "):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"")
-
-
 @pytest.fixture(scope="session")
-def tiny_model(env_python: Callable[[str], Path]) -> Callable[[str], Path]:
-    built: dict[str, Path] = {}
+def tiny_model() -> Callable[[str], Path]:
+    from tests.tiny import build
 
-    def get(family: str) -> Path:
-        if family in built:
-            return built[family]
-        env = _env_of_family(family)
-        python = env_python(env)
-        builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
-        key = hashlib.sha256(builder.read_bytes() + envbuild.env_key(envbuild.env_paths(env)).encode()).hexdigest()[:12]
-        out = cache_root() / "tiny" / f"{family}-{key}"
-        if not (out / ".complete").exists():
-            shutil.rmtree(out, ignore_errors=True)
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            proc = subprocess.run([str(python), "-m", f"tests.tiny.{family}", str(tmp)], cwd=PROJECT_ROOT,
-                                  capture_output=True, text=True,
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)})
-            if proc.returncode != 0:
-                raise RuntimeError(f"building tiny {family} failed:\n{proc.stdout}\n{proc.stderr}")
-            (tmp / ".complete").write_text("")
-            tmp.rename(out)
-        built[family] = out
-        return out
-
-    return get
+    return build
 
 
 @pytest.fixture()

@@ -145,6 +145,15 @@ def test_thresholds_above_one_give_no_tags(run_model, tiny: Path, rows: list[dic
     assert len(cell["raw"]["scores"]) == len(rows)
 
 
+@pytest.mark.parametrize(("general", "character", "kept"), [(1.01, 0.0, "character"), (0.0, 1.01, "general")])
+def test_each_category_has_its_own_threshold(run_model, tiny: Path, rows: list[dict[str, str]], general: float,
+                                             character: float, kept: str) -> None:
+    _, [cell] = run_model("wd14", [SAMPLES / "chelsea.png"], weights=tiny,
+                          general_threshold=general, character_threshold=character)
+    _check_cell(cell, rows, general, character)
+    assert sorted(t["category"] for t in cell["tags"]) == sorted(["rating"] + [kept] * len(_names(rows, kept)))
+
+
 def test_batch_results_follow_image_order(run_model, tiny: Path) -> None:
     paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg", SAMPLES / "brick.png"]
     _, forward = run_model("wd14", paths, weights=tiny)
@@ -192,11 +201,16 @@ def png(img):
 wide = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
 wide.paste((255, 0, 0, 255), (0, 0, 20, 20))   # left half opaque red, right half transparent
 tall = Image.new("RGB", (10, 40), (0, 128, 255))
+# The padded squares drawn by hand, to resize with PIL's BICUBIC as the reference Space does.
+wide_square = Image.new("RGB", (40, 40), "white"); wide_square.paste((255, 0, 0), (0, 10, 20, 30))
+tall_square = Image.new("RGB", (40, 40), "white"); tall_square.paste((0, 128, 255), (15, 0, 25, 40))
 out = {}
-for name, img, size in (("wide", wide, 40), ("tall", tall, 40), ("small", wide, 20), ("big", tall, 80)):
+for name, img, size, square in (("wide", wide, 40, wide_square), ("tall", tall, 40, tall_square),
+                                ("small", wide, 20, wide_square), ("big", tall, 72, tall_square)):
     arr = preprocess(decode(name, name, png(img)), size)
+    ref = np.asarray(square.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)[:, :, ::-1]
     out[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "min": float(arr.min()),
-                 "max": float(arr.max()), "pixels": arr.round(3).tolist()}
+                 "max": float(arr.max()), "pixels": arr.tolist(), "bicubic_reference": bool((arr == ref).all())}
 print(json.dumps(out))
 """
 
@@ -220,11 +234,12 @@ def test_preprocessing_pixels(env_python: Callable[[str], Path]) -> None:
     assert all(tall[y][x] == white for y in range(40) for x in (*range(15), *range(25, 40)))
     assert all(tall[y][x] == orange_bgr for y in range(40) for x in range(15, 25))
 
-    for name, size in (("small", 20), ("big", 80)):  # resized: still 0-255 floats, pad stays white
+    for name, size in (("small", 20), ("big", 72)):  # resized: still 0-255 floats, pad stays white
         assert out[name]["shape"] == [size, size, 3] and out[name]["dtype"] == "float32"
         assert 0.0 <= out[name]["min"] and out[name]["max"] <= 255.0 and out[name]["max"] > 1.0
         assert out[name]["pixels"][0][0] == white
     assert out["small"]["pixels"][10][2] == red_bgr  # well inside the red half after a 2x shrink
+    assert all(out[name]["bicubic_reference"] for name in out)
 
 
 def _copy_weights(tiny: Path, dest: Path, csv_rows: list[dict[str, str]] | None) -> Path:

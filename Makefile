@@ -1,0 +1,49 @@
+# mltag: every target does its own set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+MLTAG  := $(VENV)/bin/mltag
+MODELS ?= all
+DEMO_MODELS ?= clip,wd14,florence2
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup setup-envs test demo health lint lock bench clean
+
+# The orchestrator's venv (typer, rich, msgpack, psutil, uv, ...). No model library here.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# One venv per env under .cache/venvs (uv, deduplicated, locked). MODELS=a,b builds a subset.
+setup-envs: setup
+	$(MLTAG) setup-envs --models $(MODELS)
+
+# The test suite: builds the envs and tiny random models it needs, offline.
+test: setup
+	$(MLTAG) setup-envs --models $(DEMO_MODELS)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+# The main job on sample photos: real weights when the Hub is reachable, else tiny random models.
+demo: setup
+	$(MLTAG) setup-envs --models $(DEMO_MODELS)
+	$(VENV)/bin/python -m tests.tiny.demo --models $(DEMO_MODELS) samples
+
+health: setup
+	$(MLTAG) health
+
+lint: setup
+	$(VENV)/bin/ruff check orchestrator runners schemas tests bench
+	$(VENV)/bin/lint-imports
+
+# Re-compile the env locks from envs/requirements/*.in (maintainers, needs network).
+lock: setup
+	for f in envs/requirements/*.in; do $(MLTAG) lock $$(basename $$f .in); done
+
+bench: setup
+	$(MLTAG) setup-envs --models wd14
+	$(VENV)/bin/python bench/transport.py
+
+clean:
+	rm -rf .cache $(VENV)

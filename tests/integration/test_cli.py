@@ -1,0 +1,83 @@
+"""The `mltag` command as a user runs it (a subprocess of the installed console script)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from orchestrator.paths import PROJECT_ROOT
+
+SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+SAMPLES = PROJECT_ROOT / "samples"
+
+
+def mltag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=timeout)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["analyze", "no/such/dir"], "path not found: no/such/dir"),
+    (["analyze", "samples", "--models", "florance2"], "did you mean 'florence2'"),
+    (["analyze", "samples", "--format", "xml"], "unknown --format 'xml'"),
+    (["analyze", "samples", "--weights", "wd14"], "--weights expects KEY=VALUE"),
+    (["analyze", "samples", "--models", "wd14", "--weights", "clip=/tmp"], "not selected: clip"),
+    (["run", "wd14", "samples", "--weights", "wd14=/no/such/weights"], "path does not exist"),
+])
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], expected: str) -> None:
+    proc = mltag(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    proc = mltag("analyze", str(tmp_path), "--models", "wd14")
+    assert proc.returncode == 2 and "no images" in proc.stderr
+
+
+def test_models_lists_the_registry() -> None:
+    proc = mltag("models")
+    assert proc.returncode == 0
+    for name in ("clip", "wd14", "florence2"):
+        assert name in proc.stdout
+
+
+@pytest.mark.adapter
+def test_analyze_three_models_json_validates(tiny_model, tmp_path: Path) -> None:
+    """The spine's done criterion: clip, wd14 and florence2 on real photos, every cell ok."""
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    weights = [f"--weights={m}={tiny_model(m)}" for m in ("clip", "wd14", "florence2")]
+    proc = mltag("analyze", str(folder), "--models", "clip,wd14,florence2", *weights, "--format", "json",
+                 "--offline", "--device", "cpu", "--warmup")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # stdout holds the JSON and nothing else
+    jsonschema.validate(doc, SCHEMA)
+    assert len(doc["images"]) == 4
+    statuses = {(img["path"], m): c["status"] for img in doc["images"] for m, c in img["results"].items()}
+    assert set(statuses.values()) <= {"ok", "no_tags"} and len(statuses) == 12
+    assert sum(s == "ok" for s in statuses.values()) >= 8  # taggers always tag; a random captioner may say nothing
+    for model in doc["models"]:
+        assert model["status"] == "ok" and model["device"] == "cpu"
+        assert model["load_s"] > 0 and model["warmup_s"] is not None and model["runner"]["python"]
+
+
+@pytest.mark.adapter
+def test_table_and_csv_render(tiny_model, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out.csv"
+    args = ["run", "wd14", str(SAMPLES / "brick.png"), str(bad), f"--weights=wd14={tiny_model('wd14')}", "--offline"]
+    proc = mltag(*args, "--format", "csv", "--out", str(out))
+    assert proc.returncode == 1, "a bad image is a failed cell: exit 1"
+    assert "brick.png" in out.read_text() and "bad_image" in out.read_text()
+    assert "=== " in proc.stderr, "mltag run shows the runner's stderr live"
+    table = mltag(*args, "--format", "table")
+    assert "wd14" in table.stdout and "bad_image" in table.stdout and "brick.png" in table.stdout

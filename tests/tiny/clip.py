@@ -1,0 +1,76 @@
+"""Build a tiny random CLIP in open_clip's hub layout: `python -m tests.tiny.clip OUT_DIR` (modern env).
+
+The real ViT CLIP architecture of ViT-L-14-quickgelu (open_clip.CLIP, QuickGELU, causal text
+transformer, the 49408-token BPE vocabulary that ships in the open_clip wheel), but 32 wide and
+2 deep, at 64 px. Writes OUT_DIR/open_clip_config.json (model_cfg + preprocess_cfg, OpenAI's
+normalisation) and OUT_DIR/open_clip_model.safetensors, then loads them back through the
+adapter's `local-dir:` route and checks the outputs match. Offline, seeded, ~7 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ENV = "modern"
+
+MODEL_CFG = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+PREPROCESS_CFG = {
+    "mean": [0.48145466, 0.4578275, 0.40821073],
+    "std": [0.26862954, 0.26130258, 0.27577711],
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
+
+
+def build(out: Path) -> None:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**MODEL_CFG).eval()
+    (out / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    check(model, out)
+
+
+def check(model, out: Path) -> None:  # noqa: ANN001 - torch is imported lazily
+    """The saved folder must load through `local-dir:` into the same QuickGELU model."""
+    import open_clip
+    import torch
+    from open_clip.transformer import QuickGELU
+
+    loaded, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    loaded.eval()
+    if not any(isinstance(m, QuickGELU) for m in loaded.modules()):
+        raise RuntimeError("the reloaded model does not use QuickGELU")
+    tokens = open_clip.get_tokenizer(f"local-dir:{out}")(["a photo of a factory"])
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        same = (torch.allclose(model.encode_image(image), loaded.encode_image(image))
+                and torch.allclose(model.encode_text(tokens), loaded.encode_text(tokens)))
+    if not same:
+        raise RuntimeError("the reloaded tiny CLIP differs from the one that was saved")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m tests.tiny.clip OUT_DIR", file=sys.stderr)
+        return 2
+    out = Path(argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    build(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

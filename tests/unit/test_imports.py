@@ -1,0 +1,40 @@
+"""The import rule: the CLI never loads model libraries; the layers never cross."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from orchestrator.paths import PROJECT_ROOT
+
+
+def test_cli_import_loads_no_model_library() -> None:
+    code = ("import sys, orchestrator.cli, orchestrator.pipeline, orchestrator.supervisor, orchestrator.health\n"
+            "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'open_clip', 'numpy', 'runners') "
+            "if m in sys.modules]\nprint(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = PROJECT_ROOT / ".venv" / "bin" / "lint-imports"
+    exe = str(lint) if lint.exists() else "lint-imports"
+    out = subprocess.run([exe, "--config", str(PROJECT_ROOT / "pyproject.toml")], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "BROKEN" not in out.stdout and "KEPT" in out.stdout
+
+
+def test_adapters_never_import_each_other() -> None:
+    """An adapter loads only its own deps: runners.<x> may import runners._*, base, nothing else."""
+    import ast
+
+    shared = {"runners", "runners.base", "runners.host"}
+    for path in (PROJECT_ROOT / "runners").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("runners.") and name not in shared and not name.split(".")[1].startswith("_"):
+                    raise AssertionError(f"{path.name} imports adapter {name}")

@@ -1,0 +1,52 @@
+"""Every shipped model.toml is valid, and selection gives useful errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import envbuild
+from orchestrator.registry import RegistryError, UnknownModel, load_registry, select
+
+
+def test_shipped_registry_is_valid() -> None:
+    registry = load_registry()
+    assert {"clip", "wd14", "florence2"} <= set(registry)
+    for spec in registry.values():
+        assert len(spec.revision) == 40 and int(spec.revision, 16) >= 0, f"{spec.name}: pin a full commit hash"
+        assert envbuild.env_paths(spec.env).requirements_in.exists(), f"{spec.name}: env {spec.env} has no .in"
+        assert envbuild.env_paths(spec.env).lock.exists(), f"{spec.name}: env {spec.env} has no lock"
+        assert (Path(__file__).parents[2] / (spec.adapter.replace(".", "/") + ".py")).exists()
+
+
+def test_locks_pin_every_package_exactly() -> None:
+    for lock in envbuild.env_paths("modern").lock.parent.glob("*.txt"):
+        for line in lock.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                assert "==" in line, f"{lock.name}: {line} is not pinned"
+                assert not line.startswith("torch=="), "torch is pinned on the install command, not in locks"
+                assert not line.startswith("nvidia"), f"{lock.name}: CUDA package {line} in a lock"
+
+
+def test_unknown_model_suggests_a_close_name() -> None:
+    with pytest.raises(UnknownModel, match="did you mean 'florence2'"):
+        select(load_registry(), "florance2")
+
+
+def test_all_and_dedup() -> None:
+    registry = load_registry()
+    assert len(select(registry, "all")) == len(registry)
+    assert [s.name for s in select(registry, "wd14, wd14")] == ["wd14"]
+
+
+def test_invalid_model_toml_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.toml").write_text('adapter = "runners.x"\nkind = "painter"\n')
+    with pytest.raises(RegistryError, match="missing env, hub_id, revision"):
+        load_registry(tmp_path)
+    (tmp_path / "broken" / "model.toml").write_text(
+        'adapter = "runners.x"\nkind = "painter"\nenv = "e"\nhub_id = "a/b"\nrevision = "r"\n')
+    with pytest.raises(RegistryError, match="kind 'painter'"):
+        load_registry(tmp_path)
