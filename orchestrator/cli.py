@@ -38,6 +38,8 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per im
 Threshold = Annotated[float | None, typer.Option("--threshold", help="Display threshold; raw scores stay in JSON.")]
 Top = Annotated[int, typer.Option("--top", help="Tags shown per model in the table (0 = all).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")]
+Dtype = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (auto: bf16/fp16 on GPU, "
+                                                    "fp32 on CPU)")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never touch the network (HF cache / --weights only).")]
 Weights = Annotated[list[str] | None, typer.Option("--weights", help="MODEL=PATH local weights override (repeatable).")]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Search folders recursively.")]
@@ -51,8 +53,14 @@ Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
 
 
+def _stdout() -> Console:
+    """Rich assumes 80 columns when piped; a piped table should not squeeze its columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -140,10 +148,10 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
                 follower.stop()
     for m in document["models"]:
         if m["status"] != "ok":
-            err.print(f"[yellow]{m['name']}: {m['status']}: {m['message']}[/]" + (f"\n  fix: {m['fix']}" if m["fix"] else ""),
-                      highlight=False)
+            fix = f"\n  fix: {m['fix']}" if m["fix"] else ""
+            err.print(f"[yellow]{m['name']}: {m['status']}: {m['message']}[/]{fix}", highlight=False)
     if fmt == "table":
-        console = Console(file=open(out, "w"), width=160) if out else Console()  # noqa: SIM115
+        console = Console(file=open(out, "w"), width=160) if out else _stdout()
         render(document, console)
     else:
         text = to_json(document) if fmt == "json" else to_csv(document, options.threshold)
@@ -187,7 +195,7 @@ class _LogFollower:
         self.thread.join(timeout=2)
 
 
-def _options(timeout: float | None, threshold: float | None, top: int, device: str, offline: bool,
+def _options(timeout: float | None, threshold: float | None, top: int, device: str, dtype: str, offline: bool,
              weights: list[str] | None, warmup: bool, batch_size: int, parallel: int, option: list[str] | None,
              retry: bool) -> Any:
     from orchestrator.pipeline import RunOptions
@@ -196,7 +204,9 @@ def _options(timeout: float | None, threshold: float | None, top: int, device: s
         fail("--batch-size and --parallel must be at least 1")
     if device not in ("auto", "cpu", "cuda", "mps"):
         fail(f"unknown --device {device!r} (auto, cpu, cuda, mps)")
-    return RunOptions(timeout_s=timeout, threshold=threshold, top=top, device=device, offline=offline,
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        fail(f"unknown --dtype {dtype!r} (auto, float32, bfloat16, float16)")
+    return RunOptions(timeout_s=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
                       weights={k: Path(v).expanduser() for k, v in _pairs(weights, "--weights").items()},
                       warmup=warmup, batch_size=batch_size, parallel=parallel, retry_crashed=retry,
                       infer_overrides={k: _parse_value(v) for k, v in _pairs(option, "--option").items()})
@@ -206,22 +216,25 @@ def _options(timeout: float | None, threshold: float | None, top: int, device: s
 def analyze(paths: Paths,
             models: Annotated[str, typer.Option("--models", "-m", help="all, or comma-separated names")] = "all",
             fmt: Format = "table", out: Out = None, timeout: Timeout = None, threshold: Threshold = None,
-            top: Top = 10, device: Device = "auto", offline: Offline = False, weights: Weights = None,
-            recursive: Recursive = True, verbose: Verbose = False, warmup: Warmup = False, batch_size: Batch = 1,
+            top: Top = 10, device: Device = "auto", dtype: Dtype = "auto", offline: Offline = False,
+            weights: Weights = None, recursive: Recursive = True, verbose: Verbose = False, warmup: Warmup = False,
+            batch_size: Batch = 1,
             parallel: Parallel = 1, option: Option = None, retry: Retry = True) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
-    opts = _options(timeout, threshold, top, device, offline, weights, warmup, batch_size, parallel, option, retry)
+    opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, parallel, option,
+                    retry)
     _analyze(paths, _select(models), fmt, out, recursive, opts, live_logs=verbose)
 
 
 @app.command()
 def run(model: Annotated[str, typer.Argument(help="One model name (see `mltag models`).")], paths: Paths,
         fmt: Format = "table", out: Out = None, timeout: Timeout = None, threshold: Threshold = None,
-        top: Top = 10, device: Device = "auto", offline: Offline = False, weights: Weights = None,
-        recursive: Recursive = True, warmup: Warmup = False, batch_size: Batch = 1, option: Option = None,
+        top: Top = 10, device: Device = "auto", dtype: Dtype = "auto", offline: Offline = False,
+        weights: Weights = None, recursive: Recursive = True, warmup: Warmup = False, batch_size: Batch = 1,
+        option: Option = None,
         retry: Retry = True) -> None:
     """Run ONE model alone, its runner's stderr shown live."""
-    opts = _options(timeout, threshold, top, device, offline, weights, warmup, batch_size, 1, option, retry)
+    opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, 1, option, retry)
     _analyze(paths, _select(model), fmt, out, recursive, opts, live_logs=True)
 
 
@@ -231,14 +244,14 @@ def models() -> None:
     from orchestrator.health import weights_cached
 
     table = Table(title="mltag models")
-    for col in ("name", "kind", "env", "hub id @ revision", "env", "weights", "size", "licence"):
-        table.add_column(col)
+    for col in ("name", "kind", "env", "hub id @ revision", "env built", "weights", "size"):
+        table.add_column(col, no_wrap=col != "size")
     for spec in _registry().values():
         state, _ = envbuild.env_state(spec.env)
         table.add_row(spec.name, spec.kind, spec.env, f"{spec.hub_id}@{spec.revision[:12]}",
                       "[green]built[/]" if state == "ready" else f"[yellow]{state}[/]",
-                      "[green]cached[/]" if weights_cached(spec) else "[dim]not cached[/]", spec.size, spec.licence)
-    Console().print(table)
+                      "[green]cached[/]" if weights_cached(spec) else "[dim]not cached[/]", spec.size)
+    _stdout().print(table)
 
 
 @app.command()
@@ -251,7 +264,7 @@ def health(names: Annotated[list[str] | None, typer.Argument(help="Models to che
     specs = _select(",".join(names)) if names else list(_registry().values())
     local = {k: Path(v).expanduser() for k, v in _pairs(weights, "--weights").items()}
     _install_cleanup()
-    console = Console()
+    console = _stdout()
     unhealthy = 0
     for spec in specs:
         report = model_health(spec, local.get(spec.name), deep=deep, device=device)

@@ -63,7 +63,8 @@ def _python_version() -> str:
 
 
 def _needs_torch(paths: EnvPaths) -> bool:
-    return any(line.split("#")[0].strip().startswith("torch==") for line in paths.requirements_in.read_text().splitlines())
+    lines = paths.requirements_in.read_text().splitlines()
+    return any(line.split("#")[0].strip().startswith("torch==") for line in lines)
 
 
 def _needs_tv_shim(paths: EnvPaths) -> bool:

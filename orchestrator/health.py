@@ -74,7 +74,8 @@ def check_weights(spec: ModelSpec, local: Path | None) -> Check:
     if local is not None:
         if local.exists():
             return Check("weights", detail=f"local override {local}")
-        return Check("weights", f"local weights path {local} does not exist", fix=f"--weights {spec.name}=<existing path>")
+        return Check("weights", f"local weights path {local} does not exist",
+                     fix=f"--weights {spec.name}=<existing path>")
     if weights_cached(spec):
         return Check("weights", detail=f"{spec.hub_id}@{spec.revision[:12]} in {hub_cache_dir()}")
     return Check("weights", f"{spec.hub_id}@{spec.revision[:12]} is not in the Hugging Face cache",

@@ -143,7 +143,7 @@ class Supervisor:
         try:
             hello = runner.call("hello", limits.hello_s)
             load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
-            load = runner.call("load", limits.load_s, spec=load_spec)
+            load = runner.call("load", limits.load_s, spec=load_spec, infer_options=job.infer_options)
         except RemoteError as exc:
             self._discard_runner()
             self._fail_model(exc)
@@ -181,7 +181,7 @@ class Supervisor:
                                     f"--weights {spec.name}=/path/to/local/model")
         else:
             self.give_up = cell(CellStatus.ERROR, f"model failed to load: {exc}",
-                                fix=f"see the traceback in {self.job.log_path} or run `mltag health {spec.name} --deep`",
+                                fix=f"see the traceback in {self.job.log_path}; `mltag health {spec.name} --deep`",
                                 error={"type": exc.type, "message": exc.message, "traceback": exc.traceback})
 
     def _count_failure(self, message: str, exc: RunnerError) -> None:

@@ -55,11 +55,7 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("LA", "La", "PA", "RGBa"):
         img = img.convert("RGBA")
-    elif img.mode == "1" or img.mode == "L":
-        img = img.convert("RGB")
-    elif img.mode == "CMYK":
-        img = img.convert("RGB")
-    elif img.mode not in ("RGB", "RGBA"):
+    elif img.mode == "1" or img.mode == "L" or img.mode == "CMYK" or img.mode not in ("RGB", "RGBA"):
         img = img.convert("RGB")
     if img.mode == "RGBA" and img.getextrema()[3][0] == 255:
         img = img.convert("RGB")          # fully opaque alpha carries nothing

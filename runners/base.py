@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-from schemas.protocol import LoadSpec, Tag
 from runners._images import DecodedImage
+from schemas.protocol import LoadSpec, Tag
 
 
 class LoadResult(TypedDict, total=False):
@@ -69,12 +69,16 @@ def pick_torch_dtype(requested: str, device: str) -> Any:
     return torch.float32
 
 
-def torch_devices() -> list[str]:
-    """Devices torch can use here (for hello); empty when torch is not installed."""
+def available_devices() -> list[str]:
+    """Devices this env can use (for hello): torch's, else onnxruntime's execution providers."""
     try:
         import torch
     except ImportError:
-        return []
+        try:
+            import onnxruntime
+        except ImportError:
+            return []
+        return [f"onnxruntime:{p}" for p in onnxruntime.get_available_providers()]
     out = ["cpu"]
     if torch.cuda.is_available():
         out += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]

@@ -234,19 +234,10 @@ class Adapter:
         self.logit_bias = float(model.logit_bias.item()) if has_bias else 0.0
         self.score_mode = self._score_mode(options.get("score", "auto"), has_bias)
 
-        t0 = time.perf_counter()
-        cache = _TextCache(spec.get("cache_dir"), {
+        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), {
             "format": CACHE_FORMAT, "model": source.name, "version": source.version,
             "quick_gelu": source.force_quick_gelu, "precision": dtype_label,
             "templates": self.templates, "vocabulary": self.terms})
-        text = cache.load(len(self.terms))
-        if text is not None:
-            cache_note = f"text embeddings: cache hit ({cache.key})"
-        else:
-            text = _encode_text(model, tokenizer, self.terms, self.templates, self.device, self._autocast())
-            error = cache.save(text)
-            cache_note = (f"text embeddings: computed for {len(self.terms) * len(self.templates)} prompts in "
-                          f"{time.perf_counter() - t0:.1f} s, " + (f"not cached ({error})" if error else f"cached ({cache.key})"))
         self.text = text.to(self.device, dtype=torch.float32)
 
         notes = [self._score_note(has_bias), cache_note,
@@ -274,6 +265,21 @@ class Adapter:
                 for row_logits, row_scores in zip(logits.cpu().tolist(), scores.cpu().tolist(), strict=True)]
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None,
+                       key_parts: dict[str, Any]) -> tuple[Any, str]:
+        """The vocabulary's text embeddings from the disk cache, else computed and cached; and a note."""
+        cache = _TextCache(cache_dir, key_parts)
+        text = cache.load(len(self.terms))
+        if text is not None:
+            return text, f"text embeddings: cache hit ({cache.key})"
+        t0 = time.perf_counter()
+        text = _encode_text(model, tokenizer, self.terms, self.templates, self.device, self._autocast())
+        took = time.perf_counter() - t0
+        error = cache.save(text)
+        where = f"not cached ({error})" if error else f"cached ({cache.key})"
+        prompts = len(self.terms) * len(self.templates)
+        return text, f"text embeddings: computed for {prompts} prompts in {took:.1f} s, {where}"
+
     def _autocast(self) -> AbstractContextManager[Any]:
         import torch
 

@@ -107,10 +107,10 @@ class Host:
 
     def hello(self, req: dict[str, Any]) -> dict[str, Any]:
         self._adapter()  # import errors surface here, with the env's own traceback
-        from runners.base import torch_devices
+        from runners.base import available_devices
 
         return {"protocol": PROTOCOL_VERSION, "python": platform.python_version(),
-                "executable": sys.executable, "packages": _versions(), "devices": torch_devices(),
+                "executable": sys.executable, "packages": _versions(), "devices": available_devices(),
                 "adapter": self.adapter_module, "pid": os.getpid()}
 
     def load(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +122,8 @@ class Host:
         load_s = time.perf_counter() - t0
         self.loaded = True
         warmup_s = None
-        if spec.get("warmup"):
-            warmup_s = self._warmup(spec.get("options", {}))
+        if spec.get("warmup"):  # with the options real images will get
+            warmup_s = self._warmup(req.get("infer_options", {}))
         gpu = gpu_memory_mb()
         return {"load_s": load_s, "warmup_s": warmup_s, "device": info["device"], "dtype": info["dtype"],
                 "model_version": info["model_version"], "notes": list(info.get("notes", [])),

@@ -27,7 +27,7 @@ MODEL_FILE = "model.onnx"
 TAGS_FILE = "selected_tags.csv"
 DEFAULT_GENERAL_THRESHOLD = 0.35    # the reference Space's defaults; model.toml [infer] normally sets them
 DEFAULT_CHARACTER_THRESHOLD = 0.85
-CATEGORIES = {9: "rating", 0: "general", 4: "character"}
+RATING, GENERAL, CHARACTER = 9, 0, 4  # selected_tags.csv category codes (Danbooru's, plus 9)
 # Tags the reference Space keeps verbatim: in a kaomoji the underscore is a mouth, not a space.
 KAOMOJIS = frozenset({"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
                       "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"})
@@ -51,7 +51,7 @@ def read_labels(path: Path) -> Labels:
         raise ValueError(f"{path}: expected columns tag_id,name,category,count and at least one row")
     names = [row["name"] for row in rows]
     categories = np.array([int(row["category"]) for row in rows])
-    labels = Labels(names, *(np.flatnonzero(categories == c) for c in (9, 0, 4)))
+    labels = Labels(names, *(np.flatnonzero(categories == c) for c in (RATING, GENERAL, CHARACTER)))
     if labels.rating.size == 0:
         raise ValueError(f"{path}: no rating rows (category 9)")
     return labels
@@ -155,10 +155,11 @@ class Adapter:
         options = spec.get("options", {})
         general = options.get("general_threshold", DEFAULT_GENERAL_THRESHOLD)
         character = options.get("character_threshold", DEFAULT_CHARACTER_THRESHOLD)
-        notes = [f"scores: independent sigmoid per tag ({len(self.labels.names)} tags), thresholds general "
-                 f"{general} / character {character} unless infer options say otherwise (raw.thresholds)",
-                 f"rating: argmax of {len(self.labels.rating)}; input {self.size}x{self.size} NHWC BGR 0-255, "
-                 f"white pad to square"]
+        scores = (f"scores: independent sigmoid per tag ({len(self.labels.names)} tags), thresholds general "
+                  f"{general} / character {character} unless infer options say otherwise (raw.thresholds)")
+        inputs = (f"rating: argmax of {len(self.labels.rating)}; input {self.size}x{self.size} NHWC BGR 0-255, "
+                  f"white pad to square")
+        notes = [scores, inputs]
         if spec["dtype"] not in ("auto", "float32"):
             notes.append(f"dtype {spec['dtype']} ignored: the ONNX graph is float32")
         return notes
@@ -177,9 +178,9 @@ class Adapter:
         names, scores = self.labels.names, probs.astype(float).tolist()
         best = max(self.labels.rating, key=lambda i: scores[i])
         tags: list[Tag] = [{"name": names[best], "score": scores[best], "category": "rating"}]
-        for kind in ("general", "character"):
+        for kind, indices in (("general", self.labels.general), ("character", self.labels.character)):
             tags += [{"name": display_name(names[i]), "score": scores[i], "category": kind}
-                     for i in getattr(self.labels, kind) if scores[i] >= thresholds[kind]]
+                     for i in indices if scores[i] >= thresholds[kind]]
         tags.sort(key=lambda t: -t["score"])
         raw = {"scores": dict(zip(names, scores, strict=True)),
                "ratings": {names[i]: scores[i] for i in self.labels.rating},

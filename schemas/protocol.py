@@ -67,9 +67,9 @@ class ImageOut(TypedDict):
     id: str
     status: str                  # a schemas.status.CellStatus value
     message: NotRequired[str]
-    tags: NotRequired[list[Tag]]          # every score the model produced, unfiltered
+    tags: NotRequired[list[Tag]]          # what the model tags the image with (its own thresholds applied)
     caption: NotRequired[str | None]
-    raw: NotRequired[dict[str, Any]]      # model output as given (decoded text, parsed structures)
+    raw: NotRequired[dict[str, Any]]      # model output as given: every score, decoded text, parsed structures
     image: NotRequired[dict[str, Any]]    # decoded size and mode, EXIF orientation applied
     inference_s: NotRequired[float]
     error: NotRequired[ErrorInfo]

@@ -78,7 +78,8 @@ def models_table(document: dict[str, Any]) -> Table:
         times = [img["results"][m["name"]].get("inference_s") for img in document["images"]]
         times = [t for t in times if t is not None]
         mean = f"{sum(times) / len(times):.3f}" if times else "-"
-        table.add_row(m["name"], Text(m["status"], style=STATUS_STYLE.get(m["status"], "white")), m.get("device") or "-",
+        status = Text(m["status"], style=STATUS_STYLE.get(m["status"], "white"))
+        table.add_row(m["name"], status, m.get("device") or "-",
                       _fmt(m.get("load_s")), _fmt(m.get("warmup_s")), mean, str(m.get("crashes", 0)),
                       str(m.get("timeouts", 0)))
     return table

@@ -218,7 +218,7 @@ print(json.dumps(out))
 def test_preprocessing_pixels(env_python: Callable[[str], Path]) -> None:
     """Pixel-level check in the onnx env (numpy is not in the test venv)."""
     proc = subprocess.run([str(env_python("onnx")), "-c", PIXEL_CHECK], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120)
+                          text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     white, red_bgr, orange_bgr = [255.0] * 3, [0.0, 0.0, 255.0], [255.0, 128.0, 0.0]
@@ -236,7 +236,7 @@ def test_preprocessing_pixels(env_python: Callable[[str], Path]) -> None:
 
     for name, size in (("small", 20), ("big", 72)):  # resized: still 0-255 floats, pad stays white
         assert out[name]["shape"] == [size, size, 3] and out[name]["dtype"] == "float32"
-        assert 0.0 <= out[name]["min"] and out[name]["max"] <= 255.0 and out[name]["max"] > 1.0
+        assert 0.0 <= out[name]["min"] < out[name]["max"] <= 255.0
         assert out[name]["pixels"][0][0] == white
     assert out["small"]["pixels"][10][2] == red_bgr  # well inside the red half after a 2x shrink
     assert all(out[name]["bicubic_reference"] for name in out)

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.tiny import family_of
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 SAMPLES = PROJECT_ROOT / "samples"
@@ -54,7 +55,7 @@ def test_analyze_three_models_json_validates(tiny_model, tmp_path: Path) -> None
     """The spine's done criterion: clip, wd14 and florence2 on real photos, every cell ok."""
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    weights = [f"--weights={m}={tiny_model(m)}" for m in ("clip", "wd14", "florence2")]
+    weights = [f"--weights={m}={tiny_model(family_of(m))}" for m in ("clip", "wd14", "florence2")]
     proc = mltag("analyze", str(folder), "--models", "clip,wd14,florence2", *weights, "--format", "json",
                  "--offline", "--device", "cpu", "--warmup")
     assert proc.returncode == 0, proc.stderr

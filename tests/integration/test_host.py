@@ -74,7 +74,8 @@ def test_bad_images_are_cells_not_deaths(tmp_path: Path, image_zoo: dict[str, Pa
     assert "cannot decode" in cells["text.png"]["message"]
     assert cells["cmyk.jpg"]["image"]["mode"] == "CMYK" and cells["cmyk.jpg"]["tags"][0]["name"] == "mode RGB"
     assert cells["palette_alpha.png"]["tags"][0]["name"] == "mode RGBA"
-    assert cells["gray16.png"]["image"]["mode"].startswith("I;16") and cells["gray16.png"]["tags"][0]["name"] == "mode RGB"
+    assert cells["gray16.png"]["image"]["mode"].startswith("I;16")
+    assert cells["gray16.png"]["tags"][0]["name"] == "mode RGB"
     assert cells["animated.gif"]["image"]["frames"] == 3
     assert cells["rotated.jpg"]["raw"]["size"] == [80, 120], "EXIF orientation must be applied"
     assert cells["rotated.jpg"]["image"]["exif_orientation"] == 6

@@ -18,7 +18,12 @@ from pathlib import Path
 from orchestrator import envbuild
 from orchestrator.paths import PROJECT_ROOT, cache_root
 
-FAMILIES = ("clip", "wd14", "florence2")
+
+def family_of(model: str) -> str:
+    """A model's family is its adapter module's name: envs/wd14-eva02 -> runners.wd14 -> wd14."""
+    from orchestrator.registry import load_registry
+
+    return load_registry()[model].adapter.rsplit(".", 1)[1]
 
 
 def env_of(family: str) -> str:

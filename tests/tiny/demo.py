@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 from orchestrator.registry import load_registry, select
-from tests.tiny import build
+from tests.tiny import build, family_of
 
 BANNER = """
 ##########################################################################################
@@ -45,9 +45,8 @@ def main() -> int:
     if tiny:
         print(BANNER, file=sys.stderr)
         for spec in select(load_registry(), args.models):
-            family = spec.adapter.rsplit(".", 1)[1]
-            print(f"building tiny random {spec.name} ({family}) ...", file=sys.stderr, flush=True)
-            cmd.append(f"--weights={spec.name}={build(family)}")
+            print(f"building tiny random {spec.name} ...", file=sys.stderr, flush=True)
+            cmd.append(f"--weights={spec.name}={build(family_of(spec.name))}")
         cmd += ["--offline", "--device", "cpu"]
     print("$ mltag " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     code = os.spawnv(os.P_WAIT, sys.executable, cmd)

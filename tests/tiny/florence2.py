@@ -8,7 +8,8 @@ processor whose `image_seq_length` is measured from the vision tower, and the po
 config listing every parse task (`post_process_generation` refuses unlisted ones). Writes
 config.json, generation_config.json, model.safetensors, processor_config.json, tokenizer files;
 then reloads the folder with `from_pretrained` + `AutoProcessor` and checks one generation.
-Offline, seeded, ~1 MB. Random weights emit EOS early: callers wanting text pass min_new_tokens.
+Offline, seeded, ~1 MB. The model ends every generation at once (EOS first, see `end_at_once`):
+callers wanting output pass min_new_tokens.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ ENV = "modern"
 
 IMAGE_SIZE = 64
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
-REGION_TOKENS = ["<loc_%d>" % i for i in range(1000)] + ["<poly>", "</poly>", "<sep>", "<od>", "</od>",
-                                                         "<ocr>", "</ocr>"]
+REGION_TOKENS = [f"<loc_{i}>" for i in range(1000)] + ["<poly>", "</poly>", "<sep>", "<od>", "</od>", "<ocr>",
+                                                        "</ocr>"]
 CORPUS = ["What does the image describe?", "Describe in detail what is shown in the image.",
           "Describe with a paragraph what is shown in the image.",
           "Locate the objects with category name in the image.", "What is the text in the image?",
@@ -37,6 +38,8 @@ POST_PROCESSOR_CONFIG = {
 }
 # Florence's normalisation (ImageNet mean/std), as in the real preprocessor config.
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+WEIGHT_STD = 0.5
+EOS_BIAS, EOS_ROW = 2.0, 20.0  # see end_at_once
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast (imported lazily)
@@ -58,8 +61,9 @@ def make_model(tok):  # -> Florence2ForConditionalGeneration
     import torch
     from transformers import Florence2Config, Florence2ForConditionalGeneration
 
+    # 1024 decoder positions like the real model, so the adapter's default 512 new tokens fit.
     text = dict(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+                decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                 decoder_start_token_id=tok.eos_token_id, forced_bos_token_id=None, forced_eos_token_id=None)
     vision = dict(depths=[1, 1, 1, 1], embed_dim=[16, 16, 32, 32], num_heads=[1, 1, 2, 2], num_groups=[1, 1, 2, 2],
@@ -67,7 +71,34 @@ def make_model(tok):  # -> Florence2ForConditionalGeneration
                   drop_path_rate=0.0)
     torch.manual_seed(0)
     config = Florence2Config(text_config=text, vision_config=vision, image_token_id=tok.image_token_id)
-    return Florence2ForConditionalGeneration(config).eval()
+    model = Florence2ForConditionalGeneration(config).eval()
+    # At the default init (std 0.02) a model this small emits the same tokens for every image, which
+    # would make batch-order checks void; wider weights make the output depend on the picture.
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, WEIGHT_STD)
+    end_at_once(model, tok.eos_token_id)
+    return model
+
+
+def end_at_once(model, eos_id: int) -> None:
+    """Make EOS the decoder's first choice, so that generation ends at once unless min_new_tokens says no.
+
+    A real failure mode (the feasibility run's random Florence-2 stopped after 2 tokens), made
+    certain: tests can then tell that min_new_tokens reaches generate(), and the empty-caption path
+    runs end to end. The last decoder layer's output LayerNorm gets a bias along one direction,
+    and the EOS row of the (tied) embedding matrix points that way: EOS's logit is ~20 x (2 + N(0, 1))
+    while the others stay ~N(0, 3), which still depend on the image once EOS is suppressed.
+    """
+    import torch
+
+    decoder = model.model.language_model.decoder
+    direction = torch.nn.functional.normalize(torch.randn(decoder.layers[-1].final_layer_norm.bias.shape[0],
+                                                          generator=torch.Generator().manual_seed(1)), dim=0)
+    with torch.no_grad():
+        decoder.layers[-1].final_layer_norm.bias.copy_(EOS_BIAS * direction)
+        model.get_input_embeddings().weight[eos_id] = EOS_ROW * direction
 
 
 def image_tokens(model) -> int:
@@ -89,21 +120,29 @@ def make_processor(tok, n_image_tokens: int):  # -> Florence2Processor
 
 
 def check(out: Path) -> None:
-    """The folder must reload offline and generate through the same calls the adapter makes."""
+    """The folder must reload offline, generate through the adapter's calls, and see the image."""
     import torch
     from PIL import Image
     from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
     model = Florence2ForConditionalGeneration.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
-    image = Image.radial_gradient("L").convert("RGB").resize((80, 50))
-    inputs = processor(text="<OD>", images=image, return_tensors="pt")
-    with torch.no_grad():
-        ids = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, num_beams=2, do_sample=False)
-    text = processor.batch_decode(ids, skip_special_tokens=False)[0]
-    parsed = processor.post_process_generation(text, task="<OD>", image_size=image.size)["<OD>"]
-    if ids.shape[1] != 7 or set(parsed) != {"bboxes", "labels"}:
-        raise RuntimeError(f"unexpected tiny Florence-2 output: {ids.shape} {parsed}")
+    images = [Image.radial_gradient("L").convert("RGB").resize((80, 50)),
+              Image.linear_gradient("L").convert("RGB").resize((50, 80))]
+    texts = []
+    for image in images:
+        inputs = processor(text="<OD>", images=image, return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, num_beams=2, do_sample=False)
+            unforced = model.generate(**inputs, max_new_tokens=6, num_beams=2, do_sample=False)
+        texts.append(processor.batch_decode(ids, skip_special_tokens=False)[0])
+        parsed = processor.post_process_generation(texts[-1], task="<OD>", image_size=image.size)["<OD>"]
+        if ids.shape[1] != 7 or set(parsed) != {"bboxes", "labels"}:
+            raise RuntimeError(f"unexpected tiny Florence-2 output: {ids.shape} {parsed}")
+        if unforced[0].tolist() != [processor.tokenizer.eos_token_id] * 2:  # decoder start, then EOS
+            raise RuntimeError(f"the tiny Florence-2 should end at once without min_new_tokens: {unforced}")
+    if texts[0] == texts[1]:
+        raise RuntimeError(f"the tiny Florence-2 ignores its input image: {texts[0]!r}")
     sample = processor.post_process_generation("<s>door<loc_100><loc_200><loc_500><loc_900></s>", task="<OD>",
                                                image_size=(1000, 1000))["<OD>"]
     if sample["labels"] != ["door"]:

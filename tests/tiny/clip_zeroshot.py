@@ -1,4 +1,4 @@
-"""Build a tiny random CLIP in open_clip's hub layout: `python -m tests.tiny.clip OUT_DIR` (modern env).
+"""Build a tiny random CLIP in open_clip's hub layout: `python -m tests.tiny.clip_zeroshot OUT_DIR` (modern env).
 
 The real ViT CLIP architecture of ViT-L-14-quickgelu (open_clip.CLIP, QuickGELU, causal text
 transformer, the 49408-token BPE vocabulary that ships in the open_clip wheel), but 32 wide and
@@ -64,7 +64,7 @@ def check(model, out: Path) -> None:  # noqa: ANN001 - torch is imported lazily
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m tests.tiny.clip OUT_DIR", file=sys.stderr)
+        print("usage: python -m tests.tiny.clip_zeroshot OUT_DIR", file=sys.stderr)
         return 2
     out = Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)

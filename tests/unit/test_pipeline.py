@@ -1,0 +1,36 @@
+"""The analysis document: caption tags added for captioners, every cell present, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.images import hash_file
+from orchestrator.pipeline import Analysis, RunOptions, exit_code
+from tests.integration.helpers import spec
+
+
+def test_captioner_cells_get_estimated_caption_tags(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    image = hash_file(tmp_path / "a.jpg")
+    captioner, tagger = spec("cap", kind="captioner"), spec("tag", kind="tagger")
+    analysis = Analysis([image], [captioner, tagger], RunOptions())
+    od_tag = {"name": "chair", "score": 0.7, "category": "od", "estimated": True}
+    analysis.add_cell(captioner, image, {"status": "ok", "caption": "A derelict hallway with peeling paint and "
+                                         "broken windows, a chair in the corner.", "tags": [od_tag]})
+    analysis.add_cell(tagger, image, {"status": "ok", "caption": "not a captioner", "tags": []})
+    doc = analysis.document(0.0, 1.0)
+    cells = doc["images"][0]["results"]
+    names = [t["name"] for t in cells["cap"]["tags"]]
+    assert names[0] == "chair" and names.count("chair") == 1, "model tags first, no duplicates"
+    assert {"peeling paint", "broken window", "hallway"} <= set(names)
+    assert all(t["estimated"] for t in cells["cap"]["tags"])
+    assert cells["tag"]["tags"] == [], "only captioners get caption tags"
+    assert exit_code(doc) == 0
+
+
+def test_missing_cell_is_skipped_and_fails_the_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    analysis = Analysis([hash_file(tmp_path / "a.jpg")], [spec("m")], RunOptions())
+    doc = analysis.document(0.0, 1.0)
+    assert doc["images"][0]["results"]["m"]["status"] == "skipped"
+    assert doc["models"][0]["status"] == "skipped" and exit_code(doc) == 1
