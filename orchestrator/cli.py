@@ -47,8 +47,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the runners
 Warmup = Annotated[bool, typer.Option("--warmup", help="Time one warm-up inference after loading.")]
 Batch = Annotated[int, typer.Option("--batch-size", help="Images per infer request.")]
 Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once.")]
-Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE infer option for the adapter "
-                                                                   "(VALUE parsed as JSON when it can be).")]
+Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE adapter option for every model, or "
+                                                                   "MODEL.KEY=VALUE for one (VALUE parsed as JSON "
+                                                                   "when it can be).")]
 Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
 
@@ -110,9 +111,13 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
 
     if fmt not in FORMATS:
         fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    unknown = sorted(set(options.weights) - {m.name for m in models})
+    selected = {m.name for m in models}
+    unknown = sorted(set(options.weights) - selected)
     if unknown:
         fail(f"--weights names model(s) not selected: {', '.join(unknown)}")
+    scoped = sorted({k.split(".", 1)[0] for k in options.infer_overrides if "." in k} - selected)
+    if scoped:
+        fail(f"--option MODEL.KEY=VALUE names model(s) not selected: {', '.join(scoped)}")
     for name, path in options.weights.items():
         if not path.exists():
             fail(f"--weights {name}={path}: path does not exist")
@@ -288,7 +293,8 @@ def setup_envs(names: Annotated[str, typer.Option("--models", "-m", help="all, o
     envs = sorted({spec.env for spec in _select(names)})
     for env in envs:
         try:
-            envbuild.build_env(env, log=lambda line: err.print(line, highlight=False, markup=False), force=force)
+            envbuild.build_env(env, log=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
+                               force=force)
         except envbuild.EnvBuildError as exc:
             fail(f"building env '{env}' failed: {exc}", code=1)
         err.print(f"env '{env}': ready")

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,15 @@ class Analysis:
         load_spec = build_load_spec(spec, weights=opts.weights.get(spec.name), offline=opts.offline,
                                     device=opts.device, dtype=opts.dtype, warmup=opts.warmup)
         return ModelJob(spec=spec, python=python, load_spec=load_spec,
-                        infer_options={**spec.infer, **opts.infer_overrides}, log_path=log_dir / f"{spec.name}.log",
+                        infer_options={**spec.infer, **self.overrides_for(spec)}, log_path=log_dir / f"{spec.name}.log",
                         limits=limits, batch_size=opts.batch_size, offline=opts.offline, threads=opts.threads)
+
+    def overrides_for(self, spec: ModelSpec) -> dict[str, Any]:
+        """--option KEY=V applies to every model, --option MODEL.KEY=V to that model only."""
+        out = {k: v for k, v in self.options.infer_overrides.items() if "." not in k}
+        prefix = spec.name + "."
+        out.update({k[len(prefix):]: v for k, v in self.options.infer_overrides.items() if k.startswith(prefix)})
+        return out
 
     def run_model(self, spec: ModelSpec, progress: Any = None) -> ModelRun:
         state, why = envbuild.env_state(spec.env)
@@ -156,6 +163,3 @@ def exit_code(document: dict[str, Any]) -> int:
     statuses = [c["status"] for img in document["images"] for c in img["results"].values()]
     return 0 if all(s in ok for s in statuses) else 1
 
-
-def model_run_dict(run: ModelRun) -> dict[str, Any]:
-    return asdict(run)

@@ -117,6 +117,9 @@ class Supervisor:
                 batch = self._next_batch(pending)
                 for image, result in self._infer(batch, pending):
                     self._emit(image, result, total)
+        except BaseException:  # Ctrl-C, SIGTERM: no polite shutdown, the runner dies now
+            self._discard_runner()
+            raise
         finally:
             self._stop()
         self._summarise()

@@ -34,3 +34,10 @@ def test_missing_cell_is_skipped_and_fails_the_exit_code(tmp_path: Path) -> None
     doc = analysis.document(0.0, 1.0)
     assert doc["images"][0]["results"]["m"]["status"] == "skipped"
     assert doc["models"][0]["status"] == "skipped" and exit_code(doc) == 1
+
+
+def test_option_scoping(tmp_path: Path) -> None:
+    options = RunOptions(infer_overrides={"top_k": 5, "wd.general_threshold": 0.5, "other.x": 1})
+    analysis = Analysis([], [spec("wd"), spec("clip")], options)
+    assert analysis.overrides_for(spec("wd")) == {"top_k": 5, "general_threshold": 0.5}
+    assert analysis.overrides_for(spec("clip")) == {"top_k": 5}

@@ -1,0 +1,83 @@
+"""`mltag health`, and stopping a run: Ctrl-C and SIGTERM leave no runner behind."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.adapter
+
+
+def mltag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_health_deep_with_local_weights(tiny_model, tmp_path: Path) -> None:
+    proc = mltag("health", "wd14", "--deep", f"--weights=wd14={tiny_model('wd14')}",
+                 env={"HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "wd14 healthy" in out and "onnxruntime 1.31.1" in out and "onnxruntime:CPUExecutionProvider" in out
+    assert "deep: inference ok" in out
+
+
+def test_health_names_missing_weights_and_env_with_fixes(tmp_path: Path) -> None:
+    proc = mltag("health", "wd14", env={"HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 1
+    assert "FAIL weights" in proc.stdout and "not in the Hugging Face cache" in proc.stdout
+    assert "fix: mltag run wd14" in proc.stdout
+    proc = mltag("health", "wd14", env={"MLTAG_CACHE_DIR": str(tmp_path / "empty-cache"),
+                                        "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 1
+    assert "FAIL env: env 'onnx' is missing: not built" in proc.stdout
+    assert "fix: make setup-envs MODELS=wd14" in proc.stdout
+
+
+@pytest.fixture()
+def slow_folder(tmp_path: Path) -> Path:
+    """40 copies of a 12 MP photo-sized JPEG: decoding alone keeps a run busy for seconds."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    buf = io.BytesIO()
+    Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
+    for i in range(40):
+        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue())
+    return folder
+
+
+def _runner_pids(cli: psutil.Process) -> list[int]:
+    for _ in range(300):
+        kids = [p.pid for p in cli.children(recursive=True)]
+        if kids:
+            return kids
+        time.sleep(0.05)
+    raise AssertionError("the CLI never started a runner")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_stops_every_runner(tiny_model, slow_folder: Path, sig: int, code: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "wd14", str(slow_folder),
+                             f"--weights=wd14={tiny_model('wd14')}", "--offline", "--format", "json"],
+                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runners = _runner_pids(psutil.Process(proc.pid))
+    time.sleep(2.0)  # the runner is loaded and busy decoding
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    time.sleep(0.3)
+    left = [p for p in runners if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"runner(s) {left} outlived the CLI"
+    shutil.rmtree(slow_folder)
