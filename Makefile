@@ -28,7 +28,7 @@ test: setup
 # The main job on sample photos: real weights when the Hub is reachable, else tiny random models.
 demo: setup
 	$(MLTAG) setup-envs --models $(DEMO_MODELS)
-	$(VENV)/bin/python -m tests.tiny.demo --models $(DEMO_MODELS) samples
+	$(VENV)/bin/python -m tests.demo --models $(DEMO_MODELS) samples
 
 health: setup
 	$(MLTAG) health

@@ -9,6 +9,7 @@ Torch is imported lazily here: the ONNX env has no torch.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -115,6 +116,19 @@ def weights_dir(spec: LoadSpec, allow_patterns: list[str] | None = None) -> Path
 
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def fingerprint(*paths: Path) -> str:
+    """A cheap content fingerprint of (possibly GB-sized) files: sizes plus first and last MiB."""
+    digest = hashlib.sha256()
+    for path in paths:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size};".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(1 << 20))
+            f.seek(max(size - (1 << 20), 0))
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
 
 
 def rss_mb() -> float | None:

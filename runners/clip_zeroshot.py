@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners.base import ImageResult, LoadResult, WeightsMissing, pick_torch_device, pick_torch_dtype, weights_dir
+from runners.base import (
+    ImageResult,
+    LoadResult,
+    WeightsMissing,
+    fingerprint,
+    pick_torch_device,
+    pick_torch_dtype,
+    weights_dir,
+)
 from schemas.protocol import LoadSpec
 
 DEFAULT_MODEL = "ViT-L-14-quickgelu"
@@ -98,14 +106,6 @@ def _precision(requested: str, device: str, options: dict[str, Any]) -> tuple[st
 
 # --- weights -------------------------------------------------------------------------------------
 
-def _fingerprint(*paths: Path) -> str:
-    """Name, size and mtime of the files: cheap (no hashing of GBs) and changes when they do."""
-    h = hashlib.sha256()
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:12]
-
 
 def _weights_in(folder: Path) -> Path:
     for name in WEIGHTS_FILES:
@@ -138,10 +138,10 @@ def _resolve_source(spec: LoadSpec, options: dict[str, Any]) -> _Source:
         path = weights_dir(spec)
         if path.is_dir() and (path / CONFIG_FILE).is_file():
             weights = _weights_in(path)
-            return _Source(f"local-dir:{path}", None, f"{path} [{_fingerprint(path / CONFIG_FILE, weights)}]",
+            return _Source(f"local-dir:{path}", None, f"{path} [{fingerprint(path / CONFIG_FILE, weights)}]",
                            bool(options.get("quick_gelu", False)))
         weights = path if path.is_file() else _weights_in(path)
-        return _builtin_source(options, weights, f"{weights} [{_fingerprint(weights)}]")
+        return _builtin_source(options, weights, f"{weights} [{fingerprint(weights)}]")
     weights_file = options.get("weights_file", WEIGHTS_FILES[0])
     folder = weights_dir(spec, allow_patterns=[weights_file])
     if not (folder / weights_file).is_file():

@@ -17,13 +17,12 @@ load/infer so that the pure functions here can be used and tested without them.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
 from runners._text import looks_degenerate
-from runners.base import ImageResult, LoadResult, pick_torch_device, pick_torch_dtype, weights_dir
+from runners.base import ImageResult, LoadResult, fingerprint, pick_torch_device, pick_torch_dtype, weights_dir
 from schemas.protocol import LoadSpec, Tag
 
 OD_TASK = "<OD>"
@@ -123,16 +122,6 @@ def generation_settings(options: dict[str, Any], max_positions: int | None = Non
     return (task, od, {**common, "max_new_tokens": limits["max_new_tokens"]},
             {**common, "max_new_tokens": limits["od_max_new_tokens"]})
 
-
-def fingerprint(path: Path) -> str:
-    """A cheap content fingerprint of a (possibly GB-sized) file: size plus its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        digest.update(f.read())
-    return digest.hexdigest()[:12]
 
 
 class Adapter:

@@ -10,7 +10,6 @@ NHWC. The graph already ends in a sigmoid: its outputs are probabilities, one pe
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from runners._images import DecodedImage
-from runners.base import ImageResult, LoadResult, weights_dir
+from runners.base import ImageResult, LoadResult, fingerprint, weights_dir
 from schemas.protocol import LoadSpec, Tag
 
 MODEL_FILE = "model.onnx"
@@ -85,16 +84,6 @@ def pick_providers(requested: str, available: list[str]) -> list[str]:
     raise RuntimeError(f"device {requested!r} is not available to onnxruntime here "
                        f"(providers: {', '.join(available)}); use --device auto")
 
-
-def fingerprint(path: Path) -> str:
-    """A cheap content fingerprint of a (possibly GB-sized) file: size plus its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        digest.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        digest.update(f.read())
-    return digest.hexdigest()[:12]
 
 
 def _session_options() -> Any:

@@ -40,7 +40,7 @@ def env_python() -> Callable[[str], Path]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Callable[[str], Path]:
-    from tests.tiny import build
+    from tests.tiny_models import build
 
     return build
 

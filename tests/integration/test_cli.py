@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.tiny import family_of
+from tests.tiny_models import family_of
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 SAMPLES = PROJECT_ROOT / "samples"

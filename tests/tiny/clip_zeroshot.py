@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from tests.tiny import cli
+
 ENV = "modern"
 
 MODEL_CFG = {
@@ -62,15 +64,5 @@ def check(model, out: Path) -> None:  # noqa: ANN001 - torch is imported lazily
         raise RuntimeError("the reloaded tiny CLIP differs from the one that was saved")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m tests.tiny.clip_zeroshot OUT_DIR", file=sys.stderr)
-        return 2
-    out = Path(argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    build(out)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(cli(build))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tests.tiny import cli
+
 ENV = "modern"
 
 IMAGE_SIZE = 64
@@ -149,19 +151,13 @@ def check(out: Path) -> None:
         raise RuntimeError(f"<OD> parsing is broken in the tiny processor: {sample}")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m tests.tiny.florence2 OUT_DIR", file=sys.stderr)
-        return 2
-    out = Path(argv[1])
-    out.mkdir(parents=True, exist_ok=True)
+def build(out: Path) -> None:
     tok = make_tokenizer()
     model = make_model(tok)
     model.save_pretrained(out)
     make_processor(tok, image_tokens(model)).save_pretrained(out)
     check(out)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(cli(build))

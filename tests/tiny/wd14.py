@@ -11,6 +11,8 @@ import csv
 import sys
 from pathlib import Path
 
+from tests.tiny import cli
+
 ENV = "modern"
 
 IMG_SIZE = 448
@@ -75,17 +77,11 @@ def export(model, path: Path) -> None:
                       opset_version=17)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m tests.tiny.wd14 OUT_DIR", file=sys.stderr)
-        return 2
-    out = Path(argv[1])
-    out.mkdir(parents=True, exist_ok=True)
+def build(out: Path) -> None:
     rows = tag_rows()
     write_tags(out / "selected_tags.csv", rows)
     export(build_model(len(rows)), out / "model.onnx")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(cli(build))

@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 from orchestrator.registry import load_registry, select
-from tests.tiny import build, family_of
+from tests.tiny_models import build, family_of
 
 BANNER = """
 ##########################################################################################

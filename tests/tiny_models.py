@@ -1,0 +1,56 @@
+"""Build (or reuse) the tiny random models of tests/tiny/, each inside its own model env.
+
+Each `tests/tiny/<family>.py` declares `ENV = "<env>"` and is run as
+`python -m tests.tiny.<family> OUT_DIR` with THAT env's python (so the model matches the
+library versions that will load it). `build(family)` caches the result under
+.cache/tiny/<family>-<hash of builder source + env key>. This module runs in the
+orchestrator's venv; the builders never import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from orchestrator import envbuild
+from orchestrator.paths import PROJECT_ROOT, cache_root
+
+
+def family_of(model: str) -> str:
+    """A model's family is its adapter module's name: envs/wd14-eva02 -> runners.wd14 -> wd14."""
+    from orchestrator.registry import load_registry
+
+    return load_registry()[model].adapter.rsplit(".", 1)[1]
+
+
+def env_of(family: str) -> str:
+    for line in (PROJECT_ROOT / "tests" / "tiny" / f"{family}.py").read_text().splitlines():
+        if line.startswith("ENV = "):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"")
+
+
+def build(family: str) -> Path:
+    """Build (or reuse) the tiny model of `family`; the env is built first if needed."""
+    env = env_of(family)
+    python = envbuild.build_env(env, log=lambda s: None).python
+    builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
+    key = hashlib.sha256(builder.read_bytes() + envbuild.env_key(envbuild.env_paths(env)).encode()).hexdigest()[:12]
+    out = cache_root() / "tiny" / f"{family}-{key}"
+    if (out / ".complete").exists():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    proc = subprocess.run([str(python), "-m", f"tests.tiny.{family}", str(tmp)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"building tiny {family} failed:\n{proc.stdout}\n{proc.stderr}")
+    (tmp / ".complete").write_text("")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
