@@ -52,6 +52,8 @@ class Analysis:
 
     def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions) -> None:
         self.images = images
+        # Identical files (same content hash) run once; every path still gets its row.
+        self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
         self.models = models
         self.options = options
         self.run_id = _run_id()
@@ -100,15 +102,15 @@ class Analysis:
         if state != "ready":
             fix = f"make setup-envs MODELS={spec.name}"
             run = ModelRun(spec.name, status="skipped", message=f"env '{spec.env}' is {state}: {why}", fix=fix)
-            for image in self.images:
+            for done, image in enumerate(self.unique, 1):
                 self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=fix))
                 if progress:
-                    progress(spec.name, 1, len(self.images))
+                    progress(spec.name, done, len(self.unique))
             self.model_runs[spec.name] = run
             return run
         job = self.job_for(spec, envbuild.env_paths(spec.env).python, logs_dir() / self.run_id)
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result), progress)
-        run = sup.run(self.images)
+        run = sup.run(self.unique)
         self.model_runs[spec.name] = run
         return run
 
@@ -136,11 +138,21 @@ class Analysis:
                         "top": opts.top, "weights": {k: str(v) for k, v in opts.weights.items()},
                         "infer_overrides": opts.infer_overrides},
             "models": [self._model_entry(spec) for spec in self.models],
-            "images": [{"path": str(img.path), "sha256": img.sha256, "size_bytes": img.size_bytes,
-                        "results": {spec.name: self.cells[img.id].get(spec.name) or cell(
-                            CellStatus.SKIPPED, "no result was recorded") for spec in self.models}}
-                       for img in self.images],
+            "images": [self._image_entry(img, first) for img, first in self._with_first_copy()],
         }
+
+    def _with_first_copy(self) -> list[tuple[ImageRef, ImageRef]]:
+        first = {img.id: img for img in self.unique}
+        return [(img, first[img.id]) for img in self.images]
+
+    def _image_entry(self, img: ImageRef, first: ImageRef) -> dict[str, Any]:
+        missing = cell(CellStatus.SKIPPED, "no result was recorded")
+        entry: dict[str, Any] = {
+            "path": str(img.path), "sha256": img.sha256, "size_bytes": img.size_bytes,
+            "results": {spec.name: self.cells[img.id].get(spec.name) or dict(missing) for spec in self.models}}
+        if first is not img:
+            entry["duplicate_of"] = str(first.path)
+        return entry
 
     def _model_entry(self, spec: ModelSpec) -> dict[str, Any]:
         run = self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")

@@ -48,13 +48,14 @@ def test_health_names_missing_weights_and_env_with_fixes(tmp_path: Path) -> None
 
 @pytest.fixture()
 def slow_folder(tmp_path: Path) -> Path:
-    """40 copies of a 12 MP photo-sized JPEG: decoding alone keeps a run busy for seconds."""
+    """40 distinct 12 MP photo-sized JPEGs: decoding alone keeps a run busy for seconds."""
     folder = tmp_path / "photos"
     folder.mkdir()
     buf = io.BytesIO()
     Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
     for i in range(40):
-        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue())
+        # bytes after the JPEG end marker are ignored by decoders but make each file distinct
+        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
     return folder
 
 
@@ -81,3 +82,34 @@ def test_interrupt_stops_every_runner(tiny_model, slow_folder: Path, sig: int, c
     left = [p for p in runners if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert left == [], f"runner(s) {left} outlived the CLI"
     shutil.rmtree(slow_folder)
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_runner_killed_from_outside_mid_run(tiny_model, slow_folder: Path, retry: bool) -> None:
+    """The spine's done criterion, with the real CLI, runner host and wd14 adapter."""
+    import json
+
+    import jsonschema
+
+    args = [sys.executable, "-m", "orchestrator", "run", "wd14", str(slow_folder), "--offline", "--format", "json",
+            f"--weights=wd14={tiny_model('wd14')}"] + ([] if retry else ["--no-retry-crashed"])
+    proc = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = _runner_pids(psutil.Process(proc.pid))[0]
+    time.sleep(2.0)
+    os.kill(runner, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    doc = json.loads(stdout)
+    jsonschema.validate(doc, json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text()))
+    cells = [img["results"]["wd14"] for img in doc["images"]]
+    assert len(cells) == 40
+    if retry:
+        assert proc.returncode == 0, stderr
+        assert all(c["status"] == "ok" for c in cells)
+        retried = [c for c in cells if c.get("attempts")]
+        assert len(retried) == 1 and "killed by SIGKILL" in retried[0]["attempts"][0]["message"]
+    else:
+        assert proc.returncode == 1, stderr
+        crashed = [c for c in cells if c["status"] == "crashed"]
+        assert len(crashed) == 1 and "killed by SIGKILL" in crashed[0]["message"]
+        assert sum(c["status"] == "ok" for c in cells) == 39
+    assert doc["models"][0]["crashes"] == 1 and len(doc["models"][0]["reload_s"]) == 1

@@ -41,3 +41,15 @@ def test_option_scoping(tmp_path: Path) -> None:
     analysis = Analysis([], [spec("wd"), spec("clip")], options)
     assert analysis.overrides_for(spec("wd")) == {"top_k": 5, "general_threshold": 0.5}
     assert analysis.overrides_for(spec("clip")) == {"top_k": 5}
+
+
+def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) -> None:
+    for name in ("a.jpg", "copy-of-a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"same" if name != "b.jpg" else b"other")
+    images = [hash_file(tmp_path / n) for n in ("a.jpg", "copy-of-a.jpg", "b.jpg")]
+    analysis = Analysis(images, [spec("m")], RunOptions())
+    assert [i.path.name for i in analysis.unique] == ["a.jpg", "b.jpg"]
+    analysis.add_cell(spec("m"), images[0], {"status": "ok", "tags": []})
+    doc = analysis.document(0.0, 1.0)
+    assert [i["results"]["m"]["status"] for i in doc["images"]] == ["ok", "ok", "skipped"]
+    assert doc["images"][1]["duplicate_of"].endswith("a.jpg") and "duplicate_of" not in doc["images"][0]
