@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,20 @@ class Analysis:
             return run
         job = self.job_for(spec, envbuild.env_paths(spec.env).python, logs_dir() / self.run_id)
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result), progress)
-        run = sup.run(self.unique)
+        try:
+            run = sup.run(self.unique)
+        except Exception as exc:  # a bug of ours must not cost the other models their results
+            run = self._internal_error(spec, exc)
         self.model_runs[spec.name] = run
         return run
+
+    def _internal_error(self, spec: ModelSpec, exc: Exception) -> ModelRun:
+        message = f"mltag internal error: {type(exc).__name__}: {exc}"
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(traceback.format_exception(exc))}
+        for image in self.unique:
+            if spec.name not in self.cells[image.id]:
+                self.add_cell(spec, image, cell(CellStatus.ERROR, message, error=error))
+        return ModelRun(spec.name, status="failed", message=message, fix="please report this with the traceback")
 
     def run(self, progress: Any = None) -> dict[str, Any]:
         started = time.time()

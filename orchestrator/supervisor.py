@@ -136,9 +136,14 @@ class Supervisor:
     def _start(self) -> bool:
         job, limits = self.job, self.job.limits
         t0 = time.monotonic()
-        runner = RunnerProcess.start(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                     offline=job.offline, threads=job.threads, module=job.runner_module,
-                                     extra_env=job.extra_env)
+        try:
+            runner = RunnerProcess.start(job.python, job.adapter or job.spec.adapter, job.log_path,
+                                         offline=job.offline, threads=job.threads, module=job.runner_module,
+                                         extra_env=job.extra_env)
+        except OSError as exc:  # the env's python is gone or not executable: no point retrying
+            self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
+                                fix=f"make setup-envs MODELS={job.spec.name}")
+            return False
         with _LIVE_LOCK:
             _LIVE.add(runner)
         self.runner = runner

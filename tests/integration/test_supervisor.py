@@ -161,3 +161,11 @@ def test_runner_killed_from_outside(tmp_path: Path, retry: bool) -> None:
     assert cells["a.jpg"]["status"] == "ok" and cells["c.jpg"]["status"] == "ok"
     if retry:  # the fresh runner's 2nd request is c.jpg... then b.jpg as its 2nd? no: b.jpg is 2nd -> hangs
         assert cells["b.jpg"]["status"] in ("ok", "timeout")
+
+
+def test_missing_interpreter_skips_with_fix(tmp_path: Path) -> None:
+    job = fake_job(tmp_path, "ok")
+    job.python = tmp_path / "gone" / "bin" / "python"
+    info, cells = run(job, images(tmp_path, NAMES[:1]))
+    assert cells["a.jpg"]["status"] == "skipped" and "cannot start the runner" in cells["a.jpg"]["message"]
+    assert cells["a.jpg"]["fix"] == "make setup-envs MODELS=fake"

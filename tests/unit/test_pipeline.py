@@ -53,3 +53,16 @@ def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) ->
     doc = analysis.document(0.0, 1.0)
     assert [i["results"]["m"]["status"] for i in doc["images"]] == ["ok", "ok", "skipped"]
     assert doc["images"][1]["duplicate_of"].endswith("a.jpg") and "duplicate_of" not in doc["images"][0]
+
+
+def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypatch) -> None:
+    from orchestrator import envbuild, pipeline
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+    monkeypatch.setattr(pipeline.Supervisor, "run", lambda self, images: 1 / 0)
+    analysis = Analysis([hash_file(tmp_path / "a.jpg")], [spec("m1"), spec("m2")], RunOptions())
+    doc = analysis.run()
+    assert [m["status"] for m in doc["models"]] == ["failed", "failed"]
+    cell = doc["images"][0]["results"]["m1"]
+    assert cell["status"] == "error" and "ZeroDivisionError" in cell["message"] and cell["error"]["traceback"]
