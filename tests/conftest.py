@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 
 from orchestrator import envbuild
-from orchestrator.paths import PROJECT_ROOT
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-SAMPLES = PROJECT_ROOT / "samples"
 
 
 @pytest.fixture(scope="session")
