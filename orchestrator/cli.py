@@ -173,9 +173,7 @@ class _LogFollower:
     """Copies the runners' log files to stderr as they grow (mltag run, -v)."""
 
     def __init__(self, analysis: Any) -> None:
-        from orchestrator.paths import logs_dir
-
-        self.dir = logs_dir() / analysis.run_id
+        self.dir = analysis.log_dir
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, daemon=True)
         self.thread.start()

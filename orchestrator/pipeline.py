@@ -37,7 +37,6 @@ class RunOptions:
     warmup: bool = False
     batch_size: int = 1
     parallel: int = 1
-    threads: int | None = None
     threshold: float | None = None       # display threshold (raw scores are always kept)
     top: int = 10                        # tags shown per model in the table
     infer_overrides: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +57,7 @@ class Analysis:
         self.models = models
         self.options = options
         self.run_id = _run_id()
+        self.log_dir = logs_dir() / self.run_id   # one log per model: <model>.log
         self.cells: dict[str, dict[str, dict[str, Any]]] = {img.id: {} for img in images}
         self.model_runs: dict[str, ModelRun] = {}
         self.lock = threading.Lock()
@@ -89,7 +89,7 @@ class Analysis:
                                     device=opts.device, dtype=opts.dtype, warmup=opts.warmup)
         return ModelJob(spec=spec, python=python, load_spec=load_spec,
                         infer_options={**spec.infer, **self.overrides_for(spec)}, log_path=log_dir / f"{spec.name}.log",
-                        limits=limits, batch_size=opts.batch_size, offline=opts.offline, threads=opts.threads)
+                        limits=limits, batch_size=opts.batch_size, offline=opts.offline)
 
     def overrides_for(self, spec: ModelSpec) -> dict[str, Any]:
         """--option KEY=V applies to every model, --option MODEL.KEY=V to that model only."""
@@ -109,7 +109,7 @@ class Analysis:
                     progress(spec.name, done, len(self.unique))
             self.model_runs[spec.name] = run
             return run
-        job = self.job_for(spec, envbuild.env_paths(spec.env).python, logs_dir() / self.run_id)
+        job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result), progress)
         try:
             run = sup.run(self.unique)

@@ -59,7 +59,6 @@ class ModelJob:
     limits: Limits = field(default_factory=Limits)
     batch_size: int = 1
     offline: bool = False
-    threads: int | None = None
     runner_module: str = "runners.host"   # tests swap in a fake runner
     adapter: str | None = None            # defaults to spec.adapter
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -138,7 +137,7 @@ class Supervisor:
         t0 = time.monotonic()
         try:
             runner = RunnerProcess.start(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                         offline=job.offline, threads=job.threads, module=job.runner_module,
+                                         offline=job.offline, module=job.runner_module,
                                          extra_env=job.extra_env)
         except OSError as exc:  # the env's python is gone or not executable: no point retrying
             self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
@@ -158,7 +157,7 @@ class Supervisor:
             return False
         except RunnerError as exc:
             self._discard_runner()
-            self._count_failure(f"runner failed to start: {exc}", exc)
+            self._count_failure(f"runner failed to start: {exc}", getattr(exc, "stderr_tail", ""))
             return False
         if first:
             self.run_info.hello, self.run_info.load = hello, load
@@ -166,14 +165,12 @@ class Supervisor:
             self.run_info.reloads.append(time.monotonic() - t0)
         return True
 
-    def _discard_runner(self) -> str:
-        info = ""
+    def _discard_runner(self) -> None:
         if self.runner is not None:
-            info = self.runner.kill()
+            self.runner.kill()
             with _LIVE_LOCK:
                 _LIVE.discard(self.runner)
             self.runner = None
-        return info
 
     def _stop(self) -> None:
         if self.runner is not None:
@@ -192,12 +189,10 @@ class Supervisor:
                                 fix=f"see the traceback in {self.job.log_path}; `mltag health {spec.name} --deep`",
                                 error={"type": exc.type, "message": exc.message, "traceback": exc.traceback})
 
-    def _count_failure(self, message: str, exc: RunnerError) -> None:
+    def _count_failure(self, message: str, stderr_tail: str = "") -> None:
         self.failures_in_a_row += 1
         if self.failures_in_a_row > self.job.limits.max_restarts:
-            detail = ""
-            if isinstance(exc, RunnerCrashed) and exc.stderr_tail:
-                detail = "\n" + exc.stderr_tail
+            detail = "\n" + stderr_tail if stderr_tail else ""
             self.give_up = cell(
                 CellStatus.SKIPPED,
                 f"restart budget spent: the runner failed {self.failures_in_a_row} times in a row "
@@ -207,22 +202,22 @@ class Supervisor:
     # -- inference --------------------------------------------------------------------------------
     def _infer(self, batch: list[ImageRef], pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
         assert self.runner is not None
-        payload, out = [], []
+        payload, sent, out = [], [], []
         for image in batch:
             try:
                 payload.append({"id": image.id, "name": str(image.path), "data": image.read()})
+                sent.append(image)
             except OSError as exc:
                 out.append((image, cell(CellStatus.ERROR, f"cannot read file: {exc}")))
         if not payload:
             return out
-        sent = [img for img in batch if any(p["id"] == img.id for p in payload)]
         timeout = self.job.limits.infer_s * len(payload)
         try:
             reply = self.runner.call("infer", timeout, images=payload, options=self.job.infer_options)
         except RunnerTimeout:
             self._discard_runner()
             self.run_info.timeouts += 1
-            self._count_failure(f"no result within {timeout:g} s", RunnerTimeout())
+            self._count_failure(f"no result within {timeout:g} s")
             msg = (f"no result within {self.job.limits.infer_s:g} s per image; the runner was killed "
                    "and restarted for the next image")
             fix = f"raise --timeout, or timeout_s in envs/{self.job.spec.name}/model.toml"
@@ -230,7 +225,7 @@ class Supervisor:
         except RunnerCrashed as exc:
             self._discard_runner()
             self.run_info.crashes += 1
-            self._count_failure(str(exc), exc)
+            self._count_failure(str(exc), exc.stderr_tail)
             return out + self._crashed(sent, exc, pending)
         except RemoteError as exc:  # the host itself refused the request: not this image's fault alone
             return out + [(img, cell(CellStatus.ERROR, str(exc), error={"type": exc.type, "message": exc.message,
@@ -273,13 +268,11 @@ class Supervisor:
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _emit(self, image: ImageRef, result: dict[str, Any], total: int) -> None:
-        history = self.crashes_of.get(image.id)
-        if history and result is not history[-1]:
-            result["attempts"] = [dict(h, attempt=i + 1) for i, h in enumerate(history)]
+        earlier = [h for h in self.crashes_of.get(image.id, []) if h is not result]
+        if earlier:  # the crashes before this final result
+            result["attempts"] = [dict(h, attempt=i + 1) for i, h in enumerate(earlier)]
             if result.get("status") == CellStatus.OK.value and not result.get("message"):
-                result["message"] = f"succeeded on attempt {len(history) + 1} after a crash"
-        elif history and len(history) > 1:
-            result["attempts"] = [dict(h, attempt=i + 1) for i, h in enumerate(history[:-1])]
+                result["message"] = f"succeeded on attempt {len(earlier) + 1} after a crash"
         self.sink(image, result)
         self.done += 1
         self.progress(self.job.spec.name, self.done, total)

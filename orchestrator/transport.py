@@ -63,7 +63,7 @@ KEEP_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "HF_HOME
             "REQUESTS_CA_BUNDLE", "XDG_CACHE_HOME")
 
 
-def runner_env(python: Path, offline: bool, threads: int | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def runner_env(python: Path, offline: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
     venv = python.parent.parent
     env.update(
@@ -78,8 +78,6 @@ def runner_env(python: Path, offline: bool, threads: int | None, extra: dict[str
     )
     if offline:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.update(extra or {})
     return env  # PYTHONDONTWRITEBYTECODE deliberately absent: cached bytecode halves the start
 
@@ -117,7 +115,7 @@ class RunnerProcess:
 
     @classmethod
     def start(cls, python: Path, adapter: str, log_path: Path, *, offline: bool = False,
-              threads: int | None = None, extra_env: dict[str, str] | None = None,
+              extra_env: dict[str, str] | None = None,
               max_frame: int = MAX_FRAME, module: str = "runners.host") -> RunnerProcess:
         python = Path(python)
         if not python.is_absolute():
@@ -129,7 +127,7 @@ class RunnerProcess:
         try:
             proc = subprocess.Popen(
                 [str(python), "-m", module, adapter], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, env=runner_env(python, offline, threads, extra_env), cwd=str(log_path.parent),
+                stderr=log, env=runner_env(python, offline, extra_env), cwd=str(log_path.parent),
                 start_new_session=True, bufsize=0, close_fds=True)
         finally:
             log.close()
