@@ -21,17 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator import envbuild
-from orchestrator.images import ImageDiscoveryError, discover, hash_file
+from orchestrator.images import ImageDiscoveryError, ImageRef, discover, hash_file
 from orchestrator.registry import ModelSpec, RegistryError, load_registry, select
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Run many image tagging / captioning models on the same photos and compare them.")
 err = Console(stderr=True)
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "html")
 
 # -- shared options (analyze and run take the same flags) --------------------------------------------
 Paths = Annotated[list[Path], typer.Argument(help="Image files or folders.", show_default=False)]
-Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | html (html needs --out)")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the output to this file instead of stdout.")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per image before the runner is killed "
                                                                  "(default: the model's timeout_s, else 60).")]
@@ -52,6 +52,32 @@ Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE ad
                                                                    "when it can be).")]
 Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
+StorePath = Annotated[Path | None, typer.Option(
+    "--store", help="Results store (SQLite), written as cells arrive; a re-run skips cells already done with the "
+                    "same model revision and options. Default: .mltag/results.sqlite in the analysed root: the "
+                    "folder given, a file's parent folder, or the common parent folder of several paths.")]
+NoStore = Annotated[bool, typer.Option("--no-store", help="One-off: neither read nor write a results store.")]
+Force = Annotated[bool, typer.Option("--force", help="Recompute cells the store already has done.")]
+Prompt = Annotated[str | None, typer.Option("--prompt", help="Captioners: the description prompt (default: each "
+                                                             "model.toml's [infer] prompt).")]
+TagsPrompt = Annotated[str | None, typer.Option("--tags-prompt", help="Captioners: the prompt asking for a "
+                                                                      "comma-separated tag list.")]
+Ask = Annotated[str | None, typer.Option("--ask", help="Captioners: caption | tags | both (default: model.toml's "
+                                                       "ask, usually caption).")]
+Quantize = Annotated[int | None, typer.Option("--quantize", help="Captioners and the judge: load in 4 or 8 bits "
+                                                                 "(bitsandbytes, CUDA only).")]
+Judge = Annotated[str | None, typer.Option("--judge", help="After the models, merge their outputs per image with "
+                                                           "this judge LLM (e.g. qwen25-judge; see `mltag models`).")]
+# -- the comparison (orchestrator/compare; shown by table, json and html) ------------------------------------------
+ShowMatrix = Annotated[bool, typer.Option("--show-matrix", help="Table: the tag x model agreement matrix (images, "
+                                                                "mean score).")]
+ShowTiming = Annotated[bool, typer.Option("--show-timing", help="Table: load, warm-up, mean / p50 / p95 inference "
+                                                                "and images per second per model.")]
+ShowConfidence = Annotated[list[str] | None, typer.Option("--show-confidence", metavar="TAG",
+                                                          help="Table: TAG's confidence across models as bars "
+                                                               "(repeatable).")]
+Synonyms = Annotated[Path | None, typer.Option("--synonyms", help="Synonym map for comparing tags: one "
+                                                                  "'derelict = abandoned' per line, # comments.")]
 
 
 def _stdout() -> Console:
@@ -72,11 +98,16 @@ def _registry() -> dict[str, ModelSpec]:
         fail(str(exc))
 
 
-def _select(names: str) -> list[ModelSpec]:
+def _select(names: str, judges: bool = True) -> list[ModelSpec]:
     try:
-        return select(_registry(), names)
+        specs = select(_registry(), names)
     except RegistryError as exc:
         fail(str(exc))
+    if not judges:
+        for spec in specs:
+            if spec.kind == "judge":
+                fail(f"'{spec.name}' is a judge: it merges the other models' outputs; use --judge {spec.name}")
+    return specs
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -104,14 +135,17 @@ def _install_cleanup() -> None:
 
 
 def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | None, recursive: bool,
-             options: Any, live_logs: bool) -> None:
+             options: Any, live_logs: bool, judge: ModelSpec | None = None, store_path: Path | None = None,
+             no_store: bool = False, force: bool = False, views: Any = None) -> None:
     from orchestrator.pipeline import Analysis, exit_code
-    from orchestrator.report.flat import to_csv, to_json
-    from orchestrator.report.table import render
 
+    if store_path is not None and no_store:
+        fail("--store and --no-store exclude each other")
     if fmt not in FORMATS:
         fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    selected = {m.name for m in models}
+    if fmt == "html" and out is None:
+        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    selected = {m.name for m in models} | ({judge.name} if judge else set())
     unknown = sorted(set(options.weights) - selected)
     if unknown:
         fail(f"--weights names model(s) not selected: {', '.join(unknown)}")
@@ -127,13 +161,14 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
         fail(str(exc))
     _install_cleanup()
     images = [hash_file(p) for p in files]
-    analysis = Analysis(images, models, options)
+    store = None if no_store else _open_store(store_path, paths, create=True)
+    analysis = Analysis(images, models, options, judge=judge, store=store, force=force)
     err.print(f"mltag: {len(images)} image(s) x {len(models)} model(s): {', '.join(m.name for m in models)}",
               highlight=False)
     follower = _LogFollower(analysis) if live_logs else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
-        tasks = {m.name: bar.add_task(m.name, total=len(images)) for m in models}
+        tasks = {m.name: bar.add_task(m.name, total=len(images)) for m in analysis.reported_models}
 
         def progress(model: str, done: int, total: int) -> None:
             bar.update(tasks[model], completed=done)
@@ -146,27 +181,105 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
             from orchestrator.supervisor import kill_all_runners
 
             kill_all_runners()
-            err.print("interrupted: all runners stopped")
+            analysis.close_run("interrupted")
+            err.print("interrupted: all runners stopped" + (f"; results so far are in {store.path}" if store else ""))
             raise typer.Exit(130) from None
         finally:
             if follower:
                 follower.stop()
+    if store is not None:
+        _store_summary(analysis, store)
     for m in document["models"]:
         if m["status"] != "ok":
             fix = f"\n  fix: {m['fix']}" if m["fix"] else ""
             err.print(f"[yellow]{m['name']}: {m['status']}: {m['message']}[/]{fix}", highlight=False)
+    _emit(document, fmt, out, options.threshold, views)
+    raise typer.Exit(exit_code(document))
+
+
+def _views(top: int, threshold: float | None, matrix: bool = False, timing: bool = False,
+           confidence: list[str] | None = None, synonyms: Path | None = None) -> Any:
+    """The comparison's settings and the table's views; a bad synonym file stops here, before any model runs."""
+    from orchestrator.compare import Normaliser, SynonymError, load_synonyms
+    from orchestrator.report.summary import Views
+
+    if top < 0:
+        fail("--top must be 0 (all) or more")
+    try:
+        normaliser = Normaliser(load_synonyms(synonyms) if synonyms else None)
+    except SynonymError as exc:
+        fail(str(exc))
+    return Views(top=top, threshold=threshold, matrix=matrix, timing=timing, confidence=list(confidence or []),
+                 normaliser=normaliser)
+
+
+def _compared(document: dict[str, Any], views: Any) -> dict[str, Any]:
+    """The comparison, computed once for the formats that show it (table, json, html)."""
+    from orchestrator.compare import compare
+
+    document["comparison"] = compare(document, top_k=views.top, threshold=views.threshold,
+                                     normaliser=views.normaliser)
+    return document
+
+
+def _emit(document: dict[str, Any], fmt: str, out: Path | None, threshold: float | None, views: Any = None) -> None:
+    """The one format dispatch (analyze, run and report): a document to stdout or --out."""
+    from orchestrator.report.flat import to_csv, to_json
+    from orchestrator.report.table import render
+
+    if views is None:
+        views = _views(int((document.get("options") or {}).get("top", 10) or 0), threshold)
+    if fmt in ("table", "json", "html"):
+        _compared(document, views)
     if fmt == "table":
         console = Console(file=open(out, "w"), width=160) if out else _stdout()
-        render(document, console)
+        render(document, console, views)
+    elif fmt == "html":
+        assert out is not None
+        _write_html(document, out, views.normaliser)
     else:
-        text = to_json(document) if fmt == "json" else to_csv(document, options.threshold)
+        text = to_json(document) if fmt == "json" else to_csv(document, threshold)
         if out:
             out.write_text(text)
         else:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if out:
         err.print(f"wrote {out}")
-    raise typer.Exit(exit_code(document))
+
+
+def _write_html(document: dict[str, Any], out: Path, normaliser: Any = None) -> None:
+    """One self-contained HTML file (thumbnails embedded; relative image paths read from the cwd)."""
+    from orchestrator.compare import compare
+    from orchestrator.report.html import to_html
+
+    comparison = document.get("comparison")
+    if comparison is None:  # the folder-level views need it; default settings when none was made
+        comparison = compare(document, threshold=(document.get("options") or {}).get("threshold"))
+    out.write_text(to_html(document, comparison, normaliser=normaliser), encoding="utf-8")
+
+
+def _open_store(explicit: Path | None, paths: list[Path], create: bool) -> Any:
+    """The results store: --store, else the default for these paths (report also looks in parent folders)."""
+    from orchestrator.store import ResultStore, StoreError, default_store_path, find_store
+
+    path = explicit or (default_store_path(paths) if create else find_store(paths))
+    if create and explicit is None and path.parent.parent == Path(path.anchor):
+        fail(f"the paths have no common folder but {path.anchor}, where the results store would go: pass "
+             "--store PATH, or --no-store")
+    try:
+        return ResultStore(path, create=create)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _store_summary(analysis: Any, store: Any) -> None:
+    reused = sum(analysis.reused.values())
+    computed = len(analysis.unique) * len(analysis.reported_models) - reused
+    err.print(f"store: {store.path}: {reused} result(s) reused, {computed} computed (run {analysis.run_id})",
+              highlight=False, soft_wrap=True)
+    if analysis.store_error:
+        err.print(f"[yellow]warning: {analysis.store_error}[/]", highlight=False, soft_wrap=True)
+    store.close()
 
 
 class _LogFollower:
@@ -200,8 +313,18 @@ class _LogFollower:
 
 def _options(timeout: float | None, threshold: float | None, top: int, device: str, dtype: str, offline: bool,
              weights: list[str] | None, warmup: bool, batch_size: int, parallel: int, option: list[str] | None,
-             retry: bool) -> Any:
+             retry: bool, prompts: tuple[str | None, str | None, str | None] = (None, None, None),
+             quantize: int | None = None) -> Any:
     from orchestrator.pipeline import RunOptions
+
+    prompt, tags_prompt, ask = prompts
+    if ask is not None and ask not in ("caption", "tags", "both"):
+        fail(f"unknown --ask {ask!r} (caption, tags, both)")
+    if quantize is not None and quantize not in (4, 8):
+        fail(f"--quantize takes 4 or 8, got {quantize}")
+    for flag, text in (("--prompt", prompt), ("--tags-prompt", tags_prompt)):
+        if text is not None and not text.strip():
+            fail(f"{flag} must not be empty")
 
     if batch_size < 1 or parallel < 1:
         fail("--batch-size and --parallel must be at least 1")
@@ -212,6 +335,7 @@ def _options(timeout: float | None, threshold: float | None, top: int, device: s
     return RunOptions(timeout_s=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
                       weights={k: Path(v).expanduser() for k, v in _pairs(weights, "--weights").items()},
                       warmup=warmup, batch_size=batch_size, parallel=parallel, retry_crashed=retry,
+                      prompt=prompt, tags_prompt=tags_prompt, ask=ask, quantize=quantize,
                       infer_overrides={k: _parse_value(v) for k, v in _pairs(option, "--option").items()})
 
 
@@ -222,11 +346,28 @@ def analyze(paths: Paths,
             top: Top = 10, device: Device = "auto", dtype: Dtype = "auto", offline: Offline = False,
             weights: Weights = None, recursive: Recursive = True, verbose: Verbose = False, warmup: Warmup = False,
             batch_size: Batch = 1,
-            parallel: Parallel = 1, option: Option = None, retry: Retry = True) -> None:
+            parallel: Parallel = 1, option: Option = None, retry: Retry = True, prompt: Prompt = None,
+            tags_prompt: TagsPrompt = None, ask: Ask = None, quantize: Quantize = None, judge: Judge = None,
+            store: StorePath = None, no_store: NoStore = False, force: Force = False, show_matrix: ShowMatrix = False,
+            show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
+            synonyms: Synonyms = None) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, parallel, option,
-                    retry)
-    _analyze(paths, _select(models), fmt, out, recursive, opts, live_logs=verbose)
+                    retry, (prompt, tags_prompt, ask), quantize)
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+    _analyze(paths, _select(models, judges=False), fmt, out, recursive, opts, live_logs=verbose, judge=_judge(judge),
+             store_path=store, no_store=no_store, force=force, views=views)
+
+
+def _judge(name: str | None) -> ModelSpec | None:
+    """--judge NAME: a registry model of kind judge."""
+    if name is None:
+        return None
+    [spec] = _select(name)
+    if spec.kind != "judge":
+        judges = ", ".join(s.name for s in _registry().values() if s.kind == "judge")
+        fail(f"--judge {name}: '{name}' is a {spec.kind}, not a judge (judges: {judges})")
+    return spec
 
 
 @app.command()
@@ -235,10 +376,176 @@ def run(model: Annotated[str, typer.Argument(help="One model name (see `mltag mo
         top: Top = 10, device: Device = "auto", dtype: Dtype = "auto", offline: Offline = False,
         weights: Weights = None, recursive: Recursive = True, warmup: Warmup = False, batch_size: Batch = 1,
         option: Option = None,
-        retry: Retry = True) -> None:
-    """Run ONE model alone, its runner's stderr shown live."""
-    opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, 1, option, retry)
-    _analyze(paths, _select(model), fmt, out, recursive, opts, live_logs=True)
+        retry: Retry = True, prompt: Prompt = None, tags_prompt: TagsPrompt = None, ask: Ask = None,
+        quantize: Quantize = None, store: StorePath = None, no_store: NoStore = False,
+        force: Annotated[bool, typer.Option("--force/--resume", help="Recompute every cell of this model (default), "
+                                            "or skip those the store already has done.")] = True,
+        show_matrix: ShowMatrix = False, show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
+        synonyms: Synonyms = None) -> None:
+    """Run ONE model alone, its runner's stderr shown live. It recomputes that model's cells and replaces
+    them in the results store (the other models' cells stay): the comparison updates without re-running them."""
+    opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, 1, option, retry,
+                    (prompt, tags_prompt, ask), quantize)
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+    _analyze(paths, _select(model, judges=False), fmt, out, recursive, opts, live_logs=True, store_path=store,
+             no_store=no_store, force=force, views=views)
+
+
+@app.command()
+def report(paths: Annotated[list[Path] | None, typer.Argument(
+               help="Show the stored images recorded under these files or folders (default: every stored image).",
+               show_default=False)] = None,
+           store: Annotated[Path | None, typer.Option(
+               "--store", help="The results store. Default: the one `mltag analyze PATHS` writes (.mltag/results."
+                               "sqlite in their root), else the nearest in a parent folder; without PATHS, "
+                               "./.mltag/results.sqlite.")] = None,
+           models: Annotated[str, typer.Option("--models", "-m", help="all, or comma-separated names")] = "all",
+           fmt: Format = "table", out: Out = None,
+           html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report to this file (the same as "
+                                                                    "--format html --out FILE).")] = None,
+           threshold: Threshold = None, top: Top = 10, show_matrix: ShowMatrix = False,
+           show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
+           synonyms: Synonyms = None) -> None:
+    """Render stored results (every model's cells for every image) without running any model."""
+    from orchestrator.pipeline import finish_cell
+
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+
+    if html is not None:
+        if fmt not in ("table", "html") or (out is not None and out != html):
+            fail("--html FILE is short for --format html --out FILE: give one or the other")
+        fmt, out = "html", html
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "html" and out is None:
+        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    db = _open_store(store, paths or [], create=False)
+    stored = db.models()
+    if not stored:
+        fail(f"the results store {db.path} holds no results yet: `mltag analyze PATHS --store {db.path}` fills it")
+    names = stored if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [n for n in names if n not in stored]
+    if unknown:
+        fail(f"no results for model(s) {', '.join(unknown)} in {db.path} (stored: {', '.join(stored)})")
+    document = db.document(under=paths or None, models=names, finish=finish_cell)
+    db.close()
+    if not document["images"]:
+        fail(f"no stored image under {', '.join(map(str, paths or []))} in {db.path}: `mltag report --store "
+             f"{db.path}` lists every stored image")
+    err.print(f"store: {db.path}: {len(document['images'])} image(s) x {len(names)} model(s) from "
+              f"{len(document['options']['runs'])} run(s)", highlight=False, soft_wrap=True)
+    _emit(document, fmt, out, threshold, views)
+
+
+@app.command("judge")
+def judge_stored(paths: Annotated[list[Path] | None, typer.Argument(
+                     help="Judge the stored images recorded under these files or folders (default: all).",
+                     show_default=False)] = None,
+                 judge: Annotated[str, typer.Option("--judge", help="The judge model (kind judge).")] = "qwen25-judge",
+                 store: Annotated[Path | None, typer.Option("--store", help="The results store (default: as for "
+                                                                           "`mltag report`).")] = None,
+                 models: Annotated[str, typer.Option("--models", "-m", help="Whose stored outputs to merge: all, or "
+                                                                            "comma-separated names.")] = "all",
+                 fmt: Format = "table", out: Out = None, timeout: Timeout = None, device: Device = "auto",
+                 dtype: Dtype = "auto", offline: Offline = False, weights: Weights = None, option: Option = None,
+                 quantize: Quantize = None) -> None:
+    """Merge each stored image's model outputs with a judge LLM; its column is stored beside theirs."""
+    from orchestrator.pipeline import Analysis, exit_code, finish_cell
+
+    spec = _judge(judge)
+    assert spec is not None
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "html" and out is None:
+        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    opts = _options(timeout, None, 10, device, dtype, offline, weights, False, 1, 1, option, True, quantize=quantize)
+    db = _open_store(store, paths or [], create=False)
+    stored = [name for name in db.models() if name != spec.name]
+    names = stored if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [n for n in names if n not in stored]
+    if not stored or unknown:
+        fail(f"no stored results for {', '.join(unknown) or 'any model'} in {db.path}: `mltag analyze PATHS` first")
+    document = db.document(under=paths or None, models=names, finish=finish_cell)
+    if not document["images"]:
+        fail(f"no stored image under {', '.join(map(str, paths or []))} in {db.path}")
+    images = [ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in document["images"]]
+    _install_cleanup()
+    analysis = Analysis(images, [], opts, judge=spec, store=db)
+    err.print(f"mltag: judging {len(analysis.unique)} image(s) from {', '.join(names)} with {spec.name}",
+              highlight=False)
+    judged = analysis.judge_stored(document, lambda model, done, total: err.print(f"  {model}: {done}/{total}",
+                                                                                  highlight=False))
+    merged = db.document(under=paths or None, models=[*names, spec.name], finish=finish_cell)
+    _store_summary(analysis, db)
+    _emit(merged, fmt, out, None)
+    raise typer.Exit(exit_code(judged))
+
+
+@app.command("eval")
+def eval_labels(labels: Annotated[Path, typer.Option("--labels", help="CSV: image path (relative to the CSV) or "
+                                                                     "sha256, then its true tags, comma-separated.")],
+                paths: Annotated[list[Path] | None, typer.Argument(
+                    help="Evaluate the stored images under these files or folders (default: all).",
+                    show_default=False)] = None,
+                store: Annotated[Path | None, typer.Option("--store", help="The results store (default: as for "
+                                                                          "`mltag report`).")] = None,
+                results: Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document "
+                                                                              "instead of the store.")] = None,
+                synonyms: Synonyms = None,
+                fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
+                out: Out = None) -> None:
+    """Precision, recall and F1 of each model against your own labels: which model tags your archive best."""
+    from orchestrator.evaluate import LabelsError, evaluate, read_labels, to_csv
+    from orchestrator.report.summary import evaluation_table
+
+    if fmt not in ("table", "json", "csv"):
+        fail(f"unknown --format {fmt!r} (choose from table, json, csv)")
+    if results is not None and (store is not None or paths):
+        fail("--results FILE replaces the store: give it alone, without --store or PATHS")
+    views = _views(10, None, synonyms=synonyms)
+    try:
+        rows = read_labels(labels)
+    except LabelsError as exc:
+        fail(str(exc))
+    document = _saved_document(results) if results is not None else _stored_document(store, paths or [])
+    evaluation = evaluate(document, rows, views.normaliser)
+    if not evaluation["labelled"]:
+        fail(f"none of the {len(rows)} label row(s) in {labels} names an image in the results (first: "
+             f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
+    if fmt == "table":
+        console = Console(file=open(out, "w"), width=160) if out else _stdout()
+        console.print(evaluation_table(evaluation))
+    else:
+        text = json.dumps(evaluation, indent=2) if fmt == "json" else to_csv(evaluation)
+        if out:
+            out.write_text(text if text.endswith("\n") else text + "\n")
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if out:
+        err.print(f"wrote {out}")
+
+
+def _saved_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read --results {path}: {exc}; it must be the output of `mltag analyze --format json`")
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        fail(f"--results {path} is not an mltag result document (no 'images' list): save one with "
+             "`mltag analyze PATHS --format json --out FILE`")
+    return document
+
+
+def _stored_document(store: Path | None, paths: list[Path]) -> dict[str, Any]:
+    from orchestrator.pipeline import finish_cell
+
+    db = _open_store(store, paths, create=False)
+    document = db.document(under=paths or None, finish=finish_cell)
+    db.close()
+    if not document["images"]:
+        fail(f"no stored image{' under ' + ', '.join(map(str, paths)) if paths else ''} in {db.path}: "
+             "`mltag analyze PATHS` fills the store")
+    return document
 
 
 @app.command()

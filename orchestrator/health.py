@@ -15,6 +15,11 @@ from orchestrator.paths import logs_dir
 from orchestrator.registry import ModelSpec
 from orchestrator.transport import RunnerError, RunnerProcess
 
+SAMPLE_JUDGE_INPUT = {"outputs": [
+    {"model": "sample-captioner", "kind": "captioner", "caption": "A dark corridor with peeling paint.",
+     "tags": ["corridor"]},
+    {"model": "sample-tagger", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "peeling paint"]}]}
+
 
 @dataclass
 class Check:
@@ -38,6 +43,12 @@ def hub_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
+
+
+def hub_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()
 
 
 def weights_cached(spec: ModelSpec) -> bool:
@@ -78,6 +89,11 @@ def check_weights(spec: ModelSpec, local: Path | None) -> Check:
                      fix=f"--weights {spec.name}=<existing path>")
     if weights_cached(spec):
         return Check("weights", detail=f"{spec.hub_id}@{spec.revision[:12]} in {hub_cache_dir()}")
+    if spec.gated and not hub_token():
+        return Check("weights", f"{spec.hub_id} is gated: it needs an accepted licence and a Hugging Face token, "
+                                "and no token is set",
+                     fix=f"accept the terms at https://huggingface.co/{spec.hub_id}, then `hf auth login` or "
+                         f"export HF_TOKEN=...; or --weights {spec.name}=PATH")
     return Check("weights", f"{spec.hub_id}@{spec.revision[:12]} is not in the Hugging Face cache",
                  fix=f"mltag run {spec.name} <image> (downloads it; needs network), or --weights {spec.name}=PATH")
 
@@ -93,8 +109,14 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
         path = Path(tmp) / "health.png"
         Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(path)
         weights = {spec.name: local} if local else {}
-        analysis = Analysis([hash_file(path)], [spec], RunOptions(weights=weights, device=device, timeout_s=300))
-        doc = analysis.run()
+        options = RunOptions(weights=weights, device=device, timeout_s=300)
+        ref = hash_file(path)
+        if spec.kind == "judge":  # a judge reads other models' outputs: give it a known one
+            analysis = Analysis([ref], [], options, judge=spec)
+            analysis.run_judge(contexts={ref.id: SAMPLE_JUDGE_INPUT})
+            doc = analysis.document(0.0, 0.0)
+        else:
+            doc = Analysis([ref], [spec], options).run()
     result = doc["images"][0]["results"][spec.name]
     if result["status"] in ("ok", "no_tags"):
         return Check("deep", detail=f"inference {result['status']} in {result.get('inference_s', 0):.2f} s")

@@ -7,12 +7,16 @@ N at once. A model whose env is missing, or that fails, never stops the others.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
+import sqlite3
+import sys
 import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from orchestrator.images import ImageRef
 from orchestrator.loadspec import build_load_spec, read_vocabulary
 from orchestrator.paths import logs_dir
 from orchestrator.registry import ModelSpec
+from orchestrator.store import CellMeta, ResultStore, StoreError, options_key
 from orchestrator.supervisor import Limits, ModelJob, ModelRun, Supervisor, cell
 from schemas.status import CellStatus
 
@@ -41,43 +46,155 @@ class RunOptions:
     top: int = 10                        # tags shown per model in the table
     infer_overrides: dict[str, Any] = field(default_factory=dict)
     retry_crashed: bool = True
+    # captioners (and the judge): --prompt, --tags-prompt, --ask, --quantize
+    prompt: str | None = None
+    tags_prompt: str | None = None
+    ask: str | None = None
+    quantize: int | None = None
+
+
+_RUNS = itertools.count()
 
 
 def _run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    # The counter keeps two analyses of one process apart (run ids key the store's rows).
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{next(_RUNS)}"
+
+
+def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A cell as documents show it: for a captioner, the tags extracted from its caption are added
+    (marked estimated). The store keeps the cell as the runner gave it and goes through here too."""
+    if kind == "captioner" and result.get("caption"):
+        from orchestrator.captags import extract_tags, load_stopwords
+
+        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
+        have = {t["name"] for t in result.get("tags", [])}
+        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
+    return result
+
+
+@functools.cache
+def _urbex_phrases() -> list[str]:
+    return read_vocabulary("urbex", Path("."))
 
 
 class Analysis:
     """Collects cells as they arrive (thread-safe) into the result document."""
 
-    def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions) -> None:
+    def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions,
+                 judge: ModelSpec | None = None, store: ResultStore | None = None, force: bool = False) -> None:
         self.images = images
         # Identical files (same content hash) run once; every path still gets its row.
         self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
         self.models = models
+        self.judge = judge          # runs after the models, on their outputs (orchestrator/judging.py)
         self.options = options
         self.run_id = _run_id()
         self.log_dir = logs_dir() / self.run_id   # one log per model: <model>.log
         self.cells: dict[str, dict[str, dict[str, Any]]] = {img.id: {} for img in images}
         self.model_runs: dict[str, ModelRun] = {}
         self.lock = threading.Lock()
-        self._phrases: list[str] | None = None
+        self.store = store              # results store (orchestrator/store.py); None: --no-store
+        self.force = force              # redo cells the store already has
+        self.reused: dict[str, int] = {}           # model -> cells taken from the store, not run
+        self.store_error: str | None = None         # a failed store write: storing stops, the run goes on
+        self._meta: dict[str, CellMeta] = {}        # model -> the columns stored beside its cells
+        self._entry_stored: set[str] = set()
 
     # -- cells ------------------------------------------------------------------------------------
-    def add_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any]) -> None:
-        if spec.kind == "captioner" and result.get("caption"):
-            self._add_caption_tags(result)
+    def add_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None = None) -> None:
+        self._store_cell(spec, image, result, run)   # first: as the runner gave it, before caption tags
+        finish_cell(spec.kind, result)
         with self.lock:
             self.cells[image.id][spec.name] = result
 
-    def _add_caption_tags(self, result: dict[str, Any]) -> None:
-        from orchestrator.captags import extract_tags, load_stopwords
+    # -- the results store ------------------------------------------------------------------------
+    def _store_call(self, write: Any, *args: Any) -> None:
+        """A store write; if one fails (disk full, locked too long) storing stops and the run goes on."""
+        if self.store is None or self.store_error is not None:
+            return
+        try:
+            write(*args)
+        except (sqlite3.Error, StoreError) as exc:
+            self.store_error = f"writing to the results store {self.store.path} failed ({exc}); " \
+                               "the rest of this run is not stored"
 
-        if self._phrases is None:
-            self._phrases = read_vocabulary("urbex", Path("."))
-        extracted = extract_tags(result["caption"], self._phrases, load_stopwords())
-        have = {t["name"] for t in result.get("tags", [])}
-        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
+    def _store_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None) -> None:
+        if self.store is None:
+            return
+        with self.lock:
+            first = spec.name not in self._entry_stored
+            self._entry_stored.add(spec.name)
+        if first:  # a kill -9 from here on still leaves the model's timings beside its cells
+            entry = dict(self._model_entry(spec, run), message="the run stopped before this model finished")
+            self._store_call(self.store.put_model, self.run_id, spec.name, entry)
+        load = run.load if run is not None else {}
+        meta = self._meta.get(spec.name) or CellMeta(options_key="", kind=spec.kind, revision=spec.revision)
+        meta = replace(meta, model_version=load.get("model_version"), device=load.get("device"),
+                       load_s=load.get("load_s"), warmup_s=load.get("warmup_s"))
+        self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta)
+
+    def _store_model(self, spec: ModelSpec) -> None:
+        if self.store is not None and spec.name in self.model_runs and self.reused.get(spec.name, 0) < len(self.unique):
+            self._store_call(self.store.put_model, self.run_id, spec.name, self._model_entry(spec))
+
+    def _cell_meta(self, spec: ModelSpec) -> CellMeta:
+        """The options key (resume) and env key of a model, from the very job it will run."""
+        try:
+            job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
+            key = options_key(spec.adapter, job.load_spec, job.infer_options)
+        except Exception:  # e.g. a missing vocabulary: the model fails later with that message; no resume
+            key = ""
+        try:
+            env = envbuild.env_key(envbuild.env_paths(spec.env))
+        except Exception:
+            env = None
+        return CellMeta(options_key=key, kind=spec.kind, revision=spec.revision, env_key=env)
+
+    def _reuse_stored(self, spec: ModelSpec, progress: Any) -> list[ImageRef]:
+        """Take the cells the store already has done (same options key); return the images left to run.
+
+        The judge is never reused: its input is the other models' outputs, which may have changed."""
+        if self.store is None:
+            return list(self.unique)
+        meta = self._meta[spec.name] = self._cell_meta(spec)
+        if self.force or not meta.options_key or spec.kind == "judge":
+            return list(self.unique)
+        try:
+            done = self.store.done_cells(spec.name, meta.options_key, (img.id for img in self.unique))
+        except (sqlite3.Error, StoreError) as exc:
+            self.store_error = f"reading the results store {self.store.path} failed ({exc}); nothing reused"
+            return list(self.unique)
+        for image in self.unique:
+            if image.id in done:
+                result = finish_cell(spec.kind, done[image.id])
+                with self.lock:
+                    self.cells[image.id][spec.name] = result
+        self.reused[spec.name] = len(done)
+        if done and progress:
+            progress(spec.name, len(done), len(self.unique))
+        return [img for img in self.unique if img.id not in done]
+
+    def _stored_run(self, spec: ModelSpec) -> ModelRun:
+        """A model whose every cell came from the store: its run as the store recorded it."""
+        try:
+            entry = (self.store.model_entry(spec.name) if self.store is not None else None) or {}
+        except (sqlite3.Error, StoreError):
+            entry = {}
+        load = {k: entry.get(k) for k in ("device", "dtype", "model_version", "load_s", "warmup_s", "memory_mb")}
+        return ModelRun(spec.name, status=entry.get("status", "ok"), fix=entry.get("fix", ""),
+                        message=f"all {len(self.unique)} result(s) from the store (same revision and options; "
+                                "--force recomputes them)",
+                        hello=entry.get("runner") or {}, load=dict(load, notes=entry.get("notes", [])),
+                        reloads=entry.get("reload_s", []), crashes=entry.get("crashes", 0),
+                        timeouts=entry.get("timeouts", 0), log_path=entry.get("log") or "")
+
+    def close_run(self, status: str = "finished") -> None:
+        """Record the run's end in the store (finished, or interrupted)."""
+        if self.store is not None:
+            for spec in self.reported_models:
+                self._store_model(spec)
+            self._store_call(self.store.finish_run, self.run_id, time.time(), status)
 
     # -- running ----------------------------------------------------------------------------------
     def job_for(self, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
@@ -85,37 +202,60 @@ class Analysis:
         timeout = opts.timeout_s or spec.timeout_s or 60.0
         limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
                         retry_crashed=opts.retry_crashed)
+        generative = spec.kind in ("captioner", "judge")
         load_spec = build_load_spec(spec, weights=opts.weights.get(spec.name), offline=opts.offline,
-                                    device=opts.device, dtype=opts.dtype, warmup=opts.warmup)
+                                    device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
+                                    overrides={"quantize": opts.quantize} if opts.quantize and generative else None)
         return ModelJob(spec=spec, python=python, load_spec=load_spec,
                         infer_options={**spec.infer, **self.overrides_for(spec)}, log_path=log_dir / f"{spec.name}.log",
                         limits=limits, batch_size=opts.batch_size, offline=opts.offline)
 
     def overrides_for(self, spec: ModelSpec) -> dict[str, Any]:
-        """--option KEY=V applies to every model, --option MODEL.KEY=V to that model only."""
-        out = {k: v for k, v in self.options.infer_overrides.items() if "." not in k}
+        """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
+        --option MODEL.KEY=V to that model only (and wins)."""
+        opts = self.options
+        out: dict[str, Any] = {}
+        if spec.kind == "captioner":
+            flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt, "ask": opts.ask}
+            out.update({k: v for k, v in flags.items() if v is not None})
+        out.update({k: v for k, v in self.options.infer_overrides.items() if "." not in k})
         prefix = spec.name + "."
         out.update({k[len(prefix):]: v for k, v in self.options.infer_overrides.items() if k.startswith(prefix)})
         return out
 
     def run_model(self, spec: ModelSpec, progress: Any = None) -> ModelRun:
+        pending = self._reuse_stored(spec, progress)
+        reused = len(self.unique) - len(pending)
+        if self.unique and not pending:  # every cell done already: the runner is not even started
+            run = self.model_runs[spec.name] = self._stored_run(spec)
+            return run
+        if reused and progress:  # count the stored cells in the model's progress
+            inner = progress
+
+            def progress(model: str, done: int, total: int) -> None:
+                inner(model, done + reused, total + reused)
+
         state, why = envbuild.env_state(spec.env)
         if state != "ready":
             fix = f"make setup-envs MODELS={spec.name}"
             run = ModelRun(spec.name, status="skipped", message=f"env '{spec.env}' is {state}: {why}", fix=fix)
-            for done, image in enumerate(self.unique, 1):
+            for done, image in enumerate(pending, 1):
                 self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=fix))
                 if progress:
-                    progress(spec.name, done, len(self.unique))
+                    progress(spec.name, done, len(pending))
             self.model_runs[spec.name] = run
+            self._store_model(spec)
             return run
         job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
-        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result), progress)
+        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
         try:
-            run = sup.run(self.unique)
+            run = sup.run(pending)
         except Exception as exc:  # a bug of ours must not cost the other models their results
             run = self._internal_error(spec, exc)
+        if reused and not run.message:
+            run.message = f"{reused} of {len(self.unique)} result(s) from the store (same revision and options)"
         self.model_runs[spec.name] = run
+        self._store_model(spec)
         return run
 
     def _internal_error(self, spec: ModelSpec, exc: Exception) -> ModelRun:
@@ -128,15 +268,66 @@ class Analysis:
 
     def run(self, progress: Any = None) -> dict[str, Any]:
         started = time.time()
+        if self.store is not None:  # the run and every image path, before the first cell
+            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
+                             sys.argv[1:])
+            self._store_call(self.store.record_images, self.run_id, self.images)
         if self.options.parallel > 1 and len(self.models) > 1:
             with ThreadPoolExecutor(max_workers=self.options.parallel) as pool:
                 list(pool.map(lambda s: self.run_model(s, progress), self.models))
         else:
             for spec in self.models:
                 self.run_model(spec, progress)
+        if self.judge is not None:
+            self.run_judge(progress)
+        self.close_run()
         return self.document(started, time.time())
 
+    def judge_stored(self, document: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+        """`mltag judge`: run only the judge, over a stored document's cells (this analysis's images)."""
+        from orchestrator.judging import judge_context
+
+        started = time.time()
+        kinds = {m["name"]: m["kind"] for m in document["models"]}
+        contexts = {img["sha256"]: judge_context(img["results"], kinds) for img in document["images"]}
+        if self.store is not None:
+            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
+                             sys.argv[1:])
+            self._store_call(self.store.record_images, self.run_id, self.images)
+        self.run_judge(progress, contexts)
+        self.close_run()
+        return self.document(started, time.time())
+
+    def run_judge(self, progress: Any = None, contexts: dict[str, dict[str, Any]] | None = None) -> ModelRun:
+        """The judge merges each image's model outputs; it gets their text, not the image.
+
+        `contexts` (image id -> judge input) replaces the one built from this analysis's cells
+        (`mltag health --deep` feeds a known one)."""
+        from orchestrator.judging import judge_context
+
+        assert self.judge is not None
+        kinds = {spec.name: spec.kind for spec in self.models}
+        if contexts is None:
+            contexts = {img.id: judge_context(self.cells[img.id], kinds) for img in self.unique}
+        state, why = envbuild.env_state(self.judge.env)
+        if state != "ready":
+            return self.run_model(self.judge, progress)  # every cell skipped, with the fix
+        job = self.job_for(self.judge, envbuild.env_paths(self.judge.env).python, self.log_dir)
+        job.payload = lambda image: {"context": contexts[image.id]}
+        sup = Supervisor(job, lambda image, result: self.add_cell(self.judge, image, result), progress)
+        try:
+            run = sup.run(self.unique)
+        except Exception as exc:
+            run = self._internal_error(self.judge, exc)
+        self.model_runs[self.judge.name] = run
+        return run
+
     # -- output -----------------------------------------------------------------------------------
+    @property
+    def reported_models(self) -> list[ModelSpec]:
+        """The models, then the judge (its column is a synthesis of theirs)."""
+        return self.models + ([self.judge] if self.judge is not None else [])
+
     def document(self, started: float, finished: float) -> dict[str, Any]:
         opts = self.options
         return {
@@ -148,8 +339,10 @@ class Analysis:
             "options": {"timeout_s": opts.timeout_s, "device": opts.device, "offline": opts.offline,
                         "warmup": opts.warmup, "batch_size": opts.batch_size, "threshold": opts.threshold,
                         "top": opts.top, "weights": {k: str(v) for k, v in opts.weights.items()},
-                        "infer_overrides": opts.infer_overrides},
-            "models": [self._model_entry(spec) for spec in self.models],
+                        "infer_overrides": opts.infer_overrides, "prompt": opts.prompt,
+                        "tags_prompt": opts.tags_prompt, "ask": opts.ask, "quantize": opts.quantize,
+                        "judge": self.judge.name if self.judge else None},
+            "models": [self._model_entry(spec) for spec in self.reported_models],
             "images": [self._image_entry(img, first) for img, first in self._with_first_copy()],
         }
 
@@ -161,13 +354,14 @@ class Analysis:
         missing = cell(CellStatus.SKIPPED, "no result was recorded")
         entry: dict[str, Any] = {
             "path": str(img.path), "sha256": img.sha256, "size_bytes": img.size_bytes,
-            "results": {spec.name: self.cells[img.id].get(spec.name) or dict(missing) for spec in self.models}}
+            "results": {spec.name: self.cells[img.id].get(spec.name) or dict(missing)
+                        for spec in self.reported_models}}
         if first is not img:
             entry["duplicate_of"] = str(first.path)
         return entry
 
-    def _model_entry(self, spec: ModelSpec) -> dict[str, Any]:
-        run = self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")
+    def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> dict[str, Any]:
+        run = run or self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")
         load = run.load
         return {
             "name": spec.name, "kind": spec.kind, "adapter": spec.adapter, "env": spec.env,

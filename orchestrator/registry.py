@@ -2,7 +2,7 @@
 
 model.toml fields:
     adapter      dotted module run by `python -m runners.host <adapter>` (e.g. "runners.wd14")
-    kind         "tagger" | "zero-shot" | "captioner"
+    kind         "tagger" | "zero-shot" | "captioner" | "judge" (a text LLM merging the others' outputs)
     env          name of the venv (envs/requirements/<env>.in + .txt); models may share one
     hub_id       Hugging Face repo id
     revision     pinned commit of that repo
@@ -10,6 +10,7 @@ model.toml fields:
     timeout_s    optional per-image deadline (overrides --timeout's default)
     load_timeout_s  optional deadline for loading the weights
     licence, size, description   shown to the user
+    gated        true when the Hub repo needs an accepted licence and a token (HF_TOKEN / `hf auth login`)
     [load]       options passed to the adapter's load()
     [infer]      default options for infer() (thresholds, prompts, ...)
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from orchestrator.paths import ENVS_DIR
 
-KINDS = ("tagger", "zero-shot", "captioner")
+KINDS = ("tagger", "zero-shot", "captioner", "judge")
 REQUIRED = ("adapter", "kind", "env", "hub_id", "revision")
 
 
@@ -51,6 +52,7 @@ class ModelSpec:
     licence: str = ""
     size: str = ""
     description: str = ""
+    gated: bool = False
     load: dict[str, Any] = field(default_factory=dict)
     infer: dict[str, Any] = field(default_factory=dict)
 
@@ -86,8 +88,8 @@ def select(registry: dict[str, ModelSpec], names: str | list[str]) -> list[Model
     """Resolve "all" or comma-separated names, with a "did you mean" for typos."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    if names == ["all"]:
-        return list(registry.values())
+    if names == ["all"]:  # every image model; a judge runs only when asked for (--judge)
+        return [spec for spec in registry.values() if spec.kind != "judge"]
     out = []
     for name in names:
         if name not in registry:

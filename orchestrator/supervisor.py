@@ -62,6 +62,9 @@ class ModelJob:
     runner_module: str = "runners.host"   # tests swap in a fake runner
     adapter: str | None = None            # defaults to spec.adapter
     extra_env: dict[str, str] = field(default_factory=dict)
+    # What an image sends besides id and name; default {"data": the file's bytes}. The judge
+    # sends {"context": other models' outputs} instead.
+    payload: Callable[[ImageRef], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -205,7 +208,8 @@ class Supervisor:
         payload, sent, out = [], [], []
         for image in batch:
             try:
-                payload.append({"id": image.id, "name": str(image.path), "data": image.read()})
+                extra = self.job.payload(image) if self.job.payload else {"data": image.read()}
+                payload.append({"id": image.id, "name": str(image.path), **extra})
                 sent.append(image)
             except OSError as exc:
                 out.append((image, cell(CellStatus.ERROR, f"cannot read file: {exc}")))

@@ -25,11 +25,14 @@ class BadImage(Exception):
 class DecodedImage:
     id: str
     name: str
-    pil: Image.Image                      # "RGB" or "RGBA", 8 bits per channel, upright
+    pil: Image.Image | None               # "RGB" or "RGBA", 8 bits per channel, upright; None: text only
     info: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)  # ImageIn.context (the judge's input)
 
     def rgb(self, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
         """The image as RGB; transparent pixels composited onto `background`."""
+        if self.pil is None:
+            raise ValueError(f"{self.name}: no image data was sent (a text-only request)")
         if self.pil.mode == "RGB":
             return self.pil
         canvas = Image.new("RGBA", self.pil.size, background + (255,))

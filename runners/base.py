@@ -100,11 +100,18 @@ def weights_dir(spec: LoadSpec, allow_patterns: list[str] | None = None) -> Path
             raise WeightsMissing(f"local weights path {path} does not exist")
         return path
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError
 
     try:
         return Path(snapshot_download(spec["hub_id"], revision=spec["revision"],
                                       allow_patterns=allow_patterns,
                                       local_files_only=spec["offline"] or _hub_offline()))
+    except GatedRepoError as exc:
+        raise WeightsMissing(
+            f"{spec['hub_id']} is gated: accept its licence at https://huggingface.co/{spec['hub_id']} with your "
+            f"account, then `hf auth login` or export HF_TOKEN=... and run again; or pass "
+            f"--weights {spec['name']}=/path/to/model"
+        ) from exc
     except Exception as exc:
         if spec["offline"] or _hub_offline():
             raise WeightsMissing(

@@ -136,12 +136,15 @@ class Host:
         from runners._images import DecodedImage
 
         img = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
+        # A text-only adapter (the judge) says what a representative input is.
+        make = getattr(self.adapter, "warmup_inputs", None)
+        inputs = make() if make else [DecodedImage("warmup", "warmup", img, {})]
         t0 = time.perf_counter()
-        self.adapter.infer([DecodedImage("warmup", "warmup", img, {})], options)
+        self.adapter.infer(inputs, options)
         return time.perf_counter() - t0
 
     def infer(self, req: dict[str, Any]) -> dict[str, Any]:
-        from runners._images import BadImage, decode
+        from runners._images import BadImage, DecodedImage, decode
 
         if not self.loaded:
             raise RuntimeError("infer before load")
@@ -149,6 +152,9 @@ class Host:
         results: dict[str, dict[str, Any]] = {}
         decoded = []
         for item in req["images"]:
+            if "data" not in item:  # text-only (the judge): the context is the input
+                decoded.append(DecodedImage(item["id"], item["name"], None, {}, item.get("context") or {}))
+                continue
             try:
                 img = decode(item["id"], item["name"], item["data"],
                              **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))

@@ -53,7 +53,8 @@ class LoadInfo(TypedDict):
 class ImageIn(TypedDict):
     id: str                      # opaque id chosen by the orchestrator (content hash)
     name: str                    # display name (path)
-    data: bytes                  # the encoded file, exactly as on disk
+    data: NotRequired[bytes]     # the encoded file, exactly as on disk (absent for text-only runners)
+    context: NotRequired[dict[str, Any]]  # other models' outputs for this image (the judge's input)
 
 
 class Tag(TypedDict):

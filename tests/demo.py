@@ -12,9 +12,11 @@ import os
 import sys
 import urllib.request
 
+from orchestrator.paths import cache_root
 from orchestrator.registry import load_registry, select
 from tests.tiny_models import build, family_of
 
+DEMO_DIR = cache_root() / "demo"
 BANNER = """
 ##########################################################################################
 #  DEMO WITH TINY RANDOM MODELS: the Hugging Face Hub is not reachable from here, so the  #
@@ -40,7 +42,11 @@ def main() -> int:
     parser.add_argument("--models", default="clip,wd14,florence2")
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
-    cmd = [sys.executable, "-m", "orchestrator", "analyze", *args.paths, "--models", args.models, "--warmup"]
+    # A fresh run each time (--force), stored under .cache/demo (never in the checkout's samples/),
+    # then rendered as the self-contained HTML report from the store.
+    store, html = DEMO_DIR / "results.sqlite", DEMO_DIR / "report.html"
+    cmd = [sys.executable, "-m", "orchestrator", "analyze", *args.paths, "--models", args.models, "--warmup",
+           "--show-timing", "--store", str(store), "--force"]
     tiny = not hub_reachable()
     if tiny:
         print(BANNER, file=sys.stderr)
@@ -50,9 +56,12 @@ def main() -> int:
         cmd += ["--offline", "--device", "cpu"]
     print("$ mltag " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     code = os.spawnv(os.P_WAIT, sys.executable, cmd)
+    report = [sys.executable, "-m", "orchestrator", "report", *args.paths, "--store", str(store), "--html", str(html)]
+    print("$ mltag " + " ".join(report[3:]), file=sys.stderr, flush=True)
+    report_code = os.spawnv(os.P_WAIT, sys.executable, report)
     if tiny:
         print(BANNER, file=sys.stderr)
-    return code
+    return code or report_code
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False, default=str)
 
 
-def _safe(value: Any) -> Any:
+def spreadsheet_safe(value: Any) -> Any:
     """Escape cells a spreadsheet would run as a formula (CSV injection)."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
@@ -39,5 +39,5 @@ def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
                 if tag is not None:
                     row.update(tag=tag["name"], score=f"{tag['score']:.6f}", category=tag.get("category", ""),
                                estimated=bool(tag.get("estimated", False)))
-                writer.writerow({k: _safe(v) for k, v in row.items()})
+                writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()

@@ -10,6 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.report.summary import Views, image_line, render_comparison
+
 STATUS_STYLE = {"ok": "green", "no_tags": "yellow", "timeout": "red", "crashed": "red", "error": "red",
                 "bad_image": "magenta", "skipped": "dim"}
 BAR_WIDTH = 12
@@ -56,18 +58,29 @@ def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshol
         parts.append(table)
         if any(t.get("estimated") for t in tags):
             parts.append(Text("~ estimated confidence (from caption position / frequency)", style="dim"))
-    return Panel(Group(*parts), title=f"[bold]{name}[/]", title_align="left", border_style=style, width=48)
+    # The judge's column merges the others' outputs: never let it pass for a model's own view.
+    title = f"[bold]{name}[/] [magenta](synthesis)[/]" if model.get("kind") == "judge" else f"[bold]{name}[/]"
+    return Panel(Group(*parts), title=title, title_align="left", border_style=style, width=48)
 
 
-def render(document: dict[str, Any], console: Console) -> None:
+def render(document: dict[str, Any], console: Console, views: Views | None = None) -> None:
+    """Per image the model boxes (raw tags) and, with `document["comparison"]`, its consensus line;
+    then the models and the comparison's summary and views (report/summary.py)."""
     models = {m["name"]: m for m in document["models"]}
     opts = document.get("options", {})
+    comparison = document.get("comparison")
+    views = views or Views(top=opts.get("top", 10), threshold=opts.get("threshold"))
     for image in document["images"]:
         console.rule(f"[bold]{image['path']}[/]  [dim]{image['sha256'][:12]}[/]")
-        boxes = [model_box(name, models[name], result, opts.get("threshold"), opts.get("top", 10))
+        boxes = [model_box(name, models[name], result, views.threshold, views.top)
                  for name, result in image["results"].items()]
         console.print(Columns(boxes, equal=False, expand=False))
+        if comparison and image["sha256"] in comparison["images"]:
+            voices = len(comparison["models"]) - len(comparison.get("synthesis", []))
+            console.print(image_line(comparison["images"][image["sha256"]], voices, views.top))
     console.print(models_table(document))
+    if comparison:
+        render_comparison(comparison, console, views)
 
 
 def models_table(document: dict[str, Any]) -> Table:

@@ -30,6 +30,8 @@ def mltag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     (["analyze", "samples", "--weights", "wd14"], "--weights expects KEY=VALUE"),
     (["analyze", "samples", "--models", "wd14", "--weights", "clip=/tmp"], "not selected: clip"),
     (["run", "wd14", "samples", "--weights", "wd14=/no/such/weights"], "path does not exist"),
+    (["analyze", "samples", "--models", "wd14", "--store", "x.sqlite", "--no-store"], "exclude each other"),
+    (["report", "no/such/dir"], "no results store at"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(args: list[str], expected: str) -> None:
     proc = mltag(*args)
@@ -75,7 +77,8 @@ def test_table_and_csv_render(tiny_model, tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "out.csv"
-    args = ["run", "wd14", str(SAMPLES / "brick.png"), str(bad), f"--weights=wd14={tiny_model('wd14')}", "--offline"]
+    args = ["run", "wd14", str(SAMPLES / "brick.png"), str(bad), f"--weights=wd14={tiny_model('wd14')}", "--offline",
+            "--no-store"]
     proc = mltag(*args, "--format", "csv", "--out", str(out))
     assert proc.returncode == 1, "a bad image is a failed cell: exit 1"
     assert "brick.png" in out.read_text() and "bad_image" in out.read_text()

@@ -10,10 +10,18 @@ from orchestrator import envbuild
 from orchestrator.registry import RegistryError, UnknownModel, load_registry, select
 
 
+# Models no commit could be found for offline (their model.toml says so): they follow `main`, and
+# results record the snapshot actually loaded. Keep this list empty where possible.
+UNPINNED = {"paligemma-long"}
+
+
 def test_shipped_registry_is_valid() -> None:
     registry = load_registry()
     assert {"clip", "wd14", "florence2"} <= set(registry)
     for spec in registry.values():
+        if spec.name in UNPINNED:
+            assert spec.revision == "main" and "no public source" in (spec.folder / "model.toml").read_text()
+            continue
         assert len(spec.revision) == 40 and int(spec.revision, 16) >= 0, f"{spec.name}: pin a full commit hash"
         assert envbuild.env_paths(spec.env).requirements_in.exists(), f"{spec.name}: env {spec.env} has no .in"
         assert envbuild.env_paths(spec.env).lock.exists(), f"{spec.name}: env {spec.env} has no lock"
@@ -37,7 +45,9 @@ def test_unknown_model_suggests_a_close_name() -> None:
 
 def test_all_and_dedup() -> None:
     registry = load_registry()
-    assert len(select(registry, "all")) == len(registry)
+    everything = select(registry, "all")  # every image model; judges run only with --judge
+    assert {s.name for s in everything} == {name for name, s in registry.items() if s.kind != "judge"}
+    assert "qwen25-judge" in registry and registry["qwen25-judge"].kind == "judge"
     assert [s.name for s in select(registry, "wd14, wd14")] == ["wd14"]
 
 

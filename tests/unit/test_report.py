@@ -2,8 +2,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
-from orchestrator.report.flat import to_csv
+import jsonschema
+import pytest
+from rich.console import Console
+
+from orchestrator.compare import compare
+from orchestrator.paths import PROJECT_ROOT
+from orchestrator.report.flat import to_csv, to_json
+from orchestrator.report.summary import Views
+from orchestrator.report.table import render
 
 
 def doc() -> dict:
@@ -26,3 +35,109 @@ def test_csv_rows_and_formula_escaping() -> None:
 def test_csv_threshold() -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(doc(), threshold=0.4))))
     assert [r["tag"] for r in rows if r["image"] == "a.jpg"] == ["'+rust", "'-graffiti"]
+
+
+# -- the comparison's views (report/summary.py via report/table.py) ----------------------------------------------
+
+def full_document() -> dict:
+    """A schema-valid document: wd14 and clip tag, florence2 captions (estimated tags), broken never runs."""
+    def model(name: str, kind: str, load_s: float | None) -> dict:
+        return {"name": name, "kind": kind, "adapter": f"runners.{name}", "env": "onnx", "hub_id": f"org/{name}",
+                "revision": "a" * 40, "status": "ok" if load_s else "failed", "device": "cpu", "load_s": load_s,
+                "warmup_s": 0.5 if load_s else None, "notes": [], "crashes": 0, "timeouts": 0}
+
+    def cells(i: int) -> dict:
+        return {
+            "wd14": {"status": "ok", "inference_s": 0.1 * (i + 1),
+                     "tags": [{"name": "broken_windows", "score": 0.9}, {"name": "graffiti", "score": 0.6 - i / 10},
+                              {"name": "general", "score": 0.95, "category": "rating"}]},
+            "clip": {"status": "ok", "inference_s": 0.4,
+                     "tags": [{"name": "broken window", "score": 0.5}, {"name": "peeling paint", "score": 0.3}]},
+            "florence2": {"status": "ok", "inference_s": 2.0, "caption": "Peeling paint and broken windows.",
+                          "tags": [{"name": "peeling paint", "score": 0.75, "estimated": True},
+                                   {"name": "broken window", "score": 0.6, "estimated": True}]},
+            "a-model-with-a-rather-long-name": {"status": "timeout", "message": "no answer in 60 s"},
+        }
+
+    return {"schema_version": 1, "mltag_version": "0.1.0", "run_id": "r1", "started": "2026-01-01T00:00:00",
+            "duration_s": 3.0, "options": {"threshold": None, "top": 5},
+            "models": [model("wd14", "tagger", 1.2), model("clip", "zero-shot", 3.4),
+                       model("florence2", "captioner", 9.9), model("a-model-with-a-rather-long-name", "tagger", None)],
+            "images": [{"path": f"photos/room-{i}.jpg", "sha256": f"{i + 1:x}" * 64, "size_bytes": 10,
+                        "results": cells(i)} for i in range(3)]}
+
+
+def rendered(document: dict, views: Views) -> str:
+    console = Console(width=100, record=True)
+    render(document, console, views)
+    return console.export_text()
+
+
+def test_table_report_with_every_view_fits_100_columns() -> None:
+    doc = full_document()
+    doc["comparison"] = compare(doc, top_k=5)
+    text = rendered(doc, Views(top=5, matrix=True, timing=True, confidence=["Broken_Windows", "grafiti"]))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    # the summary: consensus with the agreement figure and its definition
+    assert "consensus over 3 image(s)" in text and "model agreement: " in text
+    assert "mean pairwise Jaccard" in text and "consensus score = per image" in text
+    assert f"model agreement: {doc['comparison']['folder']['agreement']:.2f}" in text
+    first = doc["comparison"]["folder"]["consensus"][0]
+    assert first["tag"] == "broken window" and first["n_models"] == 3
+    assert "consensus: broken window 3/4" in text            # per image, under the model boxes
+    assert "model x model agreement" in text and "cells by status" in text and "timeout 3" in text
+    # --show-matrix: tag x model with counts; estimated cells marked
+    assert "agreement matrix" in text and "3 (0.90)" in text and "(0.60~)" in text
+    # --show-timing: wd14 .1/.2/.3 s -> mean .2, p95 .29, 3 images / .6 s = 5 per second
+    assert "timing per model" in text
+    assert any(line.split()[:8] == ["wd14", "1.20", "0.50", "0.200", "0.200", "0.290", "5.00", "3"]
+               for line in text.splitlines())
+    # --show-confidence: bars, the normalised name, an unknown tag answered with a close match
+    assert "confidence for 'broken window' across models (asked: 'Broken_Windows')" in text
+    assert "███████████░" in text and "no model gave 'grafiti'" in text and "close: graffiti" in text
+    assert "general" not in doc["comparison"]["folder"]["confidence"]          # a rating, not content
+    assert "~ marks an estimated score" in text
+
+
+def test_table_report_without_views_or_comparison() -> None:
+    doc = full_document()
+    plain = rendered(doc, Views(top=5))
+    assert "model agreement" not in plain and "room-0.jpg" in plain
+    doc["comparison"] = compare(doc)
+    text = rendered(doc, Views(top=5))
+    assert "model agreement" in text and "agreement matrix" not in text and "timing per model" not in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_one_model_summary_says_why_there_is_no_agreement() -> None:
+    doc = full_document()
+    doc["models"] = doc["models"][:1]
+    for image in doc["images"]:
+        image["results"] = {"wd14": image["results"]["wd14"]}
+    doc["comparison"] = compare(doc)
+    text = rendered(doc, Views(top=5))
+    assert "model agreement: - (only one model: agreement needs two)" in text
+    assert "model x model" not in text
+
+
+def test_json_with_the_comparison_validates_against_the_schema() -> None:
+    schema = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+    doc = full_document()
+    jsonschema.validate(doc, schema)
+    doc["comparison"] = compare(doc, top_k=2, threshold=0.1, synonyms={"graffiti": "tagging"})
+    jsonschema.validate(json.loads(to_json(doc)), schema)
+    broken = json.loads(to_json(doc))
+    broken["comparison"]["folder"]["consensus"][0]["n_models"] = "three"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_csv_escapes_every_formula_start_and_carries_the_revision() -> None:
+    doc = full_document()
+    doc["images"][0]["results"]["wd14"]["tags"] = [{"name": n, "score": 0.5} for n in ("=1+1", "+x", "-y", "@z", "ok")]
+    rows = list(csv.DictReader(io.StringIO(to_csv(doc))))
+    first = [r for r in rows if r["image"] == "photos/room-0.jpg" and r["model"] == "wd14"]
+    assert [r["tag"] for r in first] == ["'=1+1", "'+x", "'-y", "'@z", "ok"]
+    assert all(r["revision"] == "a" * 40 and r["status"] == "ok" for r in first)
+    timeout = [r for r in rows if r["model"] == "a-model-with-a-rather-long-name"]
+    assert len(timeout) == 3 and all(r["tag"] == "" and r["status"] == "timeout" for r in timeout)

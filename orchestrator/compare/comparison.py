@@ -1,0 +1,257 @@
+"""Compare the models of one result document: agreement matrix, consensus tags, model agreement.
+
+Reads the document, never changes it: the comparison is a separate JSON-safe dict (`definitions`,
+`folder`, `images`; described in schemas/result.schema.json), which the CLI stores under
+`document["comparison"]` for the json, html and table reports.
+
+Rules that every figure follows:
+- Only cells with status `ok` contribute tags; `--threshold` drops tags below it first.
+- Tags are compared under their normalised names (compare/normalise.py); when two raw tags of one
+  cell normalise to the same name, the higher score counts.
+- Caption tags come from orchestrator/captags.py (one stoplist, one urbex phrase list), added to
+  documents by pipeline.finish_cell; a caption cell without tags gets them the same way here.
+  Their scores are `estimated` and marked so wherever they show; they go through the same
+  normaliser as every other tag.
+- The matrix, the consensus and the agreement use each model's top-K tags per image (K = --top):
+  a zero-shot model scores every term of its vocabulary, and counting them all would make every
+  tag "agreed". `confidence` (for --show-confidence) keeps every tag above the threshold.
+- Images are counted once per content hash (duplicates share one result).
+- Rating tags (WD14's general / sensitive / questionable / explicit, category `rating`) say how
+  suitable the content is, not what is in the photo: left out, as the judge leaves them out.
+- A judge (kind `judge`) merges the other models' outputs, so it is no independent voice: it is
+  left out of the matrix, the consensus and the agreement, and kept in confidence, timing and
+  status counts (`synthesis` lists such models).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.compare import timing
+from orchestrator.compare.normalise import DEFINITION as NORMALISATION
+from orchestrator.compare.normalise import Normaliser
+
+DIGITS = 6
+NON_CONTENT_CATEGORIES = frozenset({"rating"})
+SYNTHESIS_KINDS = frozenset({"judge"})
+ESTIMATED = ("~ marks an estimated score: a tag extracted from a caption, scored from its position and "
+             "frequency there, not a model probability")
+
+Scored = tuple[float, bool]          # (score, estimated)
+CellTags = dict[str, Scored]         # normalised tag -> best score in the cell
+
+
+def definitions(top_k: int, threshold: float | None) -> dict[str, str]:
+    which = f"each model's top-{top_k} normalised tags" if top_k > 0 else "all normalised tags of each model"
+    cut = f", tags scored below {threshold:g} dropped first" if threshold is not None else ""
+    return {
+        "normalisation": NORMALISATION,
+        "consensus_score": ("per image: (models whose top tags hold the tag) x (their mean confidence); over the "
+                            "folder: that per-image score averaged over all unique images (0 where no model gave "
+                            "the tag)"),
+        "agreement": (f"mean pairwise Jaccard |A∩B| / |A∪B| of {which} (ok cells only"
+                      f"{cut}); per image: the mean over model pairs; folder: each pair's mean over the images "
+                      "both models scored, then the mean over pairs; pairs where both lists are empty are left out"),
+        "estimated": ESTIMATED,
+        "top_k": f"the matrix, the consensus and the agreement use {which}, per image{cut}",
+        "timing": timing.DEFINITION,
+    }
+
+
+def caption_tags(caption: str) -> list[dict[str, Any]]:
+    """Tags of a caption exactly as documents show them (pipeline.finish_cell -> orchestrator/captags.py)."""
+    from orchestrator.pipeline import finish_cell
+
+    return finish_cell("captioner", {"caption": caption})["tags"]
+
+
+def cell_tags(cell: dict[str, Any] | None, normalise: Callable[[str], str], threshold: float | None) -> CellTags:
+    """The normalised tags of one cell (ok cells only), each with its best score and estimated flag."""
+    if not cell or cell.get("status") != "ok":
+        return {}
+    tags = cell.get("tags") or (caption_tags(cell["caption"]) if cell.get("caption") else [])
+    out: CellTags = {}
+    for tag in tags:
+        if tag.get("category") in NON_CONTENT_CATEGORIES:
+            continue
+        score = tag.get("score")
+        if not isinstance(score, int | float) or not math.isfinite(score):
+            continue
+        if threshold is not None and score < threshold:
+            continue
+        name = normalise(str(tag.get("name", "")))
+        if name and (name not in out or score > out[name][0]):
+            out[name] = (float(score), bool(tag.get("estimated")))
+    return out
+
+
+def top(tags: CellTags, k: int) -> CellTags:
+    """The k highest-scoring tags (ties: by name); k <= 0 keeps all."""
+    ranked = sorted(tags.items(), key=lambda item: (-item[1][0], item[0]))
+    return dict(ranked[:k] if k > 0 else ranked)
+
+
+def jaccard(a: set[str], b: set[str]) -> float | None:
+    """|A∩B| / |A∪B|; None when both are empty (nothing to agree on)."""
+    union = a | b
+    return len(a & b) / len(union) if union else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, DIGITS)
+
+
+def model_names(document: dict[str, Any]) -> list[str]:
+    """Document order; a model present only in the cells is appended (never silently dropped)."""
+    names = [m["name"] for m in document.get("models", [])]
+    for image in document.get("images", []):
+        names += [n for n in image.get("results", {}) if n not in names]
+    return names
+
+
+def unique_images(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per content hash, the first listed (a duplicate_of copy shares its result)."""
+    seen: set[str] = set()
+    out = []
+    for image in document.get("images", []):
+        if image["sha256"] not in seen:
+            seen.add(image["sha256"])
+            out.append(image)
+    return out
+
+
+def _pairwise(models: list[str], sets: dict[str, set[str]]) -> dict[str, dict[str, float | None]]:
+    """Model x model Jaccard; None for a model without an ok cell (absent from `sets`)."""
+    return {a: {b: jaccard(sets[a], sets[b]) if a in sets and b in sets else None for b in models} for a in models}
+
+
+def _agreement(models: list[str], pairwise: dict[str, dict[str, float | None]], scored: int) -> tuple[
+        float | None, str | None]:
+    """Mean over unordered pairs with a value, and why there is none when there is none."""
+    if len(models) < 2:
+        return None, "only one model: agreement needs two"
+    values = [v for a, b in itertools.combinations(models, 2) if (v := pairwise[a][b]) is not None]
+    if values:
+        return _mean(values), None
+    if scored < 2:
+        return None, "fewer than two models have ok results"
+    return None, "no pair of models has a tag to compare"
+
+
+@dataclass
+class _TagStats:
+    """One tag's numbers over the folder."""
+    per_model: dict[str, list[Scored]] = field(default_factory=dict)   # in the model's top-K
+    images: set[str] = field(default_factory=set)
+    image_score_sum: float = 0.0                                       # sum of per-image consensus scores
+
+
+def _consensus_item(tag: str, models: list[str], per_model: dict[str, list[Scored]], score: float,
+                    images: int) -> dict[str, Any]:
+    scores = [s for m in models for s, _ in per_model.get(m, [])]
+    givers = [m for m in models if per_model.get(m)]
+    return {"tag": tag, "n_models": len(givers), "mean_confidence": _round(_mean(scores)), "score": _round(score),
+            "images": images, "models": givers,
+            "estimated": any(e for m in givers for _, e in per_model[m])}
+
+
+def _rank(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda i: (-i["score"], -i["n_models"], i["tag"]))
+
+
+def _image(image: dict[str, Any], models: list[str], full: dict[str, CellTags], tops: dict[str, CellTags],
+           stats: dict[str, _TagStats]) -> dict[str, Any]:
+    """One image's comparison; also adds the image's figures to the folder's `stats`."""
+    consensus = []
+    for tag in dict.fromkeys(t for m in models if m in tops for t in tops[m]):
+        given = {m: tops[m][tag] for m in models if m in tops and tag in tops[m]}
+        score = len(given) * sum(s for s, _ in given.values()) / len(given)
+        consensus.append(_consensus_item(tag, models, {m: [v] for m, v in given.items()}, score, 1))
+        folder = stats.setdefault(tag, _TagStats())
+        folder.images.add(image["sha256"])
+        folder.image_score_sum += score
+        for m, scored in given.items():
+            folder.per_model.setdefault(m, []).append(scored)
+    consensus = _rank(consensus)
+    pairwise = _pairwise(models, {m: set(t) for m, t in tops.items()})
+    agreement, note = _agreement(models, pairwise, len(tops))
+    shown = [c["tag"] for c in consensus]
+    return {
+        "path": image["path"], "consensus": consensus, "agreement": _round(agreement), "agreement_note": note,
+        "pairwise": {a: {b: _round(v) for b, v in row.items()} for a, row in pairwise.items()},
+        "tags": {t: {m: full[m][t][0] for m in models if m in full and t in full[m]} for t in shown},
+        "estimated": {t: [m for m in models if m in full and t in full[m] and full[m][t][1]] for t in shown
+                      if any(m in full and t in full[m] and full[m][t][1] for m in models)},
+    }
+
+
+def compare(document: dict[str, Any], top_k: int = 10, threshold: float | None = None,
+            synonyms: dict[str, str] | None = None, normaliser: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The comparison of a result document (see the module docstring); the document is not modified."""
+    normalise = normaliser or Normaliser(synonyms)
+    models = model_names(document)
+    entries = {m["name"]: m for m in document.get("models", [])}
+    synthesis = [m for m in models if entries.get(m, {}).get("kind") in SYNTHESIS_KINDS]
+    voices = [m for m in models if m not in synthesis]
+    images = unique_images(document)
+    stats: dict[str, _TagStats] = {}
+    confidence: dict[str, dict[str, list[Scored]]] = {}
+    pair_values: dict[tuple[str, str], list[float]] = {}
+    per_image: dict[str, Any] = {}
+    for image in images:
+        results = image.get("results", {})
+        full = {m: cell_tags(results.get(m), normalise, threshold) for m in models
+                if (results.get(m) or {}).get("status") == "ok"}
+        tops = {m: top(tags, top_k) for m, tags in full.items() if m in voices}
+        per_image[image["sha256"]] = entry = _image(image, voices, full, tops, stats)
+        for a, row in entry["pairwise"].items():
+            for b, value in row.items():
+                if value is not None:
+                    pair_values.setdefault((a, b), []).append(value)
+        for m, tags in full.items():
+            for tag, scored in tags.items():
+                confidence.setdefault(tag, {}).setdefault(m, []).append(scored)
+
+    n_images = len(images)
+    consensus = _rank([_consensus_item(tag, voices, s.per_model, s.image_score_sum / n_images, len(s.images))
+                       for tag, s in stats.items()])
+    pairwise = {a: {b: _round(_mean(pair_values.get((a, b), []))) for b in voices} for a in voices}
+    agreement, note = _agreement(voices, pairwise, sum(1 for m in voices if any(
+        (img.get("results", {}).get(m) or {}).get("status") == "ok" for img in images)))
+    return {
+        "definitions": definitions(top_k, threshold),
+        "top_k": top_k, "threshold": threshold, "models": models, "synthesis": synthesis,
+        "synonyms": len(getattr(normalise, "synonyms", {})),
+        "folder": {
+            "n_images": n_images,
+            "matrix": [_matrix_row(item, voices, stats[item["tag"]].per_model) for item in consensus],
+            "consensus": consensus,
+            "agreement": _round(agreement), "agreement_note": note,
+            "pairwise": pairwise,
+            "confidence": {tag: {m: _cell_summary(v) for m, v in by_model.items()}
+                           for tag, by_model in sorted(confidence.items())},
+            "timing": {m: timing.model_timing(entries.get(m, {}), [img.get("results", {}).get(m) or {}
+                                                                    for img in images]) for m in models},
+            "status_counts": {m: timing.status_counts([img.get("results", {}).get(m) for img in images])
+                              for m in models},
+        },
+        "images": per_image,
+    }
+
+
+def _cell_summary(scored: list[Scored]) -> dict[str, Any]:
+    return {"images": len(scored), "mean_score": _round(_mean([s for s, _ in scored])),
+            "estimated": any(e for _, e in scored)}
+
+
+def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, list[Scored]]) -> dict[str, Any]:
+    return {"tag": item["tag"], "models": {m: _cell_summary(per_model[m]) for m in models if per_model.get(m)},
+            "n_models": item["n_models"], "score": item["score"], "estimated": item["estimated"]}

@@ -1,0 +1,44 @@
+"""Per-model timing and status counts over a folder's unique images."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from typing import Any
+
+DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
+              "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
+              "total inference seconds (load excluded)")
+TIMED_STATUSES = ("ok", "no_tags")
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1-99) of a non-empty list, linear interpolation between ranks (numpy's default)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def model_timing(model: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"load_s", "warmup_s", "mean_s", "p50_s", "p95_s", "images_per_s", "n"} for one model."""
+    timed = (_seconds(c.get("inference_s")) for c in cells if c.get("status") in TIMED_STATUSES)
+    times = [t for t in timed if t is not None]
+    total = sum(times)
+    return {
+        "load_s": _seconds(model.get("load_s")), "warmup_s": _seconds(model.get("warmup_s")),
+        "mean_s": round(total / len(times), 6) if times else None,
+        "p50_s": round(percentile(times, 50), 6) if times else None,
+        "p95_s": round(percentile(times, 95), 6) if times else None,
+        "images_per_s": round(len(times) / total, 6) if total > 0 else None,
+        "n": len(times),
+    }
+
+
+def status_counts(cells: list[dict[str, Any] | None]) -> dict[str, int]:
+    """Status -> number of cells, most common first; a model with no cell for an image counts `missing`."""
+    return dict(Counter((c or {}).get("status", "missing") for c in cells).most_common())

@@ -1,0 +1,28 @@
+"""What the judge reads: every model's usable output for one image (stdlib only).
+
+The judge (runners/judge.py, kind "judge") never sees the photo. For each image it receives
+{"outputs": [{"model", "kind", "caption", "tags"}]}: one entry per model whose cell is `ok`, in
+the order the models ran, tags best first. Rating tags (wd14's general/sensitive/...) describe
+the content's suitability, not the photo, and are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SKIPPED_CATEGORIES = frozenset({"rating"})
+
+
+def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> dict[str, Any]:
+    """The judge's input for one image from its cells ({model: cell}) and each model's kind."""
+    outputs = []
+    for model, kind in kinds.items():
+        cell = results.get(model)
+        if kind == "judge" or not cell or cell.get("status") != "ok":
+            continue
+        tags = sorted((t for t in cell.get("tags") or [] if t.get("category") not in SKIPPED_CATEGORIES),
+                      key=lambda t: -t["score"])
+        entry = {"model": model, "kind": kind, "caption": cell.get("caption"), "tags": [t["name"] for t in tags]}
+        if entry["caption"] or entry["tags"]:
+            outputs.append(entry)
+    return {"outputs": outputs}

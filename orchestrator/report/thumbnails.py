@@ -1,0 +1,54 @@
+"""Small JPEG thumbnails as data: URIs, so an HTML report is one file that needs nothing else.
+
+A photo that cannot be read (moved, truncated, not an image, a decompression bomb) gives a reason
+instead of a thumbnail: the report shows a placeholder and never fails because of one image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+THUMB_SIZE = 256
+JPEG_QUALITY = 80
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency onto white, high bit depths scaled (not clipped) like the runners do."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    elif img.mode in ("I", "F"):
+        lo, hi = img.getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = img.point(lambda v: (v - lo) * scale).convert("L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "La", "PA", "RGBa"):
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        canvas.alpha_composite(img.convert("RGBA"))
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
+def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
+    """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
+    try:
+        # Pillow's own limit stands: past 2x MAX_IMAGE_PIXELS it raises (a bomb -> placeholder).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale (fast on big photos)
+                upright = ImageOps.exif_transpose(img)
+                upright.thumbnail((size, size), Image.Resampling.LANCZOS)
+                rgb = _to_rgb(upright)
+        buf = io.BytesIO()
+        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    except FileNotFoundError:
+        return None, "file not found"
+    except Exception as exc:  # any unreadable file is a placeholder, never a failed report
+        return None, f"cannot read image: {type(exc).__name__}: {exc}"[:200]
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None

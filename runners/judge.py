@@ -1,0 +1,151 @@
+"""The judge: a text-only instruct LLM that merges every model's caption and tags for one image.
+
+Seed 002: several VLMs describe the photo, then one LLM writes ONE merged description and ONE
+merged tag list. It never sees the image, only what the models said (ImageIn.context, sent by the
+orchestrator with no image data), so its output is a SYNTHESIS, shown as its own column.
+
+The system prompt forbids adding anything no model reported, and the output is checked for it:
+a merged tag none of whose words appears in any model's output is dropped and listed in
+raw.unsupported_tags (the judge invented it). Answer format, parsed here:
+    DESCRIPTION: <merged description>
+    TAGS: <comma-separated tags>
+Native `AutoModelForCausalLM` + the tokenizer's chat template; greedy, one image per call.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from runners._images import DecodedImage
+from runners._text import caption_words, looks_degenerate
+from runners._vlm import GenerativeAdapter, generate_kwargs, parse_tag_list
+from runners.base import ImageResult
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You merge the outputs of several image models that looked at the same photo. Write one description and "
+    "one tag list using ONLY what the models reported: never add an object, material, colour, place or quality "
+    "that no model mentioned. When models disagree, prefer what more models say and leave out claims only one "
+    "model makes if others contradict it. Answer in exactly this format:\n"
+    "DESCRIPTION: <two to four factual sentences>\n"
+    "TAGS: <comma-separated short tags>")
+DEFAULT_MAX_TAGS_PER_MODEL = 30
+SCORE_NOTE = ("the judge's tags are a synthesis of the other models' outputs, not a look at the image; their scores "
+              "are estimates by position in its list (first 0.9, last 0.5)")
+# "DESCRIPTION:", "**Tags:**", "Tags**:": markdown emphasis around the field name is common.
+_FIELD = re.compile(r"^\s*\**\s*(DESCRIPTION|TAGS)\s*\**\s*:\s*\**\s*", re.IGNORECASE | re.MULTILINE)
+
+
+def format_outputs(context: dict[str, Any], max_tags: int = DEFAULT_MAX_TAGS_PER_MODEL) -> str:
+    """The user message: each model's caption and tags (best first), one block per model."""
+    blocks = []
+    for out in context.get("outputs", []):
+        lines = [f"[{out['model']}, {out.get('kind', 'model')}]"]
+        if out.get("caption"):
+            lines.append(f"caption: {' '.join(str(out['caption']).split())}")
+        if out.get("tags"):
+            lines.append("tags: " + ", ".join(str(t) for t in out["tags"][:max_tags]))
+        blocks.append("\n".join(lines))
+    return "Model outputs for one photo:\n\n" + "\n\n".join(blocks)
+
+
+def parse_answer(text: str) -> tuple[str | None, str | None]:
+    """(description, tag list text) from `DESCRIPTION: ... TAGS: ...`; a missing field is None."""
+    parts = _FIELD.split(text)
+    fields: dict[str, str] = {}
+    for name, value in zip(parts[1::2], parts[2::2], strict=False):
+        fields.setdefault(name.upper(), value.strip())
+    return fields.get("DESCRIPTION") or None, fields.get("TAGS") or None
+
+
+def _key(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def evidence(context: dict[str, Any]) -> set[str]:
+    """Every word the models used (captions and tags), in a crude singular form."""
+    words: set[str] = set()
+    for out in context.get("outputs", []):
+        text = " ".join([str(out.get("caption") or "")] + [str(t) for t in out.get("tags") or []])
+        words.update(_key(w) for w in caption_words(text.replace("_", " ")))
+    return words
+
+
+def split_supported(tags: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Tags with at least one content word some model used, and the names of the others."""
+    kept, invented = [], []
+    for tag in tags:
+        words = [_key(w) for w in caption_words(tag["name"].replace("_", " "))]
+        (kept if any(w in seen for w in words) else invented).append(tag)
+    return kept, [t["name"] for t in invented]
+
+
+def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any]) -> ImageResult:
+    """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item)."""
+    text = run["text"]
+    raw: dict[str, Any] = {"generations": {"merge": run}, "system_prompt": system_prompt,
+                           "inputs": [o["model"] for o in context.get("outputs", [])], "unsupported_tags": []}
+    description, tag_text = parse_answer(text)
+    if description is None and tag_text is None:
+        description = text  # no format followed: the whole answer is the description
+    problems = []
+    reason = looks_degenerate(description) if description is not None else "no DESCRIPTION in the answer"
+    if reason:
+        problems.append(f"description: {reason}")
+        description = None
+    tags: list[dict[str, Any]] = []
+    if tag_text is not None and looks_degenerate(tag_text) is None:
+        tags, raw["unsupported_tags"] = split_supported(parse_tag_list(tag_text), evidence(context))
+        for tag in tags:
+            tag["category"] = "judge"
+        if raw["unsupported_tags"]:
+            problems.append(f"dropped {len(raw['unsupported_tags'])} tag(s) no model mentioned")
+    else:
+        problems.append("tags: " + ("no TAGS line in the answer" if tag_text is None else looks_degenerate(tag_text)))
+    result: ImageResult = {"status": "ok" if description or tags else "no_tags", "caption": description,
+                           "tags": tags, "raw": raw}
+    if problems:
+        result["message"] = "; ".join(problems) + "; raw.generations.merge has the answer"
+    return result
+
+
+class Adapter(GenerativeAdapter):
+    model_class = "AutoModelForCausalLM"
+    system_prompt = DEFAULT_SYSTEM_PROMPT
+    score_note = SCORE_NOTE
+    notes = ("a synthesis: merges the other models' captions and tags, never sees the image",)
+
+    def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder)
+
+    def prepare(self, images: list[Any], prompt: str) -> Any:
+        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True, return_tensors="pt")
+
+    def warmup_inputs(self) -> list[DecodedImage]:
+        context = {"outputs": [{"model": "warmup", "kind": "captioner", "caption": "A hall with broken windows.",
+                                "tags": ["hall", "broken window"]}]}
+        return [DecodedImage("warmup", "warmup", None, {}, context)]
+
+    def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
+        if self.model is None:
+            raise RuntimeError("infer before load")
+        self.system_prompt = options.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
+        max_tags = options.get("max_tags_per_model", DEFAULT_MAX_TAGS_PER_MODEL)
+        if isinstance(max_tags, bool) or not isinstance(max_tags, int) or max_tags < 1:
+            raise ValueError(f"option max_tags_per_model must be a positive integer, got {max_tags!r}")
+        kwargs = generate_kwargs(options)
+        out: list[ImageResult] = []
+        for image in images:
+            if not image.context.get("outputs"):
+                out.append({"status": "no_tags", "caption": None, "tags": [], "raw": {"inputs": []},
+                            "message": "no model produced a usable output for this image: nothing to merge"})
+                continue
+            prompt = format_outputs(image.context, max_tags)
+            [run] = self.generate([None], prompt, kwargs)
+            out.append(build_result(image.context, self.system_prompt, run))
+        return out

@@ -1,0 +1,177 @@
+"""The blip adapter end to end: a tiny random BLIP captioner through the real runner host.
+
+A random model's text means nothing, so these tests check structure and invariants: statuses,
+exact token counts (the prefix is not counted as generated), the prefix reaching the model,
+options reaching generate(), batch results equal to one-by-one results, and ask=tags refused
+with the fix named. One check runs the adapter in-process in the modern env and compares it with
+a plain model.generate() call: the text is exactly the decoded new tokens, after [DEC] + prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.adapter
+
+SAMPLES = PROJECT_ROOT / "samples"
+RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
+PREFIX = "a picture of"  # three whole words in the tiny vocabulary
+PREFIX_TOKENS = 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("blip")
+
+
+def _check_cell(cell: dict, path: Path, prompt: str, batch_size: int, max_new: int) -> None:
+    width, height = Image.open(path).size
+    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert cell["image"]["width"] == width and cell["image"]["height"] == height
+    raw = cell["raw"]
+    assert raw["batch_size"] == batch_size and raw["generate"]["do_sample"] is False
+    assert raw["generate"]["max_new_tokens"] == max_new
+    assert list(raw["generations"]) == ["caption"]
+    run = raw["generations"]["caption"]
+    assert set(run) == RUN_FIELDS and run["prompt"] == prompt
+    assert isinstance(run["text"], str) and "[DEC]" not in run["text"] and "[SEP]" not in run["text"]
+    # [DEC] + the prefix; the image is cross-attended, not counted
+    assert run["prompt_tokens"] == {"": 1, PREFIX: 1 + PREFIX_TOKENS}[prompt]
+    assert isinstance(run["new_tokens"], int) and 1 <= run["new_tokens"] <= max_new
+    assert run["seconds"] > 0 and run["tokens_per_s"] > 0
+    assert cell["tags"] == []  # BLIP has no tags prompt; the orchestrator's caption tags come later
+    if cell["status"] == "ok":  # the continuation, exactly as generated, stripped; never the prefix + it
+        assert cell["caption"] == run["text"].strip() and cell["caption"]
+    else:
+        assert cell["caption"] is None and cell["message"].startswith("caption:")
+
+
+def _rgba(tmp_path: Path) -> Path:
+    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
+    img.save(tmp_path / "half-transparent.png")
+    return tmp_path / "half-transparent.png"
+
+
+def test_unconditional_caption_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
+    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    load, cells = run_model("blip", paths, weights=tiny, max_new_tokens=6)
+    assert load["device"] == "cpu" and load["dtype"] == "float32"  # model.toml [load] dtype for cpu
+    assert str(tiny) in load["model_version"] and "weights" in load["model_version"]
+    assert any("caption prefix" in note for note in load["notes"])
+    assert any("no tags prompt" in note for note in load["notes"])
+    assert any("--batch-size" in note for note in load["notes"])  # batching on
+    assert [c["id"] for c in cells] == ["img0", "img1"]
+    for cell, path in zip(cells, paths, strict=True):
+        _check_cell(cell, path, "", batch_size=2, max_new=6)
+        generate = cell["raw"]["generate"]
+        assert generate["num_beams"] == 3 and generate["no_repeat_ngram_size"] == 3  # model.toml reaches generate()
+
+
+def test_prefix_exact_lengths_and_batch_equals_one_by_one(run_model, tiny: Path) -> None:
+    paths = [SAMPLES / "rocket.jpg", SAMPLES / "coffee.png"]
+    options = {"prompt": PREFIX, "max_new_tokens": 5, "min_new_tokens": 5, "num_beams": 1}
+    _, batch = run_model("blip", paths, weights=tiny, **options)
+    singles = [run_model("blip", [p], weights=tiny, **options)[1][0] for p in paths]
+    for cell, single, path in zip(batch, singles, paths, strict=True):
+        _check_cell(cell, path, PREFIX, batch_size=2, max_new=5)
+        _check_cell(single, path, PREFIX, batch_size=1, max_new=5)
+        assert cell["raw"]["generations"]["caption"]["new_tokens"] == 5  # the prefix is not counted
+    texts = [c["raw"]["generations"]["caption"]["text"] for c in batch]
+    assert texts[0] != texts[1]  # the output depends on the image, or the comparison below is void
+    assert texts == [c["raw"]["generations"]["caption"]["text"] for c in singles]
+    # the prefix reaches the decoder: [DEC] + its 3 tokens (without a prefix, [DEC] alone: see the test above)
+    assert [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch] == [1 + PREFIX_TOKENS] * 2
+
+
+def test_tags_are_refused_with_the_fix_named(run_model, tiny: Path) -> None:
+    """--ask applies to every captioner: BLIP's error cell says how to keep it on captions."""
+    _, [cell] = run_model("blip", [SAMPLES / "brick.png"], weights=tiny, ask="both", tags_prompt="list the objects")
+    assert cell["status"] == "error"
+    assert "cannot answer a tags prompt" in cell["message"] and "--option blip.ask=caption" in cell["message"]
+
+
+IN_PROCESS = """
+import json, sys
+import torch
+from PIL import Image
+from transformers import AutoProcessor, BlipForConditionalGeneration
+from runners._images import DecodedImage
+from runners.blip import Adapter, prompts_allowing_empty
+
+folder = sys.argv[1]
+spec = {"name": "blip", "hub_id": "x/y", "revision": "main", "local_path": folder, "offline": True, "device": "cpu",
+        "dtype": "float32", "cache_dir": "", "options": {}}
+adapter = Adapter()
+adapter.load(spec)
+images = [Image.open(f"samples/{n}").convert("RGB") for n in ("chelsea.png", "rocket.jpg", "coffee.png")]
+decoded = [DecodedImage(f"img{i}", f"i{i}", im) for i, im in enumerate(images)]
+model = BlipForConditionalGeneration.from_pretrained(folder).eval()
+processor = AutoProcessor.from_pretrained(folder)
+runs = {}
+for prefix in sys.argv[2:]:
+    results = adapter.infer(decoded, {"prompt": prefix, "max_new_tokens": 12, "num_beams": 1})
+    plain = []
+    for image in images:  # the model card's recipe, one image at a time
+        inputs = processor(images=image, text=prefix, return_tensors="pt")
+        with torch.no_grad():
+            full = model.generate(**inputs, max_new_tokens=12, num_beams=1, do_sample=False)[0].tolist()
+        plain.append({"full": full, "input_ids": inputs["input_ids"][0].tolist()})
+    runs[prefix] = {"results": results, "plain": plain,
+                    "decoded": [processor.decode(p["full"][len(p["input_ids"]) - 1:], skip_special_tokens=True)
+                                for p in plain]}
+errors = {}
+bad = {"tags": {"ask": "tags", "tags_prompt": "x"}, "ask": {"ask": "all"}, "prompt": {"prompt": None}}
+for name, opts in bad.items():
+    try:
+        prompts_allowing_empty(opts, tags_allowed=False, model="blip")
+    except ValueError as exc:
+        errors[name] = str(exc)
+print(json.dumps({"runs": runs, "bos": processor.tokenizer.bos_token_id, "sep": processor.tokenizer.sep_token_id,
+                  "errors": errors,
+                  "prompts": {"empty": prompts_allowing_empty({"prompt": "  "}, False, "blip"),
+                              "absent": prompts_allowing_empty({}, False, "blip"),
+                              "both": prompts_allowing_empty({"ask": "both", "prompt": "", "tags_prompt": " t "},
+                                                             True, "blip2")}}))
+"""
+
+
+def test_text_is_exactly_the_new_tokens(env_python: Callable[[str], Path], tiny: Path) -> None:
+    """In the modern env: the adapter (a batch of 3) against the card's recipe (one image at a time).
+
+    The tiny model ends some captions early (tests/tiny/blip.py, SEP_SCALE): the batch then pads the
+    rows that ended, and the padding must not count as generated.
+    """
+    proc = subprocess.run([str(env_python("modern")), "-c", IN_PROCESS, str(tiny), "", PREFIX], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    ended = 0
+    for prefix, got in out["runs"].items():
+        for result, plain, decoded in zip(got["results"], got["plain"], got["decoded"], strict=True):
+            run = result["raw"]["generations"]["caption"]
+            prompt_ids = plain["input_ids"][1:-1]  # the processor's [CLS] prefix [SEP], less [CLS] and [SEP]
+            assert len(prompt_ids) == (PREFIX_TOKENS if prefix else 0)
+            assert plain["full"][:1 + len(prompt_ids)] == [out["bos"], *prompt_ids]  # generate() echoes [DEC] + prefix
+            new = plain["full"][1 + len(prompt_ids):]
+            if out["sep"] in new:  # a finished caption: its [SEP] counts as generated, nothing after it
+                new = new[:new.index(out["sep"]) + 1]
+                ended += 1
+            assert run["new_tokens"] == len(new) and run["prompt_tokens"] == 1 + len(prompt_ids)
+            assert run["text"] == decoded  # exactly the decoded new tokens, never the prefix
+            assert run["prompt"] == prefix
+    assert 0 < ended < 6  # rows of different lengths in a batch, or the padding path went untested
+    assert out["prompts"]["empty"] == out["prompts"]["absent"] == {"caption": ""}
+    assert out["prompts"]["both"] == {"caption": "", "tags": "t"}
+    assert "ask='tags' has no meaning" in out["errors"]["tags"]
+    assert "option ask must be one of" in out["errors"]["ask"]
+    assert "option prompt must be a string" in out["errors"]["prompt"]

@@ -1,0 +1,169 @@
+"""The internvl adapter end to end: a tiny random InternVL (-hf format) through the real runner host.
+
+A random model's text means nothing, so the end-to-end tests check structure and invariants:
+statuses, token counts, tiling, prompts reaching the model, batch results equal to one-by-one
+results (left padding), batch order, option errors, and the refusal of remote-code checkpoints.
+The tiny model's tiles are 64 px and 4 image tokens each (tests/tiny/internvl.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+from orchestrator.transport import RemoteError
+from runners.internvl import DEFAULT_MAX_PATCHES, check_native, native_repo, tiling
+
+pytestmark = pytest.mark.adapter
+
+MODEL = "internvl3"
+SAMPLES = PROJECT_ROOT / "samples"
+SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
+TOKENS_PER_TILE = 4
+RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("internvl")
+
+
+def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:
+    width, height = Image.open(path).size
+    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert cell["image"]["width"] == width and cell["image"]["height"] == height
+    raw = cell["raw"]
+    assert set(raw["generations"]) == set(tasks)
+    for task, run in raw["generations"].items():
+        assert set(run) == RUN_FIELDS
+        assert isinstance(run["text"], str) and run["prompt"]
+        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] > TOKENS_PER_TILE
+        assert run["new_tokens"] == new_tokens
+        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
+        if task == "caption" and cell["caption"] is not None:
+            assert cell["caption"] == run["text"].strip()
+    if "caption" not in tasks:
+        assert cell["caption"] is None
+    assert raw["generate"]["do_sample"] is False and raw["generate"]["max_new_tokens"] == new_tokens
+    assert raw["tiling"]["tiles"] >= 1 and isinstance(raw["tiling"]["crop_to_patches"], bool)
+    for tag in cell["tags"]:
+        assert tag["category"] == "vlm" and tag["estimated"] is True and 0.5 < tag["score"] <= 0.9
+    if cell["status"] == "no_tags":
+        assert cell["message"] and cell["caption"] is None and cell["tags"] == []
+    else:
+        assert cell["caption"] or cell["tags"]
+
+
+def _rgba(tmp_path: Path) -> Path:
+    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
+    img.save(tmp_path / "half-transparent.png")
+    return tmp_path / "half-transparent.png"
+
+
+def _texts(cells: list[dict], task: str = "caption") -> list[str]:
+    return [c["raw"]["generations"][task]["text"] for c in cells]
+
+
+def test_captions_of_a_batch(run_model, tiny: Path, tmp_path: Path) -> None:
+    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    # crop_to_patches=false wins over max_patches: one view per image, so both rows have the same length
+    load, cells = run_model(MODEL, paths, weights=tiny, crop_to_patches=False, max_patches=12, **SHORT)
+    assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
+    assert str(tiny) in load["model_version"]
+    assert any("estimates" in note for note in load["notes"])
+    assert any("left padding" in note for note in load["notes"])
+    assert [c["id"] for c in cells] == ["img0", "img1"]
+    for cell, path in zip(cells, paths, strict=True):
+        _check_cell(cell, path)
+        assert cell["raw"]["tiling"] == {"crop_to_patches": False, "max_patches": 1, "tiles": 1}
+        assert cell["raw"]["batch_size"] == 2
+    assert len({c["raw"]["generations"]["caption"]["prompt_tokens"] for c in cells}) == 1
+    assert _texts(cells)[0] != _texts(cells)[1]  # the output depends on the image
+
+
+def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path) -> None:
+    """Tiling cuts the 3:2 and the square image into different tile counts, so the batch is left-padded."""
+    paths = [SAMPLES / "chelsea.png", SAMPLES / "brick.png"]
+    options = {**SHORT, "max_patches": 6}
+    _, batch = run_model(MODEL, paths, weights=tiny, **options)
+    singles = [run_model(MODEL, [path], weights=tiny, **options)[1][0] for path in paths]
+    for cell, path in zip(batch, paths, strict=True):
+        _check_cell(cell, path)
+        assert cell["raw"]["batch_size"] == 2
+    # 451 x 300 -> a 3 x 2 grid + thumbnail; 512 x 512 -> 2 x 2 + thumbnail
+    assert [c["raw"]["tiling"] for c in batch] == [{"crop_to_patches": True, "max_patches": 6, "tiles": 7},
+                                                   {"crop_to_patches": True, "max_patches": 6, "tiles": 5}]
+    prompt_tokens = [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch]
+    assert prompt_tokens[0] - prompt_tokens[1] == 2 * TOKENS_PER_TILE  # rows of different lengths
+    assert _texts(batch)[0] != _texts(batch)[1]  # distinct outputs, or the order check is void
+    for one, batched in zip(singles, batch, strict=True):  # same order, same tokens
+        assert one["raw"]["batch_size"] == 1
+        assert one["raw"]["generations"]["caption"]["text"] == batched["raw"]["generations"]["caption"]["text"]
+        for key in ("prompt_tokens", "new_tokens"):
+            assert one["raw"]["generations"]["caption"][key] == batched["raw"]["generations"]["caption"][key]
+        assert one["raw"]["tiling"] == batched["raw"]["tiling"]
+
+
+def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
+    path = SAMPLES / "rocket.jpg"
+    base = "Describe this photo."
+    longer = base + " Mention the light, the colours and every object in it."
+    _, [both] = run_model(MODEL, [path], weights=tiny, ask="both", prompt=base, **SHORT)
+    _, [long_cell] = run_model(MODEL, [path], weights=tiny, prompt=longer, **SHORT)
+    _check_cell(both, path, tasks=("caption", "tags"))
+    _check_cell(long_cell, path)
+    # model.toml's CPU default: one 448 px view (here a 64 px tile)
+    assert both["raw"]["tiling"] == {"crop_to_patches": False, "max_patches": DEFAULT_MAX_PATCHES["cpu"], "tiles": 1}
+    runs = both["raw"]["generations"]
+    assert runs["caption"]["prompt"] == base and runs["tags"]["prompt"].startswith("List 15 to 30 short tags")
+    assert runs["caption"]["text"] != runs["tags"]["text"]
+    # the same image with a longer question: only the text part of the prompt grows
+    assert long_cell["raw"]["generations"]["caption"]["prompt_tokens"] > runs["caption"]["prompt_tokens"]
+    assert long_cell["raw"]["tiling"] == both["raw"]["tiling"]
+
+
+@pytest.mark.parametrize(("options", "named"), [({"max_patches": 0}, "max_patches"),
+                                                 ({"crop_to_patches": "no"}, "crop_to_patches")])
+def test_invalid_option_is_an_error_cell(run_model, tiny: Path, options: dict, named: str) -> None:
+    _, [cell] = run_model(MODEL, [SAMPLES / "coffee.png"], weights=tiny, **options)
+    assert cell["status"] == "error"
+    assert f"option {named}" in cell["message"]
+
+
+def test_a_remote_code_checkout_is_refused_with_the_fix(run_model, tiny: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "InternVL3-8B"
+    remote.mkdir()
+    (remote / "config.json").write_text(json.dumps({
+        "model_type": "internvl_chat", "architectures": ["InternVLChatModel"],
+        "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}}))
+    with pytest.raises(RemoteError, match=r"remote-code InternVL checkpoint .*OpenGVLab/InternVL3-8B-hf"):
+        run_model(MODEL, [SAMPLES / "coffee.png"], weights=remote)
+
+
+def test_tiling_options() -> None:
+    assert tiling({}, "cpu") == {"crop_to_patches": False, "max_patches": 1}
+    assert tiling({}, "cuda") == {"crop_to_patches": True, "max_patches": 12}
+    assert tiling({"max_patches": {"cpu": 2}}, "cpu") == {"crop_to_patches": True, "max_patches": 2}
+    assert tiling({"max_patches": {"cpu": 2}}, "mps") == {"crop_to_patches": True, "max_patches": 6}
+    assert tiling({"max_patches": 4, "crop_to_patches": False}, "cuda") == {"crop_to_patches": False,
+                                                                            "max_patches": 1}
+    for bad in ({"max_patches": True}, {"max_patches": 2.5}, {"max_patches": {"tpu": 2}},
+                {"crop_to_patches": 1}):
+        with pytest.raises(ValueError, match=f"option {next(iter(bad))}"):
+            tiling(bad, "cpu")
+
+
+def test_only_native_checkpoints_load() -> None:
+    assert native_repo("OpenGVLab/InternVL3-8B") == native_repo("OpenGVLab/InternVL3-8B-hf") == \
+        "OpenGVLab/InternVL3-8B-hf"
+    check_native({"model_type": "internvl"}, "x", "OpenGVLab/InternVL3-8B-hf")
+    with pytest.raises(ValueError, match="remote-code InternVL checkpoint.*use the native transformers port "
+                                         "OpenGVLab/InternVL3-8B-hf"):
+        check_native({"model_type": "internvl_chat"}, "/models/InternVL3-8B", "OpenGVLab/InternVL3-8B-hf")
+    with pytest.raises(ValueError, match="model_type 'llava', expected 'internvl'"):
+        check_native({"model_type": "llava"}, "/models/llava", "OpenGVLab/InternVL3-8B-hf")

@@ -1,0 +1,176 @@
+"""The judge end to end: a tiny random Qwen2 causal LM merging other models' outputs.
+
+Through the real runner host (text-only requests carrying `context`, no image data) and through
+the real CLI (`--judge` after wd14 on the sample photos). The decisions made on the judge's answer
+(format parsing, dropping tags no model mentioned) are pure functions, tested on known answers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from orchestrator.judging import judge_context
+from orchestrator.paths import PROJECT_ROOT
+from runners.judge import build_result, evidence, format_outputs, parse_answer, split_supported
+
+pytestmark = pytest.mark.adapter
+
+SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+CONTEXT = {"outputs": [
+    {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
+     "tags": ["corridor", "window"]},
+    {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "rust"]}]}
+RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("judge")
+
+
+def _runner(env_python: Callable[[str], Path], tmp_path: Path, tiny: Path, **infer: object) -> tuple[dict, list]:
+    from orchestrator.loadspec import build_load_spec
+    from orchestrator.registry import load_registry
+    from orchestrator.transport import RunnerProcess
+
+    spec = load_registry()["qwen25-judge"]
+    runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / "judge.log", offline=True)
+    try:
+        runner.call("hello", timeout=120)
+        load = runner.call("load", timeout=300, spec=build_load_spec(spec, weights=tiny, offline=True, device="cpu"))
+        items = [{"id": "a", "name": "a.jpg", "context": CONTEXT},
+                 {"id": "b", "name": "b.jpg", "context": {"outputs": []}}]
+        out = runner.call("infer", timeout=300, images=items, options={**spec.infer, **infer})
+        return load, out["results"]
+    finally:
+        runner.stop()
+
+
+def test_text_only_requests_through_the_host(env_python, tmp_path: Path, tiny: Path) -> None:
+    load, [merged, empty] = _runner(env_python, tmp_path, tiny, max_new_tokens=6, min_new_tokens=6)
+    assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
+    assert any("synthesis" in note for note in load["notes"])
+    assert merged["id"] == "a" and merged["status"] in ("ok", "no_tags")
+    run = merged["raw"]["generations"]["merge"]
+    assert set(run) == RUN_FIELDS and run["new_tokens"] == 6  # min == max: exactly 6 tokens
+    assert "[florence2, captioner]" in run["prompt"] and "tags: indoors, hallway, rust" in run["prompt"]
+    assert run["prompt_tokens"] > 50 and merged["raw"]["inputs"] == ["florence2", "wd14"]
+    assert "image" not in merged or merged["image"] == {}  # no image was decoded
+    for tag in merged["tags"]:
+        assert tag["category"] == "judge" and tag["estimated"] is True
+    if merged["status"] == "no_tags":
+        assert merged["message"]
+    assert empty["status"] == "no_tags" and "nothing to merge" in empty["message"]
+
+
+def test_invalid_option_is_an_error_cell(env_python, tmp_path: Path, tiny: Path) -> None:
+    _, cells = _runner(env_python, tmp_path, tiny, max_tags_per_model=0)
+    assert all(c["status"] == "error" and "max_tags_per_model" in c["message"] for c in cells)
+
+
+def test_cli_judge_column_after_wd14(tiny_model, tiny: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.png", "rocket.jpg"):
+        shutil.copy(PROJECT_ROOT / "samples" / name, folder / name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--judge", "qwen25-judge",
+         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25-judge={tiny}", "--offline", "--device", "cpu",
+         "--option", "qwen25-judge.max_new_tokens=5", "--option", "qwen25-judge.min_new_tokens=5",
+         "--format", "json", "--no-store"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert [(m["name"], m["kind"]) for m in doc["models"]] == [("wd14", "tagger"), ("qwen25-judge", "judge")]
+    assert doc["options"]["judge"] == "qwen25-judge"
+    for image in doc["images"]:
+        wd14, judge = image["results"]["wd14"], image["results"]["qwen25-judge"]
+        assert wd14["status"] == "ok" and judge["status"] in ("ok", "no_tags")
+        run = judge["raw"]["generations"]["merge"]
+        assert judge["raw"]["inputs"] == ["wd14"] and run["new_tokens"] == 5
+        shown = [t["name"] for t in wd14["tags"] if t.get("category") != "rating"][:3]
+        assert all(name in run["prompt"] for name in shown)
+
+
+def test_mltag_judge_over_stored_results(tiny_model, tiny: Path, tmp_path: Path) -> None:
+    """`mltag judge` merges what the store holds, without re-running wd14; `report` then shows both."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(PROJECT_ROOT / "samples" / "coffee.png", folder / "coffee.png")
+
+    def mltag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                              cwd=PROJECT_ROOT, timeout=600)
+
+    first = mltag("analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
+                  "--device", "cpu", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    judged = mltag("judge", str(folder), "--judge", "qwen25-judge", f"--weights=qwen25-judge={tiny}", "--offline",
+                   "--device", "cpu", "--option", "max_new_tokens=4", "--format", "json")
+    assert judged.returncode == 0, judged.stderr
+    assert "1 computed" in judged.stderr  # the judge's one cell; wd14 was not run again
+    doc = json.loads(judged.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    [image] = doc["images"]
+    assert image["results"]["wd14"] == json.loads(first.stdout)["images"][0]["results"]["wd14"]
+    assert image["results"]["qwen25-judge"]["raw"]["inputs"] == ["wd14"]
+    report = mltag("report", str(folder), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    assert [m["name"] for m in json.loads(report.stdout)["models"]] == ["wd14", "qwen25-judge"]
+
+
+def test_usage_errors() -> None:
+    for args, expected in ((["--judge", "wd14"], "is a tagger, not a judge"),
+                           (["--models", "qwen25-judge"], "use --judge qwen25-judge")):
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "analyze", "samples", *args], capture_output=True,
+                              text=True, cwd=PROJECT_ROOT, timeout=60)
+        assert proc.returncode == 2 and expected in proc.stderr
+
+
+# -- the decisions on the answer ------------------------------------------------------------------
+def test_answer_format_is_parsed() -> None:
+    assert parse_answer("DESCRIPTION: A hall.\nTAGS: hall, rust") == ("A hall.", "hall, rust")
+    assert parse_answer("**Description:** A hall.\n**Tags:** hall") == ("A hall.", "hall")
+    assert parse_answer("just text") == (None, None)
+    assert parse_answer("TAGS: a, b") == (None, "a, b")
+
+
+def test_tags_no_model_mentioned_are_dropped() -> None:
+    seen = evidence(CONTEXT)
+    assert {"corridor", "window", "paint", "hallway", "rust"} <= seen  # plural "windows" -> "window"
+    tags = [{"name": n, "score": 0.9} for n in ("broken window", "hallways", "chandelier", "peeling_paint")]
+    kept, invented = split_supported(tags, seen)
+    assert [t["name"] for t in kept] == ["broken window", "hallways", "peeling_paint"]
+    assert invented == ["chandelier"]
+
+
+def test_result_from_a_well_formed_answer() -> None:
+    run = {"prompt": "p", "text": "DESCRIPTION: A dark corridor with peeling paint.\nTAGS: corridor, rust, chandelier",
+           "prompt_tokens": 80, "new_tokens": 20, "seconds": 1.0, "tokens_per_s": 20.0}
+    result = build_result(CONTEXT, "system", run)
+    assert result["status"] == "ok" and result["caption"] == "A dark corridor with peeling paint."
+    assert [t["name"] for t in result["tags"]] == ["corridor", "rust"]
+    assert all(t["category"] == "judge" and t["estimated"] for t in result["tags"])
+    assert result["raw"]["unsupported_tags"] == ["chandelier"] and "dropped 1 tag" in result["message"]
+    looping = build_result(CONTEXT, "system", dict(run, text="DESCRIPTION: " + "rust and rust " * 8))
+    assert looping["status"] == "no_tags" and "repetitive" in looping["message"]
+
+
+def test_context_takes_ok_cells_in_model_order() -> None:
+    cells = {"wd14": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"},
+                                              {"name": "rust", "score": 0.4}, {"name": "door", "score": 0.8}]},
+             "clip": {"status": "timeout"}, "florence2": {"status": "ok", "caption": "A door.", "tags": []},
+             "blip": {"status": "ok", "caption": None, "tags": []}}
+    kinds = {"florence2": "captioner", "wd14": "tagger", "clip": "zero-shot", "blip": "captioner", "j": "judge"}
+    assert judge_context(cells, kinds) == {"outputs": [
+        {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},
+        {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["door", "rust"]}]}
+    assert "[wd14, tagger]\ntags: door" in format_outputs(judge_context(cells, kinds), max_tags=1)

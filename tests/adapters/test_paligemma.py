@@ -1,0 +1,134 @@
+"""The paligemma adapter end to end: tiny random PaliGemmas through the real runner host.
+
+Two registry models share runners/paligemma.py: `paligemma` (PaliGemma 2, Gemma 2 decoder) and
+`paligemma-long` (a PaliGemma 1 fine-tune, Gemma decoder); tests/tiny/paligemma.py builds one tiny
+model of each architecture. A random model's text means nothing, so these tests check structure
+and invariants: statuses, token counts, options reaching generate(), the prompt reaching the
+model, batch results equal to one-by-one results, and no processor warning about `<image>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+from runners.paligemma import model_prompt
+
+pytestmark = pytest.mark.adapter
+
+SAMPLES = PROJECT_ROOT / "samples"
+IMAGE_TOKENS = 16  # the tiny models: 64 px / 16 px patches, squared
+RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
+TAG_FIELDS = {"name", "score", "category", "estimated"}
+FLOAT32 = {"dtype": {"cpu": "float32"}}
+IMAGE_WARNING = "You are passing both `text` and `images`"
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("paligemma")
+
+
+def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
+    width, height = Image.open(path).size
+    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert cell["image"]["width"] == width and cell["image"]["height"] == height
+    raw = cell["raw"]
+    assert raw["batch_size"] == batch_size and raw["generate"]["do_sample"] is False
+    assert raw["generate"]["max_new_tokens"] == max_new
+    assert set(raw["generations"]) == set(prompts)
+    for task, run in raw["generations"].items():
+        assert set(run) == RUN_FIELDS
+        assert run["prompt"] == prompts[task]  # the prompt as given, without the adapter's <image>
+        assert isinstance(run["text"], str) and "<image>" not in run["text"]
+        # <image> x 16, <bos>, at least one prompt token, "\n"
+        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] >= IMAGE_TOKENS + 3
+        assert isinstance(run["new_tokens"], int) and 1 <= run["new_tokens"] <= max_new
+        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
+    if cell["caption"] is not None:  # passed on exactly as generated, stripped
+        assert "caption" in prompts and cell["caption"] == raw["generations"]["caption"]["text"].strip()
+    for tag in cell["tags"]:
+        assert set(tag) == TAG_FIELDS and tag["category"] == "vlm" and tag["estimated"] is True
+        assert tag["name"] in raw["generations"]["tags"]["text"].lower()
+        assert 0.5 < tag["score"] <= 0.9
+    if cell["status"] == "no_tags":
+        assert cell["caption"] is None and cell["tags"] == [] and cell["message"]
+    else:
+        assert cell["caption"] or cell["tags"]
+
+
+def _rgba(tmp_path: Path) -> Path:
+    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
+    img.save(tmp_path / "half-transparent.png")
+    return tmp_path / "half-transparent.png"
+
+
+def _log(tmp_path: Path, name: str) -> str:
+    return (tmp_path / f"{name}.log").read_text()
+
+
+def test_paligemma2_captions_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
+    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    load, cells = run_model("paligemma", paths, weights=tiny / "paligemma2", max_new_tokens=6)
+    assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml [load] dtype for cpu
+    assert str(tiny / "paligemma2") in load["model_version"] and "weights" in load["model_version"]
+    assert any("<image> x 16 + <bos> + prompt" in note for note in load["notes"])
+    assert any("left padding" in note for note in load["notes"])
+    assert [c["id"] for c in cells] == ["img0", "img1"]
+    for cell, path in zip(cells, paths, strict=True):
+        _check_cell(cell, path, {"caption": "describe en"}, batch_size=2, max_new=6)
+        assert cell["raw"]["generate"]["no_repeat_ngram_size"] == 4  # the model.toml guard reaches generate()
+    assert IMAGE_WARNING not in _log(tmp_path, "paligemma")
+
+
+def test_batch_equals_one_by_one_with_exact_lengths(run_model, tiny: Path, tmp_path: Path) -> None:
+    """paligemma-long (Gemma 1 decoder): the card's repetition penalty, forced lengths, batch == single."""
+    paths = [SAMPLES / "rocket.jpg", SAMPLES / "coffee.png"]
+    options = {"max_new_tokens": 5, "min_new_tokens": 5}
+    weights = tiny / "paligemma1"
+    load, batch = run_model("paligemma-long", paths, weights=weights, load_options=FLOAT32, **options)
+    assert load["dtype"] == "float32"
+    singles = [run_model("paligemma-long", [p], weights=weights, load_options=FLOAT32, **options)[1][0]
+               for p in paths]
+    for cell, single, path in zip(batch, singles, paths, strict=True):
+        _check_cell(cell, path, {"caption": "caption en"}, batch_size=2, max_new=5)
+        _check_cell(single, path, {"caption": "caption en"}, batch_size=1, max_new=5)
+        assert cell["raw"]["generate"]["repetition_penalty"] == 1.1
+        assert cell["raw"]["generations"]["caption"]["new_tokens"] == 5
+    texts = [c["raw"]["generations"]["caption"]["text"] for c in batch]
+    assert texts[0] != texts[1]  # the output depends on the image, or the comparison below is void
+    assert texts == [c["raw"]["generations"]["caption"]["text"] for c in singles]
+    assert [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch] == \
+        [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in singles]
+    assert IMAGE_WARNING not in _log(tmp_path, "paligemma-long")
+
+
+def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
+    path = SAMPLES / "brick.png"
+    prompts = {"caption": "caption en", "tags": "answer en list the objects and materials in this photo"}
+    _, [cell] = run_model("paligemma", [path], weights=tiny / "paligemma2", load_options=FLOAT32, ask="both",
+                          prompt=prompts["caption"], tags_prompt=prompts["tags"], max_new_tokens=4, min_new_tokens=4)
+    _check_cell(cell, path, prompts, batch_size=1, max_new=4)
+    runs = cell["raw"]["generations"]
+    assert runs["caption"]["new_tokens"] == runs["tags"]["new_tokens"] == 4
+    # same image, longer prompt: more prompt tokens, and the image tokens are counted in both
+    assert runs["tags"]["prompt_tokens"] > runs["caption"]["prompt_tokens"] >= IMAGE_TOKENS + 3
+
+
+def test_invalid_options_are_error_cells(run_model, tiny: Path) -> None:
+    _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2", ask="everything")
+    assert cell["status"] == "error" and "option ask" in cell["message"]
+    _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2",
+                          prompt="<image>describe en")
+    assert cell["status"] == "error" and "must not contain <image>" in cell["message"]
+
+
+def test_model_prompt_puts_one_image_token_first() -> None:
+    assert model_prompt("describe en") == "<image>describe en"
+    assert model_prompt("  caption en\n") == "<image>caption en"  # the processor appends the "\n" itself
+    with pytest.raises(ValueError, match="must not contain <image>"):
+        model_prompt("<image>caption en")

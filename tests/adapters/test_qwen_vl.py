@@ -1,0 +1,180 @@
+"""The qwen_vl adapter end to end: tiny random Qwen2.5-VL and Qwen2-VL through the real runner host.
+
+Three registry models share runners/qwen_vl.py: `qwen25vl` (Qwen2.5-VL), `qwen2vl` and `qwen2vl-2b`
+(Qwen2-VL); tests/tiny/qwen_vl.py builds one tiny checkpoint of each architecture, laid out like
+the Hub repos. A random model's text means nothing, so these tests check structure and invariants:
+statuses, token counts, the image token count the pixel budget gives (the real patch geometry:
+one token per 28 x 28 px of the resized image), the prompt reaching the model, batch results equal
+to one-by-one results (left padding), option errors, and the refusal of foreign checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+from orchestrator.transport import RemoteError
+from runners.qwen_vl import DEFAULT_PIXELS, MODEL_CLASSES, model_class_for, pixel_bounds
+
+pytestmark = pytest.mark.adapter
+
+SAMPLES = PROJECT_ROOT / "samples"
+SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
+SMALL = {"max_pixels": 64 * 28 * 28}  # at most 64 image tokens: fast, and still a different count per image
+RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
+# (model, tiny checkpoint): every registry entry of the family, both architectures
+MODELS = [("qwen25vl", "qwen2_5_vl"), ("qwen2vl", "qwen2_vl"), ("qwen2vl-2b", "qwen2_vl")]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model: Callable[[str], Path]) -> Path:
+    return tiny_model("qwen_vl")
+
+
+def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:
+    width, height = Image.open(path).size
+    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert cell["image"]["width"] == width and cell["image"]["height"] == height
+    raw = cell["raw"]
+    assert set(raw["generations"]) == set(tasks)
+    vision = raw["vision"]
+    resized_w, resized_h = vision["resized"]
+    assert resized_w % 28 == 0 and resized_h % 28 == 0
+    assert vision["min_pixels"] <= resized_w * resized_h <= vision["max_pixels"]
+    assert vision["image_tokens"] == resized_w * resized_h // (28 * 28)
+    for task, run in raw["generations"].items():
+        assert set(run) == RUN_FIELDS
+        assert isinstance(run["text"], str) and run["prompt"]
+        assert "<|im_start|>" not in run["text"] and "<|image_pad|>" not in run["text"]
+        # the image tokens, <|vision_start|>/<|vision_end|>, the system message and the question
+        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] > vision["image_tokens"] + 10
+        assert run["new_tokens"] == new_tokens
+        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
+        if task == "caption" and cell["caption"] is not None:
+            assert cell["caption"] == run["text"].strip()
+    if "caption" not in tasks:
+        assert cell["caption"] is None
+    assert raw["generate"]["do_sample"] is False and raw["generate"]["max_new_tokens"] == new_tokens
+    for tag in cell["tags"]:
+        assert tag["category"] == "vlm" and tag["estimated"] is True and 0.5 < tag["score"] <= 0.9
+        assert tag["name"] in raw["generations"]["tags"]["text"].lower()
+    if cell["status"] == "no_tags":
+        assert cell["message"] and cell["caption"] is None and cell["tags"] == []
+    else:
+        assert cell["caption"] or cell["tags"]
+
+
+def _rgba(tmp_path: Path) -> Path:
+    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
+    img.save(tmp_path / "half-transparent.png")
+    return tmp_path / "half-transparent.png"
+
+
+def _runs(cells: list[dict], key: str, task: str = "caption") -> list:
+    return [c["raw"]["generations"][task][key] for c in cells]
+
+
+def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
+    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    load, cells = run_model("qwen25vl", paths, weights=tiny / "qwen2_5_vl", **SHORT)
+    assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
+    assert str(tiny / "qwen2_5_vl") in load["model_version"] and "weights" in load["model_version"]
+    assert any("Qwen2_5_VLForConditionalGeneration" in note for note in load["notes"])
+    assert any("3,136..200,704 px" in note and "(4..256 tokens)" in note for note in load["notes"])
+    assert any("left padding" in note for note in load["notes"])
+    assert [c["id"] for c in cells] == ["img0", "img1"]
+    for cell, path in zip(cells, paths, strict=True):
+        _check_cell(cell, path)
+        assert cell["raw"]["batch_size"] == 2
+        assert (cell["raw"]["vision"]["min_pixels"], cell["raw"]["vision"]["max_pixels"]) == (3136, 200704)
+    # 451 x 300 -> 448 x 308 px = 16 x 11 tokens; 120 x 90 -> 112 x 84 px = 4 x 3 tokens
+    assert [c["raw"]["vision"]["resized"] for c in cells] == [[448, 308], [112, 84]]
+    assert [c["raw"]["vision"]["image_tokens"] for c in cells] == [176, 12]
+    # the processor expanded exactly that many image tokens: the prompts differ by nothing else
+    prompt_tokens = _runs(cells, "prompt_tokens")
+    assert prompt_tokens[0] - prompt_tokens[1] == 176 - 12
+    assert _runs(cells, "text")[0] != _runs(cells, "text")[1]  # the output depends on the image
+
+
+@pytest.mark.parametrize(("model", "checkpoint"), [MODELS[0], MODELS[2]])
+def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
+                                                     tmp_path: Path) -> None:
+    """Images of different sizes get different image token counts, so the batch is left-padded."""
+    paths = [SAMPLES / "brick.png", _rgba(tmp_path)]
+    weights = tiny / checkpoint
+    load, batch = run_model(model, paths, weights=weights, load_options=SMALL, **SHORT)
+    singles = [run_model(model, [path], weights=weights, load_options=SMALL, **SHORT)[1][0] for path in paths]
+    assert any(MODEL_CLASSES[checkpoint] in note for note in load["notes"])
+    # 512 x 512 -> 224 x 224 px = 8 x 8 tokens; 120 x 90 -> 112 x 84 px = 4 x 3 tokens: 52 tokens of padding
+    assert [c["raw"]["vision"]["image_tokens"] for c in batch] == [64, 12]
+    assert _runs(batch, "prompt_tokens")[0] - _runs(batch, "prompt_tokens")[1] == 64 - 12
+    assert _runs(batch, "text")[0] != _runs(batch, "text")[1]  # distinct outputs, or the comparisons are void
+    for cell, one, path in zip(batch, singles, paths, strict=True):
+        _check_cell(cell, path)
+        _check_cell(one, path)
+        assert cell["raw"]["batch_size"] == 2 and one["raw"]["batch_size"] == 1
+        assert one["raw"]["vision"] == cell["raw"]["vision"]
+        for key in ("text", "prompt_tokens", "new_tokens"):
+            assert one["raw"]["generations"]["caption"][key] == cell["raw"]["generations"]["caption"][key]
+
+
+def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
+    path = SAMPLES / "coffee.png"
+    base = "Describe this photo."
+    _, [both, again] = run_model("qwen2vl", [path, path], weights=tiny / "qwen2_vl", load_options=SMALL,
+                                 ask="both", prompt=base, **SHORT)
+    _check_cell(both, path, tasks=("caption", "tags"))
+    runs = both["raw"]["generations"]
+    assert runs["caption"]["prompt"] == base and runs["tags"]["prompt"].startswith("List 15 to 30 short tags")
+    assert runs["caption"]["text"] != runs["tags"]["text"]
+    # the same image with the longer tags question: only the text part of the prompt grows
+    assert runs["tags"]["prompt_tokens"] > runs["caption"]["prompt_tokens"] + 10
+    assert again["raw"]["generations"] == runs  # the same image twice in a batch: the same outputs
+
+
+def test_invalid_infer_option_is_an_error_cell(run_model, tiny: Path) -> None:
+    _, [cell] = run_model("qwen2vl", [SAMPLES / "coffee.png"], weights=tiny / "qwen2_vl", ask="everything")
+    assert cell["status"] == "error"
+    assert "option ask must be one of caption, tags, both" in cell["message"]
+
+
+def test_invalid_load_option_fails_the_load_with_its_name(run_model, tiny: Path) -> None:
+    with pytest.raises(RemoteError, match=r"load option max_pixels must be a pixel count >= 784"):
+        run_model("qwen25vl", [SAMPLES / "coffee.png"], weights=tiny / "qwen2_5_vl", load_options={"max_pixels": 100})
+
+
+def test_a_foreign_checkpoint_is_refused_with_the_fix(run_model, tmp_path: Path) -> None:
+    remote = tmp_path / "Qwen-VL-Chat"
+    remote.mkdir()
+    (remote / "config.json").write_text(json.dumps({
+        "model_type": "qwen", "architectures": ["QWenLMHeadModel"],
+        "auto_map": {"AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"}}))
+    with pytest.raises(RemoteError, match=r"remote-code checkpoint .*Qwen/Qwen2.5-VL-7B-Instruct"):
+        run_model("qwen25vl", [SAMPLES / "coffee.png"], weights=remote)
+
+
+def test_model_class_for() -> None:
+    assert model_class_for({"model_type": "qwen2_5_vl"}, "x") == "Qwen2_5_VLForConditionalGeneration"
+    assert model_class_for({"model_type": "qwen2_vl"}, "x") == "Qwen2VLForConditionalGeneration"
+    with pytest.raises(ValueError, match="remote-code checkpoint"):
+        model_class_for({"model_type": "qwen", "auto_map": {}}, "/models/Qwen-VL-Chat")
+    with pytest.raises(ValueError, match="model_type 'qwen3_vl', expected one of qwen2_5_vl, qwen2_vl"):
+        model_class_for({"model_type": "qwen3_vl"}, "/models/Qwen3-VL")
+
+
+def test_pixel_bounds() -> None:
+    assert pixel_bounds({}, "cpu") == (3136, 256 * 784)
+    assert pixel_bounds({}, "cuda") == (3136, 1280 * 784)
+    assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "cpu") == (3136, 784 * 64)
+    assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "mps") == (3136, DEFAULT_PIXELS["max_pixels"]["mps"])
+    assert pixel_bounds({"min_pixels": 784, "max_pixels": 784}, "cuda") == (784, 784)
+    for bad, named in (({"max_pixels": True}, "max_pixels"), ({"min_pixels": 2.5e5}, "min_pixels"),
+                       ({"max_pixels": 700}, "max_pixels"), ({"max_pixels": {"tpu": 784}}, "max_pixels"),
+                       ({"min_pixels": 10 * 784, "max_pixels": 784}, "min_pixels")):
+        with pytest.raises(ValueError, match=f"load option {named}"):
+            pixel_bounds(bad, "cpu")

@@ -1,0 +1,123 @@
+"""A hand-made result document + comparison for the HTML report tests (the shapes of
+schemas/result.schema.json and the comparison API), with hostile model output in it.
+
+Three real small image files (one EXIF-rotated JPEG, one RGBA PNG, one greyscale PNG) and one file
+that is not an image; four models with every kind of status.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+HOSTILE_CAPTION = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+HOSTILE_TAG = "<b>bold</b>"
+MODELS = ("wd14", "clip", "florence2", "broken")
+UNREADABLE = "not-an-image.jpg"
+
+
+def _sha(i: int) -> str:
+    return f"{i:x}" * 64
+
+
+def write_images(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rotated = Image.new("RGB", (120, 60), (200, 40, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display: the thumbnail must come out 60 wide x 120 high
+    rotated.save(folder / "rotated.jpg", exif=exif.tobytes())
+    Image.new("RGBA", (80, 80), (0, 128, 255, 100)).save(folder / "alpha.png")
+    Image.linear_gradient("L").resize((64, 40)).save(folder / "grey.png")
+    (folder / UNREADABLE).write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    return [folder / n for n in ("rotated.jpg", "alpha.png", "grey.png", UNREADABLE)]
+
+
+def _tag(name: str, score: float, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "score": score, **extra}
+
+
+def _model(name: str, kind: str, status: str = "ok", load_s: float | None = 1.5,
+           warmup_s: float | None = 0.2) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "adapter": f"runners.{name}", "env": "onnx", "hub_id": f"org/{name}",
+            "revision": "0123456789abcdef" * 2 + "01234567", "weights": None, "status": status, "message": "",
+            "fix": "", "device": "cpu", "dtype": "float32", "model_version": None, "load_s": load_s,
+            "warmup_s": warmup_s, "memory_mb": 321.0, "notes": [f"{name} <notes> & scores"], "reload_s": [],
+            "crashes": 0, "timeouts": 0, "log": None, "runner": None}
+
+
+def _cells(i: int) -> dict[str, dict[str, Any]]:
+    if i == 3:  # the unreadable file
+        bad = {"status": "bad_image", "message": "cannot identify image file", "inference_s": None}
+        return {m: dict(bad) for m in MODELS[:3]} | {"broken": {"status": "skipped", "message": "env missing",
+                                                                "fix": "make setup-envs MODELS=broken"}}
+    wd14_tags = [_tag("broken_window", 0.91, category="general"), _tag(HOSTILE_TAG, 0.55, category="general"),
+                 _tag("graffiti", 0.4 - i * 0.1, category="general"), _tag("general", 0.8, category="rating")]
+    clip_tags = [_tag("broken window", 0.3), _tag("rust", 0.2), _tag("staircase", 0.05 * (i + 1))]
+    cells = {
+        "wd14": {"status": "ok", "tags": wd14_tags if i != 2 else [], "inference_s": 0.031 + i / 100,
+                 "raw": {}, "image": {"width": 120, "height": 60, "format": "JPEG", "mode": "RGB",
+                                      "exif_orientation": 6}},
+        "clip": {"status": "ok", "tags": clip_tags, "inference_s": 0.25, "raw": {}},
+        "florence2": {"status": "ok", "caption": HOSTILE_CAPTION if i == 0 else "A rusty staircase.",
+                      "tags": [_tag("staircase", 0.7, estimated=True), _tag("rust", 0.5, estimated=True)],
+                      "inference_s": 2.5, "raw": {}},
+        "broken": {"status": "timeout" if i == 0 else "error", "message": "runner <b>did not</b> answer",
+                   "inference_s": None},
+    }
+    if i == 2:
+        cells["wd14"]["status"] = "no_tags"
+    return cells
+
+
+def make_document(folder: Path) -> dict[str, Any]:
+    paths = write_images(folder)
+    return {
+        "schema_version": 1, "mltag_version": "0.1.0", "run_id": "20260101-000000-1", "started": "2026-01-01T00:00:00",
+        "duration_s": 12.5,
+        "options": {"timeout_s": None, "device": "cpu", "offline": True, "warmup": True, "batch_size": 1,
+                    "threshold": None, "top": 3, "weights": {}, "infer_overrides": {}},
+        "models": [_model("wd14", "tagger"), _model("clip", "zero-shot", load_s=12.0),
+                   _model("florence2", "captioner", load_s=30.0, warmup_s=4.0),
+                   _model("broken", "tagger", status="failed", load_s=None, warmup_s=None)],
+        "images": [{"path": str(p), "sha256": _sha(i + 1), "size_bytes": p.stat().st_size, "results": _cells(i)}
+                   for i, p in enumerate(paths)],
+    }
+
+
+def make_comparison(document: dict[str, Any]) -> dict[str, Any]:
+    """The comparison section, by hand, in the agreed shape (COMPARE_API): a 3-tag x 4-model matrix."""
+    models = [m["name"] for m in document["models"]]
+
+    def entry(images: int, score: float, estimated: bool = False) -> dict[str, Any]:
+        return {"images": images, "mean_score": score, "estimated": estimated}
+
+    matrix = [
+        {"tag": "broken window", "models": {"wd14": entry(2, 0.91), "clip": entry(3, 0.3)}, "n_models": 2,
+         "score": 1.2},
+        {"tag": "staircase", "models": {"clip": entry(3, 0.1), "florence2": entry(3, 0.7, True)}, "n_models": 2,
+         "score": 0.8},
+        {"tag": HOSTILE_TAG.lower(), "models": {"wd14": entry(2, 0.55)}, "n_models": 1, "score": 0.55},
+    ]
+    consensus = [{"tag": r["tag"], "n_models": r["n_models"], "mean_confidence": r["score"] / r["n_models"],
+                  "score": r["score"], "images": 3, "models": sorted(r["models"])} for r in matrix]
+    pairwise = {a: {b: (1.0 if a == b else 0.25) for b in models} for a in models}
+    timing = {m["name"]: {"load_s": m["load_s"], "warmup_s": m["warmup_s"], "mean_s": 0.1, "p50_s": 0.1,
+                          "p95_s": 0.2, "images_per_s": 10.0, "n": 3} for m in document["models"]}
+    status_counts: dict[str, dict[str, int]] = {}
+    for image in document["images"]:
+        for model, cell in image["results"].items():
+            counts = status_counts.setdefault(model, {})
+            counts[cell["status"]] = counts.get(cell["status"], 0) + 1
+    return {
+        "definitions": {"normalisation": "lower case, _ as space, lemmas",
+                        "consensus_score": "models x mean confidence",
+                        "agreement": "mean pairwise Jaccard <of> top-K normalised tags",
+                        "estimated": "from caption position & frequency"},
+        "top_k": 10, "threshold": None, "models": models,
+        "folder": {"matrix": matrix, "consensus": consensus, "agreement": 0.42, "pairwise": pairwise,
+                   "timing": timing, "status_counts": status_counts},
+        "images": {img["sha256"]: {"consensus": consensus[:2], "agreement": 0.5, "pairwise": pairwise,
+                                   "tags": {}} for img in document["images"]},
+    }

@@ -1,0 +1,120 @@
+"""The HTML report without a browser: escaping, the embedded JSON, the CSP hash, thumbnails."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.compare import compare
+from orchestrator.report.html import to_html
+from orchestrator.report.thumbnails import thumbnail
+from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, make_comparison, make_document
+
+DATA_BLOCK = re.compile(r'<script type="application/json" id="mltag-data">(.*?)</script>', re.S)
+
+
+@pytest.fixture()
+def document(tmp_path: Path) -> dict:
+    return make_document(tmp_path / "photos")
+
+
+@pytest.fixture()
+def html(document: dict) -> str:
+    return to_html(document, make_comparison(document))
+
+
+def _decoded(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+
+def test_model_output_is_escaped(html: str) -> None:
+    assert HOSTILE_CAPTION not in html and "window.pwned=1</script>" not in html
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;" in html
+    assert HOSTILE_TAG not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "runner <b>did not</b>" not in html and "&lt;notes&gt; &amp; scores" in html
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="application/json" id="mltag-data">', "<script>"]
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I), "nothing remote"
+
+
+def test_json_block_is_escaped_and_round_trips(html: str) -> None:
+    (block,) = DATA_BLOCK.findall(html)
+    assert not set("<>&") & set(block), "< > & are \\u escaped inside the JSON block"
+    assert "\\u003cb\\u003ebold\\u003c/b\\u003e" in block
+    data = json.loads(block)
+    assert data["models"] == ["wd14", "clip", "florence2", "broken"]
+    assert ["<b>bold</b>", "<b>bold</b>"] in data["images"][0]["cells"]["wd14"]
+    assert set(data["statuses"]) == {"ok", "no_tags", "timeout", "error", "bad_image", "skipped"}
+
+
+def test_the_csp_allows_exactly_the_inline_script(html: str) -> None:
+    (allowed,) = re.findall(r"script-src 'sha256-([A-Za-z0-9+/=]+)'", html)
+    script = html.rsplit("<script>", 1)[1].split("</script>", 1)[0]
+    assert base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() == allowed
+    assert "default-src 'none'" in html and "img-src data:" in html
+
+
+def test_thumbnails_and_placeholder(html: str, document: dict) -> None:
+    assert html.count('<img class="thumb" src="data:image/jpeg;base64,') == 3
+    assert html.count('class="thumb placeholder"') == 1 and "cannot read image" in html
+    article = html.split('id="img-3"', 1)[1].split("</article>", 1)[0]
+    assert "placeholder" in article and "data:image" not in article
+
+
+def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("RGBA", (1000, 500), (0, 128, 255, 0)).save(big)   # fully transparent: white, not black
+    uri, why = thumbnail(big)
+    assert why is None
+    img = _decoded(uri)
+    assert img.size == (256, 128) and img.mode == "RGB"
+    assert min(img.getpixel((128, 64))) > 240
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.new("RGB", (300, 100), (10, 200, 10)).save(rotated, exif=exif.tobytes())
+    width, height = _decoded(thumbnail(rotated)[0]).size
+    assert height == 256 and width in (85, 86), "EXIF orientation 8: the 300x100 photo stands upright"
+    deep = tmp_path / "deep.png"
+    Image.new("I;16", (40, 40), 40000).save(deep)                 # 16-bit: scaled to ~156, not clipped to 255
+    assert 140 < _decoded(thumbnail(deep)[0]).getpixel((20, 20))[0] < 170
+
+
+def test_unreadable_images_give_reasons(tmp_path: Path) -> None:
+    assert thumbnail(tmp_path / "gone.jpg") == (None, "file not found")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    uri, why = thumbnail(tmp_path / "empty.jpg")
+    assert uri is None and why.startswith("cannot read image")
+
+
+def test_the_real_comparison_renders(document: dict) -> None:
+    comparison = compare(document)
+    html = to_html(document, comparison)
+    heatmap = html.split('id="heatmap"', 1)[1].split("</table>", 1)[0]
+    assert heatmap.count('<td class="hm') == len(comparison["folder"]["matrix"]) * len(document["models"])
+    (block,) = DATA_BLOCK.findall(html)
+    assert not set("<>&") & set(block) and HOSTILE_CAPTION not in html
+
+
+def test_without_comparison_the_document_alone_renders(document: dict) -> None:
+    html = to_html(document)
+    assert "No comparison in this document" in html and 'id="heatmap"' not in html
+    assert html.count('class="bar-row"') == 3 * len(document["models"])
+    table = html.split('class="timing-table"', 1)[1].split("</table>", 1)[0]
+    row = re.search(r'data-model="wd14"><th>wd14</th>(.*?)</tr>', table, re.S).group(1)
+    # load and warm-up from the model entry, the mean over wd14's three timed cells (31, 41, 51 ms)
+    assert re.findall(r"<td>(.*?)</td>", row)[:3] == ["1.50 s", "200 ms", "41 ms"]
+
+
+def test_relative_paths_are_read_from_image_root(document: dict, tmp_path: Path) -> None:
+    for image in document["images"]:
+        image["path"] = str(Path(image["path"]).relative_to(tmp_path))
+    assert to_html(document, image_root=tmp_path).count('<img class="thumb"') == 3
+    assert to_html(document, image_root=tmp_path / "elsewhere").count('<img class="thumb"') == 0
