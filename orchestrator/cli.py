@@ -63,7 +63,8 @@ Prompt = Annotated[str | None, typer.Option("--prompt", help="Captioners: the de
 TagsPrompt = Annotated[str | None, typer.Option("--tags-prompt", help="Captioners: the prompt asking for a "
                                                                       "comma-separated tag list.")]
 Ask = Annotated[str | None, typer.Option("--ask", help="Captioners: caption | tags | both (default: model.toml's "
-                                                       "ask, usually caption).")]
+                                                       "ask, usually caption). tags/both skip captioners without a "
+                                                       "tags prompt (BLIP).")]
 Quantize = Annotated[int | None, typer.Option("--quantize", help="Captioners and the judge: load in 4 or 8 bits "
                                                                  "(bitsandbytes, CUDA only).")]
 Judge = Annotated[str | None, typer.Option("--judge", help="After the models, merge their outputs per image with "

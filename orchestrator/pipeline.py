@@ -212,11 +212,16 @@ class Analysis:
 
     def overrides_for(self, spec: ModelSpec) -> dict[str, Any]:
         """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
-        --option MODEL.KEY=V to that model only (and wins)."""
+        --option MODEL.KEY=V to that model only (and wins).
+
+        `--ask tags|both` skips captioners without a tags prompt in model.toml (BLIP cannot answer
+        one), so one flag can serve a mixed --models list; `--option blip.ask=tags` still errors."""
         opts = self.options
         out: dict[str, Any] = {}
         if spec.kind == "captioner":
-            flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt, "ask": opts.ask}
+            asks_tags = opts.ask in ("tags", "both")
+            flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
+                     "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
             out.update({k: v for k, v in flags.items() if v is not None})
         out.update({k: v for k, v in self.options.infer_overrides.items() if "." not in k})
         prefix = spec.name + "."

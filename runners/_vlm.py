@@ -68,13 +68,24 @@ def _text(options: dict[str, Any], key: str) -> str:
     return value
 
 
-def prompts_to_run(options: dict[str, Any]) -> dict[str, str]:
-    """{"caption": prompt, "tags": tags prompt}, restricted to what option `ask` selects."""
+def prompts_to_run(options: dict[str, Any], allow_empty: bool = False) -> dict[str, str]:
+    """{"caption": prompt, "tags": tags prompt}, restricted to what option `ask` selects.
+
+    With `allow_empty`, the caption prompt may be "" or absent: unconditional captioning (BLIP,
+    BLIP-2), where the text is a prefix the model continues rather than a question.
+    """
     ask = options.get("ask", "caption")
     if ask not in ASK:
         raise ValueError(f"option ask must be one of {', '.join(ASK)}, got {ask!r}")
-    wanted = ("caption", "tags") if ask == "both" else (ask,)
-    return {task: _text(options, "prompt" if task == "caption" else "tags_prompt") for task in wanted}
+    prompts: dict[str, str] = {}
+    if ask in ("caption", "both"):
+        prompt = options.get("prompt", "") if allow_empty else _text(options, "prompt")
+        if not isinstance(prompt, str):
+            raise ValueError(f"option prompt must be a string (\"\" for unconditional captioning), got {prompt!r}")
+        prompts["caption"] = prompt.strip()
+    if ask in ("tags", "both"):
+        prompts["tags"] = _text(options, "tags_prompt").strip()
+    return prompts
 
 
 def generate_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +201,8 @@ class GenerativeAdapter:
 
     model_class = ""                 # e.g. "Qwen2_5_VLForConditionalGeneration"
     supports_batching = False        # True when prepare() pads a batch on the left
+    allow_empty_prompt = False       # True: prompt "" is unconditional captioning (BLIP, BLIP-2)
+    no_tags_prompt = ""              # set: why the family cannot answer a tags prompt ({model}, {ask})
     notes: tuple[str, ...] = ()      # family facts shown with the load info
     score_note = TAG_SCORE_NOTE
 
@@ -199,12 +212,20 @@ class GenerativeAdapter:
         self.device = "cpu"
         self.dtype: Any = None
         self.load_options: dict[str, Any] = {}
+        self.name = "this model"  # the registry name, for error messages
 
     # hooks ---------------------------------------------------------------------------------------
     def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(folder)
+
+    def prompts(self, options: dict[str, Any]) -> dict[str, str]:
+        """The prompt runs for one infer call ({"caption": ..., "tags": ...})."""
+        ask = options.get("ask", "caption")
+        if self.no_tags_prompt and ask in ("tags", "both"):
+            raise ValueError(self.no_tags_prompt.format(model=self.name, ask=ask))
+        return prompts_to_run(options, self.allow_empty_prompt)
 
     def prepare(self, images: list[Any], prompt: str) -> Any:
         """Processor inputs for `images` (PIL, RGB) all asked `prompt`."""
@@ -219,6 +240,7 @@ class GenerativeAdapter:
     def load(self, spec: LoadSpec) -> LoadResult:
         import transformers
 
+        self.name = spec["name"]
         folder = weights_dir(spec, allow_patterns=WEIGHT_PATTERNS)
         self.device = pick_torch_device(spec["device"])
         self.dtype = dtype_for(spec, self.device)
@@ -251,7 +273,7 @@ class GenerativeAdapter:
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
             raise RuntimeError("infer before load")
-        prompts = prompts_to_run(options)
+        prompts = self.prompts(options)
         kwargs = generate_kwargs(options)
         step = len(images) if self.supports_batching else 1
         out: list[ImageResult] = []

@@ -30,86 +30,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from runners._images import DecodedImage
-from runners._vlm import ASK, GenerativeAdapter, build_result, generate_kwargs
-from runners.base import ImageResult, LoadResult
+from runners._vlm import GenerativeAdapter
+from runners.base import LoadResult
 from schemas.protocol import LoadSpec
 
-NO_TAGS_PROMPT = ("{model} cannot answer a tags prompt: BLIP is a captioner without instruction following (its text "
-                  "prompt is a caption prefix that it continues, not a question it answers), so ask={ask!r} has no "
-                  "meaning for it. Use ask=caption (the default; tags are extracted from the caption), e.g. "
-                  "--option {model}.ask=caption when --ask applies to several models")
 
-
-def caption_prompt(options: dict[str, Any]) -> str:
-    """The caption prompt, where "" (or absent) means unconditional captioning."""
-    prompt = options.get("prompt", "")
-    if not isinstance(prompt, str):
-        raise ValueError(f"option prompt must be a string (\"\" for unconditional captioning), got {prompt!r}")
-    return prompt.strip()
-
-
-def prompts_allowing_empty(options: dict[str, Any], tags_allowed: bool, model: str) -> dict[str, str]:
-    """Like _vlm.prompts_to_run, but the caption prompt may be empty (unconditional captioning).
-
-    With `tags_allowed` false, asking for tags is an error naming the fix (see NO_TAGS_PROMPT).
-    """
-    ask = options.get("ask", "caption")
-    if ask not in ASK:
-        raise ValueError(f"option ask must be one of {', '.join(ASK)}, got {ask!r}")
-    if ask != "caption" and not tags_allowed:
-        raise ValueError(NO_TAGS_PROMPT.format(model=model, ask=ask))
-    prompts: dict[str, str] = {}
-    if ask in ("caption", "both"):
-        prompts["caption"] = caption_prompt(options)
-    if ask in ("tags", "both"):
-        tags = options.get("tags_prompt")
-        if not isinstance(tags, str) or not tags.strip():
-            raise ValueError(f"option tags_prompt must be a non-empty string (set it in model.toml [infer] or with "
-                             f"--tags-prompt), got {tags!r}")
-        prompts["tags"] = tags.strip()
-    return prompts
-
-
-class PrefixAdapter(GenerativeAdapter):
-    """A GenerativeAdapter whose caption prompt may be empty: unconditional captioning (BLIP, BLIP-2).
-
-    The base's infer() calls _vlm.prompts_to_run(), which requires a non-empty prompt; this is
-    the same loop with the `prompts` hook instead. (Base change suggested to the lead: make
-    prompts_to_run a method hook of GenerativeAdapter, with an `allow_empty_prompt` flag.)
-    """
-
-    tags_allowed = True
-    model_label = "this model"
-
-    def prompts(self, options: dict[str, Any]) -> dict[str, str]:
-        return prompts_allowing_empty(options, self.tags_allowed, self.model_label)
-
-    def load(self, spec: LoadSpec) -> LoadResult:
-        self.model_label = spec["name"]  # named in error messages
-        return super().load(spec)
-
-    def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
-        if self.model is None:
-            raise RuntimeError("infer before load")
-        prompts = self.prompts(options)
-        kwargs = generate_kwargs(options)
-        step = len(images) if self.supports_batching else 1
-        out: list[ImageResult] = []
-        for i in range(0, len(images), step):
-            chunk = [img.rgb() for img in images[i:i + step]]
-            runs: list[dict[str, dict[str, Any]]] = [{} for _ in chunk]
-            for task, prompt in prompts.items():
-                for per_image, run in zip(runs, self.generate(chunk, prompt, kwargs), strict=True):
-                    per_image[task] = run
-            out.extend(build_result(r, kwargs, len(chunk)) for r in runs)
-        return out
-
-
-class Adapter(PrefixAdapter):
+class Adapter(GenerativeAdapter):
     model_class = "BlipForConditionalGeneration"
     supports_batching = True
-    tags_allowed = False
+    allow_empty_prompt = True
+    no_tags_prompt = ("{model} cannot answer a tags prompt: BLIP is a captioner without instruction following (its "
+                      "text prompt is a caption prefix that it continues, not a question it answers), so ask={ask!r} "
+                      "has no meaning for it. Use ask=caption (the default; tags are extracted from the caption), "
+                      "e.g. --option {model}.ask=caption when --ask applies to several models")
     score_note = "no tags prompt (BLIP cannot answer one): its tags are the ones extracted from the caption"
     notes = ("prompt = a caption prefix that BLIP continues (\"\" = unconditional captioning); the caption is the "
              "continuation only (raw.generations keeps the prompt); prompt_tokens = [DEC] + prefix tokens (the "

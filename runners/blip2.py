@@ -1,7 +1,7 @@
 """BLIP-2 (Salesforce/blip2-opt-2.7b, Salesforce/blip2-flan-t5-xl), native transformers.
 
-Runs in the `modern` env through runners/_vlm.py's GenerativeAdapter (via runners/blip.py's
-PrefixAdapter, which allows an empty prompt). A frozen ViT-g and a Q-Former turn the image into
+Runs in the `modern` env through runners/_vlm.py's GenerativeAdapter (allow_empty_prompt: an
+empty prompt is unconditional captioning). A frozen ViT-g and a Q-Former turn the image into
 num_query_tokens (32) soft tokens that stand in front of the text for a frozen language model:
 OPT-2.7b (decoder-only: generate() returns prompt + new tokens) or Flan-T5-XL (encoder-decoder:
 the encoder reads query tokens + prompt, generate() returns the decoder start token + new tokens).
@@ -33,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runners.blip import PrefixAdapter, prompts_allowing_empty
+from runners._vlm import GenerativeAdapter
 
 DEFAULT_QA_TEMPLATE = "Question: {} Answer:"
 ANSWER_CUE = "answer:"  # a prompt ending like this is in the VQA format already ("Short answer:" too)
@@ -56,14 +56,15 @@ def model_prompt(prompt: str, template: str) -> str:
     return template.replace("{}", prompt)
 
 
-class Adapter(PrefixAdapter):
+class Adapter(GenerativeAdapter):
     model_class = "Blip2ForConditionalGeneration"
     supports_batching = True
+    allow_empty_prompt = True
 
     def prompts(self, options: dict[str, Any]) -> dict[str, str]:
         template = qa_template(options)
         return {task: model_prompt(prompt, template)
-                for task, prompt in prompts_allowing_empty(options, True, self.model_label).items()}
+                for task, prompt in super().prompts(options).items()}
 
     def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
         from transformers import AddedToken, AutoProcessor

@@ -105,7 +105,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, BlipForConditionalGeneration
 from runners._images import DecodedImage
-from runners.blip import Adapter, prompts_allowing_empty
+from runners._vlm import prompts_to_run
+from runners.blip import Adapter
 
 folder = sys.argv[1]
 spec = {"name": "blip", "hub_id": "x/y", "revision": "main", "local_path": folder, "offline": True, "device": "cpu",
@@ -132,15 +133,14 @@ errors = {}
 bad = {"tags": {"ask": "tags", "tags_prompt": "x"}, "ask": {"ask": "all"}, "prompt": {"prompt": None}}
 for name, opts in bad.items():
     try:
-        prompts_allowing_empty(opts, tags_allowed=False, model="blip")
+        adapter.prompts(opts)
     except ValueError as exc:
         errors[name] = str(exc)
 print(json.dumps({"runs": runs, "bos": processor.tokenizer.bos_token_id, "sep": processor.tokenizer.sep_token_id,
                   "errors": errors,
-                  "prompts": {"empty": prompts_allowing_empty({"prompt": "  "}, False, "blip"),
-                              "absent": prompts_allowing_empty({}, False, "blip"),
-                              "both": prompts_allowing_empty({"ask": "both", "prompt": "", "tags_prompt": " t "},
-                                                             True, "blip2")}}))
+                  "prompts": {"empty": adapter.prompts({"prompt": "  "}), "absent": adapter.prompts({}),
+                              "both": prompts_to_run({"ask": "both", "prompt": "", "tags_prompt": " t "},
+                                                     allow_empty=True)}}))
 """
 
 

@@ -43,6 +43,16 @@ def test_option_scoping(tmp_path: Path) -> None:
     assert analysis.overrides_for(spec("clip")) == {"top_k": 5}
 
 
+def test_ask_for_tags_skips_captioners_without_a_tags_prompt() -> None:
+    vlm, blip, tagger = spec("vlm", kind="captioner"), spec("blip", kind="captioner"), spec("wd")
+    vlm.infer["tags_prompt"] = "List tags."
+    analysis = Analysis([], [vlm, blip, tagger], RunOptions(ask="both", prompt="Describe."))
+    assert analysis.overrides_for(vlm) == {"ask": "both", "prompt": "Describe."}
+    assert analysis.overrides_for(blip) == {"prompt": "Describe."}, "BLIP keeps captioning"
+    assert analysis.overrides_for(tagger) == {}
+    assert Analysis([], [blip], RunOptions(ask="caption")).overrides_for(blip) == {"ask": "caption"}
+
+
 def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) -> None:
     for name in ("a.jpg", "copy-of-a.jpg", "b.jpg"):
         (tmp_path / name).write_bytes(b"same" if name != "b.jpg" else b"other")

@@ -68,3 +68,13 @@ def test_results_flag_unusable_output() -> None:
     assert both["message"].startswith("caption: repetitive caption")
     no_list = build_result({"tags": _run("...", "List tags.")}, kwargs, 1)
     assert no_list["status"] == "no_tags" and "tags:" in no_list["message"]
+
+
+def test_unconditional_captioning_allows_an_empty_prompt() -> None:
+    """BLIP and BLIP-2 caption without a prompt; the instruction-following families need one."""
+    assert prompts_to_run({}, allow_empty=True) == {"caption": ""}
+    assert prompts_to_run({"prompt": "  a photo of "}, allow_empty=True) == {"caption": "a photo of"}
+    with pytest.raises(ValueError, match="--prompt"):
+        prompts_to_run({"prompt": "  "})
+    with pytest.raises(ValueError, match="must be a string"):
+        prompts_to_run({"prompt": None}, allow_empty=True)
