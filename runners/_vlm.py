@@ -38,6 +38,7 @@ from runners.base import ImageResult, LoadResult, fingerprint, pick_torch_device
 from schemas.protocol import LoadSpec, Tag
 
 ASK = ("caption", "tags", "both")
+DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_MAX_NEW_TOKENS = 256
 MAX_TAGS = 100
 TAG_MAX_WORDS = 6
@@ -65,6 +66,17 @@ def _text(options: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"option {key} must be a non-empty string (set it in model.toml [infer] or with "
                          f"--{key.replace('_', '-')}), got {value!r}")
+    return value
+
+
+def for_device(options: dict[str, Any], key: str, device: str, defaults: dict[str, Any], what: str = "option") -> Any:
+    """An option given once or as a table per device ({cpu = 1, cuda = 12}, like [load] dtype)."""
+    value = options.get(key, defaults)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(DEVICES))
+        if unknown:
+            raise ValueError(f"{what} {key}: unknown device(s) {', '.join(unknown)} (use {', '.join(DEVICES)})")
+        value = value.get(device, defaults[device])
     return value
 
 

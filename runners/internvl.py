@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._vlm import GenerativeAdapter
+from runners._vlm import GenerativeAdapter, for_device
 from runners.base import ImageResult, LoadResult, weights_dir
 from schemas.protocol import LoadSpec
 
 NATIVE_MODEL_TYPE = "internvl"
 REMOTE_MODEL_TYPE = "internvl_chat"
-DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_MAX_PATCHES = {"cpu": 1, "cuda": 12, "mps": 6}
 
 
@@ -63,12 +62,7 @@ def tiling(options: dict[str, Any], device: str) -> dict[str, Any]:
     crop = options.get("crop_to_patches", True)
     if not isinstance(crop, bool):
         raise ValueError(f"option crop_to_patches must be true or false, got {crop!r}")
-    value = options.get("max_patches", DEFAULT_MAX_PATCHES)
-    if isinstance(value, dict):  # per device, like [load] dtype
-        unknown = sorted(set(value) - set(DEVICES))
-        if unknown:
-            raise ValueError(f"option max_patches: unknown device(s) {', '.join(unknown)} (use {', '.join(DEVICES)})")
-        value = value.get(device, DEFAULT_MAX_PATCHES[device])
+    value = for_device(options, "max_patches", device, DEFAULT_MAX_PATCHES)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"option max_patches must be an integer >= 1 (1 = one 448 px view, no tiling) or a table "
                          f"per device like {{cpu = 1, cuda = 12}}, got {value!r}")

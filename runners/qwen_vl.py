@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._vlm import GenerativeAdapter
+from runners._vlm import GenerativeAdapter, for_device
 from runners.base import ImageResult, LoadResult, pick_torch_device, weights_dir
 from schemas.protocol import LoadSpec
 
 MODEL_CLASSES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
-DEVICES = ("cpu", "cuda", "mps")
 TOKEN_PX = 28  # 14 px patches, merged 2 x 2 into one image token
 DEFAULT_PIXELS = {"min_pixels": {"cpu": 4 * TOKEN_PX ** 2, "cuda": 4 * TOKEN_PX ** 2, "mps": 4 * TOKEN_PX ** 2},
                   "max_pixels": {"cpu": 256 * TOKEN_PX ** 2, "cuda": 1280 * TOKEN_PX ** 2, "mps": 512 * TOKEN_PX ** 2}}
@@ -63,13 +62,7 @@ def pixel_bounds(options: dict[str, Any], device: str) -> tuple[int, int]:
     """(min_pixels, max_pixels) for `device` from load options: an integer, or a table per device."""
     bounds = []
     for key, defaults in DEFAULT_PIXELS.items():
-        value = options.get(key, defaults)
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(DEVICES))
-            if unknown:
-                raise ValueError(f"load option {key}: unknown device(s) {', '.join(unknown)} "
-                                 f"(use {', '.join(DEVICES)})")
-            value = value.get(device, defaults[device])
+        value = for_device(options, key, device, defaults, what="load option")
         if isinstance(value, bool) or not isinstance(value, int) or value < TOKEN_PX ** 2:
             raise ValueError(f"load option {key} must be a pixel count >= {TOKEN_PX ** 2} (one {TOKEN_PX} x {TOKEN_PX} "
                              f"px image token), e.g. {256 * TOKEN_PX ** 2} for 256 tokens, or a table per device "

@@ -3,7 +3,7 @@
 Each `tests/tiny/<family>.py` declares `ENV = "<env>"` and is run as
 `python -m tests.tiny.<family> OUT_DIR` with THAT env's python (so the model matches the
 library versions that will load it). `build(family)` caches the result under
-.cache/tiny/<family>-<hash of builder source + env key>. This module runs in the
+.cache/tiny/<family>-<hash of builder sources + env key>. This module runs in the
 orchestrator's venv; the builders never import it.
 """
 
@@ -38,7 +38,10 @@ def build(family: str) -> Path:
     env = env_of(family)
     python = envbuild.build_env(env, log=lambda s: None).python
     builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
-    key = hashlib.sha256(builder.read_bytes() + envbuild.env_key(envbuild.env_paths(env)).encode()).hexdigest()[:12]
+    # The builder, the helpers the builders share (tests/tiny/_*.py) and the env make the key.
+    sources = [builder, *sorted(builder.parent.glob("_*.py"))]
+    env_key = envbuild.env_key(envbuild.env_paths(env)).encode()
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + env_key).hexdigest()[:12]
     out = cache_root() / "tiny" / f"{family}-{key}"
     if (out / ".complete").exists():
         return out

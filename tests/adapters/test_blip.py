@@ -16,14 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
 
 SAMPLES = PROJECT_ROOT / "samples"
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
 PREFIX = "a picture of"  # three whole words in the tiny vocabulary
 PREFIX_TOKENS = 3
 
@@ -34,35 +33,16 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def _check_cell(cell: dict, path: Path, prompt: str, batch_size: int, max_new: int) -> None:
-    width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
-    assert cell["image"]["width"] == width and cell["image"]["height"] == height
-    raw = cell["raw"]
-    assert raw["batch_size"] == batch_size and raw["generate"]["do_sample"] is False
-    assert raw["generate"]["max_new_tokens"] == max_new
-    assert list(raw["generations"]) == ["caption"]
-    run = raw["generations"]["caption"]
-    assert set(run) == RUN_FIELDS and run["prompt"] == prompt
-    assert isinstance(run["text"], str) and "[DEC]" not in run["text"] and "[SEP]" not in run["text"]
+    raw = check_cell(cell, path, {"caption": prompt}, max_new=max_new, batch_size=batch_size, hidden=("[DEC]", "[SEP]"))
     # [DEC] + the prefix; the image is cross-attended, not counted
-    assert run["prompt_tokens"] == {"": 1, PREFIX: 1 + PREFIX_TOKENS}[prompt]
-    assert isinstance(run["new_tokens"], int) and 1 <= run["new_tokens"] <= max_new
-    assert run["seconds"] > 0 and run["tokens_per_s"] > 0
+    assert raw["generations"]["caption"]["prompt_tokens"] == {"": 1, PREFIX: 1 + PREFIX_TOKENS}[prompt]
     assert cell["tags"] == []  # BLIP has no tags prompt; the orchestrator's caption tags come later
-    if cell["status"] == "ok":  # the continuation, exactly as generated, stripped; never the prefix + it
-        assert cell["caption"] == run["text"].strip() and cell["caption"]
-    else:
-        assert cell["caption"] is None and cell["message"].startswith("caption:")
-
-
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
+    if cell["status"] == "no_tags":  # an ok caption is the continuation only, never the prefix + it
+        assert cell["message"].startswith("caption:")
 
 
 def test_unconditional_caption_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("blip", paths, weights=tiny, max_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "float32"  # model.toml [load] dtype for cpu
     assert str(tiny) in load["model_version"] and "weights" in load["model_version"]

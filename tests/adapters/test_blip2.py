@@ -18,16 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
 
 SAMPLES = PROJECT_ROOT / "samples"
 QUERY_TOKENS = 16  # tests/tiny/blip2.py NUM_QUERY_TOKENS
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
-TAG_FIELDS = {"name", "score", "category", "estimated"}
 FLOAT32 = {"dtype": {"cpu": "float32"}}
 TAGS_PROMPT = "Question: What objects and materials are in this photo? List them separated by commas. Answer:"
 
@@ -38,36 +36,10 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
-    width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
-    assert cell["image"]["width"] == width and cell["image"]["height"] == height
-    raw = cell["raw"]
-    assert raw["batch_size"] == batch_size and raw["generate"]["do_sample"] is False
-    assert raw["generate"]["max_new_tokens"] == max_new
-    assert set(raw["generations"]) == set(prompts)
-    for task, run in raw["generations"].items():
-        assert set(run) == RUN_FIELDS
-        assert run["prompt"] == prompts[task]  # the text the model was given, after qa_template
-        assert isinstance(run["text"], str) and "<image>" not in run["text"]
-        # the query tokens + a bos or eos at least: the image is in the prompt
-        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] >= QUERY_TOKENS + 1
-        assert isinstance(run["new_tokens"], int) and 1 <= run["new_tokens"] <= max_new
-        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
-    if cell["caption"] is not None:  # passed on exactly as generated, stripped
-        assert cell["caption"] == raw["generations"]["caption"]["text"].strip()
-    for tag in cell["tags"]:
-        assert set(tag) == TAG_FIELDS and tag["category"] == "vlm" and tag["estimated"] is True
-        assert tag["name"] in raw["generations"]["tags"]["text"].lower()
-    if cell["status"] == "no_tags":
-        assert cell["caption"] is None and cell["tags"] == [] and cell["message"]
-    else:
-        assert cell["caption"] or cell["tags"]
-
-
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
+    # prompts: the text the model was given, after qa_template; the prompt tokens hold the query
+    # tokens + a bos or eos at least: the image is in the prompt
+    check_cell(cell, path, prompts, max_new=max_new, batch_size=batch_size, min_prompt_tokens=QUERY_TOKENS + 1,
+               hidden=("<image>",))
 
 
 def _runs(cells: list[dict], task: str, key: str) -> list:
@@ -75,7 +47,7 @@ def _runs(cells: list[dict], task: str, key: str) -> list:
 
 
 def test_opt_unconditional_caption_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("blip2", paths, weights=tiny / "opt", max_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml [load] dtype for cpu
     assert str(tiny / "opt") in load["model_version"] and "weights" in load["model_version"]

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.adapters.vlm_cells import rgba_image
 
 pytestmark = pytest.mark.adapter
 
@@ -83,15 +84,9 @@ def _check_cell(cell: dict, path: Path, caption_task: str = "<MORE_DETAILED_CAPT
         assert cell["caption"] or tags
 
 
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
-
-
 def test_load_and_generations_that_end_at_once(run_model, tiny: Path, tmp_path: Path) -> None:
     """The tiny model emits EOS first (tests/tiny/florence2.py): an empty caption, never passed on."""
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("florence2", paths, weights=tiny, **SHORT)
     assert load["device"] == "cpu" and load["dtype"] == "float32"
     assert str(tiny) in load["model_version"] and "model.safetensors" in load["model_version"]

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.transport import RemoteError
 from runners.internvl import DEFAULT_MAX_PATCHES, check_native, native_repo, tiling
+from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
 
@@ -25,7 +25,6 @@ MODEL = "internvl3"
 SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
 TOKENS_PER_TILE = 4
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
 
 
 @pytest.fixture(scope="module")
@@ -34,35 +33,9 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:
-    width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
-    assert cell["image"]["width"] == width and cell["image"]["height"] == height
-    raw = cell["raw"]
-    assert set(raw["generations"]) == set(tasks)
-    for task, run in raw["generations"].items():
-        assert set(run) == RUN_FIELDS
-        assert isinstance(run["text"], str) and run["prompt"]
-        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] > TOKENS_PER_TILE
-        assert run["new_tokens"] == new_tokens
-        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
-        if task == "caption" and cell["caption"] is not None:
-            assert cell["caption"] == run["text"].strip()
-    if "caption" not in tasks:
-        assert cell["caption"] is None
-    assert raw["generate"]["do_sample"] is False and raw["generate"]["max_new_tokens"] == new_tokens
+    raw = check_cell(cell, path, tasks, new_tokens=new_tokens, min_prompt_tokens=TOKENS_PER_TILE + 1)
+    assert all(run["prompt"] for run in raw["generations"].values())
     assert raw["tiling"]["tiles"] >= 1 and isinstance(raw["tiling"]["crop_to_patches"], bool)
-    for tag in cell["tags"]:
-        assert tag["category"] == "vlm" and tag["estimated"] is True and 0.5 < tag["score"] <= 0.9
-    if cell["status"] == "no_tags":
-        assert cell["message"] and cell["caption"] is None and cell["tags"] == []
-    else:
-        assert cell["caption"] or cell["tags"]
-
-
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
 
 
 def _texts(cells: list[dict], task: str = "caption") -> list[str]:
@@ -70,7 +43,7 @@ def _texts(cells: list[dict], task: str = "caption") -> list[str]:
 
 
 def test_captions_of_a_batch(run_model, tiny: Path, tmp_path: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     # crop_to_patches=false wins over max_patches: one view per image, so both rows have the same length
     load, cells = run_model(MODEL, paths, weights=tiny, crop_to_patches=False, max_patches=12, **SHORT)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu

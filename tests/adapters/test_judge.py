@@ -20,6 +20,7 @@ import pytest
 from orchestrator.judging import judge_context
 from orchestrator.paths import PROJECT_ROOT
 from runners.judge import build_result, evidence, format_outputs, parse_answer, split_supported
+from tests.adapters.vlm_cells import RUN_FIELDS
 
 pytestmark = pytest.mark.adapter
 
@@ -28,7 +29,6 @@ CONTEXT = {"outputs": [
     {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
      "tags": ["corridor", "window"]},
     {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "rust"]}]}
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
 
 
 @pytest.fixture(scope="module")

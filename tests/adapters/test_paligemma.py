@@ -13,17 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
 from runners.paligemma import model_prompt
+from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
 
 SAMPLES = PROJECT_ROOT / "samples"
 IMAGE_TOKENS = 16  # the tiny models: 64 px / 16 px patches, squared
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
-TAG_FIELDS = {"name", "score", "category", "estimated"}
 FLOAT32 = {"dtype": {"cpu": "float32"}}
 IMAGE_WARNING = "You are passing both `text` and `images`"
 
@@ -34,37 +32,10 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
-    width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
-    assert cell["image"]["width"] == width and cell["image"]["height"] == height
-    raw = cell["raw"]
-    assert raw["batch_size"] == batch_size and raw["generate"]["do_sample"] is False
-    assert raw["generate"]["max_new_tokens"] == max_new
-    assert set(raw["generations"]) == set(prompts)
-    for task, run in raw["generations"].items():
-        assert set(run) == RUN_FIELDS
-        assert run["prompt"] == prompts[task]  # the prompt as given, without the adapter's <image>
-        assert isinstance(run["text"], str) and "<image>" not in run["text"]
-        # <image> x 16, <bos>, at least one prompt token, "\n"
-        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] >= IMAGE_TOKENS + 3
-        assert isinstance(run["new_tokens"], int) and 1 <= run["new_tokens"] <= max_new
-        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
-    if cell["caption"] is not None:  # passed on exactly as generated, stripped
-        assert "caption" in prompts and cell["caption"] == raw["generations"]["caption"]["text"].strip()
-    for tag in cell["tags"]:
-        assert set(tag) == TAG_FIELDS and tag["category"] == "vlm" and tag["estimated"] is True
-        assert tag["name"] in raw["generations"]["tags"]["text"].lower()
-        assert 0.5 < tag["score"] <= 0.9
-    if cell["status"] == "no_tags":
-        assert cell["caption"] is None and cell["tags"] == [] and cell["message"]
-    else:
-        assert cell["caption"] or cell["tags"]
-
-
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
+    # prompts as given, without the adapter's <image>; the prompt tokens: <image> x 16, <bos>, at
+    # least one prompt token, "\n"
+    check_cell(cell, path, prompts, max_new=max_new, batch_size=batch_size, min_prompt_tokens=IMAGE_TOKENS + 3,
+               hidden=("<image>",))
 
 
 def _log(tmp_path: Path, name: str) -> str:
@@ -72,7 +43,7 @@ def _log(tmp_path: Path, name: str) -> str:
 
 
 def test_paligemma2_captions_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("paligemma", paths, weights=tiny / "paligemma2", max_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml [load] dtype for cpu
     assert str(tiny / "paligemma2") in load["model_version"] and "weights" in load["model_version"]

@@ -15,18 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.transport import RemoteError
 from runners.qwen_vl import DEFAULT_PIXELS, MODEL_CLASSES, model_class_for, pixel_bounds
+from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
 
 SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
 SMALL = {"max_pixels": 64 * 28 * 28}  # at most 64 image tokens: fast, and still a different count per image
-RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
 # (model, tiny checkpoint): every registry entry of the family, both architectures
 MODELS = [("qwen25vl", "qwen2_5_vl"), ("qwen2vl", "qwen2_vl"), ("qwen2vl-2b", "qwen2_vl")]
 
@@ -37,42 +36,15 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:
-    width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
-    assert cell["image"]["width"] == width and cell["image"]["height"] == height
-    raw = cell["raw"]
-    assert set(raw["generations"]) == set(tasks)
+    raw = check_cell(cell, path, tasks, new_tokens=new_tokens, hidden=("<|im_start|>", "<|image_pad|>"))
     vision = raw["vision"]
     resized_w, resized_h = vision["resized"]
     assert resized_w % 28 == 0 and resized_h % 28 == 0
     assert vision["min_pixels"] <= resized_w * resized_h <= vision["max_pixels"]
     assert vision["image_tokens"] == resized_w * resized_h // (28 * 28)
-    for task, run in raw["generations"].items():
-        assert set(run) == RUN_FIELDS
-        assert isinstance(run["text"], str) and run["prompt"]
-        assert "<|im_start|>" not in run["text"] and "<|image_pad|>" not in run["text"]
+    for run in raw["generations"].values():
         # the image tokens, <|vision_start|>/<|vision_end|>, the system message and the question
-        assert isinstance(run["prompt_tokens"], int) and run["prompt_tokens"] > vision["image_tokens"] + 10
-        assert run["new_tokens"] == new_tokens
-        assert run["seconds"] > 0 and run["tokens_per_s"] > 0
-        if task == "caption" and cell["caption"] is not None:
-            assert cell["caption"] == run["text"].strip()
-    if "caption" not in tasks:
-        assert cell["caption"] is None
-    assert raw["generate"]["do_sample"] is False and raw["generate"]["max_new_tokens"] == new_tokens
-    for tag in cell["tags"]:
-        assert tag["category"] == "vlm" and tag["estimated"] is True and 0.5 < tag["score"] <= 0.9
-        assert tag["name"] in raw["generations"]["tags"]["text"].lower()
-    if cell["status"] == "no_tags":
-        assert cell["message"] and cell["caption"] is None and cell["tags"] == []
-    else:
-        assert cell["caption"] or cell["tags"]
-
-
-def _rgba(tmp_path: Path) -> Path:
-    img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])
-    img.save(tmp_path / "half-transparent.png")
-    return tmp_path / "half-transparent.png"
+        assert run["prompt"] and run["prompt_tokens"] > vision["image_tokens"] + 10
 
 
 def _runs(cells: list[dict], key: str, task: str = "caption") -> list:
@@ -80,7 +52,7 @@ def _runs(cells: list[dict], key: str, task: str = "caption") -> list:
 
 
 def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("qwen25vl", paths, weights=tiny / "qwen2_5_vl", **SHORT)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
     assert str(tiny / "qwen2_5_vl") in load["model_version"] and "weights" in load["model_version"]
@@ -105,7 +77,7 @@ def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -
 def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
                                                      tmp_path: Path) -> None:
     """Images of different sizes get different image token counts, so the batch is left-padded."""
-    paths = [SAMPLES / "brick.png", _rgba(tmp_path)]
+    paths = [SAMPLES / "brick.png", rgba_image(tmp_path)]
     weights = tiny / checkpoint
     load, batch = run_model(model, paths, weights=weights, load_options=SMALL, **SHORT)
     singles = [run_model(model, [path], weights=weights, load_options=SMALL, **SHORT)[1][0] for path in paths]

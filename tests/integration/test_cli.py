@@ -16,6 +16,11 @@ from tests.tiny_models import family_of
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 SAMPLES = PROJECT_ROOT / "samples"
+# The captioning VLMs and the tiny checkpoint each runs on: (family, subfolder of the family's build)
+CAPTIONERS = {"qwen25vl": ("qwen_vl", "qwen2_5_vl"), "qwen2vl": ("qwen_vl", "qwen2_vl"),
+              "qwen2vl-2b": ("qwen_vl", "qwen2_vl"), "internvl3": ("internvl", ""), "blip": ("blip", ""),
+              "blip2": ("blip2", "opt"), "blip2-flan": ("blip2", "flan-t5"),
+              "paligemma": ("paligemma", "paligemma2"), "paligemma-long": ("paligemma", "paligemma1")}
 
 
 def mltag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -48,7 +53,7 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_models_lists_the_registry() -> None:
     proc = mltag("models")
     assert proc.returncode == 0
-    for name in ("clip", "wd14", "florence2"):
+    for name in ("clip", "wd14", "florence2", *CAPTIONERS, "qwen25-judge"):
         assert name in proc.stdout
 
 
@@ -85,3 +90,29 @@ def test_table_and_csv_render(tiny_model, tmp_path: Path) -> None:
     assert "=== " in proc.stderr, "mltag run shows the runner's stderr live"
     table = mltag(*args, "--format", "table")
     assert "wd14" in table.stdout and "bad_image" in table.stdout and "brick.png" in table.stdout
+
+
+@pytest.mark.adapter
+def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> None:
+    """Issue 3's done criterion: every captioning VLM on real photos, asked for caption and tags
+    (BLIP, which has no tags prompt, keeps captioning), then the judge over their outputs."""
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    weights = [f"--weights={m}={tiny_model(family) / sub}" for m, (family, sub) in CAPTIONERS.items()]
+    proc = mltag("analyze", str(folder), "--models", ",".join(CAPTIONERS), *weights,
+                 f"--weights=qwen25-judge={tiny_model('judge')}", "--judge", "qwen25-judge", "--ask", "both",
+                 "--option", "max_new_tokens=8", "--format", "json", "--offline", "--device", "cpu", "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert [m["name"] for m in doc["models"]] == [*CAPTIONERS, "qwen25-judge"]
+    assert all(m["status"] == "ok" for m in doc["models"]), [(m["name"], m["message"]) for m in doc["models"]]
+    for image in doc["images"]:
+        for model, result in image["results"].items():
+            assert result["status"] in ("ok", "no_tags"), (model, result.get("message"))
+            if model == "qwen25-judge":
+                continue
+            asked = {"caption"} if model == "blip" else {"caption", "tags"}
+            assert set(result["raw"]["generations"]) == asked, model
+            for run in result["raw"]["generations"].values():
+                assert run["new_tokens"] <= 8 and run["prompt_tokens"] > 0 and run["tokens_per_s"] > 0

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import widen_weights
 
 ENV = "modern"
 
@@ -61,10 +62,8 @@ def make_model(tok):  # -> BlipForConditionalGeneration
                   image_size=IMAGE_SIZE, patch_size=PATCH)
     torch.manual_seed(0)
     model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    widen_weights(model, WEIGHT_STD)
     with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
         model.text_decoder.cls.predictions.decoder.weight[tok.sep_token_id] *= SEP_SCALE
     return model
 

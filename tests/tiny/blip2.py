@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import widen_weights
 
 ENV = "modern"
 
@@ -107,10 +108,8 @@ def make_model(processor, variant: str):  # -> Blip2ForConditionalGeneration
     config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text,
                          num_query_tokens=NUM_QUERY_TOKENS, image_token_index=tok.convert_tokens_to_ids("<image>"))
     model = Blip2ForConditionalGeneration(config).eval()
+    widen_weights(model, WEIGHT_STD)
     with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
         for name, param in model.language_model.named_parameters():
             if name.endswith(QK_WEIGHTS):
                 param.normal_(0.0, QK_STD)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import widen_weights
 
 ENV = "modern"
 
@@ -76,10 +77,7 @@ def make_model(tok):  # -> Florence2ForConditionalGeneration
     model = Florence2ForConditionalGeneration(config).eval()
     # At the default init (std 0.02) a model this small emits the same tokens for every image, which
     # would make batch-order checks void; wider weights make the output depend on the picture.
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
+    widen_weights(model, WEIGHT_STD)
     end_at_once(model, tok.eos_token_id)
     return model
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import qwen_style_bpe, widen_weights
 
 ENV = "modern"
 
@@ -52,18 +53,7 @@ WEIGHT_STD = 0.3
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    # Byte-level alphabet: any text encodes. Qwen2 has no BOS; <|endoftext|> pads.
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   extra_special_tokens=IMAGE_SPECIALS)
+    return qwen_style_bpe(CORPUS, SPECIALS, extra_special_tokens=IMAGE_SPECIALS)
 
 
 def make_model(tok):  # -> InternVLForConditionalGeneration
@@ -79,10 +69,7 @@ def make_model(tok):  # -> InternVLForConditionalGeneration
     config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.context_image_token_id,
                             image_seq_length=IMAGE_SEQ_LENGTH, downsample_ratio=DOWNSAMPLE)
     model = InternVLForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
+    widen_weights(model, WEIGHT_STD)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     return model

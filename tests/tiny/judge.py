@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import qwen_style_bpe, widen_weights
 
 ENV = "modern"
 
@@ -25,17 +26,7 @@ WEIGHT_STD = 0.3  # wider than the default init, so the output depends on the pr
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHAT_TEMPLATE)
+    return qwen_style_bpe(CORPUS, SPECIALS, chat_template=CHAT_TEMPLATE)
 
 
 def make_model(tok):  # -> Qwen2ForCausalLM
@@ -47,10 +38,7 @@ def make_model(tok):  # -> Qwen2ForCausalLM
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     model = Qwen2ForCausalLM(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
+    widen_weights(model, WEIGHT_STD)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     return model

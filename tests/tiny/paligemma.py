@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import widen_weights
 
 ENV = "modern"
 
@@ -78,10 +79,8 @@ def make_model(processor, text_type: str):  # -> PaliGemmaForConditionalGenerati
     config = PaliGemmaConfig(vision_config=vision, text_config=text, image_token_index=tok.image_token_id,
                              vocab_size=vocab, projection_dim=32, hidden_size=32, **ids)
     model = PaliGemmaForConditionalGeneration(config).eval()
+    widen_weights(model, WEIGHT_STD)
     with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
         embedding = model.get_input_embeddings().weight
         embedding.normal_(0.0, EMBED_STD)
         # 1152 of the ~1.6k tokens are <loc>/<seg> markup, which a random model would mostly emit; the

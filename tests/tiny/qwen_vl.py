@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
+from tests.tiny._common import qwen_style_bpe, widen_weights
 
 ENV = "modern"
 
@@ -63,18 +64,7 @@ WEIGHT_STD = 0.3
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    # Byte-level alphabet: any text encodes. Qwen2 has no BOS.
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIALS, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   extra_special_tokens=VISION)
+    return qwen_style_bpe(CORPUS, SPECIALS, extra_special_tokens=VISION)
 
 
 def vision_config(family: str) -> dict:
@@ -100,10 +90,7 @@ def make_model(family: str, tok):  # -> Qwen2_5_VLForConditionalGeneration | Qwe
     torch.manual_seed(0)
     config = config_class(text_config=text, vision_config=vision_config(family), **ids)
     model = getattr(transformers, ARCHITECTURES[family])(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
+    widen_weights(model, WEIGHT_STD)
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = tok.pad_token_id
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runners._vlm import build_result, echoes_prompt, generate_kwargs, parse_tag_list, prompts_to_run
+from runners._vlm import build_result, echoes_prompt, for_device, generate_kwargs, parse_tag_list, prompts_to_run
 
 PROMPTS = {"prompt": "Describe this photo in detail.", "tags_prompt": "List tags, comma-separated."}
 
@@ -78,3 +78,13 @@ def test_unconditional_captioning_allows_an_empty_prompt() -> None:
         prompts_to_run({"prompt": "  "})
     with pytest.raises(ValueError, match="must be a string"):
         prompts_to_run({"prompt": None}, allow_empty=True)
+
+
+def test_an_option_per_device() -> None:
+    defaults = {"cpu": 1, "cuda": 12, "mps": 6}
+    assert for_device({}, "max_patches", "cuda", defaults) == 12
+    assert for_device({"max_patches": 4}, "max_patches", "cpu", defaults) == 4
+    assert for_device({"max_patches": {"cpu": 2}}, "max_patches", "cpu", defaults) == 2
+    assert for_device({"max_patches": {"cpu": 2}}, "max_patches", "mps", defaults) == 6, "missing device: default"
+    with pytest.raises(ValueError, match="unknown device.*gpu"):
+        for_device({"max_patches": {"gpu": 2}}, "max_patches", "cpu", defaults)

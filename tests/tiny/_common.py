@@ -1,0 +1,35 @@
+"""What the tiny builders share (runs inside a model env, like every builder here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def qwen_style_bpe(corpus: list[str], specials: list[str], **fast_kwargs: Any):  # -> PreTrainedTokenizerFast
+    """A small byte-level BPE like Qwen2's: any text encodes, no BOS, <|im_end|> ends, <|endoftext|> pads.
+
+    `specials` must contain "<|endoftext|>" and "<|im_end|>"; `fast_kwargs` go to
+    PreTrainedTokenizerFast (chat_template, extra_special_tokens, ...).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   **fast_kwargs)
+
+
+def widen_weights(model: Any, std: float) -> None:
+    """Redraw every weight matrix from N(0, std): wider than the default init, so a tiny random
+    model's output depends on its input (the image, the prompt) instead of being near-constant."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, std)
