@@ -5,7 +5,10 @@ supplies only what differs between families:
     model_class       the transformers class name (native classes only, never remote code)
     prepare(images, prompt)     -> processor inputs (a BatchFeature) for one generate() call
     new_token_ids(ids, inputs)  -> per row, the token ids the model generated (no prompt)
-and, when the family can batch with left padding, `supports_batching = True`.
+and, when the family can batch with left padding, `supports_batching = True`. Captioners that
+are not instruction-following (BLIP, BLIP-2) set `allow_empty_prompt` (prompt "" = unconditional
+captioning), and `no_tags_prompt` (the error text) when they cannot answer a tags prompt at all;
+`prompts(options)` is the hook for rewriting prompts (BLIP-2's "Question: ... Answer:").
 
 Infer options (model.toml [infer], `--prompt`, `--tags-prompt`, `--ask`, `--option KEY=V`):
     ask              "caption" | "tags" | "both": which prompts run (model.toml says the default)
