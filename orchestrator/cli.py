@@ -142,10 +142,7 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
 
     if store_path is not None and no_store:
         fail("--store and --no-store exclude each other")
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if fmt == "html" and out is None:
-        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    _check_format(fmt, out)
     selected = {m.name for m in models} | ({judge.name} if judge else set())
     unknown = sorted(set(options.weights) - selected)
     if unknown:
@@ -198,6 +195,13 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
     raise typer.Exit(exit_code(document))
 
 
+def _check_format(fmt: str, out: Path | None) -> None:
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "html" and out is None:
+        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+
+
 def _views(top: int, threshold: float | None, matrix: bool = False, timing: bool = False,
            confidence: list[str] | None = None, synonyms: Path | None = None) -> Any:
     """The comparison's settings and the table's views; a bad synonym file stops here, before any model runs."""
@@ -214,49 +218,38 @@ def _views(top: int, threshold: float | None, matrix: bool = False, timing: bool
                  normaliser=normaliser)
 
 
-def _compared(document: dict[str, Any], views: Any) -> dict[str, Any]:
-    """The comparison, computed once for the formats that show it (table, json, html)."""
-    from orchestrator.compare import compare
-
-    document["comparison"] = compare(document, top_k=views.top, threshold=views.threshold,
-                                     normaliser=views.normaliser)
-    return document
-
-
 def _emit(document: dict[str, Any], fmt: str, out: Path | None, threshold: float | None, views: Any = None) -> None:
     """The one format dispatch (analyze, run and report): a document to stdout or --out."""
+    from orchestrator.compare import compare
     from orchestrator.report.flat import to_csv, to_json
     from orchestrator.report.table import render
 
     if views is None:
         views = _views(int((document.get("options") or {}).get("top", 10) or 0), threshold)
-    if fmt in ("table", "json", "html"):
-        _compared(document, views)
+    if fmt in ("table", "json", "html"):  # the formats that show the comparison
+        document["comparison"] = compare(document, top_k=views.top, threshold=views.threshold,
+                                         normaliser=views.normaliser)
     if fmt == "table":
         console = Console(file=open(out, "w"), width=160) if out else _stdout()
         render(document, console, views)
     elif fmt == "html":
+        from orchestrator.report.html import to_html
+
         assert out is not None
-        _write_html(document, out, views.normaliser)
+        out.write_text(to_html(document, document["comparison"], normaliser=views.normaliser), encoding="utf-8")
     else:
-        text = to_json(document) if fmt == "json" else to_csv(document, threshold)
-        if out:
-            out.write_text(text)
-        else:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        _write_text(to_json(document) if fmt == "json" else to_csv(document, threshold), out)
     if out:
         err.print(f"wrote {out}")
 
 
-def _write_html(document: dict[str, Any], out: Path, normaliser: Any = None) -> None:
-    """One self-contained HTML file (thumbnails embedded; relative image paths read from the cwd)."""
-    from orchestrator.compare import compare
-    from orchestrator.report.html import to_html
-
-    comparison = document.get("comparison")
-    if comparison is None:  # the folder-level views need it; default settings when none was made
-        comparison = compare(document, threshold=(document.get("options") or {}).get("threshold"))
-    out.write_text(to_html(document, comparison, normaliser=normaliser), encoding="utf-8")
+def _write_text(text: str, out: Path | None) -> None:
+    """Text to --out, else stdout, ending in one newline."""
+    text = text if text.endswith("\n") else text + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
 def _open_store(explicit: Path | None, paths: list[Path], create: bool) -> Any:
@@ -416,10 +409,7 @@ def report(paths: Annotated[list[Path] | None, typer.Argument(
         if fmt not in ("table", "html") or (out is not None and out != html):
             fail("--html FILE is short for --format html --out FILE: give one or the other")
         fmt, out = "html", html
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if fmt == "html" and out is None:
-        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    _check_format(fmt, out)
     db = _open_store(store, paths or [], create=False)
     stored = db.models()
     if not stored:
@@ -455,10 +445,7 @@ def judge_stored(paths: Annotated[list[Path] | None, typer.Argument(
 
     spec = _judge(judge)
     assert spec is not None
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if fmt == "html" and out is None:
-        fail("--format html writes one self-contained file: add --out FILE (e.g. --out report.html)")
+    _check_format(fmt, out)
     opts = _options(timeout, None, 10, device, dtype, offline, weights, False, 1, 1, option, True, quantize=quantize)
     db = _open_store(store, paths or [], create=False)
     stored = [name for name in db.models() if name != spec.name]
@@ -517,11 +504,7 @@ def eval_labels(labels: Annotated[Path, typer.Option("--labels", help="CSV: imag
         console = Console(file=open(out, "w"), width=160) if out else _stdout()
         console.print(evaluation_table(evaluation))
     else:
-        text = json.dumps(evaluation, indent=2) if fmt == "json" else to_csv(evaluation)
-        if out:
-            out.write_text(text if text.endswith("\n") else text + "\n")
-        else:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        _write_text(json.dumps(evaluation, indent=2) if fmt == "json" else to_csv(evaluation), out)
     if out:
         err.print(f"wrote {out}")
 

@@ -1,4 +1,4 @@
-"""What the judge reads: every model's usable output for one image (stdlib only).
+"""What the judge reads: every model's usable output for one image.
 
 The judge (runners/judge.py, kind "judge") never sees the photo. For each image it receives
 {"outputs": [{"model", "kind", "caption", "tags"}]}: one entry per model whose cell is `ok`, in
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SKIPPED_CATEGORIES = frozenset({"rating"})
+from orchestrator.compare.comparison import NON_CONTENT_CATEGORIES
 
 
 def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> 
         cell = results.get(model)
         if kind == "judge" or not cell or cell.get("status") != "ok":
             continue
-        tags = sorted((t for t in cell.get("tags") or [] if t.get("category") not in SKIPPED_CATEGORIES),
+        tags = sorted((t for t in cell.get("tags") or [] if t.get("category") not in NON_CONTENT_CATEGORIES),
                       key=lambda t: -t["score"])
         entry = {"model": model, "kind": kind, "caption": cell.get("caption"), "tags": [t["name"] for t in tags]}
         if entry["caption"] or entry["tags"]:

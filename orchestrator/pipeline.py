@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -189,11 +190,17 @@ class Analysis:
                         reloads=entry.get("reload_s", []), crashes=entry.get("crashes", 0),
                         timeouts=entry.get("timeouts", 0), log_path=entry.get("log") or "")
 
-    def close_run(self, status: str = "finished") -> None:
-        """Record the run's end in the store (finished, or interrupted)."""
+    def _begin_run(self, started: float) -> None:
+        """Record the run and every image path in the store, before the first cell."""
         if self.store is not None:
-            for spec in self.reported_models:
-                self._store_model(spec)
+            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
+                             sys.argv[1:])
+            self._store_call(self.store.record_images, self.run_id, self.images)
+
+    def close_run(self, status: str = "finished") -> None:
+        """Record the run's end in the store (finished, or interrupted). Each model's entry is stored
+        as it finishes (run_model); one interrupted keeps the entry its first cell stored."""
+        if self.store is not None:
             self._store_call(self.store.finish_run, self.run_id, time.time(), status)
 
     # -- running ----------------------------------------------------------------------------------
@@ -228,7 +235,10 @@ class Analysis:
         out.update({k[len(prefix):]: v for k, v in self.options.infer_overrides.items() if k.startswith(prefix)})
         return out
 
-    def run_model(self, spec: ModelSpec, progress: Any = None) -> ModelRun:
+    def run_model(self, spec: ModelSpec, progress: Any = None,
+                  payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
+        """Run one model over the images the store has not done; `payload`: what each image sends
+        instead of its file (the judge's context)."""
         pending = self._reuse_stored(spec, progress)
         reused = len(self.unique) - len(pending)
         if self.unique and not pending:  # every cell done already: the runner is not even started
@@ -252,6 +262,7 @@ class Analysis:
             self._store_model(spec)
             return run
         job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
+        job.payload = payload
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
         try:
             run = sup.run(pending)
@@ -273,10 +284,7 @@ class Analysis:
 
     def run(self, progress: Any = None) -> dict[str, Any]:
         started = time.time()
-        if self.store is not None:  # the run and every image path, before the first cell
-            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
-                             sys.argv[1:])
-            self._store_call(self.store.record_images, self.run_id, self.images)
+        self._begin_run(started)
         if self.options.parallel > 1 and len(self.models) > 1:
             with ThreadPoolExecutor(max_workers=self.options.parallel) as pool:
                 list(pool.map(lambda s: self.run_model(s, progress), self.models))
@@ -295,10 +303,7 @@ class Analysis:
         started = time.time()
         kinds = {m["name"]: m["kind"] for m in document["models"]}
         contexts = {img["sha256"]: judge_context(img["results"], kinds) for img in document["images"]}
-        if self.store is not None:
-            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
-                             sys.argv[1:])
-            self._store_call(self.store.record_images, self.run_id, self.images)
+        self._begin_run(started)
         self.run_judge(progress, contexts)
         self.close_run()
         return self.document(started, time.time())
@@ -311,21 +316,10 @@ class Analysis:
         from orchestrator.judging import judge_context
 
         assert self.judge is not None
-        kinds = {spec.name: spec.kind for spec in self.models}
         if contexts is None:
+            kinds = {spec.name: spec.kind for spec in self.models}
             contexts = {img.id: judge_context(self.cells[img.id], kinds) for img in self.unique}
-        state, why = envbuild.env_state(self.judge.env)
-        if state != "ready":
-            return self.run_model(self.judge, progress)  # every cell skipped, with the fix
-        job = self.job_for(self.judge, envbuild.env_paths(self.judge.env).python, self.log_dir)
-        job.payload = lambda image: {"context": contexts[image.id]}
-        sup = Supervisor(job, lambda image, result: self.add_cell(self.judge, image, result), progress)
-        try:
-            run = sup.run(self.unique)
-        except Exception as exc:
-            run = self._internal_error(self.judge, exc)
-        self.model_runs[self.judge.name] = run
-        return run
+        return self.run_model(self.judge, progress, payload=lambda image: {"context": contexts[image.id]})
 
     # -- output -----------------------------------------------------------------------------------
     @property

@@ -330,16 +330,12 @@ class ResultStore:
     def models(self) -> list[str]:
         """The models with stored cells, in the order they were first run."""
         with self._read() as db:
-            rows = db.execute("SELECT model, min(time) FROM cells GROUP BY model").fetchall()
-            first = dict(db.execute("SELECT model, min(time) FROM run_models GROUP BY model").fetchall())
-        return [m for m, t in sorted(rows, key=lambda r: (first.get(r[0], r[1]), r[0]))]
+            return self._model_order(db)
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, with the options it ran with."""
         with self._read() as db:
-            rows = db.execute("SELECT run_id, started, finished, status, argv, options, mltag_version FROM runs "
-                              "ORDER BY started").fetchall()
-        return [{"run_id": r[0], "started": r[1], "finished": r[2], "status": r[3], "argv": json.loads(r[4]),
-                 "options": json.loads(r[5]), "mltag_version": r[6]} for r in rows]
+            return sorted(self._runs(db, with_options=True), key=lambda r: r["started"])
 
     def document(self, under: Iterable[Path] | None = None, models: Iterable[str] | None = None,
                  finish: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -359,6 +355,7 @@ class ResultStore:
                                    "run_id, time, cell FROM cells").fetchall()
             entry_rows = db.execute("SELECT run_id, model, time, entry FROM run_models").fetchall()
             runs = {r["run_id"]: r for r in self._runs(db)}
+            order = self._model_order(db)
         images = self._image_entries(path_rows, sizes, roots)
         selected = {img["sha256"] for img in images}
         cells: dict[str, dict[str, Any]] = {}
@@ -367,11 +364,7 @@ class ResultStore:
             if row[0] in selected:
                 cells.setdefault(row[0], {})[row[1]] = json.loads(row[10])
                 rows_by_model.setdefault(row[1], []).append(row)
-        first_seen = {}
-        for entry_row in entry_rows:
-            first_seen[entry_row[1]] = min(first_seen.get(entry_row[1], entry_row[2]), entry_row[2])
-        names = list(models) if models is not None else sorted(rows_by_model, key=lambda m: (first_seen.get(
-            m, min(r[9] for r in rows_by_model[m])), m))
+        names = list(models) if models is not None else [m for m in order if m in rows_by_model]
         entries = {name: self._model_entry(name, rows_by_model.get(name, []), entry_rows, runs) for name in names}
         missing = {"status": "skipped", "message": "no result stored for this model and image"}
         for img in images:
@@ -402,10 +395,17 @@ class ResultStore:
         }
 
     @staticmethod
-    def _runs(db: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = db.execute("SELECT run_id, started, finished, status, argv, mltag_version FROM runs").fetchall()
+    def _runs(db: sqlite3.Connection, with_options: bool = False) -> list[dict[str, Any]]:
+        rows = db.execute("SELECT run_id, started, finished, status, argv, mltag_version, options FROM runs").fetchall()
         return [{"run_id": r[0], "started": r[1], "finished": r[2], "status": r[3], "argv": json.loads(r[4]),
-                 "mltag_version": r[5]} for r in rows]
+                 "mltag_version": r[5], **({"options": json.loads(r[6])} if with_options else {})} for r in rows]
+
+    @staticmethod
+    def _model_order(db: sqlite3.Connection) -> list[str]:
+        """Models with cells, by the time they first ran (their first models[] entry, else first cell)."""
+        rows = db.execute("SELECT model, min(time) FROM cells GROUP BY model").fetchall()
+        first = dict(db.execute("SELECT model, min(time) FROM run_models GROUP BY model").fetchall())
+        return [m for m, t in sorted(rows, key=lambda r: (first.get(r[0], r[1]), r[0]))]
 
     @staticmethod
     def _image_entries(path_rows: list[tuple], sizes: dict[str, int],

@@ -5,6 +5,7 @@ supplies only what differs between families:
     model_class       the transformers class name (native classes only, never remote code)
     prepare(images, prompt)     -> processor inputs (a BatchFeature) for one generate() call
     new_token_ids(ids, inputs)  -> per row, the token ids the model generated (no prompt)
+    check_checkpoint(config, where, spec)  refuse a wrong checkpoint from config.json, before the weights
 and, when the family can batch with left padding, `supports_batching = True`. Captioners that
 are not instruction-following (BLIP, BLIP-2) set `allow_empty_prompt` (prompt "" = unconditional
 captioning), and `no_tags_prompt` (the error text) when they cannot answer a tags prompt at all;
@@ -30,6 +31,7 @@ torch and transformers are imported inside methods: the pure functions here run 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -180,6 +182,17 @@ def build_result(runs: dict[str, dict[str, Any]], kwargs: dict[str, Any], batch_
     return result
 
 
+def checkpoint_config(spec: LoadSpec) -> dict[str, Any]:
+    """The checkpoint's config.json, fetched alone (one small file from the Hub), so that a wrong
+    checkpoint fails with the fix named before gigabytes of weights are downloaded."""
+    folder = weights_dir(spec, allow_patterns=["config.json"])
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint; point --weights at a "
+                                f"download of {spec['hub_id']}")
+    return json.loads(path.read_text())
+
+
 def dtype_for(spec: LoadSpec, device: str) -> Any:
     """--dtype wins; with auto, model.toml's [load] dtype table for this device, else the default rule."""
     table = spec["options"].get("dtype") or {}
@@ -226,7 +239,6 @@ class GenerativeAdapter:
         self.processor: Any = None
         self.device = "cpu"
         self.dtype: Any = None
-        self.load_options: dict[str, Any] = {}
         self.name = "this model"  # the registry name, for error messages
 
     # hooks ---------------------------------------------------------------------------------------
@@ -234,6 +246,10 @@ class GenerativeAdapter:
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(folder)
+
+    def check_checkpoint(self, config: dict[str, Any], where: str, spec: LoadSpec) -> None:
+        """Refuse a checkpoint this family cannot run, from its config.json (`where`: the local path or
+        hub id), before its weights are fetched. Default: any."""
 
     def prompts(self, options: dict[str, Any]) -> dict[str, str]:
         """The prompt runs for one infer call ({"caption": ..., "tags": ...})."""
@@ -256,10 +272,10 @@ class GenerativeAdapter:
         import transformers
 
         self.name = spec["name"]
+        self.check_checkpoint(checkpoint_config(spec), str(spec.get("local_path") or spec["hub_id"]), spec)
         folder = weights_dir(spec, allow_patterns=WEIGHT_PATTERNS)
         self.device = pick_torch_device(spec["device"])
         self.dtype = dtype_for(spec, self.device)
-        self.load_options = spec["options"]
         quant = quantization(spec, self.device)
         cls = getattr(transformers, self.model_class)
         kwargs: dict[str, Any] = {"dtype": self.dtype}

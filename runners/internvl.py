@@ -24,13 +24,12 @@ that; `prepare` says so explicitly), and tests check that a batch gives the one-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
 from runners._vlm import GenerativeAdapter, for_device
-from runners.base import ImageResult, LoadResult, weights_dir
+from runners.base import ImageResult
 from schemas.protocol import LoadSpec
 
 NATIVE_MODEL_TYPE = "internvl"
@@ -83,17 +82,8 @@ class Adapter(GenerativeAdapter):
         super().__init__()
         self.tiling: dict[str, Any] = {}
 
-    def load(self, spec: LoadSpec) -> LoadResult:
-        # config.json first (one small file from the Hub): a remote-code checkpoint must fail with the
-        # fix named, before gigabytes of the wrong weights are fetched or fed to the native class.
-        folder = weights_dir(spec, allow_patterns=["config.json"])
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint; use "
-                                    f"{native_repo(spec['hub_id'])}")
-        check_native(json.loads(config_file.read_text()), str(spec.get("local_path") or spec["hub_id"]),
-                     spec["hub_id"])
-        return super().load(spec)
+    def check_checkpoint(self, config: dict[str, Any], where: str, spec: LoadSpec) -> None:
+        check_native(config, where, spec["hub_id"])  # a remote-code checkpoint: the -hf repo is named
 
     def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
         from transformers import AutoProcessor

@@ -29,13 +29,12 @@ left, and the tests check that a batch gives the one-by-one results.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
 from runners._vlm import GenerativeAdapter, for_device
-from runners.base import ImageResult, LoadResult, pick_torch_device, weights_dir
+from runners.base import ImageResult, pick_torch_device
 from schemas.protocol import LoadSpec
 
 MODEL_CLASSES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
@@ -80,25 +79,16 @@ def chat(prompt: str) -> list[dict[str, Any]]:
 
 
 class Adapter(GenerativeAdapter):
-    model_class = ""  # set per checkpoint in load(), from config.json
+    model_class = ""  # set per checkpoint by check_checkpoint(), from config.json
     supports_batching = True
 
     def __init__(self) -> None:
         super().__init__()
         self.pixels = (0, 0)
 
-    def load(self, spec: LoadSpec) -> LoadResult:
-        # Options and config.json first (one small file from the Hub): a wrong checkpoint or a bad
-        # option must fail with the fix named, before gigabytes of weights are fetched.
-        self.pixels = pixel_bounds(spec["options"], pick_torch_device(spec["device"]))
-        folder = weights_dir(spec, allow_patterns=["config.json"])
-        where = str(spec.get("local_path") or spec["hub_id"])
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint; point --weights at "
-                                    f"a download of one of {NATIVE_REPOS}")
-        self.model_class = model_class_for(json.loads(config_file.read_text()), where)
-        return super().load(spec)
+    def check_checkpoint(self, config: dict[str, Any], where: str, spec: LoadSpec) -> None:
+        self.pixels = pixel_bounds(spec["options"], pick_torch_device(spec["device"]))  # a bad option fails early
+        self.model_class = model_class_for(config, where)
 
     def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
         from transformers import AutoProcessor

@@ -1,11 +1,12 @@
 """Shared fixtures.
 
 - `env_python(env)`: the python of a model venv, built on demand (uv, cached under .cache/).
+- `env_script(env, code, *args)`: run python code inside a model env; it prints JSON, returned.
 - `tiny_model(family)`: a tiny randomly initialised model of the real architecture, built
   offline by `tests/tiny/<family>.py` INSIDE the env that runs it, cached under .cache/tiny/
   keyed by the builder's source and the env key.
 - `run_model(name, paths, weights=..., **options)`: one model through the real runner host
-  and protocol; returns (load_info, cells).
+  and protocol (paths: image files, or context dicts for the judge); returns (load_info, cells).
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ def env_python() -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
+def env_script(env_python: Callable[[str], Path]) -> Callable[..., Any]:
+    """Run python `code` (with args) inside model env `env`, this checkout on its path; the code
+    prints one JSON document, which is returned. For checks that need the env's own packages."""
+    import json
+    import subprocess
+
+    from orchestrator.paths import PROJECT_ROOT
+
+    def run(env: str, code: str, *args: str, timeout: float = 180) -> Any:
+        proc = subprocess.run([str(env_python(env)), "-c", code, *args], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> Callable[[str], Path]:
     from tests.tiny_models import build
 
@@ -50,8 +69,9 @@ def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[...
     from orchestrator.registry import load_registry
     from orchestrator.transport import RunnerProcess
 
-    def run(name: str, paths: list[Path], weights: Path | None = None, warmup: bool = False,
+    def run(name: str, paths: list[Path] | list[dict[str, Any]], weights: Path | None = None, warmup: bool = False,
             load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:
+        """`paths`: image files, or for a text-only model (the judge) one context dict per item."""
         spec = load_registry()[name]
         runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / f"{name}.log", offline=True)
         try:
@@ -60,7 +80,8 @@ def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[...
                                         overrides=load_options)
             load_spec["cache_dir"] = str(tmp_path / "adapter-cache")
             load = runner.call("load", timeout=300, spec=load_spec)
-            images = [{"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()} for i, p in enumerate(paths)]
+            images = [{"id": f"img{i}", "name": f"img{i}", "context": p} if isinstance(p, dict)
+                      else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()} for i, p in enumerate(paths)]
             out = runner.call("infer", timeout=300, images=images, options={**spec.infer, **infer_options})
             return load, out["results"]
         finally:

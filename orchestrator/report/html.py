@@ -25,6 +25,8 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, PackageLoader
 from markupsafe import Markup
 
+from orchestrator.compare import timing as compare_timing
+from orchestrator.compare import unique_images
 from orchestrator.compare.normalise import Normaliser
 from orchestrator.report.thumbnails import thumbnail
 
@@ -111,7 +113,7 @@ def _image_views(document: dict[str, Any], comparison: dict[str, Any] | None, mo
     opts = document.get("options") or {}
     threshold, top = opts.get("threshold"), int(opts.get("top", 10) or 0)
     per_image = (comparison or {}).get("images") or {}
-    first_paths = {img["sha256"]: _resolve(img["path"], image_root) for img in _unique_images(document)}
+    first_paths = {img["sha256"]: _resolve(img["path"], image_root) for img in unique_images(document)}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # Pillow decodes outside the GIL
         made = pool.map(lambda path: thumbnail(path, thumb_size), first_paths.values())
         thumbs = dict(zip(first_paths, made, strict=True))  # duplicates share one thumbnail
@@ -131,31 +133,21 @@ def _image_views(document: dict[str, Any], comparison: dict[str, Any] | None, mo
     return views
 
 
-def _unique_images(document: dict[str, Any]) -> list[dict[str, Any]]:
-    return list({img["sha256"]: img for img in reversed(document["images"])}.values())
-
-
 def _timing(document: dict[str, Any], folder: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The comparison's timing; without one, the same figures from the document itself."""
     if folder.get("timing"):
         return folder["timing"]
-    out = {}
-    for m in document["models"]:  # no comparison: the same figures from the document itself
-        times = [img["results"].get(m["name"], {}).get("inference_s") for img in _unique_images(document)]
-        times = [t for t in times if t is not None]
-        out[m["name"]] = {"load_s": m.get("load_s"), "warmup_s": m.get("warmup_s"),
-                          "mean_s": sum(times) / len(times) if times else None, "n": len(times)}
-    return out
+    images = unique_images(document)
+    return {m["name"]: compare_timing.model_timing(m, [img["results"].get(m["name"]) or {} for img in images])
+            for m in document["models"]}
 
 
 def _status_counts(document: dict[str, Any], folder: dict[str, Any]) -> dict[str, dict[str, int]]:
     if folder.get("status_counts"):
         return folder["status_counts"]
-    out: dict[str, dict[str, int]] = {m["name"]: {} for m in document["models"]}
-    for img in _unique_images(document):
-        for model, result in img["results"].items():
-            counts = out.setdefault(model, {})
-            counts[result["status"]] = counts.get(result["status"], 0) + 1
-    return out
+    images = unique_images(document)
+    return {m["name"]: compare_timing.status_counts([img["results"].get(m["name"]) for img in images])
+            for m in document["models"]}
 
 
 def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[str, Any]:
@@ -209,6 +201,7 @@ def to_html(document: dict[str, Any], comparison: dict[str, Any] | None = None, 
     models = [m["name"] for m in document["models"]]
     images = _image_views(document, comparison, models, image_root, thumb_size, normaliser or Normaliser())
     timing = _timing(document, folder)
+    n_unique = len(unique_images(document))
     status_counts = _status_counts(document, folder)
     statuses = {c["status"] for v in images for c in v["cells"]} | {s for c in status_counts.values() for s in c}
     statuses_sorted = [s for s in STATUS_ORDER if s in statuses] + sorted(statuses - set(STATUS_ORDER))
@@ -218,8 +211,8 @@ def to_html(document: dict[str, Any], comparison: dict[str, Any] | None = None, 
     return env.get_template("report.html.j2").render(
         doc=document, models=document["models"], model_names=models, images=images, statuses=statuses_sorted,
         comparison=comparison, definitions=(comparison or {}).get("definitions") or {}, folder=folder,
-        threshold=opts.get("threshold"), top=opts.get("top", 10), n_unique=len(_unique_images(document)),
-        heat_rows=_heat_rows(folder, models, len(_unique_images(document))),
+        threshold=opts.get("threshold"), top=opts.get("top", 10), n_unique=n_unique,
+        heat_rows=_heat_rows(folder, models, n_unique),
         pairwise=folder.get("pairwise") or {}, timing=timing, chart=_timing_chart(timing, models),
         status_counts=status_counts,
         status_total={s: sum(c.get(s, 0) for c in status_counts.values()) for s in statuses_sorted},

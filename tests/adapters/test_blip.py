@@ -9,9 +9,6 @@ a plain model.generate() call: the text is exactly the decoded new tokens, after
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,17 +121,13 @@ print(json.dumps({"runs": runs, "bos": processor.tokenizer.bos_token_id, "sep": 
 """
 
 
-def test_text_is_exactly_the_new_tokens(env_python: Callable[[str], Path], tiny: Path) -> None:
+def test_text_is_exactly_the_new_tokens(env_script: Callable[..., dict], tiny: Path) -> None:
     """In the modern env: the adapter (a batch of 3) against the card's recipe (one image at a time).
 
     The tiny model ends some captions early (tests/tiny/blip.py, SEP_SCALE): the batch then pads the
     rows that ended, and the padding must not count as generated.
     """
-    proc = subprocess.run([str(env_python("modern")), "-c", IN_PROCESS, str(tiny), "", PREFIX], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = env_script("modern", IN_PROCESS, str(tiny), "", PREFIX)
     ended = 0
     for prefix, got in out["runs"].items():
         for result, plain, decoded in zip(got["results"], got["plain"], got["decoded"], strict=True):

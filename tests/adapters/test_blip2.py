@@ -11,16 +11,13 @@ the tiny model with the processor pitfalls of older BLIP-2 repos.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 
 pytestmark = pytest.mark.adapter
 
@@ -40,10 +37,6 @@ def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int
     # tokens + a bos or eos at least: the image is in the prompt
     check_cell(cell, path, prompts, max_new=max_new, batch_size=batch_size, min_prompt_tokens=QUERY_TOKENS + 1,
                hidden=("<image>",))
-
-
-def _runs(cells: list[dict], task: str, key: str) -> list:
-    return [c["raw"]["generations"][task][key] for c in cells]
 
 
 def test_opt_unconditional_caption_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
@@ -73,10 +66,10 @@ def test_flan_t5_batch_equals_one_by_one_with_exact_lengths(run_model, tiny: Pat
         _check_cell(cell, path, prompt, batch_size=2, max_new=5)
         _check_cell(single, path, prompt, batch_size=1, max_new=5)
         assert cell["raw"]["generations"]["caption"]["new_tokens"] == 5  # T5's decoder start token not counted
-    texts = _runs(batch, "caption", "text")
+    texts = runs(batch, "text", "caption")
     assert texts[0] != texts[1]  # the output depends on the image, or the comparison below is void
-    assert texts == _runs(singles, "caption", "text")
-    assert _runs(batch, "caption", "prompt_tokens") == _runs(singles, "caption", "prompt_tokens")
+    assert texts == runs(singles, "text", "caption")
+    assert runs(batch, "prompt_tokens", "caption") == runs(singles, "prompt_tokens", "caption")
 
 
 def test_opt_ask_both_templates_a_bare_question_and_batches(run_model, tiny: Path) -> None:
@@ -90,12 +83,12 @@ def test_opt_ask_both_templates_a_bare_question_and_batches(run_model, tiny: Pat
     _check_cell(single, paths[1], prompts, batch_size=1, max_new=4)
     for cell, path in zip(batch, paths, strict=True):
         _check_cell(cell, path, prompts, batch_size=2, max_new=4)
-        runs = cell["raw"]["generations"]
-        assert runs["caption"]["new_tokens"] == runs["tags"]["new_tokens"] == 4
+        gens = cell["raw"]["generations"]
+        assert gens["caption"]["new_tokens"] == gens["tags"]["new_tokens"] == 4
         # same image, longer prompt: more prompt tokens; the query tokens are counted in both
-        assert runs["tags"]["prompt_tokens"] > runs["caption"]["prompt_tokens"] > QUERY_TOKENS + 1
+        assert gens["tags"]["prompt_tokens"] > gens["caption"]["prompt_tokens"] > QUERY_TOKENS + 1
     for task in ("caption", "tags"):
-        texts = _runs(batch, task, "text")
+        texts = runs(batch, "text", task)
         assert texts[0] != texts[1] and texts[1] == single["raw"]["generations"][task]["text"]
 
 
@@ -119,8 +112,8 @@ decoded = [DecodedImage(f"img{i}", f"i{i}", im) for i, im in enumerate(images)]
 options = {"prompt": "Question: what is this? Answer:", "max_new_tokens": 6, "num_beams": 1}
 
 
-def load(folder, name="blip2"):
-    spec = {"name": name, "hub_id": "x/y", "revision": "main", "local_path": str(folder), "offline": True,
+def load(folder):
+    spec = {"name": "blip2", "hub_id": "x/y", "revision": "main", "local_path": str(folder), "offline": True,
             "device": "cpu", "dtype": "float32", "cache_dir": "", "options": {}}
     adapter = Adapter()
     return adapter, adapter.load(spec)
@@ -140,7 +133,7 @@ def copy(variant, name, edit_processor=None, edit_tokenizer=None, edit_config=No
 
 out = {"variants": {}}
 for variant in ("opt", "flan-t5"):
-    adapter, info = load(tiny / variant)
+    adapter, _ = load(tiny / variant)
     results = adapter.infer(decoded, options)
     model = Blip2ForConditionalGeneration.from_pretrained(tiny / variant).eval()
     processor = AutoProcessor.from_pretrained(tiny / variant)
@@ -162,7 +155,7 @@ out["stale"] = {"notes": info["notes"], "results": adapter.infer(decoded, option
 # a tokenizer carrying image_token as a string (Blip2Processor then keeps a str, and its __call__ breaks)
 named = copy("opt", "named", edit_tokenizer=lambda d: d.update(extra_special_tokens={"image_token": "<image>"}))
 processor = AutoProcessor.from_pretrained(named)
-adapter, info = load(named)
+adapter, _ = load(named)
 out["named"] = {"raw_type": type(processor.image_token).__name__, "results": adapter.infer(decoded, options)}
 # config.json's image token is not the tokenizer's <image>
 try:
@@ -184,13 +177,9 @@ print(json.dumps(out))
 """
 
 
-def test_in_process_against_generate_and_old_processor_layouts(env_python: Callable[[str], Path], tiny: Path,
+def test_in_process_against_generate_and_old_processor_layouts(env_script: Callable[..., dict], tiny: Path,
                                                                tmp_path: Path) -> None:
-    proc = subprocess.run([str(env_python("modern")), "-c", IN_PROCESS, str(tiny), str(tmp_path)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = env_script("modern", IN_PROCESS, str(tiny), str(tmp_path))
     for variant, got in out["variants"].items():
         for result, plain in zip(got["results"], got["plain"], strict=True):
             run = result["raw"]["generations"]["caption"]

@@ -8,9 +8,6 @@ the modern env on known inputs, including a real Florence2Processor parse.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,14 +28,6 @@ TAG_FIELDS = {"name", "score", "category", "estimated"}
 @pytest.fixture(scope="module")
 def tiny(tiny_model: Callable[[str], Path]) -> Path:
     return tiny_model("florence2")
-
-
-def _modern(env_python: Callable[[str], Path], code: str, *args: str) -> dict:
-    """Run `code` with the modern env's python; it prints one JSON document."""
-    proc = subprocess.run([str(env_python("modern")), "-c", code, *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 def _check_cell(cell: dict, path: Path, caption_task: str = "<MORE_DETAILED_CAPTION>", od: bool = True) -> None:
@@ -177,8 +166,8 @@ print(json.dumps({"degenerate": degenerate, "od_tags": od_tags(od, (100, 200)), 
 
 
 @pytest.fixture(scope="module")
-def pure(env_python: Callable[[str], Path]) -> dict:
-    return _modern(env_python, PURE_CHECK)
+def pure(env_script: Callable[..., dict]) -> dict:
+    return env_script("modern", PURE_CHECK)
 
 
 def test_degenerate_captions_are_recognised(pure: dict) -> None:
@@ -243,8 +232,8 @@ print(json.dumps({"od": od, "tags": od_tags(od, (200, 100)), "caption": caption}
 """
 
 
-def test_real_processor_parse_feeds_the_tags(env_python: Callable[[str], Path], tiny: Path) -> None:
-    out = _modern(env_python, PARSE_CHECK, str(tiny))
+def test_real_processor_parse_feeds_the_tags(env_script: Callable[..., dict], tiny: Path) -> None:
+    out = env_script("modern", PARSE_CHECK, str(tiny))
     assert out["od"]["labels"] == ["window", "door", "window"]
     assert out["od"]["bboxes"][0] == [0, 0, 99, 99]  # bin centres of 1000 bins, in pixels of 200x100
     assert out["caption"] == {"<CAPTION>": "An abandoned hall."}

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.transport import RemoteError
 from runners.internvl import DEFAULT_MAX_PATCHES, check_native, native_repo, tiling
-from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 
 pytestmark = pytest.mark.adapter
 
@@ -38,10 +38,6 @@ def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), n
     assert raw["tiling"]["tiles"] >= 1 and isinstance(raw["tiling"]["crop_to_patches"], bool)
 
 
-def _texts(cells: list[dict], task: str = "caption") -> list[str]:
-    return [c["raw"]["generations"][task]["text"] for c in cells]
-
-
 def test_captions_of_a_batch(run_model, tiny: Path, tmp_path: Path) -> None:
     paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     # crop_to_patches=false wins over max_patches: one view per image, so both rows have the same length
@@ -56,7 +52,7 @@ def test_captions_of_a_batch(run_model, tiny: Path, tmp_path: Path) -> None:
         assert cell["raw"]["tiling"] == {"crop_to_patches": False, "max_patches": 1, "tiles": 1}
         assert cell["raw"]["batch_size"] == 2
     assert len({c["raw"]["generations"]["caption"]["prompt_tokens"] for c in cells}) == 1
-    assert _texts(cells)[0] != _texts(cells)[1]  # the output depends on the image
+    assert runs(cells, "text")[0] != runs(cells, "text")[1]  # the output depends on the image
 
 
 def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path) -> None:
@@ -73,7 +69,7 @@ def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path) -> N
                                                    {"crop_to_patches": True, "max_patches": 6, "tiles": 5}]
     prompt_tokens = [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch]
     assert prompt_tokens[0] - prompt_tokens[1] == 2 * TOKENS_PER_TILE  # rows of different lengths
-    assert _texts(batch)[0] != _texts(batch)[1]  # distinct outputs, or the order check is void
+    assert runs(batch, "text")[0] != runs(batch, "text")[1]  # distinct outputs, or the order check is void
     for one, batched in zip(singles, batch, strict=True):  # same order, same tokens
         assert one["raw"]["batch_size"] == 1
         assert one["raw"]["generations"]["caption"]["text"] == batched["raw"]["generations"]["caption"]["text"]
@@ -92,11 +88,11 @@ def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> Non
     _check_cell(long_cell, path)
     # model.toml's CPU default: one 448 px view (here a 64 px tile)
     assert both["raw"]["tiling"] == {"crop_to_patches": False, "max_patches": DEFAULT_MAX_PATCHES["cpu"], "tiles": 1}
-    runs = both["raw"]["generations"]
-    assert runs["caption"]["prompt"] == base and runs["tags"]["prompt"].startswith("List 15 to 30 short tags")
-    assert runs["caption"]["text"] != runs["tags"]["text"]
+    gens = both["raw"]["generations"]
+    assert gens["caption"]["prompt"] == base and gens["tags"]["prompt"].startswith("List 15 to 30 short tags")
+    assert gens["caption"]["text"] != gens["tags"]["text"]
     # the same image with a longer question: only the text part of the prompt grows
-    assert long_cell["raw"]["generations"]["caption"]["prompt_tokens"] > runs["caption"]["prompt_tokens"]
+    assert long_cell["raw"]["generations"]["caption"]["prompt_tokens"] > gens["caption"]["prompt_tokens"]
     assert long_cell["raw"]["tiling"] == both["raw"]["tiling"]
 
 

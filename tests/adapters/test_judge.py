@@ -21,10 +21,10 @@ from orchestrator.judging import judge_context
 from orchestrator.paths import PROJECT_ROOT
 from runners.judge import build_result, evidence, format_outputs, parse_answer, split_supported
 from tests.adapters.vlm_cells import RUN_FIELDS
+from tests.integration.helpers import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
 
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 CONTEXT = {"outputs": [
     {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
      "tags": ["corridor", "window"]},
@@ -36,29 +36,12 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
     return tiny_model("judge")
 
 
-def _runner(env_python: Callable[[str], Path], tmp_path: Path, tiny: Path, **infer: object) -> tuple[dict, list]:
-    from orchestrator.loadspec import build_load_spec
-    from orchestrator.registry import load_registry
-    from orchestrator.transport import RunnerProcess
-
-    spec = load_registry()["qwen25-judge"]
-    runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / "judge.log", offline=True)
-    try:
-        runner.call("hello", timeout=120)
-        load = runner.call("load", timeout=300, spec=build_load_spec(spec, weights=tiny, offline=True, device="cpu"))
-        items = [{"id": "a", "name": "a.jpg", "context": CONTEXT},
-                 {"id": "b", "name": "b.jpg", "context": {"outputs": []}}]
-        out = runner.call("infer", timeout=300, images=items, options={**spec.infer, **infer})
-        return load, out["results"]
-    finally:
-        runner.stop()
-
-
-def test_text_only_requests_through_the_host(env_python, tmp_path: Path, tiny: Path) -> None:
-    load, [merged, empty] = _runner(env_python, tmp_path, tiny, max_new_tokens=6, min_new_tokens=6)
+def test_text_only_requests_through_the_host(run_model, tiny: Path) -> None:
+    load, [merged, empty] = run_model("qwen25-judge", [CONTEXT, {"outputs": []}], weights=tiny, max_new_tokens=6,
+                                      min_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
     assert any("synthesis" in note for note in load["notes"])
-    assert merged["id"] == "a" and merged["status"] in ("ok", "no_tags")
+    assert merged["id"] == "img0" and merged["status"] in ("ok", "no_tags")
     run = merged["raw"]["generations"]["merge"]
     assert set(run) == RUN_FIELDS and run["new_tokens"] == 6  # min == max: exactly 6 tokens
     assert "[florence2, captioner]" in run["prompt"] and "tags: indoors, hallway, rust" in run["prompt"]
@@ -71,9 +54,10 @@ def test_text_only_requests_through_the_host(env_python, tmp_path: Path, tiny: P
     assert empty["status"] == "no_tags" and "nothing to merge" in empty["message"]
 
 
-def test_invalid_option_is_an_error_cell(env_python, tmp_path: Path, tiny: Path) -> None:
-    _, cells = _runner(env_python, tmp_path, tiny, max_tags_per_model=0)
-    assert all(c["status"] == "error" and "max_tags_per_model" in c["message"] for c in cells)
+def test_invalid_option_is_an_error_cell(run_model, tiny: Path) -> None:
+    _, [first, second] = run_model("qwen25-judge", [CONTEXT, {"outputs": []}], weights=tiny, max_tags_per_model=0)
+    for cell in (first, second):
+        assert cell["status"] == "error" and "max_tags_per_model" in cell["message"]
 
 
 def test_cli_judge_column_after_wd14(tiny_model, tiny: Path, tmp_path: Path) -> None:
@@ -106,10 +90,6 @@ def test_mltag_judge_over_stored_results(tiny_model, tiny: Path, tmp_path: Path)
     folder.mkdir()
     shutil.copy(PROJECT_ROOT / "samples" / "coffee.png", folder / "coffee.png")
 
-    def mltag(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                              cwd=PROJECT_ROOT, timeout=600)
-
     first = mltag("analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
                   "--device", "cpu", "--format", "json")
     assert first.returncode == 0, first.stderr
@@ -125,14 +105,6 @@ def test_mltag_judge_over_stored_results(tiny_model, tiny: Path, tmp_path: Path)
     report = mltag("report", str(folder), "--format", "json")
     assert report.returncode == 0, report.stderr
     assert [m["name"] for m in json.loads(report.stdout)["models"]] == ["wd14", "qwen25-judge"]
-
-
-def test_usage_errors() -> None:
-    for args, expected in ((["--judge", "wd14"], "is a tagger, not a judge"),
-                           (["--models", "qwen25-judge"], "use --judge qwen25-judge")):
-        proc = subprocess.run([sys.executable, "-m", "orchestrator", "analyze", "samples", *args], capture_output=True,
-                              text=True, cwd=PROJECT_ROOT, timeout=60)
-        assert proc.returncode == 2 and expected in proc.stderr
 
 
 # -- the decisions on the answer ------------------------------------------------------------------

@@ -84,10 +84,10 @@ def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, 
     _, [cell] = run_model("paligemma", [path], weights=tiny / "paligemma2", load_options=FLOAT32, ask="both",
                           prompt=prompts["caption"], tags_prompt=prompts["tags"], max_new_tokens=4, min_new_tokens=4)
     _check_cell(cell, path, prompts, batch_size=1, max_new=4)
-    runs = cell["raw"]["generations"]
-    assert runs["caption"]["new_tokens"] == runs["tags"]["new_tokens"] == 4
+    gens = cell["raw"]["generations"]
+    assert gens["caption"]["new_tokens"] == gens["tags"]["new_tokens"] == 4
     # same image, longer prompt: more prompt tokens, and the image tokens are counted in both
-    assert runs["tags"]["prompt_tokens"] > runs["caption"]["prompt_tokens"] >= IMAGE_TOKENS + 3
+    assert gens["tags"]["prompt_tokens"] > gens["caption"]["prompt_tokens"] >= IMAGE_TOKENS + 3
 
 
 def test_invalid_options_are_error_cells(run_model, tiny: Path) -> None:

@@ -19,15 +19,13 @@ import pytest
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.transport import RemoteError
 from runners.qwen_vl import DEFAULT_PIXELS, MODEL_CLASSES, model_class_for, pixel_bounds
-from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 
 pytestmark = pytest.mark.adapter
 
 SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
 SMALL = {"max_pixels": 64 * 28 * 28}  # at most 64 image tokens: fast, and still a different count per image
-# (model, tiny checkpoint): every registry entry of the family, both architectures
-MODELS = [("qwen25vl", "qwen2_5_vl"), ("qwen2vl", "qwen2_vl"), ("qwen2vl-2b", "qwen2_vl")]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +45,6 @@ def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), n
         assert run["prompt"] and run["prompt_tokens"] > vision["image_tokens"] + 10
 
 
-def _runs(cells: list[dict], key: str, task: str = "caption") -> list:
-    return [c["raw"]["generations"][task][key] for c in cells]
-
-
 def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
     paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("qwen25vl", paths, weights=tiny / "qwen2_5_vl", **SHORT)
@@ -68,12 +62,13 @@ def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -
     assert [c["raw"]["vision"]["resized"] for c in cells] == [[448, 308], [112, 84]]
     assert [c["raw"]["vision"]["image_tokens"] for c in cells] == [176, 12]
     # the processor expanded exactly that many image tokens: the prompts differ by nothing else
-    prompt_tokens = _runs(cells, "prompt_tokens")
+    prompt_tokens = runs(cells, "prompt_tokens")
     assert prompt_tokens[0] - prompt_tokens[1] == 176 - 12
-    assert _runs(cells, "text")[0] != _runs(cells, "text")[1]  # the output depends on the image
+    assert runs(cells, "text")[0] != runs(cells, "text")[1]  # the output depends on the image
 
 
-@pytest.mark.parametrize(("model", "checkpoint"), [MODELS[0], MODELS[2]])
+# both architectures (qwen2vl-2b shares qwen2vl's adapter and tiny checkpoint)
+@pytest.mark.parametrize(("model", "checkpoint"), [("qwen25vl", "qwen2_5_vl"), ("qwen2vl-2b", "qwen2_vl")])
 def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
                                                      tmp_path: Path) -> None:
     """Images of different sizes get different image token counts, so the batch is left-padded."""
@@ -84,8 +79,8 @@ def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, mode
     assert any(MODEL_CLASSES[checkpoint] in note for note in load["notes"])
     # 512 x 512 -> 224 x 224 px = 8 x 8 tokens; 120 x 90 -> 112 x 84 px = 4 x 3 tokens: 52 tokens of padding
     assert [c["raw"]["vision"]["image_tokens"] for c in batch] == [64, 12]
-    assert _runs(batch, "prompt_tokens")[0] - _runs(batch, "prompt_tokens")[1] == 64 - 12
-    assert _runs(batch, "text")[0] != _runs(batch, "text")[1]  # distinct outputs, or the comparisons are void
+    assert runs(batch, "prompt_tokens")[0] - runs(batch, "prompt_tokens")[1] == 64 - 12
+    assert runs(batch, "text")[0] != runs(batch, "text")[1]  # distinct outputs, or the comparisons are void
     for cell, one, path in zip(batch, singles, paths, strict=True):
         _check_cell(cell, path)
         _check_cell(one, path)
@@ -101,12 +96,12 @@ def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> Non
     _, [both, again] = run_model("qwen2vl", [path, path], weights=tiny / "qwen2_vl", load_options=SMALL,
                                  ask="both", prompt=base, **SHORT)
     _check_cell(both, path, tasks=("caption", "tags"))
-    runs = both["raw"]["generations"]
-    assert runs["caption"]["prompt"] == base and runs["tags"]["prompt"].startswith("List 15 to 30 short tags")
-    assert runs["caption"]["text"] != runs["tags"]["text"]
+    gens = both["raw"]["generations"]
+    assert gens["caption"]["prompt"] == base and gens["tags"]["prompt"].startswith("List 15 to 30 short tags")
+    assert gens["caption"]["text"] != gens["tags"]["text"]
     # the same image with the longer tags question: only the text part of the prompt grows
-    assert runs["tags"]["prompt_tokens"] > runs["caption"]["prompt_tokens"] + 10
-    assert again["raw"]["generations"] == runs  # the same image twice in a batch: the same outputs
+    assert gens["tags"]["prompt_tokens"] > gens["caption"]["prompt_tokens"] + 10
+    assert again["raw"]["generations"] == gens  # the same image twice in a batch: the same outputs
 
 
 def test_invalid_infer_option_is_an_error_cell(run_model, tiny: Path) -> None:

@@ -8,10 +8,7 @@ BGR) both at the pixel level and through the model.
 from __future__ import annotations
 
 import csv
-import json
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,12 +212,9 @@ print(json.dumps(out))
 """
 
 
-def test_preprocessing_pixels(env_python: Callable[[str], Path]) -> None:
+def test_preprocessing_pixels(env_script: Callable[..., dict]) -> None:
     """Pixel-level check in the onnx env (numpy is not in the test venv)."""
-    proc = subprocess.run([str(env_python("onnx")), "-c", PIXEL_CHECK], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = env_script("onnx", PIXEL_CHECK, timeout=120)
     white, red_bgr, orange_bgr = [255.0] * 3, [0.0, 0.0, 255.0], [255.0, 128.0, 0.0]
 
     wide = out["wide"]

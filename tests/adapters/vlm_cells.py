@@ -60,6 +60,11 @@ def check_cell(cell: dict, path: Path, prompts: Mapping[str, str] | Iterable[str
     return raw
 
 
+def runs(cells: list[dict], key: str, task: str = "caption") -> list[Any]:
+    """`key` ("text", "prompt_tokens", ...) of each cell's `task` generation, in cell order."""
+    return [c["raw"]["generations"][task][key] for c in cells]
+
+
 def rgba_image(tmp_path: Path) -> Path:
     """A half-transparent RGBA photo (120 x 90): the adapters must flatten it, not fail."""
     img = Image.merge("RGBA", [Image.linear_gradient("L").resize((120, 90))] * 3 + [Image.new("L", (120, 90), 128)])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,14 @@ from orchestrator.images import ImageRef, hash_file
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.registry import ModelSpec
 from orchestrator.supervisor import Limits, ModelJob, Supervisor
+
+SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+
+
+def mltag(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The `mltag` command as a user runs it (`python -m orchestrator` of this checkout), captured."""
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.integration.helpers import SCHEMA, mltag
 from tests.tiny_models import family_of
 
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 SAMPLES = PROJECT_ROOT / "samples"
-# The captioning VLMs and the tiny checkpoint each runs on: (family, subfolder of the family's build)
-CAPTIONERS = {"qwen25vl": ("qwen_vl", "qwen2_5_vl"), "qwen2vl": ("qwen_vl", "qwen2_vl"),
-              "qwen2vl-2b": ("qwen_vl", "qwen2_vl"), "internvl3": ("internvl", ""), "blip": ("blip", ""),
-              "blip2": ("blip2", "opt"), "blip2-flan": ("blip2", "flan-t5"),
-              "paligemma": ("paligemma", "paligemma2"), "paligemma-long": ("paligemma", "paligemma1")}
-
-
-def mltag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=timeout)
+# The captioning VLMs and the tiny checkpoint each runs on: the subfolder of its family's build
+CAPTIONERS = {"qwen25vl": "qwen2_5_vl", "qwen2vl": "qwen2_vl", "qwen2vl-2b": "qwen2_vl", "internvl3": "",
+              "blip": "", "blip2": "opt", "blip2-flan": "flan-t5", "paligemma": "paligemma2",
+              "paligemma-long": "paligemma1"}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -37,6 +29,11 @@ def mltag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     (["run", "wd14", "samples", "--weights", "wd14=/no/such/weights"], "path does not exist"),
     (["analyze", "samples", "--models", "wd14", "--store", "x.sqlite", "--no-store"], "exclude each other"),
     (["report", "no/such/dir"], "no results store at"),
+    (["analyze", "samples", "--models", "wd14", "--format", "html"], "add --out FILE"),
+    (["report", "--format", "html"], "add --out FILE"),
+    (["report", "--html", "a.html", "--format", "csv"], "--html FILE is short for --format html --out FILE"),
+    (["analyze", "samples", "--judge", "wd14"], "is a tagger, not a judge"),
+    (["analyze", "samples", "--models", "qwen25-judge"], "use --judge qwen25-judge"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(args: list[str], expected: str) -> None:
     proc = mltag(*args)
@@ -98,7 +95,7 @@ def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> No
     (BLIP, which has no tags prompt, keeps captioning), then the judge over their outputs."""
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    weights = [f"--weights={m}={tiny_model(family) / sub}" for m, (family, sub) in CAPTIONERS.items()]
+    weights = [f"--weights={m}={tiny_model(family_of(m)) / sub}" for m, sub in CAPTIONERS.items()]
     proc = mltag("analyze", str(folder), "--models", ",".join(CAPTIONERS), *weights,
                  f"--weights=qwen25-judge={tiny_model('judge')}", "--judge", "qwen25-judge", "--ask", "both",
                  "--option", "max_new_tokens=8", "--format", "json", "--offline", "--device", "cpu", "--no-store")

@@ -16,13 +16,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.integration.helpers import mltag
 
 pytestmark = pytest.mark.adapter
-
-
-def mltag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=600, env={**os.environ, **(env or {})})
 
 
 def test_health_deep_with_local_weights(tiny_model, tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from orchestrator.cli import app
 from orchestrator.images import hash_file
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.store import CellMeta, ResultStore
-
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+from tests.integration.helpers import SCHEMA
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -19,15 +18,10 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.integration.helpers import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
 
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
-
-
-def mltag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300, env={**os.environ, **(env or {})})
 
 
 def stored_cells(db: Path) -> dict[tuple[str, str], tuple[str, str]]:
@@ -131,11 +125,7 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
             assert result["status"] == "ok" and result == json.loads(stored[(img["sha256"], model)][1])
     renamed = next(img for img in doc["images"] if img["path"].endswith("renamed-brick.png"))
     assert renamed["seen_as"] == [str((folder / "brick.png").resolve())]
-    assert not (tmp_path / "empty-cache" / "logs").exists(), "no runner log: no runner started"
 
     table = mltag("report", "--store", str(db), "--models", "wd14-eva02", env=no_envs)
     assert table.returncode == 0 and "wd14-eva02" in table.stdout and "renamed-brick.png" in table.stdout
     assert "╭─ wd14 " not in table.stdout
-    missing = mltag("report", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no results store at" in missing.stderr
-    assert "`mltag analyze PATHS` creates one" in missing.stderr

@@ -5,23 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 
-def qwen_style_bpe(corpus: list[str], specials: list[str], **fast_kwargs: Any):  # -> PreTrainedTokenizerFast
-    """A small byte-level BPE like Qwen2's: any text encodes, no BOS, <|im_end|> ends, <|endoftext|> pads.
-
-    `specials` must contain "<|endoftext|>" and "<|im_end|>"; `fast_kwargs` go to
-    PreTrainedTokenizerFast (chat_template, extra_special_tokens, ...).
-    """
+def byte_level_bpe(corpus: list[str], specials: list[str], vocab_size: int = 400):  # -> tokenizers.Tokenizer
+    """A small byte-level BPE trained on `corpus` (GPT-2 style, as Qwen2, OPT, BART and Gemma-like
+    tiny vocabularies here): the byte alphabet is in it, so any text encodes and nothing is <unk>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, show_progress=False,
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   **fast_kwargs)
+    return tok
+
+
+def qwen_style_bpe(corpus: list[str], specials: list[str], **fast_kwargs: Any):  # -> PreTrainedTokenizerFast
+    """Qwen2's conventions on byte_level_bpe: no BOS, <|im_end|> ends, <|endoftext|> pads.
+
+    `specials` must contain "<|endoftext|>" and "<|im_end|>"; `fast_kwargs` go to
+    PreTrainedTokenizerFast (chat_template, extra_special_tokens, ...).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=byte_level_bpe(corpus, specials), eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", **fast_kwargs)
 
 
 def widen_weights(model: Any, std: float) -> None:

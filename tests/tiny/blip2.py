@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights
 
 ENV = "modern"
 
@@ -47,15 +47,10 @@ QK_WEIGHTS = ("q_proj.weight", "k_proj.weight", ".q.weight", ".k.weight")  # OPT
 
 
 def opt_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok = byte_level_bpe(CORPUS, ["<s>", "<pad>", "</s>", "<unk>"])
     # OPT's tokenizer starts every text with </s> (its bos), the LM's cue to begin
     tok.post_processor = processors.TemplateProcessing(single="</s> $A", special_tokens=[("</s>", 2)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", pad_token="<pad>",

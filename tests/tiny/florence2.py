@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights
 
 ENV = "modern"
 
@@ -46,16 +46,10 @@ EOS_BIAS, EOS_ROW = 2.0, 20.0  # see end_at_once
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast (imported lazily)
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     # Byte-level alphabet: any text encodes, no <unk>. The processor adds bos/eos itself.
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIALS + REGION_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok = byte_level_bpe(CORPUS, SPECIALS + REGION_TOKENS, vocab_size=512)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights
 
 ENV = "modern"
 
@@ -38,16 +38,10 @@ EXTRA_TOKEN_SCALE = 0.05  # shrinks the <loc>/<seg> rows of the tied embedding, 
 
 
 def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     # Byte-level alphabet: any text (and the processor's "\n") encodes, no <unk>.
-    trainer = trainers.BpeTrainer(vocab_size=480, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok = byte_level_bpe(CORPUS, SPECIALS, vocab_size=480)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
                                    unk_token="<unk>", padding_side="left",
                                    extra_special_tokens={"image_token": "<image>"})

@@ -15,7 +15,7 @@ from PIL import Image
 from orchestrator.compare import compare
 from orchestrator.report.html import to_html
 from orchestrator.report.thumbnails import thumbnail
-from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, make_comparison, make_document
+from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, make_document
 
 DATA_BLOCK = re.compile(r'<script type="application/json" id="mltag-data">(.*?)</script>', re.S)
 
@@ -27,7 +27,7 @@ def document(tmp_path: Path) -> dict:
 
 @pytest.fixture()
 def html(document: dict) -> str:
-    return to_html(document, make_comparison(document))
+    return to_html(document, compare(document))
 
 
 def _decoded(uri: str) -> Image.Image:
@@ -61,7 +61,7 @@ def test_the_csp_allows_exactly_the_inline_script(html: str) -> None:
     assert "default-src 'none'" in html and "img-src data:" in html
 
 
-def test_thumbnails_and_placeholder(html: str, document: dict) -> None:
+def test_thumbnails_and_placeholder(html: str) -> None:
     assert html.count('<img class="thumb" src="data:image/jpeg;base64,') == 3
     assert html.count('class="thumb placeholder"') == 1 and "cannot read image" in html
     article = html.split('id="img-3"', 1)[1].split("</article>", 1)[0]

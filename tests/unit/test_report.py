@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 
 from orchestrator.compare import compare
-from orchestrator.paths import PROJECT_ROOT
 from orchestrator.report.flat import to_csv, to_json
 from orchestrator.report.summary import Views
 from orchestrator.report.table import render
+from tests.integration.helpers import SCHEMA
 
 
 def doc() -> dict:
@@ -121,15 +121,14 @@ def test_one_model_summary_says_why_there_is_no_agreement() -> None:
 
 
 def test_json_with_the_comparison_validates_against_the_schema() -> None:
-    schema = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
     doc = full_document()
-    jsonschema.validate(doc, schema)
+    jsonschema.validate(doc, SCHEMA)
     doc["comparison"] = compare(doc, top_k=2, threshold=0.1, synonyms={"graffiti": "tagging"})
-    jsonschema.validate(json.loads(to_json(doc)), schema)
+    jsonschema.validate(json.loads(to_json(doc)), SCHEMA)
     broken = json.loads(to_json(doc))
     broken["comparison"]["folder"]["consensus"][0]["n_models"] = "three"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, schema)
+        jsonschema.validate(broken, SCHEMA)
 
 
 def test_csv_escapes_every_formula_start_and_carries_the_revision() -> None:

@@ -14,12 +14,10 @@ import pytest
 
 from orchestrator import envbuild, pipeline, store
 from orchestrator.images import hash_file
-from orchestrator.paths import PROJECT_ROOT
 from orchestrator.pipeline import Analysis, RunOptions, finish_cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, options_key
-from tests.integration.helpers import spec
+from tests.integration.helpers import SCHEMA, spec
 
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
 
 
