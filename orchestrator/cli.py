@@ -21,17 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator import envbuild
-from orchestrator.images import ImageDiscoveryError, ImageRef, discover, hash_file
+from orchestrator.images import ImageDiscoveryError, ImageRef, discover, hash_files
 from orchestrator.registry import ModelSpec, RegistryError, load_registry, select
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Run many image tagging / captioning models on the same photos and compare them.")
 err = Console(stderr=True)
-FORMATS = ("table", "json", "csv", "html")
+FORMATS = ("table", "json", "jsonl", "csv", "html")
 
 # -- shared options (analyze and run take the same flags) --------------------------------------------
 Paths = Annotated[list[Path], typer.Argument(help="Image files or folders.", show_default=False)]
-Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | html (html needs --out)")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table | json | jsonl | csv | html (html needs --out)")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the output to this file instead of stdout.")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per image before the runner is killed "
                                                                  "(default: the model's timeout_s, else 60).")]
@@ -54,8 +54,9 @@ Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
 StorePath = Annotated[Path | None, typer.Option(
     "--store", help="Results store (SQLite), written as cells arrive; a re-run skips cells already done with the "
-                    "same model revision and options. Default: .mltag/results.sqlite in the analysed root: the "
-                    "folder given, a file's parent folder, or the common parent folder of several paths.")]
+                    "same model revision and options. Default: results.sqlite in mltag's user data folder "
+                    "($MLTAG_HOME, else e.g. ~/.local/share/mltag), one store for every archive; nothing is "
+                    "ever written inside the analysed folders.")]
 NoStore = Annotated[bool, typer.Option("--no-store", help="One-off: neither read nor write a results store.")]
 Force = Annotated[bool, typer.Option("--force", help="Recompute cells the store already has done.")]
 Prompt = Annotated[str | None, typer.Option("--prompt", help="Captioners: the description prompt (default: each "
@@ -138,7 +139,8 @@ def _install_cleanup() -> None:
 def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | None, recursive: bool,
              options: Any, live_logs: bool, judge: ModelSpec | None = None, store_path: Path | None = None,
              no_store: bool = False, force: bool = False, views: Any = None) -> None:
-    from orchestrator.pipeline import Analysis, exit_code
+    from orchestrator.pipeline import Analysis
+    from orchestrator.store import StoreError
 
     if store_path is not None and no_store:
         fail("--store and --no-store exclude each other")
@@ -158,15 +160,23 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
     except ImageDiscoveryError as exc:
         fail(str(exc))
     _install_cleanup()
-    images = [hash_file(p) for p in files]
     store = None if no_store else _open_store(store_path, paths, create=True)
-    analysis = Analysis(images, models, options, judge=judge, store=store, force=force)
+    with _progress() as bar:
+        task = bar.add_task("hashing", total=len(files))
+        images = hash_files(files, lambda done, total: bar.update(task, completed=done))
+    try:
+        analysis = Analysis(images, models, options, judge=judge, store=store, force=force)
+    except StoreError as exc:
+        fail(str(exc))
     err.print(f"mltag: {len(images)} image(s) x {len(models)} model(s): {', '.join(m.name for m in models)}",
               highlight=False)
+    unreadable = sum(1 for img in images if img.error)
+    if unreadable:
+        err.print(f"[yellow]{unreadable} file(s) cannot be read: each is a bad_image cell with the reason[/]",
+                  highlight=False)
     follower = _LogFollower(analysis) if live_logs else None
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
-        tasks = {m.name: bar.add_task(m.name, total=len(images)) for m in analysis.reported_models}
+    with _progress() as bar:
+        tasks = {m.name: bar.add_task(m.name, total=len(analysis.unique)) for m in analysis.reported_models}
 
         def progress(model: str, done: int, total: int) -> None:
             bar.update(tasks[model], completed=done)
@@ -174,7 +184,7 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
                 err.print(f"  {model}: {done}/{total}", highlight=False)
 
         try:
-            document = analysis.run(progress)
+            results = analysis.run(progress)
         except KeyboardInterrupt:
             from orchestrator.supervisor import kill_all_runners
 
@@ -182,17 +192,30 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
             analysis.close_run("interrupted")
             err.print("interrupted: all runners stopped" + (f"; results so far are in {store.path}" if store else ""))
             raise typer.Exit(130) from None
+        except StoreError as exc:
+            from orchestrator.supervisor import kill_all_runners
+
+            kill_all_runners()
+            analysis.close_run("failed")
+            fail(str(exc), code=1)
         finally:
             if follower:
                 follower.stop()
-    if store is not None:
-        _store_summary(analysis, store)
-    for m in document["models"]:
+    _store_summary(analysis, persistent=store is not None)
+    for m in results.models:
         if m["status"] != "ok":
             fix = f"\n  fix: {m['fix']}" if m["fix"] else ""
             err.print(f"[yellow]{m['name']}: {m['status']}: {m['message']}[/]{fix}", highlight=False)
-    _emit(document, fmt, out, options.threshold, views)
-    raise typer.Exit(exit_code(document))
+    try:
+        _emit(results, fmt, out, views)
+    finally:
+        analysis.close()
+    raise typer.Exit(analysis.exit_code())
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
 
 
 def _check_format(fmt: str, out: Path | None) -> None:
@@ -218,62 +241,77 @@ def _views(top: int, threshold: float | None, matrix: bool = False, timing: bool
                  normaliser=normaliser)
 
 
-def _emit(document: dict[str, Any], fmt: str, out: Path | None, threshold: float | None, views: Any = None) -> None:
-    """The one format dispatch (analyze, run and report): a document to stdout or --out."""
-    from orchestrator.compare import compare
-    from orchestrator.report.flat import to_csv, to_json
-    from orchestrator.report.table import render
+def _emit(results: Any, fmt: str, out: Path | None, views: Any) -> None:
+    """The one format dispatch (analyze, run, judge and report): results streamed to stdout or --out."""
+    from orchestrator.compare import Comparison
+    from orchestrator.report.output import OutputError, open_output
 
-    if views is None:
-        views = _views(int((document.get("options") or {}).get("top", 10) or 0), threshold)
-    if fmt in ("table", "json", "html"):  # the formats that show the comparison
-        document["comparison"] = compare(document, top_k=views.top, threshold=views.threshold,
-                                         normaliser=views.normaliser)
-    if fmt == "table":
-        console = Console(file=open(out, "w"), width=160) if out else _stdout()
-        render(document, console, views)
-    elif fmt == "html":
-        from orchestrator.report.html import to_html
+    try:
+        with open_output(out) as stream:
+            if fmt == "table":
+                from orchestrator.report.table import render
 
-        assert out is not None
-        out.write_text(to_html(document, document["comparison"], normaliser=views.normaliser), encoding="utf-8")
-    else:
-        _write_text(to_json(document) if fmt == "json" else to_csv(document, threshold), out)
+                render(results, Console(file=stream, width=160) if out else _stdout(), views)
+            elif fmt == "html":
+                from orchestrator.report.html import write_html
+
+                write_html(results, stream, views)
+            elif fmt == "csv":
+                from orchestrator.report.flat import write_csv
+
+                write_csv(results, stream, views.threshold)
+            elif fmt == "jsonl":
+                from orchestrator.report.flat import write_jsonl
+
+                write_jsonl(results, stream)
+            else:
+                from orchestrator.report.flat import write_json
+
+                write_json(results, stream, Comparison(results.models, views.top, views.threshold, views.normaliser))
+    except OutputError as exc:
+        fail(str(exc), code=1)
     if out:
         err.print(f"wrote {out}")
 
 
 def _write_text(text: str, out: Path | None) -> None:
-    """Text to --out, else stdout, ending in one newline."""
-    text = text if text.endswith("\n") else text + "\n"
-    if out:
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
+    """Text to --out (atomically), else stdout, ending in one newline."""
+    from orchestrator.report.output import OutputError, open_output
+
+    try:
+        with open_output(out) as stream:
+            stream.write(text if text.endswith("\n") else text + "\n")
+    except OutputError as exc:
+        fail(str(exc), code=1)
 
 
 def _open_store(explicit: Path | None, paths: list[Path], create: bool) -> Any:
-    """The results store: --store, else the default for these paths (report also looks in parent folders)."""
-    from orchestrator.store import ResultStore, StoreError, default_store_path, find_store
+    """The results store: --store, else the one in the user's data folder (MLTAG_HOME overrides). A store
+    an older mltag left inside the analysed folders is read (never written) and merged into it."""
+    from orchestrator.store import ResultStore, StoreError, default_store_path, legacy_stores
 
-    path = explicit or (default_store_path(paths) if create else find_store(paths))
-    if create and explicit is None and path.parent.parent == Path(path.anchor):
-        fail(f"the paths have no common folder but {path.anchor}, where the results store would go: pass "
-             "--store PATH, or --no-store")
+    path = explicit or default_store_path()
+    legacy = legacy_stores(paths or [Path.cwd()]) if explicit is None else []
     try:
-        return ResultStore(path, create=create)
+        db = ResultStore(path, create=create or bool(legacy))
+        for old in legacy:
+            merged = db.import_store(old)
+            if merged is not None:
+                err.print(f"found the results store of an older mltag in {old}: {merged} result(s) merged into "
+                          f"{db.path}, where results now go ({old} was only read; you may delete it)",
+                          highlight=False, soft_wrap=True)
     except StoreError as exc:
         fail(str(exc))
+    return db
 
 
-def _store_summary(analysis: Any, store: Any) -> None:
+def _store_summary(analysis: Any, persistent: bool) -> None:
+    if not persistent:
+        return
     reused = sum(analysis.reused.values())
     computed = len(analysis.unique) * len(analysis.reported_models) - reused
-    err.print(f"store: {store.path}: {reused} result(s) reused, {computed} computed (run {analysis.run_id})",
+    err.print(f"store: {analysis.store.path}: {reused} result(s) reused, {computed} computed (run {analysis.run_id})",
               highlight=False, soft_wrap=True)
-    if analysis.store_error:
-        err.print(f"[yellow]warning: {analysis.store_error}[/]", highlight=False, soft_wrap=True)
-    store.close()
 
 
 class _LogFollower:
@@ -385,14 +423,34 @@ def run(model: Annotated[str, typer.Argument(help="One model name (see `mltag mo
              no_store=no_store, force=force, views=views)
 
 
+StoreOption = Annotated[Path | None, typer.Option(
+    "--store", help="The results store. Default: the one in mltag's user data folder ($MLTAG_HOME overrides).")]
+
+
+def _stored(store: Path | None, paths: list[Path] | None, models: str, exclude: str | None = None) -> Any:
+    """The store, the stored models asked for (checked), and the results under `paths` (report, judge, eval)."""
+    from orchestrator import results
+
+    db = _open_store(store, paths or [], create=False)
+    stored = [name for name in db.models() if name != exclude]
+    if not stored:
+        fail(f"the results store {db.path} holds no results yet: `mltag analyze PATHS` fills it")
+    names = stored if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [n for n in names if n not in stored]
+    if unknown:
+        fail(f"no results for model(s) {', '.join(unknown)} in {db.path} (stored: {', '.join(stored)})")
+    under = [Path(p) for p in paths] if paths else None
+    if under is not None and next(db.iter_images(under), None) is None:
+        fail(f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag report` lists every stored "
+             "image")
+    return db, names, results.from_store(db, under, names)
+
+
 @app.command()
 def report(paths: Annotated[list[Path] | None, typer.Argument(
                help="Show the stored images recorded under these files or folders (default: every stored image).",
                show_default=False)] = None,
-           store: Annotated[Path | None, typer.Option(
-               "--store", help="The results store. Default: the one `mltag analyze PATHS` writes (.mltag/results."
-                               "sqlite in their root), else the nearest in a parent folder; without PATHS, "
-                               "./.mltag/results.sqlite.")] = None,
+           store: StoreOption = None,
            models: Annotated[str, typer.Option("--models", "-m", help="all, or comma-separated names")] = "all",
            fmt: Format = "table", out: Out = None,
            html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report to this file (the same as "
@@ -401,31 +459,19 @@ def report(paths: Annotated[list[Path] | None, typer.Argument(
            show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
            synonyms: Synonyms = None) -> None:
     """Render stored results (every model's cells for every image) without running any model."""
-    from orchestrator.pipeline import finish_cell
-
     views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
-
     if html is not None:
         if fmt not in ("table", "html") or (out is not None and out != html):
             fail("--html FILE is short for --format html --out FILE: give one or the other")
         fmt, out = "html", html
     _check_format(fmt, out)
-    db = _open_store(store, paths or [], create=False)
-    stored = db.models()
-    if not stored:
-        fail(f"the results store {db.path} holds no results yet: `mltag analyze PATHS --store {db.path}` fills it")
-    names = stored if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
-    unknown = [n for n in names if n not in stored]
-    if unknown:
-        fail(f"no results for model(s) {', '.join(unknown)} in {db.path} (stored: {', '.join(stored)})")
-    document = db.document(under=paths or None, models=names, finish=finish_cell)
-    db.close()
-    if not document["images"]:
-        fail(f"no stored image under {', '.join(map(str, paths or []))} in {db.path}: `mltag report --store "
-             f"{db.path}` lists every stored image")
-    err.print(f"store: {db.path}: {len(document['images'])} image(s) x {len(names)} model(s) from "
-              f"{len(document['options']['runs'])} run(s)", highlight=False, soft_wrap=True)
-    _emit(document, fmt, out, threshold, views)
+    db, names, stored = _stored(store, paths, models)
+    err.print(f"store: {db.path}: {len(names)} model(s) from {len(stored.options['runs'])} run(s)",
+              highlight=False, soft_wrap=True)
+    try:
+        _emit(stored, fmt, out, views)
+    finally:
+        db.close()
 
 
 @app.command("judge")
@@ -433,40 +479,40 @@ def judge_stored(paths: Annotated[list[Path] | None, typer.Argument(
                      help="Judge the stored images recorded under these files or folders (default: all).",
                      show_default=False)] = None,
                  judge: Annotated[str, typer.Option("--judge", help="The judge model (kind judge).")] = "qwen25-judge",
-                 store: Annotated[Path | None, typer.Option("--store", help="The results store (default: as for "
-                                                                           "`mltag report`).")] = None,
+                 store: StoreOption = None,
                  models: Annotated[str, typer.Option("--models", "-m", help="Whose stored outputs to merge: all, or "
                                                                             "comma-separated names.")] = "all",
                  fmt: Format = "table", out: Out = None, timeout: Timeout = None, device: Device = "auto",
                  dtype: Dtype = "auto", offline: Offline = False, weights: Weights = None, option: Option = None,
                  quantize: Quantize = None) -> None:
     """Merge each stored image's model outputs with a judge LLM; its column is stored beside theirs."""
-    from orchestrator.pipeline import Analysis, exit_code, finish_cell
+    from orchestrator import results
+    from orchestrator.pipeline import Analysis
+    from orchestrator.store import StoreError
 
     spec = _judge(judge)
     assert spec is not None
     _check_format(fmt, out)
     opts = _options(timeout, None, 10, device, dtype, offline, weights, False, 1, 1, option, True, quantize=quantize)
-    db = _open_store(store, paths or [], create=False)
-    stored = [name for name in db.models() if name != spec.name]
-    names = stored if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
-    unknown = [n for n in names if n not in stored]
-    if not stored or unknown:
-        fail(f"no stored results for {', '.join(unknown) or 'any model'} in {db.path}: `mltag analyze PATHS` first")
-    document = db.document(under=paths or None, models=names, finish=finish_cell)
-    if not document["images"]:
-        fail(f"no stored image under {', '.join(map(str, paths or []))} in {db.path}")
-    images = [ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in document["images"]]
+    db, names, stored = _stored(store, paths, models, exclude=spec.name)
+    kinds = {m["name"]: m.get("kind") or "tagger" for m in stored.models}
+    images = [ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in db.iter_images(
+        [Path(p) for p in paths] if paths else None)]
     _install_cleanup()
-    analysis = Analysis(images, [], opts, judge=spec, store=db)
+    analysis = Analysis(images, [], opts, judge=spec, store=db, judged_models=kinds)
     err.print(f"mltag: judging {len(analysis.unique)} image(s) from {', '.join(names)} with {spec.name}",
               highlight=False)
-    judged = analysis.judge_stored(document, lambda model, done, total: err.print(f"  {model}: {done}/{total}",
-                                                                                  highlight=False))
-    merged = db.document(under=paths or None, models=[*names, spec.name], finish=finish_cell)
-    _store_summary(analysis, db)
-    _emit(merged, fmt, out, None)
-    raise typer.Exit(exit_code(judged))
+    try:
+        analysis.run(lambda model, done, total: err.print(f"  {model}: {done}/{total}", highlight=False))
+    except StoreError as exc:
+        fail(str(exc), code=1)
+    merged = results.from_store(db, [Path(p) for p in paths] if paths else None, [*names, spec.name])
+    _store_summary(analysis, persistent=True)
+    try:
+        _emit(merged, fmt, out, _views(10, None))
+    finally:
+        analysis.close()
+    raise typer.Exit(analysis.exit_code())
 
 
 @app.command("eval")
@@ -475,8 +521,7 @@ def eval_labels(labels: Annotated[Path, typer.Option("--labels", help="CSV: imag
                 paths: Annotated[list[Path] | None, typer.Argument(
                     help="Evaluate the stored images under these files or folders (default: all).",
                     show_default=False)] = None,
-                store: Annotated[Path | None, typer.Option("--store", help="The results store (default: as for "
-                                                                          "`mltag report`).")] = None,
+                store: StoreOption = None,
                 results: Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document "
                                                                               "instead of the store.")] = None,
                 synonyms: Synonyms = None,
@@ -495,18 +540,39 @@ def eval_labels(labels: Annotated[Path, typer.Option("--labels", help="CSV: imag
         rows = read_labels(labels)
     except LabelsError as exc:
         fail(str(exc))
-    document = _saved_document(results) if results is not None else _stored_document(store, paths or [])
+    if results is not None:
+        document = _saved_document(results)
+    else:
+        db, _, stored = _stored(store, paths, "all")
+        document = _labelled_document(stored, {row.key for row in rows})
+        db.close()
     evaluation = evaluate(document, rows, views.normaliser)
     if not evaluation["labelled"]:
         fail(f"none of the {len(rows)} label row(s) in {labels} names an image in the results (first: "
              f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
     if fmt == "table":
-        console = Console(file=open(out, "w"), width=160) if out else _stdout()
-        console.print(evaluation_table(evaluation))
+        from orchestrator.report.output import OutputError, open_output
+
+        try:
+            with open_output(out) as stream:
+                (Console(file=stream, width=160) if out else _stdout()).print(evaluation_table(evaluation))
+        except OutputError as exc:
+            fail(str(exc), code=1)
     else:
         _write_text(json.dumps(evaluation, indent=2) if fmt == "json" else to_csv(evaluation), out)
     if out:
         err.print(f"wrote {out}")
+
+
+def _labelled_document(stored: Any, keys: set[str]) -> dict[str, Any]:
+    """The stored document with the cells of labelled images only (keys: sha256s or resolved paths):
+    every image is listed (unlabelled ones are counted), only the labelled keep their results."""
+    images = []
+    for image in stored.images():
+        if image["sha256"] not in keys and str(Path(image["path"]).resolve()) not in keys:
+            image["results"] = {}
+        images.append(image)
+    return {**stored.head, "models": stored.models, "images": images}
 
 
 def _saved_document(path: Path) -> dict[str, Any]:
@@ -517,18 +583,6 @@ def _saved_document(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         fail(f"--results {path} is not an mltag result document (no 'images' list): save one with "
              "`mltag analyze PATHS --format json --out FILE`")
-    return document
-
-
-def _stored_document(store: Path | None, paths: list[Path]) -> dict[str, Any]:
-    from orchestrator.pipeline import finish_cell
-
-    db = _open_store(store, paths, create=False)
-    document = db.document(under=paths or None, finish=finish_cell)
-    db.close()
-    if not document["images"]:
-        fail(f"no stored image{' under ' + ', '.join(map(str, paths)) if paths else ''} in {db.path}: "
-             "`mltag analyze PATHS` fills the store")
     return document
 
 

@@ -114,9 +114,11 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
         if spec.kind == "judge":  # a judge reads other models' outputs: give it a known one
             analysis = Analysis([ref], [], options, judge=spec)
             analysis.run_judge(contexts={ref.id: SAMPLE_JUDGE_INPUT})
-            doc = analysis.document(0.0, 0.0)
+            doc = analysis.results().document()
         else:
-            doc = Analysis([ref], [spec], options).run()
+            analysis = Analysis([ref], [spec], options)
+            doc = analysis.run().document()
+        analysis.close()
     result = doc["images"][0]["results"][spec.name]
     if result["status"] in ("ok", "no_tags"):
         return Check("deep", detail=f"inference {result['status']} in {result.get('inference_s', 0):.2f} s")

@@ -1,16 +1,41 @@
-"""Find image files and read them as the bytes that travel to runners."""
+"""Find image files and read them as the bytes that travel to runners.
+
+Any name the filesystem allows is handled: names that are not valid UTF-8 (old drives, other
+systems' encodings) travel as their exact bytes (`ImageRef.raw_path`) and are shown with the odd
+bytes written as `\\xNN` (`display_path`). A file that cannot be read (permissions, a dangling
+symbolic link, an I/O error) is still an image of the analysis: it gets an `error` and becomes a
+`bad_image` cell for every model, never a silent drop or a crash.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"})
+UNREADABLE_ID_PREFIX = b"mltag-unreadable-file:"   # ids of unreadable files: a hash of the path, not content
 
 
 class ImageDiscoveryError(Exception):
     pass
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """The path as text that any output can hold: undecodable bytes written as `\\xNN`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def raw_path(path: str | os.PathLike[str]) -> bytes | None:
+    """The path's exact bytes when its text form is lossy (not valid UTF-8), else None."""
+    data = os.fsencode(path)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return None
 
 
 @dataclass(frozen=True)
@@ -18,41 +43,119 @@ class ImageRef:
     path: Path
     sha256: str
     size_bytes: int
+    error: str | None = None          # set: the file could not be read; `sha256` is then a hash of its path
 
     @property
     def id(self) -> str:
         return self.sha256
 
+    @property
+    def name(self) -> str:
+        """The absolute path as text (see display_path)."""
+        return display_path(self.path)
+
     def read(self) -> bytes:
         return self.path.read_bytes()
 
 
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _walk(root: Path, recursive: bool) -> Iterator[Path]:
+    """Image files under `root`, sorted per folder, hidden (dot) entries skipped. Symbolic links to
+    folders are followed once (a link loop is not walked twice); links to files are kept even when
+    dangling, so that they show up as cells."""
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path) -> Iterator[Path]:
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
+        except OSError:
+            return   # an unreadable folder: nothing to list (its files cannot be named either)
+        folders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()          # follows symbolic links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                folders.append(Path(entry.path))
+            elif _is_image_name(entry.name):
+                yield Path(entry.path)
+        if recursive:
+            for sub in folders:
+                yield from walk(sub)
+
+    yield from walk(root)
+
+
 def discover(paths: list[Path], recursive: bool = True) -> list[Path]:
-    """Image files under `paths` (files given explicitly are kept whatever their suffix)."""
+    """Image files under `paths`, absolute (files given explicitly are kept whatever their suffix,
+    and so are dangling links given explicitly)."""
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            raise ImageDiscoveryError(f"path not found: {path}")
-        if path.is_file():
+        path = Path(os.path.abspath(Path(raw).expanduser()))
+        if not os.path.lexists(path):
+            raise ImageDiscoveryError(f"path not found: {display_path(path)}")
+        if not path.is_dir():
             found.append(path)
             continue
-        pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = list(_walk(path, recursive))
         if not files:
             hint = "" if recursive else " (not searching subfolders: drop --no-recursive?)"
-            raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}{hint}")
+            raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                                      f"{display_path(path)}{hint}")
         found.extend(files)
-    seen: set[Path] = set()
-    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    # One path given twice (two arguments naming it) is one entry; two paths to one file (a link)
+    # stay two entries: identical content runs once anyway, and every path is reported.
+    return list(dict.fromkeys(found))
+
+
+def _unreadable(path: Path, exc: OSError) -> ImageRef:
+    if os.path.islink(path) and not path.exists():
+        why = f"dangling symbolic link: its target {display_path(os.readlink(path))} does not exist"
+    elif isinstance(exc, PermissionError):
+        why = "cannot read the file: permission denied (check its permissions)"
+    elif isinstance(exc, FileNotFoundError):
+        why = "the file vanished after it was found"
+    elif isinstance(exc, IsADirectoryError):
+        why = "a folder, not an image file"
+    else:
+        why = f"cannot read the file: {exc.strerror or exc}"
+    return ImageRef(path, unreadable_id(path), 0, error=why)
+
+
+def unreadable_id(path: str | os.PathLike[str]) -> str:
+    """The id of a file that could not be read: a hash of its path (it has no content to hash)."""
+    return hashlib.sha256(UNREADABLE_ID_PREFIX + os.fsencode(path)).hexdigest()
 
 
 def hash_file(path: Path) -> ImageRef:
+    """The image's id is the sha256 of its content; an unreadable file gets an ImageRef with `error`."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        return _unreadable(path, exc)
     return ImageRef(path, digest.hexdigest(), size)
+
+
+def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None) -> list[ImageRef]:
+    """hash_file for each path, reporting (done, total)."""
+    out = []
+    for done, path in enumerate(paths, 1):
+        out.append(hash_file(path))
+        if progress:
+            progress(done, len(paths))
+    return out

@@ -1,4 +1,4 @@
-"""One analysis: images x models -> a result document (the JSON schema's shape).
+"""One analysis: images x models -> cells in the results store (outputs read them: results.py).
 
 Model-major: each selected model's runner streams through every image, so a model loads once.
 Models run one after another by default (2-core machines, multi-GB models); --parallel N runs
@@ -7,30 +7,30 @@ N at once. A model whose env is missing, or that fails, never stops the others.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, envbuild
+from orchestrator import envbuild
 from orchestrator.images import ImageRef
-from orchestrator.loadspec import build_load_spec, read_vocabulary
+from orchestrator.loadspec import build_load_spec
 from orchestrator.paths import logs_dir
 from orchestrator.registry import ModelSpec
+from orchestrator.results import Results, finish_cell, from_run, header
 from orchestrator.store import CellMeta, ResultStore, StoreError, options_key
 from orchestrator.supervisor import Limits, ModelJob, ModelRun, Supervisor, cell
 from schemas.status import CellStatus
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -62,67 +62,68 @@ def _run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{next(_RUNS)}"
 
 
-def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A cell as documents show it: for a captioner, the tags extracted from its caption are added
-    (marked estimated). The store keeps the cell as the runner gave it and goes through here too."""
-    if kind == "captioner" and result.get("caption"):
-        from orchestrator.captags import extract_tags, load_stopwords
-
-        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
-        have = {t["name"] for t in result.get("tags", [])}
-        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
-    return result
-
-
-@functools.cache
-def _urbex_phrases() -> list[str]:
-    return read_vocabulary("urbex", Path("."))
+def _store_failed(store: ResultStore, exc: Exception) -> StoreError:
+    return StoreError(f"writing to the results store {store.path} failed ({exc}): free some disk space there, or "
+                      "pass --store OTHER_PATH; every result stored before this one is kept, and the same command "
+                      "resumes from them")
 
 
 class Analysis:
-    """Collects cells as they arrive (thread-safe) into the result document."""
+    """Runs models over images; every cell goes to the results store the moment it arrives, and the
+    outputs read it back from there (orchestrator/results.py): nothing per image is held here but
+    the list of files. Without a store (--no-store) a temporary one is used and removed by close()."""
 
     def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions,
-                 judge: ModelSpec | None = None, store: ResultStore | None = None, force: bool = False) -> None:
+                 judge: ModelSpec | None = None, store: ResultStore | None = None, force: bool = False,
+                 judged_models: dict[str, str] | None = None) -> None:
         self.images = images
         # Identical files (same content hash) run once; every path still gets its row.
         self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
         self.models = models
         self.judge = judge          # runs after the models, on their outputs (orchestrator/judging.py)
+        # whose stored outputs the judge merges (model -> kind); default: this analysis's models
+        self.judged_models = judged_models if judged_models is not None else {m.name: m.kind for m in models}
         self.options = options
         self.run_id = _run_id()
         self.log_dir = logs_dir() / self.run_id   # one log per model: <model>.log
-        self.cells: dict[str, dict[str, dict[str, Any]]] = {img.id: {} for img in images}
         self.model_runs: dict[str, ModelRun] = {}
         self.lock = threading.Lock()
-        self.store = store              # results store (orchestrator/store.py); None: --no-store
-        self.force = force              # redo cells the store already has
+        self._temp: tempfile.TemporaryDirectory[str] | None = None
+        if store is None:   # --no-store: a private store that nothing reads again
+            self._temp = tempfile.TemporaryDirectory(prefix="mltag-run-")
+            store = ResultStore(Path(self._temp.name) / "results.sqlite")
+        self.store = store
+        self.force = force or self._temp is not None   # redo cells the store already has
         self.reused: dict[str, int] = {}           # model -> cells taken from the store, not run
-        self.store_error: str | None = None         # a failed store write: storing stops, the run goes on
+        self.counts: dict[str, Counter[str]] = {}  # model -> status -> cells (this run's and reused)
+        self.started = self.finished = time.time()
         self._meta: dict[str, CellMeta] = {}        # model -> the columns stored beside its cells
         self._entry_stored: set[str] = set()
 
+    def close(self) -> None:
+        """Close the store (and remove it, when it was a temporary one)."""
+        self.store.close()
+        if self._temp is not None:
+            self._temp.cleanup()
+
     # -- cells ------------------------------------------------------------------------------------
     def add_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None = None) -> None:
-        self._store_cell(spec, image, result, run)   # first: as the runner gave it, before caption tags
-        finish_cell(spec.kind, result)
+        """Store a cell as the runner gave it; a store that cannot be written stops the run (StoreError)."""
+        self._store_cell(spec, image, result, run)
+        self._count(spec.name, str(result.get("status")))
+
+    def _count(self, model: str, status: str, n: int = 1) -> None:
         with self.lock:
-            self.cells[image.id][spec.name] = result
+            self.counts.setdefault(model, Counter())[status] += n
 
     # -- the results store ------------------------------------------------------------------------
     def _store_call(self, write: Any, *args: Any) -> None:
-        """A store write; if one fails (disk full, locked too long) storing stops and the run goes on."""
-        if self.store is None or self.store_error is not None:
-            return
         try:
             write(*args)
-        except (sqlite3.Error, StoreError) as exc:
-            self.store_error = f"writing to the results store {self.store.path} failed ({exc}); " \
-                               "the rest of this run is not stored"
+        except (sqlite3.Error, StoreError, OSError) as exc:
+            raise _store_failed(self.store, exc) from exc
 
     def _store_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None) -> None:
-        if self.store is None:
-            return
         with self.lock:
             first = spec.name not in self._entry_stored
             self._entry_stored.add(spec.name)
@@ -136,7 +137,7 @@ class Analysis:
         self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta)
 
     def _store_model(self, spec: ModelSpec) -> None:
-        if self.store is not None and spec.name in self.model_runs and self.reused.get(spec.name, 0) < len(self.unique):
+        if spec.name in self.model_runs and self.reused.get(spec.name, 0) < len(self.unique):
             self._store_call(self.store.put_model, self.run_id, spec.name, self._model_entry(spec))
 
     def _cell_meta(self, spec: ModelSpec) -> CellMeta:
@@ -153,24 +154,19 @@ class Analysis:
         return CellMeta(options_key=key, kind=spec.kind, revision=spec.revision, env_key=env)
 
     def _reuse_stored(self, spec: ModelSpec, progress: Any) -> list[ImageRef]:
-        """Take the cells the store already has done (same options key); return the images left to run.
+        """Count the cells the store already has done (same options key); return the images left to run.
 
         The judge is never reused: its input is the other models' outputs, which may have changed."""
-        if self.store is None:
-            return list(self.unique)
         meta = self._meta[spec.name] = self._cell_meta(spec)
         if self.force or not meta.options_key or spec.kind == "judge":
             return list(self.unique)
         try:
-            done = self.store.done_cells(spec.name, meta.options_key, (img.id for img in self.unique))
+            done = self.store.done_statuses(spec.name, meta.options_key, (img.id for img in self.unique))
         except (sqlite3.Error, StoreError) as exc:
-            self.store_error = f"reading the results store {self.store.path} failed ({exc}); nothing reused"
-            return list(self.unique)
-        for image in self.unique:
-            if image.id in done:
-                result = finish_cell(spec.kind, done[image.id])
-                with self.lock:
-                    self.cells[image.id][spec.name] = result
+            raise StoreError(f"reading the results store {self.store.path} failed ({exc}): pass --store "
+                             "OTHER_PATH, or --no-store") from exc
+        for status, n in Counter(done.values()).items():
+            self._count(spec.name, status, n)
         self.reused[spec.name] = len(done)
         if done and progress:
             progress(spec.name, len(done), len(self.unique))
@@ -179,7 +175,7 @@ class Analysis:
     def _stored_run(self, spec: ModelSpec) -> ModelRun:
         """A model whose every cell came from the store: its run as the store recorded it."""
         try:
-            entry = (self.store.model_entry(spec.name) if self.store is not None else None) or {}
+            entry = self.store.model_entry(spec.name) or {}
         except (sqlite3.Error, StoreError):
             entry = {}
         load = {k: entry.get(k) for k in ("device", "dtype", "model_version", "load_s", "warmup_s", "memory_mb")}
@@ -190,18 +186,20 @@ class Analysis:
                         reloads=entry.get("reload_s", []), crashes=entry.get("crashes", 0),
                         timeouts=entry.get("timeouts", 0), log_path=entry.get("log") or "")
 
-    def _begin_run(self, started: float) -> None:
+    def _begin_run(self) -> None:
         """Record the run and every image path in the store, before the first cell."""
-        if self.store is not None:
-            self._store_call(self.store.begin_run, self.run_id, started, self.document(started, started)["options"],
-                             sys.argv[1:])
-            self._store_call(self.store.record_images, self.run_id, self.images)
+        self.started = time.time()
+        self._store_call(self.store.begin_run, self.run_id, self.started, self.options_entry(), sys.argv[1:])
+        self._store_call(self.store.record_images, self.run_id, self.images)
 
     def close_run(self, status: str = "finished") -> None:
         """Record the run's end in the store (finished, or interrupted). Each model's entry is stored
         as it finishes (run_model); one interrupted keeps the entry its first cell stored."""
-        if self.store is not None:
-            self._store_call(self.store.finish_run, self.run_id, time.time(), status)
+        self.finished = time.time()
+        try:
+            self.store.finish_run(self.run_id, self.finished, status)
+        except (sqlite3.Error, StoreError):
+            pass   # the run's cells are stored; only its end time is missing (as after a kill -9)
 
     # -- running ----------------------------------------------------------------------------------
     def job_for(self, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
@@ -238,8 +236,13 @@ class Analysis:
     def run_model(self, spec: ModelSpec, progress: Any = None,
                   payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
         """Run one model over the images the store has not done; `payload`: what each image sends
-        instead of its file (the judge's context)."""
+        instead of its file (the judge's context). A file that could not be read is its own
+        `bad_image` cell and never reaches the runner."""
         pending = self._reuse_stored(spec, progress)
+        for image in (img for img in pending if img.error):
+            self.add_cell(spec, image, cell(CellStatus.BAD_IMAGE, image.error or "", fix="check the file, then run "
+                                            "the same command again"))
+        pending = [img for img in pending if not img.error]
         reused = len(self.unique) - len(pending)
         if self.unique and not pending:  # every cell done already: the runner is not even started
             run = self.model_runs[spec.name] = self._stored_run(spec)
@@ -266,25 +269,28 @@ class Analysis:
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
         try:
             run = sup.run(pending)
+        except StoreError:
+            raise   # the store cannot be written: the whole run stops (see _store_failed)
         except Exception as exc:  # a bug of ours must not cost the other models their results
-            run = self._internal_error(spec, exc)
+            run = self._internal_error(spec, exc, pending)
         if reused and not run.message:
             run.message = f"{reused} of {len(self.unique)} result(s) from the store (same revision and options)"
         self.model_runs[spec.name] = run
         self._store_model(spec)
         return run
 
-    def _internal_error(self, spec: ModelSpec, exc: Exception) -> ModelRun:
+    def _internal_error(self, spec: ModelSpec, exc: Exception, pending: list[ImageRef]) -> ModelRun:
         message = f"mltag internal error: {type(exc).__name__}: {exc}"
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(traceback.format_exception(exc))}
-        for image in self.unique:
-            if spec.name not in self.cells[image.id]:
+        stored = self.store.run_cells(self.run_id, spec.name)
+        for image in pending:
+            if image.id not in stored:
                 self.add_cell(spec, image, cell(CellStatus.ERROR, message, error=error))
         return ModelRun(spec.name, status="failed", message=message, fix="please report this with the traceback")
 
-    def run(self, progress: Any = None) -> dict[str, Any]:
-        started = time.time()
-        self._begin_run(started)
+    def run(self, progress: Any = None) -> Results:
+        """Every model, then the judge; the results as the store now holds them."""
+        self._begin_run()
         if self.options.parallel > 1 and len(self.models) > 1:
             with ThreadPoolExecutor(max_workers=self.options.parallel) as pool:
                 list(pool.map(lambda s: self.run_model(s, progress), self.models))
@@ -294,32 +300,33 @@ class Analysis:
         if self.judge is not None:
             self.run_judge(progress)
         self.close_run()
-        return self.document(started, time.time())
-
-    def judge_stored(self, document: dict[str, Any], progress: Any = None) -> dict[str, Any]:
-        """`mltag judge`: run only the judge, over a stored document's cells (this analysis's images)."""
-        from orchestrator.judging import judge_context
-
-        started = time.time()
-        kinds = {m["name"]: m["kind"] for m in document["models"]}
-        contexts = {img["sha256"]: judge_context(img["results"], kinds) for img in document["images"]}
-        self._begin_run(started)
-        self.run_judge(progress, contexts)
-        self.close_run()
-        return self.document(started, time.time())
+        return self.results()
 
     def run_judge(self, progress: Any = None, contexts: dict[str, dict[str, Any]] | None = None) -> ModelRun:
-        """The judge merges each image's model outputs; it gets their text, not the image.
+        """The judge merges each image's model outputs (read from the store); it gets their text, not the image.
 
-        `contexts` (image id -> judge input) replaces the one built from this analysis's cells
+        `contexts` (image id -> judge input) replaces the one built from the stored cells
         (`mltag health --deep` feeds a known one)."""
         from orchestrator.judging import judge_context
 
         assert self.judge is not None
-        if contexts is None:
-            kinds = {spec.name: spec.kind for spec in self.models}
-            contexts = {img.id: judge_context(self.cells[img.id], kinds) for img in self.unique}
-        return self.run_model(self.judge, progress, payload=lambda image: {"context": contexts[image.id]})
+        kinds = self.judged_models
+
+        def payload(image: ImageRef) -> dict[str, Any]:
+            if contexts is not None:
+                return {"context": contexts[image.id]}
+            stored = self.store.cells_of([image.id], kinds).get(image.id, {})
+            return {"context": judge_context({m: finish_cell(kinds[m], c) for m, c in stored.items()}, kinds)}
+
+        return self.run_model(self.judge, progress, payload=payload)
+
+    def exit_code(self) -> int:
+        """0 when every model (and the judge) has an ok or no_tags cell for every image, else 1."""
+        good = 0
+        for spec in self.reported_models:
+            counts = self.counts.get(spec.name, Counter())
+            good += counts[CellStatus.OK.value] + counts[CellStatus.NO_TAGS.value]
+        return 0 if good == len(self.unique) * len(self.reported_models) else 1
 
     # -- output -----------------------------------------------------------------------------------
     @property
@@ -327,37 +334,19 @@ class Analysis:
         """The models, then the judge (its column is a synthesis of theirs)."""
         return self.models + ([self.judge] if self.judge is not None else [])
 
-    def document(self, started: float, finished: float) -> dict[str, Any]:
+    def options_entry(self) -> dict[str, Any]:
         opts = self.options
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "mltag_version": __version__,
-            "run_id": self.run_id,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "duration_s": round(finished - started, 3),
-            "options": {"timeout_s": opts.timeout_s, "device": opts.device, "offline": opts.offline,
-                        "warmup": opts.warmup, "batch_size": opts.batch_size, "threshold": opts.threshold,
-                        "top": opts.top, "weights": {k: str(v) for k, v in opts.weights.items()},
-                        "infer_overrides": opts.infer_overrides, "prompt": opts.prompt,
-                        "tags_prompt": opts.tags_prompt, "ask": opts.ask, "quantize": opts.quantize,
-                        "judge": self.judge.name if self.judge else None},
-            "models": [self._model_entry(spec) for spec in self.reported_models],
-            "images": [self._image_entry(img, first) for img, first in self._with_first_copy()],
-        }
+        return {"timeout_s": opts.timeout_s, "device": opts.device, "offline": opts.offline,
+                "warmup": opts.warmup, "batch_size": opts.batch_size, "threshold": opts.threshold,
+                "top": opts.top, "weights": {k: str(v) for k, v in opts.weights.items()},
+                "infer_overrides": opts.infer_overrides, "prompt": opts.prompt,
+                "tags_prompt": opts.tags_prompt, "ask": opts.ask, "quantize": opts.quantize,
+                "judge": self.judge.name if self.judge else None}
 
-    def _with_first_copy(self) -> list[tuple[ImageRef, ImageRef]]:
-        first = {img.id: img for img in self.unique}
-        return [(img, first[img.id]) for img in self.images]
-
-    def _image_entry(self, img: ImageRef, first: ImageRef) -> dict[str, Any]:
-        missing = cell(CellStatus.SKIPPED, "no result was recorded")
-        entry: dict[str, Any] = {
-            "path": str(img.path), "sha256": img.sha256, "size_bytes": img.size_bytes,
-            "results": {spec.name: self.cells[img.id].get(spec.name) or dict(missing)
-                        for spec in self.reported_models}}
-        if first is not img:
-            entry["duplicate_of"] = str(first.path)
-        return entry
+    def results(self) -> Results:
+        """This run's document: its images in the order found, each with the cells the store holds."""
+        head = header(self.run_id, self.started, self.finished, self.options_entry())
+        return from_run(head, [self._model_entry(spec) for spec in self.reported_models], self.images, self.store)
 
     def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> dict[str, Any]:
         run = run or self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")
@@ -373,10 +362,3 @@ class Analysis:
             "timeouts": run.timeouts, "log": run.log_path or None,
             "runner": {k: run.hello.get(k) for k in ("python", "packages", "devices")} if run.hello else None,
         }
-
-
-def exit_code(document: dict[str, Any]) -> int:
-    ok = {s.value for s in (CellStatus.OK, CellStatus.NO_TAGS)}
-    statuses = [c["status"] for img in document["images"] for c in img["results"].values()]
-    return 0 if all(s in ok for s in statuses) else 1
-

@@ -33,10 +33,13 @@ by a newer mltag is refused, never downgraded.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,12 +49,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.images import ImageRef
+from orchestrator.images import ImageRef, display_path, raw_path, unreadable_id
 
-STORE_DIR = ".mltag"
+STORE_DIR = ".mltag"            # where an older mltag kept its store: inside the analysed folder
 STORE_NAME = "results.sqlite"
 DONE_STATUSES = frozenset({"ok", "no_tags", "bad_image"})
 BUSY_TIMEOUT_S = 30.0
+READ_CHUNK = 256           # images per read: memory stays flat however large the store
 DOCUMENT_SCHEMA_VERSION = 1   # the result document's schema_version (schemas/result.schema.json)
 
 
@@ -90,8 +94,16 @@ def _v1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Any file name: `raw` holds a path's exact bytes when its text (`path`, with undecodable bytes
+    written as \\xNN) is lossy. `imports`: legacy in-folder stores already merged into this one."""
+    db.execute("ALTER TABLE image_paths ADD COLUMN raw BLOB")
+    db.execute("""CREATE TABLE imports (
+        source TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, time REAL NOT NULL)""")
+
+
 # MIGRATIONS[i] migrates version i -> i + 1. Append, never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 STORE_VERSION = len(MIGRATIONS)   # the version this code writes
 
 
@@ -109,33 +121,48 @@ class CellMeta:
     warmup_s: float | None = None
 
 
+# What a legacy store's tables give this one: (table, the columns every version has, how rows join).
+_LEGACY_COPIES = (
+    ("runs", "run_id, started, finished, status, argv, options, mltag_version", "INSERT OR IGNORE"),
+    ("images", "sha256, size_bytes, first_seen", "INSERT OR IGNORE"),
+    ("image_paths", "sha256, path, first_seen, last_seen, last_run", "INSERT OR IGNORE"),
+    ("run_models", "run_id, model, time, entry", "INSERT OR IGNORE"),
+    ("cells", "sha256, model, kind, status, message, revision, model_version, env_key, options_key, device, "
+              "load_s, warmup_s, inference_s, run_id, time, cell", "INSERT"),
+)
+
+
 # -- where the store lives ---------------------------------------------------------------------------
-def default_store_path(paths: Iterable[Path]) -> Path:
-    """`.mltag/results.sqlite` in the analysed root: one folder itself, a file's parent, or the
-    common parent folder of several paths."""
-    resolved = [Path(p).expanduser().resolve() for p in paths]
+def store_home() -> Path:
+    """The folder of mltag's user data: MLTAG_HOME, else the platform's user data folder
+    (~/.local/share/mltag on Linux, ~/Library/Application Support/mltag on macOS, %LOCALAPPDATA%\\mltag
+    on Windows). Never inside an analysed folder: archives are read, never written."""
+    import platformdirs
+
+    home = os.environ.get("MLTAG_HOME")
+    return Path(home).expanduser() if home else platformdirs.user_data_path("mltag", appauthor=False)
+
+
+def default_store_path() -> Path:
+    """The one store every archive shares (images are keyed by content, every path is recorded)."""
+    return store_home() / STORE_NAME
+
+
+def legacy_stores(paths: Iterable[Path]) -> list[Path]:
+    """Stores an older mltag left inside the analysed folders (`<root>/.mltag/results.sqlite`): in the
+    analysed root (the folder given, a file's parent folder, or the common parent of several paths)
+    or a folder above it. Read and imported, never written."""
+    resolved = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
     if not resolved:
-        return Path.cwd() / STORE_DIR / STORE_NAME
+        return []
     if len(resolved) == 1:
         root = resolved[0] if resolved[0].is_dir() else resolved[0].parent
     else:
         root = Path(os.path.commonpath([str(p) for p in resolved]))
         if not root.is_dir():
             root = root.parent
-    return root / STORE_DIR / STORE_NAME
-
-
-def find_store(paths: Iterable[Path]) -> Path:
-    """The store for these paths: the default one, else the nearest `.mltag/results.sqlite` above it
-    (so `mltag report photos/ward` finds the store of `mltag analyze photos`). Not checked to exist."""
-    default = default_store_path(paths)
-    if default.exists():
-        return default
-    for folder in default.parent.parent.parents:
-        candidate = folder / STORE_DIR / STORE_NAME
-        if candidate.is_file():
-            return candidate
-    return default
+    found = [folder / STORE_DIR / STORE_NAME for folder in (root, *root.parents)]
+    return [p for p in found if p.is_file()]
 
 
 # -- the options key ---------------------------------------------------------------------------------
@@ -178,6 +205,7 @@ class ResultStore:
                 raise StoreError(f"cannot create the results store folder {self.path.parent}: {exc}; "
                                  "pass --store PATH somewhere writable, or --no-store") from exc
         self._lock = threading.Lock()
+        self._busy_timeout_s = busy_timeout_s
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for every write).
             self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
@@ -271,16 +299,21 @@ class ResultStore:
             db.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?", (finished, status, run_id))
 
     def record_images(self, run_id: str, images: Iterable[ImageRef]) -> None:
-        """Every image of a run, by content, and every path it was seen at."""
+        """Every image of a run, by content, and every path it was seen at (exact bytes kept for
+        names that are not valid UTF-8). A path that now reads is no longer recorded as unreadable."""
         now = time.time()
         with self._write() as db:
             for img in images:
+                path = os.path.abspath(img.path)
+                text = display_path(path)
                 db.execute("INSERT OR IGNORE INTO images (sha256, size_bytes, first_seen) VALUES (?, ?, ?)",
                            (img.sha256, img.size_bytes, now))
-                db.execute("INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run) "
-                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256, path) DO UPDATE SET "
+                if img.error is None:
+                    db.execute("DELETE FROM image_paths WHERE sha256 = ? AND path = ?", (unreadable_id(path), text))
+                db.execute("INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run, raw) "
+                           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256, path) DO UPDATE SET "
                            "last_seen = excluded.last_seen, last_run = excluded.last_run",
-                           (img.sha256, str(Path(img.path).resolve()), now, now, run_id))
+                           (img.sha256, text, now, now, run_id, raw_path(path)))
 
     def put_cell(self, run_id: str, sha256: str, model: str, cell: Mapping[str, Any], meta: CellMeta) -> bool:
         """Store one cell in its own transaction; False when an earlier done cell was kept instead."""
@@ -310,15 +343,65 @@ class ResultStore:
                        "ON CONFLICT (run_id, model) DO UPDATE SET time = excluded.time, entry = excluded.entry",
                        (run_id, model, time.time(), _json(entry)))
 
+    def import_store(self, source: Path) -> int | None:
+        """Merge a store an older mltag left inside an analysed folder into this one, reading it only
+        (never written: it may sit on a read-only archive). Its cells join by the usual rule (a newer
+        cell wins; a failed cell never replaces a done one). Returns the cells read, or None when this
+        very file (same size and mtime) was merged before."""
+        st = source.stat()
+        key = str(source.resolve())
+        with self._read() as db:
+            row = db.execute("SELECT size_bytes, mtime_ns FROM imports WHERE source = ?", (key,)).fetchone()
+        if row == (st.st_size, st.st_mtime_ns):
+            return None
+        try:
+            with _read_only_copy(source, self._busy_timeout_s) as old:
+                cells = self._merge(old, source)
+                with self._write() as db:
+                    db.execute("INSERT INTO imports (source, size_bytes, mtime_ns, time) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (source) DO UPDATE SET size_bytes = excluded.size_bytes, "
+                               "mtime_ns = excluded.mtime_ns, time = excluded.time",
+                               (key, st.st_size, st.st_mtime_ns, time.time()))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot read the older results store {source}: {exc}") from exc
+        return cells
+
+    def _merge(self, old: sqlite3.Connection, source: Path) -> int:
+        """Copy an older store's rows into this one, in one transaction; returns the cells read."""
+        version = int(old.execute("PRAGMA user_version").fetchone()[0])
+        if not 1 <= version <= len(MIGRATIONS):
+            raise StoreError(f"{source} is not a results store this mltag can read (schema v{version})")
+        done = ", ".join(f"'{s}'" for s in sorted(DONE_STATUSES))
+        cells = 0
+        with self._write() as db:
+            for table, columns, verb in _LEGACY_COPIES:
+                sql = f"{verb} INTO {table} ({columns}) VALUES ({', '.join('?' * len(columns.split(',')))})"
+                if table == "cells":
+                    updates = ", ".join(f"{c} = excluded.{c}" for c in columns.replace(" ", "").split(",")[2:])
+                    sql += (f" ON CONFLICT (sha256, model) DO UPDATE SET {updates} WHERE excluded.time > cells.time "
+                            f"AND (excluded.status IN ({done}) OR cells.status NOT IN ({done}))")
+                cursor = old.execute(f"SELECT {columns} FROM {table}")
+                while rows := cursor.fetchmany(READ_CHUNK):
+                    db.executemany(sql, rows)
+                    cells += len(rows) if table == "cells" else 0
+        return cells
+
     # -- reading ------------------------------------------------------------------------------------
-    def done_cells(self, model: str, key: str, sha256s: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Cells of `model` already done with this options key, by sha256, among `sha256s`."""
+    def done_statuses(self, model: str, key: str, sha256s: Iterable[str]) -> dict[str, str]:
+        """Status of each cell of `model` already done with this options key, by sha256, among `sha256s`
+        (the cells themselves stay in the store: outputs read them when they need them)."""
         wanted = set(sha256s)
         statuses = sorted(DONE_STATUSES)
         with self._read() as db:
-            rows = db.execute(f"SELECT sha256, cell FROM cells WHERE model = ? AND options_key = ? AND status IN "
+            rows = db.execute(f"SELECT sha256, status FROM cells WHERE model = ? AND options_key = ? AND status IN "
                               f"({', '.join('?' * len(statuses))})", (model, key, *statuses)).fetchall()
-        return {sha: json.loads(text) for sha, text in rows if sha in wanted}
+        return {sha: status for sha, status in rows if sha in wanted}
+
+    def run_cells(self, run_id: str, model: str) -> set[str]:
+        """The images (sha256) `run_id` stored a cell of `model` for."""
+        with self._read() as db:
+            return {r[0] for r in db.execute("SELECT sha256 FROM cells WHERE run_id = ? AND model = ?",
+                                             (run_id, model))}
 
     def model_entry(self, model: str) -> dict[str, Any] | None:
         """The latest stored models[] entry of `model` (None when it never ran)."""
@@ -337,62 +420,106 @@ class ResultStore:
         with self._read() as db:
             return sorted(self._runs(db, with_options=True), key=lambda r: r["started"])
 
-    def document(self, under: Iterable[Path] | None = None, models: Iterable[str] | None = None,
-                 finish: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
-        """A result document (schemas/result.schema.json) rebuilt from the store, running nothing.
+    def kinds(self) -> dict[str, str]:
+        """Model -> the kind its latest stored cell was computed as."""
+        with self._read() as db:
+            rows = db.execute("SELECT model, kind FROM cells c WHERE time = (SELECT max(time) FROM cells d "
+                              "WHERE d.model = c.model)").fetchall()
+        return {m: k or "tagger" for m, k in rows}
+
+    def cells_of(self, sha256s: Iterable[str], models: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The stored cells of these images ({sha256: {model: cell}}), as the runners gave them."""
+        shas = list(dict.fromkeys(sha256s))
+        names = list(models) if models is not None else None
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(shas), READ_CHUNK):
+            chunk = shas[i:i + READ_CHUNK]
+            sql = f"SELECT sha256, model, cell FROM cells WHERE sha256 IN ({', '.join('?' * len(chunk))})"
+            args: list[Any] = list(chunk)
+            if names is not None:
+                sql += f" AND model IN ({', '.join('?' * len(names))})"
+                args += names
+            with self._read() as db:
+                for sha, model, text in db.execute(sql, args):
+                    out.setdefault(sha, {})[model] = json.loads(text)
+        return out
+
+    def iter_images(self, under: Iterable[Path] | None = None) -> Iterator[dict[str, Any]]:
+        """The stored images, by path, one short read per chunk (memory does not grow with the store).
 
         under: only images with a recorded path under one of these (default: every image).
-        models: these models, in this order (default: every stored model, oldest first).
-        finish(kind, cell): what the pipeline adds to a cell for display (caption tags).
-        Per image content: the paths seen by the latest run that saw it are listed (the first as the
-        image, the others as duplicate_of it); `seen_as` lists every other path it was recorded at.
-        """
-        roots = [Path(p).expanduser().resolve() for p in under] if under is not None else None
+        Per image content: the paths seen by the latest run that saw it (under `under`) are listed,
+        the first as the image, the others with `duplicate_of` it; `seen_as` lists every other path
+        it was recorded at; `path_bytes` (base64) the exact bytes of a name that is not UTF-8."""
+        under_sql, under_args = _under_clause(under, "{col}")
+        last: tuple[str, str] = ("", "")
+        while True:
+            sql = f"""
+                SELECT p.path, p.sha256, i.size_bytes, p.raw,
+                       (SELECT min(c.path) FROM image_paths c WHERE c.sha256 = p.sha256 AND c.last_run = p.last_run
+                        AND {under_sql.format(col="c.path")}) AS first
+                FROM image_paths p JOIN images i ON i.sha256 = p.sha256
+                WHERE {under_sql.format(col="p.path")} AND (p.path, p.sha256) > (?, ?)
+                  AND p.last_run = (SELECT q.last_run FROM image_paths q WHERE q.sha256 = p.sha256
+                                    AND {under_sql.format(col="q.path")} ORDER BY q.last_seen DESC LIMIT 1)
+                ORDER BY p.path, p.sha256 LIMIT {READ_CHUNK}"""
+            args = [*under_args, *under_args, *last, *under_args]
+            with self._read() as db:
+                rows = db.execute(sql, args).fetchall()
+                seen = {}
+                if rows:
+                    shas = sorted({r[1] for r in rows})
+                    for sha, path in db.execute(f"SELECT sha256, path FROM image_paths WHERE sha256 IN "
+                                                f"({', '.join('?' * len(shas))}) ORDER BY path", shas):
+                        seen.setdefault(sha, []).append(path)
+            if not rows:
+                return
+            for path, sha, size, raw, first in rows:
+                entry: dict[str, Any] = {"path": path, "sha256": sha, "size_bytes": size}
+                if raw is not None:
+                    entry["path_bytes"] = base64.b64encode(raw).decode()
+                if first is not None and path != first:
+                    entry["duplicate_of"] = first
+                others = [p for p in seen.get(sha, []) if p != path]
+                if others:
+                    entry["seen_as"] = others
+                yield entry
+            last = (rows[-1][0], rows[-1][1])
+
+    def runs_used(self, models: Iterable[str], under: Iterable[Path] | None = None) -> list[dict[str, Any]]:
+        """The runs whose cells of `models` (for images under `under`) are the ones stored, oldest first,
+        each with `last_cell`: the time of its latest such cell."""
+        names = list(models)
+        under_sql, under_args = _under_clause(under, "p.path")
         with self._read() as db:
-            path_rows = db.execute("SELECT sha256, path, last_run, last_seen FROM image_paths").fetchall()
-            sizes = dict(db.execute("SELECT sha256, size_bytes FROM images").fetchall())
-            cell_rows = db.execute("SELECT sha256, model, kind, revision, model_version, device, load_s, warmup_s, "
-                                   "run_id, time, cell FROM cells").fetchall()
-            entry_rows = db.execute("SELECT run_id, model, time, entry FROM run_models").fetchall()
+            rows = db.execute(
+                f"SELECT c.run_id, max(c.time) FROM cells c WHERE c.model IN ({', '.join('?' * len(names))}) "
+                f"AND EXISTS (SELECT 1 FROM image_paths p WHERE p.sha256 = c.sha256 AND {under_sql}) "
+                "GROUP BY c.run_id", [*names, *under_args]).fetchall()
             runs = {r["run_id"]: r for r in self._runs(db)}
-            order = self._model_order(db)
-        images = self._image_entries(path_rows, sizes, roots)
-        selected = {img["sha256"] for img in images}
-        cells: dict[str, dict[str, Any]] = {}
-        rows_by_model: dict[str, list[tuple]] = {}
-        for row in cell_rows:
-            if row[0] in selected:
-                cells.setdefault(row[0], {})[row[1]] = json.loads(row[10])
-                rows_by_model.setdefault(row[1], []).append(row)
-        names = list(models) if models is not None else [m for m in order if m in rows_by_model]
-        entries = {name: self._model_entry(name, rows_by_model.get(name, []), entry_rows, runs) for name in names}
-        missing = {"status": "skipped", "message": "no result stored for this model and image"}
-        for img in images:
-            stored = cells.get(img["sha256"], {})
-            results = {}
-            for name in names:
-                result = stored.get(name)
-                if result is None:
-                    result = dict(missing, fix=f"mltag run {name} {img['path']}")
-                elif finish is not None:
-                    result = finish(entries[name]["kind"], result)
-                results[name] = result
-            img["results"] = results
-        used = sorted({r[8] for name in names for r in rows_by_model.get(name, [])},
-                      key=lambda run_id: runs[run_id]["started"] if run_id in runs else 0.0)
-        used_runs = [runs[r] for r in used if r in runs]
-        first = min((r["started"] for r in used_runs), default=time.time())
-        last = max((r[9] for name in names for r in rows_by_model.get(name, [])), default=first)
-        return {
-            "schema_version": DOCUMENT_SCHEMA_VERSION, "mltag_version": __version__,
-            "run_id": used[-1] if used else "none", "started": _iso(first),
-            "duration_s": round(max(0.0, last - first), 3),
-            "options": {"source": "store", "store": str(self.path), "runs": [
-                dict(r, started=_iso(r["started"]), finished=_iso(r["finished"]) if r["finished"] else None)
-                for r in used_runs]},
-            "models": [entries[name] for name in names],
-            "images": images,
-        }
+        used = [dict(runs[run_id], last_cell=t) for run_id, t in rows if run_id in runs]
+        return sorted(used, key=lambda r: r["started"])
+
+    def model_entries(self, models: Iterable[str], under: Iterable[Path] | None = None) -> list[dict[str, Any]]:
+        """Each model's models[] entry: that of the latest run that gave its shown cells; else its latest
+        entry at all; else what its latest cell says."""
+        under_sql, under_args = _under_clause(under, "p.path")
+        out = []
+        with self._read() as db:
+            for name in models:
+                contributing = {r[0] for r in db.execute(
+                    "SELECT DISTINCT c.run_id FROM cells c WHERE c.model = ? AND EXISTS (SELECT 1 FROM image_paths p "
+                    f"WHERE p.sha256 = c.sha256 AND {under_sql})", [name, *under_args])}
+                mine = db.execute("SELECT run_id, entry FROM run_models WHERE model = ? ORDER BY time",
+                                  (name,)).fetchall()
+                useful = [e for e in mine if e[0] in contributing] or mine
+                if useful:
+                    out.append(json.loads(useful[-1][1]))
+                    continue
+                latest = db.execute("SELECT kind, revision, model_version, device, load_s, warmup_s FROM cells "
+                                    "WHERE model = ? ORDER BY time DESC LIMIT 1", (name,)).fetchone()
+                out.append(_entry_from_cell(name, latest))
+        return out
 
     @staticmethod
     def _runs(db: sqlite3.Connection, with_options: bool = False) -> list[dict[str, Any]]:
@@ -407,44 +534,43 @@ class ResultStore:
         first = dict(db.execute("SELECT model, min(time) FROM run_models GROUP BY model").fetchall())
         return [m for m, t in sorted(rows, key=lambda r: (first.get(r[0], r[1]), r[0]))]
 
-    @staticmethod
-    def _image_entries(path_rows: list[tuple], sizes: dict[str, int],
-                       roots: list[Path] | None) -> list[dict[str, Any]]:
-        by_sha: dict[str, list[tuple]] = {}
-        for row in path_rows:
-            by_sha.setdefault(row[0], []).append(row)
-        out = []
-        for sha, rows in by_sha.items():
-            shown = [r for r in rows if roots is None or any(Path(r[1]).is_relative_to(root) for root in roots)]
-            if not shown:
-                continue
-            latest = max(shown, key=lambda r: r[3])[2]
-            current = sorted(r[1] for r in shown if r[2] == latest)
-            every = sorted(r[1] for r in rows)
-            for path in current:
-                entry: dict[str, Any] = {"path": path, "sha256": sha, "size_bytes": sizes.get(sha, 0)}
-                if path != current[0]:
-                    entry["duplicate_of"] = current[0]
-                others = [p for p in every if p != path]
-                if others:
-                    entry["seen_as"] = others
-                out.append(entry)
-        return sorted(out, key=lambda e: e["path"])
 
-    @staticmethod
-    def _model_entry(name: str, rows: list[tuple], entry_rows: list[tuple],
-                     runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The entry of the latest run that gave this model's shown cells; else its latest entry at all."""
-        contributing = {r[8] for r in rows}
-        mine = sorted((e for e in entry_rows if e[1] == name), key=lambda e: e[2])
-        useful = [e for e in mine if e[0] in contributing] or mine
-        if useful:
-            return json.loads(useful[-1][3])
-        latest = max(rows, key=lambda r: r[9]) if rows else None
-        # No entry was stored (cells written by hand): what the cells themselves say.
-        return {"name": name, "kind": (latest[2] if latest else None) or "tagger", "adapter": "", "env": "",
-                "hub_id": "", "revision": (latest[3] if latest else None) or "", "weights": None,
-                "status": "ok" if rows else "skipped", "message": "no model information stored",
-                "device": latest[5] if latest else None, "dtype": None,
-                "model_version": latest[4] if latest else None, "load_s": latest[6] if latest else None,
-                "warmup_s": latest[7] if latest else None, "notes": []}
+@contextmanager
+def _read_only_copy(path: Path, busy_timeout_s: float) -> Iterator[sqlite3.Connection]:
+    """An SQLite file opened without writing anything beside it: even a read-only open of a WAL
+    database writes its -shm file, so the file (and its -wal, which may hold the last cells of a
+    killed run) is copied to a temporary folder and the copy is opened."""
+    with tempfile.TemporaryDirectory(prefix="mltag-legacy-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file():
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        db = sqlite3.connect(copy, timeout=busy_timeout_s)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def _entry_from_cell(name: str, latest: tuple | None) -> dict[str, Any]:
+    """A models[] entry when none was stored (cells written by hand): what the latest cell says."""
+    kind, revision, model_version, device, load_s, warmup_s = latest or (None,) * 6
+    return {"name": name, "kind": kind or "tagger", "adapter": "", "env": "", "hub_id": "", "revision": revision or "",
+            "weights": None, "status": "ok" if latest else "skipped", "message": "no model information stored",
+            "device": device, "dtype": None, "model_version": model_version, "load_s": load_s,
+            "warmup_s": warmup_s, "notes": []}
+
+
+def _under_clause(under: Iterable[Path] | None, column: str) -> tuple[str, list[Any]]:
+    """SQL (and its arguments) for "`column` is one of these paths or below one of them"."""
+    if under is None:
+        return "1", []
+    roots = [display_path(os.path.abspath(Path(p).expanduser())) for p in under]
+    parts: list[str] = []
+    args: list[Any] = []
+    for root in roots:
+        prefix = root if root.endswith(os.sep) else root + os.sep
+        parts.append(f"({column} = ? OR substr({column}, 1, ?) = ?)")
+        args += [root, len(prefix), prefix]
+    return "(" + " OR ".join(parts) + ")" if parts else "0", args

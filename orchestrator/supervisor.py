@@ -209,10 +209,13 @@ class Supervisor:
         for image in batch:
             try:
                 extra = self.job.payload(image) if self.job.payload else {"data": image.read()}
-                payload.append({"id": image.id, "name": str(image.path), **extra})
+                payload.append({"id": image.id, "name": image.name, **extra})
                 sent.append(image)
-            except OSError as exc:
-                out.append((image, cell(CellStatus.ERROR, f"cannot read file: {exc}")))
+            except OSError as exc:  # gone or unreadable since it was found: not done, so a re-run tries again
+                out.append((image, cell(CellStatus.SKIPPED, f"the file could not be read when its turn came: "
+                                                            f"{exc.strerror or exc}",
+                                        fix="check that the file is there and readable, then run the same "
+                                            "command again (done results are kept)")))
         if not payload:
             return out
         timeout = self.job.limits.infer_s * len(payload)

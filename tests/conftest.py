@@ -24,6 +24,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+@pytest.fixture(autouse=True)
+def mltag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own default results store (MLTAG_HOME), never the user's data folder."""
+    home = tmp_path / "mltag-home"
+    monkeypatch.setenv("MLTAG_HOME", str(home))
+    return home
+
 
 @pytest.fixture(scope="session")
 def env_python() -> Callable[[str], Path]:

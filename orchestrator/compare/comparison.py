@@ -9,7 +9,7 @@ Rules that every figure follows:
 - Tags are compared under their normalised names (compare/normalise.py); when two raw tags of one
   cell normalise to the same name, the higher score counts.
 - Caption tags come from orchestrator/captags.py (one stoplist, one urbex phrase list), added to
-  documents by pipeline.finish_cell; a caption cell without tags gets them the same way here.
+  documents by results.finish_cell; a caption cell without tags gets them the same way here.
   Their scores are `estimated` and marked so wherever they show; they go through the same
   normaliser as every other tag.
 - The matrix, the consensus and the agreement use each model's top-K tags per image (K = --top):
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +65,8 @@ def definitions(top_k: int, threshold: float | None) -> dict[str, str]:
 
 
 def caption_tags(caption: str) -> list[dict[str, Any]]:
-    """Tags of a caption exactly as documents show them (pipeline.finish_cell -> orchestrator/captags.py)."""
-    from orchestrator.pipeline import finish_cell
+    """Tags of a caption exactly as documents show them (results.finish_cell -> orchestrator/captags.py)."""
+    from orchestrator.results import finish_cell
 
     return finish_cell("captioner", {"caption": caption})["tags"]
 
@@ -147,111 +149,164 @@ def _agreement(models: list[str], pairwise: dict[str, dict[str, float | None]], 
 
 
 @dataclass
+class _Sum:
+    """A running count, sum and "any estimated" of scores: what a list of them was summarised to."""
+    n: int = 0
+    total: float = 0.0
+    estimated: bool = False
+
+    def add(self, score: float, estimated: bool = False) -> None:
+        self.n += 1
+        self.total += score
+        self.estimated = self.estimated or estimated
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+
+@dataclass
 class _TagStats:
-    """One tag's numbers over the folder."""
-    per_model: dict[str, list[Scored]] = field(default_factory=dict)   # in the model's top-K
-    images: set[str] = field(default_factory=set)
-    image_score_sum: float = 0.0                                       # sum of per-image consensus scores
+    """One tag's numbers over the folder (running sums: memory does not grow with the images)."""
+    per_model: dict[str, _Sum] = field(default_factory=dict)   # in the model's top-K
+    images: int = 0
+    image_score_sum: float = 0.0                              # sum of per-image consensus scores
 
 
-def _consensus_item(tag: str, models: list[str], per_model: dict[str, list[Scored]], score: float,
+def _consensus_item(tag: str, models: list[str], per_model: dict[str, _Sum], score: float,
                     images: int) -> dict[str, Any]:
-    scores = [s for m in models for s, _ in per_model.get(m, [])]
-    givers = [m for m in models if per_model.get(m)]
-    return {"tag": tag, "n_models": len(givers), "mean_confidence": _round(_mean(scores)), "score": _round(score),
-            "images": images, "models": givers,
-            "estimated": any(e for m in givers for _, e in per_model[m])}
+    givers = [m for m in models if m in per_model and per_model[m].n]
+    n = sum(per_model[m].n for m in givers)
+    total = sum(per_model[m].total for m in givers)
+    return {"tag": tag, "n_models": len(givers), "mean_confidence": _round(total / n if n else None),
+            "score": _round(score), "images": images, "models": givers,
+            "estimated": any(per_model[m].estimated for m in givers)}
 
 
 def _rank(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(items, key=lambda i: (-i["score"], -i["n_models"], i["tag"]))
 
 
-def _image(image: dict[str, Any], models: list[str], full: dict[str, CellTags], tops: dict[str, CellTags],
-           stats: dict[str, _TagStats]) -> dict[str, Any]:
-    """One image's comparison; also adds the image's figures to the folder's `stats`."""
-    consensus = []
-    for tag in dict.fromkeys(t for m in models if m in tops for t in tops[m]):
-        given = {m: tops[m][tag] for m in models if m in tops and tag in tops[m]}
-        score = len(given) * sum(s for s, _ in given.values()) / len(given)
-        consensus.append(_consensus_item(tag, models, {m: [v] for m, v in given.items()}, score, 1))
-        folder = stats.setdefault(tag, _TagStats())
-        folder.images.add(image["sha256"])
-        folder.image_score_sum += score
-        for m, scored in given.items():
-            folder.per_model.setdefault(m, []).append(scored)
-    consensus = _rank(consensus)
-    pairwise = _pairwise(models, {m: set(t) for m, t in tops.items()})
-    agreement, note = _agreement(models, pairwise, len(tops))
-    shown = [c["tag"] for c in consensus]
-    return {
-        "path": image["path"], "consensus": consensus, "agreement": _round(agreement), "agreement_note": note,
-        "pairwise": {a: {b: _round(v) for b, v in row.items()} for a, row in pairwise.items()},
-        "tags": {t: {m: full[m][t][0] for m in models if m in full and t in full[m]} for t in shown},
-        "estimated": {t: [m for m in models if m in full and t in full[m] and full[m][t][1]] for t in shown
-                      if any(m in full and t in full[m] and full[m][t][1] for m in models)},
-    }
+class Comparison:
+    """The comparison, fed one image at a time (`add`), summarised at the end (`result`).
+
+    Folder figures are running sums, so memory does not grow with the number of images; each
+    image's own figures are returned by `add` for the caller to show or write as it goes."""
+
+    def __init__(self, models: list[dict[str, Any]], top_k: int = 10, threshold: float | None = None,
+                 normaliser: Callable[[str], str] | None = None) -> None:
+        self.entries = {m["name"]: m for m in models}
+        self.models = list(self.entries)
+        self.top_k, self.threshold = top_k, threshold
+        self.normalise = normaliser or Normaliser()
+        self.synthesis = [m for m in self.models if self.entries[m].get("kind") in SYNTHESIS_KINDS]
+        self.voices = [m for m in self.models if m not in self.synthesis]
+        self.n_images = 0
+        self._stats: dict[str, _TagStats] = {}
+        self._confidence: dict[str, dict[str, _Sum]] = {}
+        self._pairs: dict[tuple[str, str], _Sum] = {}
+        self._times: dict[str, array[float]] = {m: array("d") for m in self.models}
+        self._statuses: dict[str, Counter[str]] = {m: Counter() for m in self.models}
+        self._scored: set[str] = set()   # voices with an ok cell somewhere
+
+    def add(self, image: dict[str, Any]) -> dict[str, Any] | None:
+        """Count one image in; its own comparison, or None for a duplicate (counted once, with its first copy)."""
+        if image.get("duplicate_of"):
+            return None
+        self.n_images += 1
+        results = image.get("results", {})
+        for m in self.models:
+            cell = results.get(m)
+            self._statuses[m][(cell or {}).get("status", "missing")] += 1
+            seconds = timing.timed_seconds(cell or {})
+            if seconds is not None:
+                self._times[m].append(seconds)
+        full = {m: cell_tags(results.get(m), self.normalise, self.threshold) for m in self.models
+                if (results.get(m) or {}).get("status") == "ok"}
+        tops = {m: top(tags, self.top_k) for m, tags in full.items() if m in self.voices}
+        self._scored.update(tops)
+        entry = self._image(image, full, tops)
+        for a, row in entry["pairwise"].items():
+            for b, value in row.items():
+                if value is not None:
+                    self._pairs.setdefault((a, b), _Sum()).add(value)
+        for m, tags in full.items():
+            for tag, (score, estimated) in tags.items():
+                self._confidence.setdefault(tag, {}).setdefault(m, _Sum()).add(score, estimated)
+        return entry
+
+    def _image(self, image: dict[str, Any], full: dict[str, CellTags], tops: dict[str, CellTags]) -> dict[str, Any]:
+        """One image's comparison; also adds the image's figures to the folder's stats."""
+        models = self.voices
+        consensus = []
+        for tag in dict.fromkeys(t for m in models if m in tops for t in tops[m]):
+            given = {m: tops[m][tag] for m in models if m in tops and tag in tops[m]}
+            score = len(given) * sum(s for s, _ in given.values()) / len(given)
+            sums = {m: _Sum(1, s, e) for m, (s, e) in given.items()}
+            consensus.append(_consensus_item(tag, models, sums, score, 1))
+            folder = self._stats.setdefault(tag, _TagStats())
+            folder.images += 1
+            folder.image_score_sum += score
+            for m, (s, e) in given.items():
+                folder.per_model.setdefault(m, _Sum()).add(s, e)
+        consensus = _rank(consensus)
+        pairwise = _pairwise(models, {m: set(t) for m, t in tops.items()})
+        agreement, note = _agreement(models, pairwise, len(tops))
+        shown = [c["tag"] for c in consensus]
+        return {
+            "path": image["path"], "consensus": consensus, "agreement": _round(agreement), "agreement_note": note,
+            "pairwise": {a: {b: _round(v) for b, v in row.items()} for a, row in pairwise.items()},
+            "tags": {t: {m: full[m][t][0] for m in self.models if m in full and t in full[m]} for t in shown},
+            "estimated": {t: [m for m in self.models if m in full and t in full[m] and full[m][t][1]] for t in shown
+                          if any(m in full and t in full[m] and full[m][t][1] for m in self.models)},
+        }
+
+    def result(self, images: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The comparison (module docstring); `images`: the per-image entries to include (sha256 -> entry)."""
+        voices, n_images = self.voices, self.n_images
+        consensus = _rank([_consensus_item(tag, voices, s.per_model, s.image_score_sum / n_images, s.images)
+                           for tag, s in self._stats.items()])
+        pairwise = {a: {b: _round(self._pairs[(a, b)].mean if (a, b) in self._pairs else None) for b in voices}
+                    for a in voices}
+        agreement, note = _agreement(voices, pairwise, len(self._scored))
+        return {
+            "definitions": definitions(self.top_k, self.threshold),
+            "top_k": self.top_k, "threshold": self.threshold, "models": self.models, "synthesis": self.synthesis,
+            "synonyms": len(getattr(self.normalise, "synonyms", {})),
+            "folder": {
+                "n_images": n_images,
+                "matrix": [_matrix_row(item, voices, self._stats[item["tag"]].per_model) for item in consensus],
+                "consensus": consensus,
+                "agreement": _round(agreement), "agreement_note": note,
+                "pairwise": pairwise,
+                "confidence": {tag: {m: _cell_summary(v) for m, v in by_model.items()}
+                               for tag, by_model in sorted(self._confidence.items())},
+                "timing": {m: timing.summarise(self.entries[m], self._times[m]) for m in self.models},
+                "status_counts": {m: dict(self._statuses[m].most_common()) for m in self.models},
+            },
+            "images": images if images is not None else {},
+        }
 
 
 def compare(document: dict[str, Any], top_k: int = 10, threshold: float | None = None,
             synonyms: dict[str, str] | None = None, normaliser: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """The comparison of a result document (see the module docstring); the document is not modified."""
-    normalise = normaliser or Normaliser(synonyms)
-    models = model_names(document)
-    entries = {m["name"]: m for m in document.get("models", [])}
-    synthesis = [m for m in models if entries.get(m, {}).get("kind") in SYNTHESIS_KINDS]
-    voices = [m for m in models if m not in synthesis]
-    images = unique_images(document)
-    stats: dict[str, _TagStats] = {}
-    confidence: dict[str, dict[str, list[Scored]]] = {}
-    pair_values: dict[tuple[str, str], list[float]] = {}
-    per_image: dict[str, Any] = {}
-    for image in images:
-        results = image.get("results", {})
-        full = {m: cell_tags(results.get(m), normalise, threshold) for m in models
-                if (results.get(m) or {}).get("status") == "ok"}
-        tops = {m: top(tags, top_k) for m, tags in full.items() if m in voices}
-        per_image[image["sha256"]] = entry = _image(image, voices, full, tops, stats)
-        for a, row in entry["pairwise"].items():
-            for b, value in row.items():
-                if value is not None:
-                    pair_values.setdefault((a, b), []).append(value)
-        for m, tags in full.items():
-            for tag, scored in tags.items():
-                confidence.setdefault(tag, {}).setdefault(m, []).append(scored)
-
-    n_images = len(images)
-    consensus = _rank([_consensus_item(tag, voices, s.per_model, s.image_score_sum / n_images, len(s.images))
-                       for tag, s in stats.items()])
-    pairwise = {a: {b: _round(_mean(pair_values.get((a, b), []))) for b in voices} for a in voices}
-    agreement, note = _agreement(voices, pairwise, sum(1 for m in voices if any(
-        (img.get("results", {}).get(m) or {}).get("status") == "ok" for img in images)))
-    return {
-        "definitions": definitions(top_k, threshold),
-        "top_k": top_k, "threshold": threshold, "models": models, "synthesis": synthesis,
-        "synonyms": len(getattr(normalise, "synonyms", {})),
-        "folder": {
-            "n_images": n_images,
-            "matrix": [_matrix_row(item, voices, stats[item["tag"]].per_model) for item in consensus],
-            "consensus": consensus,
-            "agreement": _round(agreement), "agreement_note": note,
-            "pairwise": pairwise,
-            "confidence": {tag: {m: _cell_summary(v) for m, v in by_model.items()}
-                           for tag, by_model in sorted(confidence.items())},
-            "timing": {m: timing.model_timing(entries.get(m, {}), [img.get("results", {}).get(m) or {}
-                                                                    for img in images]) for m in models},
-            "status_counts": {m: timing.status_counts([img.get("results", {}).get(m) for img in images])
-                              for m in models},
-        },
-        "images": per_image,
-    }
+    """The comparison of a whole document in memory (see the module docstring); the document is not modified."""
+    models = [dict(m) for m in document.get("models", [])]
+    for name in model_names(document)[len(models):]:   # a model present only in the cells is never dropped
+        models.append({"name": name})
+    comparison = Comparison(models, top_k, threshold, normaliser or Normaliser(synonyms))
+    per_image = {}
+    for image in unique_images(document):
+        entry = comparison.add({k: v for k, v in image.items() if k != "duplicate_of"})
+        if entry is not None:
+            per_image[image["sha256"]] = entry
+    return comparison.result(per_image)
 
 
-def _cell_summary(scored: list[Scored]) -> dict[str, Any]:
-    return {"images": len(scored), "mean_score": _round(_mean([s for s, _ in scored])),
-            "estimated": any(e for _, e in scored)}
+def _cell_summary(scored: _Sum) -> dict[str, Any]:
+    return {"images": scored.n, "mean_score": _round(scored.mean), "estimated": scored.estimated}
 
 
-def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, list[Scored]]) -> dict[str, Any]:
-    return {"tag": item["tag"], "models": {m: _cell_summary(per_model[m]) for m in models if per_model.get(m)},
+def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, _Sum]) -> dict[str, Any]:
+    return {"tag": item["tag"], "models": {m: _cell_summary(per_model[m]) for m in models if m in per_model},
             "n_models": item["n_models"], "score": item["score"], "estimated": item["estimated"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
@@ -24,10 +25,19 @@ def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def timed_seconds(cell: dict[str, Any]) -> float | None:
+    """The inference time a cell counts with in the timing figures (None: it does not count)."""
+    return _seconds(cell.get("inference_s")) if cell.get("status") in TIMED_STATUSES else None
+
+
 def model_timing(model: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, Any]:
     """{"load_s", "warmup_s", "mean_s", "p50_s", "p95_s", "images_per_s", "n"} for one model."""
-    timed = (_seconds(c.get("inference_s")) for c in cells if c.get("status") in TIMED_STATUSES)
-    times = [t for t in timed if t is not None]
+    return summarise(model, [t for c in cells if (t := timed_seconds(c)) is not None])
+
+
+def summarise(model: dict[str, Any], times: Sequence[float]) -> dict[str, Any]:
+    """model_timing from the model's entry and its cells' inference seconds."""
+    times = list(times)
     total = sum(times)
     return {
         "load_s": _seconds(model.get("load_s")), "warmup_s": _seconds(model.get("warmup_s")),

@@ -1,18 +1,72 @@
-"""JSON (the whole raw document) and CSV (one row per image x model x tag)."""
+"""JSON (the whole raw document and its comparison) and CSV (one row per image x model x tag).
+
+Both are written as the images stream from the results store (orchestrator/results.py): one image
+in memory at a time, so a folder of 100,000 photos costs what ten do. The JSON is still one valid
+document (schemas/result.schema.json); JSON Lines (`jsonl`) writes one image per line instead,
+for tools that read very large outputs line by line.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from typing import Any
+import tempfile
+from typing import IO, Any
+
+from orchestrator.compare import Comparison
+from orchestrator.results import Results
 
 CSV_FIELDS = ("image", "sha256", "model", "status", "tag", "score", "category", "estimated", "caption", "message",
               "inference_s", "revision")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _dump(value: Any, level: int) -> str:
+    """`value` as indented JSON, to be placed `level` levels deep."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str).replace("\n", "\n" + "  " * level)
+
+
+def _open_object(value: dict[str, Any], level: int) -> str:
+    """A dict's JSON without its closing brace, so more keys can follow."""
+    text = _dump(value, level)
+    return text[:text.rstrip().rfind("}")].rstrip() if value else "{"
+
+
+def write_json(results: Results, out: IO[str], comparison: Comparison | None = None) -> None:
+    """The document, images streamed; with `comparison`, the images are fed to it and it is written
+    last (its per-image entries wait in a temporary file, never in memory)."""
+    out.write(_open_object(results.head, 0) + ",\n")
+    out.write(f'  "models": {_dump(results.models, 1)},\n  "images": [')
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        first = True
+        for image in results.images():
+            out.write(("\n    " if first else ",\n    ") + _dump(image, 2))
+            first = False
+            if comparison is not None and (entry := comparison.add(image)) is not None:
+                spool.write(json.dumps([image["sha256"], entry], ensure_ascii=False) + "\n")
+        out.write("\n  ]" if not first else "]")
+        if comparison is not None:
+            summary = comparison.result()
+            del summary["images"]        # written below, from the spool
+            out.write(',\n  "comparison": ' + _open_object(summary, 1) + ',\n    "images": {')
+            spool.seek(0)
+            for i, line in enumerate(spool):
+                sha, entry = json.loads(line)
+                out.write(("\n" if i == 0 else ",\n") + f"      {json.dumps(sha)}: {_dump(entry, 3)}")
+            out.write("\n    }\n  }" if comparison.n_images else "}\n  }")
+    out.write("\n}\n")
+
+
+def write_jsonl(results: Results, out: IO[str]) -> None:
+    """JSON Lines: the header and models on the first line, then one image per line."""
+    out.write(json.dumps({**results.head, "models": results.models}, ensure_ascii=False, default=str) + "\n")
+    for image in results.images():
+        out.write(json.dumps(image, ensure_ascii=False, default=str) + "\n")
+
+
 def to_json(document: dict[str, Any]) -> str:
+    """A document held in memory as JSON (small documents: tests, health)."""
     return json.dumps(document, indent=2, ensure_ascii=False, default=str)
 
 
@@ -23,12 +77,11 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
-    revisions = {m["name"]: m["revision"] for m in document["models"]}
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+def write_csv(results: Results, out: IO[str], threshold: float | None = None) -> None:
+    revisions = {m["name"]: m["revision"] for m in results.models}
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for image in document["images"]:
+    for image in results.images():
         for model, result in image["results"].items():
             base = {"image": image["path"], "sha256": image["sha256"], "model": model, "status": result["status"],
                     "caption": result.get("caption") or "", "message": result.get("message", ""),
@@ -40,4 +93,10 @@ def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
                     row.update(tag=tag["name"], score=f"{tag['score']:.6f}", category=tag.get("category", ""),
                                estimated=bool(tag.get("estimated", False)))
                 writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
+
+
+def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
+    """A document held in memory as CSV (small documents: tests)."""
+    buf = io.StringIO()
+    write_csv(Results.of(document), buf, threshold)
     return buf.getvalue()

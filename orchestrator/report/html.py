@@ -15,24 +15,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import json
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jinja2 import ChainableUndefined, Environment, PackageLoader
 from markupsafe import Markup
 
-from orchestrator.compare import timing as compare_timing
-from orchestrator.compare import unique_images
+from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.report.summary import Views
 from orchestrator.report.thumbnails import thumbnail
+from orchestrator.results import Results
 
 TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"
 CONSENSUS_PER_IMAGE = 8
 STATUS_ORDER = ("ok", "no_tags", "timeout", "crashed", "error", "bad_image", "skipped", "missing")
+THUMBNAILS_AHEAD = 16     # thumbnails made ahead of the page being written
 TIMING_METRICS = (("load_s", "load"), ("warmup_s", "warm-up"), ("mean_s", "mean inference"))
 
 
@@ -108,46 +114,46 @@ def _resolve(path: str, image_root: Path | None) -> Path:
     return p if p.is_absolute() or image_root is None else image_root / p
 
 
-def _image_views(document: dict[str, Any], comparison: dict[str, Any] | None, models: list[str],
-                 image_root: Path | None, thumb_size: int, norm: Callable[[str], str]) -> list[dict[str, Any]]:
-    opts = document.get("options") or {}
-    threshold, top = opts.get("threshold"), int(opts.get("top", 10) or 0)
-    per_image = (comparison or {}).get("images") or {}
-    first_paths = {img["sha256"]: _resolve(img["path"], image_root) for img in unique_images(document)}
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # Pillow decodes outside the GIL
-        made = pool.map(lambda path: thumbnail(path, thumb_size), first_paths.values())
-        thumbs = dict(zip(first_paths, made, strict=True))  # duplicates share one thumbnail
-    judges = {m["name"] for m in document["models"] if m.get("kind") == "judge"}
-    views = []
-    for index, image in enumerate(document["images"]):
-        sha = image["sha256"]
-        results = image.get("results") or {}
-        compared = per_image.get(sha) or {}
-        views.append({
-            "id": f"img-{index}", "path": image["path"], "sha256": sha, "size_bytes": image.get("size_bytes"),
-            "duplicate_of": image.get("duplicate_of"), "thumb": thumbs[sha][0], "thumb_error": thumbs[sha][1],
-            "facts": _facts(results), "agreement": compared.get("agreement"),
+def _source_path(image: dict[str, Any], image_root: Path | None) -> Path:
+    """The file to make the thumbnail from: the exact bytes of a name that is not UTF-8."""
+    if image.get("path_bytes"):
+        return Path(os.fsdecode(base64.b64decode(image["path_bytes"])))
+    return _resolve(image["path"], image_root)
+
+
+def _thumbnails(images: Iterator[dict[str, Any]], image_root: Path | None,
+                thumb_size: int) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
+    """Each image with its thumbnail, made a few images ahead on threads (Pillow decodes outside the
+    GIL); never more than AHEAD in flight, so memory does not grow with the folder."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        window: deque[tuple[dict[str, Any], Future[tuple[str | None, str | None]]]] = deque()
+        for image in images:
+            window.append((image, pool.submit(thumbnail, _source_path(image, image_root), thumb_size)))
+            if len(window) >= THUMBNAILS_AHEAD:
+                first, done = window.popleft()
+                yield first, done.result()
+        while window:
+            first, done = window.popleft()
+            yield first, done.result()
+
+
+def _image_views(results: Results, per_image: IO[str], models: list[str], image_root: Path | None,
+                 thumb_size: int, norm: Callable[[str], str], threshold: float | None,
+                 top: int) -> Iterator[dict[str, Any]]:
+    """One view per image, in order; `per_image`: the comparison's entry of each image, a JSON line
+    each (null for a duplicate), written by the first pass."""
+    judges = {m["name"] for m in results.models if m.get("kind") == "judge"}
+    per_image.seek(0)
+    for index, (image, (thumb, thumb_error)) in enumerate(_thumbnails(results.images(), image_root, thumb_size)):
+        results_ = image.get("results") or {}
+        compared = json.loads(per_image.readline() or "null") or {}
+        yield {
+            "id": f"img-{index}", "path": image["path"], "sha256": image["sha256"],
+            "size_bytes": image.get("size_bytes"), "duplicate_of": image.get("duplicate_of"), "thumb": thumb,
+            "thumb_error": thumb_error, "facts": _facts(results_), "agreement": compared.get("agreement"),
             "consensus": (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE],
-            "cells": [dict(_cell_view(m, results.get(m), threshold, top, norm), synthesis=m in judges)
-                      for m in models]})
-    return views
-
-
-def _timing(document: dict[str, Any], folder: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The comparison's timing; without one, the same figures from the document itself."""
-    if folder.get("timing"):
-        return folder["timing"]
-    images = unique_images(document)
-    return {m["name"]: compare_timing.model_timing(m, [img["results"].get(m["name"]) or {} for img in images])
-            for m in document["models"]}
-
-
-def _status_counts(document: dict[str, Any], folder: dict[str, Any]) -> dict[str, dict[str, int]]:
-    if folder.get("status_counts"):
-        return folder["status_counts"]
-    images = unique_images(document)
-    return {m["name"]: compare_timing.status_counts([img["results"].get(m["name"]) for img in images])
-            for m in document["models"]}
+            "cells": [dict(_cell_view(m, results_.get(m), threshold, top, norm), synthesis=m in judges)
+                      for m in models]}
 
 
 def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[str, Any]:
@@ -183,38 +189,57 @@ def _heat_rows(folder: dict[str, Any], models: list[str], n_images: int) -> list
     return rows
 
 
-def _search_index(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per image and model, the listed tags as [name, normalised name], both as _key() writes them."""
-    return [{"id": v["id"], "cells": {c["model"]: [[t["key"], t["norm"]] for t in c["tags"] + c["more"]]
-                                      for c in v["cells"]}} for v in images]
+def write_html(results: Results, out: IO[str], views: Views | None = None, image_root: Path | None = None,
+               thumb_size: int = 256, with_comparison: bool = True) -> None:
+    """Write the report to `out` in two passes over the images: the first feeds the comparison (the
+    folder figures sit at the top of the page), the second writes each image as it comes.
+
+    Relative image paths are read from `image_root` (default: the current directory). The tag search
+    also matches each tag's normalised name (the comparison's normaliser)."""
+    opts = results.options
+    views = views or Views(top=int(opts.get("top", 10) or 0), threshold=opts.get("threshold"))
+    norm = views.normaliser or Normaliser()
+    models = [m["name"] for m in results.models]
+    comparer = Comparison(results.models, views.top, views.threshold, norm)
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as per_image:
+        n_images = 0
+        for image in results.images():
+            n_images += 1
+            per_image.write(json.dumps(comparer.add(image), ensure_ascii=False) + "\n")
+        summary = comparer.result()
+        folder = summary["folder"]
+        comparison = summary if with_comparison else None
+        status_counts = folder["status_counts"]
+        statuses = {s for c in status_counts.values() for s in c}
+        statuses_sorted = [s for s in STATUS_ORDER if s in statuses] + sorted(statuses - set(STATUS_ORDER))
+        env = _env()
+        script = env.loader.get_source(env, "report.js")[0]  # type: ignore[union-attr]
+        script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        timing = folder["timing"]
+        pieces = env.get_template("report.html.j2").generate(
+            doc=results.head, models=results.models, model_names=models, n_images=n_images,
+            images=_image_views(results, per_image, models, image_root, thumb_size, norm, views.threshold,
+                                views.top),
+            statuses=statuses_sorted, comparison=comparison, definitions=summary["definitions"],
+            folder=folder if with_comparison else {}, threshold=views.threshold, top=views.top,
+            n_unique=comparer.n_images, heat_rows=_heat_rows(folder, models, comparer.n_images),
+            pairwise=folder.get("pairwise") or {}, timing=timing, chart=_timing_chart(timing, models),
+            status_counts=status_counts,
+            status_total={s: sum(c.get(s, 0) for c in status_counts.values()) for s in statuses_sorted},
+            data={"models": models, "statuses": statuses_sorted}, script=Markup(script), script_hash=script_hash)
+        for piece in pieces:
+            out.write(piece)
 
 
 def to_html(document: dict[str, Any], comparison: dict[str, Any] | None = None, image_root: Path | None = None,
             thumb_size: int = 256, normaliser: Callable[[str], str] | None = None) -> str:
-    """Render a result document (and its comparison; default `document["comparison"]`) as one HTML page.
-
-    Relative image paths are read from `image_root` (default: the current directory). The tag search
-    also matches each tag's normalised name (`normaliser`: the comparison's, default Normaliser())."""
+    """A document held in memory as one HTML page (small documents: tests). With `comparison` (or
+    `document["comparison"]`), its settings (top-K, threshold) are used and the comparison is shown."""
     comparison = comparison if comparison is not None else document.get("comparison")
-    folder = (comparison or {}).get("folder") or {}
     opts = document.get("options") or {}
-    models = [m["name"] for m in document["models"]]
-    images = _image_views(document, comparison, models, image_root, thumb_size, normaliser or Normaliser())
-    timing = _timing(document, folder)
-    n_unique = len(unique_images(document))
-    status_counts = _status_counts(document, folder)
-    statuses = {c["status"] for v in images for c in v["cells"]} | {s for c in status_counts.values() for s in c}
-    statuses_sorted = [s for s in STATUS_ORDER if s in statuses] + sorted(statuses - set(STATUS_ORDER))
-    env = _env()
-    script = env.loader.get_source(env, "report.js")[0]  # type: ignore[union-attr]
-    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    return env.get_template("report.html.j2").render(
-        doc=document, models=document["models"], model_names=models, images=images, statuses=statuses_sorted,
-        comparison=comparison, definitions=(comparison or {}).get("definitions") or {}, folder=folder,
-        threshold=opts.get("threshold"), top=opts.get("top", 10), n_unique=n_unique,
-        heat_rows=_heat_rows(folder, models, n_unique),
-        pairwise=folder.get("pairwise") or {}, timing=timing, chart=_timing_chart(timing, models),
-        status_counts=status_counts,
-        status_total={s: sum(c.get(s, 0) for c in status_counts.values()) for s in statuses_sorted},
-        data={"models": models, "statuses": statuses_sorted, "images": _search_index(images)},
-        script=Markup(script), script_hash=script_hash)
+    top = comparison["top_k"] if comparison else int(opts.get("top", 10) or 0)
+    threshold = comparison["threshold"] if comparison else opts.get("threshold")
+    buf = io.StringIO()
+    write_html(Results.of(document), buf, Views(top=top, threshold=threshold, normaliser=normaliser),
+               image_root=image_root, thumb_size=thumb_size, with_comparison=comparison is not None)
+    return buf.getvalue()

@@ -6,11 +6,14 @@ from typing import Any
 
 from rich.columns import Columns
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.compare import Comparison
 from orchestrator.report.summary import Views, image_line, render_comparison
+from orchestrator.results import Results
 
 STATUS_STYLE = {"ok": "green", "no_tags": "yellow", "timeout": "red", "crashed": "red", "error": "red",
                 "bad_image": "magenta", "skipped": "dim"}
@@ -59,44 +62,48 @@ def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshol
         if any(t.get("estimated") for t in tags):
             parts.append(Text("~ estimated confidence (from caption position / frequency)", style="dim"))
     # The judge's column merges the others' outputs: never let it pass for a model's own view.
-    title = f"[bold]{name}[/] [magenta](synthesis)[/]" if model.get("kind") == "judge" else f"[bold]{name}[/]"
+    title = f"[bold]{escape(name)}[/]" + (" [magenta](synthesis)[/]" if model.get("kind") == "judge" else "")
     return Panel(Group(*parts), title=title, title_align="left", border_style=style, width=48)
 
 
-def render(document: dict[str, Any], console: Console, views: Views | None = None) -> None:
-    """Per image the model boxes (raw tags) and, with `document["comparison"]`, its consensus line;
+def render(results: Results | dict[str, Any], console: Console, views: Views | None = None) -> None:
+    """Per image the model boxes (raw tags) and its consensus line, printed as the images stream;
     then the models and the comparison's summary and views (report/summary.py)."""
-    models = {m["name"]: m for m in document["models"]}
-    opts = document.get("options", {})
-    comparison = document.get("comparison")
+    if isinstance(results, dict):
+        results = Results.of(results)
+    models = {m["name"]: m for m in results.models}
+    opts = results.options
     views = views or Views(top=opts.get("top", 10), threshold=opts.get("threshold"))
-    for image in document["images"]:
-        console.rule(f"[bold]{image['path']}[/]  [dim]{image['sha256'][:12]}[/]")
-        boxes = [model_box(name, models[name], result, views.threshold, views.top)
+    comparison = Comparison(results.models, views.top, views.threshold, views.normaliser)
+    voices = len(comparison.voices)
+    for image in results.images():
+        console.rule(f"[bold]{escape(image['path'])}[/]  [dim]{image['sha256'][:12]}[/]")
+        boxes = [model_box(name, models.get(name, {}), result, views.threshold, views.top)
                  for name, result in image["results"].items()]
         console.print(Columns(boxes, equal=False, expand=False))
-        if comparison and image["sha256"] in comparison["images"]:
-            voices = len(comparison["models"]) - len(comparison.get("synthesis", []))
-            console.print(image_line(comparison["images"][image["sha256"]], voices, views.top))
-    console.print(models_table(document))
-    if comparison:
-        render_comparison(comparison, console, views)
+        compared = comparison.add(image)
+        if compared is not None:
+            console.print(image_line(compared, voices, views.top))
+        else:
+            console.print(Text(f"identical to {image['duplicate_of']}: compared once, with it", style="dim"))
+    summary = comparison.result()
+    console.print(models_table(results.models, summary))
+    render_comparison(summary, console, views)
 
 
-def models_table(document: dict[str, Any]) -> Table:
+def models_table(models: list[dict[str, Any]], comparison: dict[str, Any]) -> Table:
     table = Table(title="models", title_justify="left")
     for col in ("model", "status", "device", "load s", "warm-up s", "mean inference s", "crashes", "timeouts"):
         table.add_column(col)
-    for m in document["models"]:
-        times = [img["results"][m["name"]].get("inference_s") for img in document["images"]]
-        times = [t for t in times if t is not None]
-        mean = f"{sum(times) / len(times):.3f}" if times else "-"
+    timing = comparison["folder"]["timing"]
+    for m in models:
+        mean = (timing.get(m["name"]) or {}).get("mean_s")
         status = Text(m["status"], style=STATUS_STYLE.get(m["status"], "white"))
         table.add_row(m["name"], status, m.get("device") or "-",
-                      _fmt(m.get("load_s")), _fmt(m.get("warmup_s")), mean, str(m.get("crashes", 0)),
+                      _fmt(m.get("load_s")), _fmt(m.get("warmup_s")), _fmt(mean, 3), str(m.get("crashes", 0)),
                       str(m.get("timeouts", 0)))
     return table
 
 
-def _fmt(value: float | None) -> str:
-    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"

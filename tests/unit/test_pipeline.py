@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.images import hash_file
-from orchestrator.pipeline import Analysis, RunOptions, exit_code
+from orchestrator.pipeline import Analysis, RunOptions
 from tests.integration.helpers import spec
 
 
@@ -18,22 +18,22 @@ def test_captioner_cells_get_estimated_caption_tags(tmp_path: Path) -> None:
     analysis.add_cell(captioner, image, {"status": "ok", "caption": "A derelict hallway with peeling paint and "
                                          "broken windows, a chair in the corner.", "tags": [od_tag]})
     analysis.add_cell(tagger, image, {"status": "ok", "caption": "not a captioner", "tags": []})
-    doc = analysis.document(0.0, 1.0)
+    doc = analysis.results().document()
     cells = doc["images"][0]["results"]
     names = [t["name"] for t in cells["cap"]["tags"]]
     assert names[0] == "chair" and names.count("chair") == 1, "model tags first, no duplicates"
     assert {"peeling paint", "broken window", "hallway"} <= set(names)
     assert all(t["estimated"] for t in cells["cap"]["tags"])
     assert cells["tag"]["tags"] == [], "only captioners get caption tags"
-    assert exit_code(doc) == 0
+    assert analysis.exit_code() == 0
 
 
 def test_missing_cell_is_skipped_and_fails_the_exit_code(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"x")
     analysis = Analysis([hash_file(tmp_path / "a.jpg")], [spec("m")], RunOptions())
-    doc = analysis.document(0.0, 1.0)
+    doc = analysis.results().document()
     assert doc["images"][0]["results"]["m"]["status"] == "skipped"
-    assert doc["models"][0]["status"] == "skipped" and exit_code(doc) == 1
+    assert doc["models"][0]["status"] == "skipped" and analysis.exit_code() == 1
 
 
 def test_option_scoping(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) ->
     analysis = Analysis(images, [spec("m")], RunOptions())
     assert [i.path.name for i in analysis.unique] == ["a.jpg", "b.jpg"]
     analysis.add_cell(spec("m"), images[0], {"status": "ok", "tags": []})
-    doc = analysis.document(0.0, 1.0)
+    doc = analysis.results().document()
     assert [i["results"]["m"]["status"] for i in doc["images"]] == ["ok", "ok", "skipped"]
     assert doc["images"][1]["duplicate_of"].endswith("a.jpg") and "duplicate_of" not in doc["images"][0]
 
@@ -72,7 +72,7 @@ def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypat
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
     monkeypatch.setattr(pipeline.Supervisor, "run", lambda self, images: 1 / 0)
     analysis = Analysis([hash_file(tmp_path / "a.jpg")], [spec("m1"), spec("m2")], RunOptions())
-    doc = analysis.run()
+    doc = analysis.run().document()
     assert [m["status"] for m in doc["models"]] == ["failed", "failed"]
     cell = doc["images"][0]["results"]["m1"]
     assert cell["status"] == "error" and "ZeroDivisionError" in cell["message"] and cell["error"]["traceback"]

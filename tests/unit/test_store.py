@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -14,8 +13,9 @@ import pytest
 
 from orchestrator import envbuild, pipeline, store
 from orchestrator.images import hash_file
-from orchestrator.pipeline import Analysis, RunOptions, finish_cell
-from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, options_key
+from orchestrator.pipeline import Analysis, RunOptions
+from orchestrator.results import from_store
+from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, legacy_stores, options_key
 from tests.integration.helpers import SCHEMA, spec
 
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
@@ -45,7 +45,8 @@ def test_cell_round_trip_is_byte_exact(tmp_path: Path) -> None:
     assert db.put_cell("run1", img.sha256, "wd14", cell, KEY)
     raw = sqlite3.connect(db.path).execute("SELECT cell FROM cells").fetchone()[0]
     assert raw == json.dumps(cell, ensure_ascii=False)
-    assert db.done_cells("wd14", "k1", [img.sha256]) == {img.sha256: cell}
+    assert db.done_statuses("wd14", "k1", [img.sha256]) == {img.sha256: "ok"}
+    assert db.cells_of([img.sha256]) == {img.sha256: {"wd14": cell}}
 
 
 def test_resume_key_follows_what_changes_results(tmp_path: Path) -> None:
@@ -74,10 +75,10 @@ def test_done_statuses_are_skipped_failed_ones_retried(tmp_path: Path) -> None:
     db.record_images("run1", images)
     for status, img in zip(statuses, images, strict=True):
         db.put_cell("run1", img.sha256, "m", {"status": status}, KEY)
-    done = db.done_cells("m", "k1", [img.sha256 for img in images])
-    assert sorted(c["status"] for c in done.values()) == ["bad_image", "no_tags", "ok"]
-    assert db.done_cells("m", "k2", [img.sha256 for img in images]) == {}, "other options: redo"
-    assert db.done_cells("other-model", "k1", [img.sha256 for img in images]) == {}
+    done = db.done_statuses("m", "k1", [img.sha256 for img in images])
+    assert sorted(done.values()) == ["bad_image", "no_tags", "ok"]
+    assert db.done_statuses("m", "k2", [img.sha256 for img in images]) == {}, "other options: redo"
+    assert db.done_statuses("other-model", "k1", [img.sha256 for img in images]) == {}
 
 
 def test_a_failure_never_replaces_a_done_cell(tmp_path: Path) -> None:
@@ -89,7 +90,8 @@ def test_a_failure_never_replaces_a_done_cell(tmp_path: Path) -> None:
     assert not db.put_cell("run1", img.sha256, "m", {"status": "crashed"}, KEY), "the ok cell is kept"
     assert db.put_cell("run1", img.sha256, "m", {"status": "ok", "tags": [{"name": "x", "score": 1.0}]},
                        CellMeta(options_key="k2"))
-    assert list(db.done_cells("m", "k2", [img.sha256]).values())[0]["tags"][0]["name"] == "x"
+    assert db.done_statuses("m", "k2", [img.sha256]) == {img.sha256: "ok"}
+    assert db.cells_of([img.sha256])[img.sha256]["m"]["tags"][0]["name"] == "x"
 
 
 class FakeSupervisor:
@@ -120,14 +122,14 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch) -> type[FakeSupervisor]:
 def _analyse(folder: Path, db: ResultStore, options: RunOptions | None = None, force: bool = False,
              models: tuple[str, ...] = ("m",)) -> dict[str, Any]:
     images = [hash_file(p) for p in sorted(folder.glob("*.jpg"))]
-    return Analysis(images, [spec(m) for m in models], options or RunOptions(), store=db, force=force).run()
+    return Analysis(images, [spec(m) for m in models], options or RunOptions(), store=db, force=force).run().document()
 
 
 def test_rerun_sends_only_missing_or_failed_images(tmp_path: Path, fake_runs: type[FakeSupervisor]) -> None:
     folder = tmp_path / "photos"
     for name in ("a.jpg", "b.jpg"):
         _image(folder, name)
-    db = ResultStore(default_store_path([folder]))
+    db = ResultStore(default_store_path())
     _analyse(folder, db)
     _image(folder, "c.jpg")
     fake_runs.status = "timeout"
@@ -170,11 +172,11 @@ def test_moved_file_is_recognised_and_both_paths_recorded(tmp_path: Path, fake_r
     doc = _analyse(folder, db)
     assert fake_runs.sent == [["a.jpg"]], "the renamed file is not run again"
     assert doc["images"][0]["path"].endswith("renamed.jpg") and doc["images"][0]["results"]["m"]["status"] == "ok"
-    rebuilt = db.document(under=[folder])
+    rebuilt = from_store(db, under=[folder]).document()
     [entry] = rebuilt["images"]
     assert entry["path"] == str((folder / "renamed.jpg").resolve())
     assert entry["seen_as"] == [str((folder / "a.jpg").resolve())]
-    assert db.document(under=[tmp_path / "elsewhere"])["images"] == []
+    assert from_store(db, under=[tmp_path / "elsewhere"]).document()["images"] == []
 
 
 def test_document_from_the_store_validates(tmp_path: Path) -> None:
@@ -188,7 +190,7 @@ def test_document_from_the_store_validates(tmp_path: Path) -> None:
     db.put_cell("run1", a.sha256, "tag", {"status": "ok", "tags": [{"name": "rust", "score": 0.5}]}, tagger)
     caption = {"status": "ok", "caption": "A derelict hallway with broken windows.", "tags": []}
     db.put_cell("run1", a.sha256, "cap", caption, CellMeta(options_key="k", kind="captioner"))
-    doc = db.document(finish=finish_cell)
+    doc = from_store(db).document()
     jsonschema.validate(doc, SCHEMA)
     assert [m["name"] for m in doc["models"]] == ["cap", "tag"], "models in the order they were first recorded"
     assert [Path(i["path"]).name for i in doc["images"]] == ["a.jpg", "b.jpg"]
@@ -199,7 +201,7 @@ def test_document_from_the_store_validates(tmp_path: Path) -> None:
     assert doc["models"][1]["device"] == "cpu" and doc["models"][1]["load_s"] == 1.0, "from the cells' columns"
     stored = json.loads(sqlite3.connect(db.path).execute("SELECT cell FROM cells WHERE model='cap'").fetchone()[0])
     assert stored == caption, "the store keeps the runner's cell; caption tags are added for display only"
-    only_sub = db.document(under=[tmp_path / "p" / "sub"], models=["tag"])
+    only_sub = from_store(db, under=[tmp_path / "p" / "sub"], models=["tag"]).document()
     assert [Path(i["path"]).name for i in only_sub["images"]] == ["b.jpg"] and len(only_sub["models"]) == 1
 
 
@@ -222,7 +224,7 @@ def test_concurrent_writes_from_threads(tmp_path: Path) -> None:
     check = sqlite3.connect(db.path)
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert check.execute("SELECT count(*) FROM cells").fetchone()[0] == 150
-    assert all(len(db.done_cells(f"m{i}", "k1", [img.sha256 for img in images])) == 30 for i in range(5))
+    assert all(len(db.done_statuses(f"m{i}", "k1", [img.sha256 for img in images])) == 30 for i in range(5))
 
 
 def test_empty_file_is_migrated_and_settings_hold(tmp_path: Path) -> None:
@@ -230,7 +232,7 @@ def test_empty_file_is_migrated_and_settings_hold(tmp_path: Path) -> None:
     path.write_bytes(b"")   # an empty file is an SQLite database at version 0
     db = ResultStore(path)
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION == 2
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"runs", "images", "image_paths", "cells", "run_models"} <= {
         r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -245,21 +247,21 @@ def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pyt
     db.put_cell("run1", img.sha256, "m", {"status": "ok"}, KEY)
     db.close()
 
-    def v2(con: sqlite3.Connection) -> None:
+    def v3(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE cells ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(store, "MIGRATIONS", (*store.MIGRATIONS, v2))
+    monkeypatch.setattr(store, "MIGRATIONS", (*store.MIGRATIONS, v3))
     db = ResultStore(db.path)
     con = sqlite3.connect(db.path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
     assert "note" in [r[1] for r in con.execute("PRAGMA table_info(cells)")]
-    assert db.done_cells("m", "k1", [img.sha256]) == {img.sha256: {"status": "ok"}}, "data kept"
+    assert db.cells_of([img.sha256]) == {img.sha256: {"m": {"status": "ok"}}}, "data kept"
 
 
 def test_refuses_newer_foreign_corrupt_missing_and_locked(tmp_path: Path) -> None:
     newer = tmp_path / "newer.sqlite"
     sqlite3.connect(newer).execute("PRAGMA user_version = 7")
-    with pytest.raises(StoreError, match=r"newer mltag \(store schema v7; .* reads up to v1\): upgrade mltag"):
+    with pytest.raises(StoreError, match=r"newer mltag \(store schema v7; .* reads up to v2\): upgrade mltag"):
         ResultStore(newer)
     foreign = tmp_path / "foreign.sqlite"
     with sqlite3.connect(foreign) as con:
@@ -280,16 +282,47 @@ def test_refuses_newer_foreign_corrupt_missing_and_locked(tmp_path: Path) -> Non
     holder.execute("ROLLBACK")
 
 
-def test_default_location(tmp_path: Path) -> None:
+def test_default_location_is_the_user_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLTAG_HOME", str(tmp_path / "home"))
+    assert default_store_path() == tmp_path / "home" / "results.sqlite"
+    monkeypatch.delenv("MLTAG_HOME")
+    import platformdirs
+
+    assert default_store_path() == platformdirs.user_data_path("mltag", appauthor=False) / "results.sqlite"
+
+
+def test_legacy_in_folder_stores_are_found(tmp_path: Path) -> None:
     (tmp_path / "photos" / "ward").mkdir(parents=True)
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
     (tmp_path / "other").mkdir()
-    assert default_store_path([tmp_path / "photos"]) == tmp_path / "photos" / ".mltag" / "results.sqlite"
-    assert default_store_path([tmp_path / "photos" / "a.jpg"]) == tmp_path / "photos" / ".mltag" / "results.sqlite"
-    assert default_store_path([tmp_path / "photos" / "ward", tmp_path / "other"]) == \
-        tmp_path / ".mltag" / "results.sqlite"
+    assert legacy_stores([tmp_path / "photos"]) == []
     ResultStore(tmp_path / "photos" / ".mltag" / "results.sqlite").close()
-    assert store.find_store([tmp_path / "photos" / "ward"]) == tmp_path / "photos" / ".mltag" / "results.sqlite"
-    shutil.rmtree(tmp_path / "photos" / ".mltag")
-    assert store.find_store([tmp_path / "photos" / "ward"]) == tmp_path / "photos" / "ward" / ".mltag" / \
-        "results.sqlite"
+    old = tmp_path / "photos" / ".mltag" / "results.sqlite"
+    assert legacy_stores([tmp_path / "photos"]) == [old]
+    assert legacy_stores([tmp_path / "photos" / "a.jpg"]) == [old]
+    assert legacy_stores([tmp_path / "photos" / "ward"]) == [old], "a store in a parent folder counts"
+    assert legacy_stores([tmp_path / "photos" / "ward", tmp_path / "other"]) == [], "common root: tmp_path"
+
+
+def test_a_legacy_store_is_merged_read_only(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    img = _image(photos, "a.jpg")
+    legacy = ResultStore(photos / ".mltag" / "results.sqlite")
+    legacy.begin_run("old-run", 1.0, {}, ["analyze"])
+    legacy.record_images("old-run", [img])
+    legacy.put_cell("old-run", img.sha256, "m", {"status": "ok", "tags": [{"name": "rust", "score": 0.9}]}, KEY)
+    legacy.close()
+    (photos / ".mltag").chmod(0o555)
+    (photos / ".mltag" / "results.sqlite").chmod(0o444)
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (photos / ".mltag").iterdir())
+    try:
+        db = ResultStore(tmp_path / "new.sqlite")
+        assert db.import_store(photos / ".mltag" / "results.sqlite") == 1
+        assert db.import_store(photos / ".mltag" / "results.sqlite") is None, "the same file: merged once"
+        assert db.done_statuses("m", "k1", [img.sha256]) == {img.sha256: "ok"}
+        [entry] = from_store(db, under=[photos]).document()["images"]
+        assert entry["results"]["m"]["tags"][0]["name"] == "rust"
+        after = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (photos / ".mltag").iterdir())
+        assert after == before, "the legacy store and its folder are only read"
+    finally:
+        (photos / ".mltag").chmod(0o755)

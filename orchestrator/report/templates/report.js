@@ -31,16 +31,20 @@
     });
     var query = key(search.value);
     var shown = 0;
-    data.images.forEach(function (img) {
-      var article = document.getElementById(img.id);
+    var articles = document.querySelectorAll("article.image");
+    articles.forEach(function (article) {
       var statusPass = false;
       article.querySelectorAll(".cell").forEach(function (cell) {
         var statusOk = shownStatuses.has(cell.getAttribute("data-status"));
         cell.classList.toggle("status-dimmed", !statusOk);
         if (statusOk && !hiddenModels.has(cell.getAttribute("data-model"))) statusPass = true;
       });
-      var tagPass = query === "" || Object.keys(img.cells).some(function (model) {
-        return !hiddenModels.has(model) && img.cells[model].some(function (pair) { return matches(pair, query); });
+      // The listed tags of the shown models (each li.tag carries its key and normalised key).
+      var tagPass = query === "" || Array.prototype.some.call(article.querySelectorAll(".cell"), function (cell) {
+        return !hiddenModels.has(cell.getAttribute("data-model")) &&
+          Array.prototype.some.call(cell.querySelectorAll("li.tag"), function (li) {
+            return matches([li.getAttribute("data-key"), li.getAttribute("data-norm")], query);
+          });
       });
       article.querySelectorAll("li.tag").forEach(function (li) {
         var hit = query !== "" && matches([li.getAttribute("data-key"), li.getAttribute("data-norm")], query);
@@ -55,7 +59,7 @@
       article.classList.toggle("filtered-out", !visible);
       if (visible) shown += 1;
     });
-    counter.textContent = shown + " of " + data.images.length + " image(s) shown";
+    counter.textContent = shown + " of " + articles.length + " image(s) shown";
   }
 
   document.querySelectorAll("input.f-model").forEach(function (box) {

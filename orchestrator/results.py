@@ -1,0 +1,148 @@
+"""The result document (schemas/result.schema.json): its one owner.
+
+A document is a header (versions, run id, times, options), the models' entries, and the images,
+each with every model's cell. Images are never held together: `Results.images()` streams them
+from the results store, a chunk of images per read, so every output (table, JSON, CSV, HTML, the
+comparison) costs the same memory for ten photos or a hundred thousand. Two sources:
+
+- `from_run`: what one `mltag analyze` / `mltag run` / `mltag judge` just did, its images in the
+  order they were found (a duplicate file points at its first copy with `duplicate_of`);
+- `from_store`: what the store holds (`mltag report`, `eval`), by path, optionally under some
+  folders and for some models.
+
+Cells are stored exactly as the runners gave them; `finish_cell` adds what documents show on top
+(tags extracted from a caption, marked estimated) as they are read.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.images import ImageRef, raw_path
+from orchestrator.loadspec import read_vocabulary
+from orchestrator.store import READ_CHUNK, ResultStore
+
+SCHEMA_VERSION = 1
+
+
+def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A cell as documents show it: for a captioner, the tags extracted from its caption are added
+    (marked estimated). The store keeps the cell as the runner gave it."""
+    if kind == "captioner" and result.get("caption"):
+        from orchestrator.captags import extract_tags, load_stopwords
+
+        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
+        have = {t["name"] for t in result.get("tags", [])}
+        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
+    return result
+
+
+@functools.cache
+def _urbex_phrases() -> list[str]:
+    return read_vocabulary("urbex", Path("."))
+
+
+def iso_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+
+
+def header(run_id: str, started: float, finished: float, options: dict[str, Any]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "mltag_version": __version__, "run_id": run_id,
+            "started": iso_time(started), "duration_s": round(max(0.0, finished - started), 3), "options": options}
+
+
+@dataclass
+class Results:
+    """One document: header and models in memory, images streamed (`images()` may be called again)."""
+
+    head: dict[str, Any]
+    models: list[dict[str, Any]]
+    images: Callable[[], Iterator[dict[str, Any]]]
+
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> Results:
+        """A document already in memory (a saved JSON, a test's) as Results."""
+        head = {k: v for k, v in document.items() if k not in ("models", "images", "comparison")}
+        return cls(head, list(document.get("models", [])), lambda: iter(document.get("images", [])))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.head.get("options") or {}
+
+    def document(self) -> dict[str, Any]:
+        """The whole document in memory: for small documents only (health checks, tests)."""
+        return {**self.head, "models": self.models, "images": list(self.images())}
+
+
+def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: list[dict[str, Any]],
+                missing: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Image entries with their `results`, read from the store a chunk of images at a time."""
+    kinds = {m["name"]: m.get("kind") or "tagger" for m in models}
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        cells = store.cells_of((e["sha256"] for e in chunk), kinds)
+        for entry in chunk:
+            stored = cells.get(entry["sha256"], {})
+            entry["results"] = {name: finish_cell(kind, stored[name]) if name in stored else missing(name, entry)
+                                for name, kind in kinds.items()}
+            yield entry
+        chunk.clear()
+
+    for entry in entries:
+        chunk.append(entry)
+        if len(chunk) >= READ_CHUNK:
+            yield from flush()
+    yield from flush()
+
+
+def run_images(images: list[ImageRef]) -> Iterator[dict[str, Any]]:
+    """A run's image entries in the order found; a later identical file is a duplicate_of the first."""
+    first: dict[str, str] = {}
+    for img in images:
+        entry: dict[str, Any] = {"path": img.name, "sha256": img.sha256, "size_bytes": img.size_bytes}
+        raw = raw_path(img.path)
+        if raw is not None:   # a name that is not UTF-8: its exact bytes beside the text form
+            entry["path_bytes"] = base64.b64encode(raw).decode()
+        if img.sha256 in first:
+            entry["duplicate_of"] = first[img.sha256]
+        else:
+            first[img.sha256] = img.name
+        yield entry
+
+
+def from_run(head: dict[str, Any], models: list[dict[str, Any]], images: list[ImageRef],
+             store: ResultStore) -> Results:
+    """What one run did: its images (in the order found) with the cells the store now holds."""
+    def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "skipped", "message": "no result was recorded"}
+
+    return Results(head, models, lambda: _with_cells(run_images(images), store, models, missing))
+
+
+def from_store(store: ResultStore, under: list[Path] | None = None, models: list[str] | None = None) -> Results:
+    """What the store holds for images under `under` (default: all) and `models` (default: every
+    stored model, in the order they first ran)."""
+    names = models if models is not None else store.models()
+    entries = store.model_entries(names, under)
+    runs = store.runs_used(names, under)
+    first = min((r["started"] for r in runs), default=time.time())
+    last = max((r["last_cell"] for r in runs), default=first)
+    shown = [{k: v for k, v in r.items() if k != "last_cell"} for r in runs]
+    options = {"source": "store", "store": str(store.path), "runs": [
+        dict(r, started=iso_time(r["started"]), finished=iso_time(r["finished"]) if r["finished"] else None)
+        for r in shown]}
+    head = header(runs[-1]["run_id"] if runs else "none", first, last, options)
+
+    def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "skipped", "message": "no result stored for this model and image",
+                "fix": f"mltag run {name} {entry['path']}"}
+
+    return Results(head, entries, lambda: _with_cells(store.iter_images(under), store, entries, missing))
