@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,10 @@ def discover(paths: list[Path], recursive: bool = True) -> list[Path]:
     and so are dangling links given explicitly)."""
     found: list[Path] = []
     for raw in paths:
-        path = Path(os.path.abspath(Path(raw).expanduser()))
+        given = Path(raw).expanduser()
+        path = Path(os.path.abspath(given))
         if not os.path.lexists(path):
-            raise ImageDiscoveryError(f"path not found: {display_path(path)}")
+            raise ImageDiscoveryError(f"path not found: {display_path(given)}")
         if not path.is_dir():
             found.append(path)
             continue
@@ -142,6 +144,9 @@ def hash_file(path: Path) -> ImageRef:
     digest = hashlib.sha256()
     size = 0
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the read forever
+            return ImageRef(path, unreadable_id(path), 0,
+                            error="not a regular file (a FIFO, socket or device): nothing to read")
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)

@@ -27,9 +27,12 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator.images import ImageRef, raw_path
 from orchestrator.loadspec import read_vocabulary
-from orchestrator.store import READ_CHUNK, ResultStore
+from orchestrator.store import ResultStore
 
 SCHEMA_VERSION = 1
+# Images whose cells are read together: one read per chunk, and no more than this many images'
+# cells in memory (a WD14 cell with every raw score is ~1 MB as Python objects).
+CELL_CHUNK = 16
 
 
 def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: l
 
     for entry in entries:
         chunk.append(entry)
-        if len(chunk) >= READ_CHUNK:
+        if len(chunk) >= CELL_CHUNK:
             yield from flush()
     yield from flush()
 

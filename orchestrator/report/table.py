@@ -66,6 +66,11 @@ def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshol
     return Panel(Group(*parts), title=title, title_align="left", border_style=style, width=48)
 
 
+def one_line(text: str) -> str:
+    """A file name on one terminal line: control characters (a newline in a name) shown escaped."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text)
+
+
 def render(results: Results | dict[str, Any], console: Console, views: Views | None = None) -> None:
     """Per image the model boxes (raw tags) and its consensus line, printed as the images stream;
     then the models and the comparison's summary and views (report/summary.py)."""
@@ -77,7 +82,7 @@ def render(results: Results | dict[str, Any], console: Console, views: Views | N
     comparison = Comparison(results.models, views.top, views.threshold, views.normaliser)
     voices = len(comparison.voices)
     for image in results.images():
-        console.rule(f"[bold]{escape(image['path'])}[/]  [dim]{image['sha256'][:12]}[/]")
+        console.rule(f"[bold]{escape(one_line(image['path']))}[/]  [dim]{image['sha256'][:12]}[/]")
         boxes = [model_box(name, models.get(name, {}), result, views.threshold, views.top)
                  for name, result in image["results"].items()]
         console.print(Columns(boxes, equal=False, expand=False))

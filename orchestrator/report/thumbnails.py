@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -37,6 +39,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
     """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
+            return None, "not a regular file"
         # Pillow's own limit stands: past 2x MAX_IMAGE_PIXELS it raises (a bomb -> placeholder).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -40,7 +41,7 @@ def test_kill_9_loses_nothing_and_the_next_run_completes(tiny_model, tmp_path: P
     Image.merge("RGB", [Image.effect_noise((3000, 2000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
     for i in range(16):  # bytes after the JPEG end marker make each file distinct content
         (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
-    db = folder / ".mltag" / "results.sqlite"
+    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"   # the default store: the user data folder
     args = ["analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
             "--format", "json"]
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT,
@@ -88,7 +89,7 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
     both = ["--weights", f"wd14={weights}", "--weights", f"wd14-eva02={weights}", "--offline"]
     first = mltag("analyze", str(folder), "--models", "wd14,wd14-eva02", *both, "--format", "json")
     assert first.returncode == 0, first.stderr
-    db = folder / ".mltag" / "results.sqlite"
+    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"   # the default store: the user data folder
     before = stored_cells(db)
     assert len(before) == 6
 

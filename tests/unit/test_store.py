@@ -326,3 +326,25 @@ def test_a_legacy_store_is_merged_read_only(tmp_path: Path) -> None:
         assert after == before, "the legacy store and its folder are only read"
     finally:
         (photos / ".mltag").chmod(0o755)
+
+
+def test_a_store_that_cannot_be_written_stops_the_run_and_keeps_what_was_stored(
+        tmp_path: Path, fake_runs: type[FakeSupervisor], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _image(folder, name)
+    db = ResultStore(tmp_path / "s.sqlite")
+    put = ResultStore.put_cell
+    calls = []
+
+    def full_after_one(self: ResultStore, *args: Any) -> bool:
+        calls.append(args)
+        if len(calls) > 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return put(self, *args)
+
+    monkeypatch.setattr(ResultStore, "put_cell", full_after_one)
+    with pytest.raises(StoreError, match=r"disk is full\): free some disk space there, or pass --store OTHER_PATH"):
+        _analyse(folder, db)
+    monkeypatch.setattr(ResultStore, "put_cell", put)
+    assert len(sqlite3.connect(db.path).execute("SELECT sha256 FROM cells").fetchall()) == 1, "the first is kept"
