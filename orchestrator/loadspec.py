@@ -31,7 +31,7 @@ def build_load_spec(spec: ModelSpec, *, weights: Path | None = None, offline: bo
                     dtype: str = "auto", warmup: bool = False, overrides: dict[str, Any] | None = None,
                     exact_decode: bool = False) -> LoadSpec:
     # exact_decode is a load option so that the store's options key tells fast and exact cells apart.
-    options: dict[str, Any] = {**spec.load, **(overrides or {}), "exact_decode": exact_decode}
+    options: dict[str, Any] = {**spec.load, "exact_decode": exact_decode, **(overrides or {})}
     if isinstance(options.get("vocabulary"), str):
         options["vocabulary_name"] = options["vocabulary"]
         options["vocabulary"] = read_vocabulary(options["vocabulary"], spec.folder)
