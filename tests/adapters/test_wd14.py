@@ -8,6 +8,7 @@ BGR) both at the pixel level and through the model.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -285,7 +286,7 @@ def test_fast_decode_drafts_to_the_input_size_and_reports_the_original(run_model
     assert (fast["image"]["decoded_width"], fast["image"]["decoded_height"]) == (300, 450)  # upright, long side >= 448
     assert exact["image"]["draft"] is False
     assert (exact["image"]["decoded_width"], exact["image"]["decoded_height"]) == (1200, 1800)
-    # Both paths end in the same 448 px square: the scores stay close (bench/decode.py measures it on a real-size model).
+    # Both paths end in the same 448 px square: the scores stay close (bench/decode.py: real-size model).
     assert _max_diff(fast, exact) < 0.05
 
 
@@ -321,3 +322,23 @@ def test_exact_decode_scores_equal_the_reference_preprocessing(run_model, tiny: 
     _, [fast] = run_model("wd14", [photo], weights=tiny)
     assert max(abs(a - b) for a, b in zip(_scores(exact), reference, strict=True)) < 1e-6
     assert _scores(fast) != _scores(exact), "the fast path decodes differently (or the exact test proves nothing)"
+
+
+def test_exact_decode_flag_reaches_the_runner_and_keys_resume(tiny: Path, tmp_path: Path) -> None:
+    """`--exact-decode` travels CLI -> load spec -> host, and is part of the store's options key:
+    fast cells are not reused for an exact run, exact cells are reused for the next exact run."""
+    from tests.integration.helpers import mltag
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _camera_jpeg(folder / "camera.jpg")
+    args = ["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={tiny}", "--offline",
+            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    runs = [mltag(*args), mltag(*args, "--exact-decode"), mltag(*args, "--exact-decode")]
+    assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
+    fast, exact, again = (json.loads(run.stdout)["images"][0]["results"]["wd14"] for run in runs)
+    assert fast["image"]["draft"] is True and exact["image"]["draft"] is False
+    assert exact["image"]["decoded_width"] == exact["image"]["width"] == 1800
+    assert "1 result(s) reused, 0 computed" in runs[2].stderr
+    assert (again["raw"], again["image"]) == (exact["raw"], exact["image"])
+    assert "0 result(s) reused, 1 computed" in runs[1].stderr, "a fast cell must not stand in for an exact one"
