@@ -100,3 +100,12 @@ def test_grey_jpeg_drafted_stays_grey_content() -> None:
 def test_bomb_is_refused_whatever_the_need() -> None:
     with pytest.raises(BadImage, match="decompression bomb"):
         decode("a", "a.jpg", _jpeg(_photo()), max_pixels=100_000, need=lambda w, h: (8, 8))
+
+
+def test_multi_picture_jpeg_drafts_its_first_frame() -> None:
+    """Cameras write MPO files (the photo, then previews): frame 0 is drafted like a JPEG."""
+    buf = io.BytesIO()
+    _photo().save(buf, "MPO", save_all=True, append_images=[_photo((600, 400))])
+    img = decode("a", "a.jpg", buf.getvalue(), need=lambda w, h: (150, 100))
+    assert (img.info["format"], img.info["frames"], img.info["width"], img.info["height"]) == ("MPO", 2, *STORED)
+    assert img.pil.size == (150, 100) and img.info["draft_scale"] == 8
