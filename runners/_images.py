@@ -104,7 +104,7 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
                 img.seek(0)
             swap = exif_orientation in _SWAPS_SIDES
             width, height = (img.height, img.width) if swap else img.size
-            scale = _draft(img, need(width, height), swap) if need is not None and fmt in DRAFT_FORMATS else 1
+            scale = _draft(img, _asked(need, width, height), swap) if need is not None and fmt in DRAFT_FORMATS else 1
             img.load()
             img = ImageOps.exif_transpose(img)
             img = _normalise_mode(img)
@@ -118,6 +118,15 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
             "frames": frames, "exif_orientation": exif_orientation,
             "decoded_width": img.width, "decoded_height": img.height, "draft": scale > 1, "draft_scale": scale}
     return DecodedImage(image_id, name, img, info)
+
+
+def _asked(need: Need, width: int, height: int) -> tuple[int, int] | None:
+    """The adapter's need; if it cannot say (an odd size its own preprocessing will refuse with its
+    own error), the full image, so that the image is not mistaken for a bad one."""
+    try:
+        return need(width, height)
+    except Exception:  # noqa: BLE001 - any failure means: no reduction
+        return None
 
 
 def _draft(img: Image.Image, want: tuple[int, int] | None, swap: bool) -> int:

@@ -109,3 +109,11 @@ def test_multi_picture_jpeg_drafts_its_first_frame() -> None:
     img = decode("a", "a.jpg", buf.getvalue(), need=lambda w, h: (150, 100))
     assert (img.info["format"], img.info["frames"], img.info["width"], img.info["height"]) == ("MPO", 2, *STORED)
     assert img.pil.size == (150, 100) and img.info["draft_scale"] == 8
+
+
+def test_a_need_that_fails_means_a_full_decode_not_a_bad_image() -> None:
+    def need(width: int, height: int) -> tuple[int, int]:
+        raise ValueError("aspect ratio out of range")
+
+    img = decode("a", "a.jpg", _jpeg(_photo()), need=need)
+    assert img.pil.size == STORED and img.info["draft"] is False
