@@ -41,9 +41,14 @@ lint: setup
 lock: setup
 	for f in envs/requirements/*.in; do $(MLTAG) lock $$(basename $$f .in); done
 
+# Benchmarks print figures (not timed tests). decode/throughput build a real-size random WD14
+# once (offline, ~1 min, cached under .cache/bench/); the modern env builds it.
 bench: setup
-	$(MLTAG) setup-envs --models wd14
+	$(MLTAG) setup-envs --models wd14,clip
 	$(VENV)/bin/python bench/transport.py
+	$(VENV)/bin/python bench/decode.py
+	$(VENV)/bin/python bench/throughput.py
+	# bench/scale.py goes here
 
 clean:
 	rm -rf .cache $(VENV)

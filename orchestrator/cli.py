@@ -46,6 +46,9 @@ Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Sea
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the runners' stderr live.")]
 Warmup = Annotated[bool, typer.Option("--warmup", help="Time one warm-up inference after loading.")]
 Batch = Annotated[int, typer.Option("--batch-size", help="Images per infer request.")]
+ExactDecode = Annotated[bool, typer.Option(
+    "--exact-decode", help="Decode every photo at full size, as each model's reference preprocessing does "
+                           "(default: JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale the model can use).")]
 Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once.")]
 Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE adapter option for every model, or "
                                                                    "MODEL.KEY=VALUE for one (VALUE parsed as JSON "
@@ -382,10 +385,11 @@ def analyze(paths: Paths,
             tags_prompt: TagsPrompt = None, ask: Ask = None, quantize: Quantize = None, judge: Judge = None,
             store: StorePath = None, no_store: NoStore = False, force: Force = False, show_matrix: ShowMatrix = False,
             show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
-            synonyms: Synonyms = None) -> None:
+            synonyms: Synonyms = None, exact_decode: ExactDecode = False) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, parallel, option,
                     retry, (prompt, tags_prompt, ask), quantize)
+    opts.exact_decode = exact_decode
     views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
     _analyze(paths, _select(models, judges=False), fmt, out, recursive, opts, live_logs=verbose, judge=_judge(judge),
              store_path=store, no_store=no_store, force=force, views=views)
@@ -413,11 +417,12 @@ def run(model: Annotated[str, typer.Argument(help="One model name (see `mltag mo
         force: Annotated[bool, typer.Option("--force/--resume", help="Recompute every cell of this model (default), "
                                             "or skip those the store already has done.")] = True,
         show_matrix: ShowMatrix = False, show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
-        synonyms: Synonyms = None) -> None:
+        synonyms: Synonyms = None, exact_decode: ExactDecode = False) -> None:
     """Run ONE model alone, its runner's stderr shown live. It recomputes that model's cells and replaces
     them in the results store (the other models' cells stay): the comparison updates without re-running them."""
     opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, 1, option, retry,
                     (prompt, tags_prompt, ask), quantize)
+    opts.exact_decode = exact_decode
     views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
     _analyze(paths, _select(model, judges=False), fmt, out, recursive, opts, live_logs=True, store_path=store,
              no_store=no_store, force=force, views=views)

@@ -28,8 +28,10 @@ def read_vocabulary(ref: str, model_folder: Path) -> list[str]:
 
 
 def build_load_spec(spec: ModelSpec, *, weights: Path | None = None, offline: bool = False, device: str = "auto",
-                    dtype: str = "auto", warmup: bool = False, overrides: dict[str, Any] | None = None) -> LoadSpec:
-    options: dict[str, Any] = {**spec.load, **(overrides or {})}
+                    dtype: str = "auto", warmup: bool = False, overrides: dict[str, Any] | None = None,
+                    exact_decode: bool = False) -> LoadSpec:
+    # exact_decode is a load option so that the store's options key tells fast and exact cells apart.
+    options: dict[str, Any] = {**spec.load, "exact_decode": exact_decode, **(overrides or {})}
     if isinstance(options.get("vocabulary"), str):
         options["vocabulary_name"] = options["vocabulary"]
         options["vocabulary"] = read_vocabulary(options["vocabulary"], spec.folder)

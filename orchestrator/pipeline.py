@@ -52,6 +52,7 @@ class RunOptions:
     tags_prompt: str | None = None
     ask: str | None = None
     quantize: int | None = None
+    exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
 
 
 _RUNS = itertools.count()
@@ -210,7 +211,8 @@ class Analysis:
         generative = spec.kind in ("captioner", "judge")
         load_spec = build_load_spec(spec, weights=opts.weights.get(spec.name), offline=opts.offline,
                                     device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
-                                    overrides={"quantize": opts.quantize} if opts.quantize and generative else None)
+                                    overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
+                                    exact_decode=opts.exact_decode)
         return ModelJob(spec=spec, python=python, load_spec=load_spec,
                         infer_options={**spec.infer, **self.overrides_for(spec)}, log_path=log_dir / f"{spec.name}.log",
                         limits=limits, batch_size=opts.batch_size, offline=opts.offline)

@@ -2,12 +2,20 @@
 
 Handles EXIF orientation, CMYK, 16-bit and float modes, palettes with transparency, animated
 files (first frame) and decompression bombs (a pixel limit, enforced as an error).
+
+Decoding at the size the model needs: given `need` (the adapter's `decode_need`, see
+runners/base.py), a JPEG is decoded by libjpeg's DCT-domain scaling (Pillow's `draft`) at 1/2,
+1/4 or 1/8 of its size, the smallest of those that is still at least `need` in both dimensions;
+a 24 MP photo a 448 px model looks at then costs ~1/10 of a full decode. Other formats have no
+such shortcut and are decoded once at full size. Without `need` (exact mode, or an adapter that
+declares none) every image is decoded at full size, exactly as the model's reference code does.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +23,13 @@ from PIL import Image, ImageOps
 
 # Urbex photos reach ~50 MP; 250 MP leaves room for panoramas and stops pixel bombs early.
 DEFAULT_MAX_PIXELS = 250_000_000
+# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
+DRAFT_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: cameras' multi-picture JPEGs, frame 0 is the photo
+
+# (upright width, upright height) of the original -> the smallest upright (width, height) that
+# preprocessing can start from without losing what it keeps; None: the full image.
+Need = Callable[[int, int], "tuple[int, int] | None"]
 
 
 class BadImage(Exception):
@@ -65,8 +80,14 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
     return img
 
 
-def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode encoded image bytes into an upright 8-bit RGB(A) image, or raise BadImage."""
+def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+           need: Need | None = None) -> DecodedImage:
+    """Decode encoded image bytes into an upright 8-bit RGB(A) image, or raise BadImage.
+
+    `info` describes the original image (upright width and height, format, mode, frames, EXIF
+    orientation) plus what was decoded: `decoded_width`, `decoded_height`, `draft` (JPEG DCT
+    scaling used) and `draft_scale` (1, 2, 4 or 8).
+    """
     if not data:
         raise BadImage("empty file (0 bytes)")
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -81,6 +102,9 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
             exif_orientation = img.getexif().get(0x0112, 1)
             if frames > 1:
                 img.seek(0)
+            swap = exif_orientation in _SWAPS_SIDES
+            width, height = (img.height, img.width) if swap else img.size
+            scale = _draft(img, _asked(need, width, height), swap) if need is not None and fmt in DRAFT_FORMATS else 1
             img.load()
             img = ImageOps.exif_transpose(img)
             img = _normalise_mode(img)
@@ -90,6 +114,30 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
         raise
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
         raise BadImage(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
-    info = {"width": img.width, "height": img.height, "format": fmt, "mode": original_mode,
-            "frames": frames, "exif_orientation": exif_orientation}
+    info = {"width": width, "height": height, "format": fmt, "mode": original_mode,
+            "frames": frames, "exif_orientation": exif_orientation,
+            "decoded_width": img.width, "decoded_height": img.height, "draft": scale > 1, "draft_scale": scale}
     return DecodedImage(image_id, name, img, info)
+
+
+def _asked(need: Need, width: int, height: int) -> tuple[int, int] | None:
+    """The adapter's need; if it cannot say (an odd size its own preprocessing will refuse with its
+    own error), the full image, so that the image is not mistaken for a bad one."""
+    try:
+        return need(width, height)
+    except Exception:  # noqa: BLE001 - any failure means: no reduction
+        return None
+
+
+def _draft(img: Image.Image, want: tuple[int, int] | None, swap: bool) -> int:
+    """Ask the JPEG decoder for the largest DCT scale-down (1/2, 1/4, 1/8) that keeps the image at
+    least `want` (upright width, height) in both dimensions: Pillow's draft picks exactly that
+    (scale <= stored size // wanted size). Returns the scale used (1: a full decode)."""
+    if not want:
+        return 1
+    w, h = (max(int(v), 1) for v in want)
+    stored_width = img.width
+    result = img.draft(None, (h, w) if swap else (w, h))  # None keeps the mode ("L"/"YCbCr" would convert)
+    if result is None:  # not a single-tile JPEG: decoded in full
+        return 1
+    return round(stored_width / result[1][2])

@@ -39,7 +39,16 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._text import caption_words, looks_degenerate
-from runners.base import ImageResult, LoadResult, fingerprint, pick_torch_device, pick_torch_dtype, weights_dir
+from runners.base import (
+    DecodeNeed,
+    ImageResult,
+    LoadResult,
+    fingerprint,
+    pick_torch_device,
+    pick_torch_dtype,
+    processor_size_need,
+    weights_dir,
+)
 from schemas.protocol import LoadSpec, Tag
 
 ASK = ("caption", "tags", "both")
@@ -261,6 +270,11 @@ class GenerativeAdapter:
     def prepare(self, images: list[Any], prompt: str) -> Any:
         """Processor inputs for `images` (PIL, RGB) all asked `prompt`."""
         raise NotImplementedError
+
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """Default: a processor that resizes every image to one {height, width} (BLIP, BLIP-2,
+        PaliGemma); any other resize rule gets the full image (runners/base.py)."""
+        return processor_size_need(getattr(self.processor.image_processor, "size", None))
 
     def new_token_ids(self, ids: Any, inputs: Any) -> list[list[int]]:
         """Decoder-only default: generate() returns prompt + new tokens; keep what follows the prompt."""

@@ -5,11 +5,22 @@ An adapter module defines `class Adapter` with:
     infer(images, options) -> list[ImageResult]   (one per image, same order)
 The host (runners/host.py) adds ids, timings and memory figures; adapters only model.
 Torch is imported lazily here: the ONNX env has no torch.
+
+Decode size, declared in one place per adapter (optional):
+    decode_need(width, height, options) -> (min_width, min_height) | None
+Given an image's ORIGINAL upright size and the infer options, the smallest upright size the
+adapter's preprocessing can start from and lose nothing it keeps (WD14: longest side = its input
+side; CLIP: shortest side = 224; a fixed-size processor: its width and height; Qwen: its pixel
+budget's target). The host calls it after load and decodes JPEGs by DCT scaling to the smallest
+1/2, 1/4, 1/8 scale at or above it (runners/_images.py); None, or no method, means full size.
+Load option `exact_decode` (CLI `--exact-decode`) ignores it: full decode, the reference path.
+The helpers below compute the usual needs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -37,6 +48,28 @@ class Adapter(Protocol):
     def load(self, spec: LoadSpec) -> LoadResult: ...
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]: ...
+
+
+DecodeNeed = tuple[int, int] | None
+
+
+def longest_side_need(width: int, height: int, side: int) -> tuple[int, int]:
+    """The image scaled so its longest side is `side` (pad-to-square then resize: WD14)."""
+    scale = side / max(width, height)
+    return math.ceil(width * scale), math.ceil(height * scale)
+
+
+def shortest_side_need(width: int, height: int, side: int) -> tuple[int, int]:
+    """The image scaled so its shortest side is `side` (resize shortest side, then crop: CLIP)."""
+    scale = side / min(width, height)
+    return math.ceil(width * scale), math.ceil(height * scale)
+
+
+def processor_size_need(size: Any) -> DecodeNeed:
+    """A transformers image processor that resizes every image to one fixed {height, width}."""
+    if isinstance(size, dict) and isinstance(size.get("height"), int) and isinstance(size.get("width"), int):
+        return size["width"], size["height"]
+    return None  # another resize rule (shortest_edge, ...): decode at full size
 
 
 class WeightsMissing(Exception):

@@ -32,12 +32,14 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners.base import (
+    DecodeNeed,
     ImageResult,
     LoadResult,
     WeightsMissing,
     fingerprint,
     pick_torch_device,
     pick_torch_dtype,
+    shortest_side_need,
     weights_dir,
 )
 from schemas.protocol import LoadSpec
@@ -247,6 +249,17 @@ class Adapter:
         if options.get("vocabulary_name"):
             notes.append(f"vocabulary: {options['vocabulary_name']} ({len(self.terms)} terms)")
         return {"device": self.device, "dtype": dtype_label, "model_version": source.version, "notes": notes}
+
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """From open_clip's eval transform: Resize(n) scales the shortest side to n, Resize((h, w))
+        squashes to h x w; any other first step (ResizeKeepRatio, ...) gets the full image."""
+        first = self.preprocess.transforms[0]
+        if type(first).__name__ != "Resize":
+            return None
+        size = first.size
+        if isinstance(size, int) or (isinstance(size, list | tuple) and len(size) == 1):
+            return shortest_side_need(width, height, size if isinstance(size, int) else size[0])
+        return int(size[1]), int(size[0])
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         import torch

@@ -22,7 +22,16 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._text import looks_degenerate
-from runners.base import ImageResult, LoadResult, fingerprint, pick_torch_device, pick_torch_dtype, weights_dir
+from runners.base import (
+    DecodeNeed,
+    ImageResult,
+    LoadResult,
+    fingerprint,
+    pick_torch_device,
+    pick_torch_dtype,
+    processor_size_need,
+    weights_dir,
+)
 from schemas.protocol import LoadSpec, Tag
 
 OD_TASK = "<OD>"
@@ -159,6 +168,10 @@ class Adapter:
                 f"(option od=false skips it); beam search, num_beams {DEFAULT_NUM_BEAMS} unless option num_beams",
                 f"batch 1 (images run one at a time); {seq} image tokens per image"]
 
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """The processor squashes every image to one fixed size (768 x 768 for Florence-2)."""
+        return processor_size_need(self.processor.image_processor.size)
+
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
             raise RuntimeError("infer before load")
@@ -169,15 +182,19 @@ class Adapter:
     def _one(self, image: DecodedImage, task: str, run_od: bool, caption_kwargs: dict[str, Any],
              od_kwargs: dict[str, Any]) -> ImageResult:
         rgb = image.rgb()
-        caption_text, parsed, new, prompt = self._generate(rgb, task, caption_kwargs)
+        # Boxes come out in the ORIGINAL image's pixels, whatever size it was decoded at.
+        size = (image.info.get("width", rgb.width), image.info.get("height", rgb.height))
+        caption_text, parsed, new, prompt = self._generate(rgb, task, caption_kwargs, size)
         counts: dict[str, int | None] = {"new_tokens": new, "prompt_tokens": prompt,
                                          "od_new_tokens": None, "od_prompt_tokens": None}
         od_text, od = None, None
         if run_od:
-            od_text, od, counts["od_new_tokens"], counts["od_prompt_tokens"] = self._generate(rgb, OD_TASK, od_kwargs)
-        return build_result(task, caption_text, parsed, od_text, od, rgb.size, counts)
+            od_text, od, counts["od_new_tokens"], counts["od_prompt_tokens"] = self._generate(
+                rgb, OD_TASK, od_kwargs, size)
+        return build_result(task, caption_text, parsed, od_text, od, size, counts)
 
-    def _generate(self, rgb: Any, task: str, kwargs: dict[str, Any]) -> tuple[str, Any, int, int]:
+    def _generate(self, rgb: Any, task: str, kwargs: dict[str, Any],
+                  size: tuple[int, int]) -> tuple[str, Any, int, int]:
         """(decoded text as generated, parsed answer, new tokens, prompt tokens incl. image tokens)."""
         import torch
 
@@ -187,5 +204,5 @@ class Adapter:
         # An encoder-decoder's output starts with the decoder start token, which was not generated.
         new_tokens = int(ids.shape[1]) - 1
         text = self.processor.batch_decode(ids, skip_special_tokens=False)[0]
-        parsed = self.processor.post_process_generation(text, task=task, image_size=rgb.size)[task]
+        parsed = self.processor.post_process_generation(text, task=task, image_size=size)[task]
         return text, parsed, new_tokens, int(inputs["input_ids"].shape[1])

@@ -98,6 +98,7 @@ class Host:
         self.adapter_module = adapter_module
         self.adapter: Any = None
         self.loaded = False
+        self.exact_decode = False   # load option exact_decode: every image decoded at full size
 
     def _adapter(self) -> Any:
         if self.adapter is None:
@@ -117,6 +118,7 @@ class Host:
         from runners.base import gpu_memory_mb, rss_mb
 
         spec = req["spec"]
+        self.exact_decode = bool(spec.get("options", {}).get("exact_decode"))
         t0 = time.perf_counter()
         info = dict(self._adapter().load(spec))
         load_s = time.perf_counter() - t0
@@ -151,12 +153,13 @@ class Host:
         options = req.get("options", {})
         results: dict[str, dict[str, Any]] = {}
         decoded = []
+        need = self._decode_need(options)
         for item in req["images"]:
             if "data" not in item:  # text-only (the judge): the context is the input
                 decoded.append(DecodedImage(item["id"], item["name"], None, {}, item.get("context") or {}))
                 continue
             try:
-                img = decode(item["id"], item["name"], item["data"],
+                img = decode(item["id"], item["name"], item["data"], need=need,
                              **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
@@ -168,6 +171,13 @@ class Host:
         batch_s = time.perf_counter() - t0
         return {"results": [results[item["id"]] for item in req["images"]], "batch_s": batch_s,
                 "batch_size": len(decoded)}
+
+    def _decode_need(self, options: dict[str, Any]) -> Any:
+        """The adapter's decode_need bound to these options (runners/base.py), or None: full size."""
+        method = getattr(self.adapter, "decode_need", None)
+        if method is None or self.exact_decode or options.get("exact_decode"):
+            return None
+        return lambda width, height: method(width, height, options)
 
     def _run_batch(self, images: list[Any], options: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
         t0 = time.perf_counter()

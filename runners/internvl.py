@@ -29,7 +29,7 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._vlm import GenerativeAdapter, for_device
-from runners.base import ImageResult
+from runners.base import DecodeNeed, ImageResult
 from schemas.protocol import LoadSpec
 
 NATIVE_MODEL_TYPE = "internvl"
@@ -96,6 +96,11 @@ class Adapter(GenerativeAdapter):
                       + ", ".join(f"{d} {n}" for d, n in DEFAULT_MAX_PATCHES.items())
                       + ") and crop_to_patches; raw.tiling has what ran per image")
         return processor
+
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """Full size: the tile grid is chosen from the image's area as well as its aspect ratio, so a
+        smaller decode could change the grid the reference code picks."""
+        return None
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         self.tiling = tiling(options, self.device)

@@ -34,7 +34,7 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._vlm import GenerativeAdapter, for_device
-from runners.base import ImageResult, pick_torch_device
+from runners.base import DecodeNeed, ImageResult, pick_torch_device
 from schemas.protocol import LoadSpec
 
 MODEL_CLASSES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
@@ -108,6 +108,11 @@ class Adapter(GenerativeAdapter):
         low, high = self.pixels
         return self.processor(images=images, text=[text] * len(images), padding=True, padding_side="left",
                               size={"shortest_edge": low, "longest_edge": high}, return_tensors="pt")
+
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """The size smart_resize gives the original within the pixel budget (aspect ratio kept)."""
+        resized_width, resized_height = self._vision(width, height)["resized"]
+        return resized_width, resized_height
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         results = super().infer(images, options)

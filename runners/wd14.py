@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from runners._images import DecodedImage
-from runners.base import ImageResult, LoadResult, fingerprint, weights_dir
+from runners.base import DecodeNeed, ImageResult, LoadResult, fingerprint, longest_side_need, weights_dir
 from schemas.protocol import LoadSpec, Tag
 
 MODEL_FILE = "model.onnx"
@@ -152,6 +152,10 @@ class Adapter:
         if spec["dtype"] not in ("auto", "float32"):
             notes.append(f"dtype {spec['dtype']} ignored: the ONNX graph is float32")
         return notes
+
+    def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """The longest side becomes the square's side, which is resized to the input size."""
+        return longest_side_need(width, height, self.size) if self.size else None
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.session is None:

@@ -161,3 +161,19 @@ def test_cache_key_covers_everything_that_changes_the_embeddings() -> None:
     for field, value in [("model", "m2"), ("version", "r2"), ("precision", "bfloat16"),
                          ("templates", ["a {}"]), ("vocabulary", ["mold", "rust"])]:
         assert _TextCache(None, {**base, field: value}).key != key, field
+
+
+def test_fast_decode_keeps_the_shortest_side_at_the_input_size(run_model, tiny: Path, tmp_path: Path) -> None:
+    """open_clip resizes the shortest side to the input size (64 px for the tiny model), then crops:
+    a 1200 x 800 JPEG is drafted to 150 x 100 (1/8; 1/16 would be 50 px, below 64), never further."""
+    path = tmp_path / "photo.jpg"
+    Image.open(SAMPLES / "rocket.jpg").convert("RGB").resize((1200, 800)).save(path, "JPEG", quality=90)
+    _, [fast] = run_model("clip", [path], weights=tiny)
+    _, [exact] = run_model("clip", [path], weights=tiny, load_options={"exact_decode": True})
+    assert (fast["image"]["width"], fast["image"]["height"]) == (exact["image"]["width"], exact["image"]["height"])
+    assert (fast["image"]["decoded_width"], fast["image"]["decoded_height"], fast["image"]["draft"]) == (150, 100, True)
+    assert (exact["image"]["decoded_width"], exact["image"]["decoded_height"], exact["image"]["draft"]) == (1200, 800,
+                                                                                                          False)
+    assert list(fast["raw"]["logits"]) == list(exact["raw"]["logits"])
+    assert max(abs(a - b) for a, b in zip(fast["raw"]["logits"].values(), exact["raw"]["logits"].values(),
+                                          strict=True)) < 0.5

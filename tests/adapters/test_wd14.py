@@ -8,6 +8,7 @@ BGR) both at the pixel level and through the model.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -258,3 +259,86 @@ def test_tag_file_that_does_not_match_the_model_fails_load(run_model, tiny: Path
     weights = _copy_weights(tiny, tmp_path / "short-csv", rows[:-1])
     with pytest.raises(RemoteError, match=f"{len(rows) - 1} rows but the model has {len(rows)} outputs"):
         run_model("wd14", [SAMPLES / "chelsea.png"], weights=weights)
+
+
+def _camera_jpeg(path: Path, orientation: int = 1) -> Path:
+    """A 1800 x 1200 photo-like JPEG (a sample photo upscaled, with noise), optionally EXIF-rotated."""
+    photo = Image.open(SAMPLES / "rocket.jpg").convert("RGB").resize((1800, 1200), Image.Resampling.BICUBIC)
+    noise = Image.effect_noise((1800, 1200), 24).convert("RGB")
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    Image.blend(photo, noise, 0.15).save(path, "JPEG", quality=90, exif=exif.tobytes())
+    return path
+
+
+def test_fast_decode_drafts_to_the_input_size_and_reports_the_original(run_model, tiny: Path, tmp_path: Path) -> None:
+    """Fast (default): the JPEG is drafted at the smallest scale whose longest side is still >= 448
+    (1800 -> 450); exact: decoded at full size. `image` describes the original either way."""
+    photo = _camera_jpeg(tmp_path / "rotated.jpg", orientation=6)  # shown as 1200 x 1800 portrait
+    _, [fast] = run_model("wd14", [photo], weights=tiny)
+    _, [exact] = run_model("wd14", [photo], weights=tiny, load_options={"exact_decode": True})
+    for cell in (fast, exact):
+        assert cell["status"] in ("ok", "no_tags")
+        image = cell["image"]
+        assert (image["width"], image["height"], image["exif_orientation"], image["format"]) == (1200, 1800, 6, "JPEG")
+    assert fast["image"]["draft"] is True and fast["image"]["draft_scale"] == 4
+    assert (fast["image"]["decoded_width"], fast["image"]["decoded_height"]) == (300, 450)  # upright, long side >= 448
+    assert exact["image"]["draft"] is False
+    assert (exact["image"]["decoded_width"], exact["image"]["decoded_height"]) == (1200, 1800)
+    # Both paths end in the same 448 px square: the scores stay close (bench/decode.py: real-size model).
+    assert _max_diff(fast, exact) < 0.05
+
+
+REFERENCE_SCORES = """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+# SmilingWolf/wd-tagger app.py, prepare_image(): RGBA on white, pad to a white square, BICUBIC, BGR.
+model_dir, path = sys.argv[1], sys.argv[2]
+session = ort.InferenceSession(model_dir + "/model.onnx", providers=["CPUExecutionProvider"])
+size = session.get_inputs()[0].shape[1]
+image = Image.open(path).convert("RGBA")
+canvas = Image.new("RGBA", image.size, (255, 255, 255))
+canvas.alpha_composite(image)
+image = canvas.convert("RGB")
+side = max(image.size)
+padded = Image.new("RGB", (side, side), (255, 255, 255))
+padded.paste(image, ((side - image.size[0]) // 2, (side - image.size[1]) // 2))
+if side != size:
+    padded = padded.resize((size, size), Image.BICUBIC)
+array = np.expand_dims(np.asarray(padded, dtype=np.float32)[:, :, ::-1], 0)
+print(json.dumps(session.run(None, {session.get_inputs()[0].name: array})[0][0].astype(float).tolist()))
+"""
+
+
+def test_exact_decode_scores_equal_the_reference_preprocessing(run_model, tiny: Path, tmp_path: Path,
+                                                               env_script: Callable[..., list]) -> None:
+    photo = _camera_jpeg(tmp_path / "camera.jpg")
+    reference = env_script("onnx", REFERENCE_SCORES, str(tiny), str(photo), timeout=120)
+    _, [exact] = run_model("wd14", [photo], weights=tiny, load_options={"exact_decode": True})
+    _, [fast] = run_model("wd14", [photo], weights=tiny)
+    assert max(abs(a - b) for a, b in zip(_scores(exact), reference, strict=True)) < 1e-6
+    assert _scores(fast) != _scores(exact), "the fast path decodes differently (or the exact test proves nothing)"
+
+
+def test_exact_decode_flag_reaches_the_runner_and_keys_resume(tiny: Path, tmp_path: Path) -> None:
+    """`--exact-decode` travels CLI -> load spec -> host, and is part of the store's options key:
+    fast cells are not reused for an exact run, exact cells are reused for the next exact run."""
+    from tests.integration.helpers import mltag
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _camera_jpeg(folder / "camera.jpg")
+    args = ["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={tiny}", "--offline",
+            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    runs = [mltag(*args), mltag(*args, "--exact-decode"), mltag(*args, "--exact-decode")]
+    assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
+    fast, exact, again = (json.loads(run.stdout)["images"][0]["results"]["wd14"] for run in runs)
+    assert fast["image"]["draft"] is True and exact["image"]["draft"] is False
+    assert exact["image"]["decoded_width"] == exact["image"]["width"] == 1800
+    assert "1 result(s) reused, 0 computed" in runs[2].stderr
+    assert (again["raw"], again["image"]) == (exact["raw"], exact["image"])
+    assert "0 result(s) reused, 1 computed" in runs[1].stderr, "a fast cell must not stand in for an exact one"
