@@ -48,7 +48,7 @@ bench: setup
 	$(VENV)/bin/python bench/transport.py
 	$(VENV)/bin/python bench/decode.py
 	$(VENV)/bin/python bench/throughput.py
-	# bench/scale.py goes here
+	$(VENV)/bin/python bench/scale.py
 
 clean:
 	rm -rf .cache $(VENV)
