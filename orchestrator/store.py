@@ -420,13 +420,6 @@ class ResultStore:
         with self._read() as db:
             return sorted(self._runs(db, with_options=True), key=lambda r: r["started"])
 
-    def kinds(self) -> dict[str, str]:
-        """Model -> the kind its latest stored cell was computed as."""
-        with self._read() as db:
-            rows = db.execute("SELECT model, kind FROM cells c WHERE time = (SELECT max(time) FROM cells d "
-                              "WHERE d.model = c.model)").fetchall()
-        return {m: k or "tagger" for m, k in rows}
-
     def cells_of(self, sha256s: Iterable[str], models: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """The stored cells of these images ({sha256: {model: cell}}), as the runners gave them."""
         shas = list(dict.fromkeys(sha256s))

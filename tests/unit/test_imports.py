@@ -38,3 +38,32 @@ def test_adapters_never_import_each_other() -> None:
             for name in names:
                 if name.startswith("runners.") and name not in shared and not name.split(".")[1].startswith("_"):
                     raise AssertionError(f"{path.name} imports adapter {name}")
+
+
+def test_no_import_circle_in_the_orchestrator() -> None:
+    """Every import (module level or inside a function) between orchestrator modules, as a graph:
+    it has no cycle (the result document has one owner, orchestrator/results.py)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in (PROJECT_ROOT / "orchestrator").rglob("*.py"):
+        parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orchestrator"):
+                targets.add(node.module)
+                targets.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name.startswith("orchestrator"))
+        graph[module] = targets
+    edges = {m: {t for t in ts if t in graph and t != m and not m.startswith(t + ".")} for m, ts in graph.items()}
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(node):] + [node]))
+        for nxt in sorted(edges[node]):
+            visit(nxt, trail + [node])
+
+    for module in sorted(edges):
+        visit(module, [])

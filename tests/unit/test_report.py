@@ -138,3 +138,24 @@ def test_csv_escapes_every_formula_start_and_carries_the_revision() -> None:
     assert all(r["revision"] == "a" * 40 and r["status"] == "ok" for r in first)
     timeout = [r for r in rows if r["model"] == "a-model-with-a-rather-long-name"]
     assert len(timeout) == 3 and all(r["tag"] == "" and r["status"] == "timeout" for r in timeout)
+
+
+@pytest.mark.parametrize("top, threshold", [(5, None), (0, 0.2)])
+def test_streamed_json_equals_the_document_and_its_comparison(top: int, threshold: float | None) -> None:
+    """write_json streams images and spools the per-image comparison: the result is the same document
+    as the one built in memory, with the same comparison, and it validates."""
+    from orchestrator.compare import Comparison
+    from orchestrator.report.flat import write_json, write_jsonl
+    from orchestrator.results import Results
+
+    document = full_document()
+    document["images"].append(dict(document["images"][0], path="copy.jpg", duplicate_of=document["images"][0]["path"]))
+    buf = io.StringIO()
+    write_json(Results.of(document), buf, Comparison(document["models"], top, threshold))
+    streamed = json.loads(buf.getvalue())
+    assert streamed == {**document, "comparison": compare(document, top_k=top, threshold=threshold)}
+    jsonschema.validate(streamed, SCHEMA)
+    lines = io.StringIO()
+    write_jsonl(Results.of(document), lines)
+    first, *images = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert images == document["images"] and first["models"] == document["models"]
