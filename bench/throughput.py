@@ -67,7 +67,8 @@ def main() -> None:
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
         for _ in range(args.rounds):
             inproc = json.loads(subprocess.run(
-                [str(python), "-m", "bench.in_env", "throughput", str(model), *map(str, paths)], cwd=PROJECT_ROOT,
+                [str(python), "-m", "bench.in_env", "throughput", str(model),
+                 "exact" if args.exact_decode else "fast", *map(str, paths)], cwd=PROJECT_ROOT,
                 check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}).stdout)
             times["model compute"].append(inproc["compute_s"])
             cpu["model compute"].append(inproc["compute_cpu"])
