@@ -1,6 +1,7 @@
-"""The benchmarks' measurements that need the model env (numpy, onnxruntime): run as
-`python -m bench.in_env decode|throughput MODEL_DIR IMAGE...` with the onnx env's python; prints
-one JSON document. Uses the real adapter (runners/wd14.py) and decoder (runners/_images.py)."""
+"""The benchmarks' measurements that need the model env (numpy, onnxruntime), run with the onnx
+env's python as `python -m bench.in_env decode MODEL_DIR REPEAT IMAGE...` or
+`python -m bench.in_env throughput MODEL_DIR fast|exact IMAGE...`; prints one JSON document.
+Uses the real adapter (runners/wd14.py) and decoder (runners/_images.py)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _decode_row(adapter: Adapter, path: str, repeat: int) -> dict[str, Any]:
             "per_model_decode_s": each, "shared_pixels_bytes": biggest.pil.width * biggest.pil.height * 3}
 
 
-def measure_throughput(model_dir: str, paths: list[str]) -> dict[str, float]:
+def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[str, float]:
     """Wall seconds and CPU seconds (all threads) of (b) and (a)."""
     import onnxruntime as ort
 
@@ -75,10 +76,10 @@ def measure_throughput(model_dir: str, paths: list[str]) -> dict[str, float]:
         session.run(None, {name: array})
     compute_s, compute_cpu = time.perf_counter() - t0, time.process_time() - c0
     del session
-    # (a) the same work in one process: load, then read, decode (fast path), preprocess, infer, per image.
+    # (a) the same work in one process: load, then read, decode (as mltag does), preprocess, infer, per image.
     t0, c0 = time.perf_counter(), time.process_time()
     adapter = _adapter(model_dir)
-    need = lambda w, h: adapter.decode_need(w, h, {})  # noqa: E731
+    need = None if exact else (lambda w, h: adapter.decode_need(w, h, {}))
     for p in paths:
         adapter.infer([decode("x", p, Path(p).read_bytes(), need=need)], {})
     one_process_s, one_process_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -92,7 +93,8 @@ def main(argv: list[str]) -> int:
         repeat, *paths = rest
         print(json.dumps(measure_decode(model_dir, paths, int(repeat))))
     else:
-        print(json.dumps(measure_throughput(model_dir, rest)))
+        mode, *paths = rest
+        print(json.dumps(measure_throughput(model_dir, paths, exact=mode == "exact")))
     return 0
 
 
