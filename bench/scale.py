@@ -18,45 +18,15 @@ import argparse
 import json
 import os
 import platform
-import re
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from orchestrator.paths import PROJECT_ROOT  # noqa: E402
+from tests.integration.helpers import peak_rss_mb  # noqa: E402
 from tests.tiny_models import build  # noqa: E402
-
-
-def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
-    """(peak RSS MB of the orchestrator process, wall seconds, exit code, stderr tail)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0.0]
-
-    def sample() -> None:
-        status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
-            try:
-                m = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
-            except OSError:
-                return
-            if m:
-                peak[0] = max(peak[0], int(m.group(1)) / 1024)
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - start
-    thread.join(timeout=1)
-    return peak[0], wall, proc.returncode, err[-2000:]
 
 
 def main() -> int:
@@ -76,12 +46,12 @@ def main() -> int:
             for i in range(n):
                 Image.new("RGB", (48, 32), (i % 256, (i // 256) % 256, (i * 13) % 256)).save(folder / f"{i:06d}.png")
             store, out = Path(tmp) / f"{n}.sqlite", Path(tmp) / f"{n}.json"
-            env = {**os.environ, "MLTAG_HOME": str(Path(tmp) / "home"), "HF_HUB_OFFLINE": "1"}
-            peak, wall, code, err = peak_rss_mb(["analyze", str(folder), "--models", "wd14", "--weights",
-                                                 f"wd14={weights}", "--offline", "--format", "json", "--out",
-                                                 str(out), "--store", str(store)], env)
-            if code != 0:
-                print(f"analyze failed (exit {code}):\n{err}")
+            env = {"MLTAG_HOME": str(Path(tmp) / "home"), "HF_HUB_OFFLINE": "1"}
+            peak, wall, proc = peak_rss_mb(["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={weights}",
+                                            "--offline", "--format", "json", "--out", str(out), "--store", str(store)],
+                                           env)
+            if proc.returncode != 0:
+                print(f"analyze failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
                 return 1
             doc = json.loads(out.read_text())
             inference = sum(img["results"]["wd14"].get("inference_s") or 0.0 for img in doc["images"])

@@ -25,6 +25,38 @@ def mltag(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -
                           cwd=PROJECT_ROOT, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def peak_rss_mb(args: list[str], env: dict[str, str] | None = None,
+                timeout: float = 3600) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Run `mltag ARGS` and sample its peak resident memory (VmHWM, Linux) until it exits:
+    (peak MB of the orchestrator process itself, wall seconds, the finished process)."""
+    import re
+    import threading
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT, text=True,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0.0]
+
+    def sample() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                m = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            except OSError:
+                return
+            if m:
+                peak[0] = max(peak[0], int(m.group(1)) / 1024)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, err = proc.communicate(timeout=timeout)
+    wall = time.perf_counter() - start
+    thread.join(timeout=1)
+    return peak[0], wall, subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:
     return ModelSpec(name=name, adapter="runners.fake", kind=kind, env="none", hub_id="fake/model",
                      revision="0" * 40, folder=PROJECT_ROOT / "envs" / name)

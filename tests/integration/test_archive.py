@@ -10,12 +10,7 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import jsonschema
@@ -23,9 +18,8 @@ import pytest
 from PIL import Image
 
 from orchestrator.images import hash_file
-from orchestrator.paths import PROJECT_ROOT
 from orchestrator.store import CellMeta, ResultStore
-from tests.integration.helpers import SCHEMA, fake_job, mltag, run
+from tests.integration.helpers import SCHEMA, fake_job, mltag, peak_rss_mb, run
 
 pytestmark = pytest.mark.adapter
 
@@ -172,30 +166,6 @@ def test_a_file_that_vanishes_mid_run_is_a_skipped_cell(tmp_path: Path) -> None:
     assert cells["b.jpg"]["status"] == "skipped" and "could not be read" in cells["b.jpg"]["message"]
 
 
-def _peak_rss_mb(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run the CLI and sample its peak resident memory (VmHWM) until it exits."""
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0.0]
-
-    def sample() -> None:
-        status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
-            try:
-                m = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
-            except OSError:
-                return
-            if m:
-                peak[0] = max(peak[0], int(m.group(1)) / 1024)
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=sample)
-    thread.start()
-    out, err = proc.communicate(timeout=900)
-    thread.join()
-    return peak[0], subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-
 def test_memory_does_not_grow_with_the_photos(tiny_model, tmp_path: Path) -> None:
     """wd14 with the real WD v3 tag count (10,861 raw scores per cell), JSON to a file, store on:
     5x the photos must not cost more than 1.25x the orchestrator's peak memory."""
@@ -206,7 +176,7 @@ def test_memory_does_not_grow_with_the_photos(tiny_model, tmp_path: Path) -> Non
         folder.mkdir()
         for i in range(n):
             Image.new("RGB", (48, 32), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(folder / f"{i:05d}.png")
-        peak, proc = _peak_rss_mb(["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={weights}",
+        peak, _, proc = peak_rss_mb(["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={weights}",
                                    "--offline", "--format", "json", "--out", str(tmp_path / f"{n}.json"),
                                    "--store", str(tmp_path / f"{n}.sqlite")])
         assert proc.returncode == 0, proc.stderr

@@ -238,7 +238,7 @@ def test_report_html_renders_a_stored_run(browser: Any, tiny_model: Any, tmp_pat
     proc = mltag("analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
                  "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    assert (folder / ".mltag" / "results.sqlite").exists()
+    assert (Path(os.environ["MLTAG_HOME"]) / "results.sqlite").exists() and not (folder / ".mltag").exists()
     report = tmp_path / "stored.html"
     proc = mltag("report", str(folder), "--html", str(report))
     assert proc.returncode == 0, proc.stderr
