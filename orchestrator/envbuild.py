@@ -148,12 +148,13 @@ def _fingerprint(path: Path) -> str:
     return f"folder:{path}"
 
 
-def env_key(paths: EnvPaths) -> str:
+def env_key(paths: EnvPaths, subs: dict[str, Path] | None = None) -> str:
     """A hash of everything that went into the env: lock, torch pin, Python, layout, shim, and
-    any local wheel standing in for a direct reference."""
+    any local wheel standing in for a direct reference (`subs`, default: MLTAG_FIND_LINKS's)."""
     if not paths.lock.exists():
         raise EnvBuildError(f"no lock file {paths.lock}; run `make lock`")
-    subs = local_substitutes(list(direct_references(paths.lock.read_text())))
+    if subs is None:
+        subs = local_substitutes(list(direct_references(paths.lock.read_text())))
     parts = {
         "local": {name: _fingerprint(p) for name, p in sorted(subs.items())} or None,
         "lock": hashlib.sha256(paths.lock.read_bytes()).hexdigest(),
@@ -182,6 +183,10 @@ def env_state(name: str) -> tuple[str, str]:
         why = "half-built (no completion marker)" if paths.venv.exists() else "not built"
         return "missing", why
     want = env_key(paths)
+    recorded = {name: Path(p) for name, p in (marker.get("local") or {}).items()}
+    if marker.get("key") != want and recorded and all(p.exists() for p in recorded.values()):
+        # built from local stand-ins that are still there and unchanged: current without MLTAG_FIND_LINKS
+        want = env_key(paths, recorded)
     if marker.get("key") != want:
         return "stale", f"its pins, Python or layout changed (built as {marker.get('key')}, now {want})"
     if not paths.python.exists():
