@@ -14,6 +14,7 @@ model.toml fields:
     remote_code  true when loading runs Python files from the model repository (trust_remote_code);
                  only allowed with a pinned revision (a commit, or a release tag), never a branch
     upstream_code  "yes" when the tests run the model's real upstream code, else why not (README table)
+    server       "ollama" when a running server holds the model (hub_id is then the server's model name)
     [load]       options passed to the adapter's load()
     [infer]      default options for infer() (thresholds, prompts, ...)
 """
@@ -60,6 +61,7 @@ class ModelSpec:
     gated: bool = False
     remote_code: bool = False
     upstream_code: str = "yes"
+    server: str = ""
     load: dict[str, Any] = field(default_factory=dict)
     infer: dict[str, Any] = field(default_factory=dict)
 
