@@ -57,3 +57,20 @@ def build(family: str) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+# Where in a tiny build a model's `--weights` points (default: the build folder itself).
+WEIGHTS_IN_BUILD = {"moondream2": "hub"}  # a Hugging Face cache folder: remote code loads from that layout
+
+
+def tiny_weights(models: list[str]) -> dict[str, Path]:
+    """`--weights` for each model that has a tiny build (a served model, e.g. llava, has none)."""
+    from orchestrator.registry import load_registry
+
+    registry = load_registry()
+    out = {}
+    for model in models:
+        if registry[model].server:
+            continue
+        out[model] = build(family_of(model)) / WEIGHTS_IN_BUILD.get(model, "")
+    return out
