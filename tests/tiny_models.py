@@ -60,7 +60,10 @@ def build(family: str) -> Path:
 
 
 # Where in a tiny build a model's `--weights` points (default: the build folder itself).
-WEIGHTS_IN_BUILD = {"moondream2": "hub"}  # a Hugging Face cache folder: remote code loads from that layout
+WEIGHTS_IN_BUILD = {
+    "moondream2": "hub",  # a Hugging Face cache folder: its remote code loads only from that layout
+    "minicpm-v45": "hub/models--openbmb--MiniCPM-V-4_5/snapshots/fd3209b2e0580e346fc33d2c6f85b6e9332eecda",
+}
 
 
 def tiny_weights(models: list[str]) -> dict[str, Path]:
