@@ -34,8 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners.base import (ImageResult, LoadResult, WeightsMissing, fingerprint, pick_torch_device, pick_torch_dtype,
-                          weights_dir)
+from runners.base import (
+    ImageResult,
+    LoadResult,
+    WeightsMissing,
+    fingerprint,
+    pick_torch_device,
+    pick_torch_dtype,
+    weights_dir,
+)
 from schemas.protocol import LoadSpec, Tag
 
 MODES = ("best", "fast", "classic", "negative")

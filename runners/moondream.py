@@ -76,7 +76,8 @@ class Adapter:
             config = AutoConfig.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise WeightsMissing(f"{spec['hub_id']}@{spec['revision']} is not in the Hugging Face cache and mltag "
-                                 f"is offline; run once online, or --weights {spec['name']}=<hub cache folder>") from exc
+                                 f"is offline; run once online, or --weights {spec['name']}=<hub cache folder>"
+                                 ) from exc
         path = cached_file(source, "config.json", **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
         config.config = json.loads(Path(path).read_text()).get("config") or {}
         load_kwargs: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """The clip-interrogator adapter end to end: the real clip-interrogator 0.6.0 package on tiny random
 BLIP and CLIP models (tests/tiny/clip_interrogator.py) through the runner host, offline: the package
 cannot download its precomputed label tables, so it embeds its ~111k phrases with the tiny CLIP (the
-first load here takes about a minute; the tables are shared by the module's tests).
+first load takes about a minute; the tables are kept in the adapter cache, keyed by the CLIP weights).
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("ci-tables"))
+def tables() -> str:
+    """Where `mltag analyze` keeps the tables too (the adapter cache): computed once, for every test."""
+    from orchestrator.paths import adapter_cache_dir
+
+    return str(adapter_cache_dir() / "clip-interrogator")
 
 
 def _check(cell: dict, mode: str) -> dict:
@@ -48,8 +51,10 @@ def test_best_mode_tables_computed_offline(run_model, tiny: Path, tables: str) -
     paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg"]
     load, cells = run_model("clip-interrogator", paths, weights=tiny, load_options={"tables_dir": tables})
     assert str(tiny / "caption") in load["model_version"] and str(tiny / "clip") in load["model_version"]
-    assert any("label tables ready" in n for n in load["notes"])
-    written = sorted(p.name for p in Path(tables).rglob("*.safetensors"))
+    [note] = [n for n in load["notes"] if "label tables ready" in n]
+    folder = Path(note.split("(kept in ")[1].rstrip(")"))
+    assert folder.parent == Path(tables) and folder.name.startswith("tables-")
+    written = sorted(p.name for p in folder.glob("*.safetensors"))
     assert written == sorted(f"ViT-L-14_openai_{t}.safetensors"
                              for t in ("artists", "flavors", "mediums", "movements", "trendings", "negative"))
     raws = [_check(c, "best") for c in cells]

@@ -35,8 +35,9 @@ HUB_ID, REVISION = "vikhyatk/moondream2", "2025-06-21"
 TOKENIZER_ID = "moondream/starmie-v1"
 UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "moondream2-2025-06-21"
 VOCAB = 51200
-WORDS = ("room wall window door floor stairs corridor rust paint graffiti chair table light dust brick "
-         "concrete broken old abandoned empty dark factory hall ceiling pipe glass wood metal").split()
+WORDS = ("room", "wall", "window", "door", "floor", "stairs", "corridor", "rust", "paint", "graffiti",
+         "chair", "table", "light", "dust", "brick", "concrete", "broken", "old", "abandoned", "empty",
+         "dark", "factory", "hall", "ceiling", "pipe", "glass", "wood", "metal")
 TINY = {"text": dict(dim=128, ff_dim=256, n_layers=2, n_heads=2, n_kv_heads=2, max_context=2048),
         "vision": dict(enc_dim=64, enc_n_layers=27, enc_ff_dim=128, enc_n_heads=1, proj_out_dim=128,
                        proj_inner_dim=256, max_crops=2),

@@ -22,7 +22,7 @@ from tests.tiny import cli
 ENV = "ram"
 
 CHECKPOINT = "ram_plus_swin_large_14m.pth"
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"a the cat dog room wall window door".split()]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *["a", "the", "cat", "dog", "room", "wall", "window", "door"]]
 
 
 def build(out: Path) -> None:

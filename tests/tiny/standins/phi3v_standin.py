@@ -25,8 +25,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import (AutoTokenizer, BatchFeature, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel,
-                          GenerationMixin, Phi3Config)
+from transformers import (
+    AutoTokenizer,
+    BatchFeature,
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    GenerationMixin,
+    Phi3Config,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.phi3.modeling_phi3 import Phi3Model, Phi3PreTrainedModel
 
