@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.registry import load_registry
 from tests.integration.helpers import SCHEMA, mltag
-from tests.ollama_server import StandInOllama
+from tests.ollama_server import StandInOllama, closed_port
 from tests.tiny_models import tiny_weights
 
 pytestmark = pytest.mark.adapter
@@ -66,3 +66,16 @@ def test_health_deep_shows_env_and_versions(model: str) -> None:
     env = load_registry()[model].env
     assert f"env {env}: python" in proc.stdout and f"transformers {EXPECTED[model]}" in proc.stdout
     assert "deep: inference" in proc.stdout
+
+
+def test_health_of_a_served_model() -> None:
+    """`mltag health llava` asks the server: answers? model pulled? and names the fix when not."""
+    with StandInOllama() as server:
+        ok = mltag("health", "llava", env={"OLLAMA_HOST": server.url})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "env slim: python" in ok.stdout and "ollama 0.6.3" in ok.stdout and "llava:latest@ab12ab12ab12" in ok.stdout
+    with StandInOllama({}) as server:
+        missing = mltag("health", "llava", env={"OLLAMA_HOST": server.url})
+    assert missing.returncode == 1 and "is not pulled" in missing.stdout and "fix: ollama pull llava" in missing.stdout
+    down = mltag("health", "llava", env={"OLLAMA_HOST": closed_port()})
+    assert down.returncode == 1 and "no Ollama server answers" in down.stdout and "fix: ollama serve" in down.stdout
