@@ -8,6 +8,7 @@ every such class is a tag), all 4,585 scores are kept, batches equal single runs
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,3 +74,29 @@ print(json.dumps(out))
 def test_architecture_from_checkpoint_keys(env_script: Callable[..., list]) -> None:
     assert env_script("ram", ARCH) == [["base", 224], ["swin_l", 384], ["swin_b", 224],
                                        "not a RAM++ checkpoint: no visual_encoder weights"]
+
+
+def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(run_model, tiny: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare .pth (no vocab.txt beside it): the package's tokenizer comes from bert-base-uncased at the
+    revision model.toml pins, read from the Hugging Face cache (offline), as for a real user."""
+    from orchestrator.registry import load_registry
+
+    revision = load_registry()["ram-plus"].load["text_encoder_revision"]
+    repo = tmp_path / "hub" / "models--bert-base-uncased"
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    (repo / "snapshots" / revision / "vocab.txt").write_text((tiny / "vocab.txt").read_text())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    alone = tmp_path / "weights" / "ram_plus_swin_large_14m.pth"
+    alone.parent.mkdir()
+    shutil.copy(tiny / "ram_plus_swin_large_14m.pth", alone)  # a copy: --weights paths are resolved
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    load, [cell] = run_model("ram-plus", [SAMPLES / "coffee.png"], weights=alone)
+    assert str(alone) in load["model_version"]
+    _check(cell)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))  # the tokenizer is missing: say so
+    from orchestrator.transport import RunnerError
+
+    with pytest.raises(RunnerError, match="bert-base-uncased@86b5e0934494 is not in the Hugging Face cache"):
+        run_model("ram-plus", [SAMPLES / "coffee.png"], weights=alone)
