@@ -597,12 +597,14 @@ def models() -> None:
     from orchestrator.health import weights_cached
 
     table = Table(title="mltag models")
-    for col in ("name", "kind", "env", "hub id @ revision", "env built", "weights", "size"):
+    for col in ("name", "kind", "env", "hub id @ revision", "remote code", "env built", "weights", "size"):
         table.add_column(col, no_wrap=col != "size")
     for spec in _registry().values():
         state, _ = envbuild.env_state(spec.env)
         table.add_row(spec.name, spec.kind, spec.env, f"{spec.hub_id}@{spec.revision[:12]}",
+                      "[yellow]yes[/]" if spec.remote_code else "no",
                       "[green]built[/]" if state == "ready" else f"[yellow]{state}[/]",
+                      f"[dim]{spec.server} server[/]" if spec.server else
                       "[green]cached[/]" if weights_cached(spec) else "[dim]not cached[/]", spec.size)
     _stdout().print(table)
 

@@ -7,7 +7,10 @@ Recipe (measured in shared/research/feasibility.md):
 - torchvision from PyPI is CUDA-only: a .pth activates runners/_tv_cpu_shim.py;
 - runner code reaches the venv through mltag.pth (the project root), not an install;
 - under a file lock; a failed build is removed; a health check right after the build; the
-  completion marker (holding the env key) is written last.
+  completion marker (holding the env key) is written last;
+- a package that is not on PyPI is a direct reference in the lock (`ram @ git+https://...@<commit>`);
+  MLTAG_FIND_LINKS can point such a name at a local wheel or source folder instead (offline
+  machines, CI), see `local_substitutes`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +36,11 @@ from orchestrator.paths import PROJECT_ROOT, REQUIREMENTS_DIR, uv_cache_dir, ven
 LAYOUT_VERSION = 1
 TORCH_PIN = "torch==2.13.0"
 MARKER = ".mltag-env.json"
+# Local stand-ins for direct references (packages not on PyPI): entries separated by whitespace or
+# os.pathsep, each a wheel file, a folder of wheels, or NAME=PATH (PATH a wheel or a source folder).
+# Relative paths are read from the project root.
+FIND_LINKS_VAR = "MLTAG_FIND_LINKS"
+_DIRECT_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
 
 
 class EnvBuildError(Exception):
@@ -71,11 +80,83 @@ def _needs_tv_shim(paths: EnvPaths) -> bool:
     return "torchvision==" in paths.lock.read_text()
 
 
-def env_key(paths: EnvPaths) -> str:
-    """A hash of everything that went into the env: lock, torch pin, Python, layout, shim."""
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def direct_references(text: str) -> dict[str, str]:
+    """{normalised name: requirement line} for every `name @ url` line of a lock or .in file."""
+    out = {}
+    for line in text.splitlines():
+        match = _DIRECT_REF.match(line.split("#", 1)[0].strip())
+        if match:
+            out[_norm(match.group(1))] = line.split("#", 1)[0].strip()
+    return out
+
+
+def _find_links_entries() -> list[str]:
+    raw = os.environ.get(FIND_LINKS_VAR, "")
+    return [e for part in raw.split(os.pathsep) for e in part.split() if e]
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
+
+
+def local_substitutes(names: list[str]) -> dict[str, Path]:
+    """Local wheels or source folders (from MLTAG_FIND_LINKS) for the direct references `names`.
+
+    A wheel matches by its file name (`ram-0.0.1-py3-none-any.whl` is `ram`); a source folder only
+    when named explicitly (`ram=../recognize-anything`). Names with no local match are left to the
+    lock's URL (a pinned VCS commit needs git and network).
+    """
+    wanted = {_norm(n) for n in names}
+    found: dict[str, Path] = {}
+    for entry in _find_links_entries():
+        name, sep, path = entry.partition("=")
+        if sep:
+            target = _resolve(path)
+            if _norm(name) in wanted and target.exists() and _norm(name) not in found:
+                found[_norm(name)] = target
+            continue
+        target = _resolve(entry)
+        wheels = sorted(target.glob("*.whl")) if target.is_dir() else [target] if target.suffix == ".whl" else []
+        for wheel in wheels:
+            dist = _norm(wheel.name.split("-", 1)[0])
+            if dist in wanted and dist not in found:
+                found[dist] = wheel
+    return found
+
+
+def _substituted(text: str) -> tuple[str, dict[str, Path]]:
+    """`text` (a lock or .in) with its direct references pointed at local substitutes, if any."""
+    refs = direct_references(text)
+    subs = local_substitutes(list(refs))
+    lines = []
+    for line in text.splitlines():
+        match = _DIRECT_REF.match(line.split("#", 1)[0].strip())
+        if match and _norm(match.group(1)) in subs:
+            line = f"{match.group(1)} @ {subs[_norm(match.group(1))].as_uri()}"
+        lines.append(line)
+    return "\n".join(lines) + "\n", subs
+
+
+def _fingerprint(path: Path) -> str:
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"folder:{path}"
+
+
+def env_key(paths: EnvPaths, subs: dict[str, Path] | None = None) -> str:
+    """A hash of everything that went into the env: lock, torch pin, Python, layout, shim, and
+    any local wheel standing in for a direct reference (`subs`, default: MLTAG_FIND_LINKS's)."""
     if not paths.lock.exists():
         raise EnvBuildError(f"no lock file {paths.lock}; run `make lock`")
+    if subs is None:
+        subs = local_substitutes(list(direct_references(paths.lock.read_text())))
     parts = {
+        "local": {name: _fingerprint(p) for name, p in sorted(subs.items())} or None,
         "lock": hashlib.sha256(paths.lock.read_bytes()).hexdigest(),
         "torch": TORCH_PIN if _needs_torch(paths) else None,
         "python": _python_version(),
@@ -102,6 +183,10 @@ def env_state(name: str) -> tuple[str, str]:
         why = "half-built (no completion marker)" if paths.venv.exists() else "not built"
         return "missing", why
     want = env_key(paths)
+    recorded = {name: Path(p) for name, p in (marker.get("local") or {}).items()}
+    if marker.get("key") != want and recorded and all(p.exists() for p in recorded.values()):
+        # built from local stand-ins that are still there and unchanged: current without MLTAG_FIND_LINKS
+        want = env_key(paths, recorded)
     if marker.get("key") != want:
         return "stale", f"its pins, Python or layout changed (built as {marker.get('key')}, now {want})"
     if not paths.python.exists():
@@ -162,9 +247,12 @@ def _health_check(paths: EnvPaths) -> None:
 def _import_names(paths: EnvPaths) -> list[str]:
     lock = paths.lock.read_text()
     names = {"onnxruntime": "onnxruntime", "transformers": "transformers", "open-clip-torch": "open_clip",
-             "timm": "timm", "torchvision": "torchvision", "PIL": "PIL", "msgpack": "msgpack"}
+             "timm": "timm", "torchvision": "torchvision", "PIL": "PIL", "msgpack": "msgpack",
+             "clip-interrogator": "clip_interrogator", "httpx": "httpx"}
     out = ["msgpack", "PIL"] + (["torch"] if _needs_torch(paths) else [])
     out += [mod for pkg, mod in names.items() if f"\n{pkg}==" in "\n" + lock and mod not in out]
+    # packages installed from a direct reference (not on PyPI): their top-level module
+    out += [name.replace("-", "_") for name in direct_references(lock)]
     return out
 
 
@@ -200,7 +288,12 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
         cmd += ["--find-links", link]
     if _needs_torch(paths):
         cmd.append(TORCH_PIN)  # same command as the lock: uv never resolves torch on its own
-    _run(cmd + ["-r", str(paths.lock)], log)
+    text, subs = _substituted(paths.lock.read_text())
+    for name, path in subs.items():
+        log(f"{name}: local {path} instead of the lock's {direct_references(paths.lock.read_text())[name]}")
+    requirements = paths.venv / "mltag-requirements.txt"  # the lock as installed (local paths resolved)
+    requirements.write_text(text)
+    _run(cmd + ["-r", str(requirements)], log)
     site = _site_packages(paths)
     (site / "mltag.pth").write_text(str(PROJECT_ROOT) + "\n")
     if _needs_tv_shim(paths):
@@ -208,6 +301,7 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
         (site / "zz_mltag_tv_cpu_shim.pth").write_text("import runners._tv_cpu_shim as s; s.install()\n")
     _health_check(paths)
     marker = {"key": env_key(paths), "env": paths.name, "python": sys.version.split()[0],
+              "local": {name: str(p) for name, p in subs.items()},
               "project_root": str(PROJECT_ROOT), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = paths.marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(marker, indent=2))
@@ -220,6 +314,23 @@ def lock_env(name: str, log: Callable[[str], None] = print) -> Path:
     excludes = venvs_dir() / "torch-excludes.txt"
     excludes.parent.mkdir(parents=True, exist_ok=True)
     excludes.write_text("torch\n")
+    source = paths.requirements_in
+    original = paths.requirements_in.read_text()
+    text, subs = _substituted(original)
+    if subs:  # resolve against the local copies, then write the .in's own references back
+        source = venvs_dir() / f"{name}.in"
+        source.write_text(text)
     _run([_uv(), "pip", "compile", "-q", "--python-version", "3.11", "--excludes", str(excludes),
-          "--no-header", str(paths.requirements_in), "-o", str(paths.lock)], log)
+          "--no-header", str(source), "-o", str(paths.lock)], log)
+    if subs:
+        refs = direct_references(original)
+        rel = str(paths.requirements_in.relative_to(PROJECT_ROOT)) if paths.requirements_in.is_relative_to(
+            PROJECT_ROOT) else str(paths.requirements_in)
+        lines = []
+        for line in paths.lock.read_text().splitlines():
+            match = _DIRECT_REF.match(line.strip())
+            if match and _norm(match.group(1)) in subs:
+                line = refs[_norm(match.group(1))]
+            lines.append(re.sub(rf"-r \S*{re.escape(source.name)}$", f"-r {rel}", line))
+        paths.lock.write_text("\n".join(lines) + "\n")
     return paths.lock

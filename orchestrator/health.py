@@ -5,6 +5,7 @@ Each check returns a Check with `problem` (None when fine) and the command that 
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,10 @@ def hub_token() -> str | None:
 
 def weights_cached(spec: ModelSpec) -> bool:
     """The pinned revision's snapshot folder exists in the Hugging Face cache."""
-    folder = "models--" + spec.hub_id.replace("/", "--")
-    return (hub_cache_dir() / folder / "snapshots" / spec.revision).is_dir()
+    repo = hub_cache_dir() / ("models--" + spec.hub_id.replace("/", "--"))
+    ref = repo / "refs" / spec.revision  # a pinned release tag (moondream2) resolves through refs/
+    commit = ref.read_text().strip() if ref.is_file() else spec.revision
+    return (repo / "snapshots" / commit).is_dir()
 
 
 def check_env(spec: ModelSpec) -> Check:
@@ -74,14 +77,38 @@ def check_hello(spec: ModelSpec, timeout: float = 180.0) -> tuple[Check, dict[st
                      fix=f"see {runner.log_path}; rebuild with `make setup-envs MODELS={spec.name}`"), {}
     finally:
         runner.stop()
+    return Check("runner", detail=describe_hello(spec.env, hello)), hello
+
+
+def describe_hello(env: str, hello: dict[str, Any]) -> str:
+    """The env and every library version its runner reported (envs pin different transformers)."""
     pkgs = hello.get("packages", {})
-    detail = (f"python {hello.get('python')}, torch {pkgs.get('torch', '-')}, transformers "
-              f"{pkgs.get('transformers', '-')}, onnxruntime {pkgs.get('onnxruntime', '-')}; devices: "
-              f"{', '.join(hello.get('devices') or ['cpu'])}")
-    return Check("runner", detail=detail), hello
+    versions = ", ".join(f"{name} {version}" for name, version in pkgs.items())
+    return (f"env {env}: python {hello.get('python')}; {versions}; devices: "
+            f"{', '.join(hello.get('devices') or ['cpu'])}")
+
+
+def check_server(spec: ModelSpec, timeout: float = 120.0) -> Check:
+    """A served model (Ollama): the runner's load asks the server whether it answers and has the model."""
+    from orchestrator.loadspec import build_load_spec
+
+    python = envbuild.env_paths(spec.env).python
+    runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True)
+    try:
+        runner.call("hello", timeout)
+        info = runner.call("load", timeout, spec=build_load_spec(spec, offline=True))
+    except RunnerError as exc:
+        message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0]
+        command = re.search(r"`([^`]+)`", message)  # the adapter names the fix: `ollama pull llava`, ...
+        return Check("server", message, fix=command.group(1) if command else f"see {runner.log_path}")
+    finally:
+        runner.stop()
+    return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}")
 
 
 def check_weights(spec: ModelSpec, local: Path | None) -> Check:
+    if spec.server:
+        return check_server(spec)
     if local is not None:
         if local.exists():
             return Check("weights", detail=f"local override {local}")

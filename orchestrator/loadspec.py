@@ -37,5 +37,5 @@ def build_load_spec(spec: ModelSpec, *, weights: Path | None = None, offline: bo
         options["vocabulary"] = read_vocabulary(options["vocabulary"], spec.folder)
     return {"name": spec.name, "hub_id": spec.hub_id, "revision": spec.revision,
             "local_path": str(Path(weights).expanduser().resolve()) if weights else None,
-            "offline": offline, "device": device, "dtype": dtype,
+            "offline": offline, "device": device, "dtype": dtype, "remote_code": spec.remote_code,
             "cache_dir": str(adapter_cache_dir() / spec.name), "options": options, "warmup": warmup}

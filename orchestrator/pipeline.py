@@ -355,7 +355,7 @@ class Analysis:
         load = run.load
         return {
             "name": spec.name, "kind": spec.kind, "adapter": spec.adapter, "env": spec.env,
-            "hub_id": spec.hub_id, "revision": spec.revision,
+            "hub_id": spec.hub_id, "revision": spec.revision, "remote_code": spec.remote_code,
             "weights": str(self.options.weights[spec.name]) if spec.name in self.options.weights else None,
             "status": run.status, "message": run.message, "fix": run.fix,
             "device": load.get("device"), "dtype": load.get("dtype"), "model_version": load.get("model_version"),

@@ -11,6 +11,10 @@ model.toml fields:
     load_timeout_s  optional deadline for loading the weights
     licence, size, description   shown to the user
     gated        true when the Hub repo needs an accepted licence and a token (HF_TOKEN / `hf auth login`)
+    remote_code  true when loading runs Python files from the model repository (trust_remote_code);
+                 only allowed with a pinned revision (a commit, or a release tag), never a branch
+    upstream_code  "yes" when the tests run the model's real upstream code, else why not (README table)
+    server       "ollama" when a running server holds the model (hub_id is then the server's model name)
     [load]       options passed to the adapter's load()
     [infer]      default options for infer() (thresholds, prompts, ...)
 """
@@ -26,6 +30,8 @@ from typing import Any
 from orchestrator.paths import ENVS_DIR
 
 KINDS = ("tagger", "zero-shot", "captioner", "judge")
+# Branch names move: remote code loaded from one would run whatever the repo holds today.
+UNPINNED = ("main", "master", "head", "latest", "dev")
 REQUIRED = ("adapter", "kind", "env", "hub_id", "revision")
 
 
@@ -53,6 +59,9 @@ class ModelSpec:
     size: str = ""
     description: str = ""
     gated: bool = False
+    remote_code: bool = False
+    upstream_code: str = "yes"
+    server: str = ""
     load: dict[str, Any] = field(default_factory=dict)
     infer: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +78,9 @@ def _parse(path: Path) -> ModelSpec:
         raise RegistryError(f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}")
     if not data["adapter"].startswith("runners."):
         raise RegistryError(f"{path}: adapter must be a module under runners/, got {data['adapter']!r}")
+    if data.get("remote_code") and str(data["revision"]).lower() in UNPINNED:
+        raise RegistryError(f"{path}: remote_code = true needs a pinned revision (a commit or a release tag), "
+                            f"not the branch {data['revision']!r}")
     known = {f for f in ModelSpec.__dataclass_fields__ if f not in ("name", "folder")}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -60,7 +60,7 @@ class RemoteError(RunnerError):
 
 KEEP_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "HF_HOME", "HF_TOKEN",
             "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES", "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE", "XDG_CACHE_HOME")
+            "REQUESTS_CA_BUNDLE", "XDG_CACHE_HOME", "HF_MODULES_CACHE", "OLLAMA_HOST")
 
 
 def runner_env(python: Path, offline: bool, extra: dict[str, str] | None = None) -> dict[str, str]:

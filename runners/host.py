@@ -36,7 +36,8 @@ from schemas.protocol import PROTOCOL_VERSION, ErrorInfo, error_reply, ok_reply 
 from schemas.status import CellStatus  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "open_clip_torch", "timm",
-            "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack")
+            "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack", "accelerate", "ram", "fairscale",
+            "clip-interrogator", "ollama")
 
 
 def _read_exact(n: int) -> bytes:

@@ -38,6 +38,7 @@ class LoadSpec(TypedDict):
     cache_dir: str               # a folder the adapter may use for derived caches
     options: dict[str, Any]      # model.toml [load] table plus CLI overrides
     warmup: NotRequired[bool]    # run one inference on a generated image after loading
+    remote_code: NotRequired[bool]  # model.toml allows trust_remote_code (at `revision` or local_path only)
 
 
 class LoadInfo(TypedDict):

@@ -22,6 +22,10 @@ from orchestrator import envbuild
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# As the Makefile: RAM++'s `ram` (not on PyPI) from the wheel in ../shared when that is beside the checkout.
+_RAM_WHEELS = "../shared/upstream/recognize-anything"
+if not os.environ.get("MLTAG_FIND_LINKS") and (envbuild.PROJECT_ROOT / _RAM_WHEELS).is_dir():
+    os.environ["MLTAG_FIND_LINKS"] = _RAM_WHEELS
 
 
 @pytest.fixture(autouse=True)

@@ -38,8 +38,9 @@ def build(family: str) -> Path:
     env = env_of(family)
     python = envbuild.build_env(env, log=lambda s: None).python
     builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
-    # The builder, the helpers the builders share (tests/tiny/_*.py) and the env make the key.
-    sources = [builder, *sorted(builder.parent.glob("_*.py"))]
+    # The builder, the helpers the builders share (tests/tiny/_*.py), the interface stand-ins
+    # (tests/tiny/standins/) and the env make the key.
+    sources = [builder, *sorted(builder.parent.glob("_*.py")), *sorted(builder.parent.glob("standins/*.py"))]
     env_key = envbuild.env_key(envbuild.env_paths(env)).encode()
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + env_key).hexdigest()[:12]
     out = cache_root() / "tiny" / f"{family}-{key}"
@@ -56,4 +57,25 @@ def build(family: str) -> Path:
     (tmp / ".complete").write_text("")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    return out
+
+
+# Where in a tiny build a model's `--weights` points (default: the build folder itself).
+WEIGHTS_IN_BUILD = {
+    "moondream2": "hub",  # a Hugging Face cache folder: its remote code loads only from that layout
+    "minicpm-v45": "hub/models--openbmb--MiniCPM-V-4_5/snapshots/fd3209b2e0580e346fc33d2c6f85b6e9332eecda",
+    "phi35-vision": "hub/models--microsoft--Phi-3.5-vision-instruct/snapshots/c68f85286eac3fb376a17068e820e738a89c194a",
+}
+
+
+def tiny_weights(models: list[str]) -> dict[str, Path]:
+    """`--weights` for each model that has a tiny build (a served model, e.g. llava, has none)."""
+    from orchestrator.registry import load_registry
+
+    registry = load_registry()
+    out = {}
+    for model in models:
+        if registry[model].server:
+            continue
+        out[model] = build(family_of(model)) / WEIGHTS_IN_BUILD.get(model, "")
     return out

@@ -56,3 +56,49 @@ def test_pip_find_links_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("UV_FIND_LINKS", raising=False)
     monkeypatch.setenv("PIP_FIND_LINKS", "/a /b")
     assert envbuild.pip_find_links() == ["/a", "/b"]
+
+
+def test_direct_references_and_local_wheel_stand_ins(fake_env: envbuild.EnvPaths, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = "ram @ git+https://github.com/xinyu1205/recognize-anything@" + "7" * 40
+    fake_env.lock.write_text(f"numpy==2.4.6\n{ref}\n    # via -r demo.in\n")
+    assert envbuild.direct_references(fake_env.lock.read_text()) == {"ram": ref}
+    monkeypatch.delenv("MLTAG_FIND_LINKS", raising=False)
+    without = envbuild.env_key(fake_env)
+    assert envbuild.local_substitutes(["ram"]) == {}
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "ram-0.0.1-py3-none-any.whl"
+    wheel.write_bytes(b"wheel v1")
+    (wheels / "other-1.0-py3-none-any.whl").write_bytes(b"x")
+    monkeypatch.setenv("MLTAG_FIND_LINKS", str(wheels))
+    assert envbuild.local_substitutes(["ram"]) == {"ram": wheel}
+    text, subs = envbuild._substituted(fake_env.lock.read_text())
+    assert f"ram @ {wheel.as_uri()}" in text and "numpy==2.4.6" in text and subs == {"ram": wheel}
+    with_wheel = envbuild.env_key(fake_env)
+    assert with_wheel != without  # the wheel is part of what was installed
+    wheel.write_bytes(b"wheel v2")
+    assert envbuild.env_key(fake_env) != with_wheel
+    # a source folder only when named explicitly; relative paths are read from the project root
+    source = tmp_path / "recognize-anything"
+    source.mkdir()
+    monkeypatch.setenv("MLTAG_FIND_LINKS", f"ram={source}")
+    assert envbuild.local_substitutes(["ram"]) == {"ram": source}
+    monkeypatch.setenv("MLTAG_FIND_LINKS", f"{source}")
+    assert envbuild.local_substitutes(["ram"]) == {}
+
+
+def test_env_built_from_a_recorded_wheel_stays_current(fake_env: envbuild.EnvPaths, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_env.lock.write_text("ram @ git+https://example.org/ram@" + "7" * 40 + "\n")
+    wheel = tmp_path / "ram-0.0.1-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    monkeypatch.setenv("MLTAG_FIND_LINKS", str(wheel))
+    fake_env.python.parent.mkdir(parents=True)
+    fake_env.python.touch()
+    fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env), "local": {"ram": str(wheel)},
+                                           "project_root": str(envbuild.PROJECT_ROOT)}))
+    monkeypatch.delenv("MLTAG_FIND_LINKS")
+    assert envbuild.env_state("demo") == ("ready", "")  # no need to fetch the VCS reference again
+    wheel.write_bytes(b"changed")
+    assert envbuild.env_state("demo")[0] == "stale"

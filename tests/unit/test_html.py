@@ -118,3 +118,12 @@ def test_relative_paths_are_read_from_image_root(document: dict, tmp_path: Path)
         image["path"] = str(Path(image["path"]).relative_to(tmp_path))
     assert to_html(document, image_root=tmp_path).count('<img class="thumb"') == 3
     assert to_html(document, image_root=tmp_path / "elsewhere").count('<img class="thumb"') == 0
+
+
+def test_models_running_remote_code_are_marked(document: dict) -> None:
+    document["models"][2]["remote_code"] = True  # e.g. moondream2: the repository's own code ran
+    html = to_html(document)
+    models = html.split('<section id="models">', 1)[1].split("</section>", 1)[0]
+    rows = dict(re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', models, re.S))
+    marked = [name for name, row in rows.items() if "remote code</span>" in row]
+    assert marked == [document["models"][2]["name"]]

@@ -1,0 +1,30 @@
+"""Build the tiny models CLIP-Interrogator runs on: `python -m tests.tiny.clip_interrogator OUT_DIR` (modern env).
+
+CLIP-Interrogator (PyPI clip-interrogator 0.6.0, the real package) pairs a BLIP captioner with an
+OpenAI CLIP ViT-L/14. This writes the two tiny random models the other builders make, in the
+layout the adapter's `--weights` folder takes: OUT_DIR/caption (tests/tiny/blip.py: native
+BlipForConditionalGeneration + processor) and OUT_DIR/clip (tests/tiny/clip_zeroshot.py: open_clip's
+hub layout, the real ViT-L-14 text vocabulary and 77-token context, 32 wide). The interrogator's
+own label tables (100k flavors, 10k artists, ...) are embedded with the tiny CLIP when the adapter
+loads, as the package does whenever its precomputed tables cannot be downloaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.tiny import blip, cli, clip_zeroshot
+
+ENV = "modern"
+
+
+def build(out: Path) -> None:
+    (out / "caption").mkdir(parents=True, exist_ok=True)
+    (out / "clip").mkdir(parents=True, exist_ok=True)
+    blip.build(out / "caption")
+    clip_zeroshot.build(out / "clip")
+
+
+if __name__ == "__main__":
+    sys.exit(cli(build))

@@ -1,0 +1,36 @@
+"""The runner-side remote-code policy (runners/_remote.py): trust_remote_code only when model.toml
+allows it, and only at the pinned revision or the user's local folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from runners._remote import RemoteCodeRefused, remote_code_source
+
+
+def _spec(**over: object) -> dict:
+    spec = {"name": "m", "hub_id": "org/m", "revision": "2025-06-21", "local_path": None, "offline": False,
+            "device": "cpu", "dtype": "auto", "cache_dir": "", "options": {}, "remote_code": True}
+    return {**spec, **over}
+
+
+def test_pinned_hub_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert remote_code_source(_spec()) == ("org/m", {"trust_remote_code": True, "revision": "2025-06-21"})
+    source, kwargs = remote_code_source(_spec(offline=True))
+    assert kwargs["local_files_only"] is True and kwargs["revision"] == "2025-06-21"
+
+
+def test_local_folder_is_what_the_user_named() -> None:
+    assert remote_code_source(_spec(local_path="/models/m")) == ("/models/m", {"trust_remote_code": True})
+
+
+@pytest.mark.parametrize("spec, message", [
+    (_spec(remote_code=False), "does not say remote_code = true"),
+    (_spec(remote_code=None), "does not say remote_code = true"),
+    (_spec(revision="main"), "unpinned revision 'main'"),
+    (_spec(revision=""), "unpinned revision"),
+])
+def test_refused(spec: dict, message: str) -> None:
+    with pytest.raises(RemoteCodeRefused, match=message):
+        remote_code_source(spec)
