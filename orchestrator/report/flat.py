@@ -41,10 +41,12 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         first = True
         for image in results.images():
+            entry = comparison.add(image) if comparison is not None else None
+            if entry is not None:   # the plan's per-image summary beside the image's cells
+                image["summary"] = entry["summary"]
+                spool.write(json.dumps([image["sha256"], entry], ensure_ascii=False) + "\n")
             out.write(("\n    " if first else ",\n    ") + _dump(image, 2))
             first = False
-            if comparison is not None and (entry := comparison.add(image)) is not None:
-                spool.write(json.dumps([image["sha256"], entry], ensure_ascii=False) + "\n")
         out.write("\n  ]" if not first else "]")
         if comparison is not None:
             summary = comparison.result()
