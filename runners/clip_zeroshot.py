@@ -2,10 +2,16 @@
 
 Every vocabulary term is scored for every image, from the cosine of the image embedding and the
 term's text embedding (the mean over the prompt templates, CLIP's prompt ensembling):
+- "binary" (CLIP's default in model.toml): each term on its own, CLIP's softmax over just two
+  prompts, the term's and a neutral one ("a photo of something"), at the model's logit scale:
+      p(term) = exp(s cos_t) / (exp(s cos_t) + exp(s cos_n)) = sigmoid(s (cos_t - cos_n))
+  "Is this photo better described by the term than by nothing in particular?": in [0, 1], one
+  per term, independent of the other terms (a clearly present "graffiti" is not diluted by 200
+  other terms), so the scores do not sum to 1. The vocabulary softmax stays in raw.softmax.
 - "softmax" (CLIP as defined): softmax over the whole vocabulary of logit_scale * cos. The
   scores sum to 1 per image: they rank terms against each other, they are not independent.
 - "sigmoid" (SigLIP as trained): sigmoid(logit_scale * cos + logit_bias), one per term.
-- "auto" (the default): sigmoid when the model has a logit_bias (SigLIP), else softmax.
+- "auto": sigmoid when the model has a logit_bias (SigLIP), else softmax.
 
 Weights: the pinned Hub snapshot's weights file (`weights_file`, default
 open_clip_model.safetensors), loaded into open_clip's built-in architecture `model` with the
@@ -49,7 +55,8 @@ DEFAULT_PRETRAINED = "openai"
 DEFAULT_TEMPLATES = ("a photo of {}",)
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-SCORE_MODES = ("auto", "softmax", "sigmoid")
+SCORE_MODES = ("auto", "softmax", "sigmoid", "binary")
+DEFAULT_NEUTRAL = "something"   # binary mode: the neutral prompt is each template filled with this
 CACHE_FORMAT = 1  # bump when the cached file or the embedding recipe changes
 TEXT_BATCH = 64
 
@@ -235,12 +242,19 @@ class Adapter:
         has_bias = getattr(model, "logit_bias", None) is not None
         self.logit_bias = float(model.logit_bias.item()) if has_bias else 0.0
         self.score_mode = self._score_mode(options.get("score", "auto"), has_bias)
+        self.neutral = str(options.get("neutral") or DEFAULT_NEUTRAL) if self.score_mode == "binary" else None
+        if self.neutral is not None and self.neutral in self.terms:
+            raise ValueError(f"the neutral term {self.neutral!r} is also a vocabulary term: choose another "
+                             "(option 'neutral')")
+        # binary: the neutral prompt is encoded with the terms, as one more row (the last)
+        texts = self.terms + ([self.neutral] if self.neutral is not None else [])
 
-        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), {
+        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), texts, {
             "format": CACHE_FORMAT, "model": source.name, "version": source.version,
             "quick_gelu": source.force_quick_gelu, "precision": dtype_label,
-            "templates": self.templates, "vocabulary": self.terms})
-        self.text = text.to(self.device, dtype=torch.float32)
+            "templates": self.templates, "vocabulary": texts})
+        text = text.to(self.device, dtype=torch.float32)
+        self.text, self.neutral_text = (text[:-1], text[-1]) if self.neutral is not None else (text, None)
 
         notes = [self._score_note(has_bias), cache_note,
                  f"prompts: {len(self.templates)} template(s) averaged: " + "; ".join(self.templates),
@@ -269,28 +283,36 @@ class Adapter:
         with torch.inference_mode(), self._autocast():
             features = self.model.encode_image(batch, normalize=True).float()
         logits = self.logit_scale * features @ self.text.T
+        neutral: list[float | None] = [None] * len(images)
+        softmax: list[list[float] | None] = [None] * len(images)
         if self.score_mode == "sigmoid":
             logits = logits + self.logit_bias
             scores = torch.sigmoid(logits)
+        elif self.score_mode == "binary":
+            neutral_logits = self.logit_scale * features @ self.neutral_text
+            scores = torch.sigmoid(logits - neutral_logits[:, None])   # the two-way softmax, per term
+            neutral = neutral_logits.cpu().tolist()
+            softmax = torch.softmax(logits, dim=-1).cpu().tolist()
         else:
             scores = torch.softmax(logits, dim=-1)
-        return [self._result(row_logits, row_scores)
-                for row_logits, row_scores in zip(logits.cpu().tolist(), scores.cpu().tolist(), strict=True)]
+        return [self._result(row_logits, row_scores, row_neutral, row_softmax)
+                for row_logits, row_scores, row_neutral, row_softmax in zip(
+                    logits.cpu().tolist(), scores.cpu().tolist(), neutral, softmax, strict=True)]
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None,
+    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None, texts: list[str],
                        key_parts: dict[str, Any]) -> tuple[Any, str]:
-        """The vocabulary's text embeddings from the disk cache, else computed and cached; and a note."""
+        """The text embeddings of `texts` from the disk cache, else computed and cached; and a note."""
         cache = _TextCache(cache_dir, key_parts)
-        text = cache.load(len(self.terms))
+        text = cache.load(len(texts))
         if text is not None:
             return text, f"text embeddings: cache hit ({cache.key})"
         t0 = time.perf_counter()
-        text = _encode_text(model, tokenizer, self.terms, self.templates, self.device, self._autocast())
+        text = _encode_text(model, tokenizer, texts, self.templates, self.device, self._autocast())
         took = time.perf_counter() - t0
         error = cache.save(text)
         where = f"not cached ({error})" if error else f"cached ({cache.key})"
-        prompts = len(self.terms) * len(self.templates)
+        prompts = len(texts) * len(self.templates)
         return text, f"text embeddings: computed for {prompts} prompts in {took:.1f} s, {where}"
 
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -312,16 +334,25 @@ class Adapter:
         n = len(self.terms)
         if self.score_mode == "softmax":
             return f"scores: softmax over {n} terms (sum to 1 per image; not independent probabilities)"
+        if self.score_mode == "binary":
+            neutral = "; ".join(t.format(self.neutral) for t in self.templates)
+            return (f"scores: per term, a two-way softmax of the term's prompt against the neutral prompt "
+                    f"'{neutral}' at logit_scale, = sigmoid(logit_scale*(cos_term - cos_neutral)), {n} terms "
+                    "(independent, in [0, 1], do not sum to 1); raw.softmax keeps the softmax over all terms")
         note = f"scores: sigmoid(logit_scale*cos + logit_bias) per term, {n} terms (independent; do not sum to 1)"
         if not has_bias:
             note += "; this model has no logit_bias (not trained with a sigmoid loss): bias 0, scores uncalibrated"
         return note
 
-    def _result(self, logits: list[float], scores: list[float]) -> ImageResult:
+    def _result(self, logits: list[float], scores: list[float], neutral: float | None = None,
+                softmax: list[float] | None = None) -> ImageResult:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
         tags = [{"name": self.terms[i], "score": scores[i], "category": "zero-shot"} for i in order]
-        raw = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
-               "templates": list(self.templates), "logit_scale": self.logit_scale}
+        raw: dict[str, Any] = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
+                               "templates": list(self.templates), "logit_scale": self.logit_scale}
         if self.score_mode == "sigmoid":
             raw["logit_bias"] = self.logit_bias
+        if softmax is not None:   # binary: the neutral prompt's logit and CLIP's vocabulary softmax
+            raw["neutral"] = {"term": self.neutral, "logit": neutral}
+            raw["softmax"] = dict(zip(self.terms, softmax, strict=True))
         return {"status": "ok", "tags": tags, "caption": None, "raw": raw}
