@@ -18,8 +18,9 @@ open_clip_model.safetensors), loaded into open_clip's built-in architecture `mod
 preprocessing and QuickGELU setting of the `pretrained` tag. Passing the file (not the tag) is
 what honours the pinned revision and works offline. A local override is a folder in open_clip's
 hub layout (open_clip_config.json + weights, loaded with `local-dir:`) or a single weights file.
-SigLIP note: open_clip fetches a SigLIP tokenizer by its Hub name, unpinned; offline it must
-already be in the Hugging Face cache.
+SigLIP: its tokenizer is a Hugging Face tokenizer that open_clip would fetch by Hub name, unpinned;
+from the Hub, the adapter loads it from the same pinned snapshot as the weights instead (the timm
+SigLIP repos hold both), so it is pinned and works offline from the cache.
 
 Text embeddings cost ~25 s for 200 terms on CPU (ViT-L-14), so they are cached on disk under
 spec["cache_dir"], keyed by everything that determines them.
@@ -55,6 +56,7 @@ DEFAULT_PRETRAINED = "openai"
 DEFAULT_TEMPLATES = ("a photo of {}",)
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model")
 SCORE_MODES = ("auto", "softmax", "sigmoid", "binary")
 DEFAULT_NEUTRAL = "something"   # binary mode: the neutral prompt is each template filled with this
 CACHE_FORMAT = 1  # bump when the cached file or the embedding recipe changes
@@ -70,6 +72,7 @@ class _Source:
     version: str                   # model_version: hub id@revision, or path [fingerprint]
     force_quick_gelu: bool = False
     preprocess: dict[str, Any] = field(default_factory=dict)
+    tokenizer_dir: Path | None = None   # a Hugging Face tokenizer from the pinned snapshot (SigLIP)
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -152,10 +155,36 @@ def _resolve_source(spec: LoadSpec, options: dict[str, Any]) -> _Source:
         weights = path if path.is_file() else _weights_in(path)
         return _builtin_source(options, weights, f"{weights} [{fingerprint(weights)}]")
     weights_file = options.get("weights_file", WEIGHTS_FILES[0])
-    folder = weights_dir(spec, allow_patterns=[weights_file])
+    folder = weights_dir(spec, allow_patterns=[weights_file, *TOKENIZER_FILES])
     if not (folder / weights_file).is_file():
         raise WeightsMissing(f"{weights_file} is not in {spec['hub_id']}@{spec['revision'][:12]} ({folder})")
-    return _builtin_source(options, folder / weights_file, f"{spec['hub_id']}@{spec['revision']}")
+    source = _builtin_source(options, folder / weights_file, f"{spec['hub_id']}@{spec['revision']}")
+    if _hf_tokenizer(source.name) is not None:
+        if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            raise WeightsMissing(f"{spec['hub_id']}@{spec['revision'][:12]} holds no tokenizer files ({folder})")
+        source.tokenizer_dir = folder
+    return source
+
+
+def _hf_tokenizer(name: str) -> dict[str, Any] | None:
+    """The text config of a built-in architecture whose tokenizer is a Hugging Face one (SigLIP), else None."""
+    import open_clip
+
+    text_cfg = (open_clip.get_model_config(name) or {}).get("text_cfg") or {}
+    return text_cfg if text_cfg.get("hf_tokenizer_name") else None
+
+
+def _tokenizer(source: _Source) -> Any:
+    """open_clip's tokenizer for the architecture; a SigLIP one from the pinned snapshot's files."""
+    import open_clip
+
+    text_cfg = _hf_tokenizer(source.name) if source.tokenizer_dir is not None else None
+    if text_cfg is None:
+        return open_clip.get_tokenizer(source.name)
+    from open_clip.tokenizer import HFTokenizer
+
+    return HFTokenizer(str(source.tokenizer_dir), context_length=text_cfg.get("context_length", 64),
+                       **(text_cfg.get("tokenizer_kwargs") or {}))
 
 
 def _uses_quick_gelu(model: Any) -> bool:
@@ -237,7 +266,7 @@ class Adapter:
             source.name, pretrained=source.pretrained, precision=precision, device=self.device,
             force_quick_gelu=source.force_quick_gelu, **source.preprocess)
         self.model = model.eval()
-        tokenizer = open_clip.get_tokenizer(source.name)
+        tokenizer = _tokenizer(source)
         self.logit_scale = float(model.logit_scale.exp().item())
         has_bias = getattr(model, "logit_bias", None) is not None
         self.logit_bias = float(model.logit_bias.item()) if has_bias else 0.0
