@@ -80,7 +80,9 @@ Ask = Annotated[str | None, typer.Option("--ask", help="Captioners: caption | ta
 Quantize = Annotated[int | None, typer.Option("--quantize", help="Captioners and the judge: load in 4 or 8 bits "
                                                                  "(bitsandbytes, CUDA only).")]
 Judge = Annotated[str | None, typer.Option("--judge", help="After the models, merge their outputs per image with "
-                                                           "this judge LLM (e.g. qwen25-judge; see `mltag models`).")]
+                                                           "this judge: a text LLM (qwen25-judge), or any "
+                                                           "captioner, which also sees the photo (e.g. qwen25vl; "
+                                                           "its column: qwen25vl-judge).")]
 # -- the comparison (orchestrator/compare; shown by table, json and html) ------------------------------------------
 ShowMatrix = Annotated[bool, typer.Option("--show-matrix", help="Table: the tag x model agreement matrix (images, "
                                                                 "mean score).")]
@@ -156,7 +158,7 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
     if store_path is not None and no_store:
         fail("--store and --no-store exclude each other")
     _check_format(fmt, out)
-    selected = {m.name for m in models} | ({judge.name} if judge else set())
+    selected = {m.name for m in models} | ({judge.name, judge.folder.name} if judge else set())
     unknown = sorted(set(options.weights) - selected)
     if unknown:
         fail(f"--weights names model(s) not selected: {', '.join(unknown)}")
@@ -409,13 +411,17 @@ def analyze(paths: Paths,
 
 
 def _judge(name: str | None) -> ModelSpec | None:
-    """--judge NAME: a registry model of kind judge."""
+    """--judge NAME: a text judge (kind judge), or any captioner, which then judges seeing the photo."""
+    from orchestrator.judging import vision_judge
+
     if name is None:
         return None
     [spec] = _select(name)
+    if spec.kind == "captioner":
+        return vision_judge(spec)
     if spec.kind != "judge":
-        judges = ", ".join(s.name for s in _registry().values() if s.kind == "judge")
-        fail(f"--judge {name}: '{name}' is a {spec.kind}, not a judge (judges: {judges})")
+        judges = ", ".join(s.name for s in _registry().values() if s.kind in ("judge", "captioner"))
+        fail(f"--judge {name}: '{name}' is a {spec.kind}: a judge is a text judge or a captioner (judges: {judges})")
     return spec
 
 

@@ -1,5 +1,8 @@
 """The judge: a text-only instruct LLM that merges every model's caption and tags for one image.
 
+(Any captioner can also judge while looking at the photo: runners/_vlm.py's vision_judge, with the
+prompt and answer handling of this module.)
+
 Seed 002: several VLMs describe the photo, then one LLM writes ONE merged description and ONE
 merged tag list. It never sees the image, only what the models said (ImageIn.context, sent by the
 orchestrator with no image data), so its output is a SYNTHESIS, shown as its own column.
@@ -28,6 +31,14 @@ DEFAULT_SYSTEM_PROMPT = (
     "one tag list using ONLY what the models reported: never add an object, material, colour, place or quality "
     "that no model mentioned. When models disagree, prefer what more models say and leave out claims only one "
     "model makes if others contradict it. Answer in exactly this format:\n"
+    "DESCRIPTION: <two to four factual sentences>\n"
+    "TAGS: <comma-separated short tags>")
+# The vision judge (any captioner used as --judge): it sees the photo, so it may confirm, correct
+# and add; what it adds beyond the models is kept and listed in raw.added_tags.
+VISION_JUDGE_PROMPT = (
+    "You see a photo and what several image models said about it (below). Write one description and one tag "
+    "list for this photo: keep what the photo confirms, leave out what it contradicts, and add only what you "
+    "clearly see. Answer in exactly this format:\n"
     "DESCRIPTION: <two to four factual sentences>\n"
     "TAGS: <comma-separated short tags>")
 DEFAULT_MAX_TAGS_PER_MODEL = 30
@@ -81,11 +92,16 @@ def split_supported(tags: list[dict[str, Any]], seen: set[str]) -> tuple[list[di
     return kept, [t["name"] for t in invented]
 
 
-def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any]) -> ImageResult:
-    """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item)."""
+def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any],
+                 saw_image: bool = False) -> ImageResult:
+    """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item).
+
+    A text-only judge never saw the photo: a tag no model mentioned is invented, and dropped. A
+    judge that saw it (`saw_image`) may add what it sees: such tags are kept, listed in raw.added_tags."""
     text = run["text"]
     raw: dict[str, Any] = {"generations": {"merge": run}, "system_prompt": system_prompt,
-                           "inputs": [o["model"] for o in context.get("outputs", [])], "unsupported_tags": []}
+                           "inputs": [o["model"] for o in context.get("outputs", [])], "unsupported_tags": [],
+                           "saw_image": saw_image}
     description, tag_text = parse_answer(text)
     if description is None and tag_text is None:
         description = text  # no format followed: the whole answer is the description
@@ -96,7 +112,12 @@ def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any
         description = None
     tags: list[dict[str, Any]] = []
     if tag_text is not None and looks_degenerate(tag_text) is None:
-        tags, raw["unsupported_tags"] = split_supported(parse_tag_list(tag_text), evidence(context))
+        parsed = parse_tag_list(tag_text)
+        tags, unsupported = split_supported(parsed, evidence(context))
+        if saw_image:
+            tags, raw["added_tags"] = parsed, unsupported
+        else:
+            raw["unsupported_tags"] = unsupported
         for tag in tags:
             tag["category"] = "judge"
         if raw["unsupported_tags"]:
