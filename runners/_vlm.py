@@ -336,8 +336,8 @@ class GenerativeAdapter:
     def vision_judge(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         """As the judge (option `judge`, set by `--judge CAPTIONER`): per image, the photo and the other
         models' outputs (ImageIn.context) in one prompt; the answer parsed as the text judge's
-        (runners/judge.py), what the judge adds by looking kept and listed in raw.added_tags."""
-        from runners.judge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, build_result, format_outputs
+        (runners/_merge.py, as the text judge's), what it adds by looking kept and listed in raw.added_tags."""
+        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, build_result, format_outputs
 
         instruction = options.get("judge_prompt") or VISION_JUDGE_PROMPT
         max_tags = _int(options, "max_tags_per_model", DEFAULT_MAX_TAGS_PER_MODEL)

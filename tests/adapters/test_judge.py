@@ -157,7 +157,8 @@ def test_cli_vision_judge_sees_the_photo_and_the_outputs(tiny_model, tmp_path: P
     shutil.copy(PROJECT_ROOT / "samples" / "chelsea.png", folder / "chelsea.png")
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--judge", "qwen25vl",
-         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25vl={tiny_model('qwen_vl') / 'qwen2_5_vl'}", "--offline",
+         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25vl={tiny_model('qwen_vl') / 'qwen2_5_vl'}",
+         "--offline",
          "--device", "cpu", "--option", "qwen25vl-judge.max_new_tokens=4", "--option",
          "qwen25vl-judge.min_new_tokens=4", "--format", "json", "--no-store"],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
