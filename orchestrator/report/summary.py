@@ -99,7 +99,8 @@ def consensus_line(items: list[dict[str, Any]], k: int, n_models: int, top: int)
     if top > 0 and len(common) > top:
         line.append(f"  (+{len(common) - top} more)", style="dim")
     if not common:
-        line.append(f"none (no tag from {k} of the {n_models} models that answered)", style="dim")
+        line.append(f"none (no tag from {k} of the {n_models} models that answered)" if n_models else
+                    "none (no model answered with an ok result)", style="dim")
     return line
 
 
