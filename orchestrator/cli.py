@@ -421,7 +421,8 @@ def _judge(name: str | None) -> ModelSpec | None:
         return vision_judge(spec)
     if spec.kind != "judge":
         judges = ", ".join(s.name for s in _registry().values() if s.kind in ("judge", "captioner"))
-        fail(f"--judge {name}: '{name}' is a {spec.kind}: a judge is a text judge or a captioner (judges: {judges})")
+        fail(f"--judge {name}: '{name}' is a {spec.kind}, not a judge: a text judge or any captioner (which then "
+             f"sees the photo) can judge ({judges})")
     return spec
 
 

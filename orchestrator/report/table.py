@@ -103,7 +103,7 @@ def header(path: str, sha256: str, loaded: int, total: int) -> Panel:
     line.add_column(justify="right", no_wrap=True)
     line.add_row(Text.assemble(("ML TAG ANALYZER - ", "bold"), (one_line(path), "bold"), (f"  {sha256[:12]}", "dim")),
                  Text(f"{loaded} models loaded" + (f" (of {total})" if loaded != total else ""), style="bold"))
-    return Panel(line, box=box.DOUBLE, width=100)
+    return Panel(line, box=box.DOUBLE)
 
 
 def render(results: Results | dict[str, Any], console: Console, views: Views | None = None) -> None:
