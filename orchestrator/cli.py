@@ -280,7 +280,7 @@ def _emit(results: Any, fmt: str, out: Path | None, views: Any) -> None:
             elif fmt == "jsonl":
                 from orchestrator.report.flat import write_jsonl
 
-                write_jsonl(results, stream)
+                write_jsonl(results, stream, views.comparison(results.models))
             else:
                 from orchestrator.report.flat import write_json
 

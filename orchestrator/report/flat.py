@@ -60,10 +60,13 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
     out.write("\n}\n")
 
 
-def write_jsonl(results: Results, out: IO[str]) -> None:
-    """JSON Lines: the header and models on the first line, then one image per line."""
+def write_jsonl(results: Results, out: IO[str], comparison: Comparison | None = None) -> None:
+    """JSON Lines: the header and models on the first line, then one image per line (with its
+    summary when `comparison` is given: the folder figures need the JSON format)."""
     out.write(json.dumps({**results.head, "models": results.models}, ensure_ascii=False, default=str) + "\n")
     for image in results.images():
+        if comparison is not None and (entry := comparison.add(image)) is not None:
+            image["summary"] = entry["summary"]
         out.write(json.dumps(image, ensure_ascii=False, default=str) + "\n")
 
 

@@ -149,3 +149,6 @@ def test_top_changes_only_what_is_shown(archive: Path) -> None:
     assert set(image["summary"]) == {"total_unique_tags", "common_tags", "model_agreement_score"}
     assert docs["1"]["comparison"]["folder"]["summary"]["total_unique_tags"] >= 1
     assert docs["1"]["schema_version"] == 2
+    # the cells were stored without tag_count (as every older store): it is added as they are read
+    lines = runner.invoke(app, ["report", str(archive), "--format", "jsonl"]).stdout.splitlines()
+    assert [json.loads(line)["summary"] for line in lines[1:]] == [i["summary"] for i in docs["1"]["images"]]
