@@ -324,7 +324,12 @@ class Analysis:
             else:
                 stored = self.store.cells_of([image.id], kinds).get(image.id, {})
                 context = judge_context({m: finish_cell(kinds[m], c) for m, c in stored.items()}, kinds)
-            return {"context": context, "data": image.read()} if photo else {"context": context}
+            if not photo:
+                return {"context": context}
+            try:
+                return {"context": context, "data": image.read()}
+            except OSError:   # moved or unreadable since it was analysed: the judge's cell says so
+                return {"context": context}
 
         return self.run_model(self.judge, progress, payload=payload)
 

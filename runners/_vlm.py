@@ -345,6 +345,11 @@ class GenerativeAdapter:
         out: list[ImageResult] = []
         for image in images:
             context = image.context or {}
+            if image.pil is None:
+                out.append({"status": "error", "caption": None, "tags": [], "raw": {"inputs": []},
+                            "message": "the photo could not be read for the judge (moved or unreadable since it "
+                                       "was analysed): run `mltag judge` where the file is"})
+                continue
             prompt = f"{instruction}\n\n{format_outputs(context, max_tags or DEFAULT_MAX_TAGS_PER_MODEL)}"
             [run] = self.generate([image.rgb()], prompt, kwargs)
             result = build_result(context, instruction, run, saw_image=True)
