@@ -6,7 +6,8 @@ A caption is free text; to compare it with taggers it becomes a list of tags:
    matched first, case-insensitively, longest first, inside one clause (never across . , ; : ! ?),
    each word compared in a simple singular form, so "broken windows" is the tag "broken window" and
    "pipe" is the vocabulary's "pipes". A matched phrase is kept whole, under its vocabulary spelling.
-2. Every other word is lower-cased and kept unless it is a stopword (function words and caption
+2. Every other word (a Danbooru-style "no_humans" or "brick_wall" counts as one word, kept whole) is
+   lower-cased and kept unless it is a stopword (function words and caption
    filler such as "image", "shows", "background", see data/stopwords.txt), shorter than 3
    characters, or a number. Singular and plural forms count as one tag, named by the form the
    caption uses most.
@@ -36,8 +37,10 @@ MIN_WORD_CHARS = 3
 
 # Clause breaks: a phrase never spans one ("the window. Broken glass" holds no "window broken").
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"/|…]+")
-# A word: letters/digits, with inner apostrophes or hyphens ("mid-century", "building's").
-_WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
+# A word: letters/digits, with inner apostrophes, hyphens or underscores ("mid-century", "building's",
+# and Danbooru-style tags such as "no_humans" or "brick_wall", which booru captioners and WD14 write
+# as one tag: never split into words).
+_WORD = re.compile(r"[^\W_]+(?:['_-][^\W_]+)*")
 _ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)?")
 _TYPOGRAPHY = str.maketrans({"\u2019": "'", "\u2018": "'", "\u2010": "-", "\u2011": "-"})
 

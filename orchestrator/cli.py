@@ -36,7 +36,15 @@ Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the output 
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per image before the runner is killed "
                                                                  "(default: the model's timeout_s, else 60).")]
 Threshold = Annotated[float | None, typer.Option("--threshold", help="Display threshold; raw scores stay in JSON.")]
-Top = Annotated[int, typer.Option("--top", help="Tags shown per model in the table (0 = all).")]
+Top = Annotated[int, typer.Option("--top", help="Tags shown per model, and rows shown, in the table (0 = all); "
+                                                "display only: the comparison uses --compare-top.")]
+CompareTop = Annotated[int, typer.Option("--compare-top", help="Tags per model and image that the matrix, the "
+                                                               "consensus and the agreement compare (0 = every tag "
+                                                               "above --threshold).")]
+ConsensusMin = Annotated[int | None, typer.Option("--consensus-min", metavar="K", help="CONSENSUS lists the tags at "
+                                                                                      "least K models gave (default: "
+                                                                                      "3/4 of the models that "
+                                                                                      "answered, rounded up).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (auto: bf16/fp16 on GPU, "
                                                     "fp32 on CPU)")]
@@ -72,7 +80,9 @@ Ask = Annotated[str | None, typer.Option("--ask", help="Captioners: caption | ta
 Quantize = Annotated[int | None, typer.Option("--quantize", help="Captioners and the judge: load in 4 or 8 bits "
                                                                  "(bitsandbytes, CUDA only).")]
 Judge = Annotated[str | None, typer.Option("--judge", help="After the models, merge their outputs per image with "
-                                                           "this judge LLM (e.g. qwen25-judge; see `mltag models`).")]
+                                                           "this judge: a text LLM (qwen25-judge), or any "
+                                                           "captioner, which also sees the photo (e.g. qwen25vl; "
+                                                           "its column: qwen25vl-judge).")]
 # -- the comparison (orchestrator/compare; shown by table, json and html) ------------------------------------------
 ShowMatrix = Annotated[bool, typer.Option("--show-matrix", help="Table: the tag x model agreement matrix (images, "
                                                                 "mean score).")]
@@ -148,7 +158,7 @@ def _analyze(paths: list[Path], models: list[ModelSpec], fmt: str, out: Path | N
     if store_path is not None and no_store:
         fail("--store and --no-store exclude each other")
     _check_format(fmt, out)
-    selected = {m.name for m in models} | ({judge.name} if judge else set())
+    selected = {m.name for m in models} | ({judge.name, judge.folder.name} if judge else set())
     unknown = sorted(set(options.weights) - selected)
     if unknown:
         fail(f"--weights names model(s) not selected: {', '.join(unknown)}")
@@ -229,24 +239,28 @@ def _check_format(fmt: str, out: Path | None) -> None:
 
 
 def _views(top: int, threshold: float | None, matrix: bool = False, timing: bool = False,
-           confidence: list[str] | None = None, synonyms: Path | None = None) -> Any:
+           confidence: list[str] | None = None, synonyms: Path | None = None, compare_top: int = 10,
+           consensus_min: int | None = None) -> Any:
     """The comparison's settings and the table's views; a bad synonym file stops here, before any model runs."""
     from orchestrator.compare import Normaliser, SynonymError, load_synonyms
     from orchestrator.report.summary import Views
 
     if top < 0:
         fail("--top must be 0 (all) or more")
+    if compare_top < 0:
+        fail("--compare-top must be 0 (all) or more")
+    if consensus_min is not None and consensus_min < 1:
+        fail("--consensus-min must be 1 or more")
     try:
         normaliser = Normaliser(load_synonyms(synonyms) if synonyms else None)
     except SynonymError as exc:
         fail(str(exc))
     return Views(top=top, threshold=threshold, matrix=matrix, timing=timing, confidence=list(confidence or []),
-                 normaliser=normaliser)
+                 normaliser=normaliser, compare_top=compare_top, consensus_min=consensus_min)
 
 
 def _emit(results: Any, fmt: str, out: Path | None, views: Any) -> None:
     """The one format dispatch (analyze, run, judge and report): results streamed to stdout or --out."""
-    from orchestrator.compare import Comparison
     from orchestrator.report.output import OutputError, open_output
 
     try:
@@ -266,11 +280,11 @@ def _emit(results: Any, fmt: str, out: Path | None, views: Any) -> None:
             elif fmt == "jsonl":
                 from orchestrator.report.flat import write_jsonl
 
-                write_jsonl(results, stream)
+                write_jsonl(results, stream, views.comparison(results.models))
             else:
                 from orchestrator.report.flat import write_json
 
-                write_json(results, stream, Comparison(results.models, views.top, views.threshold, views.normaliser))
+                write_json(results, stream, views.comparison(results.models))
     except OutputError as exc:
         fail(str(exc), code=1)
     if out:
@@ -385,24 +399,30 @@ def analyze(paths: Paths,
             tags_prompt: TagsPrompt = None, ask: Ask = None, quantize: Quantize = None, judge: Judge = None,
             store: StorePath = None, no_store: NoStore = False, force: Force = False, show_matrix: ShowMatrix = False,
             show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
-            synonyms: Synonyms = None, exact_decode: ExactDecode = False) -> None:
+            synonyms: Synonyms = None, exact_decode: ExactDecode = False, compare_top: CompareTop = 10,
+            consensus_min: ConsensusMin = None) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, parallel, option,
                     retry, (prompt, tags_prompt, ask), quantize)
     opts.exact_decode = exact_decode
-    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms, compare_top, consensus_min)
     _analyze(paths, _select(models, judges=False), fmt, out, recursive, opts, live_logs=verbose, judge=_judge(judge),
              store_path=store, no_store=no_store, force=force, views=views)
 
 
 def _judge(name: str | None) -> ModelSpec | None:
-    """--judge NAME: a registry model of kind judge."""
+    """--judge NAME: a text judge (kind judge), or any captioner, which then judges seeing the photo."""
+    from orchestrator.judging import vision_judge
+
     if name is None:
         return None
     [spec] = _select(name)
+    if spec.kind == "captioner":
+        return vision_judge(spec)
     if spec.kind != "judge":
-        judges = ", ".join(s.name for s in _registry().values() if s.kind == "judge")
-        fail(f"--judge {name}: '{name}' is a {spec.kind}, not a judge (judges: {judges})")
+        judges = ", ".join(s.name for s in _registry().values() if s.kind in ("judge", "captioner"))
+        fail(f"--judge {name}: '{name}' is a {spec.kind}, not a judge: a text judge or any captioner (which then "
+             f"sees the photo) can judge ({judges})")
     return spec
 
 
@@ -417,13 +437,14 @@ def run(model: Annotated[str, typer.Argument(help="One model name (see `mltag mo
         force: Annotated[bool, typer.Option("--force/--resume", help="Recompute every cell of this model (default), "
                                             "or skip those the store already has done.")] = True,
         show_matrix: ShowMatrix = False, show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
-        synonyms: Synonyms = None, exact_decode: ExactDecode = False) -> None:
+        synonyms: Synonyms = None, exact_decode: ExactDecode = False, compare_top: CompareTop = 10,
+        consensus_min: ConsensusMin = None) -> None:
     """Run ONE model alone, its runner's stderr shown live. It recomputes that model's cells and replaces
     them in the results store (the other models' cells stay): the comparison updates without re-running them."""
     opts = _options(timeout, threshold, top, device, dtype, offline, weights, warmup, batch_size, 1, option, retry,
                     (prompt, tags_prompt, ask), quantize)
     opts.exact_decode = exact_decode
-    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms, compare_top, consensus_min)
     _analyze(paths, _select(model, judges=False), fmt, out, recursive, opts, live_logs=True, store_path=store,
              no_store=no_store, force=force, views=views)
 
@@ -462,9 +483,9 @@ def report(paths: Annotated[list[Path] | None, typer.Argument(
                                                                     "--format html --out FILE).")] = None,
            threshold: Threshold = None, top: Top = 10, show_matrix: ShowMatrix = False,
            show_timing: ShowTiming = False, show_confidence: ShowConfidence = None,
-           synonyms: Synonyms = None) -> None:
+           synonyms: Synonyms = None, compare_top: CompareTop = 10, consensus_min: ConsensusMin = None) -> None:
     """Render stored results (every model's cells for every image) without running any model."""
-    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms)
+    views = _views(top, threshold, show_matrix, show_timing, show_confidence, synonyms, compare_top, consensus_min)
     if html is not None:
         if fmt not in ("table", "html") or (out is not None and out != html):
             fail("--html FILE is short for --format html --out FILE: give one or the other")

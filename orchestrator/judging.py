@@ -1,6 +1,7 @@
 """What the judge reads: every model's usable output for one image.
 
-The judge (runners/judge.py, kind "judge") never sees the photo. For each image it receives
+The text judge (runners/judge.py, kind "judge") never sees the photo; a captioner used as the
+judge (`vision_judge`) is sent the photo with the same context. For each image it receives
 {"outputs": [{"model", "kind", "caption", "tags"}]}: one entry per model whose cell is `ok`, in
 the order the models ran, tags best first. Rating tags (wd14's general/sensitive/...) describe
 the content's suitability, not the photo, and are left out.
@@ -8,9 +9,26 @@ the content's suitability, not the photo, and are left out.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from orchestrator.compare.comparison import NON_CONTENT_CATEGORIES
+from orchestrator.registry import ModelSpec
+
+VISION_JUDGE_SUFFIX = "-judge"
+
+
+def vision_judge(spec: ModelSpec) -> ModelSpec:
+    """A captioner as the judge (`--judge qwen25vl`): it is sent the photo AND the other models' outputs
+    (runners/_vlm.py vision_judge). Its column is a synthesis, named `<model>-judge` so that the same
+    captioner can also run as a model beside it; --weights and model.toml are the captioner's."""
+    return dataclasses.replace(spec, name=spec.name + VISION_JUDGE_SUFFIX, kind="judge",
+                               infer={**spec.infer, "judge": True})
+
+
+def sees_image(spec: ModelSpec) -> bool:
+    """True for a captioner judging (the photo is sent with the context), False for a text-only judge."""
+    return bool(spec.infer.get("judge"))
 
 
 def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> dict[str, Any]:

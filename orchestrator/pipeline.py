@@ -209,7 +209,9 @@ class Analysis:
         limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
                         retry_crashed=opts.retry_crashed)
         generative = spec.kind in ("captioner", "judge")
-        load_spec = build_load_spec(spec, weights=opts.weights.get(spec.name), offline=opts.offline,
+        # a captioner judging (judging.vision_judge) loads the captioner's --weights
+        weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
+        load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
                                     device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
                                     overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
                                     exact_decode=opts.exact_decode)
@@ -305,20 +307,29 @@ class Analysis:
         return self.results()
 
     def run_judge(self, progress: Any = None, contexts: dict[str, dict[str, Any]] | None = None) -> ModelRun:
-        """The judge merges each image's model outputs (read from the store); it gets their text, not the image.
+        """The judge merges each image's model outputs (read from the store): their text, and the photo
+        too when the judge is a captioner (judging.vision_judge).
 
         `contexts` (image id -> judge input) replaces the one built from the stored cells
         (`mltag health --deep` feeds a known one)."""
-        from orchestrator.judging import judge_context
+        from orchestrator.judging import judge_context, sees_image
 
         assert self.judge is not None
         kinds = self.judged_models
+        photo = sees_image(self.judge)   # a captioner judging is sent the photo too
 
         def payload(image: ImageRef) -> dict[str, Any]:
             if contexts is not None:
-                return {"context": contexts[image.id]}
-            stored = self.store.cells_of([image.id], kinds).get(image.id, {})
-            return {"context": judge_context({m: finish_cell(kinds[m], c) for m, c in stored.items()}, kinds)}
+                context = contexts[image.id]
+            else:
+                stored = self.store.cells_of([image.id], kinds).get(image.id, {})
+                context = judge_context({m: finish_cell(kinds[m], c) for m, c in stored.items()}, kinds)
+            if not photo:
+                return {"context": context}
+            try:
+                return {"context": context, "data": image.read()}
+            except OSError:   # moved or unreadable since it was analysed: the judge's cell says so
+                return {"context": context}
 
         return self.run_model(self.judge, progress, payload=payload)
 

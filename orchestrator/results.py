@@ -29,7 +29,9 @@ from orchestrator.images import ImageRef, raw_path
 from orchestrator.loadspec import read_vocabulary
 from orchestrator.store import ResultStore
 
-SCHEMA_VERSION = 1
+# 2: cells carry tag_count, images and the comparison's folder a summary (total_unique_tags, common_tags,
+# model_agreement_score). Version-1 documents and every store still read: tag_count is added on reading.
+SCHEMA_VERSION = 2
 # Images whose cells are read together: one read per chunk, and no more than this many images'
 # cells in memory (a WD14 cell with every raw score is ~1 MB as Python objects).
 CELL_CHUNK = 16
@@ -37,13 +39,16 @@ CELL_CHUNK = 16
 
 def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
     """A cell as documents show it: for a captioner, the tags extracted from its caption are added
-    (marked estimated). The store keeps the cell as the runner gave it."""
+    (marked estimated); `tag_count` counts the cell's content tags (rating tags left out). The store
+    keeps the cell as the runner gave it."""
     if kind == "captioner" and result.get("caption"):
         from orchestrator.captags import extract_tags, load_stopwords
 
         extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
         have = {t["name"] for t in result.get("tags", [])}
         result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
+    if "status" in result:
+        result["tag_count"] = sum(1 for t in result.get("tags") or [] if t.get("category") != "rating")
     return result
 
 

@@ -75,6 +75,9 @@ def runner_env(python: Path, offline: bool, extra: dict[str, str] | None = None)
         TOKENIZERS_PARALLELISM="false",
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+        # Apple silicon: an operator MPS lacks runs on the CPU instead of failing the model (read by
+        # torch at import; no effect elsewhere). The user's own setting wins.
+        PYTORCH_ENABLE_MPS_FALLBACK=os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK", "1"),
     )
     if offline:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

@@ -318,6 +318,8 @@ class GenerativeAdapter:
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
             raise RuntimeError("infer before load")
+        if options.get("judge"):
+            return self.vision_judge(images, options)
         prompts = self.prompts(options)
         kwargs = generate_kwargs(options)
         step = len(images) if self.supports_batching else 1
@@ -329,6 +331,30 @@ class GenerativeAdapter:
                 for per_image, run in zip(runs, self.generate(chunk, prompt, kwargs), strict=True):
                     per_image[task] = run
             out.extend(build_result(r, kwargs, len(chunk)) for r in runs)
+        return out
+
+    def vision_judge(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
+        """As the judge (option `judge`, set by `--judge CAPTIONER`): per image, the photo and the other
+        models' outputs (ImageIn.context) in one prompt; the answer parsed as the text judge's
+        (runners/_merge.py, as the text judge's), what it adds by looking kept and listed in raw.added_tags."""
+        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, build_result, format_outputs
+
+        instruction = options.get("judge_prompt") or VISION_JUDGE_PROMPT
+        max_tags = _int(options, "max_tags_per_model", DEFAULT_MAX_TAGS_PER_MODEL)
+        kwargs = generate_kwargs(options)
+        out: list[ImageResult] = []
+        for image in images:
+            context = image.context or {}
+            if image.pil is None:
+                out.append({"status": "error", "caption": None, "tags": [], "raw": {"inputs": []},
+                            "message": "the photo could not be read for the judge (moved or unreadable since it "
+                                       "was analysed): run `mltag judge` where the file is"})
+                continue
+            prompt = f"{instruction}\n\n{format_outputs(context, max_tags or DEFAULT_MAX_TAGS_PER_MODEL)}"
+            [run] = self.generate([image.rgb()], prompt, kwargs)
+            result = build_result(context, instruction, run, saw_image=True)
+            result["raw"]["generate"] = kwargs
+            out.append(result)
         return out
 
     def generate(self, images: list[Any], prompt: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:

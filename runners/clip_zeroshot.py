@@ -2,18 +2,25 @@
 
 Every vocabulary term is scored for every image, from the cosine of the image embedding and the
 term's text embedding (the mean over the prompt templates, CLIP's prompt ensembling):
+- "binary" (CLIP's default in model.toml): each term on its own, CLIP's softmax over just two
+  prompts, the term's and a neutral one ("a photo of something"), at the model's logit scale:
+      p(term) = exp(s cos_t) / (exp(s cos_t) + exp(s cos_n)) = sigmoid(s (cos_t - cos_n))
+  "Is this photo better described by the term than by nothing in particular?": in [0, 1], one
+  per term, independent of the other terms (a clearly present "graffiti" is not diluted by 200
+  other terms), so the scores do not sum to 1. The vocabulary softmax stays in raw.softmax.
 - "softmax" (CLIP as defined): softmax over the whole vocabulary of logit_scale * cos. The
   scores sum to 1 per image: they rank terms against each other, they are not independent.
 - "sigmoid" (SigLIP as trained): sigmoid(logit_scale * cos + logit_bias), one per term.
-- "auto" (the default): sigmoid when the model has a logit_bias (SigLIP), else softmax.
+- "auto": sigmoid when the model has a logit_bias (SigLIP), else softmax.
 
 Weights: the pinned Hub snapshot's weights file (`weights_file`, default
 open_clip_model.safetensors), loaded into open_clip's built-in architecture `model` with the
 preprocessing and QuickGELU setting of the `pretrained` tag. Passing the file (not the tag) is
 what honours the pinned revision and works offline. A local override is a folder in open_clip's
 hub layout (open_clip_config.json + weights, loaded with `local-dir:`) or a single weights file.
-SigLIP note: open_clip fetches a SigLIP tokenizer by its Hub name, unpinned; offline it must
-already be in the Hugging Face cache.
+SigLIP: its tokenizer is a Hugging Face tokenizer that open_clip would fetch by Hub name, unpinned;
+from the Hub, the adapter loads it from the same pinned snapshot as the weights instead (the timm
+SigLIP repos hold both), so it is pinned and works offline from the cache.
 
 Text embeddings cost ~25 s for 200 terms on CPU (ViT-L-14), so they are cached on disk under
 spec["cache_dir"], keyed by everything that determines them.
@@ -49,7 +56,9 @@ DEFAULT_PRETRAINED = "openai"
 DEFAULT_TEMPLATES = ("a photo of {}",)
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-SCORE_MODES = ("auto", "softmax", "sigmoid")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model")
+SCORE_MODES = ("auto", "softmax", "sigmoid", "binary")
+DEFAULT_NEUTRAL = "something"   # binary mode: the neutral prompt is each template filled with this
 CACHE_FORMAT = 1  # bump when the cached file or the embedding recipe changes
 TEXT_BATCH = 64
 
@@ -63,6 +72,7 @@ class _Source:
     version: str                   # model_version: hub id@revision, or path [fingerprint]
     force_quick_gelu: bool = False
     preprocess: dict[str, Any] = field(default_factory=dict)
+    tokenizer_dir: Path | None = None   # a Hugging Face tokenizer from the pinned snapshot (SigLIP)
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -145,10 +155,36 @@ def _resolve_source(spec: LoadSpec, options: dict[str, Any]) -> _Source:
         weights = path if path.is_file() else _weights_in(path)
         return _builtin_source(options, weights, f"{weights} [{fingerprint(weights)}]")
     weights_file = options.get("weights_file", WEIGHTS_FILES[0])
-    folder = weights_dir(spec, allow_patterns=[weights_file])
+    folder = weights_dir(spec, allow_patterns=[weights_file, *TOKENIZER_FILES])
     if not (folder / weights_file).is_file():
         raise WeightsMissing(f"{weights_file} is not in {spec['hub_id']}@{spec['revision'][:12]} ({folder})")
-    return _builtin_source(options, folder / weights_file, f"{spec['hub_id']}@{spec['revision']}")
+    source = _builtin_source(options, folder / weights_file, f"{spec['hub_id']}@{spec['revision']}")
+    if _hf_tokenizer(source.name) is not None:
+        if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            raise WeightsMissing(f"{spec['hub_id']}@{spec['revision'][:12]} holds no tokenizer files ({folder})")
+        source.tokenizer_dir = folder
+    return source
+
+
+def _hf_tokenizer(name: str) -> dict[str, Any] | None:
+    """The text config of a built-in architecture whose tokenizer is a Hugging Face one (SigLIP), else None."""
+    import open_clip
+
+    text_cfg = (open_clip.get_model_config(name) or {}).get("text_cfg") or {}
+    return text_cfg if text_cfg.get("hf_tokenizer_name") else None
+
+
+def _tokenizer(source: _Source) -> Any:
+    """open_clip's tokenizer for the architecture; a SigLIP one from the pinned snapshot's files."""
+    import open_clip
+
+    text_cfg = _hf_tokenizer(source.name) if source.tokenizer_dir is not None else None
+    if text_cfg is None:
+        return open_clip.get_tokenizer(source.name)
+    from open_clip.tokenizer import HFTokenizer
+
+    return HFTokenizer(str(source.tokenizer_dir), context_length=text_cfg.get("context_length", 64),
+                       **(text_cfg.get("tokenizer_kwargs") or {}))
 
 
 def _uses_quick_gelu(model: Any) -> bool:
@@ -230,17 +266,24 @@ class Adapter:
             source.name, pretrained=source.pretrained, precision=precision, device=self.device,
             force_quick_gelu=source.force_quick_gelu, **source.preprocess)
         self.model = model.eval()
-        tokenizer = open_clip.get_tokenizer(source.name)
+        tokenizer = _tokenizer(source)
         self.logit_scale = float(model.logit_scale.exp().item())
         has_bias = getattr(model, "logit_bias", None) is not None
         self.logit_bias = float(model.logit_bias.item()) if has_bias else 0.0
         self.score_mode = self._score_mode(options.get("score", "auto"), has_bias)
+        self.neutral = str(options.get("neutral") or DEFAULT_NEUTRAL) if self.score_mode == "binary" else None
+        if self.neutral is not None and self.neutral in self.terms:
+            raise ValueError(f"the neutral term {self.neutral!r} is also a vocabulary term: choose another "
+                             "(option 'neutral')")
+        # binary: the neutral prompt is encoded with the terms, as one more row (the last)
+        texts = self.terms + ([self.neutral] if self.neutral is not None else [])
 
-        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), {
+        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), texts, {
             "format": CACHE_FORMAT, "model": source.name, "version": source.version,
             "quick_gelu": source.force_quick_gelu, "precision": dtype_label,
-            "templates": self.templates, "vocabulary": self.terms})
-        self.text = text.to(self.device, dtype=torch.float32)
+            "templates": self.templates, "vocabulary": texts})
+        text = text.to(self.device, dtype=torch.float32)
+        self.text, self.neutral_text = (text[:-1], text[-1]) if self.neutral is not None else (text, None)
 
         notes = [self._score_note(has_bias), cache_note,
                  f"prompts: {len(self.templates)} template(s) averaged: " + "; ".join(self.templates),
@@ -269,28 +312,36 @@ class Adapter:
         with torch.inference_mode(), self._autocast():
             features = self.model.encode_image(batch, normalize=True).float()
         logits = self.logit_scale * features @ self.text.T
+        neutral: list[float | None] = [None] * len(images)
+        softmax: list[list[float] | None] = [None] * len(images)
         if self.score_mode == "sigmoid":
             logits = logits + self.logit_bias
             scores = torch.sigmoid(logits)
+        elif self.score_mode == "binary":
+            neutral_logits = self.logit_scale * features @ self.neutral_text
+            scores = torch.sigmoid(logits - neutral_logits[:, None])   # the two-way softmax, per term
+            neutral = neutral_logits.cpu().tolist()
+            softmax = torch.softmax(logits, dim=-1).cpu().tolist()
         else:
             scores = torch.softmax(logits, dim=-1)
-        return [self._result(row_logits, row_scores)
-                for row_logits, row_scores in zip(logits.cpu().tolist(), scores.cpu().tolist(), strict=True)]
+        return [self._result(row_logits, row_scores, row_neutral, row_softmax)
+                for row_logits, row_scores, row_neutral, row_softmax in zip(
+                    logits.cpu().tolist(), scores.cpu().tolist(), neutral, softmax, strict=True)]
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None,
+    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None, texts: list[str],
                        key_parts: dict[str, Any]) -> tuple[Any, str]:
-        """The vocabulary's text embeddings from the disk cache, else computed and cached; and a note."""
+        """The text embeddings of `texts` from the disk cache, else computed and cached; and a note."""
         cache = _TextCache(cache_dir, key_parts)
-        text = cache.load(len(self.terms))
+        text = cache.load(len(texts))
         if text is not None:
             return text, f"text embeddings: cache hit ({cache.key})"
         t0 = time.perf_counter()
-        text = _encode_text(model, tokenizer, self.terms, self.templates, self.device, self._autocast())
+        text = _encode_text(model, tokenizer, texts, self.templates, self.device, self._autocast())
         took = time.perf_counter() - t0
         error = cache.save(text)
         where = f"not cached ({error})" if error else f"cached ({cache.key})"
-        prompts = len(self.terms) * len(self.templates)
+        prompts = len(texts) * len(self.templates)
         return text, f"text embeddings: computed for {prompts} prompts in {took:.1f} s, {where}"
 
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -312,16 +363,25 @@ class Adapter:
         n = len(self.terms)
         if self.score_mode == "softmax":
             return f"scores: softmax over {n} terms (sum to 1 per image; not independent probabilities)"
+        if self.score_mode == "binary":
+            neutral = "; ".join(t.format(self.neutral) for t in self.templates)
+            return (f"scores: per term, a two-way softmax of the term's prompt against the neutral prompt "
+                    f"'{neutral}' at logit_scale, = sigmoid(logit_scale*(cos_term - cos_neutral)), {n} terms "
+                    "(independent, in [0, 1], do not sum to 1); raw.softmax keeps the softmax over all terms")
         note = f"scores: sigmoid(logit_scale*cos + logit_bias) per term, {n} terms (independent; do not sum to 1)"
         if not has_bias:
             note += "; this model has no logit_bias (not trained with a sigmoid loss): bias 0, scores uncalibrated"
         return note
 
-    def _result(self, logits: list[float], scores: list[float]) -> ImageResult:
+    def _result(self, logits: list[float], scores: list[float], neutral: float | None = None,
+                softmax: list[float] | None = None) -> ImageResult:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
         tags = [{"name": self.terms[i], "score": scores[i], "category": "zero-shot"} for i in order]
-        raw = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
-               "templates": list(self.templates), "logit_scale": self.logit_scale}
+        raw: dict[str, Any] = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
+                               "templates": list(self.templates), "logit_scale": self.logit_scale}
         if self.score_mode == "sigmoid":
             raw["logit_bias"] = self.logit_bias
+        if softmax is not None:   # binary: the neutral prompt's logit and CLIP's vocabulary softmax
+            raw["neutral"] = {"term": self.neutral, "logit": neutral}
+            raw["softmax"] = dict(zip(self.terms, softmax, strict=True))
         return {"status": "ok", "tags": tags, "caption": None, "raw": raw}

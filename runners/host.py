@@ -165,6 +165,7 @@ class Host:
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
                 continue
+            img.context = item.get("context") or {}   # a judge that sees the photo gets both
             decoded.append(img)
         t0 = time.perf_counter()
         if decoded:

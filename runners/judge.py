@@ -1,5 +1,8 @@
 """The judge: a text-only instruct LLM that merges every model's caption and tags for one image.
 
+(Any captioner can also judge while looking at the photo: runners/_vlm.py's vision_judge. Both
+share runners/_merge.py: the models' outputs as a prompt, the answer's format, the tag check.)
+
 Seed 002: several VLMs describe the photo, then one LLM writes ONE merged description and ONE
 merged tag list. It never sees the image, only what the models said (ImageIn.context, sent by the
 orchestrator with no image data), so its output is a SYNTHESIS, shown as its own column.
@@ -14,13 +17,19 @@ Native `AutoModelForCausalLM` + the tokenizer's chat template; greedy, one image
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._text import caption_words, looks_degenerate
-from runners._vlm import GenerativeAdapter, generate_kwargs, parse_tag_list
+from runners._merge import (  # noqa: F401 - re-exported: the judge's answer handling lives in _merge
+    DEFAULT_MAX_TAGS_PER_MODEL,
+    build_result,
+    evidence,
+    format_outputs,
+    parse_answer,
+    split_supported,
+)
+from runners._vlm import GenerativeAdapter, generate_kwargs
 from runners.base import ImageResult
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -30,84 +39,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "model makes if others contradict it. Answer in exactly this format:\n"
     "DESCRIPTION: <two to four factual sentences>\n"
     "TAGS: <comma-separated short tags>")
-DEFAULT_MAX_TAGS_PER_MODEL = 30
 SCORE_NOTE = ("the judge's tags are a synthesis of the other models' outputs, not a look at the image; their scores "
               "are estimates by position in its list (first 0.9, last 0.5)")
-# "DESCRIPTION:", "**Tags:**", "Tags**:": markdown emphasis around the field name is common.
-_FIELD = re.compile(r"^\s*\**\s*(DESCRIPTION|TAGS)\s*\**\s*:\s*\**\s*", re.IGNORECASE | re.MULTILINE)
-
-
-def format_outputs(context: dict[str, Any], max_tags: int = DEFAULT_MAX_TAGS_PER_MODEL) -> str:
-    """The user message: each model's caption and tags (best first), one block per model."""
-    blocks = []
-    for out in context.get("outputs", []):
-        lines = [f"[{out['model']}, {out.get('kind', 'model')}]"]
-        if out.get("caption"):
-            lines.append(f"caption: {' '.join(str(out['caption']).split())}")
-        if out.get("tags"):
-            lines.append("tags: " + ", ".join(str(t) for t in out["tags"][:max_tags]))
-        blocks.append("\n".join(lines))
-    return "Model outputs for one photo:\n\n" + "\n\n".join(blocks)
-
-
-def parse_answer(text: str) -> tuple[str | None, str | None]:
-    """(description, tag list text) from `DESCRIPTION: ... TAGS: ...`; a missing field is None."""
-    parts = _FIELD.split(text)
-    fields: dict[str, str] = {}
-    for name, value in zip(parts[1::2], parts[2::2], strict=False):
-        fields.setdefault(name.upper(), value.strip())
-    return fields.get("DESCRIPTION") or None, fields.get("TAGS") or None
-
-
-def _key(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
-def evidence(context: dict[str, Any]) -> set[str]:
-    """Every word the models used (captions and tags), in a crude singular form."""
-    words: set[str] = set()
-    for out in context.get("outputs", []):
-        text = " ".join([str(out.get("caption") or "")] + [str(t) for t in out.get("tags") or []])
-        words.update(_key(w) for w in caption_words(text.replace("_", " ")))
-    return words
-
-
-def split_supported(tags: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Tags with at least one content word some model used, and the names of the others."""
-    kept, invented = [], []
-    for tag in tags:
-        words = [_key(w) for w in caption_words(tag["name"].replace("_", " "))]
-        (kept if any(w in seen for w in words) else invented).append(tag)
-    return kept, [t["name"] for t in invented]
-
-
-def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any]) -> ImageResult:
-    """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item)."""
-    text = run["text"]
-    raw: dict[str, Any] = {"generations": {"merge": run}, "system_prompt": system_prompt,
-                           "inputs": [o["model"] for o in context.get("outputs", [])], "unsupported_tags": []}
-    description, tag_text = parse_answer(text)
-    if description is None and tag_text is None:
-        description = text  # no format followed: the whole answer is the description
-    problems = []
-    reason = looks_degenerate(description) if description is not None else "no DESCRIPTION in the answer"
-    if reason:
-        problems.append(f"description: {reason}")
-        description = None
-    tags: list[dict[str, Any]] = []
-    if tag_text is not None and looks_degenerate(tag_text) is None:
-        tags, raw["unsupported_tags"] = split_supported(parse_tag_list(tag_text), evidence(context))
-        for tag in tags:
-            tag["category"] = "judge"
-        if raw["unsupported_tags"]:
-            problems.append(f"dropped {len(raw['unsupported_tags'])} tag(s) no model mentioned")
-    else:
-        problems.append("tags: " + ("no TAGS line in the answer" if tag_text is None else looks_degenerate(tag_text)))
-    result: ImageResult = {"status": "ok" if description or tags else "no_tags", "caption": description,
-                           "tags": tags, "raw": raw}
-    if problems:
-        result["message"] = "; ".join(problems) + "; raw.generations.merge has the answer"
-    return result
 
 
 class Adapter(GenerativeAdapter):

@@ -12,9 +12,12 @@ Rules that every figure follows:
   documents by results.finish_cell; a caption cell without tags gets them the same way here.
   Their scores are `estimated` and marked so wherever they show; they go through the same
   normaliser as every other tag.
-- The matrix, the consensus and the agreement use each model's top-K tags per image (K = --top):
-  a zero-shot model scores every term of its vocabulary, and counting them all would make every
-  tag "agreed". `confidence` (for --show-confidence) keeps every tag above the threshold.
+- The matrix, the consensus and the agreement use each model's top-K tags per image (K =
+  --compare-top, 10 by default; --top only limits what is shown): a zero-shot model scores every
+  term of its vocabulary, and counting them all would make every tag "agreed". `confidence` (for
+  --show-confidence) keeps every tag above the threshold.
+- Consensus tags (`common_tags`) are the tags at least k models gave, k = --consensus-min, by
+  default 3/4 of the models that answered (an ok cell), rounded up.
 - Images are counted once per content hash (duplicates share one result).
 - Rating tags (WD14's general / sensitive / questionable / explicit, category `rating`) say how
   suitable the content is, not what is in the photo: left out, as the judge leaves them out.
@@ -38,6 +41,8 @@ from orchestrator.compare.normalise import DEFINITION as NORMALISATION
 from orchestrator.compare.normalise import Normaliser
 
 DIGITS = 6
+CONSENSUS_SHARE = 0.75      # default cut-off: 3/4 of the models that answered, rounded up
+CLOSED_KINDS = frozenset({"tagger", "zero-shot"})   # a fixed label set: the model can give no other tag
 NON_CONTENT_CATEGORIES = frozenset({"rating"})
 SYNTHESIS_KINDS = frozenset({"judge"})
 ESTIMATED = ("~ marks an estimated score: a tag extracted from a caption, scored from its position and "
@@ -47,9 +52,18 @@ Scored = tuple[float, bool]          # (score, estimated)
 CellTags = dict[str, Scored]         # normalised tag -> best score in the cell
 
 
-def definitions(top_k: int, threshold: float | None) -> dict[str, str]:
+def consensus_cutoff(answered: int, minimum: int | None = None) -> int:
+    """k of "CONSENSUS (k+ models)": --consensus-min, else 3/4 of the models that answered, rounded up (>= 1)."""
+    if minimum is not None:
+        return max(1, minimum)
+    return max(1, math.ceil(CONSENSUS_SHARE * answered))
+
+
+def definitions(top_k: int, threshold: float | None, consensus_min: int | None = None) -> dict[str, str]:
     which = f"each model's top-{top_k} normalised tags" if top_k > 0 else "all normalised tags of each model"
     cut = f", tags scored below {threshold:g} dropped first" if threshold is not None else ""
+    k = (f"at least {consensus_min} models (--consensus-min)" if consensus_min is not None else
+         "at least k models, k = 3/4 of the models that answered (an ok cell), rounded up")
     return {
         "normalisation": NORMALISATION,
         "consensus_score": ("per image: (models whose top tags hold the tag) x (their mean confidence); over the "
@@ -59,7 +73,15 @@ def definitions(top_k: int, threshold: float | None) -> dict[str, str]:
                       f"{cut}); per image: the mean over model pairs; folder: each pair's mean over the images "
                       "both models scored, then the mean over pairs; pairs where both lists are empty are left out"),
         "estimated": ESTIMATED,
-        "top_k": f"the matrix, the consensus and the agreement use {which}, per image{cut}",
+        "top_k": (f"the matrix, the consensus and the agreement use {which}, per image{cut} (--compare-top; "
+                  "--top only limits what the table shows)"),
+        "common_tags": (f"consensus (common_tags): the tags {k} gave, best consensus score first; per image over "
+                        "that image's answers, for the folder over every model that answered somewhere (a tag "
+                        "counts for a model when it is in the model's compared tags of at least one image)"),
+        "total_unique_tags": "distinct normalised tags among the compared tags of every model (judges left out)",
+        "only_vocabulary": ("a tag one model gave that no other answering closed-vocabulary model (tagger, "
+                            "zero-shot) has in its label set, e.g. a Danbooru-only WD14 tag; captioners are "
+                            "open-vocabulary and not counted"),
         "timing": timing.DEFINITION,
     }
 
@@ -194,10 +216,11 @@ class Comparison:
     image's own figures are returned by `add` for the caller to show or write as it goes."""
 
     def __init__(self, models: list[dict[str, Any]], top_k: int = 10, threshold: float | None = None,
-                 normaliser: Callable[[str], str] | None = None) -> None:
+                 normaliser: Callable[[str], str] | None = None, consensus_min: int | None = None) -> None:
         self.entries = {m["name"]: m for m in models}
         self.models = list(self.entries)
-        self.top_k, self.threshold = top_k, threshold
+        self.top_k, self.threshold, self.consensus_min = top_k, threshold, consensus_min
+        self._vocab: dict[str, frozenset[str]] = {}   # closed-vocabulary model -> its normalised label set
         self.normalise = normaliser or Normaliser()
         self.synthesis = [m for m in self.models if self.entries[m].get("kind") in SYNTHESIS_KINDS]
         self.voices = [m for m in self.models if m not in self.synthesis]
@@ -253,13 +276,80 @@ class Comparison:
         pairwise = _pairwise(models, {m: set(t) for m, t in tops.items()})
         agreement, note = _agreement(models, pairwise, len(tops))
         shown = [c["tag"] for c in consensus]
+        answered = [m for m in models if m in tops]
+        k = consensus_cutoff(len(answered), self.consensus_min)
+        common = [c["tag"] for c in consensus if c["n_models"] >= k]
+        results = image.get("results", {})
+        only = {c["tag"]: c["models"][0] for c in consensus
+                if c["n_models"] == 1 and len(answered) > 1 and self._only_vocabulary(c["tag"], c["models"][0],
+                                                                                      answered, results)}
         return {
             "path": image["path"], "consensus": consensus, "agreement": _round(agreement), "agreement_note": note,
             "pairwise": {a: {b: _round(v) for b, v in row.items()} for a, row in pairwise.items()},
             "tags": {t: {m: full[m][t][0] for m in self.models if m in full and t in full[m]} for t in shown},
             "estimated": {t: [m for m in self.models if m in full and t in full[m] and full[m][t][1]] for t in shown
                           if any(m in full and t in full[m] and full[m][t][1] for m in self.models)},
+            "answered": answered, "consensus_min": k, "only_vocabulary": only,
+            "summary": {"total_unique_tags": len(shown), "common_tags": common,
+                        "model_agreement_score": _round(agreement)},
         }
+
+    # -- closed vocabularies ----------------------------------------------------------------------
+    def vocabulary(self, model: str, cell: dict[str, Any] | None) -> frozenset[str] | None:
+        """A closed-vocabulary model's normalised label set (None for an open one, or when unknown yet):
+        a tagger's raw scores cover its labels, a zero-shot model scores every term. Read from the
+        model's first ok cell and kept (one set per model: memory does not grow with the images)."""
+        if self.entries.get(model, {}).get("kind") not in CLOSED_KINDS:
+            return None
+        if model not in self._vocab:
+            if not cell or cell.get("status") != "ok":
+                return None
+            scores = (cell.get("raw") or {}).get("scores")
+            if isinstance(scores, dict):       # a tagger's raw output scores every label it has
+                names = list(scores)
+            elif self.entries[model].get("kind") == "zero-shot":   # every term is scored and listed
+                names = [str(t.get("name", "")) for t in cell.get("tags") or []]
+            else:                              # a tagger that lists only its tags above its threshold
+                return None
+            self._vocab[model] = frozenset(filter(None, map(self.normalise, names)))
+        return self._vocab[model]
+
+    def _only_vocabulary(self, tag: str, model: str, answered: list[str], results: dict[str, Any]) -> bool:
+        """`tag` (given by `model` alone) is outside every other answering closed-vocabulary model's labels."""
+        if self.vocabulary(model, results.get(model)) is None:
+            return False
+        others = [self.vocabulary(m, results.get(m)) for m in answered if m != model]
+        closed = [v for v in others if v is not None]
+        return bool(closed) and all(tag not in v for v in closed)
+
+    def lookup(self, image: dict[str, Any], tag: str) -> dict[str, dict[str, Any]]:
+        """One tag across the models of one image (--show-confidence): per model the score it gave
+        (any score, the threshold not applied) and whether it is estimated, or None with the reason:
+        the cell's status, "not in vocabulary" (a closed-vocabulary model without that label) or
+        "not in output"."""
+        name = self.normalise(tag)
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.models:
+            cell = image.get("results", {}).get(m)
+            kind = self.entries.get(m, {}).get("kind")
+            if not cell or cell.get("status") != "ok":
+                status = (cell or {}).get("status", "missing")
+                out[m] = {"score": None, "reason": status, "kind": kind}
+                continue
+            tags = cell_tags(cell, self.normalise, None)
+            if name in tags:
+                score, estimated = tags[name]
+                out[m] = {"score": score, "estimated": estimated, "kind": kind}
+                continue
+            vocab = self.vocabulary(m, cell)
+            raw = (cell.get("raw") or {}).get("scores")
+            below = vocab_scores(raw, self.normalise).get(name) if isinstance(raw, dict) else None
+            if below is not None:   # a tagger's label scored under its own threshold: not in its tags
+                out[m] = {"score": below, "estimated": False, "kind": kind, "below_model_threshold": True}
+                continue
+            reason = "not in vocabulary" if vocab is not None and name not in vocab else "not in output"
+            out[m] = {"score": None, "reason": reason, "kind": kind}
+        return out
 
     def result(self, images: dict[str, Any] | None = None) -> dict[str, Any]:
         """The comparison (module docstring); `images`: the per-image entries to include (sha256 -> entry)."""
@@ -269,9 +359,11 @@ class Comparison:
         pairwise = {a: {b: _round(self._pairs[(a, b)].mean if (a, b) in self._pairs else None) for b in voices}
                     for a in voices}
         agreement, note = _agreement(voices, pairwise, len(self._scored))
+        k = consensus_cutoff(len(self._scored), self.consensus_min)
         return {
-            "definitions": definitions(self.top_k, self.threshold),
-            "top_k": self.top_k, "threshold": self.threshold, "models": self.models, "synthesis": self.synthesis,
+            "definitions": definitions(self.top_k, self.threshold, self.consensus_min),
+            "top_k": self.top_k, "threshold": self.threshold, "consensus_min": k,
+            "models": self.models, "synthesis": self.synthesis,
             "synonyms": len(getattr(self.normalise, "synonyms", {})),
             "folder": {
                 "n_images": n_images,
@@ -283,18 +375,23 @@ class Comparison:
                                for tag, by_model in sorted(self._confidence.items())},
                 "timing": {m: timing.summarise(self.entries[m], self._times[m]) for m in self.models},
                 "status_counts": {m: dict(self._statuses[m].most_common()) for m in self.models},
+                "answered": [m for m in voices if m in self._scored],
+                "summary": {"total_unique_tags": len(self._stats),
+                            "common_tags": [c["tag"] for c in consensus if c["n_models"] >= k],
+                            "model_agreement_score": _round(agreement)},
             },
             "images": images if images is not None else {},
         }
 
 
 def compare(document: dict[str, Any], top_k: int = 10, threshold: float | None = None,
-            synonyms: dict[str, str] | None = None, normaliser: Callable[[str], str] | None = None) -> dict[str, Any]:
+            synonyms: dict[str, str] | None = None, normaliser: Callable[[str], str] | None = None,
+            consensus_min: int | None = None) -> dict[str, Any]:
     """The comparison of a whole document in memory (see the module docstring); the document is not modified."""
     models = [dict(m) for m in document.get("models", [])]
     for name in model_names(document)[len(models):]:   # a model present only in the cells is never dropped
         models.append({"name": name})
-    comparison = Comparison(models, top_k, threshold, normaliser or Normaliser(synonyms))
+    comparison = Comparison(models, top_k, threshold, normaliser or Normaliser(synonyms), consensus_min)
     per_image = {}
     for image in unique_images(document):
         entry = comparison.add({k: v for k, v in image.items() if k != "duplicate_of"})
@@ -310,3 +407,14 @@ def _cell_summary(scored: _Sum) -> dict[str, Any]:
 def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, _Sum]) -> dict[str, Any]:
     return {"tag": item["tag"], "models": {m: _cell_summary(per_model[m]) for m in models if m in per_model},
             "n_models": item["n_models"], "score": item["score"], "estimated": item["estimated"]}
+
+
+def vocab_scores(scores: dict[str, Any], normalise: Callable[[str], str]) -> dict[str, float]:
+    """A tagger's raw scores (every label) under their normalised names, the best score per name."""
+    out: dict[str, float] = {}
+    for label, score in scores.items():
+        if isinstance(score, int | float) and math.isfinite(score):
+            name = normalise(str(label))
+            if name and score > out.get(name, -math.inf):
+                out[name] = float(score)
+    return out

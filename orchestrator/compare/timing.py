@@ -10,7 +10,8 @@ from typing import Any
 
 DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
               "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
-              "total inference seconds (load excluded)")
+              "total inference seconds (load excluded); inference total: their sum; total: load + warm-up + inference "
+              "total")
 TIMED_STATUSES = ("ok", "no_tags")
 
 
@@ -46,6 +47,10 @@ def summarise(model: dict[str, Any], times: Sequence[float]) -> dict[str, Any]:
         "p95_s": round(percentile(times, 95), 6) if times else None,
         "images_per_s": round(len(times) / total, 6) if total > 0 else None,
         "n": len(times),
+        "inference_total_s": round(total, 6),
+        # what the model cost this run: load + warm-up + every timed inference (a missing part counts 0)
+        "total_s": round(sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total)
+                             if v is not None), 6),
     }
 
 

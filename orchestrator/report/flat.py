@@ -48,10 +48,12 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         first = True
         for image in results.images():
+            entry = comparison.add(image) if comparison is not None else None
+            if entry is not None:   # the plan's per-image summary beside the image's cells
+                image["summary"] = entry["summary"]
+                spool.write(json.dumps([image["sha256"], entry], ensure_ascii=False) + "\n")
             out.write(("\n    " if first else ",\n    ") + _line(image))
             first = False
-            if comparison is not None and (entry := comparison.add(image)) is not None:
-                spool.write(json.dumps([image["sha256"], entry], ensure_ascii=False) + "\n")
         out.write("\n  ]" if not first else "]")
         if comparison is not None:
             summary = comparison.result()
@@ -65,10 +67,13 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
     out.write("\n}\n")
 
 
-def write_jsonl(results: Results, out: IO[str]) -> None:
-    """JSON Lines: the header and models on the first line, then one image per line."""
+def write_jsonl(results: Results, out: IO[str], comparison: Comparison | None = None) -> None:
+    """JSON Lines: the header and models on the first line, then one image per line (with its
+    summary when `comparison` is given: the folder figures need the JSON format)."""
     out.write(json.dumps({**results.head, "models": results.models}, ensure_ascii=False, default=str) + "\n")
     for image in results.images():
+        if comparison is not None and (entry := comparison.add(image)) is not None:
+            image["summary"] = entry["summary"]
         out.write(json.dumps(image, ensure_ascii=False, default=str) + "\n")
 
 

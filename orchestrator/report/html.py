@@ -200,7 +200,7 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
     views = views or Views(top=int(opts.get("top", 10) or 0), threshold=opts.get("threshold"))
     norm = views.normaliser or Normaliser()
     models = [m["name"] for m in results.models]
-    comparer = Comparison(results.models, views.top, views.threshold, norm)
+    comparer = Comparison(results.models, views.compare_top, views.threshold, norm, views.consensus_min)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as per_image:
         n_images = 0
         for image in results.images():

@@ -11,33 +11,53 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-BAR_WIDTH = 12        # as the per-model boxes (report/table.py)
+BAR_WIDTH = 24        # the plan's confidence bars
+BOX_BAR_WIDTH = 12    # the bars inside the per-model boxes (report/table.py)
 TAG_WIDTH = 28
 EST = "~"
+
+if TYPE_CHECKING:
+    from orchestrator.compare import Comparison
 
 
 @dataclass
 class Views:
     """The comparison's settings (--top, --threshold, --synonyms) and the table views asked for."""
-    top: int = 10                                         # tags compared per model and image; rows shown (0 = all)
+    top: int = 10                                         # tags and rows shown (0 = all): display only
     threshold: float | None = None                        # display threshold, applied before comparing
     matrix: bool = False
     timing: bool = False
     confidence: list[str] = field(default_factory=list)   # tags for --show-confidence
     normaliser: Callable[[str], str] | None = None        # with the synonym map; None: the plain Normaliser
+    compare_top: int = 10                                 # tags compared per model and image (0 = all)
+    consensus_min: int | None = None                      # k of CONSENSUS (k+ models); None: 3/4 of those answering
+
+    def comparison(self, models: list[dict[str, Any]]) -> Comparison:
+        """The streaming comparison these settings ask for (--top never changes what is compared)."""
+        from orchestrator.compare import Comparison
+
+        return Comparison(models, self.compare_top, self.threshold, self.normaliser, self.consensus_min)
 
 
-def bar(score: float | None) -> str:
-    """The seed's score bar: filled blocks for the score, light shade for the rest (12 wide)."""
-    filled = round(max(0.0, min(1.0, score or 0.0)) * BAR_WIDTH)
-    return "█" * filled + "░" * (BAR_WIDTH - filled)
+def bar(score: float | None, width: int = BAR_WIDTH) -> str:
+    """The seed's score bar: filled blocks for the score, light shade for the rest (24 wide)."""
+    filled = round(max(0.0, min(1.0, score or 0.0)) * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def duration(seconds: float | None) -> str:
+    """Milliseconds under a second ("450ms"), seconds above ("2.34s"); "-" when unknown."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -68,26 +88,84 @@ def _rows(items: list[Any], top: int) -> list[Any]:
     return items[:top] if top > 0 else items
 
 
-def image_line(compared: dict[str, Any], n_models: int, top: int) -> Text:
-    """One image's consensus and agreement, under its model boxes."""
-    line = Text("consensus: ", style="bold")
-    items = _rows(compared.get("consensus") or [], min(top, 8) if top > 0 else 8)
-    for i, item in enumerate(items):
-        line.append(("  " if i else "") + item["tag"], style="bold" if item["n_models"] > 1 else "")
+def consensus_line(items: list[dict[str, Any]], k: int, n_models: int, top: int) -> Text:
+    """CONSENSUS (k+ models): the tags at least k models gave, each with n/M and its consensus score."""
+    line = Text(f"CONSENSUS ({k}+ models): ", style="bold")
+    common = [c for c in items if c["n_models"] >= k]
+    for i, item in enumerate(_rows(common, top)):
+        line.append(("  " if i else "") + item["tag"], style="bold")
         line.append(f" {item['n_models']}/{n_models} {item['score']:.2f}{_est(item.get('estimated', False))}",
                     style="dim")
-    if not items:
-        line.append("no ok tags", style="dim")
-    agreement = compared.get("agreement")
-    line.append(f"   agreement {_num(agreement)}" if agreement is not None else
-                f"   agreement - ({compared.get('agreement_note') or 'n/a'})", style="cyan")
+    if top > 0 and len(common) > top:
+        line.append(f"  (+{len(common) - top} more)", style="dim")
+    if not common:
+        line.append(f"none (no tag from {k} of the {n_models} models that answered)" if n_models else
+                    "none (no model answered with an ok result)", style="dim")
     return line
+
+
+def agreement_line(agreement: float | None, note: str | None) -> Text:
+    text = Text("MODEL AGREEMENT: ", style="bold")
+    text.append(f"{agreement:.0%}" if agreement is not None else f"- ({note or 'n/a'})", style="bold cyan")
+    return text
+
+
+def image_summary(compared: dict[str, Any], inference_s: float, failed: int, top: int) -> Group:
+    """One image's SUMMARY, CONSENSUS (k+ models) and MODEL AGREEMENT, under its model boxes."""
+    n = len(compared["answered"])
+    line = Text("SUMMARY: ", style="bold")
+    line.append(f"{compared['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
+                + (f" ({failed} without a result)" if failed else "") + f" | inference time: {duration(inference_s)}")
+    return Group(Rule(style="dim"), line, consensus_line(compared["consensus"], compared["consensus_min"], n, top),
+                 agreement_line(compared["agreement"], compared["agreement_note"]))
+
+
+def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group:
+    """One photo's tag x model matrix: a mark per model that gave the tag, n/M, a star for consensus tags,
+    and a note for tags only one model's closed vocabulary holds."""
+    answered, k = compared["answered"], compared["consensus_min"]
+    table = _table("TAG AGREEMENT MATRIX")
+    table.add_column("tag", max_width=TAG_WIDTH, overflow="ellipsis", no_wrap=True)
+    for m in voices:
+        table.add_column(m, justify="center", overflow="fold")
+    table.add_column("count", no_wrap=True)
+    for item in _rows(compared["consensus"], top):
+        marks = [Text("✓", style="green") if m in item["models"] else Text("·" if m not in answered else "-",
+                                                                              style="dim") for m in voices]
+        count = f"{item['n_models']}/{len(answered)}" + (" ★" if item["n_models"] >= k else "")
+        only = compared.get("only_vocabulary", {}).get(item["tag"])
+        table.add_row(item["tag"], *marks, count + (f"  ({only} vocabulary only)" if only else ""))
+    if not compared["consensus"]:
+        table.add_row(Text("no model gave a tag", style="dim"), *[""] * len(voices), "")
+    hidden = len(compared["consensus"]) - top if top > 0 else 0
+    legend = Text(f"★ = consensus ({k}+ of {len(answered)} models); ✓ gave the tag, - did not, · no ok result"
+                  + (f"; {hidden} more tag(s) compared, not shown (--top)" if hidden > 0 else ""), style="dim")
+    return Group(_titled(table), legend)
+
+
+def confidence_bars(lookup: dict[str, dict[str, Any]], tag: str, name: str) -> Group:
+    """CONFIDENCE BY MODEL: one tag's score per model for one photo, N/A with the reason."""
+    title = f'CONFIDENCE BY MODEL: "{name}"' + (f" (asked: {tag!r})" if name != tag else "")
+    grid = Table.grid(padding=(0, 1))
+    width = max([len(m) for m in lookup] + [4]) + 1
+    for model, c in lookup.items():
+        label = Text(f"{model}:".ljust(width))
+        if c["score"] is None:
+            grid.add_row(label, Text("N/A ", style="yellow"), Text(f"({c['reason']})", style="dim"))
+            continue
+        marks = [m for m, on in (("extracted", c.get("estimated")), ("zero-shot", c.get("kind") == "zero-shot"),
+                                 ("below the model's own threshold", c.get("below_model_threshold"))) if on]
+        grid.add_row(label, Text(f"{c['score']:.2f}"),
+                     Text(bar(c["score"]), style="green") + Text(f"  ({', '.join(marks)})" if marks else "",
+                                                                  style="dim"))
+    return Group(Text(""), Text(title, style="bold"), grid)
 
 
 def consensus_table(comparison: dict[str, Any], top: int) -> Table:
     folder = comparison["folder"]
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
-    table = _table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence")
+    table = _table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
+                   "compared; CONSENSUS above lists those at the cut-off)")
     for col, justify in (("#", "right"), ("tag", "left"), ("models", "right"), ("mean conf", "right"),
                          ("score", "right"), ("images", "right"), ("given by", "left")):
         table.add_column(col, justify=justify, no_wrap=col != "given by", max_width=TAG_WIDTH if col == "tag" else None,
@@ -155,36 +233,71 @@ def matrix_table(comparison: dict[str, Any], top: int) -> Table:
 
 
 def timing_table(comparison: dict[str, Any]) -> Table:
-    table = _table("timing per model (seconds)")
-    for col in ("model", "load", "warm-up", "mean", "p50", "p95", "img/s", "n"):
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
+    """PERFORMANCE BREAKDOWN: load, warm-up, inference (all images), total per model and a TOTAL row;
+    then the per-image spread (mean, p50, p95, images per second). Milliseconds under a second."""
+    table = _table("PERFORMANCE BREAKDOWN (timing per model)")
+    for col in ("model", "load", "warm-up", "inference", "total", "mean", "p50", "p95", "img/s", "n"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
+                         max_width=TAG_WIDTH - 6 if col == "model" else None, overflow="ellipsis")
+    sums = {"load_s": 0.0, "warmup_s": 0.0, "inference_total_s": 0.0, "total_s": 0.0}
+    n = 0
     for model, t in comparison["folder"]["timing"].items():
-        table.add_row(model, _num(t["load_s"]), _num(t["warmup_s"]), _num(t["mean_s"], 3), _num(t["p50_s"], 3),
-                      _num(t["p95_s"], 3), _num(t["images_per_s"]), str(t["n"]))
+        table.add_row(model, duration(t["load_s"]), duration(t["warmup_s"]), duration(t.get("inference_total_s")),
+                      duration(t.get("total_s")), duration(t["mean_s"]), duration(t["p50_s"]), duration(t["p95_s"]),
+                      _num(t["images_per_s"]), str(t["n"]))
+        for key in sums:
+            sums[key] += t.get(key) or 0.0
+        n += t["n"]
+    table.add_section()
+    table.add_row(Text("TOTAL", style="bold"), duration(sums["load_s"]), duration(sums["warmup_s"]),
+                  duration(sums["inference_total_s"]), Text(duration(sums["total_s"]), style="bold"), "", "", "", "",
+                  str(n))
     table.caption = comparison["definitions"].get("timing")
     table.caption_justify = "left"
     return table
 
 
+def total_time(comparison: dict[str, Any]) -> float:
+    """Every model's load + warm-up + inference seconds (the TOTAL row's total)."""
+    return sum(t.get("total_s") or 0.0 for t in comparison["folder"]["timing"].values())
+
+
+def folder_summary(comparison: dict[str, Any], top: int) -> Group:
+    """The folder's SUMMARY, CONSENSUS (k+ models) and MODEL AGREEMENT lines."""
+    folder = comparison["folder"]
+    answered = folder.get("answered", [])
+    n = len(answered)
+    line = Text("SUMMARY: ", style="bold")
+    line.append(f"{folder['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
+                f" | {folder['n_images']} image(s) | total time: {duration(total_time(comparison))}")
+    return Group(Rule(characters="═"), line,
+                 consensus_line(folder["consensus"], comparison.get("consensus_min", 1), n, top),
+                 agreement_line(folder["agreement"], folder.get("agreement_note")), Rule(characters="═"))
+
+
 def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[str], str]) -> RenderableType:
-    """One tag's mean score per model as bars, over the images where the model gave it."""
+    """One tag's mean score per model as bars, over the images where the model gave it; N/A with the reason."""
     name = normalise(tag)
     by_model = comparison["folder"]["confidence"].get(name)
     if not by_model:
         close = difflib.get_close_matches(name, list(comparison["folder"]["confidence"]), n=5, cutoff=0.6)
         hint = f"; close: {', '.join(close)}" if close else ""
         return Text(f"--show-confidence {tag!r}: no model gave {name!r} above the threshold{hint}", style="yellow")
-    ok = {m: counts.get("ok", 0) for m, counts in comparison["folder"]["status_counts"].items()}
+    counts = comparison["folder"]["status_counts"]
     table = _table(f"confidence for {name!r} across models" + (f" (asked: {tag!r})" if name != tag else ""))
-    for col in ("model", "bar", "mean", "images"):
+    for col in ("model", "mean", "bar", "images"):
         table.add_column(col, justify="right" if col in ("mean", "images") else "left", no_wrap=True)
     for model in comparison["models"]:
         c = by_model.get(model)
+        ok = counts.get(model, {}).get("ok", 0)
         if c is None:
-            table.add_row(model, Text(bar(0), style="dim"), "-", f"0/{ok.get(model, 0)}")
+            statuses = ", ".join(f"{s} {n}" for s, n in counts.get(model, {}).items())
+            why = "not given" if ok else f"no ok cell: {statuses}"
+            table.add_row(model, Text("N/A", style="yellow"), Text(f"({why})", style="dim"), f"0/{ok}")
         else:
-            table.add_row(model, Text(bar(c["mean_score"]), style="green"),
-                          f"{c['mean_score']:.3f}{_est(c['estimated'])}", f"{c['images']}/{ok.get(model, 0)}")
+            table.add_row(model, f"{c['mean_score']:.3f}{_est(c['estimated'])}", Text(bar(c["mean_score"]),
+                                                                                     style="green"),
+                          f"{c['images']}/{ok}")
     table.caption = "mean score over the images where the model gave the tag; images: given / ok cells"
     table.caption_justify = "left"
     return table
@@ -192,7 +305,8 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
 
 def render_comparison(comparison: dict[str, Any], console: Console, views: Views) -> None:
     """The folder summary, then the views asked for."""
-    parts: list[RenderableType] = [_titled(consensus_table(comparison, views.top)), agreement_text(comparison)]
+    parts: list[RenderableType] = [folder_summary(comparison, views.top),
+                                   _titled(consensus_table(comparison, views.top)), agreement_text(comparison)]
     pairwise = pairwise_table(comparison)
     if pairwise is not None:
         parts.append(_titled(pairwise))

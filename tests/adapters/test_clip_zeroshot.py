@@ -82,7 +82,7 @@ def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, ur
                                                        tmp_path: Path) -> None:
     paths = [SAMPLES / "brick.png", SAMPLES / "rocket.jpg", *_generated(tmp_path)]
     sizes = [Image.open(p).size for p in paths]
-    load, cells = run_model("clip", paths, weights=tiny)
+    load, cells = run_model("clip", paths, weights=tiny, load_options={"score": "softmax"})
 
     assert load["device"] == "cpu" and load["dtype"] == "float32"
     assert str(tiny) in load["model_version"]
@@ -99,7 +99,7 @@ def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, ur
 
     # Second load, same cache dir, another batch (fewer images, shuffled): embeddings come from
     # disk, and each image keeps its own scores (results follow the request order).
-    load2, cells2 = run_model("clip", [paths[2], paths[0], paths[3]], weights=tiny)
+    load2, cells2 = run_model("clip", [paths[2], paths[0], paths[3]], weights=tiny, load_options={"score": "softmax"})
     notes2 = " | ".join(load2["notes"])
     assert "text embeddings: cache hit" in notes2 and "computed" not in notes2
     assert len(_cache_files(tmp_path)) == 1
@@ -108,6 +108,29 @@ def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, ur
         _check_softmax(cell, urbex)
         again = cell["raw"]["logits"]
         assert again == pytest.approx(first[cell["image"]["width"]], abs=1e-4)
+
+
+def test_default_scores_stand_on_their_own(run_model, tiny: Path, urbex: list[str]) -> None:
+    """model.toml's default: each term against the neutral prompt, at CLIP's logit scale. The scores
+    are independent probabilities: in [0, 1], not summing to 1; the vocabulary softmax stays in raw."""
+    load, cells = run_model("clip", [SAMPLES / "brick.png", SAMPLES / "rocket.jpg"], weights=tiny)
+    notes = " | ".join(load["notes"])
+    assert "two-way softmax" in notes and "'a photo of something'" in notes and "do not sum to 1" in notes
+    assert f"computed for {len(urbex) + 1} prompts" in notes       # the vocabulary and the neutral prompt
+    for cell in cells:
+        _check_tags(cell, urbex)
+        raw = cell["raw"]
+        assert raw["score_mode"] == "binary" and raw["neutral"]["term"] == "something"
+        scores = [t["score"] for t in cell["tags"]]
+        assert all(0.0 <= x <= 1.0 for x in scores)
+        assert abs(sum(scores) - 1.0) > 0.5                        # independent: no sum to 1 (220 terms)
+        for tag in cell["tags"]:                                    # sigmoid(s cos_t - s cos_n) from raw
+            expected = 1 / (1 + math.exp(-(raw["logits"][tag["name"]] - raw["neutral"]["logit"])))
+            assert tag["score"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+        assert sum(raw["softmax"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert list(raw["softmax"]) == urbex
+        expected_softmax = _softmax([raw["logits"][t] for t in urbex])
+        assert list(raw["softmax"].values()) == pytest.approx(expected_softmax, rel=1e-4, abs=1e-7)
 
 
 def test_custom_vocabulary_sigmoid_and_template_ensemble(run_model, tiny: Path, tmp_path: Path) -> None:

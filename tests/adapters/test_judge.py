@@ -146,3 +146,36 @@ def test_context_takes_ok_cells_in_model_order() -> None:
         {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},
         {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["door", "rust"]}]}
     assert "[wd14, tagger]\ntags: door" in format_outputs(judge_context(cells, kinds), max_tags=1)
+
+
+# -- a captioner as the judge: it sees the photo ---------------------------------------------------
+def test_cli_vision_judge_sees_the_photo_and_the_outputs(tiny_model, tmp_path: Path) -> None:
+    """`--judge qwen25vl`: the tiny Qwen2.5-VL is sent each photo AND wd14's tags; its column is a
+    synthesis named qwen25vl-judge, loaded from the captioner's --weights."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(PROJECT_ROOT / "samples" / "chelsea.png", folder / "chelsea.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--judge", "qwen25vl",
+         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25vl={tiny_model('qwen_vl') / 'qwen2_5_vl'}",
+         "--offline",
+         "--device", "cpu", "--option", "qwen25vl-judge.max_new_tokens=4", "--option",
+         "qwen25vl-judge.min_new_tokens=4", "--format", "json", "--no-store"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert [(m["name"], m["kind"]) for m in doc["models"]] == [("wd14", "tagger"), ("qwen25vl-judge", "judge")]
+    assert doc["comparison"]["synthesis"] == ["qwen25vl-judge"]
+    [image] = doc["images"]
+    wd14, judge = image["results"]["wd14"], image["results"]["qwen25vl-judge"]
+    assert judge["status"] in ("ok", "no_tags"), judge
+    assert judge["raw"]["saw_image"] is True and judge["raw"]["inputs"] == ["wd14"]
+    assert (judge["image"]["width"], judge["image"]["height"]) == (wd14["image"]["width"], wd14["image"]["height"])
+    run = judge["raw"]["generations"]["merge"]
+    assert run["prompt"].startswith("You see a photo") and "[wd14, tagger]" in run["prompt"]
+    shown = [t["name"] for t in wd14["tags"] if t.get("category") != "rating"][:3]
+    assert shown and all(name in run["prompt"] for name in shown)
+    assert run["new_tokens"] == 4
+    # the image tokens are in the prompt: far more than the text alone would take
+    assert run["prompt_tokens"] > len(run["prompt"].split())

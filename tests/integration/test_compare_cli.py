@@ -89,13 +89,13 @@ def test_report_shows_the_comparison_views_and_json_validates(archive: Path) -> 
     runner = CliRunner()
     synonyms = str(archive.parent / "synonyms.txt")
     out = runner.invoke(app, ["report", str(archive), "--show-matrix", "--show-timing", "--show-confidence",
-                              "Broken_Windows", "--synonyms", synonyms, "--top", "3"])
+                              "Broken_Windows", "--synonyms", synonyms, "--top", "3", "--compare-top", "3"])
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert "model agreement: " in text and "each model's top-3 normalised tags" in " ".join(text.split())
     assert "agreement matrix" in text and "timing per model" in text
     assert "confidence for 'broken window' across models" in text
-    assert "consensus: broken window 3/3" in text
+    assert "CONSENSUS (3+ models): broken window 3/3" in text
     js = runner.invoke(app, ["report", str(archive), "--format", "json", "--synonyms", synonyms, "--threshold", "0.3"])
     assert js.exit_code == 0, js.output
     document = json.loads(js.stdout)
@@ -116,3 +116,39 @@ def test_a_bad_synonym_file_stops_analyze_before_any_model_runs(tmp_path: Path) 
     out = CliRunner().invoke(app, ["analyze", str(PROJECT_ROOT / "samples"), "--models", "wd14", "--no-store",
                                    "--top", "-1"])
     assert out.exit_code == 2 and "--top must be 0 (all) or more" in out.output
+
+
+def test_top_changes_only_what_is_shown(archive: Path) -> None:
+    """--top 1 and --top 20 compare the same tags: same consensus, matrix, agreement and summary."""
+    runner = CliRunner()
+    docs = {}
+    for top in ("1", "20"):
+        js = runner.invoke(app, ["report", str(archive), "--format", "json", "--top", top])
+        assert js.exit_code == 0, js.output
+        docs[top] = json.loads(js.stdout)
+        jsonschema.validate(docs[top], SCHEMA)
+    assert docs["1"]["comparison"] == docs["20"]["comparison"]
+    assert docs["1"]["comparison"]["folder"]["consensus"], "something must be compared for the test to mean much"
+    assert [i["summary"] for i in docs["1"]["images"]] == [i["summary"] for i in docs["20"]["images"]]
+    tables = {top: runner.invoke(app, ["report", str(archive), "--top", top]).stdout for top in ("1", "20")}
+    consensus = {top: [line for line in text.splitlines() if line.startswith(("SUMMARY", "CONSENSUS", "MODEL AGR"))]
+                 for top, text in tables.items()}
+    # the lines agree except where --top 1 shortens a list ("+N more")
+    assert [line.split(" | ")[0] for line in consensus["1"] if line.startswith("SUMMARY")] == \
+        [line.split(" | ")[0] for line in consensus["20"] if line.startswith("SUMMARY")]
+    assert [line for line in consensus["1"] if line.startswith("MODEL AGR")] == \
+        [line for line in consensus["20"] if line.startswith("MODEL AGR")]
+    # what is shown does change: wd14's box lists one tag with --top 1
+    assert tables["1"].count("graffiti") < tables["20"].count("graffiti")
+    # --compare-top is what changes the comparison
+    narrow = json.loads(runner.invoke(app, ["report", str(archive), "--format", "json", "--compare-top", "1"]).stdout)
+    assert narrow["comparison"]["top_k"] == 1 and narrow["comparison"] != docs["1"]["comparison"]
+    # the plan's JSON: tag_count per cell, summary per image and for the folder
+    image = docs["1"]["images"][0]
+    assert image["results"]["wd14"]["tag_count"] == 2
+    assert set(image["summary"]) == {"total_unique_tags", "common_tags", "model_agreement_score"}
+    assert docs["1"]["comparison"]["folder"]["summary"]["total_unique_tags"] >= 1
+    assert docs["1"]["schema_version"] == 2
+    # the cells were stored without tag_count (as every older store): it is added as they are read
+    lines = runner.invoke(app, ["report", str(archive), "--format", "jsonl"]).stdout.splitlines()
+    assert [json.loads(line)["summary"] for line in lines[1:]] == [i["summary"] for i in docs["1"]["images"]]

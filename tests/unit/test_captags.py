@@ -108,3 +108,15 @@ def test_typographic_apostrophes_and_possessives() -> None:
 def test_default_stopwords_are_loaded_when_none_given() -> None:
     assert names("The image shows graffiti.", [], None) == ["graffiti"]
     assert load_stopwords() is load_stopwords()  # read once
+
+
+def test_booru_style_tags_stay_one_tag() -> None:
+    """A booru captioner's answer (or WD14's names) keeps no_humans and brick_wall whole, never split."""
+    caption = "no_humans, brick_wall, broken_window, outdoors, scenery"
+    got = names(caption)
+    assert got[:2] == ["no_humans", "brick_wall"] and "broken_window" in got
+    assert not {"humans", "brick", "wall", "broken", "window"} & set(got)
+    # the comparison reads them as "no human", "brick wall" (normalise.py), like WD14's own tags
+    from orchestrator.compare.normalise import Normaliser
+
+    assert Normaliser()("brick_wall") == "brick wall"

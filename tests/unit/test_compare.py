@@ -149,11 +149,13 @@ def test_status_counts_and_timing_count_unique_images(result: dict) -> None:
     assert folder["status_counts"] == {"A": {"ok": 2}, "B": {"ok": 2}, "C": {"ok": 1, "timeout": 1},
                                        "D": {"error": 2}}
     # A: .1 and .3 s -> mean .2, p50 .2, p95 .1 + .95 x .2 = .29, 2 images / .4 s = 5 per second.
+    # total: load 1 s + no warm-up + .4 s of inference
     assert folder["timing"]["A"] == {"load_s": 1.0, "warmup_s": None, "mean_s": 0.2, "p50_s": 0.2, "p95_s": 0.29,
-                                     "images_per_s": 5.0, "n": 2}
+                                     "images_per_s": 5.0, "n": 2, "inference_total_s": 0.4, "total_s": 1.4}
     assert folder["timing"]["C"]["n"] == 1 and folder["timing"]["C"]["warmup_s"] == 0.5
     assert folder["timing"]["D"] == {"load_s": None, "warmup_s": None, "mean_s": None, "p50_s": None,
-                                     "p95_s": None, "images_per_s": None, "n": 0}
+                                     "p95_s": None, "images_per_s": None, "n": 0, "inference_total_s": 0,
+                                     "total_s": 0}
 
 
 def test_percentiles_by_hand() -> None:
@@ -269,3 +271,33 @@ def test_rating_tags_and_judges_stay_out_of_the_agreement() -> None:
     assert "general" not in out["folder"]["confidence"]
     assert out["folder"]["confidence"]["door"] == {"J": {"images": 1, "mean_score": 0.8, "estimated": False}}
     assert out["folder"]["timing"]["J"]["n"] == 1 and out["folder"]["status_counts"]["J"] == {"ok": 1}
+
+
+def test_consensus_cut_off_and_the_plan_s_summary(result: dict) -> None:
+    # image 1: A, B, C answered -> k = ceil(3/4 x 3) = 3; no tag has 3 models. image 2: A, B -> k = 2: graffiti.
+    one, two = result["images"][SHA1], result["images"][SHA2]
+    assert one["answered"] == ["A", "B", "C"] and one["consensus_min"] == 3
+    assert one["summary"] == {"total_unique_tags": 4, "common_tags": [], "model_agreement_score": one["agreement"]}
+    assert two["consensus_min"] == 2 and two["summary"]["common_tags"] == ["graffiti"]
+    assert two["summary"]["total_unique_tags"] == 2
+    folder = result["folder"]
+    assert result["consensus_min"] == 3 and folder["answered"] == ["A", "B", "C"]
+    assert folder["summary"] == {"total_unique_tags": 4, "common_tags": [],
+                                 "model_agreement_score": folder["agreement"]}
+    # --consensus-min 2: the tags two models gave, best consensus score first
+    two_plus = compare(document(), top_k=2, consensus_min=2)
+    assert two_plus["folder"]["summary"]["common_tags"] == ["window", "graffiti", "rust"]
+    assert two_plus["images"][SHA1]["summary"]["common_tags"] == ["window", "rust"]
+    assert "at least 2 models (--consensus-min)" in two_plus["definitions"]["common_tags"]
+
+
+def test_only_one_closed_vocabulary_holds_the_tag() -> None:
+    """A WD14 tag CLIP's vocabulary lacks is noted; one a captioner could say is not decided by it."""
+    doc = {"models": [model("W"), model("Z", "zero-shot"), model("C", "captioner")], "images": [
+        {"path": "x.jpg", "sha256": SHA1, "results": {
+            "W": {"status": "ok", "tags": [tag("no_humans", 0.9), tag("rust", 0.8)],
+                  "raw": {"scores": {"no_humans": 0.9, "rust": 0.8, "window": 0.1}}},
+            "Z": {"status": "ok", "tags": [tag("rust", 0.6), tag("window", 0.3), tag("factory", 0.1)]},
+            "C": {"status": "ok", "tags": [tag("rust", 0.7, True), tag("door", 0.5, True)]}}}]}
+    one = compare(doc)["images"][SHA1]
+    assert one["only_vocabulary"] == {"no human": "W", "factory": "Z"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from orchestrator.images import hash_file
 from orchestrator.pipeline import Analysis, RunOptions
@@ -76,3 +79,13 @@ def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypat
     assert [m["status"] for m in doc["models"]] == ["failed", "failed"]
     cell = doc["images"][0]["results"]["m1"]
     assert cell["status"] == "error" and "ZeroDivisionError" in cell["message"] and cell["error"]["traceback"]
+
+
+def test_runners_start_with_the_mps_cpu_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Apple silicon an operator MPS lacks must fall back to the CPU, not fail the model."""
+    from orchestrator.transport import runner_env
+
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")   # the user's own choice wins
+    assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"

@@ -84,17 +84,40 @@ def test_table_report_with_every_view_fits_100_columns() -> None:
     assert f"model agreement: {doc['comparison']['folder']['agreement']:.2f}" in text
     first = doc["comparison"]["folder"]["consensus"][0]
     assert first["tag"] == "broken window" and first["n_models"] == 3
-    assert "consensus: broken window 3/4" in text            # per image, under the model boxes
+    # per image, as the plan draws it: header, badges, SUMMARY, CONSENSUS (k+), agreement
+    assert "ML TAG ANALYZER - photos/room-0.jpg" in text and "3 models loaded (of 4)" in text
+    assert "wd14 (100ms, 2 tags) ★ PURE TAGGER" in text and "clip (400ms, 2 terms) ★ ZERO-SHOT" in text
+    assert "florence2 (2.00s, 2 tags) ★ CAPTIONER" in text and "★ TIMEOUT" in text
+    assert "SUMMARY: 3 unique tags across 3 models (1 without a result)" in text
+    assert "CONSENSUS (3+ models): broken window 3/3 2.00~" in text      # 3/4 of 3 answering, rounded up
+    assert "MODEL AGREEMENT: 56%" in text
+    # the per-image matrix: marks, n/M and the star for consensus tags
+    assert "TAG AGREEMENT MATRIX" in text
+    rows: dict[str, list[str]] = {}    # the first image's matrix (the folder's matrix comes last)
+    for line in text.splitlines():
+        if line.startswith(("broken window ", "peeling paint ")):
+            rows.setdefault(" ".join(line.split()[:2]), line.split()[2:])
+    assert rows["broken window"][:5] == ["✓", "✓", "✓", "·", "3/3"] and rows["broken window"][5] == "★"
+    assert rows["peeling paint"] == ["-", "✓", "✓", "·", "2/3"]
+    # per-image confidence bars, 24 wide, N/A with the reason, extracted and zero-shot scores marked
+    assert 'CONFIDENCE BY MODEL: "broken window"' in text
+    assert "wd14:" in text and "0.90 ██████████████████████░░" in text
+    assert "(zero-shot)" in text and "(extracted)" in text and "N/A  (timeout)" in text
+    assert "N/A  (not in output)" in text
     assert "model x model agreement" in text and "cells by status" in text and "timeout 3" in text
     # --show-matrix: tag x model with counts; estimated cells marked
     assert "agreement matrix" in text and "3 (0.90)" in text and "(0.60~)" in text
     # --show-timing: wd14 .1/.2/.3 s -> mean .2, p95 .29, 3 images / .6 s = 5 per second
     assert "timing per model" in text
-    assert any(line.split()[:8] == ["wd14", "1.20", "0.50", "0.200", "0.200", "0.290", "5.00", "3"]
+    # load, warm-up, inference (all images), total, mean, p50, p95: milliseconds under a second
+    assert any(line.split() == ["wd14", "1.20s", "500ms", "600ms", "2.30s", "200ms", "200ms", "290ms", "5.00", "3"]
                for line in text.splitlines())
+    assert any(line.split()[:5] == ["TOTAL", "14.50s", "1.50s", "7.80s", "23.80s"] for line in text.splitlines())
+    assert "SUMMARY: 3 unique tags across 3 models | 3 image(s) | total time: 23.80s" in text
     # --show-confidence: bars, the normalised name, an unknown tag answered with a close match
     assert "confidence for 'broken window' across models (asked: 'Broken_Windows')" in text
-    assert "███████████░" in text and "no model gave 'grafiti'" in text and "close: graffiti" in text
+    assert "██████████████████████░░" in text and "no model gave 'grafiti'" in text and "close: graffiti" in text
+    assert "N/A   (no ok cell: timeout 3)" in " ".join(text.split("  ")) or "(no ok cell: timeout 3)" in text
     assert "general" not in doc["comparison"]["folder"]["confidence"]          # a rating, not content
     assert "~ marks an estimated score" in text
 
