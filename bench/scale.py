@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -53,15 +54,15 @@ def main() -> int:
             if proc.returncode != 0:
                 print(f"analyze failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
                 return 1
-            doc = json.loads(out.read_text())
-            inference = sum(img["results"]["wd14"].get("inference_s") or 0.0 for img in doc["images"])
-            load = doc["models"][0].get("load_s") or 0.0
-            del doc
+            # From the store, not the output: the JSON of 10,000 photos is ~4.6 GB, never to be loaded whole.
+            with sqlite3.connect(store) as db:
+                inference = db.execute("SELECT total(inference_s) FROM cells").fetchone()[0]
+                load = json.loads(db.execute("SELECT entry FROM run_models").fetchone()[0]).get("load_s") or 0.0
             first = first or peak
             overhead_ms = (wall - inference - load) / n * 1000
             size_kb = store.stat().st_size / 1024 / n
             print(f"{n:>7} {wall:>8.1f} {n / wall:>7.1f} {overhead_ms:>16.1f} {peak:>12.1f} {peak / first:>8.2f}x "
-                  f"{size_kb:>14.1f}")
+                  f"{size_kb:>14.1f}   (load average {os.getloadavg()[0]:.1f})", flush=True)
             for p in folder.iterdir():
                 p.unlink()
             store.unlink()
