@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny.wd14 import IMG_SIZE, PATCH, export, write_tags
+from tests.tiny.wd14 import build_model, export, write_tags
 
 ENV = "modern"
 OUTPUTS, RATINGS, CHARACTERS = 10_861, 4, 2_751  # the published selected_tags.csv's shape
@@ -28,25 +28,15 @@ def tag_rows() -> list[dict[str, object]]:
 
 def build(out: Path) -> None:
     import torch
-    from timm.models.vision_transformer import VisionTransformer
 
-    class WDWrapper(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.model(x.permute(0, 3, 1, 2)))
-
-    torch.manual_seed(0)
-    vit = VisionTransformer(img_size=IMG_SIZE, patch_size=PATCH, embed_dim=768, depth=12, num_heads=12,
-                            num_classes=OUTPUTS)
+    model = build_model(OUTPUTS, embed_dim=768, depth=12, num_heads=12)
     # Scores shaped like a trained tagger's: most tags near 0, a few dozen above the 0.35 threshold
     # (logits ~ N(-5, 1.4)), so that mltag's per-tag work is what real weights would cause.
-    torch.nn.init.normal_(vit.head.weight, std=0.05)
-    torch.nn.init.constant_(vit.head.bias, -5.0)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.model.head.weight, std=0.05)
+        torch.nn.init.constant_(model.model.head.bias, -5.0)
     write_tags(out / "selected_tags.csv", tag_rows())
-    export(WDWrapper(vit).eval(), out / "model.onnx")
+    export(model, out / "model.onnx")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def write_tags(path: Path, rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-def build_model(num_classes: int):  # -> torch.nn.Module (torch is imported lazily, like the adapters)
+def build_model(num_classes: int, embed_dim: int = 32, depth: int = 2,
+                num_heads: int = 2):  # -> torch.nn.Module (torch is imported lazily, like the adapters)
+    """A WD v3 ViT (tiny by default; bench/wd14_model.py asks for the real ViT-B/16 size)."""
     import torch
     from timm.models.vision_transformer import VisionTransformer
 
@@ -59,8 +61,8 @@ def build_model(num_classes: int):  # -> torch.nn.Module (torch is imported lazi
             return torch.sigmoid(self.model(x.permute(0, 3, 1, 2)))
 
     torch.manual_seed(0)
-    vit = VisionTransformer(img_size=IMG_SIZE, patch_size=PATCH, embed_dim=32, depth=2, num_heads=2,
-                            num_classes=num_classes)
+    vit = VisionTransformer(img_size=IMG_SIZE, patch_size=PATCH, embed_dim=embed_dim, depth=depth,
+                            num_heads=num_heads, num_classes=num_classes)
     # timm's default head init (std 0.02) puts every probability near 0.5; a wider head spreads
     # the scores over (0, 1) so that thresholds and per-image differences are visible in tests.
     torch.nn.init.normal_(vit.head.weight, std=0.5)
