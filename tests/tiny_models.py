@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,14 +34,27 @@ def env_of(family: str) -> str:
     raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"")
 
 
+def imported_builders(builder: Path) -> list[Path]:
+    """The sibling builders `builder` imports (`from tests.tiny import a, b` / `from tests.tiny.a import x`)."""
+    names: set[str] = set()
+    for line in builder.read_text().splitlines():
+        if m := re.match(r"from tests\.tiny\.(\w+) import", line):
+            names.add(m.group(1))
+        elif m := re.match(r"from tests\.tiny import (.+)", line):
+            names.update(n.strip() for n in m.group(1).split(","))
+    return [p for n in sorted(names) if (p := builder.parent / f"{n}.py").is_file() and p != builder]
+
+
 def build(family: str) -> Path:
     """Build (or reuse) the tiny model of `family`; the env is built first if needed."""
     env = env_of(family)
     python = envbuild.build_env(env, log=lambda s: None).python
     builder = PROJECT_ROOT / "tests" / "tiny" / f"{family}.py"
-    # The builder, the helpers the builders share (tests/tiny/_*.py), the interface stand-ins
-    # (tests/tiny/standins/) and the env make the key.
-    sources = [builder, *sorted(builder.parent.glob("_*.py")), *sorted(builder.parent.glob("standins/*.py"))]
+    # The builder, the other builders it imports (tests/tiny/clip_interrogator.py builds on blip.py),
+    # the helpers the builders share (tests/tiny/_*.py), the interface stand-ins (tests/tiny/standins/)
+    # and the env make the key.
+    sources = [builder, *imported_builders(builder), *sorted(builder.parent.glob("_*.py")),
+               *sorted(builder.parent.glob("standins/*.py"))]
     env_key = envbuild.env_key(envbuild.env_paths(env)).encode()
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + env_key).hexdigest()[:12]
     out = cache_root() / "tiny" / f"{family}-{key}"
