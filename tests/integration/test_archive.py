@@ -106,7 +106,7 @@ def test_every_name_goes_through_every_output(wd14: str, tmp_path: Path) -> None
         assert any(line.get("path", "").endswith(text) for line in lines[1:]), text
         assert text.replace("\n", "\\n")[:30] in table, "the table shows a newline as \\n, on one line"
     assert "quote&#34;and&#39;apostrophe.jpg" in html and "caf\\xe9 latin-1.jpg" in html
-    assert "new\nline.jpg" in html and "<script>" not in html.split("<script>", 1)[0]
+    assert "new\nline.jpg" in html
     assert len(lines) == 1 + len(doc["images"])
 
 
