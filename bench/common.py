@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from orchestrator import envbuild
+from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, cache_root
 
 MEGAPIXELS = {12: (4000, 3000), 24: (6000, 4000), 50: (8660, 5774)}

@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import ImageDiscoveryError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"})
 UNREADABLE_ID_PREFIX = b"mltag-unreadable-file:"   # ids of unreadable files: a hash of the path, not content
-
-
-class ImageDiscoveryError(Exception):
-    pass
 
 
 def display_path(path: str | os.PathLike[str]) -> str:

@@ -32,3 +32,20 @@ def logs_dir() -> Path:
 def adapter_cache_dir() -> Path:
     """Derived caches adapters may keep (e.g. CLIP text embeddings of a vocabulary)."""
     return cache_root() / "adapters"
+
+
+def read_vocabulary(ref: str, model_folder: Path) -> list[str]:
+    """A built-in vocabulary name (orchestrator/data/<name>_vocabulary.txt) or a file path.
+
+    One term per line; blank lines and `#` comments are ignored; duplicates dropped.
+    """
+    builtin = DATA_DIR / f"{ref}_vocabulary.txt"
+    path = builtin if builtin.exists() else (model_folder / ref).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"vocabulary {ref!r} not found (looked for {builtin} and {path})")
+    terms: list[str] = []
+    for line in path.read_text().splitlines():
+        term = line.split("#", 1)[0].strip()
+        if term and term not in terms:
+            terms.append(term)
+    return terms

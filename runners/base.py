@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
 from runners._images import DecodedImage
-from schemas.protocol import LoadSpec, Tag
+from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec, Tag
 
 
 class LoadResult(TypedDict, total=False):
@@ -73,7 +73,10 @@ def processor_size_need(size: Any) -> DecodeNeed:
 
 
 class WeightsMissing(Exception):
-    """The weights are neither at the local path nor in the Hugging Face cache (offline)."""
+    """The weights are neither at the local path nor in the Hugging Face cache (offline). Sent as the
+    error type schemas.protocol.ERROR_WEIGHTS_MISSING (runners/host.py)."""
+
+    error_type = ERROR_WEIGHTS_MISSING
 
 
 def pick_torch_device(requested: str) -> str:

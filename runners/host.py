@@ -59,7 +59,8 @@ def _write(obj: Any) -> None:
 
 
 def _error(exc: BaseException) -> ErrorInfo:
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+    # error_type: a protocol constant an exception may carry (schemas/protocol.py), else its class name
+    return {"type": getattr(exc, "error_type", type(exc).__name__), "message": str(exc) or type(exc).__name__,
             "traceback": "".join(traceback.format_exception(exc))}
 
 

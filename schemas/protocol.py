@@ -20,6 +20,10 @@ PROTOCOL_VERSION = 1
 Op = Literal["hello", "load", "infer", "shutdown"]
 OPS: tuple[str, ...] = ("hello", "load", "infer", "shutdown")
 
+# ErrorInfo.type values the orchestrator acts on (any other type is an error with its traceback).
+# The weights are not at the local path nor in the HF cache: the cell is skipped with the fix, no retry.
+ERROR_WEIGHTS_MISSING = "WeightsMissing"
+
 
 class ErrorInfo(TypedDict):
     type: str

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import envbuild
+from orchestrator.models import envbuild
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -76,9 +76,9 @@ def tiny_model() -> Callable[[str], Path]:
 @pytest.fixture()
 def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[..., tuple[dict, list[dict]]]:
     """Run registry model `name` on image files through the real runner host and protocol."""
-    from orchestrator.loadspec import build_load_spec
-    from orchestrator.registry import load_registry
-    from orchestrator.transport import RunnerProcess
+    from orchestrator.models.loadspec import build_load_spec
+    from orchestrator.models.registry import load_registry
+    from orchestrator.run.transport import RunnerProcess
 
     def run(name: str, paths: list[Path] | list[dict[str, Any]], weights: Path | None = None, warmup: bool = False,
             load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:

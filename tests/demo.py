@@ -12,8 +12,8 @@ import os
 import sys
 import urllib.request
 
+from orchestrator.models.registry import load_registry, select
 from orchestrator.paths import cache_root
-from orchestrator.registry import load_registry, select
 from tests.tiny_models import build, family_of
 
 DEMO_DIR = cache_root() / "demo"

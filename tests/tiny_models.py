@@ -16,13 +16,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from orchestrator import envbuild
+from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, cache_root
 
 
 def family_of(model: str) -> str:
     """A model's family is its adapter module's name: envs/wd14-eva02 -> runners.wd14 -> wd14."""
-    from orchestrator.registry import load_registry
+    from orchestrator.models.registry import load_registry
 
     return load_registry()[model].adapter.rsplit(".", 1)[1]
 
@@ -84,7 +84,7 @@ WEIGHTS_IN_BUILD = {
 
 def tiny_weights(models: list[str]) -> dict[str, Path]:
     """`--weights` for each model that has a tiny build (a served model, e.g. llava, has none)."""
-    from orchestrator.registry import load_registry
+    from orchestrator.models.registry import load_registry
 
     registry = load_registry()
     out = {}

@@ -8,8 +8,8 @@ Rules that every figure follows:
 - Only cells with status `ok` contribute tags; `--threshold` drops tags below it first.
 - Tags are compared under their normalised names (compare/normalise.py); when two raw tags of one
   cell normalise to the same name, the higher score counts.
-- Caption tags come from orchestrator/captags.py (one stoplist, one urbex phrase list), added to
-  documents by results.finish_cell; a caption cell without tags gets them the same way here.
+- Caption tags come from orchestrator/compare/captags.py (one stoplist, one urbex phrase list), added to
+  documents by captags.finish_cell; a caption cell without tags gets them the same way here.
   Their scores are `estimated` and marked so wherever they show; they go through the same
   normaliser as every other tag.
 - The matrix, the consensus and the agreement use each model's top-K tags per image (K =
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.compare import timing
+from orchestrator.compare.captags import finish_cell
 from orchestrator.compare.normalise import DEFINITION as NORMALISATION
 from orchestrator.compare.normalise import Normaliser
 
@@ -87,9 +88,7 @@ def definitions(top_k: int, threshold: float | None, consensus_min: int | None =
 
 
 def caption_tags(caption: str) -> list[dict[str, Any]]:
-    """Tags of a caption exactly as documents show them (results.finish_cell -> orchestrator/captags.py)."""
-    from orchestrator.results import finish_cell
-
+    """Tags of a caption exactly as documents show them (captags.finish_cell)."""
     return finish_cell("captioner", {"caption": caption})["tags"]
 
 

@@ -28,6 +28,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import SynonymError
+
 DEFINITION = ("tags are compared after normalisation (raw tags stay as given): Unicode NFKC + lower case, "
               "'_' and '-' read as spaces, whitespace collapsed; the last word singularised when it is a plural "
               "noun (windows -> window; rust / rusted / rusty stay distinct; graffiti and glasses stay); "
@@ -36,10 +38,6 @@ DEFINITION = ("tags are compared after normalisation (raw tags stay as given): U
 PLURAL_ONLY = frozenset({"glasses", "sunglasses", "eyeglasses", "shorts", "goods"})
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
-
-
-class SynonymError(ValueError):
-    """A synonym file that cannot be read: the message names the file, the line and the fix."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,6 +1,6 @@
 """JSON (the whole raw document and its comparison) and CSV (one row per image x model x tag).
 
-Both are written as the images stream from the results store (orchestrator/results.py): one image
+Both are written as the images stream from the results store (orchestrator/store/documents.py): one image
 in memory at a time, so a folder of 100,000 photos costs what ten do. The JSON is still one valid
 document (schemas/result.schema.json); JSON Lines (`jsonl`) writes one image per line instead,
 for tools that read very large outputs line by line. Each image (and each image's comparison)
@@ -16,7 +16,7 @@ import tempfile
 from typing import IO, Any
 
 from orchestrator.compare import Comparison
-from orchestrator.results import Results
+from orchestrator.document import Results
 
 CSV_FIELDS = ("image", "sha256", "model", "status", "tag", "score", "category", "estimated", "caption", "message",
               "inference_s", "revision")
@@ -111,4 +111,25 @@ def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
     """A document held in memory as CSV (small documents: tests)."""
     buf = io.StringIO()
     write_csv(Results.of(document), buf, threshold)
+    return buf.getvalue()
+
+
+EVALUATION_FIELDS = ("rank", "model", "kind", "images", "failed", "own_precision", "own_recall", "own_f1",
+                     "own_macro_f1", "best_threshold", "best_precision", "best_recall", "best_f1",
+                     "best_macro_f1")
+
+
+def evaluation_csv(evaluation: dict[str, Any]) -> str:
+    """`mltag eval --format csv`: one row per model, best first (spreadsheet-safe: model names are escaped
+    like the results CSV)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EVALUATION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for rank, r in enumerate(evaluation["models"], 1):
+        own, best = r["own"] or {}, r["best"] or {}
+        row = {"rank": rank, "model": r["model"], "kind": r.get("kind") or "", "images": r["images"],
+               "failed": r["failed"], "best_threshold": best.get("threshold", "")}
+        for prefix, m in (("own", own), ("best", best)):
+            row.update({f"{prefix}_{k}": m.get(k, "") for k in ("precision", "recall", "f1", "macro_f1")})
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()

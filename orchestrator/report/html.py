@@ -31,9 +31,9 @@ from markupsafe import Markup
 
 from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.document import Results
 from orchestrator.report.summary import Views
 from orchestrator.report.thumbnails import thumbnail
-from orchestrator.results import Results
 
 TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"
 CONSENSUS_PER_IMAGE = 8

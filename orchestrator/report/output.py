@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-
-class OutputError(Exception):
-    """The output could not be written; the message says what to do."""
+from orchestrator.errors import OutputError
 
 
 def _explain(out: Path, exc: OSError) -> OutputError:

@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.document import Results
 from orchestrator.report.summary import (
     BOX_BAR_WIDTH,
     Views,
@@ -26,7 +27,6 @@ from orchestrator.report.summary import (
     image_summary,
     render_comparison,
 )
-from orchestrator.results import Results
 
 STATUS_STYLE = {"ok": "green", "no_tags": "yellow", "timeout": "red", "crashed": "red", "error": "red",
                 "bad_image": "magenta", "skipped": "dim"}

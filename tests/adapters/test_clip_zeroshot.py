@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.loadspec import read_vocabulary
-from orchestrator.paths import PROJECT_ROOT
-from orchestrator.registry import load_registry
-from orchestrator.transport import RemoteError
+from orchestrator.models.registry import load_registry
+from orchestrator.paths import PROJECT_ROOT, read_vocabulary
+from orchestrator.run.transport import RemoteError
 from runners.clip_zeroshot import _templates, _TextCache, _vocabulary
 
 pytestmark = pytest.mark.adapter

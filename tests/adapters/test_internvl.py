@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.transport import RemoteError
+from orchestrator.run.transport import RemoteError
 from runners.internvl import DEFAULT_MAX_PATCHES, check_native, native_repo, tiling
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 

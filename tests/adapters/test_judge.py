@@ -17,8 +17,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from orchestrator.judging import judge_context
 from orchestrator.paths import PROJECT_ROOT
+from orchestrator.run.judge import judge_context
 from runners.judge import build_result, evidence, format_outputs, parse_answer, split_supported
 from tests.adapters.vlm_cells import RUN_FIELDS
 from tests.integration.helpers import SCHEMA, mltag

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.transport import RunnerError
+from orchestrator.run.transport import RunnerError
 from tests.ollama_server import StandInOllama, closed_port
 
 pytestmark = pytest.mark.adapter

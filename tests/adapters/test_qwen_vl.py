@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.transport import RemoteError
+from orchestrator.run.transport import RemoteError
 from runners.qwen_vl import DEFAULT_PIXELS, MODEL_CLASSES, model_class_for, pixel_bounds
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 

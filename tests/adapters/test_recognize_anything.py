@@ -80,7 +80,7 @@ def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(run_m
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A bare .pth (no vocab.txt beside it): the package's tokenizer comes from bert-base-uncased at the
     revision model.toml pins, read from the Hugging Face cache (offline), as for a real user."""
-    from orchestrator.registry import load_registry
+    from orchestrator.models.registry import load_registry
 
     revision = load_registry()["ram-plus"].load["text_encoder_revision"]
     repo = tmp_path / "hub" / "models--bert-base-uncased"
@@ -96,7 +96,7 @@ def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(run_m
     assert str(alone) in load["model_version"]
     _check(cell)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))  # the tokenizer is missing: say so
-    from orchestrator.transport import RunnerError
+    from orchestrator.run.transport import RunnerError
 
     with pytest.raises(RunnerError, match="bert-base-uncased@86b5e0934494 is not in the Hugging Face cache"):
         run_model("ram-plus", [SAMPLES / "coffee.png"], weights=alone)

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.loadspec import read_vocabulary
-from orchestrator.paths import PROJECT_ROOT
-from orchestrator.registry import load_registry
+from orchestrator.models.registry import load_registry
+from orchestrator.paths import PROJECT_ROOT, read_vocabulary
 
 pytestmark = pytest.mark.adapter
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.registry import load_registry
-from orchestrator.transport import RemoteError
+from orchestrator.run.transport import RemoteError
 
 pytestmark = pytest.mark.adapter
 

@@ -12,9 +12,9 @@ from typing import Any
 import psutil
 
 from orchestrator.images import ImageRef, hash_file
+from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.registry import ModelSpec
-from orchestrator.supervisor import Limits, ModelJob, Supervisor
+from orchestrator.run.supervisor import Limits, ModelJob, Supervisor
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from orchestrator.registry import load_registry
+from orchestrator.models.registry import load_registry
 from tests.integration.helpers import SCHEMA, mltag
 from tests.ollama_server import StandInOllama, closed_port
 from tests.tiny_models import tiny_weights

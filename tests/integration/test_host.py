@@ -118,7 +118,7 @@ def test_runner_dies_with_its_parent(tmp_path: Path) -> None:
     driver = f"""
 import sys, time
 from pathlib import Path
-from orchestrator.transport import RunnerProcess
+from orchestrator.run.transport import RunnerProcess
 r = RunnerProcess.start(Path(sys.executable), "tests.fakes.adapter", Path({str(tmp_path)!r}) / "r.log",
                         extra_env={{"PYTHONPATH": {str(PROJECT_ROOT)!r}}})
 r.call("hello", 30)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.supervisor import Limits
+from orchestrator.run.supervisor import Limits
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 
 NAMES = ["a.jpg", "b.jpg", "c.jpg"]

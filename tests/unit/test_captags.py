@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.captags import extract_tags, load_stopwords, score, singular
+from orchestrator.compare.captags import extract_tags, load_stopwords, score, singular
 
 PHRASES = ["peeling paint", "broken window", "black and white", "pipes", "abandoned building",
            "abandoned", "light rays", "mid-century modern"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import envbuild
+from orchestrator.models import envbuild
 
 
 @pytest.fixture()

@@ -14,8 +14,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.compare.evaluate import LabelsError, best_threshold, evaluate, parse_labels, read_labels
 from orchestrator.compare.normalise import Normaliser
-from orchestrator.evaluate import LabelsError, best_threshold, evaluate, parse_labels, read_labels, to_csv
+from orchestrator.report.flat import evaluation_csv
 from orchestrator.report.summary import evaluation_table
 
 SHA1, SHA2, SHA3 = "1" * 64, "2" * 64, "3" * 64
@@ -160,7 +161,7 @@ def test_bad_labels_files(tmp_path: Path) -> None:
 
 
 def test_csv_output_is_one_row_per_model_best_first(result: dict) -> None:
-    rows = list(csv.DictReader(io.StringIO(to_csv(result))))
+    rows = list(csv.DictReader(io.StringIO(evaluation_csv(result))))
     assert [(r["rank"], r["model"]) for r in rows] == [("1", "A"), ("2", "B"), ("3", "C")]
     assert rows[0]["best_threshold"] == "0.5" and rows[0]["own_precision"] == "0.6"
     assert rows[2]["best_f1"] == ""

@@ -9,7 +9,8 @@ from orchestrator.paths import PROJECT_ROOT
 
 
 def test_cli_import_loads_no_model_library() -> None:
-    code = ("import sys, orchestrator.cli, orchestrator.pipeline, orchestrator.supervisor, orchestrator.health\n"
+    code = ("import sys, orchestrator.cli, orchestrator.run.pipeline, orchestrator.run.supervisor, "
+            "orchestrator.run.health\n"
             "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'open_clip', 'numpy', 'runners') "
             "if m in sys.modules]\nprint(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
@@ -42,7 +43,8 @@ def test_adapters_never_import_each_other() -> None:
 
 def test_no_import_circle_in_the_orchestrator() -> None:
     """Every import (module level or inside a function) between orchestrator modules, as a graph:
-    it has no cycle (the result document has one owner, orchestrator/results.py)."""
+    it has no cycle (the result document has one shape, orchestrator/document.py, read from the store by
+    orchestrator/store/documents.py)."""
     import ast
 
     graph: dict[str, set[str]] = {}

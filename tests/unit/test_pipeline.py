@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.images import hash_file
-from orchestrator.pipeline import Analysis, RunOptions
+from orchestrator.run.pipeline import Analysis, RunOptions
 from tests.integration.helpers import spec
 
 
@@ -69,7 +69,8 @@ def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) ->
 
 
 def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypatch) -> None:
-    from orchestrator import envbuild, pipeline
+    from orchestrator.models import envbuild
+    from orchestrator.run import pipeline
 
     (tmp_path / "a.jpg").write_bytes(b"x")
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
@@ -83,7 +84,7 @@ def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypat
 
 def test_runners_start_with_the_mps_cpu_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """On Apple silicon an operator MPS lacks must fall back to the CPU, not fail the model."""
-    from orchestrator.transport import runner_env
+    from orchestrator.run.transport import runner_env
 
     monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"

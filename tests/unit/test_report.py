@@ -168,8 +168,8 @@ def test_streamed_json_equals_the_document_and_its_comparison(top: int, threshol
     """write_json streams images and spools the per-image comparison: the result is the same document
     as the one built in memory, with the same comparison, and it validates."""
     from orchestrator.compare import Comparison
+    from orchestrator.document import Results
     from orchestrator.report.flat import write_json, write_jsonl
-    from orchestrator.results import Results
 
     document = full_document()
     document["images"].append(dict(document["images"][0], path="copy.jpg", duplicate_of=document["images"][0]["path"]))

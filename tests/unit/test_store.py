@@ -11,11 +11,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from orchestrator import envbuild, pipeline, store
+from orchestrator import store
 from orchestrator.images import hash_file
-from orchestrator.pipeline import Analysis, RunOptions
-from orchestrator.results import from_store
+from orchestrator.models import envbuild
+from orchestrator.run import pipeline
+from orchestrator.run.pipeline import Analysis, RunOptions
 from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, legacy_stores, options_key
+from orchestrator.store.documents import from_store
 from tests.integration.helpers import SCHEMA, spec
 
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
@@ -250,7 +252,7 @@ def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pyt
     def v3(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE cells ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(store, "MIGRATIONS", (*store.MIGRATIONS, v3))
+    monkeypatch.setattr(store.schema, "MIGRATIONS", (*store.schema.MIGRATIONS, v3))
     db = ResultStore(db.path)
     con = sqlite3.connect(db.path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 3
@@ -340,7 +342,8 @@ def test_a_store_that_cannot_be_written_stops_the_run_and_keeps_what_was_stored(
     def full_after_one(self: ResultStore, *args: Any) -> bool:
         calls.append(args)
         if len(calls) > 1:
-            raise sqlite3.OperationalError("database or disk is full")
+            with self.writing():   # the failure comes from SQLite, through the store's own edge
+                raise sqlite3.OperationalError("database or disk is full")
         return put(self, *args)
 
     monkeypatch.setattr(ResultStore, "put_cell", full_after_one)

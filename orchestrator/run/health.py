@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import envbuild
+from orchestrator.models import envbuild
+from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.registry import ModelSpec
-from orchestrator.transport import RunnerError, RunnerProcess
+from orchestrator.run.transport import RunnerError, RunnerProcess
 
 SAMPLE_JUDGE_INPUT = {"outputs": [
     {"model": "sample-captioner", "kind": "captioner", "caption": "A dark corridor with peeling paint.",
@@ -90,7 +90,7 @@ def describe_hello(env: str, hello: dict[str, Any]) -> str:
 
 def check_server(spec: ModelSpec, timeout: float = 120.0) -> Check:
     """A served model (Ollama): the runner's load asks the server whether it answers and has the model."""
-    from orchestrator.loadspec import build_load_spec
+    from orchestrator.models.loadspec import build_load_spec
 
     python = envbuild.env_paths(spec.env).python
     runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True)
@@ -130,7 +130,7 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
     from PIL import Image
 
     from orchestrator.images import hash_file
-    from orchestrator.pipeline import Analysis, RunOptions
+    from orchestrator.run.pipeline import Analysis, RunOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "health.png"

@@ -29,8 +29,9 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from orchestrator.paths import DATA_DIR
+from orchestrator.paths import DATA_DIR, read_vocabulary
 
 STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
 MIN_WORD_CHARS = 3
@@ -177,3 +178,21 @@ def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | N
     ordered = sorted(best.items(), key=lambda item: (-item[1][0], item[1][1], item[0]))
     return [{"name": name, "score": round(value, 4), "estimated": True, "category": "caption"}
             for name, (value, _) in ordered]
+
+
+def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A cell as documents show it: for a captioner, the tags extracted from its caption are added
+    (marked estimated); `tag_count` counts the cell's content tags (rating tags left out). The store
+    keeps the cell as the runner gave it."""
+    if kind == "captioner" and result.get("caption"):
+        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
+        have = {t["name"] for t in result.get("tags", [])}
+        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
+    if "status" in result:
+        result["tag_count"] = sum(1 for t in result.get("tags") or [] if t.get("category") != "rating")
+    return result
+
+
+@functools.cache
+def _urbex_phrases() -> list[str]:
+    return read_vocabulary("urbex", Path("."))

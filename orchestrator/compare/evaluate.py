@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.compare.comparison import cell_tags, model_names, unique_images
+from orchestrator.errors import LabelsError
 
 DEFINITIONS = {
     "metrics": ("micro-averaged over the labelled images: precision = TP / (TP + FP), recall = TP / (TP + FN), "
@@ -49,10 +50,6 @@ DEFINITIONS = {
 HEADER_CELLS = frozenset({"image", "path", "file", "sha256", "image_path"})
 NOT_RUN = frozenset({"skipped"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class LabelsError(ValueError):
-    """A labels file that cannot be used: the message names the file, the row and the fix."""
 
 
 @dataclass
@@ -214,24 +211,3 @@ def _model_result(model: str, kind: str | None, scored: list[tuple[dict[str, flo
         at = [({t for t, s in tags.items() if s >= threshold}, truth) for tags, truth in scored]
         out["best"] = {**_metrics(at), "threshold": round(threshold, 6)}
     return out
-
-
-CSV_FIELDS = ("rank", "model", "kind", "images", "failed", "own_precision", "own_recall", "own_f1", "own_macro_f1",
-              "best_threshold", "best_precision", "best_recall", "best_f1", "best_macro_f1")
-
-
-def to_csv(evaluation: dict[str, Any]) -> str:
-    """One row per model, best first (spreadsheet-safe: model names are escaped like the results CSV)."""
-    from orchestrator.report.flat import spreadsheet_safe
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for rank, r in enumerate(evaluation["models"], 1):
-        own, best = r["own"] or {}, r["best"] or {}
-        row = {"rank": rank, "model": r["model"], "kind": r.get("kind") or "", "images": r["images"],
-               "failed": r["failed"], "best_threshold": best.get("threshold", "")}
-        for prefix, m in (("own", own), ("best", best)):
-            row.update({f"{prefix}_{k}": m.get(k, "") for k in ("precision", "recall", "f1", "macro_f1")})
-        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-    return buf.getvalue()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from orchestrator.errors import EnvBuildError
 from orchestrator.paths import PROJECT_ROOT, REQUIREMENTS_DIR, uv_cache_dir, venvs_dir
 
 # Bump when the build recipe changes: every env is then rebuilt.
@@ -41,10 +42,6 @@ MARKER = ".mltag-env.json"
 # Relative paths are read from the project root.
 FIND_LINKS_VAR = "MLTAG_FIND_LINKS"
 _DIRECT_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
-
-
-class EnvBuildError(Exception):
-    pass
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
-from orchestrator.registry import ModelSpec
-from orchestrator.transport import RemoteError, RunnerCrashed, RunnerError, RunnerProcess, RunnerTimeout
-from schemas.protocol import LoadSpec
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.transport import RunnerProcess
+from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
 from schemas.status import CellStatus
 
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
@@ -183,7 +184,7 @@ class Supervisor:
     def _fail_model(self, exc: RemoteError) -> None:
         """A deterministic failure while loading (missing weights, import error): no retry."""
         spec = self.job.spec
-        if exc.type == "WeightsMissing":
+        if exc.type == ERROR_WEIGHTS_MISSING:
             self.give_up = cell(CellStatus.SKIPPED, f"weights missing: {exc.message}",
                                 fix=f"mltag run {spec.name} ... without --offline to download them, or pass "
                                     f"--weights {spec.name}=/path/to/local/model")

@@ -5,26 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.paths import DATA_DIR, adapter_cache_dir
-from orchestrator.registry import ModelSpec
+from orchestrator.models.registry import ModelSpec
+from orchestrator.paths import adapter_cache_dir, read_vocabulary
 from schemas.protocol import LoadSpec
-
-
-def read_vocabulary(ref: str, model_folder: Path) -> list[str]:
-    """A built-in vocabulary name (orchestrator/data/<name>_vocabulary.txt) or a file path.
-
-    One term per line; blank lines and `#` comments are ignored; duplicates dropped.
-    """
-    builtin = DATA_DIR / f"{ref}_vocabulary.txt"
-    path = builtin if builtin.exists() else (model_folder / ref).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"vocabulary {ref!r} not found (looked for {builtin} and {path})")
-    terms: list[str] = []
-    for line in path.read_text().splitlines():
-        term = line.split("#", 1)[0].strip()
-        if term and term not in terms:
-            terms.append(term)
-    return terms
 
 
 def build_load_spec(spec: ModelSpec, *, weights: Path | None = None, offline: bool = False, device: str = "auto",

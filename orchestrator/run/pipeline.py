@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -22,14 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator import envbuild
+from orchestrator.compare.captags import finish_cell
+from orchestrator.document import Results, header
 from orchestrator.images import ImageRef
-from orchestrator.loadspec import build_load_spec
+from orchestrator.models import envbuild
+from orchestrator.models.loadspec import build_load_spec
+from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.registry import ModelSpec
-from orchestrator.results import Results, finish_cell, from_run, header
-from orchestrator.store import CellMeta, ResultStore, StoreError, options_key
-from orchestrator.supervisor import Limits, ModelJob, ModelRun, Supervisor, cell
+from orchestrator.run.supervisor import Limits, ModelJob, ModelRun, Supervisor, cell
+from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
+from orchestrator.store.documents import from_run
 from schemas.status import CellStatus
 
 
@@ -63,15 +64,16 @@ def _run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{next(_RUNS)}"
 
 
-def _store_failed(store: ResultStore, exc: Exception) -> StoreError:
-    return StoreError(f"writing to the results store {store.path} failed ({exc}): free some disk space there, or "
-                      "pass --store OTHER_PATH; every result stored before this one is kept, and the same command "
-                      "resumes from them")
+def _store_failed(store: ResultStore, exc: Exception) -> StoreWriteError:
+    reason = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ else exc   # sqlite's own words
+    return StoreWriteError(f"writing to the results store {store.path} failed ({reason}): free some disk space "
+                           "there, or pass --store OTHER_PATH; every result stored before this one is kept, and the "
+                           "same command resumes from them")
 
 
 class Analysis:
     """Runs models over images; every cell goes to the results store the moment it arrives, and the
-    outputs read it back from there (orchestrator/results.py): nothing per image is held here but
+    outputs read it back from there (orchestrator/store/documents.py): nothing per image is held here but
     the list of files. Without a store (--no-store) a temporary one is used and removed by close()."""
 
     def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions,
@@ -81,7 +83,7 @@ class Analysis:
         # Identical files (same content hash) run once; every path still gets its row.
         self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
         self.models = models
-        self.judge = judge          # runs after the models, on their outputs (orchestrator/judging.py)
+        self.judge = judge          # runs after the models, on their outputs (orchestrator/run/judge.py)
         # whose stored outputs the judge merges (model -> kind); default: this analysis's models
         self.judged_models = judged_models if judged_models is not None else {m.name: m.kind for m in models}
         self.options = options
@@ -121,7 +123,7 @@ class Analysis:
     def _store_call(self, write: Any, *args: Any) -> None:
         try:
             write(*args)
-        except (sqlite3.Error, StoreError, OSError) as exc:
+        except (StoreError, OSError) as exc:
             raise _store_failed(self.store, exc) from exc
 
     def _store_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None) -> None:
@@ -163,7 +165,7 @@ class Analysis:
             return list(self.unique)
         try:
             done = self.store.done_statuses(spec.name, meta.options_key, (img.id for img in self.unique))
-        except (sqlite3.Error, StoreError) as exc:
+        except StoreError as exc:
             raise StoreError(f"reading the results store {self.store.path} failed ({exc}): pass --store "
                              "OTHER_PATH, or --no-store") from exc
         for status, n in Counter(done.values()).items():
@@ -177,7 +179,7 @@ class Analysis:
         """A model whose every cell came from the store: its run as the store recorded it."""
         try:
             entry = self.store.model_entry(spec.name) or {}
-        except (sqlite3.Error, StoreError):
+        except StoreError:
             entry = {}
         load = {k: entry.get(k) for k in ("device", "dtype", "model_version", "load_s", "warmup_s", "memory_mb")}
         return ModelRun(spec.name, status=entry.get("status", "ok"), fix=entry.get("fix", ""),
@@ -199,7 +201,7 @@ class Analysis:
         self.finished = time.time()
         try:
             self.store.finish_run(self.run_id, self.finished, status)
-        except (sqlite3.Error, StoreError):
+        except StoreError:
             pass   # the run's cells are stored; only its end time is missing (as after a kill -9)
 
     # -- running ----------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class Analysis:
         limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
                         retry_crashed=opts.retry_crashed)
         generative = spec.kind in ("captioner", "judge")
-        # a captioner judging (judging.vision_judge) loads the captioner's --weights
+        # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
         weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
         load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
                                     device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
@@ -308,11 +310,11 @@ class Analysis:
 
     def run_judge(self, progress: Any = None, contexts: dict[str, dict[str, Any]] | None = None) -> ModelRun:
         """The judge merges each image's model outputs (read from the store): their text, and the photo
-        too when the judge is a captioner (judging.vision_judge).
+        too when the judge is a captioner (run/judge.vision_judge).
 
         `contexts` (image id -> judge input) replaces the one built from the stored cells
         (`mltag health --deep` feeds a known one)."""
-        from orchestrator.judging import judge_context, sees_image
+        from orchestrator.run.judge import judge_context, sees_image
 
         assert self.judge is not None
         kinds = self.judged_models

@@ -21,41 +21,11 @@ from typing import Any, NoReturn
 
 import psutil
 
+from orchestrator.errors import ProtocolViolation, RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from schemas.framing import HEADER_SIZE, MAX_FRAME, FrameError, decode_body, encode_frame, parse_header
 
 F_SETPIPE_SZ = 1031  # Linux: 1 MiB pipes move a 5 MiB photo ~2x faster than the 64 KiB default
 KILL_GRACE_S = 3.0
-
-
-class RunnerError(Exception):
-    """Base of everything that can go wrong talking to a runner."""
-
-
-class RunnerTimeout(RunnerError):
-    pass
-
-
-class RunnerCrashed(RunnerError):
-    """The runner died, or its stream broke. `exit_info` says how; `stderr_tail` says why."""
-
-    def __init__(self, message: str, exit_info: str = "", stderr_tail: str = "") -> None:
-        super().__init__(message)
-        self.exit_info = exit_info
-        self.stderr_tail = stderr_tail
-
-
-class ProtocolViolation(RunnerCrashed):
-    """The runner wrote something that is not a valid frame (the runner is killed)."""
-
-
-class RemoteError(RunnerError):
-    """The runner is alive and answered with an error reply."""
-
-    def __init__(self, type_: str, message: str, traceback: str) -> None:
-        super().__init__(f"{type_}: {message}")
-        self.type = type_
-        self.message = message
-        self.traceback = traceback
 
 
 KEEP_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "HF_HOME", "HF_TOKEN",

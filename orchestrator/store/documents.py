@@ -1,92 +1,29 @@
-"""The result document (schemas/result.schema.json): its one owner.
-
-A document is a header (versions, run id, times, options), the models' entries, and the images,
-each with every model's cell. Images are never held together: `Results.images()` streams them
-from the results store, a chunk of images per read, so every output (table, JSON, CSV, HTML, the
-comparison) costs the same memory for ten photos or a hundred thousand. Two sources:
+"""Result documents read from the results store: what one run did (`from_run`) and what the store
+holds (`from_store`). Cells are stored exactly as the runners gave them; `finish_cell` adds what
+documents show on top (tags extracted from a caption, marked estimated) as they are read.
 
 - `from_run`: what one `mltag analyze` / `mltag run` / `mltag judge` just did, its images in the
   order they were found (a duplicate file points at its first copy with `duplicate_of`);
 - `from_store`: what the store holds (`mltag report`, `eval`), by path, optionally under some
   folders and for some models.
-
-Cells are stored exactly as the runners gave them; `finish_cell` adds what documents show on top
-(tags extracted from a caption, marked estimated) as they are read.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__
+from orchestrator.compare.captags import finish_cell
+from orchestrator.document import Results, header, iso_time
 from orchestrator.images import ImageRef, raw_path
-from orchestrator.loadspec import read_vocabulary
-from orchestrator.store import ResultStore
+from orchestrator.store.db import ResultStore
 
-# 2: cells carry tag_count, images and the comparison's folder a summary (total_unique_tags, common_tags,
-# model_agreement_score). Version-1 documents and every store still read: tag_count is added on reading.
-SCHEMA_VERSION = 2
 # Images whose cells are read together: one read per chunk, and no more than this many images'
 # cells in memory (a WD14 cell with every raw score is ~1 MB as Python objects).
 CELL_CHUNK = 16
-
-
-def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A cell as documents show it: for a captioner, the tags extracted from its caption are added
-    (marked estimated); `tag_count` counts the cell's content tags (rating tags left out). The store
-    keeps the cell as the runner gave it."""
-    if kind == "captioner" and result.get("caption"):
-        from orchestrator.captags import extract_tags, load_stopwords
-
-        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
-        have = {t["name"] for t in result.get("tags", [])}
-        result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
-    if "status" in result:
-        result["tag_count"] = sum(1 for t in result.get("tags") or [] if t.get("category") != "rating")
-    return result
-
-
-@functools.cache
-def _urbex_phrases() -> list[str]:
-    return read_vocabulary("urbex", Path("."))
-
-
-def iso_time(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
-
-
-def header(run_id: str, started: float, finished: float, options: dict[str, Any]) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "mltag_version": __version__, "run_id": run_id,
-            "started": iso_time(started), "duration_s": round(max(0.0, finished - started), 3), "options": options}
-
-
-@dataclass
-class Results:
-    """One document: header and models in memory, images streamed (`images()` may be called again)."""
-
-    head: dict[str, Any]
-    models: list[dict[str, Any]]
-    images: Callable[[], Iterator[dict[str, Any]]]
-
-    @classmethod
-    def of(cls, document: dict[str, Any]) -> Results:
-        """A document already in memory (a saved JSON, a test's) as Results."""
-        head = {k: v for k, v in document.items() if k not in ("models", "images", "comparison")}
-        return cls(head, list(document.get("models", [])), lambda: iter(document.get("images", [])))
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self.head.get("options") or {}
-
-    def document(self) -> dict[str, Any]:
-        """The whole document in memory: for small documents only (health checks, tests)."""
-        return {**self.head, "models": self.models, "images": list(self.images())}
 
 
 def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: list[dict[str, Any]],

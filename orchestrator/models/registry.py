@@ -27,20 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import RegistryError, UnknownModel
 from orchestrator.paths import ENVS_DIR
 
 KINDS = ("tagger", "zero-shot", "captioner", "judge")
 # Branch names move: remote code loaded from one would run whatever the repo holds today.
 UNPINNED = ("main", "master", "head", "latest", "dev")
 REQUIRED = ("adapter", "kind", "env", "hub_id", "revision")
-
-
-class RegistryError(Exception):
-    pass
-
-
-class UnknownModel(RegistryError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from orchestrator.compare.comparison import NON_CONTENT_CATEGORIES
-from orchestrator.registry import ModelSpec
+from orchestrator.models.registry import ModelSpec
 
 VISION_JUDGE_SUFFIX = "-judge"
 

@@ -1,0 +1,83 @@
+"""`mltag eval`: precision, recall and F1 of each model against the user's own labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from orchestrator.cli import options as o
+from orchestrator.cli.choices import ViewFlags
+from orchestrator.cli.console import err, stdout
+from orchestrator.cli.output import write_text
+from orchestrator.cli.stores import load_stored
+from orchestrator.document import Results
+from orchestrator.errors import UsageError
+
+Labels = Annotated[Path, typer.Option("--labels", help="CSV: image path (relative to the CSV) or sha256, then its "
+                                                       "true tags, comma-separated.")]
+Under = Annotated[list[Path] | None, typer.Argument(
+    help="Evaluate the stored images under these files or folders (default: all).", show_default=False)]
+Saved = Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document instead of the "
+                                                              "store.")]
+EvalFormat = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+
+
+def evaluate(labels: Labels, paths: Under = None, store: o.StoredFrom = None, results: Saved = None,
+             synonyms: o.Synonyms = None, fmt: EvalFormat = "table", out: o.Out = None) -> None:
+    """Precision, recall and F1 of each model against your own labels: which model tags your archive best."""
+    from orchestrator.compare.evaluate import evaluate as score
+    from orchestrator.compare.evaluate import read_labels
+    from orchestrator.report.flat import evaluation_csv
+    from orchestrator.report.output import open_output
+    from orchestrator.report.summary import evaluation_table
+
+    if fmt not in ("table", "json", "csv"):
+        raise UsageError(f"unknown --format {fmt!r} (choose from table, json, csv)")
+    if results is not None and (store is not None or paths):
+        raise UsageError("--results FILE replaces the store: give it alone, without --store or PATHS")
+    views = ViewFlags(synonyms=synonyms).views()
+    rows = read_labels(labels)
+    if results is not None:
+        document = _saved_document(results)
+    else:
+        stored = load_stored(store, paths, "all")
+        document = _labelled_document(stored.results, {row.key for row in rows})
+        stored.db.close()
+    evaluation = score(document, rows, views.normaliser)
+    if not evaluation["labelled"]:
+        raise UsageError(f"none of the {len(rows)} label row(s) in {labels} names an image in the results (first: "
+                         f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
+    if fmt == "table":
+        with open_output(out) as stream:
+            (Console(file=stream, width=160) if out else stdout()).print(evaluation_table(evaluation))
+    else:
+        write_text(json.dumps(evaluation, indent=2) if fmt == "json" else evaluation_csv(evaluation), out)
+    if out:
+        err.print(f"wrote {out}")
+
+
+def _labelled_document(stored: Results, keys: set[str]) -> dict[str, Any]:
+    """The stored document with the cells of labelled images only (keys: sha256s or resolved paths):
+    every image is listed (unlabelled ones are counted), only the labelled keep their results."""
+    images = []
+    for image in stored.images():
+        if image["sha256"] not in keys and str(Path(image["path"]).resolve()) not in keys:
+            image["results"] = {}
+        images.append(image)
+    return {**stored.head, "models": stored.models, "images": images}
+
+
+def _saved_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read --results {path}: {exc}; it must be the output of "
+                         "`mltag analyze --format json`") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        raise UsageError(f"--results {path} is not an mltag result document (no 'images' list): save one with "
+                         "`mltag analyze PATHS --format json --out FILE`")
+    return document

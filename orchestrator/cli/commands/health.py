@@ -1,0 +1,39 @@
+"""`mltag health`: each model's env, runner, weights (and one inference with --deep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli import options as o
+from orchestrator.cli.choices import models, pairs, registry
+from orchestrator.cli.console import install_cleanup, stdout
+
+Names = Annotated[list[str] | None, typer.Argument(help="Models to check (default: all).")]
+Deep = Annotated[bool, typer.Option("--deep", help="Also run one inference on a generated image.")]
+
+
+def health(names: Names = None, deep: Deep = False, weights: o.Weights = None, device: o.Device = "auto") -> None:
+    """Check each model: env present and current, runner answers hello, weights present."""
+    from orchestrator.run.health import model_health
+
+    specs = models(",".join(names)) if names else list(registry().values())
+    local = {k: Path(v).expanduser() for k, v in pairs(weights, "--weights").items()}
+    install_cleanup()
+    console = stdout()
+    unhealthy = 0
+    for spec in specs:
+        report = model_health(spec, local.get(spec.name), deep=deep, device=device)
+        mark = "[green]healthy[/]" if report.healthy else "[red]unhealthy[/]"
+        console.print(f"[bold]{spec.name}[/] {mark}")
+        for check in report.checks:
+            if check.problem is None:
+                console.print(f"  [green]ok[/]   {check.name}: {check.detail}", highlight=False)
+            else:
+                console.print(f"  [red]FAIL[/] {check.name}: {check.problem}", highlight=False)
+                if check.fix:
+                    console.print(f"       fix: [cyan]{check.fix}[/]", highlight=False)
+        unhealthy += not report.healthy
+    raise typer.Exit(1 if unhealthy else 0)

@@ -1,0 +1,33 @@
+"""The options key: which cells a re-run may reuse.
+
+A stable hash of what changes a model's results: the adapter, hub id and pinned revision, local
+weights (the path plus the names, sizes and mtimes of its files: rebuilt weights are new weights),
+the load options (vocabulary expanded to its terms), the infer options after --option overrides,
+and the requested dtype. Device, batch size, timeouts and --warmup are not in it: they change how
+fast a result comes, not which result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+# -- the options key ---------------------------------------------------------------------------------
+def _weights_fingerprint(path: str) -> dict[str, Any]:
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {"path": str(root), "files": [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size,
+                                          p.stat().st_mtime_ns) for p in files]}
+
+
+def options_key(adapter: str, load_spec: Mapping[str, Any], infer_options: Mapping[str, Any]) -> str:
+    """A stable hash of what changes a model's results (see the module docstring)."""
+    local = load_spec.get("local_path")
+    parts = {"adapter": adapter, "hub_id": load_spec.get("hub_id"), "revision": load_spec.get("revision"),
+             "weights": _weights_fingerprint(local) if local and Path(local).exists() else local,
+             "load": load_spec.get("options") or {}, "infer": dict(infer_options), "dtype": load_spec.get("dtype")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,68 @@
+"""The results store's tables and their versions.
+
+Tables:
+    runs        one row per `mltag analyze` / `mltag run`: started, finished, status, argv, options, version
+    images      one row per image CONTENT (sha256); renamed, moved or copied files are the same image
+    image_paths every path an image was seen at (absolute), with the run that last saw it there; `raw`
+                holds a path's exact bytes when it is not valid UTF-8 (v2)
+    cells       the current cell of each (sha256, model): the whole cell dict as JSON, exactly as the
+                runner gave it (before caption tags are added), plus indexed columns (status, revision,
+                options key, env key, device, timings, run_id, time)
+    run_models  per run and model, the result document's `models[]` entry (load timing, device, notes)
+    imports     stores an older mltag left inside analysed folders, already merged (v2)
+
+Schema versions: `PRAGMA user_version`; MIGRATIONS[i] takes a store from version i to i + 1, all
+pending ones in one transaction (orchestrator/store/db.py). A store written by a newer mltag is
+refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+DONE_STATUSES = frozenset({"ok", "no_tags", "bad_image"})   # deterministic: a re-run skips these cells
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    for statement in (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, started REAL NOT NULL, finished REAL,
+            status TEXT NOT NULL,                 -- running | finished | interrupted (Ctrl-C); killed: stays running
+            argv TEXT NOT NULL, options TEXT NOT NULL, mltag_version TEXT NOT NULL)""",
+        """CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, first_seen REAL NOT NULL)""",
+        """CREATE TABLE image_paths (
+            sha256 TEXT NOT NULL REFERENCES images(sha256), path TEXT NOT NULL,
+            first_seen REAL NOT NULL, last_seen REAL NOT NULL, last_run TEXT NOT NULL,
+            PRIMARY KEY (sha256, path))""",
+        "CREATE INDEX image_paths_by_path ON image_paths(path)",
+        """CREATE TABLE cells (
+            sha256 TEXT NOT NULL REFERENCES images(sha256), model TEXT NOT NULL, kind TEXT,
+            status TEXT NOT NULL, message TEXT NOT NULL,
+            revision TEXT, model_version TEXT, env_key TEXT, options_key TEXT NOT NULL,
+            device TEXT, load_s REAL, warmup_s REAL, inference_s REAL,
+            run_id TEXT NOT NULL REFERENCES runs(run_id), time REAL NOT NULL,
+            cell TEXT NOT NULL,                   -- JSON, as the runner gave it
+            PRIMARY KEY (sha256, model))""",
+        "CREATE INDEX cells_by_model ON cells(model, options_key, status)",
+        "CREATE INDEX cells_by_run ON cells(run_id)",
+        """CREATE TABLE run_models (
+            run_id TEXT NOT NULL REFERENCES runs(run_id), model TEXT NOT NULL, time REAL NOT NULL,
+            entry TEXT NOT NULL,                  -- JSON: the result document's models[] entry
+            PRIMARY KEY (run_id, model))""",
+    ):
+        db.execute(statement)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """Any file name: `raw` holds a path's exact bytes when its text (`path`, with undecodable bytes
+    written as \\xNN) is lossy. `imports`: legacy in-folder stores already merged into this one."""
+    db.execute("ALTER TABLE image_paths ADD COLUMN raw BLOB")
+    db.execute("""CREATE TABLE imports (
+        source TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, time REAL NOT NULL)""")
+
+
+# MIGRATIONS[i] migrates version i -> i + 1. Append, never edit a released one.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+STORE_VERSION = len(MIGRATIONS)   # the version this code writes
