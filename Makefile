@@ -7,7 +7,7 @@ DEMO_MODELS ?= clip,wd14,florence2
 export HF_HUB_DISABLE_TELEMETRY := 1
 # Packages that are not on PyPI (RAM++'s `ram`) are pinned VCS references in the locks; where
 # ../shared is beside the checkout (developers, CI: no GitHub access), its wheel stands in for the
-# reference (orchestrator/envbuild.py, local_substitutes). Set MLTAG_FIND_LINKS to use another.
+# reference (orchestrator/models/envbuild.py, local_substitutes). Set MLTAG_FIND_LINKS to use another.
 MLTAG_FIND_LINKS ?= $(wildcard ../shared/upstream/recognize-anything)
 export MLTAG_FIND_LINKS
 

@@ -1,7 +1,7 @@
 """The remote-code policy, runner side: `trust_remote_code` only when the model's model.toml says
 `remote_code = true`, and only for the pinned revision or a local folder the user named.
 
-The orchestrator refuses `remote_code = true` with a branch as revision (orchestrator/registry.py);
+The orchestrator refuses `remote_code = true` with a branch as revision (orchestrator/models/registry.py);
 this module refuses it again where the code actually runs, so no adapter can load repository code
 from a moving branch or for a model whose model.toml does not allow it.
 """

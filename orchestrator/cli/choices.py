@@ -13,7 +13,7 @@ from orchestrator.models.registry import ModelSpec, load_registry, select
 
 if TYPE_CHECKING:
     from orchestrator.report.summary import Views
-    from orchestrator.run.pipeline import RunOptions
+    from orchestrator.run.jobs import RunOptions
 
 FORMATS = ("table", "json", "jsonl", "csv", "html")
 
@@ -97,7 +97,7 @@ class RunFlags:
     exact_decode: bool = False
 
     def run_options(self) -> RunOptions:
-        from orchestrator.run.pipeline import RunOptions
+        from orchestrator.run.jobs import RunOptions
 
         if self.ask is not None and self.ask not in ("caption", "tags", "both"):
             raise UsageError(f"unknown --ask {self.ask!r} (caption, tags, both)")

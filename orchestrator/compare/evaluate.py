@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compare.comparison import cell_tags, model_names, unique_images
+from orchestrator.compare.cells import cell_tags, model_names, unique_images
 from orchestrator.errors import LabelsError
+from schemas.status import SUCCESS
 
 DEFINITIONS = {
     "metrics": ("micro-averaged over the labelled images: precision = TP / (TP + FP), recall = TP / (TP + FN), "
@@ -187,7 +188,7 @@ def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelR
             cell = img.get("results", {}).get(model)
             if not cell or cell.get("status") in NOT_RUN:
                 continue
-            failed += cell.get("status") not in ("ok", "no_tags")
+            failed += cell.get("status") not in SUCCESS
             scored.append(({t: s for t, (s, _) in cell_tags(cell, normaliser, None).items()}, truth[img["sha256"]]))
         results.append(_model_result(model, kinds.get(model), scored, failed))
     results.sort(key=lambda r: (r["best"] is None, -(r["best"] or {}).get("f1", 0), -(r["own"] or {}).get("f1", 0),

@@ -8,11 +8,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.status import SUCCESS
+
 DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
               "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
               "total inference seconds (load excluded); inference total: their sum; total: load + warm-up + inference "
               "total")
-TIMED_STATUSES = ("ok", "no_tags")
+TIMED_STATUSES = SUCCESS
 
 
 def percentile(values: list[float], q: int) -> float:

@@ -308,6 +308,10 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
 def lock_env(name: str, log: Callable[[str], None] = print) -> Path:
     """Compile envs/requirements/<name>.in into the committed lock <name>.txt (torch excluded)."""
     paths = env_paths(name)
+    if not paths.requirements_in.is_file():
+        known = sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.in"))
+        raise EnvBuildError(f"no env '{name}': {paths.requirements_in} does not exist",
+                            fix=f"mltag lock ENV with one of: {', '.join(known)}", exit_code=2)
     excludes = venvs_dir() / "torch-excludes.txt"
     excludes.parent.mkdir(parents=True, exist_ok=True)
     excludes.write_text("torch\n")

@@ -15,6 +15,7 @@ from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
 from orchestrator.run.transport import RunnerError, RunnerProcess
+from schemas.status import SUCCESS
 
 SAMPLE_JUDGE_INPUT = {"outputs": [
     {"model": "sample-captioner", "kind": "captioner", "caption": "A dark corridor with peeling paint.",
@@ -130,7 +131,8 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
     from PIL import Image
 
     from orchestrator.images import hash_file
-    from orchestrator.run.pipeline import Analysis, RunOptions
+    from orchestrator.run.jobs import RunOptions
+    from orchestrator.run.pipeline import Analysis
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "health.png"
@@ -147,7 +149,7 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
             doc = analysis.run().document()
         analysis.close()
     result = doc["images"][0]["results"][spec.name]
-    if result["status"] in ("ok", "no_tags"):
+    if result["status"] in SUCCESS:
         return Check("deep", detail=f"inference {result['status']} in {result.get('inference_s', 0):.2f} s")
     return Check("deep", f"inference on a generated image: {result['status']}: {result.get('message', '')}",
                  fix=result.get("fix", ""))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from orchestrator.compare.comparison import NON_CONTENT_CATEGORIES
+from orchestrator.compare.cells import NON_CONTENT_CATEGORIES
 from orchestrator.models.registry import ModelSpec
 
 VISION_JUDGE_SUFFIX = "-judge"

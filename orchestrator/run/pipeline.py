@@ -1,4 +1,5 @@
-"""One analysis: images x models -> cells in the results store (outputs read them: results.py).
+"""One analysis: images x models -> cells in the results store (outputs read them back from there:
+orchestrator/store/documents.py). What each model's runner is given: jobs.py.
 
 Model-major: each selected model's runner streams through every image, so a model loads once.
 Models run one after another by default (2-core machines, multi-GB models); --parallel N runs
@@ -17,7 +18,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +26,13 @@ from orchestrator.compare.captags import finish_cell
 from orchestrator.document import Results, header
 from orchestrator.images import ImageRef
 from orchestrator.models import envbuild
-from orchestrator.models.loadspec import build_load_spec
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.run.supervisor import Limits, ModelJob, ModelRun, Supervisor, cell
+from orchestrator.run.jobs import RunOptions, model_job
+from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
 from schemas.status import CellStatus
-
-
-@dataclass
-class RunOptions:
-    timeout_s: float | None = None       # per image; None = model.toml's timeout_s or 60 s
-    device: str = "auto"
-    dtype: str = "auto"
-    offline: bool = False
-    weights: dict[str, Path] = field(default_factory=dict)
-    warmup: bool = False
-    batch_size: int = 1
-    parallel: int = 1
-    threshold: float | None = None       # display threshold (raw scores are always kept)
-    top: int = 10                        # tags shown per model in the table
-    infer_overrides: dict[str, Any] = field(default_factory=dict)
-    retry_crashed: bool = True
-    # captioners (and the judge): --prompt, --tags-prompt, --ask, --quantize
-    prompt: str | None = None
-    tags_prompt: str | None = None
-    ask: str | None = None
-    quantize: int | None = None
-    exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
-
 
 _RUNS = itertools.count()
 
@@ -146,7 +124,7 @@ class Analysis:
     def _cell_meta(self, spec: ModelSpec) -> CellMeta:
         """The options key (resume) and env key of a model, from the very job it will run."""
         try:
-            job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
+            job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
             key = options_key(spec.adapter, job.load_spec, job.infer_options)
         except Exception:  # e.g. a missing vocabulary: the model fails later with that message; no resume
             key = ""
@@ -205,40 +183,6 @@ class Analysis:
             pass   # the run's cells are stored; only its end time is missing (as after a kill -9)
 
     # -- running ----------------------------------------------------------------------------------
-    def job_for(self, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
-        opts = self.options
-        timeout = opts.timeout_s or spec.timeout_s or 60.0
-        limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
-                        retry_crashed=opts.retry_crashed)
-        generative = spec.kind in ("captioner", "judge")
-        # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
-        weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
-        load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
-                                    device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
-                                    overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
-                                    exact_decode=opts.exact_decode)
-        return ModelJob(spec=spec, python=python, load_spec=load_spec,
-                        infer_options={**spec.infer, **self.overrides_for(spec)}, log_path=log_dir / f"{spec.name}.log",
-                        limits=limits, batch_size=opts.batch_size, offline=opts.offline)
-
-    def overrides_for(self, spec: ModelSpec) -> dict[str, Any]:
-        """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
-        --option MODEL.KEY=V to that model only (and wins).
-
-        `--ask tags|both` skips captioners without a tags prompt in model.toml (BLIP cannot answer
-        one), so one flag can serve a mixed --models list; `--option blip.ask=tags` still errors."""
-        opts = self.options
-        out: dict[str, Any] = {}
-        if spec.kind == "captioner":
-            asks_tags = opts.ask in ("tags", "both")
-            flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
-                     "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
-            out.update({k: v for k, v in flags.items() if v is not None})
-        out.update({k: v for k, v in self.options.infer_overrides.items() if "." not in k})
-        prefix = spec.name + "."
-        out.update({k[len(prefix):]: v for k, v in self.options.infer_overrides.items() if k.startswith(prefix)})
-        return out
-
     def run_model(self, spec: ModelSpec, progress: Any = None,
                   payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
         """Run one model over the images the store has not done; `payload`: what each image sends
@@ -270,7 +214,7 @@ class Analysis:
             self.model_runs[spec.name] = run
             self._store_model(spec)
             return run
-        job = self.job_for(spec, envbuild.env_paths(spec.env).python, self.log_dir)
+        job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
         job.payload = payload
         sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
         try:

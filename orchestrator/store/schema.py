@@ -21,7 +21,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-DONE_STATUSES = frozenset({"ok", "no_tags", "bad_image"})   # deterministic: a re-run skips these cells
+from schemas.status import SUCCESS, CellStatus
+
+DONE_STATUSES = SUCCESS | {CellStatus.BAD_IMAGE}   # deterministic: a re-run skips these cells
 
 
 def _v1(db: sqlite3.Connection) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 from PIL import Image
 
+from schemas.status import SUCCESS
+
 RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "tokens_per_s"}
 TAG_FIELDS = {"name", "score", "category", "estimated"}
 
@@ -27,7 +29,7 @@ def check_cell(cell: dict, path: Path, prompts: Mapping[str, str] | Iterable[str
     hidden        markup that must never reach a decoded text (image tokens, chat markers)
     """
     width, height = Image.open(path).size
-    assert cell["status"] in ("ok", "no_tags"), cell.get("message")
+    assert cell["status"] in SUCCESS, cell.get("message")
     assert cell["image"]["width"] == width and cell["image"]["height"] == height
     raw = cell["raw"]
     tasks = set(prompts)

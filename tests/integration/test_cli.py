@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
+from schemas.status import SUCCESS
 from tests.integration.helpers import SCHEMA, mltag
 from tests.tiny_models import family_of
 
@@ -67,7 +68,7 @@ def test_analyze_three_models_json_validates(tiny_model, tmp_path: Path) -> None
     jsonschema.validate(doc, SCHEMA)
     assert len(doc["images"]) == 4
     statuses = {(img["path"], m): c["status"] for img in doc["images"] for m, c in img["results"].items()}
-    assert set(statuses.values()) <= {"ok", "no_tags"} and len(statuses) == 12
+    assert set(statuses.values()) <= SUCCESS and len(statuses) == 12
     assert sum(s == "ok" for s in statuses.values()) >= 8  # taggers always tag; a random captioner may say nothing
     for model in doc["models"]:
         assert model["status"] == "ok" and model["device"] == "cpu"
@@ -106,7 +107,7 @@ def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> No
     assert all(m["status"] == "ok" for m in doc["models"]), [(m["name"], m["message"]) for m in doc["models"]]
     for image in doc["images"]:
         for model, result in image["results"].items():
-            assert result["status"] in ("ok", "no_tags"), (model, result.get("message"))
+            assert result["status"] in SUCCESS, (model, result.get("message"))
             if model == "qwen25-judge":
                 continue
             asked = {"caption"} if model == "blip" else {"caption", "tags"}

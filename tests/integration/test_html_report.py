@@ -23,6 +23,7 @@ import pytest
 from orchestrator.compare import compare
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.report.html import to_html
+from schemas.status import SUCCESS
 from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, MODELS, UNREADABLE, make_document
 from tests.integration.helpers import mltag
 
@@ -225,7 +226,7 @@ def test_analyze_writes_a_self_contained_html_report(browser: Any, tiny_model: A
         assert browser.execute_script("return arguments[0].naturalWidth", thumb) > 0
         cells = article.find_elements("css selector", ".cell")
         assert [c.get_attribute("data-model") for c in cells] == ["wd14"]
-        assert cells[0].get_attribute("data-status") in ("ok", "no_tags")
+        assert cells[0].get_attribute("data-status") in SUCCESS
     assert severe_console(browser) == []
 
 

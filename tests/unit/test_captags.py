@@ -1,4 +1,4 @@
-"""Caption -> tags extraction (orchestrator/captags.py): phrases, plurals, stopwords, scores."""
+"""Caption -> tags extraction (orchestrator/compare/captags.py): phrases, plurals, stopwords, scores."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.compare import compare
-from orchestrator.compare.comparison import caption_tags, jaccard
+from orchestrator.compare.cells import caption_tags, jaccard
 from orchestrator.compare.timing import percentile
 
 SHA1, SHA2 = "1" * 64, "2" * 64

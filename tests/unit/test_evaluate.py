@@ -1,4 +1,4 @@
-"""`mltag eval` (orchestrator/evaluate.py): labels CSV parsing and metrics computed by hand."""
+"""`mltag eval` (orchestrator/compare/evaluate.py): labels CSV parsing and metrics computed by hand."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.images import hash_file
+from orchestrator.run.jobs import infer_overrides
 from orchestrator.run.pipeline import Analysis, RunOptions
 from tests.integration.helpers import spec
 
@@ -42,18 +43,18 @@ def test_missing_cell_is_skipped_and_fails_the_exit_code(tmp_path: Path) -> None
 def test_option_scoping(tmp_path: Path) -> None:
     options = RunOptions(infer_overrides={"top_k": 5, "wd.general_threshold": 0.5, "other.x": 1})
     analysis = Analysis([], [spec("wd"), spec("clip")], options)
-    assert analysis.overrides_for(spec("wd")) == {"top_k": 5, "general_threshold": 0.5}
-    assert analysis.overrides_for(spec("clip")) == {"top_k": 5}
+    assert infer_overrides(analysis.options, spec("wd")) == {"top_k": 5, "general_threshold": 0.5}
+    assert infer_overrides(analysis.options, spec("clip")) == {"top_k": 5}
 
 
 def test_ask_for_tags_skips_captioners_without_a_tags_prompt() -> None:
     vlm, blip, tagger = spec("vlm", kind="captioner"), spec("blip", kind="captioner"), spec("wd")
     vlm.infer["tags_prompt"] = "List tags."
     analysis = Analysis([], [vlm, blip, tagger], RunOptions(ask="both", prompt="Describe."))
-    assert analysis.overrides_for(vlm) == {"ask": "both", "prompt": "Describe."}
-    assert analysis.overrides_for(blip) == {"prompt": "Describe."}, "BLIP keeps captioning"
-    assert analysis.overrides_for(tagger) == {}
-    assert Analysis([], [blip], RunOptions(ask="caption")).overrides_for(blip) == {"ask": "caption"}
+    assert infer_overrides(analysis.options, vlm) == {"ask": "both", "prompt": "Describe."}
+    assert infer_overrides(analysis.options, blip) == {"prompt": "Describe."}, "BLIP keeps captioning"
+    assert infer_overrides(analysis.options, tagger) == {}
+    assert infer_overrides(Analysis([], [blip], RunOptions(ask="caption")).options, blip) == {"ask": "caption"}
 
 
 def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from orchestrator.models.registry import ModelSpec
 
 if TYPE_CHECKING:
     from orchestrator.report.summary import Views
-    from orchestrator.run.pipeline import RunOptions
+    from orchestrator.run.jobs import RunOptions
 
 
 def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", out: o.Out = None,

@@ -1,0 +1,70 @@
+"""What a model's runner is given for one analysis: the run options from the CLI, turned into a
+ModelJob per model (load spec, infer options with --prompt/--ask/--option applied, limits, log)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.models.loadspec import build_load_spec
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.supervisor import Limits, ModelJob
+
+
+@dataclass
+class RunOptions:
+    timeout_s: float | None = None       # per image; None = model.toml's timeout_s or 60 s
+    device: str = "auto"
+    dtype: str = "auto"
+    offline: bool = False
+    weights: dict[str, Path] = field(default_factory=dict)
+    warmup: bool = False
+    batch_size: int = 1
+    parallel: int = 1
+    threshold: float | None = None       # display threshold (raw scores are always kept)
+    top: int = 10                        # tags shown per model in the table
+    infer_overrides: dict[str, Any] = field(default_factory=dict)
+    retry_crashed: bool = True
+    # captioners (and the judge): --prompt, --tags-prompt, --ask, --quantize
+    prompt: str | None = None
+    tags_prompt: str | None = None
+    ask: str | None = None
+    quantize: int | None = None
+    exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
+
+
+def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
+    """What one model's runner is given: its load spec, infer options, limits and log file."""
+    timeout = opts.timeout_s or spec.timeout_s or 60.0
+    limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
+                    retry_crashed=opts.retry_crashed)
+    generative = spec.kind in ("captioner", "judge")
+    # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
+    weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
+    load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
+                                device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
+                                overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
+                                exact_decode=opts.exact_decode)
+    return ModelJob(spec=spec, python=python, load_spec=load_spec,
+                    infer_options={**spec.infer, **infer_overrides(opts, spec)},
+                    log_path=log_dir / f"{spec.name}.log",
+                    limits=limits, batch_size=opts.batch_size, offline=opts.offline)
+
+
+def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
+    """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
+    --option MODEL.KEY=V to that model only (and wins).
+
+    `--ask tags|both` skips captioners without a tags prompt in model.toml (BLIP cannot answer
+    one), so one flag can serve a mixed --models list; `--option blip.ask=tags` still errors."""
+    out: dict[str, Any] = {}
+    if spec.kind == "captioner":
+        asks_tags = opts.ask in ("tags", "both")
+        flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
+                 "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
+        out.update({k: v for k, v in flags.items() if v is not None})
+    out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
+    prefix = spec.name + "."
+    out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+    return out
