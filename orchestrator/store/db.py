@@ -4,6 +4,9 @@ The tables and their versions: orchestrator/store/schema.py. Where the file live
 orchestrator/store/location.py. Which cells a re-run reuses: orchestrator/store/keys.py. Every
 sqlite3 error is translated here, at the store's edge, into a StoreError that names the fix.
 
+Over 350 lines on purpose: every SQL statement of the store is in this one class, so its transaction
+rules (one writer behind a lock, chunked reads, errors translated) are read and changed in one place.
+
 Durability: WAL journal and one short `BEGIN IMMEDIATE` transaction per cell. synchronous=NORMAL:
 in WAL mode it never corrupts the file, and a committed cell survives the death of the process
 (kill -9), because it is already in the WAL file the OS holds; only a power cut or OS crash can
