@@ -55,7 +55,8 @@ class Cluster:
     def __init__(self, address: str) -> None:
         self.address = address
         self.ray = require_ray()
-        kwargs: dict[str, Any] = {"namespace": "mltag", "log_to_driver": False, "logging_level": logging.ERROR}
+        kwargs: dict[str, Any] = {"namespace": "mltag", "log_to_driver": False, "logging_level": logging.ERROR,
+                                  "ignore_reinit_error": True}   # a process already connected stays so
         try:
             if address == "local":
                 self.ray.init(include_dashboard=False, **kwargs)

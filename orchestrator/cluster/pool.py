@@ -121,7 +121,8 @@ class Pool:
         return sink
 
     def _replica(self, host: HostSlot) -> None:
-        job = replace(self.job, start=host.start)
+        # its log: <run id>/<model>-r<i>.log under the cache of the node it runs on
+        job = replace(self.job, start=host.start, log_path=self.job.log_path.with_name(f"{host.name}.log"))
         sup = ChunkSupervisor(job, lambda image, result: None)
         sup.sink = self._emit(sup)
         try:
