@@ -18,19 +18,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from orchestrator.errors import MltagError
+
 INSTALL_FIX = "pip install 'mltag[ray]' (in a checkout: make setup EXTRAS=ray)"
 
 
-class ClusterError(Exception):
-    """The cluster cannot be used; `fix` says what to do."""
-
-    def __init__(self, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
-
-    def __str__(self) -> str:
-        return f"{self.message}: {self.fix}" if self.fix else self.message
+class ClusterError(MltagError):
+    """The cluster cannot be used (Ray missing, no cluster at the address); `fix` says what to do."""
 
 
 def require_ray() -> ModuleType:

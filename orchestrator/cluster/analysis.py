@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from orchestrator import envbuild
 from orchestrator.cluster.connect import Cluster, EnvOnNodes, expected_key
 from orchestrator.cluster.pool import Pool, plan
 from orchestrator.images import ImageRef
-from orchestrator.pipeline import Analysis
-from orchestrator.registry import ModelSpec
-from orchestrator.supervisor import ModelJob, ModelRun, cell
+from orchestrator.models import envbuild
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.pipeline import Analysis
+from orchestrator.run.supervisor import ModelJob, ModelRun, cell
 from schemas.status import CellStatus
 
 

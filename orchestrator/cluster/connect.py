@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import envbuild
 from orchestrator.cluster import ClusterError, require_ray
+from orchestrator.errors import EnvBuildError
+from orchestrator.models import envbuild
 
 START_FIX = ("start one (`ray start --head` on this machine, `ray start --address=HEAD:6379` on the others), or "
              "set RAY_ADDRESS; `--cluster local` runs a private Ray on this machine for this run")
@@ -45,7 +46,7 @@ def expected_key(env: str) -> str | None:
     """The driver's env key: a node runs a model only from an env built from the same lock."""
     try:
         return envbuild.env_key(envbuild.env_paths(env))
-    except envbuild.EnvBuildError:
+    except EnvBuildError:
         return None
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cluster.connect import Cluster, Node, expected_key
-from orchestrator.health import describe_hello
-from orchestrator.registry import ModelSpec
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.health import describe_hello
 
 
 @dataclass

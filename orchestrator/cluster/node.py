@@ -14,16 +14,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from orchestrator import envbuild
+from orchestrator.errors import EnvBuildError, ProtocolViolation, RemoteError, RunnerCrashed, RunnerTimeout
+from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, logs_dir
-from orchestrator.transport import (
-    KILL_GRACE_S,
-    ProtocolViolation,
-    RemoteError,
-    RunnerCrashed,
-    RunnerProcess,
-    RunnerTimeout,
-)
+from orchestrator.run.transport import KILL_GRACE_S, RunnerProcess
 
 Reply = tuple[Any, ...]
 
@@ -47,7 +41,7 @@ def env_on_node(env: str, want: str | None) -> tuple[str, str, str | None]:
     try:
         state, why = envbuild.env_state(env)
         key = envbuild.env_key(envbuild.env_paths(env))
-    except envbuild.EnvBuildError as exc:
+    except EnvBuildError as exc:
         return "missing", str(exc), None
     if state == "ready" and want is not None and key != want:
         return "stale", (f"its lock, Python or platform differ from the driver's (key {key} here, {want} on the "

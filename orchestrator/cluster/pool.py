@@ -18,8 +18,8 @@ from typing import Any
 from orchestrator.cluster.connect import Cluster, Node
 from orchestrator.cluster.transport import START_S, HostSlot
 from orchestrator.images import ImageRef
-from orchestrator.registry import ModelSpec
-from orchestrator.supervisor import ModelJob, ModelRun, Supervisor, cell
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.supervisor import ModelJob, ModelRun, Supervisor, cell
 from schemas.status import CellStatus
 
 Sink = Callable[[ImageRef, dict[str, Any], ModelRun], None]
@@ -87,6 +87,7 @@ class Pool:
         self.placed = threading.Event()
         self.gave_up: list[ChunkSupervisor] = []
         self.runs: list[ModelRun] = []
+        self.errors: list[BaseException] = []   # a replica's exception (the store failing): raised by run()
 
     def run(self, images: list[ImageRef]) -> ModelRun:
         self.queue.extend(images)
@@ -103,6 +104,8 @@ class Pool:
             thread.join()
         for host in hosts:
             host.discard()
+        if self.errors:  # as on one machine: a store that cannot be written stops the run
+            raise self.errors[0]
         return merge_runs(spec.name, self.runs, len(hosts))
 
     def _take(self, n: int) -> list[ImageRef]:
@@ -128,6 +131,10 @@ class Pool:
         try:
             if self._wait_placed(host, sup):
                 self._work(sup)
+        except BaseException as exc:  # stop the other replicas too, and let run() raise it
+            with self.lock:
+                self.errors.append(exc)
+                self.queue.clear()
         finally:
             try:
                 sup.close()

@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cluster.node import RunnerHost
-from orchestrator.transport import (
-    KILL_GRACE_S,
-    ProtocolViolation,
-    RemoteError,
-    RunnerCrashed,
-    RunnerTimeout,
-)
+from orchestrator.errors import ProtocolViolation, RemoteError, RunnerCrashed, RunnerTimeout
+from orchestrator.run.transport import KILL_GRACE_S
 
 MARGIN_S = 30.0          # how much longer than the node's own deadline the driver waits
 START_S = 600.0          # a host actor must be placed and started within this (a busy cluster queues it)
