@@ -29,7 +29,7 @@ from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
 from orchestrator.run.jobs import RunOptions, model_job
-from orchestrator.run.supervisor import ModelRun, Supervisor, cell
+from orchestrator.run.supervisor import ModelJob, ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
 from schemas.status import CellStatus
