@@ -13,6 +13,9 @@ export MLTAG_FIND_LINKS
 
 .PHONY: setup setup-envs test demo health lint lock bench clean
 
+# Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
+EXTRAS ?=
+
 # The orchestrator's venv (typer, rich, msgpack, psutil, uv, ...). No model library here.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +23,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+	@if [ -n "$(EXTRAS)" ] && { [ ! -f $(VENV)/.installed-$(EXTRAS) ] || [ pyproject.toml -nt $(VENV)/.installed-$(EXTRAS) ]; }; then \
+		echo "$(VENV): pip install -e '.[dev,$(EXTRAS)]'"; \
+		$(VENV)/bin/pip install -q -e '.[dev,$(EXTRAS)]' && touch $(VENV)/.installed-$(EXTRAS); \
+	fi
 
 # One venv per env under .cache/venvs (uv, deduplicated, locked). MODELS=a,b builds a subset.
 setup-envs: setup
 	$(MLTAG) setup-envs --models $(MODELS)
 
-# The test suite: builds the envs and tiny random models it needs, offline.
+# The test suite: builds the envs and tiny random models it needs, offline. The ray extra is
+# installed so that the cluster tests (tests/integration/test_cluster.py) run too.
+test: EXTRAS = ray
 test: setup
 	$(MLTAG) setup-envs --models $(DEMO_MODELS)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
@@ -48,12 +57,14 @@ lock: setup
 
 # Benchmarks print figures (not timed tests). decode/throughput build a real-size random WD14
 # once (offline, ~1 min, cached under .cache/bench/); the modern env builds it.
+bench: EXTRAS = ray
 bench: setup
 	$(MLTAG) setup-envs --models wd14,clip
 	$(VENV)/bin/python bench/transport.py
 	$(VENV)/bin/python bench/decode.py
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/scale.py
+	$(VENV)/bin/python bench/cluster.py
 
 clean:
 	rm -rf .cache $(VENV)

@@ -34,6 +34,14 @@ ExactDecode = Annotated[bool, typer.Option(
     "--exact-decode", help="Decode every photo at full size, as each model's reference preprocessing does "
                            "(default: JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale the model can use).")]
 Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once.")]
+Cluster = Annotated[str | None, typer.Option(
+    "--cluster", envvar="MLTAG_CLUSTER", help="Run the models on a Ray cluster: auto (RAY_ADDRESS, else the one "
+                                              "`ray start` runs here), ray://HOST:PORT, HOST:PORT, or local (a "
+                                              "private Ray on this machine). Needs pip install 'mltag[ray]'.")]
+ClusterParallel = Annotated[int | None, typer.Option("--cluster-parallel", metavar="N",
+                                                     help="With --cluster: N replicas per model (default: from "
+                                                          "each model's memory_mb / GPU need and the nodes' "
+                                                          "resources).")]
 Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE adapter option for every model, or "
                                                                    "MODEL.KEY=VALUE for one (VALUE parsed as JSON "
                                                                    "when it can be).")]

@@ -29,7 +29,7 @@ from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
 from orchestrator.run.jobs import RunOptions, model_job
-from orchestrator.run.supervisor import ModelRun, Supervisor, cell
+from orchestrator.run.supervisor import ModelJob, ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
 from schemas.status import CellStatus
@@ -203,7 +203,7 @@ class Analysis:
             def progress(model: str, done: int, total: int) -> None:
                 inner(model, done + reused, total + reused)
 
-        state, why = envbuild.env_state(spec.env)
+        state, why = self._env_state(spec)
         if state != "ready":
             fix = f"make setup-envs MODELS={spec.name}"
             run = ModelRun(spec.name, status="skipped", message=f"env '{spec.env}' is {state}: {why}", fix=fix)
@@ -216,9 +216,8 @@ class Analysis:
             return run
         job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
         job.payload = payload
-        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
         try:
-            run = sup.run(pending)
+            run = self._supervise(spec, job, pending, progress)
         except StoreError:
             raise   # the store cannot be written: the whole run stops (see _store_failed)
         except Exception as exc:  # a bug of ours must not cost the other models their results
@@ -228,6 +227,15 @@ class Analysis:
         self.model_runs[spec.name] = run
         self._store_model(spec)
         return run
+
+    def _env_state(self, spec: ModelSpec) -> tuple[str, str]:
+        """Whether the model's env can run it here (orchestrator.cluster asks its nodes instead)."""
+        return envbuild.env_state(spec.env)
+
+    def _supervise(self, spec: ModelSpec, job: ModelJob, pending: list[ImageRef], progress: Any) -> ModelRun:
+        """One runner through the images (orchestrator.cluster runs a pool of them on its nodes)."""
+        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
+        return sup.run(pending)
 
     def _internal_error(self, spec: ModelSpec, exc: Exception, pending: list[ImageRef]) -> ModelRun:
         message = f"mltag internal error: {type(exc).__name__}: {exc}"

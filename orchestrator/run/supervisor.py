@@ -66,6 +66,9 @@ class ModelJob:
     # What an image sends besides id and name; default {"data": the file's bytes}. The judge
     # sends {"context": other models' outputs} instead.
     payload: Callable[[ImageRef], dict[str, Any]] | None = None
+    # How a runner is started: RunnerProcess.start's signature and the same call/kill/stop interface
+    # back. Default: a subprocess here; orchestrator.cluster starts it on a node through a host actor.
+    start: Callable[..., RunnerProcess] | None = None
 
 
 @dataclass
@@ -140,9 +143,9 @@ class Supervisor:
         job, limits = self.job, self.job.limits
         t0 = time.monotonic()
         try:
-            runner = RunnerProcess.start(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                         offline=job.offline, module=job.runner_module,
-                                         extra_env=job.extra_env)
+            runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
+                                                        offline=job.offline, module=job.runner_module,
+                                                        extra_env=job.extra_env)
         except OSError as exc:  # the env's python is gone or not executable: no point retrying
             self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
                                 fix=f"make setup-envs MODELS={job.spec.name}")

@@ -4,7 +4,7 @@ analysis body `mltag run` shares)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -33,7 +33,8 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
             no_store: o.NoStore = False, force: o.Force = False, show_matrix: o.ShowMatrix = False,
             show_timing: o.ShowTiming = False, show_confidence: o.ShowConfidence = None,
             synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, compare_top: o.CompareTop = 10,
-            consensus_min: o.ConsensusMin = None) -> None:
+            consensus_min: o.ConsensusMin = None, cluster: o.Cluster = None,
+            cluster_parallel: o.ClusterParallel = None) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     flags = RunFlags(timeout=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
                      weights=weights, warmup=warmup, batch_size=batch_size, parallel=parallel, option=option,
@@ -44,12 +45,27 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
                       consensus_min=consensus_min)
     options, shown = flags.run_options(), views.views()   # every flag checked before the models are chosen
     analyze_paths(paths, models(models_, judges=False), options, shown, fmt=fmt, out=out, recursive=recursive,
-                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force)
+                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force,
+                  cluster=cluster, cluster_parallel=cluster_parallel)
+
+
+def connect(address: str, replicas: int | None = None) -> Any:
+    """--cluster: the connected cluster (orchestrator.cluster), or a ClusterError with the fix."""
+    if replicas is not None and replicas < 1:
+        raise UsageError("--cluster-parallel must be at least 1")
+    from orchestrator.cluster.connect import Cluster
+
+    cluster = Cluster(address)
+    nodes = cluster.nodes()
+    err.print(f"mltag: Ray cluster {address}: {len(nodes)} node(s), {sum(n.cpus for n in nodes):g} CPU, "
+              f"{sum(n.gpus for n in nodes):g} GPU", highlight=False)
+    return cluster
 
 
 def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions, views: Views, *, fmt: str,
                   out: Path | None, recursive: bool, live_logs: bool, judge_spec: ModelSpec | None = None,
-                  store_path: Path | None = None, no_store: bool = False, force: bool = False) -> None:
+                  store_path: Path | None = None, no_store: bool = False, force: bool = False,
+                  cluster: str | None = None, cluster_parallel: int | None = None) -> None:
     """Discover, hash, run every model (then the judge), and write the output; exits with the run's code."""
     from orchestrator.run.pipeline import Analysis
     from orchestrator.run.supervisor import kill_all_runners
@@ -68,12 +84,19 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
         if not path.exists():
             raise UsageError(f"--weights {name}={path}: path does not exist")
     files = discover(paths, recursive)
+    connected = connect(cluster, cluster_parallel) if cluster else None   # fails fast, before any hashing
     install_cleanup()
     store = None if no_store else open_store(store_path, paths, create=True)
     with progress() as bar:
         task = bar.add_task("hashing", total=len(files))
         images = hash_files(files, lambda done, total: bar.update(task, completed=done))
-    analysis = Analysis(images, specs, options, judge=judge_spec, store=store, force=force)
+    if connected is not None:
+        from orchestrator.cluster.analysis import ClusterAnalysis
+
+        analysis: Analysis = ClusterAnalysis(images, specs, options, judge=judge_spec, store=store, force=force,
+                                             cluster=connected, replicas=cluster_parallel)
+    else:
+        analysis = Analysis(images, specs, options, judge=judge_spec, store=store, force=force)
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)
     unreadable = sum(1 for img in images if img.error)

@@ -15,11 +15,18 @@ Names = Annotated[list[str] | None, typer.Argument(help="Models to check (defaul
 Deep = Annotated[bool, typer.Option("--deep", help="Also run one inference on a generated image.")]
 
 
-def health(names: Names = None, deep: Deep = False, weights: o.Weights = None, device: o.Device = "auto") -> None:
-    """Check each model: env present and current, runner answers hello, weights present."""
+def health(names: Names = None, deep: Deep = False, weights: o.Weights = None, device: o.Device = "auto",
+           cluster: o.Cluster = None) -> None:
+    """Check each model: env present and current, runner answers hello, weights present. With --cluster:
+    each node, its devices, and each env there (built, current, what its runner reports)."""
     from orchestrator.run.health import model_health
 
     specs = models(",".join(names)) if names else list(registry().values())
+    if cluster:
+        from orchestrator.cli.commands.analyze import connect
+        from orchestrator.cluster.health import cluster_health, print_health
+
+        raise typer.Exit(1 if print_health(stdout(), cluster_health(connect(cluster), specs)) else 0)
     local = {k: Path(v).expanduser() for k, v in pairs(weights, "--weights").items()}
     install_cleanup()
     console = stdout()

@@ -1,0 +1,74 @@
+"""An Analysis whose runners run on a Ray cluster; everything else is the single-machine one.
+
+Resume, bad-image cells, the store (written here, by the driver alone, cell by cell), the judge
+and every output are inherited unchanged. What differs: the model envs are prepared on every
+node first (one task per node), each model runs as a pool of hosts (pool.py), and all models run
+at once, so a slow model holds up no other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.cluster.connect import Cluster, EnvOnNodes, expected_key
+from orchestrator.cluster.pool import Pool, plan
+from orchestrator.images import ImageRef
+from orchestrator.models import envbuild
+from orchestrator.models.registry import ModelSpec
+from orchestrator.run.pipeline import Analysis
+from orchestrator.run.supervisor import ModelJob, ModelRun, cell
+from schemas.status import CellStatus
+
+
+class ClusterAnalysis(Analysis):
+    def __init__(self, *args: Any, cluster: Cluster, replicas: int | None = None, build_envs: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cluster = cluster
+        self.replicas = replicas              # --cluster-parallel N per model; None = from resources
+        self.build_envs = build_envs
+        self.options = replace(self.options, parallel=max(1, len(self.models)))  # every model at once
+        self.envs: dict[str, EnvOnNodes] = {}
+
+    def prepare(self) -> dict[str, EnvOnNodes]:
+        """Build or check the envs of every model (and the judge) on every node; once."""
+        if not self.envs:
+            names = sorted({spec.env for spec in self.reported_models})
+            self.envs = self.cluster.prepare(names, build=self.build_envs)
+        return self.envs
+
+    def run(self, progress: Any = None) -> Any:
+        self.prepare()
+        return super().run(progress)
+
+    def _env_state(self, spec: ModelSpec) -> tuple[str, str]:
+        envs = self.prepare()[spec.env]
+        if envs.ready:
+            return "ready", ""
+        why = "; ".join(f"{node}: {problem}" for node, problem in envs.problems.items()) or "no node answered"
+        return "missing", f"on no node of the cluster ({why})"
+
+    def _supervise(self, spec: ModelSpec, job: ModelJob, pending: list[ImageRef], progress: Any) -> ModelRun:
+        nodes = self.prepare()[spec.env].ready
+        gpu = self.options.device == "cuda" or (self.options.device == "auto" and any(n.gpus for n in nodes)
+                                                and _uses_torch(spec.env))
+        slots = plan(spec, nodes, len(self.reported_models), self.replicas, gpu)
+        if not slots:
+            run = ModelRun(spec.name, status="skipped", fix="add a node with enough memory or GPUs",
+                           message=f"no node of the cluster can hold {spec.name} (memory_mb {spec.memory_mb}"
+                                   f"{', 1 GPU' if gpu else ''})")
+            for image in pending:
+                self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=run.fix), run)
+            return run
+        pool = Pool(self.cluster, self.run_id, job, slots, expected_key(spec.env),
+                    lambda image, result, run: self.add_cell(spec, image, result, run), progress)
+        return pool.run(pending)
+
+
+def _uses_torch(env: str) -> bool:
+    """A torch env takes a GPU when the cluster has one (an onnx or client env never uses it)."""
+    try:
+        return "torch==" in envbuild.env_paths(env).requirements_in.read_text()
+    except OSError:
+        return False

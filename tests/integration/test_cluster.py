@@ -1,0 +1,258 @@
+"""`mltag analyze --cluster` on a local Ray cluster (one head, 2 CPUs), shared by the module's tests.
+
+The real CLI, the real runner host and the wd14 / clip adapters on tiny models in their own envs:
+the cluster's store and JSON equal the single-machine run's cell for cell; a runner SIGKILLed on
+a node, a host actor killed with ray.kill, a hung image and a driver killed with -9 end as they do
+on one machine, and no runner outlives the run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+from PIL import Image
+
+from orchestrator.paths import PROJECT_ROOT
+from tests.integration.helpers import SCHEMA, alive, fake_job, images, mltag, run, started_pids
+from tests.tiny_models import family_of
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (make setup EXTRAS=ray; make test does it)")
+
+pytestmark = [pytest.mark.cluster, pytest.mark.adapter]
+SAMPLES = PROJECT_ROOT / "samples"
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """A local Ray head for the module (2 CPUs, no dashboard), torn down after it."""
+    temp = tempfile.mkdtemp(prefix="mltag-ray-")  # short: Ray's socket paths have a length limit
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, namespace="mltag",
+             log_to_driver=False, _temp_dir=temp)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def cluster_mltag(address: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return mltag(*args, "--cluster", "auto", env={"RAY_ADDRESS": address}, timeout=timeout)
+
+
+def hosted_runners() -> list[psutil.Process]:
+    """Runner processes whose parent is a Ray worker (our host actors), not any other mltag's."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "runners.host" in (proc.info["cmdline"] or []) and proc.parent() is not None \
+                    and proc.parent().name().startswith("ray::"):
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
+def no_hosted_runner_left(wait_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not [p for p in hosted_runners() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def weights(tiny_model, *models: str) -> list[str]:
+    return [f"--weights={m}={tiny_model(family_of(m))}" for m in models]
+
+
+def store_cells(path: Path) -> dict[tuple[str, str], dict]:
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT sha256, model, status, options_key, env_key, revision, run_id, cell FROM cells")
+        return {(r[0], r[1]): {"status": r[2], "options_key": r[3], "env_key": r[4], "revision": r[5],
+                               "run_id": r[6], "cell": json.loads(r[7])} for r in rows}
+    finally:
+        db.close()
+
+
+def assert_same_cell(a: dict, b: dict, where: str) -> None:
+    assert a["status"] == b["status"], where
+    assert a.get("caption") == b.get("caption"), where
+    assert [t["name"] for t in a.get("tags", [])] == [t["name"] for t in b.get("tags", [])], where
+    for ta, tb in zip(a.get("tags", []), b.get("tags", []), strict=True):
+        assert ta["score"] == pytest.approx(tb["score"], abs=1e-4), (where, ta["name"])
+    assert set(a.get("raw", {})) == set(b.get("raw", {})), where
+
+
+def test_cluster_run_matches_the_single_machine_run(ray_address: str, tiny_model, tmp_path: Path) -> None:
+    """The issue's done criterion: wd14 and clip over a folder, --cluster auto on a local Ray cluster."""
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    common = ["analyze", str(folder), "--models", "wd14,clip", *weights(tiny_model, "wd14", "clip"), "--offline",
+              "--format", "json"]
+    one = mltag(*common, "--store", str(tmp_path / "one.sqlite"))
+    assert one.returncode == 0, one.stderr
+    many = cluster_mltag(ray_address, *common, "--store", str(tmp_path / "cluster.sqlite"))
+    assert many.returncode == 0, many.stderr
+    assert "Ray cluster auto: 1 node(s), 2 CPU" in many.stderr
+    doc_one, doc_many = json.loads(one.stdout), json.loads(many.stdout)
+    jsonschema.validate(doc_many, SCHEMA)
+    for model in doc_many["models"]:  # each model ran through a host actor's replica on the node
+        assert model["status"] == "ok" and model["log"].endswith(f"{model['name']}-r0.log"), model
+        assert model["runner"]["packages"] == next(m for m in doc_one["models"]
+                                                   if m["name"] == model["name"])["runner"]["packages"]
+    assert [i["sha256"] for i in doc_one["images"]] == [i["sha256"] for i in doc_many["images"]]
+    for a, b in zip(doc_one["images"], doc_many["images"], strict=True):
+        assert set(a["results"]) == set(b["results"]) == {"wd14", "clip"}
+        for model in a["results"]:
+            assert_same_cell(a["results"][model], b["results"][model], f"{a['path']} {model}")
+    cells_one, cells_many = store_cells(tmp_path / "one.sqlite"), store_cells(tmp_path / "cluster.sqlite")
+    assert set(cells_one) == set(cells_many) and len(cells_one) == 8
+    for key, a in cells_one.items():
+        b = cells_many[key]
+        assert (a["status"], a["options_key"], a["env_key"], a["revision"]) == \
+            (b["status"], b["options_key"], b["env_key"], b["revision"]), key
+        assert_same_cell(a["cell"], b["cell"], str(key))
+    assert no_hosted_runner_left()
+
+
+@pytest.fixture(scope="module")
+def slow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 distinct 12 MP JPEGs: decoding keeps a run busy for seconds (as in test_cli_lifecycle)."""
+    folder = tmp_path_factory.mktemp("slow") / "photos"
+    folder.mkdir()
+    buf = io.BytesIO()
+    Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
+    for i in range(40):
+        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
+    return folder
+
+
+def _start(ray_address: str, args: list[str]) -> tuple[subprocess.Popen[str], psutil.Process]:
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args, "--cluster", "auto"], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_ADDRESS": ray_address})
+    for _ in range(1200):
+        runners = hosted_runners()
+        if runners:
+            return proc, runners[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before a runner started: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    raise AssertionError("no runner started on the cluster")
+
+
+def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, tiny_model, slow_folder: Path) -> None:
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+            "--format", "json", "--no-store"]
+    proc, runner = _start(ray_address, args)
+    time.sleep(2.0)  # loaded and busy
+    runner.send_signal(signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    cells = [img["results"]["wd14"] for img in json.loads(stdout)["images"]]
+    assert len(cells) == 40 and all(c["status"] == "ok" for c in cells)
+    retried = [c for c in cells if c.get("attempts")]
+    assert len(retried) == 1 and "killed by SIGKILL" in retried[0]["attempts"][0]["message"]
+    assert retried[0]["message"] == "succeeded on attempt 2 after a crash"
+    model = json.loads(stdout)["models"][0]
+    assert model["crashes"] == 1 and len(model["reload_s"]) == 1
+    assert no_hosted_runner_left()
+
+
+def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str, tiny_model,
+                                                              slow_folder: Path) -> None:
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+            "--format", "json", "--no-store"]
+    proc, runner = _start(ray_address, args)
+    time.sleep(2.0)
+    [host] = [a for a in ray.util.list_named_actors(all_namespaces=True) if "-wd14-r0-1" in a["name"]]
+    ray.kill(ray.get_actor(host["name"], namespace=host["namespace"]))
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    cells = [img["results"]["wd14"] for img in json.loads(stdout)["images"]]
+    assert len(cells) == 40 and all(c["status"] == "ok" for c in cells)
+    retried = [c for c in cells if c.get("attempts")]
+    assert len(retried) == 1 and "runner host on" in retried[0]["attempts"][0]["message"]
+    assert "died while handling 'infer'" in retried[0]["attempts"][0]["message"]
+    assert json.loads(stdout)["models"][0]["crashes"] == 1
+    assert not runner.is_running() or runner.status() == psutil.STATUS_ZOMBIE, "the killed host's runner survived"
+    assert no_hosted_runner_left()
+
+
+@pytest.mark.parametrize("behaviour", ["hang_on:2", "crash_on:2", "crash_on_name:b.jpg"])
+def test_fault_statuses_are_the_single_machine_ones(ray_address: str, tmp_path: Path, behaviour: str) -> None:
+    """A hung image, a crash and a poison image through a host actor: the very cells the supervisor
+    gives on one machine (the fake runner of tests/fakes; the supervisor's rules are the same code)."""
+    from orchestrator.cluster.connect import Cluster
+    from orchestrator.cluster.pool import Pool, plan
+    from orchestrator.run.supervisor import Limits
+
+    limits = Limits(hello_s=30, load_s=30, infer_s=1.0)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "hosted").mkdir()
+    local_info, local = run(fake_job(tmp_path / "local", behaviour, limits),
+                            images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"]))
+    cluster = Cluster(ray_address)
+    job = fake_job(tmp_path / "hosted", behaviour, limits)
+    hosted: dict[str, dict] = {}
+    pool = Pool(cluster, f"test-{os.getpid()}", job, plan(job.spec, cluster.nodes(), 1, 1, False), None,
+                lambda image, result, run: hosted.__setitem__(image.path.name, result), None)
+    info = pool.run(images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"]))
+    assert {n: c["status"] for n, c in hosted.items()} == {n: c["status"] for n, c in local.items()}
+    for name, cell in local.items():
+        assert hosted[name].get("message", "").split(" (")[0] == cell.get("message", "").split(" (")[0], name
+        assert len(hosted[name].get("attempts", [])) == len(cell.get("attempts", [])), name
+    assert (info.crashes, info.timeouts, len(info.reloads)) == \
+        (local_info.crashes, local_info.timeouts, len(local_info.reloads))
+    time.sleep(0.5)
+    assert alive(started_pids(tmp_path / "hosted")) == [], "a hosted runner (or its child) outlived the pool"
+
+
+def test_driver_killed_with_9_then_resumed(ray_address: str, tiny_model, slow_folder: Path,
+                                           tmp_path: Path) -> None:
+    store = tmp_path / "results.sqlite"
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+            "--format", "json", "--out", str(tmp_path / "out.json"), "--store", str(store)]
+    proc, _ = _start(ray_address, args)
+    before: dict = {}
+    for _ in range(600):
+        before = store_cells(store) if store.exists() else {}
+        if len(before) >= 5:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert 5 <= len(before) < 40, "kill the driver mid-run"
+    assert no_hosted_runner_left(), "the killed driver's hosts and runners must go with it"
+    before = store_cells(store)   # every cell committed before the kill
+    again = cluster_mltag(ray_address, *args)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(before)} result(s) reused, {40 - len(before)} computed" in again.stderr
+    after = store_cells(store)
+    assert len(after) == 40 and all(c["status"] == "ok" for c in after.values())
+    assert all(after[key]["run_id"] == cell["run_id"] for key, cell in before.items()), "a stored cell was redone"
+    assert no_hosted_runner_left()
+
+
+def test_health_shows_each_node_its_envs_and_devices(ray_address: str) -> None:
+    proc = mltag("health", "wd14", "clip", "--cluster", "auto", env={"RAY_ADDRESS": ray_address})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "head)" in out and "healthy: 2 CPU, 0 GPU" in out and "devices: cpu" in out
+    assert "ok   env onnx (wd14): key " in out and "onnxruntime 1.31.1" in out
+    assert "ok   env modern (clip): key " in out and "transformers" in out
