@@ -17,6 +17,7 @@ and keeps its traceback.
     ├── StoreError              the results store (sqlite3 errors are translated at its edge)
     │   └── StoreWriteError     the store stopped taking cells mid-run
     ├── OutputError             --out FILE could not be written
+    ├── ClusterError            --cluster: Ray missing, no cluster at the address
     └── RunnerError             talking to a runner (turned into cells by the supervisor)
         ├── RunnerTimeout
         ├── RunnerCrashed
@@ -84,6 +85,10 @@ class OutputError(MltagError):
     """The output could not be written; the message says what to do."""
 
     exit_code = 1
+
+
+class ClusterError(MltagError):
+    """The cluster cannot be used (Ray missing, no cluster at the address); `fix` says what to do."""
 
 
 class RunnerError(MltagError):

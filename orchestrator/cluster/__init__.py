@@ -18,13 +18,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from orchestrator.errors import MltagError
+from orchestrator.errors import ClusterError
 
 INSTALL_FIX = "pip install 'mltag[ray]' (in a checkout: make setup EXTRAS=ray)"
-
-
-class ClusterError(MltagError):
-    """The cluster cannot be used (Ray missing, no cluster at the address); `fix` says what to do."""
 
 
 def require_ray() -> ModuleType:
