@@ -20,7 +20,8 @@ from PIL import Image
 from orchestrator.images import hash_file
 from orchestrator.store import CellMeta, ResultStore
 from schemas.status import SUCCESS
-from tests.integration.helpers import SCHEMA, fake_job, mltag, peak_rss_mb, run
+from tests.integration.helpers import fake_job, peak_rss_mb, run
+from tests.support import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
 

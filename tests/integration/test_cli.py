@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
-from tests.integration.helpers import SCHEMA, mltag
+from tests.support import SCHEMA, mltag
 from tests.tiny_models import family_of
 
 SAMPLES = PROJECT_ROOT / "samples"

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.images import hash_file
 from orchestrator.run.jobs import infer_overrides
 from orchestrator.run.pipeline import Analysis, RunOptions
-from tests.integration.helpers import spec
+from tests.support import spec
 
 
 def test_captioner_cells_get_estimated_caption_tags(tmp_path: Path) -> None:

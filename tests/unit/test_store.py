@@ -18,7 +18,7 @@ from orchestrator.run import pipeline
 from orchestrator.run.pipeline import Analysis, RunOptions
 from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, legacy_stores, options_key
 from orchestrator.store.documents import from_store
-from tests.integration.helpers import SCHEMA, spec
+from tests.support import SCHEMA, spec
 
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
 
