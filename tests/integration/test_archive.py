@@ -49,7 +49,7 @@ def make_archive(root: Path) -> Path:
     (archive / "linked folder").symlink_to(root / "elsewhere", target_is_directory=True)
     (archive / "gone.jpg").symlink_to(root / "nowhere.jpg")
     os.mkfifo(archive / "pipe.jpg")
-    shutil.copy(os.fsencode(archive / "roll 1") + b"/" + ODD_NAMES[0], archive / "copy.jpg")
+    shutil.copy(os.fsencode(archive / "roll 1") + b"/" + ODD_NAMES[0], os.fsencode(archive / "copy.jpg"))
     return archive
 
 

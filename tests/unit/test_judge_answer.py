@@ -6,8 +6,11 @@ Pure functions on known answers; the judge end to end is tests/adapters/test_jud
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.run.judge import judge_context
 from runners._merge import build_result, evidence, format_outputs, parse_answer, split_supported
+from schemas.protocol import Tag
 from tests.support import JUDGE_CONTEXT
 
 
@@ -21,7 +24,7 @@ def test_answer_format_is_parsed() -> None:
 def test_tags_no_model_mentioned_are_dropped() -> None:
     seen = evidence(JUDGE_CONTEXT)
     assert {"corridor", "window", "paint", "hallway", "rust"} <= seen  # plural "windows" -> "window"
-    tags = [{"name": n, "score": 0.9} for n in ("broken window", "hallways", "chandelier", "peeling_paint")]
+    tags: list[Tag] = [{"name": n, "score": 0.9} for n in ("broken window", "hallways", "chandelier", "peeling_paint")]
     kept, invented = split_supported(tags, seen)
     assert [t["name"] for t in kept] == ["broken window", "hallways", "peeling_paint"]
     assert invented == ["chandelier"]
@@ -40,10 +43,11 @@ def test_result_from_a_well_formed_answer() -> None:
 
 
 def test_context_takes_ok_cells_in_model_order() -> None:
-    cells = {"wd14": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"},
-                                              {"name": "rust", "score": 0.4}, {"name": "door", "score": 0.8}]},
-             "clip": {"status": "timeout"}, "florence2": {"status": "ok", "caption": "A door.", "tags": []},
-             "blip": {"status": "ok", "caption": None, "tags": []}}
+    cells: dict[str, dict[str, Any]] = {
+        "wd14": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"},
+                                          {"name": "rust", "score": 0.4}, {"name": "door", "score": 0.8}]},
+        "clip": {"status": "timeout"}, "florence2": {"status": "ok", "caption": "A door.", "tags": []},
+        "blip": {"status": "ok", "caption": None, "tags": []}}
     kinds = {"florence2": "captioner", "wd14": "tagger", "clip": "zero-shot", "blip": "captioner", "j": "judge"}
     assert judge_context(cells, kinds) == {"outputs": [
         {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},

@@ -38,7 +38,7 @@ def test_a_full_disk_is_one_error_naming_the_fix(tmp_path: Path, monkeypatch: py
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(output.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # the os module output.py writes through
     full_disk = r"the disk is full; free some space or pass another --out .*mltag report"
     with pytest.raises(OutputError, match=full_disk), open_output(target) as stream:
         stream.write("new")
