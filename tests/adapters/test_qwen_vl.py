@@ -20,6 +20,7 @@ from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.transport import RemoteError
 from runners.qwen_vl import MODEL_CLASSES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
+from tests.registry_coverage import checkpoints
 
 pytestmark = pytest.mark.adapter
 
@@ -67,8 +68,8 @@ def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -
     assert runs(cells, "text")[0] != runs(cells, "text")[1]  # the output depends on the image
 
 
-# both architectures (qwen2vl-2b shares qwen2vl's adapter and tiny checkpoint)
-@pytest.mark.parametrize(("model", "checkpoint"), [("qwen25vl", "qwen2_5_vl"), ("qwen2vl-2b", "qwen2_vl")])
+# every architecture the builder makes, once (qwen2vl and qwen2vl-2b share the qwen2_vl checkpoint)
+@pytest.mark.parametrize(("checkpoint", "model"), checkpoints("qwen_vl").items())
 def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
                                                      tmp_path: Path) -> None:
     """Images of different sizes get different image token counts, so the batch is left-padded."""
