@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT, read_vocabulary
-from orchestrator.run.transport import RemoteError
 
 pytestmark = pytest.mark.adapter
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
 from runners.internvl import DEFAULT_MAX_PATCHES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 

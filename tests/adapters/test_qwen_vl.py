@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
 from runners.qwen_vl import MODEL_CLASSES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 from tests.registry_coverage import checkpoints

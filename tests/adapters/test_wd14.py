@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
 from schemas.status import SUCCESS
 
 pytestmark = pytest.mark.adapter

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import EnvBuildError
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT
 
@@ -45,10 +46,10 @@ def test_states_missing_half_built_stale_ready(fake_env: envbuild.EnvPaths) -> N
 def test_failed_build_leaves_nothing(fake_env: envbuild.EnvPaths, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(paths: envbuild.EnvPaths, log: object) -> None:
         paths.python.parent.mkdir(parents=True)
-        raise envbuild.EnvBuildError("simulated uv failure")
+        raise EnvBuildError("simulated uv failure")
 
     monkeypatch.setattr(envbuild, "_build", broken)
-    with pytest.raises(envbuild.EnvBuildError):
+    with pytest.raises(EnvBuildError):
         envbuild.build_env("demo", log=lambda s: None)
     assert not fake_env.venv.exists()
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.images import ImageDiscoveryError, discover, hash_file
+from orchestrator.errors import ImageDiscoveryError
+from orchestrator.images import discover, hash_file
 
 
 def test_discover_recursive_skips_hidden_and_non_images(tmp_path: Path) -> None:

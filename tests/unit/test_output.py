@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import OutputError
 from orchestrator.report import output
-from orchestrator.report.output import OutputError, open_output
+from orchestrator.report.output import open_output
 
 
 def test_a_crash_mid_write_keeps_the_previous_file(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.images import hash_file
-from orchestrator.run.jobs import infer_overrides
-from orchestrator.run.pipeline import Analysis, RunOptions
+from orchestrator.run.jobs import RunOptions, infer_overrides
+from orchestrator.run.pipeline import Analysis
 from tests.support import spec
 
 

@@ -14,7 +14,8 @@ import pytest
 from orchestrator import store
 from orchestrator.images import hash_file
 from orchestrator.models import envbuild
-from orchestrator.run.pipeline import Analysis, RunOptions
+from orchestrator.run.jobs import RunOptions
+from orchestrator.run.pipeline import Analysis
 from orchestrator.run.supervisor import Supervisor
 from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, legacy_stores, options_key
 from orchestrator.store.documents import from_store
