@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 MLTAG_FIND_LINKS ?= $(wildcard ../shared/upstream/recognize-anything)
 export MLTAG_FIND_LINKS
 
-.PHONY: setup setup-envs test demo health lint lock bench clean
+.PHONY: setup setup-envs test test-fast check demo health lint lock bench clean
 
 # Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
 EXTRAS ?=
@@ -39,6 +39,11 @@ test: setup
 	$(MLTAG) setup-envs --models $(DEMO_MODELS)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
+# The contributors' lane: no model env, no tiny model, no browser (the `adapter` and `browser`
+# marks are the slow part); under a minute.
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not adapter and not browser"
+
 # The main job on sample photos: real weights when the Hub is reachable, else tiny random models.
 demo: setup
 	$(MLTAG) setup-envs --models $(DEMO_MODELS)
@@ -47,9 +52,13 @@ demo: setup
 health: setup
 	$(MLTAG) health
 
-lint: setup
+# Static checks, run by .ci/run before the tests: lint, the import contracts, types ([tool.mypy]).
+check: setup
 	$(VENV)/bin/ruff check orchestrator runners schemas tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+lint: check
 
 # Re-compile the env locks from envs/requirements/*.in (maintainers, needs network).
 lock: setup

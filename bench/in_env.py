@@ -55,9 +55,9 @@ def _decode_row(adapter: Adapter, path: str, repeat: int) -> dict[str, Any]:
     each = {name: _median_s(lambda n=n: decode("x", path, data, need=n), repeat) for name, n in needs.items()}
     biggest = decode("x", path, data, need=OTHER_NEEDS["florence2 (768 x 768)"])
     return {"path": path, "bytes": len(data), "width": exact.info["width"], "height": exact.info["height"],
-            "exact_s": exact_s, "fast_s": fast_s, "fast_size": list(fast.pil.size),
+            "exact_s": exact_s, "fast_s": fast_s, "fast_size": list(fast.image().size),
             "draft_scale": fast.info["draft_scale"], "max_abs": max(diffs), "mean_abs": statistics.fmean(diffs),
-            "per_model_decode_s": each, "shared_pixels_bytes": biggest.pil.width * biggest.pil.height * 3}
+            "per_model_decode_s": each, "shared_pixels_bytes": biggest.image().width * biggest.image().height * 3}
 
 
 def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[str, float]:

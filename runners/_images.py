@@ -17,7 +17,7 @@ import io
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image, ImageOps
 
@@ -44,14 +44,19 @@ class DecodedImage:
     info: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)  # ImageIn.context (the judge's input)
 
-    def rgb(self, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-        """The image as RGB; transparent pixels composited onto `background`."""
+    def image(self) -> Image.Image:
+        """The decoded image; an error for a text-only request."""
         if self.pil is None:
             raise ValueError(f"{self.name}: no image data was sent (a text-only request)")
-        if self.pil.mode == "RGB":
-            return self.pil
-        canvas = Image.new("RGBA", self.pil.size, background + (255,))
-        canvas.alpha_composite(self.pil)
+        return self.pil
+
+    def rgb(self, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+        """The image as RGB; transparent pixels composited onto `background`."""
+        pil = self.image()
+        if pil.mode == "RGB":
+            return pil
+        canvas = Image.new("RGBA", pil.size, background + (255,))
+        canvas.alpha_composite(pil)
         return canvas.convert("RGB")
 
 
@@ -61,7 +66,8 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         img = img.convert("I")
         return img.point(lambda v: v * (1 / 256)).convert("L")
     if img.mode in ("I", "F"):
-        lo, hi = img.getextrema()
+        # one band (I or F): a (min, max) pair, not one pair per band
+        lo, hi = cast(tuple[float, float], img.getextrema())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         return img.point(lambda v: (v - lo) * scale).convert("L")
     return img
@@ -75,7 +81,7 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
     elif img.mode == "1" or img.mode == "L" or img.mode == "CMYK" or img.mode not in ("RGB", "RGBA"):
         img = img.convert("RGB")
-    if img.mode == "RGBA" and img.getextrema()[3][0] == 255:
+    if img.mode == "RGBA" and cast(tuple[tuple[int, int], ...], img.getextrema())[3][0] == 255:
         img = img.convert("RGB")          # fully opaque alpha carries nothing
     return img
 
@@ -95,7 +101,7 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x the limit: treat that as a bomb too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             fmt = img.format
             frames = getattr(img, "n_frames", 1)
             original_mode = img.mode

@@ -15,6 +15,7 @@ from typing import Any
 from runners._text import caption_words, looks_degenerate
 from runners._vlm import parse_tag_list
 from runners.base import ImageResult
+from schemas.protocol import Tag
 
 # The vision judge (any captioner used as --judge): it sees the photo, so it may confirm, correct
 # and add; what it adds beyond the models is kept and listed in raw.added_tags.
@@ -64,9 +65,10 @@ def evidence(context: dict[str, Any]) -> set[str]:
     return words
 
 
-def split_supported(tags: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def split_supported(tags: list[Tag], seen: set[str]) -> tuple[list[Tag], list[str]]:
     """Tags with at least one content word some model used, and the names of the others."""
-    kept, invented = [], []
+    kept: list[Tag] = []
+    invented: list[Tag] = []
     for tag in tags:
         words = [_key(w) for w in caption_words(tag["name"].replace("_", " "))]
         (kept if any(w in seen for w in words) else invented).append(tag)
@@ -91,8 +93,9 @@ def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any
     if reason:
         problems.append(f"description: {reason}")
         description = None
-    tags: list[dict[str, Any]] = []
-    if tag_text is not None and looks_degenerate(tag_text) is None:
+    tags: list[Tag] = []
+    degenerate = looks_degenerate(tag_text) if tag_text is not None else None
+    if tag_text is not None and degenerate is None:
         parsed = parse_tag_list(tag_text)
         tags, unsupported = split_supported(parsed, evidence(context))
         if saw_image:
@@ -104,7 +107,7 @@ def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any
         if raw["unsupported_tags"]:
             problems.append(f"dropped {len(raw['unsupported_tags'])} tag(s) no model mentioned")
     else:
-        problems.append("tags: " + ("no TAGS line in the answer" if tag_text is None else looks_degenerate(tag_text)))
+        problems.append("tags: " + ("no TAGS line in the answer" if degenerate is None else degenerate))
     result: ImageResult = {"status": "ok" if description or tags else "no_tags", "caption": description,
                            "tags": tags, "raw": raw}
     if problems:

@@ -31,8 +31,8 @@ def remote_code_source(spec: LoadSpec) -> tuple[str, dict[str, Any]]:
     if not spec.get("remote_code"):
         raise RemoteCodeRefused(f"{spec['name']} needs trust_remote_code (its loader runs Python files from the "
                                 f"model repository) but its model.toml does not say remote_code = true")
-    if spec.get("local_path"):
-        return spec["local_path"], {"trust_remote_code": True}
+    if local := spec.get("local_path"):
+        return local, {"trust_remote_code": True}
     revision = spec["revision"]
     if revision.lower() in UNPINNED:
         raise RemoteCodeRefused(f"{spec['name']}: refusing remote code from the unpinned revision {revision!r}; "

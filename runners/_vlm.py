@@ -199,7 +199,8 @@ def checkpoint_config(spec: LoadSpec) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint; point --weights at a "
                                 f"download of {spec['hub_id']}")
-    return json.loads(path.read_text())
+    config: dict[str, Any] = json.loads(path.read_text())
+    return config
 
 
 def dtype_for(spec: LoadSpec, device: str) -> Any:
@@ -308,11 +309,12 @@ class GenerativeAdapter:
         return {"device": self.device, "dtype": dtype, "model_version": self._version(spec, folder), "notes": notes}
 
     def _version(self, spec: LoadSpec, folder: Path) -> str:
-        if not spec.get("local_path"):
+        local = spec.get("local_path")
+        if not local:
             # An unpinned revision ("main"): the snapshot folder's name is the commit actually loaded.
             return spec["revision"] if len(spec["revision"]) == 40 else f"{spec['revision']} = {folder.name}"
         files = sorted(folder.glob("*.safetensors"))
-        return f"{spec['local_path']} (weights {fingerprint(*files)})" if files else spec["local_path"]
+        return f"{local} (weights {fingerprint(*files)})" if files else local
 
     # infer ---------------------------------------------------------------------------------------
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:

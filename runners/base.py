@@ -130,8 +130,8 @@ def weights_dir(spec: LoadSpec, allow_patterns: list[str] | None = None) -> Path
     Offline (`spec["offline"]`), only the Hugging Face cache is consulted, and a miss is a
     WeightsMissing error naming the fix.
     """
-    if spec.get("local_path"):
-        path = Path(spec["local_path"]).expanduser()
+    if local := spec.get("local_path"):
+        path = Path(local).expanduser()
         if not path.exists():
             raise WeightsMissing(f"local weights path {path} does not exist")
         return path
@@ -192,5 +192,5 @@ def gpu_memory_mb() -> float | None:
     except ImportError:
         return None
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
+        return float(torch.cuda.max_memory_allocated()) / 2**20
     return None

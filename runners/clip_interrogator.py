@@ -67,8 +67,8 @@ class Adapter:
         self.device = "cpu"
 
     def _caption_folder(self, spec: LoadSpec) -> Path:
-        if spec.get("local_path"):
-            folder = Path(spec["local_path"]) / "caption"
+        if local := spec.get("local_path"):
+            folder = Path(local) / "caption"
             if not (folder / "config.json").is_file():
                 raise WeightsMissing(f"{folder} is not a BLIP checkpoint folder (--weights DIR needs DIR/caption "
                                      "and DIR/clip)")
@@ -78,15 +78,15 @@ class Adapter:
     def _clip(self, spec: LoadSpec, precision: str) -> tuple[Any, Any, str]:
         import open_clip
 
-        if spec.get("local_path"):
-            folder = Path(spec["local_path"]) / "clip"
+        if local := spec.get("local_path"):
+            folder = Path(local) / "clip"
             if not (folder / CLIP_FILE).is_file():
                 raise WeightsMissing(f"{folder} has no {CLIP_FILE} (--weights DIR needs DIR/caption and DIR/clip)")
             model, _, preprocess = open_clip.create_model_and_transforms(
                 f"local-dir:{folder}", precision=precision, device=self.device)
             return model, preprocess, f"{folder} [{fingerprint(folder / CLIP_FILE)}]"
         options = spec["options"]
-        clip_spec = {**spec, "hub_id": options["clip_hub_id"], "revision": options["clip_revision"]}
+        clip_spec: LoadSpec = {**spec, "hub_id": options["clip_hub_id"], "revision": options["clip_revision"]}
         folder = weights_dir(clip_spec, allow_patterns=[CLIP_FILE])
         model, _, preprocess = open_clip.create_model_and_transforms(
             options.get("clip_model", "ViT-L-14-quickgelu"), pretrained=str(folder / CLIP_FILE), precision=precision,

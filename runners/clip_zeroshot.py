@@ -49,7 +49,7 @@ from runners.base import (
     shortest_side_need,
     weights_dir,
 )
-from schemas.protocol import LoadSpec
+from schemas.protocol import LoadSpec, Tag
 
 DEFAULT_MODEL = "ViT-L-14-quickgelu"
 DEFAULT_PRETRAINED = "openai"
@@ -252,6 +252,10 @@ def _encode_text(model: Any, tokenizer: Any, terms: list[str], templates: list[s
 # --- the adapter ---------------------------------------------------------------------------------
 
 class Adapter:
+    # torch tensors, set by load(); no neutral prompt (score modes other than binary): neutral_text None
+    text: Any
+    neutral_text: Any
+
     def load(self, spec: LoadSpec) -> LoadResult:
         import open_clip
         import torch
@@ -349,7 +353,8 @@ class Adapter:
 
         if self.autocast_dtype is None:
             return nullcontext()
-        return torch.autocast(device_type=self.device, dtype=self.autocast_dtype)
+        autocast: AbstractContextManager[Any] = torch.autocast(device_type=self.device, dtype=self.autocast_dtype)
+        return autocast
 
     @staticmethod
     def _score_mode(requested: str, has_bias: bool) -> str:
@@ -376,7 +381,7 @@ class Adapter:
     def _result(self, logits: list[float], scores: list[float], neutral: float | None = None,
                 softmax: list[float] | None = None) -> ImageResult:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-        tags = [{"name": self.terms[i], "score": scores[i], "category": "zero-shot"} for i in order]
+        tags: list[Tag] = [{"name": self.terms[i], "score": scores[i], "category": "zero-shot"} for i in order]
         raw: dict[str, Any] = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
                                "templates": list(self.templates), "logit_scale": self.logit_scale}
         if self.score_mode == "sigmoid":

@@ -18,7 +18,7 @@ load/infer so that the pure functions here can be used and tested without them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from runners._images import DecodedImage
 from runners._text import looks_degenerate
@@ -94,6 +94,10 @@ def build_result(caption_task: str, caption_text: str, caption: str, od_text: st
             "message": f"{reason}; {labels}; raw.caption_text has the output"}
 
 
+@overload
+def _positive_int(options: dict[str, Any], key: str, default: int) -> int: ...
+@overload
+def _positive_int(options: dict[str, Any], key: str, default: None) -> int | None: ...
 def _positive_int(options: dict[str, Any], key: str, default: int | None) -> int | None:
     value = options.get(key, default)
     if value is None:
@@ -154,12 +158,13 @@ class Adapter:
                 "notes": self._notes()}
 
     def _version(self, spec: LoadSpec, folder: Path) -> str:
-        if not spec.get("local_path"):
+        local = spec.get("local_path")
+        if not local:
             return spec["revision"]
         weights = folder / MODEL_FILE
         if not weights.is_file():
-            return spec["local_path"]
-        return f"{spec['local_path']} ({MODEL_FILE} {fingerprint(weights)})"
+            return local
+        return f"{local} ({MODEL_FILE} {fingerprint(weights)})"
 
     def _notes(self) -> list[str]:
         seq = getattr(self.processor, "num_image_tokens", "?")

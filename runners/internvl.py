@@ -111,7 +111,7 @@ class Adapter(GenerativeAdapter):
 
     def _tiles(self, image: DecodedImage) -> int:
         """Tiles the processor cuts this image into (thumbnail included)."""
-        width, height = image.pil.size
+        width, height = image.image().size
         return int(self.processor.image_processor.get_number_of_image_patches(height, width, dict(self.tiling)))
 
     def prepare(self, images: list[Any], prompt: str) -> Any:

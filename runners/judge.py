@@ -21,14 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._merge import (  # noqa: F401 - re-exported: the judge's answer handling lives in _merge
-    DEFAULT_MAX_TAGS_PER_MODEL,
-    build_result,
-    evidence,
-    format_outputs,
-    parse_answer,
-    split_supported,
-)
+from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, build_result, format_outputs
 from runners._vlm import GenerativeAdapter, generate_kwargs
 from runners.base import ImageResult
 

@@ -46,7 +46,7 @@ def settings(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def caption_length(options: dict[str, Any]) -> str:
-    length = options.get("length", "normal")
+    length: str = options.get("length", "normal")
     if length not in LENGTHS:
         raise ValueError(f"option length must be one of {', '.join(LENGTHS)}, got {length!r}")
     return length
@@ -58,7 +58,8 @@ class Adapter:
         self.device = "cpu"
 
     def load(self, spec: LoadSpec) -> LoadResult:
-        local = Path(spec["local_path"]).expanduser() if spec.get("local_path") else None
+        local_path = spec.get("local_path")
+        local = Path(local_path).expanduser() if local_path else None
         if local is not None:
             if not (local / REPO_FOLDER).is_dir():
                 raise WeightsMissing(f"{local} is not a Hugging Face hub cache holding {REPO_FOLDER} (Moondream2's "

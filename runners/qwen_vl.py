@@ -117,7 +117,7 @@ class Adapter(GenerativeAdapter):
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         results = super().infer(images, options)
         for image, result in zip(images, results, strict=True):
-            result["raw"]["vision"] = self._vision(*image.pil.size)
+            result["raw"]["vision"] = self._vision(*image.image().size)
         return results
 
     def _vision(self, width: int, height: int) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class Adapter:
         self.logits: list[Any] = []
 
     def _checkpoint(self, spec: LoadSpec, name: str) -> Path:
-        local = Path(spec["local_path"]).expanduser() if spec.get("local_path") else None
+        local_path = spec.get("local_path")
+        local = Path(local_path).expanduser() if local_path else None
         if local is not None and local.is_file():
             return local
         folder = weights_dir(spec, allow_patterns=[name])
@@ -67,7 +68,7 @@ class Adapter:
         if (checkpoint.parent / "vocab.txt").is_file():
             return str(checkpoint.parent)
         options = spec["options"]
-        tok_spec = {**spec, "name": spec["name"], "local_path": None, "hub_id": options.get("text_encoder",
+        tok_spec: LoadSpec = {**spec, "name": spec["name"], "local_path": None, "hub_id": options.get("text_encoder",
                     "bert-base-uncased"), "revision": options["text_encoder_revision"]}
         return str(weights_dir(tok_spec, allow_patterns=["vocab.txt", "tokenizer_config.json", "config.json"]))
 

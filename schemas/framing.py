@@ -33,7 +33,7 @@ class FrameEOF(FrameError):
 
 
 def encode_frame(obj: Any, max_frame: int = MAX_FRAME) -> bytes:
-    body = msgpack.packb(obj, use_bin_type=True)
+    body: bytes = msgpack.packb(obj, use_bin_type=True)
     if len(body) > max_frame:
         raise FrameError(f"frame of {len(body)} bytes exceeds the {max_frame}-byte limit")
     return HEADER.pack(MAGIC, len(body)) + body
@@ -41,6 +41,8 @@ def encode_frame(obj: Any, max_frame: int = MAX_FRAME) -> bytes:
 
 def parse_header(header: bytes, max_frame: int = MAX_FRAME) -> int:
     """Validate a 6-byte header and return the body length."""
+    magic: bytes
+    length: int
     magic, length = HEADER.unpack(header)
     if magic != MAGIC:
         raise FrameError(f"not a protocol frame: the stream starts with {header!r}"

@@ -12,19 +12,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.models import envbuild
+from orchestrator.paths import PROJECT_ROOT
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # As the Makefile: RAM++'s `ram` (not on PyPI) from the wheel in ../shared when that is beside the checkout.
 _RAM_WHEELS = "../shared/upstream/recognize-anything"
-if not os.environ.get("MLTAG_FIND_LINKS") and (envbuild.PROJECT_ROOT / _RAM_WHEELS).is_dir():
+if not os.environ.get("MLTAG_FIND_LINKS") and (PROJECT_ROOT / _RAM_WHEELS).is_dir():
     os.environ["MLTAG_FIND_LINKS"] = _RAM_WHEELS
 
 
@@ -80,7 +81,7 @@ def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[...
     from orchestrator.models.registry import load_registry
     from orchestrator.run.transport import RunnerProcess
 
-    def run(name: str, paths: list[Path] | list[dict[str, Any]], weights: Path | None = None, warmup: bool = False,
+    def run(name: str, paths: Sequence[Path | dict[str, Any]], weights: Path | None = None, warmup: bool = False,
             load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:
         """`paths`: image files, or for a text-only model (the judge) one context dict per item."""
         spec = load_registry()[name]

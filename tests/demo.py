@@ -14,7 +14,7 @@ import urllib.request
 
 from orchestrator.models.registry import load_registry, select
 from orchestrator.paths import cache_root
-from tests.tiny_models import build, family_of
+from tests.tiny_models import tiny_weights
 
 DEMO_DIR = cache_root() / "demo"
 BANNER = """
@@ -52,7 +52,7 @@ def main() -> int:
         print(BANNER, file=sys.stderr)
         for spec in select(load_registry(), args.models):
             print(f"building tiny random {spec.name} ...", file=sys.stderr, flush=True)
-            cmd.append(f"--weights={spec.name}={build(family_of(spec.name))}")
+            cmd += [f"--weights={name}={path}" for name, path in tiny_weights([spec.name]).items()]
         cmd += ["--offline", "--device", "cpu"]
     print("$ mltag " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     code = os.spawnv(os.P_WAIT, sys.executable, cmd)

@@ -55,7 +55,7 @@ def _cells(i: int) -> dict[str, dict[str, Any]]:
     wd14_tags = [_tag("broken_window", 0.91, category="general"), _tag(HOSTILE_TAG, 0.55, category="general"),
                  _tag("graffiti", 0.4 - i * 0.1, category="general"), _tag("general", 0.8, category="rating")]
     clip_tags = [_tag("broken window", 0.3), _tag("rust", 0.2), _tag("staircase", 0.05 * (i + 1))]
-    cells = {
+    cells: dict[str, dict[str, Any]] = {
         "wd14": {"status": "ok", "tags": wd14_tags if i != 2 else [], "inference_s": 0.031 + i / 100,
                  "raw": {}, "image": {"width": 120, "height": 60, "format": "JPEG", "mode": "RGB",
                                       "exif_orientation": 6}},

@@ -3,7 +3,8 @@
 Each `tests/tiny/<family>.py` declares `ENV = "<env>"` and is run as
 `python -m tests.tiny.<family> OUT_DIR` with THAT env's python (so the model matches the
 library versions that will load it). `build(family)` caches the result under
-.cache/tiny/<family>-<hash of builder sources + env key>. This module runs in the
+.cache/tiny/<family>-<hash of builder sources + env key>. Its `COVERS` names the registry
+entries the build stands in for (tests/registry_coverage.py). This module runs in the
 orchestrator's venv; the builders never import it.
 """
 
@@ -18,20 +19,15 @@ from pathlib import Path
 
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, cache_root
-
-
-def family_of(model: str) -> str:
-    """A model's family is its adapter module's name: envs/wd14-eva02 -> runners.wd14 -> wd14."""
-    from orchestrator.models.registry import load_registry
-
-    return load_registry()[model].adapter.rsplit(".", 1)[1]
+from tests.registry_coverage import TINY_DIR, builder_of, module_constant
 
 
 def env_of(family: str) -> str:
-    for line in (PROJECT_ROOT / "tests" / "tiny" / f"{family}.py").read_text().splitlines():
-        if line.startswith("ENV = "):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"")
+    try:
+        env: str = module_constant(TINY_DIR / f"{family}.py", "ENV")
+    except KeyError:
+        raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"") from None
+    return env
 
 
 def imported_builders(builder: Path) -> list[Path]:
@@ -74,16 +70,9 @@ def build(family: str) -> Path:
     return out
 
 
-# Where in a tiny build a model's `--weights` points (default: the build folder itself).
-WEIGHTS_IN_BUILD = {
-    "moondream2": "hub",  # a Hugging Face cache folder: its remote code loads only from that layout
-    "minicpm-v45": "hub/models--openbmb--MiniCPM-V-4_5/snapshots/fd3209b2e0580e346fc33d2c6f85b6e9332eecda",
-    "phi35-vision": "hub/models--microsoft--Phi-3.5-vision-instruct/snapshots/c68f85286eac3fb376a17068e820e738a89c194a",
-}
-
-
 def tiny_weights(models: list[str]) -> dict[str, Path]:
-    """`--weights` for each model that has a tiny build (a served model, e.g. llava, has none)."""
+    """`--weights` for each model that has a tiny build (a served model, e.g. llava, has none): the
+    build of the builder whose COVERS names it, and the folder in it that COVERS gives."""
     from orchestrator.models.registry import load_registry
 
     registry = load_registry()
@@ -91,5 +80,9 @@ def tiny_weights(models: list[str]) -> dict[str, Path]:
     for model in models:
         if registry[model].server:
             continue
-        out[model] = build(family_of(model)) / WEIGHTS_IN_BUILD.get(model, "")
+        found = builder_of(model)
+        if found is None:
+            raise RuntimeError(f"{model}: no tests/tiny/*.py names it in COVERS")
+        builder, folder = found
+        out[model] = build(builder) / folder
     return out

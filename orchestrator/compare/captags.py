@@ -160,7 +160,7 @@ def score(first_position: int, mentions: int, caption_words: int) -> float:
     return 0.5 * (1 - first_position / caption_words) + 0.5 * (1 - 0.5 ** mentions)
 
 
-def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | None = None) -> list[dict]:
+def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """Tags of a caption: [{"name", "score", "estimated": True, "category": "caption"}], best first.
 
     `phrases` are multi-word (or single-word) terms kept whole; `stopwords` defaults to

@@ -20,7 +20,8 @@ CellTags = dict[str, Scored]         # normalised tag -> best score in the cell
 
 def caption_tags(caption: str) -> list[dict[str, Any]]:
     """Tags of a caption exactly as documents show them (captags.finish_cell)."""
-    return finish_cell("captioner", {"caption": caption})["tags"]
+    tags: list[dict[str, Any]] = finish_cell("captioner", {"caption": caption})["tags"]
+    return tags
 
 
 def cell_tags(cell: dict[str, Any] | None, normalise: Callable[[str], str], threshold: float | None) -> CellTags:

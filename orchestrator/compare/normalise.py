@@ -56,8 +56,8 @@ def singular(word: str) -> str:
         return word
     if simplemma.lemmatize(word, lang="en") == word:
         return word  # a headword: "bus", "graffiti", "rusty"
-    single = _inflector().singular_noun(word)
-    if single and single != word and simplemma.is_known(single, lang="en"):
+    single = _inflector().singular_noun(word)  # the singular, or False for a word that is not a plural
+    if isinstance(single, str) and single and single != word and simplemma.is_known(single, lang="en"):
         return single
     return word
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -165,11 +166,12 @@ def env_key(paths: EnvPaths, subs: dict[str, Path] | None = None) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_marker(paths: EnvPaths) -> dict | None:
+def read_marker(paths: EnvPaths) -> dict[str, Any] | None:
     try:
-        return json.loads(paths.marker.read_text())
+        marker: dict[str, Any] = json.loads(paths.marker.read_text())
     except (OSError, ValueError):
         return None
+    return marker
 
 
 def env_state(name: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
@@ -166,8 +166,10 @@ def consensus_table(comparison: dict[str, Any], top: int) -> Table:
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
     table = _table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
                    "compared; CONSENSUS above lists those at the cut-off)")
-    for col, justify in (("#", "right"), ("tag", "left"), ("models", "right"), ("mean conf", "right"),
-                         ("score", "right"), ("images", "right"), ("given by", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("#", "right"), ("tag", "left"), ("models", "right"), ("mean conf", "right"), ("score", "right"),
+        ("images", "right"), ("given by", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=col != "given by", max_width=TAG_WIDTH if col == "tag" else None,
                          overflow="ellipsis" if col == "tag" else "fold")
     for rank, item in enumerate(_rows(folder["consensus"], top), 1):

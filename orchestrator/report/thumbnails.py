@@ -12,6 +12,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps
 
@@ -24,7 +25,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     elif img.mode in ("I", "F"):
-        lo, hi = img.getextrema()
+        # one band (I or F): a (min, max) pair, not one pair per band
+        lo, hi = cast(tuple[float, float], img.getextrema())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         img = img.point(lambda v: (v - lo) * scale).convert("L")
     if img.mode == "P" and "transparency" in img.info:

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import RunnerError
 from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.run.transport import RunnerError, RunnerProcess
+from orchestrator.run.transport import RunnerProcess
 from schemas.status import SUCCESS
 
 SAMPLE_JUDGE_INPUT = {"outputs": [

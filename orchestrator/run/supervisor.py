@@ -260,7 +260,7 @@ class Supervisor:
         msg = f"{exc} (while this image was in flight)"
         detail = {"stderr_tail": exc.stderr_tail} if exc.stderr_tail else {}
         fix = f"see {self.job.log_path}"
-        out = []
+        out: list[tuple[ImageRef, dict[str, Any]]] = []
         if len(sent) > 1:  # which image was it? retry each alone
             for img in reversed(sent):
                 self.solo.add(img.id)

@@ -106,7 +106,7 @@ class RunnerProcess:
             log.close()
         for stream in (proc.stdin, proc.stdout):
             try:
-                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]
+                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]  # PIPE: never None
             except OSError:
                 pass
         return cls(proc, log_path, max_frame)
@@ -146,7 +146,7 @@ class RunnerProcess:
 
     def _send(self, obj: dict[str, Any], deadline: float) -> None:
         data = memoryview(encode_frame(obj, self.max_frame))
-        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]  # started with stdin=PIPE: never None
         while data:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -161,7 +161,7 @@ class RunnerProcess:
             data = data[written:]
 
     def _read_into_buffer(self, n: int, deadline: float, op: str, timeout: float) -> None:
-        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]  # started with stdout=PIPE: never None
         while len(self._buf) < n:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

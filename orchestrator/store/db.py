@@ -304,7 +304,7 @@ class ResultStore:
             args = [*under_args, *under_args, *last, *under_args]
             with self.reading() as db:
                 rows = db.execute(sql, args).fetchall()
-                seen = {}
+                seen: dict[str, list[str]] = {}
                 if rows:
                     shas = sorted({r[1] for r in rows})
                     for sha, path in db.execute(f"SELECT sha256, path FROM image_paths WHERE sha256 IN "
@@ -373,7 +373,7 @@ class ResultStore:
         return [m for m, t in sorted(rows, key=lambda r: (first.get(r[0], r[1]), r[0]))]
 
 
-def _entry_from_cell(name: str, latest: tuple | None) -> dict[str, Any]:
+def _entry_from_cell(name: str, latest: tuple[Any, ...] | None) -> dict[str, Any]:
     """A models[] entry when none was stored (cells written by hand): what the latest cell says."""
     kind, revision, model_version, device, load_s, warmup_s = latest or (None,) * 6
     return {"name": name, "kind": kind or "tagger", "adapter": "", "env": "", "hub_id": "", "revision": revision or "",

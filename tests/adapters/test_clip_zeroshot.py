@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT, read_vocabulary
-from orchestrator.run.transport import RemoteError
-from runners.clip_zeroshot import _templates, _TextCache, _vocabulary
 
 pytestmark = pytest.mark.adapter
 
@@ -156,33 +155,6 @@ def test_folder_without_weights_is_refused(run_model, tiny: Path, tmp_path: Path
     shutil.copy(tiny / "open_clip_config.json", folder)
     with pytest.raises(RemoteError, match="WeightsMissing.*open_clip_model.safetensors"):
         run_model("clip", [SAMPLES / "brick.png"], weights=folder)
-
-
-# --- option parsing and cache keys (pure Python, no runner) ---------------------------------------
-
-def test_templates_need_exactly_one_placeholder() -> None:
-    assert _templates({}) == ["a photo of {}"]
-    assert _templates({"templates": "art: {}"}) == ["art: {}"]
-    for bad in (["a photo"], ["{} and {}"], []):
-        with pytest.raises(ValueError, match="template"):
-            _templates({"templates": bad})
-
-
-def test_vocabulary_must_be_a_non_empty_list() -> None:
-    assert _vocabulary({"vocabulary": [" rust ", "rust", "mold", ""]}) == ["rust", "mold"]
-    for bad in ("urbex", [], ["", " "], None):
-        with pytest.raises(ValueError):
-            _vocabulary({"vocabulary": bad})
-
-
-def test_cache_key_covers_everything_that_changes_the_embeddings() -> None:
-    base = {"format": 1, "model": "m", "version": "r1", "quick_gelu": True, "precision": "float32",
-            "templates": ["a photo of {}"], "vocabulary": ["rust", "mold"]}
-    key = _TextCache(None, base).key
-    assert _TextCache(None, dict(base)).key == key
-    for field, value in [("model", "m2"), ("version", "r2"), ("precision", "bfloat16"),
-                         ("templates", ["a {}"]), ("vocabulary", ["mold", "rust"])]:
-        assert _TextCache(None, {**base, field: value}).key != key, field
 
 
 def test_fast_decode_keeps_the_shortest_side_at_the_input_size(run_model, tiny: Path, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
-from runners.internvl import DEFAULT_MAX_PATCHES, check_native, native_repo, tiling
+from runners.internvl import DEFAULT_MAX_PATCHES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 
 pytestmark = pytest.mark.adapter
@@ -112,27 +112,3 @@ def test_a_remote_code_checkout_is_refused_with_the_fix(run_model, tiny: Path, t
         "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}}))
     with pytest.raises(RemoteError, match=r"remote-code InternVL checkpoint .*OpenGVLab/InternVL3-8B-hf"):
         run_model(MODEL, [SAMPLES / "coffee.png"], weights=remote)
-
-
-def test_tiling_options() -> None:
-    assert tiling({}, "cpu") == {"crop_to_patches": False, "max_patches": 1}
-    assert tiling({}, "cuda") == {"crop_to_patches": True, "max_patches": 12}
-    assert tiling({"max_patches": {"cpu": 2}}, "cpu") == {"crop_to_patches": True, "max_patches": 2}
-    assert tiling({"max_patches": {"cpu": 2}}, "mps") == {"crop_to_patches": True, "max_patches": 6}
-    assert tiling({"max_patches": 4, "crop_to_patches": False}, "cuda") == {"crop_to_patches": False,
-                                                                            "max_patches": 1}
-    for bad in ({"max_patches": True}, {"max_patches": 2.5}, {"max_patches": {"tpu": 2}},
-                {"crop_to_patches": 1}):
-        with pytest.raises(ValueError, match=f"option {next(iter(bad))}"):
-            tiling(bad, "cpu")
-
-
-def test_only_native_checkpoints_load() -> None:
-    assert native_repo("OpenGVLab/InternVL3-8B") == native_repo("OpenGVLab/InternVL3-8B-hf") == \
-        "OpenGVLab/InternVL3-8B-hf"
-    check_native({"model_type": "internvl"}, "x", "OpenGVLab/InternVL3-8B-hf")
-    with pytest.raises(ValueError, match="remote-code InternVL checkpoint.*use the native transformers port "
-                                         "OpenGVLab/InternVL3-8B-hf"):
-        check_native({"model_type": "internvl_chat"}, "/models/InternVL3-8B", "OpenGVLab/InternVL3-8B-hf")
-    with pytest.raises(ValueError, match="model_type 'llava', expected 'internvl'"):
-        check_native({"model_type": "llava"}, "/models/llava", "OpenGVLab/InternVL3-8B-hf")

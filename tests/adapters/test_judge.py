@@ -2,7 +2,7 @@
 
 Through the real runner host (text-only requests carrying `context`, no image data) and through
 the real CLI (`--judge` after wd14 on the sample photos). The decisions made on the judge's answer
-(format parsing, dropping tags no model mentioned) are pure functions, tested on known answers.
+(format parsing, dropping tags no model mentioned) are pure functions: tests/unit/test_judge_answer.py.
 """
 
 from __future__ import annotations
@@ -18,18 +18,11 @@ import jsonschema
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.judge import judge_context
-from runners.judge import build_result, evidence, format_outputs, parse_answer, split_supported
 from schemas.status import SUCCESS
 from tests.adapters.vlm_cells import RUN_FIELDS
-from tests.integration.helpers import SCHEMA, mltag
+from tests.support import JUDGE_CONTEXT, SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
-
-CONTEXT = {"outputs": [
-    {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
-     "tags": ["corridor", "window"]},
-    {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "rust"]}]}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def test_text_only_requests_through_the_host(run_model, tiny: Path) -> None:
-    load, [merged, empty] = run_model("qwen25-judge", [CONTEXT, {"outputs": []}], weights=tiny, max_new_tokens=6,
+    load, [merged, empty] = run_model("qwen25-judge", [JUDGE_CONTEXT, {"outputs": []}], weights=tiny, max_new_tokens=6,
                                       min_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
     assert any("synthesis" in note for note in load["notes"])
@@ -56,7 +49,7 @@ def test_text_only_requests_through_the_host(run_model, tiny: Path) -> None:
 
 
 def test_invalid_option_is_an_error_cell(run_model, tiny: Path) -> None:
-    _, [first, second] = run_model("qwen25-judge", [CONTEXT, {"outputs": []}], weights=tiny, max_tags_per_model=0)
+    _, [first, second] = run_model("qwen25-judge", [JUDGE_CONTEXT, {"outputs": []}], weights=tiny, max_tags_per_model=0)
     for cell in (first, second):
         assert cell["status"] == "error" and "max_tags_per_model" in cell["message"]
 
@@ -106,47 +99,6 @@ def test_mltag_judge_over_stored_results(tiny_model, tiny: Path, tmp_path: Path)
     report = mltag("report", str(folder), "--format", "json")
     assert report.returncode == 0, report.stderr
     assert [m["name"] for m in json.loads(report.stdout)["models"]] == ["wd14", "qwen25-judge"]
-
-
-# -- the decisions on the answer ------------------------------------------------------------------
-def test_answer_format_is_parsed() -> None:
-    assert parse_answer("DESCRIPTION: A hall.\nTAGS: hall, rust") == ("A hall.", "hall, rust")
-    assert parse_answer("**Description:** A hall.\n**Tags:** hall") == ("A hall.", "hall")
-    assert parse_answer("just text") == (None, None)
-    assert parse_answer("TAGS: a, b") == (None, "a, b")
-
-
-def test_tags_no_model_mentioned_are_dropped() -> None:
-    seen = evidence(CONTEXT)
-    assert {"corridor", "window", "paint", "hallway", "rust"} <= seen  # plural "windows" -> "window"
-    tags = [{"name": n, "score": 0.9} for n in ("broken window", "hallways", "chandelier", "peeling_paint")]
-    kept, invented = split_supported(tags, seen)
-    assert [t["name"] for t in kept] == ["broken window", "hallways", "peeling_paint"]
-    assert invented == ["chandelier"]
-
-
-def test_result_from_a_well_formed_answer() -> None:
-    run = {"prompt": "p", "text": "DESCRIPTION: A dark corridor with peeling paint.\nTAGS: corridor, rust, chandelier",
-           "prompt_tokens": 80, "new_tokens": 20, "seconds": 1.0, "tokens_per_s": 20.0}
-    result = build_result(CONTEXT, "system", run)
-    assert result["status"] == "ok" and result["caption"] == "A dark corridor with peeling paint."
-    assert [t["name"] for t in result["tags"]] == ["corridor", "rust"]
-    assert all(t["category"] == "judge" and t["estimated"] for t in result["tags"])
-    assert result["raw"]["unsupported_tags"] == ["chandelier"] and "dropped 1 tag" in result["message"]
-    looping = build_result(CONTEXT, "system", dict(run, text="DESCRIPTION: " + "rust and rust " * 8))
-    assert looping["status"] == "no_tags" and "repetitive" in looping["message"]
-
-
-def test_context_takes_ok_cells_in_model_order() -> None:
-    cells = {"wd14": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"},
-                                              {"name": "rust", "score": 0.4}, {"name": "door", "score": 0.8}]},
-             "clip": {"status": "timeout"}, "florence2": {"status": "ok", "caption": "A door.", "tags": []},
-             "blip": {"status": "ok", "caption": None, "tags": []}}
-    kinds = {"florence2": "captioner", "wd14": "tagger", "clip": "zero-shot", "blip": "captioner", "j": "judge"}
-    assert judge_context(cells, kinds) == {"outputs": [
-        {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},
-        {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["door", "rust"]}]}
-    assert "[wd14, tagger]\ntags: door" in format_outputs(judge_context(cells, kinds), max_tags=1)
 
 
 # -- a captioner as the judge: it sees the photo ---------------------------------------------------

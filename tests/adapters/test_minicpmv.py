@@ -62,7 +62,7 @@ def test_local_folder_weights(run_model, hub: Path) -> None:
 
 
 def test_not_cached_offline(run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.run.transport import RunnerError
+    from orchestrator.errors import RunnerError
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(RunnerError, match="not in the Hugging Face cache"):

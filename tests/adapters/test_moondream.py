@@ -97,7 +97,7 @@ def test_weights_hub_cache_folder_and_bad_options(run_model, hub: Path, tmp_path
 
 
 def test_missing_weights_offline_names_the_fix(run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.run.transport import RunnerError
+    from orchestrator.errors import RunnerError
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.errors import RunnerError
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RunnerError
 from tests.ollama_server import StandInOllama, closed_port
 
 pytestmark = pytest.mark.adapter

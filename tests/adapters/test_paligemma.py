@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from runners.paligemma import model_prompt
 from tests.adapters.vlm_cells import check_cell, rgba_image
 
 pytestmark = pytest.mark.adapter
@@ -96,10 +95,3 @@ def test_invalid_options_are_error_cells(run_model, tiny: Path) -> None:
     _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2",
                           prompt="<image>describe en")
     assert cell["status"] == "error" and "must not contain <image>" in cell["message"]
-
-
-def test_model_prompt_puts_one_image_token_first() -> None:
-    assert model_prompt("describe en") == "<image>describe en"
-    assert model_prompt("  caption en\n") == "<image>caption en"  # the processor appends the "\n" itself
-    with pytest.raises(ValueError, match="must not contain <image>"):
-        model_prompt("<image>caption en")

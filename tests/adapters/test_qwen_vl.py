@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
-from runners.qwen_vl import DEFAULT_PIXELS, MODEL_CLASSES, model_class_for, pixel_bounds
+from runners.qwen_vl import MODEL_CLASSES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
+from tests.registry_coverage import checkpoints
 
 pytestmark = pytest.mark.adapter
 
@@ -67,8 +68,8 @@ def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -
     assert runs(cells, "text")[0] != runs(cells, "text")[1]  # the output depends on the image
 
 
-# both architectures (qwen2vl-2b shares qwen2vl's adapter and tiny checkpoint)
-@pytest.mark.parametrize(("model", "checkpoint"), [("qwen25vl", "qwen2_5_vl"), ("qwen2vl-2b", "qwen2_vl")])
+# every architecture the builder makes, once (qwen2vl and qwen2vl-2b share the qwen2_vl checkpoint)
+@pytest.mark.parametrize(("checkpoint", "model"), checkpoints("qwen_vl").items())
 def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
                                                      tmp_path: Path) -> None:
     """Images of different sizes get different image token counts, so the batch is left-padded."""
@@ -123,25 +124,3 @@ def test_a_foreign_checkpoint_is_refused_with_the_fix(run_model, tmp_path: Path)
         "auto_map": {"AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"}}))
     with pytest.raises(RemoteError, match=r"remote-code checkpoint .*Qwen/Qwen2.5-VL-7B-Instruct"):
         run_model("qwen25vl", [SAMPLES / "coffee.png"], weights=remote)
-
-
-def test_model_class_for() -> None:
-    assert model_class_for({"model_type": "qwen2_5_vl"}, "x") == "Qwen2_5_VLForConditionalGeneration"
-    assert model_class_for({"model_type": "qwen2_vl"}, "x") == "Qwen2VLForConditionalGeneration"
-    with pytest.raises(ValueError, match="remote-code checkpoint"):
-        model_class_for({"model_type": "qwen", "auto_map": {}}, "/models/Qwen-VL-Chat")
-    with pytest.raises(ValueError, match="model_type 'qwen3_vl', expected one of qwen2_5_vl, qwen2_vl"):
-        model_class_for({"model_type": "qwen3_vl"}, "/models/Qwen3-VL")
-
-
-def test_pixel_bounds() -> None:
-    assert pixel_bounds({}, "cpu") == (3136, 256 * 784)
-    assert pixel_bounds({}, "cuda") == (3136, 1280 * 784)
-    assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "cpu") == (3136, 784 * 64)
-    assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "mps") == (3136, DEFAULT_PIXELS["max_pixels"]["mps"])
-    assert pixel_bounds({"min_pixels": 784, "max_pixels": 784}, "cuda") == (784, 784)
-    for bad, named in (({"max_pixels": True}, "max_pixels"), ({"min_pixels": 2.5e5}, "min_pixels"),
-                       ({"max_pixels": 700}, "max_pixels"), ({"max_pixels": {"tpu": 784}}, "max_pixels"),
-                       ({"min_pixels": 10 * 784, "max_pixels": 784}, "min_pixels")):
-        with pytest.raises(ValueError, match=f"load option {named}"):
-            pixel_bounds(bad, "cpu")

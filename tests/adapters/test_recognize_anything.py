@@ -97,7 +97,7 @@ def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(run_m
     assert str(alone) in load["model_version"]
     _check(cell)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))  # the tokenizer is missing: say so
-    from orchestrator.run.transport import RunnerError
+    from orchestrator.errors import RunnerError
 
     with pytest.raises(RunnerError, match="bert-base-uncased@86b5e0934494 is not in the Hugging Face cache"):
         run_model("ram-plus", [SAMPLES / "coffee.png"], weights=alone)

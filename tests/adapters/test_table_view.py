@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import mltag
+from tests.support import mltag
 
 pytestmark = pytest.mark.adapter
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RemoteError
 from schemas.status import SUCCESS
 
 pytestmark = pytest.mark.adapter
@@ -328,7 +328,7 @@ def test_exact_decode_scores_equal_the_reference_preprocessing(run_model, tiny: 
 def test_exact_decode_flag_reaches_the_runner_and_keys_resume(tiny: Path, tmp_path: Path) -> None:
     """`--exact-decode` travels CLI -> load spec -> host, and is part of the store's options key:
     fast cells are not reused for an exact run, exact cells are reused for the next exact run."""
-    from tests.integration.helpers import mltag
+    from tests.support import mltag
 
     folder = tmp_path / "photos"
     folder.mkdir()

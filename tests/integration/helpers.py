@@ -1,8 +1,7 @@
-"""Build supervisor jobs that run the fake runner (tests/fakes/runner.py) or the real host."""
+"""Build supervisor jobs that run the fake runner (tests/fakes/runner.py) or the real host; measure `mltag`."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,17 +11,9 @@ from typing import Any
 import psutil
 
 from orchestrator.images import ImageRef, hash_file
-from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.supervisor import Limits, ModelJob, Supervisor
-
-SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
-
-
-def mltag(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """The `mltag` command as a user runs it (`python -m orchestrator` of this checkout), captured."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+from tests.support import spec
 
 
 def peak_rss_mb(args: list[str], env: dict[str, str] | None = None,
@@ -55,11 +46,6 @@ def peak_rss_mb(args: list[str], env: dict[str, str] | None = None,
     wall = time.perf_counter() - start
     thread.join(timeout=1)
     return peak[0], wall, subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-
-def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:
-    return ModelSpec(name=name, adapter="runners.fake", kind=kind, env="none", hub_id="fake/model",
-                     revision="0" * 40, folder=PROJECT_ROOT / "envs" / name)
 
 
 def images(tmp_path: Path, names: list[str]) -> list[ImageRef]:

@@ -20,7 +20,8 @@ from PIL import Image
 from orchestrator.images import hash_file
 from orchestrator.store import CellMeta, ResultStore
 from schemas.status import SUCCESS
-from tests.integration.helpers import SCHEMA, fake_job, mltag, peak_rss_mb, run
+from tests.integration.helpers import fake_job, peak_rss_mb, run
+from tests.support import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
 
@@ -48,7 +49,7 @@ def make_archive(root: Path) -> Path:
     (archive / "linked folder").symlink_to(root / "elsewhere", target_is_directory=True)
     (archive / "gone.jpg").symlink_to(root / "nowhere.jpg")
     os.mkfifo(archive / "pipe.jpg")
-    shutil.copy(os.fsencode(archive / "roll 1") + b"/" + ODD_NAMES[0], archive / "copy.jpg")
+    shutil.copy(os.fsencode(archive / "roll 1") + b"/" + ODD_NAMES[0], os.fsencode(archive / "copy.jpg"))
     return archive
 
 

@@ -9,16 +9,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
-from tests.integration.helpers import SCHEMA, mltag
-from tests.tiny_models import family_of
+from tests.support import SCHEMA, mltag
+from tests.tiny_models import tiny_weights
 
 SAMPLES = PROJECT_ROOT / "samples"
-# The captioning VLMs and the tiny checkpoint each runs on: the subfolder of its family's build
-CAPTIONERS = {"qwen25vl": "qwen2_5_vl", "qwen2vl": "qwen2_vl", "qwen2vl-2b": "qwen2_vl", "internvl3": "",
-              "blip": "", "blip2": "opt", "blip2-flan": "flan-t5", "paligemma": "paligemma2",
-              "paligemma-long": "paligemma1"}
+REGISTRY = load_registry()
+# The prompted captioners (model.toml [infer] has `ask`) of the modern env, each on the checkpoint
+# its builder's COVERS names; those of the tf4 and legacy envs and the served ones run in
+# test_envs_side_by_side.py.
+CAPTIONERS = [name for name, spec in REGISTRY.items()
+              if spec.kind == "captioner" and "ask" in spec.infer and spec.env == "modern" and not spec.server]
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -51,16 +54,17 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_models_lists_the_registry() -> None:
     proc = mltag("models")
     assert proc.returncode == 0
-    for name in ("clip", "wd14", "florence2", *CAPTIONERS, "qwen25-judge"):
+    assert {"clip", "wd14", "florence2", "qwen25-judge"} <= set(REGISTRY)
+    for name in REGISTRY:
         assert name in proc.stdout
 
 
 @pytest.mark.adapter
-def test_analyze_three_models_json_validates(tiny_model, tmp_path: Path) -> None:
+def test_analyze_three_models_json_validates(tmp_path: Path) -> None:
     """The spine's done criterion: clip, wd14 and florence2 on real photos, every cell ok."""
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    weights = [f"--weights={m}={tiny_model(family_of(m))}" for m in ("clip", "wd14", "florence2")]
+    weights = [f"--weights={m}={path}" for m, path in tiny_weights(["clip", "wd14", "florence2"]).items()]
     proc = mltag("analyze", str(folder), "--models", "clip,wd14,florence2", *weights, "--format", "json",
                  "--offline", "--device", "cpu", "--warmup")
     assert proc.returncode == 0, proc.stderr
@@ -94,9 +98,10 @@ def test_table_and_csv_render(tiny_model, tmp_path: Path) -> None:
 def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> None:
     """Issue 3's done criterion: every captioning VLM on real photos, asked for caption and tags
     (BLIP, which has no tags prompt, keeps captioning), then the judge over their outputs."""
+    assert CAPTIONERS, "no prompted captioner in the modern env"
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    weights = [f"--weights={m}={tiny_model(family_of(m)) / sub}" for m, sub in CAPTIONERS.items()]
+    weights = [f"--weights={m}={path}" for m, path in tiny_weights(CAPTIONERS).items()]
     proc = mltag("analyze", str(folder), "--models", ",".join(CAPTIONERS), *weights,
                  f"--weights=qwen25-judge={tiny_model('judge')}", "--judge", "qwen25-judge", "--ask", "both",
                  "--option", "max_new_tokens=8", "--format", "json", "--offline", "--device", "cpu", "--no-store")

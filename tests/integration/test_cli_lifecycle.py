@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import mltag
+from tests.support import mltag
 
 pytestmark = pytest.mark.adapter
 

@@ -14,7 +14,7 @@ from orchestrator.cli import app
 from orchestrator.images import hash_file
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.store import CellMeta, ResultStore
-from tests.integration.helpers import SCHEMA
+from tests.support import SCHEMA
 
 
 @pytest.fixture()

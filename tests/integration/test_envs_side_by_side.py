@@ -16,8 +16,8 @@ import pytest
 
 from orchestrator.models.registry import load_registry
 from schemas.status import SUCCESS
-from tests.integration.helpers import SCHEMA, mltag
 from tests.ollama_server import StandInOllama, closed_port
+from tests.support import SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
 pytestmark = pytest.mark.adapter

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -24,7 +25,7 @@ from orchestrator.paths import PROJECT_ROOT
 from tests.integration.helpers import fake_job, run
 
 
-def _save(path: Path, img: Image.Image, **kw: object) -> Path:
+def _save(path: Path, img: Image.Image, **kw: Any) -> Path:
     img.save(path, **kw)
     return path
 

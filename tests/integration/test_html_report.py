@@ -25,7 +25,7 @@ from orchestrator.paths import PROJECT_ROOT
 from orchestrator.report.html import to_html
 from schemas.status import SUCCESS
 from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, MODELS, UNREADABLE, make_document
-from tests.integration.helpers import mltag
+from tests.support import mltag
 
 pytestmark = pytest.mark.browser
 

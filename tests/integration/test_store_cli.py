@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import SCHEMA, mltag
+from tests.support import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
 

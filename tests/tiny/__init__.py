@@ -15,7 +15,8 @@ from pathlib import Path
 def cli(build: Callable[[Path], None]) -> int:
     """The builders' command line: one argument, the output folder."""
     if len(sys.argv) != 2:
-        print(f"usage: python -m {sys.modules['__main__'].__spec__.name} OUT_DIR", file=sys.stderr)
+        main = sys.modules["__main__"].__spec__  # None when run as a file, not with -m
+        print(f"usage: python -m {main.name if main else sys.argv[0]} OUT_DIR", file=sys.stderr)
         return 2
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,12 @@ from tests.tiny import cli
 from tests.tiny._common import byte_level_bpe, widen_weights
 
 ENV = "modern"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "blip2": "opt",
+    "blip2-flan": "flan-t5",
+}
 
 IMAGE_SIZE, PATCH = 64, 16
 NUM_QUERY_TOKENS = 16  # 32 in the real models; fewer than ~16 and a long prompt drowns out the image

@@ -15,6 +15,11 @@ from tests.tiny import cli
 from tests.tiny._common import qwen_style_bpe, widen_weights
 
 ENV = "modern"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "qwen25-judge": "",
+}
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = ["system", "user", "assistant", "DESCRIPTION: An abandoned factory hall with broken windows.",

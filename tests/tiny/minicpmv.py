@@ -20,6 +20,11 @@ from tests.tiny import cli
 from tests.tiny._common import qwen_style_bpe
 
 ENV = "tf4"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "minicpm-v45": "hub/models--openbmb--MiniCPM-V-4_5/snapshots/fd3209b2e0580e346fc33d2c6f85b6e9332eecda",
+}
 
 HUB_ID = "openbmb/MiniCPM-V-4_5"
 REVISION = "fd3209b2e0580e346fc33d2c6f85b6e9332eecda"  # as envs/minicpm-v45/model.toml pins

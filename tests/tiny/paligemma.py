@@ -20,6 +20,12 @@ from tests.tiny import cli
 from tests.tiny._common import byte_level_bpe, widen_weights
 
 ENV = "modern"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "paligemma": "paligemma2",
+    "paligemma-long": "paligemma1",
+}
 
 IMAGE_SIZE, PATCH = 64, 16
 VARIANTS = {"paligemma2": "gemma2", "paligemma1": "gemma"}  # subfolder -> text model_type

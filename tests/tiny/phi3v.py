@@ -21,6 +21,11 @@ from tests.tiny import cli
 from tests.tiny._common import byte_level_bpe
 
 ENV = "legacy"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "phi35-vision": "hub/models--microsoft--Phi-3.5-vision-instruct/snapshots/c68f85286eac3fb376a17068e820e738a89c194a",
+}
 
 HUB_ID = "microsoft/Phi-3.5-vision-instruct"
 REVISION = "c68f85286eac3fb376a17068e820e738a89c194a"  # as envs/phi35-vision/model.toml pins

@@ -30,6 +30,13 @@ from tests.tiny import cli
 from tests.tiny._common import qwen_style_bpe, widen_weights
 
 ENV = "modern"
+# Registry entries this build stands in for -> the folder of the build their --weights names
+# ("" = the build itself); tests/registry_coverage.py checks every entry has one.
+COVERS = {
+    "qwen25vl": "qwen2_5_vl",
+    "qwen2vl-2b": "qwen2_vl",
+    "qwen2vl": "qwen2_vl",
+}
 
 ARCHITECTURES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
 PROCESSORS = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor"}

@@ -12,7 +12,7 @@ STOP = frozenset({"the", "a", "an", "and", "of", "in", "with", "is", "are", "on"
                   "background", "there"})
 
 
-def names(caption: str, phrases: list[str] = PHRASES, stopwords: frozenset[str] = STOP) -> list[str]:
+def names(caption: str, phrases: list[str] = PHRASES, stopwords: frozenset[str] | None = STOP) -> list[str]:
     return [t["name"] for t in extract_tags(caption, phrases, stopwords)]
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import EnvBuildError
 from orchestrator.models import envbuild
+from orchestrator.paths import PROJECT_ROOT
 
 
 @pytest.fixture()
@@ -33,21 +35,21 @@ def test_states_missing_half_built_stale_ready(fake_env: envbuild.EnvPaths) -> N
     fake_env.python.parent.mkdir(parents=True)
     assert envbuild.env_state("demo")[1].startswith("half-built")
     fake_env.python.touch()
-    fake_env.marker.write_text(json.dumps({"key": "old", "project_root": str(envbuild.PROJECT_ROOT)}))
+    fake_env.marker.write_text(json.dumps({"key": "old", "project_root": str(PROJECT_ROOT)}))
     state, why = envbuild.env_state("demo")
     assert state == "stale" and "pins" in why
     fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env),
-                                           "project_root": str(envbuild.PROJECT_ROOT)}))
+                                           "project_root": str(PROJECT_ROOT)}))
     assert envbuild.env_state("demo") == ("ready", "")
 
 
 def test_failed_build_leaves_nothing(fake_env: envbuild.EnvPaths, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(paths: envbuild.EnvPaths, log: object) -> None:
         paths.python.parent.mkdir(parents=True)
-        raise envbuild.EnvBuildError("simulated uv failure")
+        raise EnvBuildError("simulated uv failure")
 
     monkeypatch.setattr(envbuild, "_build", broken)
-    with pytest.raises(envbuild.EnvBuildError):
+    with pytest.raises(EnvBuildError):
         envbuild.build_env("demo", log=lambda s: None)
     assert not fake_env.venv.exists()
 
@@ -97,7 +99,7 @@ def test_env_built_from_a_recorded_wheel_stays_current(fake_env: envbuild.EnvPat
     fake_env.python.parent.mkdir(parents=True)
     fake_env.python.touch()
     fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env), "local": {"ram": str(wheel)},
-                                           "project_root": str(envbuild.PROJECT_ROOT)}))
+                                           "project_root": str(PROJECT_ROOT)}))
     monkeypatch.delenv("MLTAG_FIND_LINKS")
     assert envbuild.env_state("demo") == ("ready", "")  # no need to fetch the VCS reference again
     wheel.write_bytes(b"changed")

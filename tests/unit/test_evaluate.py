@@ -14,8 +14,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.compare.evaluate import LabelsError, best_threshold, evaluate, parse_labels, read_labels
+from orchestrator.compare.evaluate import best_threshold, evaluate, parse_labels, read_labels
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.errors import LabelsError
 from orchestrator.report.flat import evaluation_csv
 from orchestrator.report.summary import evaluation_table
 

@@ -30,8 +30,8 @@ def html(document: dict) -> str:
     return to_html(document, compare(document))
 
 
-def _decoded(uri: str) -> Image.Image:
-    assert uri.startswith("data:image/jpeg;base64,")
+def _decoded(uri: str | None) -> Image.Image:
+    assert uri is not None and uri.startswith("data:image/jpeg;base64,")
     return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
 
 
@@ -75,7 +75,8 @@ def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
     assert why is None
     img = _decoded(uri)
     assert img.size == (256, 128) and img.mode == "RGB"
-    assert min(img.getpixel((128, 64))) > 240
+    pixel = img.getpixel((128, 64))
+    assert isinstance(pixel, tuple) and min(pixel) > 240
     rotated = tmp_path / "rotated.jpg"
     exif = Image.Exif()
     exif[0x0112] = 8
@@ -84,14 +85,15 @@ def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
     assert height == 256 and width in (85, 86), "EXIF orientation 8: the 300x100 photo stands upright"
     deep = tmp_path / "deep.png"
     Image.new("I;16", (40, 40), 40000).save(deep)                 # 16-bit: scaled to ~156, not clipped to 255
-    assert 140 < _decoded(thumbnail(deep)[0]).getpixel((20, 20))[0] < 170
+    pixel = _decoded(thumbnail(deep)[0]).getpixel((20, 20))
+    assert isinstance(pixel, tuple) and 140 < pixel[0] < 170
 
 
 def test_unreadable_images_give_reasons(tmp_path: Path) -> None:
     assert thumbnail(tmp_path / "gone.jpg") == (None, "file not found")
     (tmp_path / "empty.jpg").write_bytes(b"")
     uri, why = thumbnail(tmp_path / "empty.jpg")
-    assert uri is None and why.startswith("cannot read image")
+    assert uri is None and why is not None and why.startswith("cannot read image")
 
 
 def test_the_real_comparison_renders(document: dict) -> None:
@@ -108,7 +110,9 @@ def test_without_comparison_the_document_alone_renders(document: dict) -> None:
     assert "No comparison in this document" in html and 'id="heatmap"' not in html
     assert html.count('class="bar-row"') == 3 * len(document["models"])
     table = html.split('class="timing-table"', 1)[1].split("</table>", 1)[0]
-    row = re.search(r'data-model="wd14"><th>wd14</th>(.*?)</tr>', table, re.S).group(1)
+    found = re.search(r'data-model="wd14"><th>wd14</th>(.*?)</tr>', table, re.S)
+    assert found
+    row = found.group(1)
     # load and warm-up from the model entry, the mean over wd14's three timed cells (31, 41, 51 ms)
     assert re.findall(r"<td>(.*?)</td>", row)[:3] == ["1.50 s", "200 ms", "41 ms"]
 

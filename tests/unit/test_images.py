@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.images import ImageDiscoveryError, discover, hash_file
+from orchestrator.errors import ImageDiscoveryError
+from orchestrator.images import discover, hash_file
 
 
 def test_discover_recursive_skips_hidden_and_non_images(tmp_path: Path) -> None:
@@ -44,6 +45,6 @@ def test_odd_names_links_and_special_files_are_all_found(tmp_path: Path) -> None
                                                                   b"pipe.jpg"])
     refs = {os.fsencode(p.name): hash_file(p) for p in found}
     assert refs[b"caf\xe9.jpg"].error is None and refs[b"caf\xe9.jpg"].name.endswith("caf\\xe9.jpg")
-    assert "dangling symbolic link" in refs[b"gone.jpg"].error
-    assert "not a regular file" in refs[b"pipe.jpg"].error, "a FIFO is never opened (it would block)"
+    assert "dangling symbolic link" in str(refs[b"gone.jpg"].error)
+    assert "not a regular file" in str(refs[b"pipe.jpg"].error), "a FIFO is never opened (it would block)"
     assert refs[b"gone.jpg"].id != refs[b"pipe.jpg"].id and len(refs[b"gone.jpg"].id) == 64

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compare.normalise import Normaliser, SynonymError, clean, load_synonyms, parse_synonyms
+from orchestrator.compare.normalise import Normaliser, clean, load_synonyms, parse_synonyms
+from orchestrator.errors import SynonymError
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import OutputError
 from orchestrator.report import output
-from orchestrator.report.output import OutputError, open_output
+from orchestrator.report.output import open_output
 
 
 def test_a_crash_mid_write_keeps_the_previous_file(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ def test_a_full_disk_is_one_error_naming_the_fix(tmp_path: Path, monkeypatch: py
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(output.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # the os module output.py writes through
     full_disk = r"the disk is full; free some space or pass another --out .*mltag report"
     with pytest.raises(OutputError, match=full_disk), open_output(target) as stream:
         stream.write("new")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.images import hash_file
-from orchestrator.run.jobs import infer_overrides
-from orchestrator.run.pipeline import Analysis, RunOptions
-from tests.integration.helpers import spec
+from orchestrator.run.jobs import RunOptions, infer_overrides
+from orchestrator.run.pipeline import Analysis
+from tests.support import spec
 
 
 def test_captioner_cells_get_estimated_caption_tags(tmp_path: Path) -> None:
@@ -71,11 +71,11 @@ def test_identical_files_run_once_and_both_paths_are_reported(tmp_path: Path) ->
 
 def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypatch) -> None:
     from orchestrator.models import envbuild
-    from orchestrator.run import pipeline
+    from orchestrator.run.supervisor import Supervisor
 
     (tmp_path / "a.jpg").write_bytes(b"x")
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
-    monkeypatch.setattr(pipeline.Supervisor, "run", lambda self, images: 1 / 0)
+    monkeypatch.setattr(Supervisor, "run", lambda self, images: 1 / 0)
     analysis = Analysis([hash_file(tmp_path / "a.jpg")], [spec("m1"), spec("m2")], RunOptions())
     doc = analysis.run().document()
     assert [m["status"] for m in doc["models"]] == ["failed", "failed"]

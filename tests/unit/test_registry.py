@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import RegistryError, UnknownModel
 from orchestrator.models import envbuild
-from orchestrator.models.registry import RegistryError, UnknownModel, load_registry, select
+from orchestrator.models.registry import load_registry, select
 
 # Models no commit could be found for offline (their model.toml says so): they follow `main`, and
 # results record the snapshot actually loaded. Keep this list empty where possible.

@@ -3,15 +3,18 @@ allows it, and only at the pinned revision or the user's local folder."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from runners._remote import RemoteCodeRefused, remote_code_source
+from schemas.protocol import LoadSpec
 
 
-def _spec(**over: object) -> dict:
-    spec = {"name": "m", "hub_id": "org/m", "revision": "2025-06-21", "local_path": None, "offline": False,
-            "device": "cpu", "dtype": "auto", "cache_dir": "", "options": {}, "remote_code": True}
-    return {**spec, **over}
+def _spec(**over: object) -> LoadSpec:
+    spec: LoadSpec = {"name": "m", "hub_id": "org/m", "revision": "2025-06-21", "local_path": None, "offline": False,
+                      "device": "cpu", "dtype": "auto", "cache_dir": "", "options": {}, "remote_code": True}
+    return cast(LoadSpec, {**spec, **over})  # `over` may break the types on purpose (remote_code=None)
 
 
 def test_pinned_hub_revision(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +34,6 @@ def test_local_folder_is_what_the_user_named() -> None:
     (_spec(revision="main"), "unpinned revision 'main'"),
     (_spec(revision=""), "unpinned revision"),
 ])
-def test_refused(spec: dict, message: str) -> None:
+def test_refused(spec: LoadSpec, message: str) -> None:
     with pytest.raises(RemoteCodeRefused, match=message):
         remote_code_source(spec)

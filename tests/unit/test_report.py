@@ -12,7 +12,7 @@ from orchestrator.compare import compare
 from orchestrator.report.flat import to_csv, to_json
 from orchestrator.report.summary import Views
 from orchestrator.report.table import render
-from tests.integration.helpers import SCHEMA
+from tests.support import SCHEMA
 
 
 def doc() -> dict:

@@ -14,11 +14,12 @@ import pytest
 from orchestrator import store
 from orchestrator.images import hash_file
 from orchestrator.models import envbuild
-from orchestrator.run import pipeline
-from orchestrator.run.pipeline import Analysis, RunOptions
+from orchestrator.run.jobs import RunOptions
+from orchestrator.run.pipeline import Analysis
+from orchestrator.run.supervisor import Supervisor
 from orchestrator.store import CellMeta, ResultStore, StoreError, default_store_path, legacy_stores, options_key
 from orchestrator.store.documents import from_store
-from tests.integration.helpers import SCHEMA, spec
+from tests.support import SCHEMA, spec
 
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
 
@@ -115,7 +116,7 @@ class FakeSupervisor:
 @pytest.fixture()
 def fake_runs(monkeypatch: pytest.MonkeyPatch) -> type[FakeSupervisor]:
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
-    monkeypatch.setattr(pipeline.Supervisor, "run", FakeSupervisor.run)
+    monkeypatch.setattr(Supervisor, "run", FakeSupervisor.run)
     FakeSupervisor.sent = []
     FakeSupervisor.status = "ok"
     return FakeSupervisor
@@ -162,7 +163,8 @@ def test_runs_and_model_entries_are_recorded(tmp_path: Path, fake_runs: type[Fak
     row = sqlite3.connect(db.path).execute(
         "SELECT model_version, device, load_s, run_id, options_key FROM cells WHERE model = 'm'").fetchone()
     assert row[:4] == ("fake@1", "cpu", 0.5, doc["run_id"]) and row[4]
-    assert db.model_entry("m")["load_s"] == 0.5 and db.model_entry("m")["message"] == ""
+    entry = db.model_entry("m")
+    assert entry is not None and entry["load_s"] == 0.5 and entry["message"] == ""
 
 
 def test_moved_file_is_recognised_and_both_paths_recorded(tmp_path: Path, fake_runs: type[FakeSupervisor]) -> None:

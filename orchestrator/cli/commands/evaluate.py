@@ -29,6 +29,7 @@ EvalFormat = Annotated[str, typer.Option("--format", "-f", help="table | json | 
 def evaluate(labels: Labels, paths: Under = None, store: o.StoredFrom = None, results: Saved = None,
              synonyms: o.Synonyms = None, fmt: EvalFormat = "table", out: o.Out = None) -> None:
     """Precision, recall and F1 of each model against your own labels: which model tags your archive best."""
+    from orchestrator.compare import Normaliser
     from orchestrator.compare.evaluate import evaluate as score
     from orchestrator.compare.evaluate import read_labels
     from orchestrator.report.flat import evaluation_csv
@@ -47,7 +48,7 @@ def evaluate(labels: Labels, paths: Under = None, store: o.StoredFrom = None, re
         stored = load_stored(store, paths, "all")
         document = _labelled_document(stored.results, {row.key for row in rows})
         stored.db.close()
-    evaluation = score(document, rows, views.normaliser)
+    evaluation = score(document, rows, views.normaliser or Normaliser())
     if not evaluation["labelled"]:
         raise UsageError(f"none of the {len(rows)} label row(s) in {labels} names an image in the results (first: "
                          f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")

@@ -74,6 +74,8 @@ class Phi3VForCausalLM(Phi3PreTrainedModel, GenerationMixin):
                 position_ids: torch.Tensor | None = None, cache_position: torch.Tensor | None = None,
                 use_cache: bool | None = None, **kwargs: Any) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or inputs_embeds")
             mask = input_ids == self.config.image_token_id
             inputs_embeds = self.model.embed_tokens(input_ids.masked_fill(mask, 0))
             if pixel_values is not None and mask.any():  # the first step: put the image's features in place

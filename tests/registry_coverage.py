@@ -1,0 +1,117 @@
+"""What each registry entry needs in the tests, read from the files (nothing imported or built).
+
+A model in envs/<model>/model.toml needs:
+- a tiny builder: one `tests/tiny/<builder>.py` whose `COVERS` names it (with the folder of the
+  build its `--weights` points at). A served model (model.toml `server`) has none: a running server
+  holds it, and tests/ollama_server.py stands in for that server.
+- an adapter test: `tests/adapters/test_<builder>.py`, or for a served model (no builder)
+  `tests/adapters/test_<adapter module>.py`.
+- a row in the README's "Models" table.
+
+`missing_pieces` lists what is absent; tests/unit/test_registry_coverage.py asserts the list is
+empty, the way timm's tests run over `list_models()`. A new checkpoint of an existing family is
+its model.toml plus one line in its builder's COVERS (and its README row).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+from orchestrator.models.registry import ModelSpec
+from orchestrator.paths import PROJECT_ROOT
+
+TINY_DIR = PROJECT_ROOT / "tests" / "tiny"
+ADAPTERS_DIR = PROJECT_ROOT / "tests" / "adapters"
+README = PROJECT_ROOT / "README.md"
+
+
+def module_constant(path: Path, name: str) -> Any:
+    """A module-level `NAME = <literal>` of a Python file, read without importing it (the builders
+    import torch and run only inside model envs). Raises KeyError when the file has none."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return ast.literal_eval(value)
+    raise KeyError(f"{path.name} has no module-level {name} = <literal>")
+
+
+def builders(tiny_dir: Path = TINY_DIR) -> list[Path]:
+    """The builder modules: tests/tiny/*.py but the package's shared helpers (_*.py, __init__.py)."""
+    return [p for p in sorted(tiny_dir.glob("*.py")) if not p.name.startswith("_")]
+
+
+def tiny_covers(tiny_dir: Path = TINY_DIR) -> dict[str, dict[str, str]]:
+    """builder name -> {registry model: folder of the build its --weights names ("" = the build)}.
+    A builder without COVERS maps to {} (missing_pieces reports it)."""
+    out: dict[str, dict[str, str]] = {}
+    for path in builders(tiny_dir):
+        try:
+            out[path.stem] = dict(module_constant(path, "COVERS"))
+        except KeyError:
+            out[path.stem] = {}
+    return out
+
+
+def builder_of(model: str, tiny_dir: Path = TINY_DIR) -> tuple[str, str] | None:
+    """(builder name, folder in its build) of a registry model, or None when no builder covers it."""
+    for builder, covered in tiny_covers(tiny_dir).items():
+        if model in covered:
+            return builder, covered[model]
+    return None
+
+
+def checkpoints(builder: str, tiny_dir: Path = TINY_DIR) -> dict[str, str]:
+    """One registry model per checkpoint folder of a build ({folder: model}, first in COVERS order):
+    what a test runs to cover every architecture a builder makes once."""
+    out: dict[str, str] = {}
+    for model, folder in tiny_covers(tiny_dir)[builder].items():
+        out.setdefault(folder, model)
+    return out
+
+
+def readme_models(readme: Path = README) -> list[str]:
+    """The model names of the README's "## Models" table (its first column, in backticks)."""
+    section = readme.read_text().split("\n## Models\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", section, re.M)
+
+
+def missing_pieces(registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR,
+                   readme: Path = README) -> list[str]:
+    """One line per missing piece, naming the entry and what to add; [] when every entry is covered."""
+    problems: list[str] = []
+    covers = tiny_covers(tiny_dir)
+    for path in builders(tiny_dir):
+        try:
+            module_constant(path, "COVERS")
+        except KeyError:
+            problems.append(f"tests/tiny/{path.name}: no COVERS (the registry entries it builds for, or {{}})")
+    covered_by: dict[str, list[str]] = {}
+    for builder, covered in covers.items():
+        for model in covered:
+            covered_by.setdefault(model, []).append(builder)
+            if model not in registry:
+                problems.append(f"tests/tiny/{builder}.py: COVERS names {model!r}, with no envs/{model}/model.toml")
+    rows = readme_models(readme)
+    for name, spec in registry.items():
+        owners = covered_by.get(name, [])
+        if len(owners) > 1:
+            problems.append(f"{name}: covered by several tiny builders ({', '.join(owners)}); keep one")
+        if not owners and not spec.server:
+            problems.append(f"{name}: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py")
+        # the builder's test; a served model's (or, lacking a builder, the family's) is named by its adapter
+        test = f"test_{owners[0]}.py" if owners else f"test_{spec.adapter.rsplit('.', 1)[1]}.py"
+        if not (adapters_dir / test).is_file():
+            problems.append(f"{name}: no adapter test; write tests/adapters/{test}")
+        if name not in rows:
+            problems.append(f"{name}: no row in the README's Models table")
+    problems += [f"README Models table: row {name!r} has no envs/{name}/model.toml" for name in rows
+                 if name not in registry]
+    return problems
