@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.cluster import ClusterError, require_ray
-from orchestrator.errors import EnvBuildError
+from orchestrator.cluster import require_ray
+from orchestrator.errors import ClusterError, EnvBuildError
 from orchestrator.models import envbuild
 
 START_FIX = ("start one (`ray start --head` on this machine, `ray start --address=HEAD:6379` on the others), or "

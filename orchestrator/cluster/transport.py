@@ -112,7 +112,8 @@ class HostedRunner:
             raise RunnerCrashed(self.dead, "host died", "") from None
         tag = reply[0]
         if tag == "ok":
-            return reply[1]
+            answer: dict[str, Any] = reply[1]
+            return answer
         if tag == "timeout":
             raise RunnerTimeout(reply[1])
         if tag == "violation":
@@ -130,7 +131,7 @@ class HostedRunner:
             self.slot.discard()
             return "its host did not answer and was killed"
         try:
-            return self.slot.ray.get(self.slot.actor.kill.remote(grace), timeout=grace + MARGIN_S)
+            return str(self.slot.ray.get(self.slot.actor.kill.remote(grace), timeout=grace + MARGIN_S))
         except Exception:
             self.slot.discard()
             return "its host was lost and killed"

@@ -23,13 +23,13 @@ from typing import Any
 from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
 from orchestrator.models.registry import ModelSpec
-from orchestrator.run.transport import RunnerProcess
+from orchestrator.run.transport import Runner, RunnerProcess
 from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
 from schemas.status import CellStatus
 
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
 
-_LIVE: set[RunnerProcess] = set()
+_LIVE: set[Runner] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -68,7 +68,7 @@ class ModelJob:
     payload: Callable[[ImageRef], dict[str, Any]] | None = None
     # How a runner is started: RunnerProcess.start's signature and the same call/kill/stop interface
     # back. Default: a subprocess here; orchestrator.cluster starts it on a node through a host actor.
-    start: Callable[..., RunnerProcess] | None = None
+    start: Callable[..., Runner] | None = None
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Supervisor:
         self.sink = sink
         self.progress = progress or (lambda model, done, total: None)
         self.run_info = ModelRun(job.spec.name, log_path=str(job.log_path))
-        self.runner: RunnerProcess | None = None
+        self.runner: Runner | None = None
         self.failures_in_a_row = 0
         self.crashes_of: dict[str, list[dict[str, Any]]] = {}
         self.give_up: dict[str, Any] | None = None   # the cell every remaining image gets

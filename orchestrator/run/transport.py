@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import psutil
 
@@ -74,6 +74,24 @@ def tail(path: Path, lines: int = 20) -> str:
             return "".join(deque(f, maxlen=lines)).rstrip()
     except OSError:
         return ""
+
+
+class Runner(Protocol):
+    """What the supervisor needs of a runner: a RunnerProcess here, or a runner a cluster node hosts
+    (orchestrator/cluster/transport.py HostedRunner)."""
+
+    log_path: Path
+
+    @property
+    def pid(self) -> int: ...
+
+    def alive(self) -> bool: ...
+
+    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]: ...
+
+    def kill(self, grace: float = KILL_GRACE_S) -> str: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
 
 
 class RunnerProcess:

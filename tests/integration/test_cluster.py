@@ -27,8 +27,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import SCHEMA, alive, fake_job, images, mltag, run, started_pids
-from tests.tiny_models import family_of
+from tests.integration.helpers import alive, fake_job, images, run, started_pids
+from tests.support import SCHEMA, mltag
+from tests.tiny_models import tiny_weights
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (make setup EXTRAS=ray; make test does it)")
 
@@ -58,8 +59,9 @@ def hosted_runners() -> list[psutil.Process]:
     out = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "runners.host" in (proc.info["cmdline"] or []) and proc.parent() is not None \
-                    and proc.parent().name().startswith("ray::"):
+            parent = proc.parent()
+            if "runners.host" in (proc.info["cmdline"] or []) and parent is not None \
+                    and parent.name().startswith("ray::"):
                 out.append(proc)
         except psutil.Error:
             continue
@@ -75,8 +77,8 @@ def no_hosted_runner_left(wait_s: float = 20.0) -> bool:
     return False
 
 
-def weights(tiny_model, *models: str) -> list[str]:
-    return [f"--weights={m}={tiny_model(family_of(m))}" for m in models]
+def weights(*models: str) -> list[str]:
+    return [f"--weights={m}={path}" for m, path in tiny_weights(list(models)).items()]
 
 
 def store_cells(path: Path) -> dict[tuple[str, str], dict]:
@@ -98,11 +100,11 @@ def assert_same_cell(a: dict, b: dict, where: str) -> None:
     assert set(a.get("raw", {})) == set(b.get("raw", {})), where
 
 
-def test_cluster_run_matches_the_single_machine_run(ray_address: str, tiny_model, tmp_path: Path) -> None:
+def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: Path) -> None:
     """The issue's done criterion: wd14 and clip over a folder, --cluster auto on a local Ray cluster."""
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    common = ["analyze", str(folder), "--models", "wd14,clip", *weights(tiny_model, "wd14", "clip"), "--offline",
+    common = ["analyze", str(folder), "--models", "wd14,clip", *weights("wd14", "clip"), "--offline",
               "--format", "json"]
     one = mltag(*common, "--store", str(tmp_path / "one.sqlite"))
     assert one.returncode == 0, one.stderr
@@ -156,8 +158,8 @@ def _start(ray_address: str, args: list[str]) -> tuple[subprocess.Popen[str], ps
     raise AssertionError("no runner started on the cluster")
 
 
-def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, tiny_model, slow_folder: Path) -> None:
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Path) -> None:
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
             "--format", "json", "--no-store"]
     proc, runner = _start(ray_address, args)
     time.sleep(2.0)  # loaded and busy
@@ -174,9 +176,9 @@ def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, tiny_model, slo
     assert no_hosted_runner_left()
 
 
-def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str, tiny_model,
+def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str,
                                                               slow_folder: Path) -> None:
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
             "--format", "json", "--no-store"]
     proc, runner = _start(ray_address, args)
     time.sleep(2.0)
@@ -223,10 +225,10 @@ def test_fault_statuses_are_the_single_machine_ones(ray_address: str, tmp_path: 
     assert alive(started_pids(tmp_path / "hosted")) == [], "a hosted runner (or its child) outlived the pool"
 
 
-def test_driver_killed_with_9_then_resumed(ray_address: str, tiny_model, slow_folder: Path,
+def test_driver_killed_with_9_then_resumed(ray_address: str, slow_folder: Path,
                                            tmp_path: Path) -> None:
     store = tmp_path / "results.sqlite"
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights(tiny_model, "wd14"), "--offline",
+    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
             "--format", "json", "--out", str(tmp_path / "out.json"), "--store", str(store)]
     proc, _ = _start(ray_address, args)
     before: dict = {}
