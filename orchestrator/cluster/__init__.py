@@ -29,4 +29,5 @@ def require_ray() -> ModuleType:
         import ray
     except ImportError as exc:
         raise ClusterError(f"--cluster needs Ray, which is not installed here ({exc})", INSTALL_FIX) from None
-    return ray
+    module: ModuleType = ray   # untyped for mypy (an optional extra, see pyproject's overrides)
+    return module

@@ -30,7 +30,7 @@ def _ip() -> str:
     try:
         import ray
 
-        return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]  # ray's own, unannotated
+        return str(ray.util.get_node_ip_address())
     except Exception:  # outside a Ray worker (tests of this module): the host name says enough
         return platform.node()
 
