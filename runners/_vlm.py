@@ -1,5 +1,8 @@
 """What every prompt-driven captioning model shares: prompts, generation settings, stats, checks.
 
+Over 350 lines on purpose: it is the one place ten captioning families share (each family file stays
+a few dozen lines); splitting prompts from generation would split one call path in two.
+
 A family adapter (runners/qwen_vl.py, runners/blip.py, ...) subclasses `GenerativeAdapter` and
 supplies only what differs between families:
     model_class       the transformers class name (native classes only, never remote code)

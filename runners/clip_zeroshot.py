@@ -1,5 +1,8 @@
 """Zero-shot tagging with an open_clip model (CLIP, or SigLIP) over a fixed vocabulary.
 
+Over 350 lines on purpose: one family adapter per file (CLIP and SigLIP share it), and a third of it
+is the text-embedding cache and the three scoring modes, which only this family has.
+
 Every vocabulary term is scored for every image, from the cosine of the image embedding and the
 term's text embedding (the mean over the prompt templates, CLIP's prompt ensembling):
 - "binary" (CLIP's default in model.toml): each term on its own, CLIP's softmax over just two
