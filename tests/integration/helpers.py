@@ -91,3 +91,18 @@ def alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def slow_photos(folder: Path, count: int = 40) -> Path:
+    """`count` distinct 12 MP photo-sized JPEGs in `folder`: decoding alone keeps a run busy for seconds."""
+    import io
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
+    for i in range(count):
+        # bytes after the JPEG end marker are ignored by decoders but make each file distinct
+        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
+    return folder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -13,9 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from tests.integration.helpers import slow_photos
 from tests.support import mltag
 
 pytestmark = pytest.mark.adapter
@@ -45,14 +44,7 @@ def test_health_names_missing_weights_and_env_with_fixes(tmp_path: Path) -> None
 @pytest.fixture()
 def slow_folder(tmp_path: Path) -> Path:
     """40 distinct 12 MP photo-sized JPEGs: decoding alone keeps a run busy for seconds."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    buf = io.BytesIO()
-    Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
-    for i in range(40):
-        # bytes after the JPEG end marker are ignored by decoders but make each file distinct
-        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
-    return folder
+    return slow_photos(tmp_path / "photos")
 
 
 def _runner_pids(cli: psutil.Process) -> list[int]:

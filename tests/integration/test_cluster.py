@@ -8,7 +8,6 @@ on one machine, and no runner outlives the run.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,14 +19,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import psutil
 import pytest
-from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import alive, fake_job, images, run, started_pids
+from tests.integration.helpers import alive, fake_job, images, run, slow_photos, started_pids
 from tests.support import SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
@@ -135,13 +134,16 @@ def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: 
 @pytest.fixture(scope="module")
 def slow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 distinct 12 MP JPEGs: decoding keeps a run busy for seconds (as in test_cli_lifecycle)."""
-    folder = tmp_path_factory.mktemp("slow") / "photos"
-    folder.mkdir()
-    buf = io.BytesIO()
-    Image.merge("RGB", [Image.effect_noise((4000, 3000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
-    for i in range(40):
-        (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
-    return folder
+    return slow_photos(tmp_path_factory.mktemp("slow") / "photos")
+
+
+def _all_ok_but_retried(proc: subprocess.Popen[str]) -> tuple[str, list[dict[str, Any]]]:
+    """The run's JSON output (all 40 wd14 cells ok, checked here) and the cells that needed a retry."""
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    cells = [img["results"]["wd14"] for img in json.loads(stdout)["images"]]
+    assert len(cells) == 40 and all(c["status"] == "ok" for c in cells)
+    return stdout, [c for c in cells if c.get("attempts")]
 
 
 def _start(ray_address: str, args: list[str]) -> tuple[subprocess.Popen[str], psutil.Process]:
@@ -164,11 +166,7 @@ def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Pa
     proc, runner = _start(ray_address, args)
     time.sleep(2.0)  # loaded and busy
     runner.send_signal(signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    cells = [img["results"]["wd14"] for img in json.loads(stdout)["images"]]
-    assert len(cells) == 40 and all(c["status"] == "ok" for c in cells)
-    retried = [c for c in cells if c.get("attempts")]
+    stdout, retried = _all_ok_but_retried(proc)
     assert len(retried) == 1 and "killed by SIGKILL" in retried[0]["attempts"][0]["message"]
     assert retried[0]["message"] == "succeeded on attempt 2 after a crash"
     model = json.loads(stdout)["models"][0]
@@ -184,11 +182,7 @@ def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str,
     time.sleep(2.0)
     [host] = [a for a in ray.util.list_named_actors(all_namespaces=True) if "-wd14-r0-1" in a["name"]]
     ray.kill(ray.get_actor(host["name"], namespace=host["namespace"]))
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    cells = [img["results"]["wd14"] for img in json.loads(stdout)["images"]]
-    assert len(cells) == 40 and all(c["status"] == "ok" for c in cells)
-    retried = [c for c in cells if c.get("attempts")]
+    stdout, retried = _all_ok_but_retried(proc)
     assert len(retried) == 1 and "runner host on" in retried[0]["attempts"][0]["message"]
     assert "died while handling 'infer'" in retried[0]["attempts"][0]["message"]
     assert json.loads(stdout)["models"][0]["crashes"] == 1
