@@ -5,6 +5,8 @@ One loop for every model. The first statements hide the protocol stream from eve
 and fd 1 at stderr, so a stray print() or input() in a library cannot corrupt the wire. Then
 the runner arranges to die with its parent, imports the adapter named on its command line,
 and answers hello / load / infer / shutdown until EOF. Every exception becomes an error reply.
+Requests are read on a thread as they come, so the orchestrator can send the next image while
+this one computes (it waits here, read and decoded, instead of in the pipe).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
 import importlib  # noqa: E402
 import importlib.metadata  # noqa: E402
 import platform  # noqa: E402
+import queue  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -212,19 +215,32 @@ class Host:
         return ok_reply(req["id"], handler(req)), False
 
 
+def _read_requests(requests: queue.SimpleQueue[Any]) -> None:
+    """Read requests as they come, while the main thread works: the orchestrator sends the next
+    image during this one's inference, and it is here, decoded, when this one is done. The
+    stream's end or a bad frame is queued too, after every request before it."""
+    while True:
+        try:
+            requests.put(read_frame(_read_exact))
+        except FrameError as exc:   # FrameEOF included
+            requests.put(exc)
+            return
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m runners.host <adapter module>", file=sys.stderr)
         return 2
     _die_with_parent()
     host = Host(argv[1])
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_read_requests, args=(requests,), name="requests", daemon=True).start()
     while True:
-        try:
-            req = read_frame(_read_exact)
-        except FrameEOF:
+        req = requests.get()
+        if isinstance(req, FrameEOF):
             return 0  # the orchestrator closed the pipe: nothing more to do
-        except FrameError as exc:
-            _write(error_reply(None, _error(exc)))
+        if isinstance(req, FrameError):
+            _write(error_reply(None, _error(req)))
             return 4  # the stream is desynchronised: there is no safe way on
         req_id = req.get("id") if isinstance(req, dict) else None
         try:

@@ -94,8 +94,69 @@ class Runner(Protocol):
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
+class PipelinedRunner(Runner, Protocol):
+    """A runner that takes requests ahead of their replies (the supervisor keeps the next batch
+    waiting in it): a RunnerProcess, or any Runner through OneByOne."""
+
+    def request(self, op: str, **fields: Any) -> int: ...
+
+    def reply(self, req_id: int, timeout: float) -> dict[str, Any]: ...
+
+    def shutdown(self, timeout: float = 10.0) -> bool: ...
+
+    def finish(self, timeout: float = 10.0) -> None: ...
+
+
+class OneByOne:
+    """request()/reply() over a runner that only answers call() (a hosted one, orchestrator/cluster):
+    each request is made when its reply is awaited, so nothing waits in that runner ahead."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.log_path = runner.log_path
+        self._queued: deque[tuple[int, str, dict[str, Any]]] = deque()
+        self._next_id = 0
+
+    @property
+    def pid(self) -> int:
+        return self.runner.pid
+
+    def alive(self) -> bool:
+        return self.runner.alive()
+
+    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        return self.runner.call(op, timeout, **fields)
+
+    def kill(self, grace: float = KILL_GRACE_S) -> str:
+        return self.runner.kill(grace)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.runner.stop(timeout)
+
+    def request(self, op: str, **fields: Any) -> int:
+        self._next_id += 1
+        self._queued.append((self._next_id, op, fields))
+        return self._next_id
+
+    def reply(self, req_id: int, timeout: float) -> dict[str, Any]:
+        if not self._queued or self._queued[0][0] != req_id:
+            raise ValueError(f"request {req_id} is not the oldest unanswered one")
+        _, op, fields = self._queued.popleft()
+        return self.runner.call(op, timeout, **fields)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stopped here and now (no exit in the background): False, nothing is left to wait for."""
+        self.runner.stop(timeout)
+        return False
+
+    def finish(self, timeout: float = 10.0) -> None:
+        self.runner.kill()
+
+
 class RunnerProcess:
-    """Start with `RunnerProcess.start(...)`, talk with `call(op, timeout, **fields)`."""
+    """Start with `RunnerProcess.start(...)`, talk with `call(op, timeout, **fields)`, or queue
+    requests with `request(...)` and collect their replies in order with `reply(...)`: the runner
+    reads requests while it works (runners/host.py), so the next image can wait there."""
 
     def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, max_frame: int) -> None:
         self.proc = proc
@@ -103,6 +164,13 @@ class RunnerProcess:
         self.max_frame = max_frame
         self._next_id = 0
         self._buf = bytearray()
+        self._out = bytearray()                     # request bytes not yet written to the runner
+        self._awaiting: deque[tuple[int, str]] = deque()   # (id, op) of requests not yet answered
+        self._input_closed = False                  # the runner closed its input: nothing more is written
+        if proc.stdin is not None:
+            # Writes never block: a request waits in _out while the runner is busy, and replies
+            # are read meanwhile, so neither side can wait on the other forever.
+            os.set_blocking(proc.stdin.fileno(), False)
 
     @classmethod
     def start(cls, python: Path, adapter: str, log_path: Path, *, offline: bool = False,
@@ -133,15 +201,39 @@ class RunnerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def unsent_bytes(self) -> int:
+        """Request bytes queued for the runner that its input pipe has not taken yet."""
+        return len(self._out)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its reply; raises RunnerTimeout/RunnerCrashed/RemoteError."""
-        self._next_id += 1
-        req_id = self._next_id
         deadline = time.monotonic() + timeout
-        self._send({"id": req_id, "op": op, **fields}, deadline)
+        req_id = self.request(op, **fields)
+        self._flush(deadline)
+        return self._reply(req_id, deadline, timeout)
+
+    def request(self, op: str, **fields: Any) -> int:
+        """Queue one request without waiting (what the pipe cannot take yet is written while a reply
+        is awaited); returns its id for `reply`. The runner answers requests in order."""
+        self._next_id += 1
+        self._out += encode_frame({"id": self._next_id, "op": op, **fields}, self.max_frame)
+        self._awaiting.append((self._next_id, op))
+        self._write_some()
+        return self._next_id
+
+    def reply(self, req_id: int, timeout: float) -> dict[str, Any]:
+        """Wait up to `timeout` s for the reply to `req_id`, the oldest request not yet answered;
+        raises RunnerTimeout/RunnerCrashed/RemoteError."""
+        return self._reply(req_id, time.monotonic() + timeout, timeout)
+
+    def _reply(self, req_id: int, deadline: float, timeout: float) -> dict[str, Any]:
+        if not self._awaiting or self._awaiting[0][0] != req_id:
+            raise ValueError(f"request {req_id} is not the oldest unanswered one")
+        op = self._awaiting.popleft()[1]
         reply = self._receive(deadline, op, timeout)
         if not isinstance(reply, dict) or reply.get("id") != req_id:
             self._crash_violation(f"reply does not match request {req_id}: {str(reply)[:200]}")
@@ -162,36 +254,55 @@ class RunnerProcess:
         info = self.kill()
         raise ProtocolViolation(f"protocol violation: {message}; runner {info}", info, tail(self.log_path))
 
-    def _send(self, obj: dict[str, Any], deadline: float) -> None:
-        data = memoryview(encode_frame(obj, self.max_frame))
-        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]  # started with stdin=PIPE: never None
-        while data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RunnerTimeout("runner stopped reading its input")
-            _, writable, _ = select.select([], [fd], [], remaining)
-            if not writable:
-                continue
-            try:
-                written = os.write(fd, data[: 1 << 20])
-            except (BrokenPipeError, ConnectionResetError):
-                raise self._crashed("closed its input") from None
-            data = data[written:]
+    def _write_some(self) -> None:
+        """Write what the pipe takes now of the queued request bytes, without blocking."""
+        if not self._out or self._input_closed:
+            return
+        try:
+            with memoryview(self._out) as view:   # no copy of the chunk (a camera photo is megabytes)
+                written = os.write(self.proc.stdin.fileno(), view[: 1 << 20])  # type: ignore[union-attr]
+        except BlockingIOError:
+            return
+        except (BrokenPipeError, ConnectionResetError):
+            # The runner is gone (or closed its input): its reply never comes, which the read
+            # of that reply reports with the exit status and the log's tail.
+            self._input_closed = True
+            self._out.clear()
+            return
+        del self._out[:written]
+
+    def _flush(self, deadline: float) -> None:
+        """Write every queued request byte (reading replies meanwhile, so a runner blocked on
+        writing one never stalls us)."""
+        while self._out and not self._input_closed:
+            if not self._pump(deadline, "runner stopped reading its input"):
+                break   # its output ended: it is exiting
+        if self._out or self._input_closed:
+            raise self._crashed("closed its input")
+
+    def _pump(self, deadline: float, late: str) -> bool:
+        """Wait (until `deadline`) for the runner's output or room in its input; write and read what
+        can be. Returns False at the end of the runner's output."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RunnerTimeout(late)
+        out_fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        writing = [self.proc.stdin.fileno()] if self._out and not self._input_closed else []  # type: ignore[union-attr]
+        readable, writable, _ = select.select([out_fd], writing, [], min(remaining, 1.0))
+        if writable:
+            self._write_some()
+        if readable:
+            chunk = os.read(out_fd, 1 << 20)
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
 
     def _read_into_buffer(self, n: int, deadline: float, op: str, timeout: float) -> None:
-        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]  # started with stdout=PIPE: never None
         while len(self._buf) < n:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RunnerTimeout(f"no reply to '{op}' within {timeout:g} s")
-            readable, _, _ = select.select([fd], [], [], min(remaining, 1.0))
-            if not readable:
-                continue
-            chunk = os.read(fd, max(n - len(self._buf), 1 << 16))
-            if not chunk:
+            if not self._pump(deadline, f"no reply to '{op}' within {timeout:g} s"):
                 partial = " in the middle of a reply" if self._buf else ""
                 raise self._crashed(f"died{partial} while handling '{op}'")
-            self._buf += chunk
 
     def _receive(self, deadline: float, op: str, timeout: float) -> Any:
         self._read_into_buffer(HEADER_SIZE, deadline, op, timeout)
@@ -223,15 +334,31 @@ class RunnerProcess:
         self._close_pipes()
         return describe_exit(self.proc.returncode)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Polite shutdown (the one polite step), then the kill ladder for anything left."""
-        if self.proc.poll() is None:
-            try:
-                self.call("shutdown", timeout=timeout)
-                self.proc.wait(timeout=timeout)
-            except (RunnerError, subprocess.TimeoutExpired, OSError):
-                pass
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Ask the runner to exit (the one polite step); True when it agreed. It then exits on its
+        own, which can take a while (a model's memory is freed): `finish` waits for that."""
+        if self.proc.poll() is not None or self._awaiting:   # requests unanswered: no polite way out
+            return False
+        try:
+            self.call("shutdown", timeout=timeout)
+        except (RunnerError, OSError):
+            return False
+        return True
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait up to `timeout` s for the runner to exit, then the kill ladder for anything left."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
         self.kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Polite shutdown, wait for the exit, then the kill ladder for anything left."""
+        if self.shutdown(timeout):
+            self.finish(timeout)
+        else:
+            self.kill()
 
     def _close_pipes(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):

@@ -7,6 +7,7 @@ It misbehaves the way real libraries do: it prints to stdout at import and durin
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 print("fake adapter: a library printing to stdout at import time")
@@ -22,6 +23,7 @@ class Adapter:
 
     def infer(self, images: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
         print(f"fake adapter: infer on {len(images)} image(s)")
+        time.sleep(float(options.get("sleep_s", 0)))   # a model computing
         os.write(1, b"\x00\x01 binary noise on fd 1\n")
         out = []
         for img in images:

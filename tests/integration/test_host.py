@@ -2,7 +2,7 @@
 
 Covers: stray stdout from the adapter never reaches the protocol stream, bad images of every
 kind are that image's `bad_image` (or are decoded correctly), adapter exceptions are that
-image's `error`, and the runner dies with its parent.
+image's `error`, the next request is read while one computes, and the runner dies with its parent.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PIL import Image
 
 from orchestrator.images import hash_file
 from orchestrator.paths import PROJECT_ROOT
+from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import fake_job, run
 
 
@@ -137,3 +138,28 @@ time.sleep(60)
         time.sleep(0.1)
     else:
         pytest.fail("the runner outlived its parent")
+
+
+def test_the_next_photo_is_read_while_one_computes(tmp_path: Path) -> None:
+    """Requests are read as they come: a photo sent while the model computes waits in the runner,
+    not in the pipe (which holds far less than a camera photo), and replies keep their order."""
+    small = _save(tmp_path / "small.png", Image.new("RGB", (8, 8)))
+    big = _save(tmp_path / "big.png", Image.effect_noise((1400, 1400), 64).convert("RGB"))  # ~6 MB of noise
+    runner = RunnerProcess.start(Path(sys.executable), "tests.fakes.adapter", tmp_path / "r.log",
+                                 extra_env={"PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        runner.call("hello", 30)
+        runner.call("load", 30, spec={"options": {}}, infer_options={})
+        first = runner.request("infer", images=[{"id": "a", "name": "small.png", "data": small.read_bytes()}],
+                               options={"sleep_s": 1.0})
+        second = runner.request("infer", images=[{"id": "b", "name": "big.png", "data": big.read_bytes()}],
+                                options={})
+        assert runner.unsent_bytes > 0, "the photo is larger than what the pipe takes at once"
+        with pytest.raises(ValueError, match="oldest"):
+            runner.reply(second, 30)   # replies come in request order
+        assert runner.reply(first, 30)["results"][0]["status"] == "ok"
+        assert runner.unsent_bytes == 0, "the runner read the next photo while the first one computed"
+        assert runner.reply(second, 30)["results"][0]["raw"]["size"] == [1400, 1400]
+    finally:
+        runner.stop()
+    assert not runner.alive()
