@@ -29,7 +29,7 @@ from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
 from orchestrator.run.jobs import RunOptions, model_job
-from orchestrator.run.supervisor import ModelJob, ModelRun, Supervisor, cell
+from orchestrator.run.supervisor import Launch, ModelJob, ModelRun, Supervisor, cell, launch, wait_for_exits
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
 from schemas.status import CellStatus
@@ -57,9 +57,7 @@ class Analysis:
     def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions,
                  judge: ModelSpec | None = None, store: ResultStore | None = None, force: bool = False,
                  judged_models: dict[str, str] | None = None) -> None:
-        self.images = images
-        # Identical files (same content hash) run once; every path still gets its row.
-        self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
+        self.set_images(images)
         self.models = models
         self.judge = judge          # runs after the models, on their outputs (orchestrator/run/judge.py)
         # whose stored outputs the judge merges (model -> kind); default: this analysis's models
@@ -80,9 +78,45 @@ class Analysis:
         self.started = self.finished = time.time()
         self._meta: dict[str, CellMeta] = {}        # model -> the columns stored beside its cells
         self._entry_stored: set[str] = set()
+        self._launched: dict[str, Launch] = {}      # model -> its runner, started early (start_early)
+
+    def set_images(self, images: list[ImageRef]) -> None:
+        """The images to analyse (given after start_early, once they are hashed)."""
+        self.images = images
+        # Identical files (same content hash) run once; every path still gets its row.
+        self.unique = list({img.id: img for img in reversed(images)}.values())[::-1]
+
+    def start_early(self) -> None:
+        """Start the first model's runner before the images are known: its libraries and weights
+        load while the files are hashed (seconds for a folder of camera photos). Only when it
+        will run whatever the images: its env is ready and the store has none of its results
+        with these options to reuse (never, with --no-store or --force)."""
+        if not self.models or self.models[0].name in self._launched:
+            return
+        spec = self.models[0]
+        if envbuild.env_state(spec.env)[0] != "ready":
+            return
+        meta = self._cell_meta(spec)
+        try:
+            if not self.force and meta.options_key and self.store.has_done(spec.name, meta.options_key):
+                return
+            job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
+            self._launched[spec.name] = launch(job)
+        except (StoreError, OSError):
+            return   # the model starts when its turn comes, and says what is wrong then
+
+    def _cancel_launch(self, spec: ModelSpec) -> None:
+        """The runner started early for `spec` is not needed after all: stopped now, not at close()."""
+        launched = self._launched.pop(spec.name, None)
+        if launched is not None:
+            launched.cancel()
 
     def close(self) -> None:
-        """Close the store (and remove it, when it was a temporary one)."""
+        """Close the store (and remove it, when it was a temporary one), once every runner has exited."""
+        for launched in self._launched.values():
+            launched.cancel()
+        self._launched.clear()
+        wait_for_exits()
         self.store.close()
         if self._temp is not None:
             self._temp.cleanup()
@@ -195,6 +229,7 @@ class Analysis:
         pending = [img for img in pending if not img.error]
         reused = len(self.unique) - len(pending)
         if self.unique and not pending:  # every cell done already: the runner is not even started
+            self._cancel_launch(spec)
             run = self.model_runs[spec.name] = self._stored_run(spec)
             return run
         if reused and progress:  # count the stored cells in the model's progress
@@ -205,6 +240,7 @@ class Analysis:
 
         state, why = self._env_state(spec)
         if state != "ready":
+            self._cancel_launch(spec)
             fix = f"make setup-envs MODELS={spec.name}"
             run = ModelRun(spec.name, status="skipped", message=f"env '{spec.env}' is {state}: {why}", fix=fix)
             for done, image in enumerate(pending, 1):
@@ -234,7 +270,8 @@ class Analysis:
 
     def _supervise(self, spec: ModelSpec, job: ModelJob, pending: list[ImageRef], progress: Any) -> ModelRun:
         """One runner through the images (orchestrator.cluster runs a pool of them on its nodes)."""
-        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress)
+        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress,
+                         launched=self._launched.pop(spec.name, None))   # the runner start_early started
         return sup.run(pending)
 
     def _internal_error(self, spec: ModelSpec, exc: Exception, pending: list[ImageRef]) -> ModelRun:

@@ -8,6 +8,12 @@ takes the next image (its reload time is recorded). On a crash the images in fli
 retried once on a fresh runner, and an image that kills it twice is not retried (poison).
 Restarts are bounded: after `max_restarts` failures in a row without one success, the model's
 remaining cells are `skipped` with the reason. `run()` always returns.
+
+Nothing waits on the orchestrator: the next batch is sent while the runner computes the current
+one (it waits in the runner, read), so the runner goes on to it the moment it replies, while the
+orchestrator stores the reply; a runner can be started ahead (`launch`: its imports and weights
+load while the files are hashed); and a runner asked to exit frees its model in the background,
+waited for before the next runner starts and before the command ends (`wait_for_exits`).
 """
 
 from __future__ import annotations
@@ -23,13 +29,16 @@ from typing import Any
 from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
 from orchestrator.models.registry import ModelSpec
-from orchestrator.run.transport import Runner, RunnerProcess
+from orchestrator.run.transport import OneByOne, PipelinedRunner, Runner, RunnerProcess
 from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
 from schemas.status import CellStatus
 
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
 
+AHEAD = 1   # batches sent to the runner beyond the one it computes (each holds its files' bytes)
+
 _LIVE: set[Runner] = set()
+_EXITING: list[threading.Thread] = []   # reapers of runners that were asked to exit
 _LIVE_LOCK = threading.Lock()
 
 
@@ -39,6 +48,31 @@ def kill_all_runners() -> None:
         runners = list(_LIVE)
     for runner in runners:
         runner.kill(grace=1.0)
+
+
+def _retire(runner: PipelinedRunner) -> None:
+    """A runner that agreed to exit frees its model (a second or more for a big one) while the
+    orchestrator goes on; a thread reaps it, with the kill ladder if it does not exit."""
+    def reap() -> None:
+        runner.finish()
+        with _LIVE_LOCK:
+            _LIVE.discard(runner)
+
+    thread = threading.Thread(target=reap, name=f"reap-runner-{runner.pid}", daemon=True)
+    with _LIVE_LOCK:
+        _EXITING.append(thread)
+    thread.start()
+
+
+def wait_for_exits() -> None:
+    """Wait until every runner asked to exit is gone: before a model loads (the memory it needs is
+    free) and before the command ends (no runner outlives it)."""
+    with _LIVE_LOCK:
+        threads = list(_EXITING)
+    for thread in threads:
+        thread.join()
+    with _LIVE_LOCK:
+        _EXITING[:] = [t for t in _EXITING if t.is_alive()]
 
 
 @dataclass(frozen=True)
@@ -87,6 +121,48 @@ class ModelRun:
     log_path: str = ""
 
 
+@dataclass
+class Launch:
+    """A started runner whose hello and load were asked and not yet answered."""
+
+    runner: PipelinedRunner
+    hello_id: int
+    load_id: int
+    started: float    # time.monotonic() at the start
+
+    def cancel(self) -> None:
+        """Never used (every image was done already): the runner is stopped."""
+        self.runner.kill()
+        with _LIVE_LOCK:
+            _LIVE.discard(self.runner)
+
+
+def launch(job: ModelJob, first: bool = True) -> Launch:
+    """Start the job's runner and queue its hello and load without waiting: the runner imports its
+    libraries and loads the weights while the caller does other work. `first`: the model's first
+    start (only that one runs the warm-up). OSError when the env's python cannot be started."""
+    wait_for_exits()
+    started = time.monotonic()
+    started_runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
+                                                        offline=job.offline, module=job.runner_module,
+                                                        extra_env=job.extra_env)
+    runner = started_runner if isinstance(started_runner, RunnerProcess) else OneByOne(started_runner)
+    with _LIVE_LOCK:
+        _LIVE.add(runner)
+    load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
+    hello_id = runner.request("hello")
+    load_id = runner.request("load", spec=load_spec, infer_options=job.infer_options)
+    return Launch(runner, hello_id, load_id, started)
+
+
+@dataclass
+class _Sent:
+    """A batch sent to the runner, its reply not read yet."""
+
+    images: list[ImageRef]
+    req_id: int
+
+
 def cell(status: CellStatus, message: str = "", fix: str = "", **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"status": status.value, "message": message}
     if fix:
@@ -97,12 +173,13 @@ def cell(status: CellStatus, message: str = "", fix: str = "", **extra: Any) -> 
 
 class Supervisor:
     def __init__(self, job: ModelJob, sink: CellSink,
-                 progress: Callable[[str, int, int], None] | None = None) -> None:
+                 progress: Callable[[str, int, int], None] | None = None, launched: Launch | None = None) -> None:
         self.job = job
         self.sink = sink
         self.progress = progress or (lambda model, done, total: None)
         self.run_info = ModelRun(job.spec.name, log_path=str(job.log_path))
-        self.runner: Runner | None = None
+        self.runner: PipelinedRunner | None = None
+        self.launched = launched                       # a runner started ahead for this job (launch)
         self.failures_in_a_row = 0
         self.crashes_of: dict[str, list[dict[str, Any]]] = {}
         self.give_up: dict[str, Any] | None = None   # the cell every remaining image gets
@@ -112,21 +189,29 @@ class Supervisor:
     # -- public ---------------------------------------------------------------------------------
     def run(self, images: list[ImageRef]) -> ModelRun:
         pending: deque[ImageRef] = deque(images)
+        sent: deque[_Sent] = deque()   # in the runner, oldest first; empty whenever there is no runner
         total = len(images)
         try:
-            while pending:
+            while pending or sent:
                 if self.give_up is not None:
                     self._emit(pending.popleft(), dict(self.give_up), total)
                     continue
-                if self.runner is None and not self._start():
-                    continue
-                batch = self._next_batch(pending)
-                for image, result in self._infer(batch, pending):
-                    self._emit(image, result, total)
+                if self.runner is None:
+                    if (started := self._start()) is None:
+                        continue
+                    self._fill(pending, sent, total)   # the first batches wait in the runner while it loads
+                    if not self._started(started, sent, pending):
+                        continue
+                self._fill(pending, sent, total)
+                if sent:
+                    for image, result in self._collect(sent, pending):
+                        self._emit(image, result, total)
         except BaseException:  # Ctrl-C, SIGTERM: no polite shutdown, the runner dies now
             self._discard_runner()
             raise
         finally:
+            if self.launched is not None:   # never needed: every image was given up on
+                self.launched.cancel()
             self._stop()
         self._summarise()
         return self.run_info
@@ -139,38 +224,47 @@ class Supervisor:
         return batch
 
     # -- runner life cycle ----------------------------------------------------------------------
-    def _start(self) -> bool:
-        job, limits = self.job, self.job.limits
-        t0 = time.monotonic()
+    def _start(self) -> Launch | None:
+        """A runner for the job (the one launched ahead, else a new one), hello and load asked; None
+        when it cannot even start."""
+        launched, self.launched = self.launched, None
+        if launched is None:
+            try:
+                launched = launch(self.job, first=not self.run_info.load)
+            except OSError as exc:  # the env's python is gone or not executable: no point retrying
+                self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
+                                    fix=f"make setup-envs MODELS={self.job.spec.name}")
+                return None
+        self.runner = launched.runner
+        return launched
+
+    def _started(self, launched: Launch, sent: deque[_Sent], pending: deque[ImageRef]) -> bool:
+        """Wait for the runner's hello and load; when they fail, the batches sent meanwhile go back
+        to `pending` with the runner gone."""
+        assert self.runner is not None
+        limits = self.job.limits
         try:
-            runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                                        offline=job.offline, module=job.runner_module,
-                                                        extra_env=job.extra_env)
-        except OSError as exc:  # the env's python is gone or not executable: no point retrying
-            self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
-                                fix=f"make setup-envs MODELS={job.spec.name}")
-            return False
-        with _LIVE_LOCK:
-            _LIVE.add(runner)
-        self.runner = runner
-        first = not self.run_info.load
-        try:
-            hello = runner.call("hello", limits.hello_s)
-            load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
-            load = runner.call("load", limits.load_s, spec=load_spec, infer_options=job.infer_options)
-        except RemoteError as exc:
-            self._discard_runner()
-            self._fail_model(exc)
-            return False
+            hello = self.runner.reply(launched.hello_id, limits.hello_s)
+            load = self.runner.reply(launched.load_id, limits.load_s)
         except RunnerError as exc:
+            self._requeue(sent, pending)
             self._discard_runner()
-            self._count_failure(f"runner failed to start: {exc}", getattr(exc, "stderr_tail", ""))
+            if isinstance(exc, RemoteError):
+                self._fail_model(exc)
+            else:
+                self._count_failure(f"runner failed to start: {exc}", getattr(exc, "stderr_tail", ""))
             return False
-        if first:
+        if not self.run_info.load:
             self.run_info.hello, self.run_info.load = hello, load
         else:
-            self.run_info.reloads.append(time.monotonic() - t0)
+            self.run_info.reloads.append(time.monotonic() - launched.started)
         return True
+
+    def _fill(self, pending: deque[ImageRef], sent: deque[_Sent], total: int) -> None:
+        """Send batches until AHEAD of them wait behind the one the runner computes."""
+        while pending and len(sent) <= AHEAD:
+            for image, result in self._send(pending, sent):
+                self._emit(image, result, total)
 
     def _discard_runner(self) -> None:
         if self.runner is not None:
@@ -181,8 +275,11 @@ class Supervisor:
 
     def _stop(self) -> None:
         if self.runner is not None:
-            self.runner.stop()
-            self._discard_runner()
+            if self.runner.shutdown():
+                _retire(self.runner)   # it exits while the orchestrator goes on (wait_for_exits)
+                self.runner = None
+            else:
+                self._discard_runner()
 
     def _fail_model(self, exc: RemoteError) -> None:
         """A deterministic failure while loading (missing weights, import error): no retry."""
@@ -207,53 +304,71 @@ class Supervisor:
                 fix=f"look at {self.job.log_path}; `mltag run {self.job.spec.name} <image> -v` shows the runner live")
 
     # -- inference --------------------------------------------------------------------------------
-    def _infer(self, batch: list[ImageRef], pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
+    def _send(self, pending: deque[ImageRef], sent: deque[_Sent]) -> list[tuple[ImageRef, dict[str, Any]]]:
+        """Send the next batch without waiting for its reply; the cells of files that cannot be read."""
         assert self.runner is not None
-        payload, sent, out = [], [], []
-        for image in batch:
+        payload, ready, out = [], [], []
+        for image in self._next_batch(pending):
             try:
                 extra = self.job.payload(image) if self.job.payload else {"data": image.read()}
                 payload.append({"id": image.id, "name": image.name, **extra})
-                sent.append(image)
+                ready.append(image)
             except OSError as exc:  # gone or unreadable since it was found: not done, so a re-run tries again
                 out.append((image, cell(CellStatus.SKIPPED, f"the file could not be read when its turn came: "
                                                             f"{exc.strerror or exc}",
                                         fix="check that the file is there and readable, then run the same "
                                             "command again (done results are kept)")))
-        if not payload:
-            return out
-        timeout = self.job.limits.infer_s * len(payload)
+        if payload:
+            sent.append(_Sent(ready, self.runner.request("infer", images=payload, options=self.job.infer_options)))
+        return out
+
+    def _collect(self, sent: deque[_Sent], pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
+        """The cells of the oldest batch sent. Its time limit counts from now: the runner has just
+        finished the batch before it. When the runner fails, the batches behind it go back to
+        `pending` (they never started)."""
+        assert self.runner is not None
+        batch = sent[0].images
+        timeout = self.job.limits.infer_s * len(batch)
         try:
-            reply = self.runner.call("infer", timeout, images=payload, options=self.job.infer_options)
+            reply = self.runner.reply(sent.popleft().req_id, timeout)
         except RunnerTimeout:
+            self._requeue(sent, pending)
             self._discard_runner()
             self.run_info.timeouts += 1
             self._count_failure(f"no result within {timeout:g} s")
             msg = (f"no result within {self.job.limits.infer_s:g} s per image; the runner was killed "
                    "and restarted for the next image")
             fix = f"raise --timeout, or timeout_s in envs/{self.job.spec.name}/model.toml"
-            return out + [(img, cell(CellStatus.TIMEOUT, msg, fix=fix)) for img in sent]
+            return [(img, cell(CellStatus.TIMEOUT, msg, fix=fix)) for img in batch]
         except RunnerCrashed as exc:
+            self._requeue(sent, pending)
             self._discard_runner()
             self.run_info.crashes += 1
             self._count_failure(str(exc), exc.stderr_tail)
-            return out + self._crashed(sent, exc, pending)
+            return self._crashed(batch, exc, pending)
         except RemoteError as exc:  # the host itself refused the request: not this image's fault alone
-            return out + [(img, cell(CellStatus.ERROR, str(exc), error={"type": exc.type, "message": exc.message,
-                                                                          "traceback": exc.traceback}))
-                          for img in sent]
+            return [(img, cell(CellStatus.ERROR, str(exc), error={"type": exc.type, "message": exc.message,
+                                                                  "traceback": exc.traceback}))
+                    for img in batch]
         self.failures_in_a_row = 0   # a start counts only once the runner has done real work
         by_id = {r.get("id"): r for r in reply.get("results", [])}
-        for img in sent:
+        out = []
+        for img in batch:
             result = by_id.get(img.id)
             if result is None:
                 out.append((img, cell(CellStatus.ERROR, "the runner returned no result for this image")))
                 continue
             result = dict(result)
             result.pop("id", None)
-            result["batch_size"] = reply.get("batch_size", len(sent))
+            result["batch_size"] = reply.get("batch_size", len(batch))
             out.append((img, result))
         return out
+
+    @staticmethod
+    def _requeue(sent: deque[_Sent], pending: deque[ImageRef]) -> None:
+        """Batches sent but never started go back to the front of `pending`, in their order."""
+        while sent:
+            pending.extendleft(reversed(sent.pop().images))
 
     def _crashed(self, sent: list[ImageRef], exc: RunnerCrashed,
                  pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:

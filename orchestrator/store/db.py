@@ -242,6 +242,14 @@ class ResultStore:
                               f"({', '.join('?' * len(statuses))})", (model, key, *statuses)).fetchall()
         return {sha: status for sha, status in rows if sha in wanted}
 
+    def has_done(self, model: str, key: str) -> bool:
+        """Whether any cell of `model` is done with this options key (a re-run may reuse it)."""
+        statuses = sorted(DONE_STATUSES)
+        with self.reading() as db:
+            row = db.execute(f"SELECT 1 FROM cells WHERE model = ? AND options_key = ? AND status IN "
+                             f"({', '.join('?' * len(statuses))}) LIMIT 1", (model, key, *statuses)).fetchone()
+        return row is not None
+
     def run_cells(self, run_id: str, model: str) -> set[str]:
         """The images (sha256) `run_id` stored a cell of `model` for."""
         with self.reading() as db:

@@ -15,6 +15,7 @@ behaviour is a comma-separated list of:
     fork_child          start a grandchild that sleeps (must be killed with the group)
     error_on:N          answer the N-th infer with an error reply
     weights_missing     load fails with WeightsMissing
+    slow_exit:S         sleep S seconds after answering shutdown, then exit (a big model being freed)
 It writes its pid to $FAKE_PID_DIR/<pid> when that variable is set (for orphan checks).
 """
 
@@ -102,6 +103,8 @@ def main() -> int:
             write(ok_reply(rid, {"results": results, "batch_s": 0.001, "batch_size": len(results)}))
         elif op == "shutdown":
             write(ok_reply(rid, {}))
+            if "slow_exit" in opts:
+                time.sleep(float(opts["slow_exit"]))
             return 0
 
 

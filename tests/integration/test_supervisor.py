@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.run.supervisor import Limits
+from orchestrator.images import hash_file
+from orchestrator.models import envbuild
+from orchestrator.run import pipeline
+from orchestrator.run.jobs import RunOptions
+from orchestrator.run.supervisor import Limits, wait_for_exits
+from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
+from tests.support import spec
 
 NAMES = ["a.jpg", "b.jpg", "c.jpg"]
 
@@ -167,3 +173,61 @@ def test_missing_interpreter_skips_with_fix(tmp_path: Path) -> None:
     info, cells = run(job, images(tmp_path, NAMES[:1]))
     assert cells["a.jpg"]["status"] == "skipped" and "cannot start the runner" in cells["a.jpg"]["message"]
     assert cells["a.jpg"]["fix"] == "make setup-envs MODELS=fake"
+
+
+def test_the_next_image_is_sent_before_the_reply(tmp_path: Path, monkeypatch) -> None:
+    """One batch waits in the runner while it computes another: the runner never waits for the
+    orchestrator to store a result and read the next file."""
+    events: list[str] = []
+    request, reply = RunnerProcess.request, RunnerProcess.reply
+
+    def spy_request(self: RunnerProcess, op: str, **fields: object) -> int:
+        if op == "infer":
+            events.append("send " + ",".join(i["name"].rsplit("/", 1)[-1] for i in fields["images"]))  # type: ignore[attr-defined]
+        return request(self, op, **fields)
+
+    def spy_reply(self: RunnerProcess, req_id: int, timeout: float) -> dict:
+        result = reply(self, req_id, timeout)
+        if "results" in result:
+            events.append("reply " + ",".join(str(r["tags"][0]["name"]) for r in result["results"]))
+        return result
+
+    monkeypatch.setattr(RunnerProcess, "request", spy_request)
+    monkeypatch.setattr(RunnerProcess, "reply", spy_reply)
+    imgs = images(tmp_path, NAMES)
+    _, cells = run(fake_job(tmp_path, "ok"), imgs)
+    assert [cells[n]["status"] for n in NAMES] == ["ok"] * 3
+    lengths = [cells[n]["tags"][0]["name"] for n in NAMES]
+    assert events == ["send a.jpg", "send b.jpg", f"reply {lengths[0]}", "send c.jpg", f"reply {lengths[1]}",
+                      f"reply {lengths[2]}"]
+
+
+def test_a_stopped_runner_exits_in_the_background(tmp_path: Path) -> None:
+    """Freeing a model takes a while: the run goes on (the next model waits for it, and so does the
+    command's end: wait_for_exits), and the runner is gone once waited for."""
+    t0 = time.monotonic()
+    _, cells = run(fake_job(tmp_path, "slow_exit:2"), images(tmp_path, NAMES[:1]))
+    assert cells["a.jpg"]["status"] == "ok" and time.monotonic() - t0 < 2, "the run did not wait for the exit"
+    assert alive(started_pids(tmp_path)), "still exiting"
+    wait_for_exits()
+    assert alive(started_pids(tmp_path)) == []
+
+
+def test_the_runner_started_early_is_the_one_that_runs(tmp_path: Path, monkeypatch) -> None:
+    """The early runner loads while the images are hashed, then serves them: one runner, every cell."""
+    monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+    monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, "ok"))
+    analysis = pipeline.Analysis([], [spec("fake")], RunOptions())
+    analysis.start_early()
+    for _ in range(200):   # the fake runner writes its pid file as it starts
+        if started_pids(tmp_path):
+            break
+        time.sleep(0.05)
+    assert len(started_pids(tmp_path)) == 1, "started before any image is known"
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(name.encode())
+    analysis.set_images([hash_file(tmp_path / n) for n in ("a.jpg", "b.jpg")])
+    doc = analysis.run().document()
+    analysis.close()
+    assert [i["results"]["fake"]["status"] for i in doc["images"]] == ["ok", "ok"]
+    assert len(started_pids(tmp_path)) == 1, "the runner started early served every image"

@@ -91,3 +91,49 @@ def test_runners_start_with_the_mps_cpu_fallback(monkeypatch: pytest.MonkeyPatch
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
     monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")   # the user's own choice wins
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
+
+
+def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """start_early: the first model's runner loads while the files are hashed, but only when it will
+    run whatever the images are (no store, --force, or no stored result of it with these options)."""
+    from orchestrator.models import envbuild
+    from orchestrator.run import pipeline
+    from orchestrator.run.supervisor import ModelJob
+    from orchestrator.store import CellMeta, ResultStore
+
+    started: list[str] = []
+
+    class Launched:
+        cancelled = False
+
+        def cancel(self) -> None:
+            Launched.cancelled = True
+
+    monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+    def launch(job: ModelJob) -> Launched:
+        started.append(job.spec.name)
+        return Launched()
+
+    monkeypatch.setattr(pipeline, "launch", launch)
+    no_store = Analysis([], [spec("m1"), spec("m2")], RunOptions())
+    no_store.start_early()
+    assert started == ["m1"], "--no-store: only the first model, at once"
+    no_store.close()
+    assert Launched.cancelled, "a runner started early and never used is stopped"
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    image = hash_file(tmp_path / "a.jpg")
+    store = ResultStore(tmp_path / "results.sqlite")
+    key = Analysis([], [spec("m1")], RunOptions(), store=store)._cell_meta(spec("m1")).options_key
+    store.begin_run("r1", 0.0, {}, [])
+    store.record_images("r1", [image])
+    store.put_cell("r1", image.sha256, "m1", {"status": "ok", "tags": []}, CellMeta(options_key=key))
+    started.clear()
+    Analysis([], [spec("m1")], RunOptions(), store=store).start_early()
+    assert started == [], "the store may have every result: the runner starts only if it is needed"
+    Analysis([], [spec("m1")], RunOptions(), store=store, force=True).start_early()
+    assert started == ["m1"], "--force recomputes everything"
+    started.clear()
+    Analysis([], [spec("m1")], RunOptions(infer_overrides={"x": 1}), store=store).start_early()
+    assert started == ["m1"], "other options: nothing stored to reuse"

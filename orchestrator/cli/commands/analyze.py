@@ -87,16 +87,18 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     connected = connect(cluster, cluster_parallel) if cluster else None   # fails fast, before any hashing
     install_cleanup()
     store = None if no_store else open_store(store_path, paths, create=True)
-    with progress() as bar:
-        task = bar.add_task("hashing", total=len(files))
-        images = hash_files(files, lambda done, total: bar.update(task, completed=done))
     if connected is not None:
         from orchestrator.cluster.analysis import ClusterAnalysis
 
-        analysis: Analysis = ClusterAnalysis(images, specs, options, judge=judge_spec, store=store, force=force,
+        analysis: Analysis = ClusterAnalysis([], specs, options, judge=judge_spec, store=store, force=force,
                                              cluster=connected, replicas=cluster_parallel)
     else:
-        analysis = Analysis(images, specs, options, judge=judge_spec, store=store, force=force)
+        analysis = Analysis([], specs, options, judge=judge_spec, store=store, force=force)
+        analysis.start_early()   # the first model loads while the files are hashed
+    with progress() as bar:
+        task = bar.add_task("hashing", total=len(files))
+        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done)))
+    images = analysis.images
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)
     unreadable = sum(1 for img in images if img.error)
