@@ -50,10 +50,9 @@ def _inflector() -> Any:
 @functools.lru_cache(maxsize=65536)
 def singular(word: str) -> str:
     """`word` (lower case) as a singular noun when it is a plural noun, else `word` unchanged."""
-    import simplemma
-
     if word in PLURAL_ONLY or len(word) < 3 or not word.isalpha():
         return word
+    import simplemma  # ~0.15 s with its dictionary: only for a word that may be a plural noun
     if simplemma.lemmatize(word, lang="en") == word:
         return word  # a headword: "bus", "graffiti", "rusty"
     single = _inflector().singular_noun(word)  # the singular, or False for a word that is not a plural
