@@ -35,7 +35,7 @@ def progress() -> Progress:
 
 def install_cleanup() -> None:
     """No runner outlives the CLI: killed at exit, and on SIGTERM (which then runs atexit too)."""
-    from orchestrator.run.supervisor import kill_all_runners
+    from orchestrator.run.launch import kill_all_runners
 
     atexit.register(kill_all_runners)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -16,8 +16,9 @@ from orchestrator.cluster.pool import Pool, plan
 from orchestrator.images import ImageRef
 from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
+from orchestrator.run.jobs import ModelJob
 from orchestrator.run.pipeline import Analysis
-from orchestrator.run.supervisor import ModelJob, ModelRun, cell
+from orchestrator.run.supervisor import ModelRun, cell
 from schemas.status import CellStatus
 
 

@@ -19,7 +19,8 @@ from orchestrator.cluster.connect import Cluster, Node
 from orchestrator.cluster.transport import START_S, HostSlot
 from orchestrator.images import ImageRef
 from orchestrator.models.registry import ModelSpec
-from orchestrator.run.supervisor import ModelJob, ModelRun, Supervisor, cell
+from orchestrator.run.jobs import ModelJob
+from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from schemas.status import CellStatus
 
 Sink = Callable[[ImageRef, dict[str, Any], ModelRun], None]

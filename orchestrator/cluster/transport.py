@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.cluster.node import RunnerHost
 from orchestrator.errors import ProtocolViolation, RemoteError, RunnerCrashed, RunnerTimeout
-from orchestrator.run.transport import KILL_GRACE_S
+from orchestrator.run.runner import KILL_GRACE_S
 
 MARGIN_S = 30.0          # how much longer than the node's own deadline the driver waits
 START_S = 600.0          # a host actor must be placed and started within this (a busy cluster queues it)

@@ -3,13 +3,46 @@ ModelJob per model (load spec, infer options with --prompt/--ask/--option applie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.images import ImageRef
 from orchestrator.models.loadspec import build_load_spec
 from orchestrator.models.registry import ModelSpec
-from orchestrator.run.supervisor import Limits, ModelJob
+from orchestrator.run.runner import Runner
+from schemas.protocol import LoadSpec
+
+
+@dataclass(frozen=True)
+class Limits:
+    hello_s: float = 180.0        # first start imports torch + transformers: 4-20 s on 2 cores
+    load_s: float = 900.0         # downloads and multi-GB weights
+    infer_s: float = 60.0         # per image (--timeout)
+    max_restarts: int = 3         # failures in a row (crash, timeout, failed start) before giving up
+    retry_crashed: bool = True    # retry an image once after it crashed the runner
+
+
+@dataclass
+class ModelJob:
+    spec: ModelSpec
+    python: Path
+    load_spec: LoadSpec
+    infer_options: dict[str, Any]
+    log_path: Path
+    limits: Limits = field(default_factory=Limits)
+    batch_size: int = 1
+    offline: bool = False
+    runner_module: str = "runners.host"   # tests swap in a fake runner
+    adapter: str | None = None            # defaults to spec.adapter
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # What an image sends besides id and name; default {"data": the file's bytes}. The judge
+    # sends {"context": other models' outputs} instead.
+    payload: Callable[[ImageRef], dict[str, Any]] | None = None
+    # How a runner is started: RunnerProcess.start's signature and the same call/kill/stop interface
+    # back. Default: a subprocess here; orchestrator.cluster starts it on a node through a host actor.
+    start: Callable[..., Runner] | None = None
 
 
 @dataclass

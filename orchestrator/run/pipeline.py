@@ -4,6 +4,9 @@ orchestrator/store/documents.py). What each model's runner is given: jobs.py.
 Model-major: each selected model's runner streams through every image, so a model loads once.
 Models run one after another by default (2-core machines, multi-GB models); --parallel N runs
 N at once. A model whose env is missing, or that fails, never stops the others.
+
+Just over 350 lines on purpose: `Analysis` is the one place that decides, per model, what the store
+already has, what runs, and what is stored; orchestrator/cluster subclasses it (two hooks).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from orchestrator.images import ImageRef
 from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.run.jobs import RunOptions, model_job
-from orchestrator.run.supervisor import Launch, ModelJob, ModelRun, Supervisor, cell, launch, wait_for_exits
+from orchestrator.run.jobs import ModelJob, RunOptions, model_job
+from orchestrator.run.launch import Launch, launch, wait_for_exits
+from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
 from schemas.status import CellStatus

@@ -11,99 +11,30 @@ remaining cells are `skipped` with the reason. `run()` always returns.
 
 Nothing waits on the orchestrator: the next batch is sent while the runner computes the current
 one (it waits in the runner, read), so the runner goes on to it the moment it replies, while the
-orchestrator stores the reply; a runner can be started ahead (`launch`: its imports and weights
-load while the files are hashed); and a runner asked to exit frees its model in the background,
-waited for before the next runner starts and before the command ends (`wait_for_exits`).
+orchestrator stores the reply; a runner can be started ahead (run/launch.py: its imports and
+weights load while the files are hashed); and a runner asked to exit frees its model in the
+background, waited for before the next runner starts and before the command ends.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
-from orchestrator.models.registry import ModelSpec
-from orchestrator.run.transport import OneByOne, PipelinedRunner, Runner, RunnerProcess
-from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
+from orchestrator.run.jobs import ModelJob
+from orchestrator.run.launch import Launch, forget, launch, retire
+from orchestrator.run.runner import PipelinedRunner
+from schemas.protocol import ERROR_WEIGHTS_MISSING
 from schemas.status import CellStatus
 
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
 
 AHEAD = 1   # batches sent to the runner beyond the one it computes (each holds its files' bytes)
-
-_LIVE: set[Runner] = set()
-_EXITING: list[threading.Thread] = []   # reapers of runners that were asked to exit
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all_runners() -> None:
-    """Stop every runner this process started (Ctrl-C, atexit): no orphan survives."""
-    with _LIVE_LOCK:
-        runners = list(_LIVE)
-    for runner in runners:
-        runner.kill(grace=1.0)
-
-
-def _retire(runner: PipelinedRunner) -> None:
-    """A runner that agreed to exit frees its model (a second or more for a big one) while the
-    orchestrator goes on; a thread reaps it, with the kill ladder if it does not exit."""
-    def reap() -> None:
-        runner.finish()
-        with _LIVE_LOCK:
-            _LIVE.discard(runner)
-
-    thread = threading.Thread(target=reap, name=f"reap-runner-{runner.pid}", daemon=True)
-    with _LIVE_LOCK:
-        _EXITING.append(thread)
-    thread.start()
-
-
-def wait_for_exits() -> None:
-    """Wait until every runner asked to exit is gone: before a model loads (the memory it needs is
-    free) and before the command ends (no runner outlives it)."""
-    with _LIVE_LOCK:
-        threads = list(_EXITING)
-    for thread in threads:
-        thread.join()
-    with _LIVE_LOCK:
-        _EXITING[:] = [t for t in _EXITING if t.is_alive()]
-
-
-@dataclass(frozen=True)
-class Limits:
-    hello_s: float = 180.0        # first start imports torch + transformers: 4-20 s on 2 cores
-    load_s: float = 900.0         # downloads and multi-GB weights
-    infer_s: float = 60.0         # per image (--timeout)
-    max_restarts: int = 3         # failures in a row (crash, timeout, failed start) before giving up
-    retry_crashed: bool = True    # retry an image once after it crashed the runner
-
-
-@dataclass
-class ModelJob:
-    spec: ModelSpec
-    python: Path
-    load_spec: LoadSpec
-    infer_options: dict[str, Any]
-    log_path: Path
-    limits: Limits = field(default_factory=Limits)
-    batch_size: int = 1
-    offline: bool = False
-    runner_module: str = "runners.host"   # tests swap in a fake runner
-    adapter: str | None = None            # defaults to spec.adapter
-    extra_env: dict[str, str] = field(default_factory=dict)
-    # What an image sends besides id and name; default {"data": the file's bytes}. The judge
-    # sends {"context": other models' outputs} instead.
-    payload: Callable[[ImageRef], dict[str, Any]] | None = None
-    # How a runner is started: RunnerProcess.start's signature and the same call/kill/stop interface
-    # back. Default: a subprocess here; orchestrator.cluster starts it on a node through a host actor.
-    start: Callable[..., Runner] | None = None
-
 
 @dataclass
 class ModelRun:
@@ -119,40 +50,6 @@ class ModelRun:
     crashes: int = 0
     timeouts: int = 0
     log_path: str = ""
-
-
-@dataclass
-class Launch:
-    """A started runner whose hello and load were asked and not yet answered."""
-
-    runner: PipelinedRunner
-    hello_id: int
-    load_id: int
-    started: float    # time.monotonic() at the start
-
-    def cancel(self) -> None:
-        """Never used (every image was done already): the runner is stopped."""
-        self.runner.kill()
-        with _LIVE_LOCK:
-            _LIVE.discard(self.runner)
-
-
-def launch(job: ModelJob, first: bool = True) -> Launch:
-    """Start the job's runner and queue its hello and load without waiting: the runner imports its
-    libraries and loads the weights while the caller does other work. `first`: the model's first
-    start (only that one runs the warm-up). OSError when the env's python cannot be started."""
-    wait_for_exits()
-    started = time.monotonic()
-    started_runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                                        offline=job.offline, module=job.runner_module,
-                                                        extra_env=job.extra_env)
-    runner = started_runner if isinstance(started_runner, RunnerProcess) else OneByOne(started_runner)
-    with _LIVE_LOCK:
-        _LIVE.add(runner)
-    load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
-    hello_id = runner.request("hello")
-    load_id = runner.request("load", spec=load_spec, infer_options=job.infer_options)
-    return Launch(runner, hello_id, load_id, started)
 
 
 @dataclass
@@ -269,14 +166,13 @@ class Supervisor:
     def _discard_runner(self) -> None:
         if self.runner is not None:
             self.runner.kill()
-            with _LIVE_LOCK:
-                _LIVE.discard(self.runner)
+            forget(self.runner)
             self.runner = None
 
     def _stop(self) -> None:
         if self.runner is not None:
             if self.runner.shutdown():
-                _retire(self.runner)   # it exits while the orchestrator goes on (wait_for_exits)
+                retire(self.runner)   # it exits while the orchestrator goes on (wait_for_exits)
                 self.runner = None
             else:
                 self._discard_runner()

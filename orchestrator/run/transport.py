@@ -17,15 +17,15 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import psutil
 
 from orchestrator.errors import ProtocolViolation, RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
+from orchestrator.run.runner import KILL_GRACE_S
 from schemas.framing import HEADER_SIZE, MAX_FRAME, FrameError, decode_body, encode_frame, parse_header
 
 F_SETPIPE_SZ = 1031  # Linux: 1 MiB pipes move a 5 MiB photo ~2x faster than the 64 KiB default
-KILL_GRACE_S = 3.0
 
 
 KEEP_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "HF_HOME", "HF_TOKEN",
@@ -74,83 +74,6 @@ def tail(path: Path, lines: int = 20) -> str:
             return "".join(deque(f, maxlen=lines)).rstrip()
     except OSError:
         return ""
-
-
-class Runner(Protocol):
-    """What the supervisor needs of a runner: a RunnerProcess here, or a runner a cluster node hosts
-    (orchestrator/cluster/transport.py HostedRunner)."""
-
-    log_path: Path
-
-    @property
-    def pid(self) -> int: ...
-
-    def alive(self) -> bool: ...
-
-    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]: ...
-
-    def kill(self, grace: float = KILL_GRACE_S) -> str: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-
-class PipelinedRunner(Runner, Protocol):
-    """A runner that takes requests ahead of their replies (the supervisor keeps the next batch
-    waiting in it): a RunnerProcess, or any Runner through OneByOne."""
-
-    def request(self, op: str, **fields: Any) -> int: ...
-
-    def reply(self, req_id: int, timeout: float) -> dict[str, Any]: ...
-
-    def shutdown(self, timeout: float = 10.0) -> bool: ...
-
-    def finish(self, timeout: float = 10.0) -> None: ...
-
-
-class OneByOne:
-    """request()/reply() over a runner that only answers call() (a hosted one, orchestrator/cluster):
-    each request is made when its reply is awaited, so nothing waits in that runner ahead."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.log_path = runner.log_path
-        self._queued: deque[tuple[int, str, dict[str, Any]]] = deque()
-        self._next_id = 0
-
-    @property
-    def pid(self) -> int:
-        return self.runner.pid
-
-    def alive(self) -> bool:
-        return self.runner.alive()
-
-    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        return self.runner.call(op, timeout, **fields)
-
-    def kill(self, grace: float = KILL_GRACE_S) -> str:
-        return self.runner.kill(grace)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.runner.stop(timeout)
-
-    def request(self, op: str, **fields: Any) -> int:
-        self._next_id += 1
-        self._queued.append((self._next_id, op, fields))
-        return self._next_id
-
-    def reply(self, req_id: int, timeout: float) -> dict[str, Any]:
-        if not self._queued or self._queued[0][0] != req_id:
-            raise ValueError(f"request {req_id} is not the oldest unanswered one")
-        _, op, fields = self._queued.popleft()
-        return self.runner.call(op, timeout, **fields)
-
-    def shutdown(self, timeout: float = 10.0) -> bool:
-        """Stopped here and now (no exit in the background): False, nothing is left to wait for."""
-        self.runner.stop(timeout)
-        return False
-
-    def finish(self, timeout: float = 10.0) -> None:
-        self.runner.kill()
 
 
 class RunnerProcess:

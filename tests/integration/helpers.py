@@ -12,7 +12,8 @@ import psutil
 
 from orchestrator.images import ImageRef, hash_file
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.supervisor import Limits, ModelJob, Supervisor
+from orchestrator.run.jobs import Limits, ModelJob
+from orchestrator.run.supervisor import Supervisor
 from tests.support import spec
 
 

@@ -196,7 +196,7 @@ def test_fault_statuses_are_the_single_machine_ones(ray_address: str, tmp_path: 
     gives on one machine (the fake runner of tests/fakes; the supervisor's rules are the same code)."""
     from orchestrator.cluster.connect import Cluster
     from orchestrator.cluster.pool import Pool, plan
-    from orchestrator.run.supervisor import Limits
+    from orchestrator.run.jobs import Limits
 
     limits = Limits(hello_s=30, load_s=30, infer_s=1.0)
     (tmp_path / "local").mkdir()

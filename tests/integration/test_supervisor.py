@@ -16,8 +16,8 @@ import pytest
 from orchestrator.images import hash_file
 from orchestrator.models import envbuild
 from orchestrator.run import pipeline
-from orchestrator.run.jobs import RunOptions
-from orchestrator.run.supervisor import Limits, wait_for_exits
+from orchestrator.run.jobs import Limits, RunOptions
+from orchestrator.run.launch import wait_for_exits
 from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 from tests.support import spec

@@ -99,7 +99,7 @@ def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it
     run whatever the images are (no store, --force, or no stored result of it with these options)."""
     from orchestrator.models import envbuild
     from orchestrator.run import pipeline
-    from orchestrator.run.supervisor import ModelJob
+    from orchestrator.run.jobs import ModelJob
     from orchestrator.store import CellMeta, ResultStore
 
     started: list[str] = []

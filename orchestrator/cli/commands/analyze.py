@@ -67,8 +67,8 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
                   store_path: Path | None = None, no_store: bool = False, force: bool = False,
                   cluster: str | None = None, cluster_parallel: int | None = None) -> None:
     """Discover, hash, run every model (then the judge), and write the output; exits with the run's code."""
+    from orchestrator.run.launch import kill_all_runners
     from orchestrator.run.pipeline import Analysis
-    from orchestrator.run.supervisor import kill_all_runners
 
     if store_path is not None and no_store:
         raise UsageError("--store and --no-store exclude each other")
