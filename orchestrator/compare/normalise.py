@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,30 @@ PLURAL_ONLY = frozenset({"glasses", "sunglasses", "eyeglasses", "shorts", "goods
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
 def _inflector() -> Any:
-    import inflect  # ~2 s to import (typeguard instruments it): only when something is compared
+    """inflect's engine, imported without typeguard's run-time type checks: inflect decorates ~100
+    functions with `typeguard.typechecked` at import, which re-compiles each of them (2.3 s of a
+    2.4 s import here, paid by every `mltag report`). Only str is ever passed, so the checks can
+    never fire; the decorator is swapped for a pass-through just for that import (0.1 s)."""
+    import typeguard
 
+    with _IMPORT_LOCK:
+        checked = typeguard.typechecked
+        typeguard.typechecked = _unchecked  # same call shapes, no checks
+        try:
+            import inflect
+        finally:
+            typeguard.typechecked = checked
     return inflect.engine()
+
+
+def _unchecked(target: Any = None, **_: Any) -> Any:
+    """`typechecked` that checks nothing: `@typechecked` and `@typechecked(...)` both return the function."""
+    return target if target is not None else (lambda function: function)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -99,3 +99,19 @@ def test_bad_synonym_lines_name_the_line(text: str, message: str) -> None:
 def test_missing_synonym_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SynonymError, match="cannot read the synonym file"):
         load_synonyms(tmp_path / "nope.txt")
+
+
+def test_inflect_is_imported_without_typeguard_checks_and_typeguard_is_left_as_it_was() -> None:
+    import typeguard
+
+    from orchestrator.compare import normalise
+
+    before = typeguard.typechecked
+    engine = normalise._inflector()
+    assert typeguard.typechecked is before, "the pass-through is only for inflect's own import"
+    assert engine.singular_noun("windows") == "window" and engine.singular_noun("rusted") is False
+
+    def f(x: int) -> int:
+        return x
+
+    assert normalise._unchecked(f) is f and normalise._unchecked(collection_check_strategy=None)(f) is f
