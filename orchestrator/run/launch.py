@@ -29,8 +29,7 @@ def retire(runner: PipelinedRunner) -> None:
     orchestrator goes on; a thread reaps it, with the kill ladder if it does not exit."""
     def reap() -> None:
         runner.finish()
-        with _LIVE_LOCK:
-            _LIVE.discard(runner)
+        forget(runner)
 
     thread = threading.Thread(target=reap, name=f"reap-runner-{runner.pid}", daemon=True)
     with _LIVE_LOCK:
@@ -67,8 +66,7 @@ class Launch:
     def cancel(self) -> None:
         """Never used (every image was done already): the runner is stopped."""
         self.runner.kill()
-        with _LIVE_LOCK:
-            _LIVE.discard(self.runner)
+        forget(self.runner)
 
 
 def launch(job: ModelJob, first: bool = True) -> Launch:

@@ -132,32 +132,34 @@ class ResultStore:
             self._db.execute(f"PRAGMA user_version = {latest}")
 
     @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """sqlite3 errors translated here, at the store's edge: nothing above the store sees sqlite3."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from exc
+
+    @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
         """One transaction, holding SQLite's write lock from the start (no deadlock on upgrade)."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:   # translated here: nothing above the store sees sqlite3
-                raise self._explain(exc) from exc
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot while other processes write."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
+            self._db.execute("BEGIN")
             try:
-                self._db.execute("BEGIN")
-                try:
-                    yield self._db
-                finally:
-                    self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._explain(exc) from exc
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
