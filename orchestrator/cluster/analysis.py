@@ -70,6 +70,6 @@ class ClusterAnalysis(Analysis):
 def _uses_torch(env: str) -> bool:
     """A torch env takes a GPU when the cluster has one (an onnx or client env never uses it)."""
     try:
-        return "torch==" in envbuild.env_paths(env).requirements_in.read_text()
+        return envbuild.needs_torch(envbuild.env_paths(env))
     except OSError:
         return False

@@ -69,7 +69,8 @@ def _python_version() -> str:
     return f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def _needs_torch(paths: EnvPaths) -> bool:
+def needs_torch(paths: EnvPaths) -> bool:
+    """The env pins torch in its .in file (the builder adds the CPU/CUDA wheel; a cluster gives it a GPU)."""
     lines = paths.requirements_in.read_text().splitlines()
     return any(line.split("#")[0].strip().startswith("torch==") for line in lines)
 
@@ -156,7 +157,7 @@ def env_key(paths: EnvPaths, subs: dict[str, Path] | None = None) -> str:
     parts = {
         "local": {name: _fingerprint(p) for name, p in sorted(subs.items())} or None,
         "lock": hashlib.sha256(paths.lock.read_bytes()).hexdigest(),
-        "torch": TORCH_PIN if _needs_torch(paths) else None,
+        "torch": TORCH_PIN if needs_torch(paths) else None,
         "python": _python_version(),
         "machine": platform.machine(),
         "layout": LAYOUT_VERSION,
@@ -248,7 +249,7 @@ def _import_names(paths: EnvPaths) -> list[str]:
     names = {"onnxruntime": "onnxruntime", "transformers": "transformers", "open-clip-torch": "open_clip",
              "timm": "timm", "torchvision": "torchvision", "PIL": "PIL", "msgpack": "msgpack",
              "clip-interrogator": "clip_interrogator", "httpx": "httpx"}
-    out = ["msgpack", "PIL"] + (["torch"] if _needs_torch(paths) else [])
+    out = ["msgpack", "PIL"] + (["torch"] if needs_torch(paths) else [])
     out += [mod for pkg, mod in names.items() if f"\n{pkg}==" in "\n" + lock and mod not in out]
     # packages installed from a direct reference (not on PyPI): their top-level module
     out += [name.replace("-", "_") for name in direct_references(lock)]
@@ -285,7 +286,7 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
     cmd = [uv, "pip", "install", "-q", "--python", str(paths.python)]
     for link in pip_find_links():
         cmd += ["--find-links", link]
-    if _needs_torch(paths):
+    if needs_torch(paths):
         cmd.append(TORCH_PIN)  # same command as the lock: uv never resolves torch on its own
     text, subs = _substituted(paths.lock.read_text())
     for name, path in subs.items():
