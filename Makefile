@@ -22,7 +22,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
+# compileall: the CLI starts ~0.1 s faster where PYTHONDONTWRITEBYTECODE is set (containers, CI),
+# which leaves an editable install's own modules compiled again at every start.
 setup: $(VENV)/.installed
+	@$(VENV)/bin/python -m compileall -q orchestrator runners schemas
 	@if [ -n "$(EXTRAS)" ] && { [ ! -f $(VENV)/.installed-$(EXTRAS) ] || [ pyproject.toml -nt $(VENV)/.installed-$(EXTRAS) ]; }; then \
 		echo "$(VENV): pip install -e '.[dev,$(EXTRAS)]'"; \
 		$(VENV)/bin/pip install -q -e '.[dev,$(EXTRAS)]' && touch $(VENV)/.installed-$(EXTRAS); \

@@ -110,7 +110,8 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
                 img.seek(0)
             swap = exif_orientation in _SWAPS_SIDES
             width, height = (img.height, img.width) if swap else img.size
-            scale = _draft(img, _asked(need, width, height), swap) if need is not None and fmt in DRAFT_FORMATS else 1
+            drafts = fmt in DRAFT_FORMATS
+            scale = _draft(img, asked_size(need, width, height), swap) if need is not None and drafts else 1
             img.load()
             img = ImageOps.exif_transpose(img)
             img = _normalise_mode(img)
@@ -126,7 +127,7 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
     return DecodedImage(image_id, name, img, info)
 
 
-def _asked(need: Need, width: int, height: int) -> tuple[int, int] | None:
+def asked_size(need: Need, width: int, height: int) -> tuple[int, int] | None:
     """The adapter's need; if it cannot say (an odd size its own preprocessing will refuse with its
     own error), the full image, so that the image is not mistaken for a bad one."""
     try:

@@ -15,6 +15,12 @@ budget's target). The host calls it after load and decodes JPEGs by DCT scaling 
 1/2, 1/4, 1/8 scale at or above it (runners/_images.py); None, or no method, means full size.
 Load option `exact_decode` (CLI `--exact-decode`) ignores it: full decode, the reference path.
 The helpers below compute the usual needs.
+
+    expected_decode_need(width, height, options) -> (min_width, min_height) | None   (optional)
+What decode_need is expected to say once the model is loaded, asked BEFORE the load: the photos
+that arrive while the model loads are decoded meanwhile at that size (runners/_decode_ahead.py).
+A guess costs nothing when wrong: after the load each photo whose real need differs is decoded
+again. Worth it where decoding is a fair share of the model's time (WD14 on a CPU).
 """
 
 from __future__ import annotations

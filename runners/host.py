@@ -6,7 +6,8 @@ and fd 1 at stderr, so a stray print() or input() in a library cannot corrupt th
 the runner arranges to die with its parent, imports the adapter named on its command line,
 and answers hello / load / infer / shutdown until EOF. Every exception becomes an error reply.
 Requests are read on a thread as they come, so the orchestrator can send the next image while
-this one computes (it waits here, read and decoded, instead of in the pipe).
+this one computes (it waits here, read, instead of in the pipe); the photos that come while the
+model loads are decoded meanwhile, when the orchestrator asks for it (runners/_decode_ahead.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
+from runners._decode_ahead import DecodeAhead  # noqa: E402
 from schemas.framing import FrameEOF, FrameError, encode_frame, read_frame  # noqa: E402
 from schemas.protocol import PROTOCOL_VERSION, ErrorInfo, error_reply, ok_reply  # noqa: E402
 from schemas.status import CellStatus  # noqa: E402
@@ -104,6 +106,7 @@ class Host:
         self.adapter: Any = None
         self.loaded = False
         self.exact_decode = False   # load option exact_decode: every image decoded at full size
+        self.ahead = DecodeAhead()  # the reader offers it the photos that come during the load
 
     def _adapter(self) -> Any:
         if self.adapter is None:
@@ -124,8 +127,17 @@ class Host:
 
         spec = req["spec"]
         self.exact_decode = bool(spec.get("options", {}).get("exact_decode"))
+        adapter = self._adapter()
+        expected = getattr(adapter, "expected_decode_need", None)
+        # decode_ahead: the orchestrator asks for it unless a runner of this model has failed
+        # (a photo that crashes its decoder must crash an infer, where it is found, not the load).
+        if req.get("decode_ahead") and expected is not None and not self.exact_decode:
+            self.ahead.begin(expected)
         t0 = time.perf_counter()
-        info = dict(self._adapter().load(spec))
+        try:
+            info = dict(adapter.load(spec))
+        finally:
+            self.ahead.end()
         load_s = time.perf_counter() - t0
         self.loaded = True
         warmup_s = None
@@ -151,6 +163,7 @@ class Host:
         return time.perf_counter() - t0
 
     def infer(self, req: dict[str, Any]) -> dict[str, Any]:
+        from runners._decode_ahead import take
         from runners._images import BadImage, DecodedImage, decode
 
         if not self.loaded:
@@ -164,8 +177,9 @@ class Host:
                 decoded.append(DecodedImage(item["id"], item["name"], None, {}, item.get("context") or {}))
                 continue
             try:
-                img = decode(item["id"], item["name"], item["data"], need=need,
-                             **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
+                img = take(item, need) or decode(
+                    item["id"], item["name"], item["data"], need=need,
+                    **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
                 continue
@@ -215,13 +229,16 @@ class Host:
         return ok_reply(req["id"], handler(req)), False
 
 
-def _read_requests(requests: queue.SimpleQueue[Any]) -> None:
+def _read_requests(requests: queue.SimpleQueue[Any], ahead: DecodeAhead) -> None:
     """Read requests as they come, while the main thread works: the orchestrator sends the next
-    image during this one's inference, and it is here, decoded, when this one is done. The
-    stream's end or a bad frame is queued too, after every request before it."""
+    image during this one's inference, and it is here when this one is done (and decoded, if it
+    came during the load). The stream's end or a bad frame is queued too, after every request
+    before it."""
     while True:
         try:
-            requests.put(read_frame(_read_exact))
+            request = read_frame(_read_exact)
+            ahead.offer(request)
+            requests.put(request)
         except FrameError as exc:   # FrameEOF included
             requests.put(exc)
             return
@@ -234,7 +251,7 @@ def main(argv: list[str]) -> int:
     _die_with_parent()
     host = Host(argv[1])
     requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    threading.Thread(target=_read_requests, args=(requests,), name="requests", daemon=True).start()
+    threading.Thread(target=_read_requests, args=(requests, host.ahead), name="requests", daemon=True).start()
     while True:
         req = requests.get()
         if isinstance(req, FrameEOF):

@@ -31,6 +31,7 @@ RATING, GENERAL, CHARACTER = 9, 0, 4  # selected_tags.csv category codes (Danboo
 KAOMOJIS = frozenset({"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
                       "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"})
 WHITE = (255, 255, 255)
+EXPECTED_SIZE = 448   # every WD v3 tagger's input side; the loaded model's own size decides (decode_need)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ class Adapter:
     def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
         """The longest side becomes the square's side, which is resized to the input size."""
         return longest_side_need(width, height, self.size) if self.size else None
+
+    def expected_decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
+        """decode_need before the load (photos decoded while the session loads): a WD v3 input."""
+        return longest_side_need(width, height, EXPECTED_SIZE)
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.session is None:

@@ -69,10 +69,11 @@ class Launch:
         forget(self.runner)
 
 
-def launch(job: ModelJob, first: bool = True) -> Launch:
+def launch(job: ModelJob, first: bool = True, decode_ahead: bool = True) -> Launch:
     """Start the job's runner and queue its hello and load without waiting: the runner imports its
     libraries and loads the weights while the caller does other work. `first`: the model's first
-    start (only that one runs the warm-up). OSError when the env's python cannot be started."""
+    start (only that one runs the warm-up). `decode_ahead`: the photos sent during the load are
+    decoded meanwhile (runners/_decode_ahead.py). OSError when the env's python cannot be started."""
     wait_for_exits()
     started = time.monotonic()
     started_runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
@@ -83,7 +84,7 @@ def launch(job: ModelJob, first: bool = True) -> Launch:
         _LIVE.add(runner)
     load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
     hello_id = runner.request("hello")
-    load_id = runner.request("load", spec=load_spec, infer_options=job.infer_options)
+    load_id = runner.request("load", spec=load_spec, infer_options=job.infer_options, decode_ahead=decode_ahead)
     return Launch(runner, hello_id, load_id, started)
 
 

@@ -35,6 +35,9 @@ from schemas.status import CellStatus
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
 
 AHEAD = 1   # batches sent to the runner beyond the one it computes (each holds its files' bytes)
+# Photos sent while a runner loads (at least AHEAD + 1 batches): it decodes them meanwhile, on a
+# core the load leaves idle (runners/_decode_ahead.py). Bounded: their files' bytes wait there.
+LOADING_AHEAD = 8
 
 @dataclass
 class ModelRun:
@@ -81,6 +84,9 @@ class Supervisor:
         self.crashes_of: dict[str, list[dict[str, Any]]] = {}
         self.give_up: dict[str, Any] | None = None   # the cell every remaining image gets
         self.solo: set[str] = set()                    # images isolated after a batch crashed
+        # Until a runner of this job fails: after a crash or a timeout, no photo is decoded during
+        # a load, so that a photo that kills its decoder is found by its own infer (isolated).
+        self.decode_ahead = True
         self.done = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -96,7 +102,7 @@ class Supervisor:
                 if self.runner is None:
                     if (started := self._start()) is None:
                         continue
-                    self._fill(pending, sent, total)   # the first batches wait in the runner while it loads
+                    self._fill(pending, sent, total, loading=self.decode_ahead)   # decoded during the load
                     if not self._started(started, sent, pending):
                         continue
                 self._fill(pending, sent, total)
@@ -127,7 +133,7 @@ class Supervisor:
         launched, self.launched = self.launched, None
         if launched is None:
             try:
-                launched = launch(self.job, first=not self.run_info.load)
+                launched = launch(self.job, first=not self.run_info.load, decode_ahead=self.decode_ahead)
             except OSError as exc:  # the env's python is gone or not executable: no point retrying
                 self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
                                     fix=f"make setup-envs MODELS={self.job.spec.name}")
@@ -157,9 +163,10 @@ class Supervisor:
             self.run_info.reloads.append(time.monotonic() - launched.started)
         return True
 
-    def _fill(self, pending: deque[ImageRef], sent: deque[_Sent], total: int) -> None:
-        """Send batches until AHEAD of them wait behind the one the runner computes."""
-        while pending and len(sent) <= AHEAD:
+    def _fill(self, pending: deque[ImageRef], sent: deque[_Sent], total: int, loading: bool = False) -> None:
+        """Send batches until AHEAD of them wait behind the one the runner computes; `loading`:
+        until LOADING_AHEAD photos wait for the runner that loads."""
+        while pending and (len(sent) <= AHEAD or (loading and sum(len(s.images) for s in sent) < LOADING_AHEAD)):
             for image, result in self._send(pending, sent):
                 self._emit(image, result, total)
 
@@ -191,6 +198,7 @@ class Supervisor:
 
     def _count_failure(self, message: str, stderr_tail: str = "") -> None:
         self.failures_in_a_row += 1
+        self.decode_ahead = False
         if self.failures_in_a_row > self.job.limits.max_restarts:
             detail = "\n" + stderr_tail if stderr_tail else ""
             self.give_up = cell(

@@ -22,7 +22,6 @@ replaces a done one: a failure (a missing env, a timeout) loses no earlier resul
 from __future__ import annotations
 
 import base64
-import json
 import os
 import sqlite3
 import threading
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__
+from orchestrator import __version__, jsontext
 from orchestrator.errors import StoreError
 from orchestrator.images import ImageRef, display_path, raw_path, unreadable_id
 from orchestrator.store import schema
@@ -56,10 +55,6 @@ class CellMeta:
     device: str | None = None
     load_s: float | None = None
     warmup_s: float | None = None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _iso(ts: float) -> str:
@@ -175,8 +170,8 @@ class ResultStore:
     def begin_run(self, run_id: str, started: float, options: Mapping[str, Any], argv: list[str]) -> None:
         with self.writing() as db:
             db.execute("INSERT INTO runs (run_id, started, status, argv, options, mltag_version) "
-                       "VALUES (?, ?, 'running', ?, ?, ?)", (run_id, started, _json(argv), _json(options),
-                                                             __version__))
+                       "VALUES (?, ?, 'running', ?, ?, ?)",
+                       (run_id, started, jsontext.dumps(argv), jsontext.dumps(options), __version__))
 
     def finish_run(self, run_id: str, finished: float, status: str = "finished") -> None:
         with self.writing() as db:
@@ -217,7 +212,7 @@ class ResultStore:
                 f"WHERE excluded.status IN ({done}) OR cells.status NOT IN ({done})",
                 (sha256, model, meta.kind, status, str(cell.get("message") or ""), meta.revision,
                  meta.model_version, meta.env_key, meta.options_key, meta.device, meta.load_s, meta.warmup_s,
-                 cell.get("inference_s"), run_id, time.time(), _json(cell)))
+                 cell.get("inference_s"), run_id, time.time(), jsontext.dumps(cell)))
             return cur.rowcount > 0
 
     def put_model(self, run_id: str, model: str, entry: Mapping[str, Any]) -> None:
@@ -225,7 +220,7 @@ class ResultStore:
         with self.writing() as db:
             db.execute("INSERT INTO run_models (run_id, model, time, entry) VALUES (?, ?, ?, ?) "
                        "ON CONFLICT (run_id, model) DO UPDATE SET time = excluded.time, entry = excluded.entry",
-                       (run_id, model, time.time(), _json(entry)))
+                       (run_id, model, time.time(), jsontext.dumps(entry)))
 
     def import_store(self, source: Path) -> int | None:
         """Merge a store an older mltag left inside an analysed folder (orchestrator/store/legacy.py)."""
@@ -263,7 +258,7 @@ class ResultStore:
         with self.reading() as db:
             row = db.execute("SELECT entry FROM run_models WHERE model = ? ORDER BY time DESC LIMIT 1",
                              (model,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsontext.loads(row[0]) if row else None
 
     def models(self) -> list[str]:
         """The models with stored cells, in the order they were first run."""
@@ -289,7 +284,7 @@ class ResultStore:
                 args += names
             with self.reading() as db:
                 for sha, model, text in db.execute(sql, args):
-                    out.setdefault(sha, {})[model] = json.loads(text)
+                    out.setdefault(sha, {})[model] = jsontext.loads(text)
         return out
 
     def iter_images(self, under: Iterable[Path] | None = None) -> Iterator[dict[str, Any]]:
@@ -362,7 +357,7 @@ class ResultStore:
                                   (name,)).fetchall()
                 useful = [e for e in mine if e[0] in contributing] or mine
                 if useful:
-                    out.append(json.loads(useful[-1][1]))
+                    out.append(jsontext.loads(useful[-1][1]))
                     continue
                 latest = db.execute("SELECT kind, revision, model_version, device, load_s, warmup_s FROM cells "
                                     "WHERE model = ? ORDER BY time DESC LIMIT 1", (name,)).fetchone()
@@ -372,8 +367,8 @@ class ResultStore:
     @staticmethod
     def _runs(db: sqlite3.Connection, with_options: bool = False) -> list[dict[str, Any]]:
         rows = db.execute("SELECT run_id, started, finished, status, argv, mltag_version, options FROM runs").fetchall()
-        return [{"run_id": r[0], "started": r[1], "finished": r[2], "status": r[3], "argv": json.loads(r[4]),
-                 "mltag_version": r[5], **({"options": json.loads(r[6])} if with_options else {})} for r in rows]
+        return [{"run_id": r[0], "started": r[1], "finished": r[2], "status": r[3], "argv": jsontext.loads(r[4]),
+                 "mltag_version": r[5], **({"options": jsontext.loads(r[6])} if with_options else {})} for r in rows]
 
     @staticmethod
     def _model_order(db: sqlite3.Connection) -> list[str]:

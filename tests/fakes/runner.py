@@ -16,6 +16,8 @@ behaviour is a comma-separated list of:
     error_on:N          answer the N-th infer with an error reply
     weights_missing     load fails with WeightsMissing
     slow_exit:S         sleep S seconds after answering shutdown, then exit (a big model being freed)
+    crash_decoding_ahead  exit 3 in load when asked to decode the photos sent meanwhile (as if one
+                        of them killed the decoder); every load logs its decode_ahead
 It writes its pid to $FAKE_PID_DIR/<pid> when that variable is set (for orphan checks).
 """
 
@@ -69,6 +71,9 @@ def main() -> int:
             write(ok_reply(rid, {"protocol": PROTOCOL_VERSION, "python": sys.version.split()[0],
                                  "packages": {}, "devices": ["cpu"], "pid": os.getpid()}))
         elif op == "load":
+            print(f"fake runner: load decode_ahead={bool(req.get('decode_ahead'))}", file=sys.stderr, flush=True)
+            if "crash_decoding_ahead" in opts and req.get("decode_ahead"):
+                os._exit(3)
             if "hang_load" in opts:
                 time.sleep(3600)
             if "slow_load" in opts:

@@ -163,3 +163,19 @@ def test_the_next_photo_is_read_while_one_computes(tmp_path: Path) -> None:
     finally:
         runner.stop()
     assert not runner.alive()
+
+
+@pytest.mark.parametrize(("side", "decoded"), [(64, [100, 75]), (200, [200, 150])])
+def test_photos_sent_during_the_load_are_decoded_meanwhile(tmp_path: Path, side: int, decoded: list[int]) -> None:
+    """The photos sent while the model loads are decoded during the load at the size the adapter
+    expects (longest side 64: 1/8 of 800 x 600); when the loaded model needs another size (200:
+    1/4), each is decoded again, so the cells are those of a decode after the load."""
+    paths = [_save(tmp_path / f"p{i}.jpg", Image.effect_noise((800, 600), 40 + i).convert("RGB"), format="JPEG")
+             for i in range(4)]
+    job = fake_job(tmp_path, "tests.fakes.adapter", runner_module="runners.host",
+                   load_options={"side": side, "await_ahead_s": 20})
+    info, cells = run(job, [hash_file(p) for p in paths])
+    during = [n for n in info.load["notes"] if n.startswith("photos being decoded during the load")]
+    assert during and not during[0].endswith(": 0"), info.load["notes"]
+    assert [cells[p.name]["raw"]["size"] for p in paths] == [decoded] * 4
+    assert all(cells[p.name]["image"]["decoded_width"] == decoded[0] for p in paths)

@@ -18,6 +18,7 @@ from orchestrator.models import envbuild
 from orchestrator.run import pipeline
 from orchestrator.run.jobs import Limits, RunOptions
 from orchestrator.run.launch import wait_for_exits
+from orchestrator.run.supervisor import LOADING_AHEAD
 from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 from tests.support import spec
@@ -76,6 +77,19 @@ def test_poison_image_not_retried_and_others_complete(tmp_path: Path) -> None:
     assert "exited with code 3" in poison["message"] and "not retried" in poison["message"]
     assert "poison image, exiting 3" in poison["stderr_tail"]
     assert len(started_pids(tmp_path)) == 2  # runner 1 dies on poison; runner 2 does c, d, then the retry
+
+
+def test_after_a_failure_no_photo_is_decoded_during_a_load(tmp_path: Path) -> None:
+    """A photo that kills the runner while it is decoded during the load would fail every load
+    after it: once a runner has failed, the next ones decode only in infer, where the photo is
+    found and isolated like any poison image."""
+    names = ["a.jpg", "poison.jpg", "c.jpg"]
+    info, cells = run(fake_job(tmp_path, "crash_decoding_ahead,crash_on_name:poison.jpg"), images(tmp_path, names))
+    assert {n: cells[n]["status"] for n in names} == {"a.jpg": "ok", "poison.jpg": "crashed", "c.jpg": "ok"}
+    assert info.status == "ok"
+    loads = [line for line in Path(info.log_path).read_text().splitlines() if "load decode_ahead=" in line]
+    assert loads == ["fake runner: load decode_ahead=True"] + ["fake runner: load decode_ahead=False"] * 2
+    assert len(started_pids(tmp_path)) == 3  # dies in its load; dies on poison; does c and the retry
 
 
 def test_crash_without_retry_is_final(tmp_path: Path) -> None:
@@ -194,12 +208,16 @@ def test_the_next_image_is_sent_before_the_reply(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(RunnerProcess, "request", spy_request)
     monkeypatch.setattr(RunnerProcess, "reply", spy_reply)
-    imgs = images(tmp_path, NAMES)
+    names = [f"{i:02d}.jpg" for i in range(LOADING_AHEAD + 2)]
+    imgs = images(tmp_path, names)
     _, cells = run(fake_job(tmp_path, "ok"), imgs)
-    assert [cells[n]["status"] for n in NAMES] == ["ok"] * 3
-    lengths = [cells[n]["tags"][0]["name"] for n in NAMES]
-    assert events == ["send a.jpg", "send b.jpg", f"reply {lengths[0]}", "send c.jpg", f"reply {lengths[1]}",
-                      f"reply {lengths[2]}"]
+    assert [cells[n]["status"] for n in names] == ["ok"] * len(names)
+    replies = [f"reply {cells[n]['tags'][0]['name']}" for n in names]
+    # LOADING_AHEAD photos go while the runner loads (it decodes them meanwhile); then, once only
+    # one of them waits behind the one computed, the next photo goes with each reply
+    first = LOADING_AHEAD
+    assert events == ([f"send {n}" for n in names[:first]] + replies[:first - 1]
+                      + [f"send {names[first]}", replies[first - 1], f"send {names[first + 1]}"] + replies[first:])
 
 
 def test_a_stopped_runner_exits_in_the_background(tmp_path: Path) -> None:

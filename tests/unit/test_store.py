@@ -47,7 +47,7 @@ def test_cell_round_trip_is_byte_exact(tmp_path: Path) -> None:
             "inference_s": 0.012345678901234567, "batch_size": 1}
     assert db.put_cell("run1", img.sha256, "wd14", cell, KEY)
     raw = sqlite3.connect(db.path).execute("SELECT cell FROM cells").fetchone()[0]
-    assert raw == json.dumps(cell, ensure_ascii=False)
+    assert raw == json.dumps(cell, ensure_ascii=False, separators=(",", ":"))   # every float's exact repr
     assert db.done_statuses("wd14", "k1", [img.sha256]) == {img.sha256: "ok"}
     assert db.cells_of([img.sha256]) == {img.sha256: {"wd14": cell}}
 
