@@ -1,10 +1,11 @@
 """JSON text of results, fast: the store's cells and the JSON outputs' images.
 
-orjson encodes a WD14 cell (10,861 raw scores) in ~1 ms where the standard library takes ~17
+orjson encodes a WD14 cell (10,861 raw scores) in ~1-2 ms where the standard library takes ~17
 (the orchestrator's largest cost per photo) and reads it back ~3x faster. The text is the same
-JSON up to white space, with one exception handled here: orjson would write a NaN or an infinity
-as null, so a value holding one is written by the standard library, as before (NaN / Infinity
-literals, which `loads` reads back).
+JSON up to white space, with two exceptions handled here: orjson would write a NaN or an infinity
+as null, and refuses a str with a lone surrogate (a name decoded with surrogateescape); such a
+value is written by the standard library, as before (NaN / Infinity literals, which `loads` reads
+back).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ _AS_JSON_DOES = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orj
 
 def dumps(value: Any) -> str:
     """`value` as JSON on one line (non-ASCII kept as is; unknown types as their str)."""
-    if _has_nonfinite(value):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return orjson.dumps(value, default=str, option=_AS_JSON_DOES).decode()
+    if not _has_nonfinite(value):
+        try:
+            return orjson.dumps(value, default=str, option=_AS_JSON_DOES).decode()
+        except orjson.JSONEncodeError:   # a str orjson refuses (a lone surrogate): as before, below
+            pass
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def loads(text: str | bytes) -> Any:

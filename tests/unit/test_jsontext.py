@@ -43,3 +43,9 @@ def test_text_the_standard_library_wrote_reads_back() -> None:
         text = _stdlib(value)
         back = jsontext.loads(text)
         assert _stdlib(back) == text
+
+
+def test_a_name_with_a_lone_surrogate_is_written_as_the_standard_library_writes_it() -> None:
+    name = b"Fabrik_\xe9.jpg".decode("utf-8", "surrogateescape")   # a non-UTF-8 name, as os.fsdecode gives it
+    value = {"name": name, "scores": {"a": 0.5}}
+    assert jsontext.dumps(value) == _stdlib(value)
