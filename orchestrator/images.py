@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.errors import ImageDiscoveryError
 
@@ -137,28 +139,78 @@ def unreadable_id(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(UNREADABLE_ID_PREFIX + os.fsencode(path)).hexdigest()
 
 
-def hash_file(path: Path) -> ImageRef:
-    """The image's id is the sha256 of its content; an unreadable file gets an ImageRef with `error`."""
+class HashCache(Protocol):
+    """Where hashes are remembered by stat (the results store: orchestrator/store/db.py)."""
+
+    def known_hashes(self, stats: Iterable[tuple[bytes, os.stat_result]]) -> dict[bytes, str]: ...
+
+    def remember_hashes(self, hashed: Iterable[tuple[bytes, os.stat_result, str]]) -> None: ...
+
+
+HASH_CHUNK = 256            # files stat'ed, looked up and remembered together
+RACY_NS = 2_000_000_000     # a file modified this close to its hashing is not remembered (see _hash)
+
+
+def _hash(path: Path) -> tuple[ImageRef, os.stat_result | None]:
+    """The file's ImageRef, and the stat its content was read under when the cache may keep it:
+    None when the file changed while it was read, or was modified within RACY_NS of the read (a
+    write in the same mtime tick would go unseen: git's "racily clean" files)."""
     digest = hashlib.sha256()
     size = 0
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the read forever
             return ImageRef(path, unreadable_id(path), 0,
-                            error="not a regular file (a FIFO, socket or device): nothing to read")
+                            error="not a regular file (a FIFO, socket or device): nothing to read"), None
+        started = time.time_ns()
         with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
+            after = os.fstat(f.fileno())
     except OSError as exc:
-        return _unreadable(path, exc)
-    return ImageRef(path, digest.hexdigest(), size)
+        return _unreadable(path, exc), None
+    ref = ImageRef(path, digest.hexdigest(), size)
+    steady = before.st_size == after.st_size == size and before.st_mtime_ns == after.st_mtime_ns
+    return ref, (after if steady and after.st_mtime_ns < started - RACY_NS else None)
 
 
-def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None) -> list[ImageRef]:
-    """hash_file for each path, reporting (done, total)."""
-    out = []
-    for done, path in enumerate(paths, 1):
-        out.append(hash_file(path))
-        if progress:
-            progress(done, len(paths))
+def hash_file(path: Path) -> ImageRef:
+    """The image's id is the sha256 of its content; an unreadable file gets an ImageRef with `error`."""
+    return _hash(path)[0]
+
+
+def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None,
+               cache: HashCache | None = None, rehash: bool = False) -> list[ImageRef]:
+    """hash_file for each path, reporting (done, total). With a cache (the results store), a file
+    whose device, inode, size and mtime are those it had when last hashed is not read again (as
+    rsync's quick check); `rehash` reads every file again (and refreshes the cache)."""
+    out: list[ImageRef] = []
+    for start in range(0, len(paths), HASH_CHUNK):
+        chunk = paths[start:start + HASH_CHUNK]
+        known: dict[bytes, str] = {}
+        stats: dict[bytes, os.stat_result] = {}
+        if cache is not None and not rehash:
+            for path in chunk:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue   # hashed below, which says why it cannot be read
+                if stat.S_ISREG(st.st_mode):
+                    stats[os.fsencode(path)] = st
+            known = cache.known_hashes(stats.items())
+        fresh = []
+        for path in chunk:
+            key = os.fsencode(path)
+            if key in known:
+                out.append(ImageRef(path, known[key], stats[key].st_size))
+            else:
+                ref, st = _hash(path)
+                out.append(ref)
+                if st is not None:
+                    fresh.append((key, st, ref.sha256))
+            if progress:
+                progress(len(out), len(paths))
+        if cache is not None and fresh:
+            cache.remember_hashes(fresh)
     return out

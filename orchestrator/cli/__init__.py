@@ -23,6 +23,7 @@ from orchestrator.cli.commands.judge import judge
 from orchestrator.cli.commands.models import models
 from orchestrator.cli.commands.report import report
 from orchestrator.cli.commands.run import run
+from orchestrator.cli.commands.store import stats, vacuum
 from orchestrator.cli.console import print_error
 from orchestrator.errors import MltagError
 
@@ -46,6 +47,12 @@ for _name, _command in (("analyze", analyze), ("run", run), ("report", report), 
                         ("eval", evaluate), ("models", models), ("health", health), ("setup-envs", setup_envs),
                         ("lock", lock)):
     app.command(_name)(_reported(_command))
+
+store_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="The results store: its size per model (stats), and compacting it (vacuum).")
+store_app.command("stats")(_reported(stats))
+store_app.command("vacuum")(_reported(vacuum))
+app.add_typer(store_app, name="store")
 
 
 def main() -> None:

@@ -58,6 +58,9 @@ StoredFrom = Annotated[Path | None, typer.Option(
     "--store", help="The results store. Default: the one in mltag's user data folder ($MLTAG_HOME overrides).")]
 NoStore = Annotated[bool, typer.Option("--no-store", help="One-off: neither read nor write a results store.")]
 Force = Annotated[bool, typer.Option("--force", help="Recompute cells the store already has done.")]
+Rehash = Annotated[bool, typer.Option("--rehash", help="Read and hash every file again. By default a file whose "
+                                                      "size, modification time, device and inode are those it had "
+                                                      "when the store last hashed it is not read again.")]
 
 # -- captioners and the judge ------------------------------------------------------------------------
 Prompt = Annotated[str | None, typer.Option("--prompt", help="Captioners: the description prompt (default: each "

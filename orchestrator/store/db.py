@@ -35,7 +35,7 @@ from typing import Any
 from orchestrator import __version__, jsontext
 from orchestrator.errors import StoreError
 from orchestrator.images import ImageRef, display_path, raw_path, unreadable_id
-from orchestrator.store import schema
+from orchestrator.store import cellpack, schema
 from orchestrator.store.schema import DONE_STATUSES
 
 BUSY_TIMEOUT_S = 30.0
@@ -76,6 +76,8 @@ class ResultStore:
                 raise StoreError(f"cannot create the results store folder {self.path.parent}: {exc}; "
                                  "pass --store PATH somewhere writable, or --no-store") from exc
         self._lock = threading.Lock()
+        self._vocab_cache: dict[bytes, list[str]] = {}   # vocabulary id -> terms (cellpack.py)
+        self._vocab_known: set[bytes] = set()            # vocabulary ids this store is known to hold
         self.busy_timeout_s = busy_timeout_s
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for every write).
@@ -194,11 +196,41 @@ class ResultStore:
                            "last_seen = excluded.last_seen, last_run = excluded.last_run",
                            (img.sha256, text, now, now, run_id, raw_path(path)))
 
+    def known_hashes(self, stats: Iterable[tuple[bytes, os.stat_result]]) -> dict[bytes, str]:
+        """The stat cache: the sha256 of each path (exact bytes) whose device, inode, size and mtime
+        are those it had when it was hashed (a file whose stat is unchanged is not read again)."""
+        wanted = {path: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for path, st in stats}
+        if not wanted:
+            return {}
+        paths = list(wanted)
+        with self.reading() as db:
+            rows = db.execute(f"SELECT path, device, inode, size_bytes, mtime_ns, sha256 FROM file_stats WHERE path IN "
+                              f"({', '.join('?' * len(paths))})", paths).fetchall()
+        return {path: sha for path, *stat, sha in rows if tuple(stat) == wanted[path]}
+
+    def remember_hashes(self, hashed: Iterable[tuple[bytes, os.stat_result, str]]) -> None:
+        """Record each path's stat beside the sha256 its content had (see known_hashes)."""
+        now = time.time()
+        rows = [(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, sha, now) for path, st, sha in hashed]
+        if not rows:
+            return
+        with self.writing() as db:
+            db.executemany("INSERT INTO file_stats (path, device, inode, size_bytes, mtime_ns, sha256, hashed) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET device = excluded.device, "
+                           "inode = excluded.inode, size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, "
+                           "sha256 = excluded.sha256, hashed = excluded.hashed", rows)
+
     def put_cell(self, run_id: str, sha256: str, model: str, cell: Mapping[str, Any], meta: CellMeta) -> bool:
-        """Store one cell in its own transaction; False when an earlier done cell was kept instead."""
+        """Store one cell in its own transaction; False when an earlier done cell was kept instead.
+        Packed (cellpack.py) before the transaction: the lock is held for the write alone."""
         status = str(cell.get("status"))
         done = ", ".join(f"'{s}'" for s in sorted(DONE_STATUSES))
+        stored, vocabularies = cellpack.pack(dict(cell))
+        new = {vid: terms for vid, terms in vocabularies.items() if vid not in self._vocab_known}
         with self.writing() as db:
+            for vid, terms in new.items():
+                db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) VALUES (?, ?, ?, ?, ?)",
+                           (vid, model, meta.revision, len(terms), cellpack.pack_terms(terms)))
             cur = db.execute(
                 "INSERT INTO cells (sha256, model, kind, status, message, revision, model_version, env_key, "
                 "options_key, device, load_s, warmup_s, inference_s, run_id, time, cell) "
@@ -212,8 +244,10 @@ class ResultStore:
                 f"WHERE excluded.status IN ({done}) OR cells.status NOT IN ({done})",
                 (sha256, model, meta.kind, status, str(cell.get("message") or ""), meta.revision,
                  meta.model_version, meta.env_key, meta.options_key, meta.device, meta.load_s, meta.warmup_s,
-                 cell.get("inference_s"), run_id, time.time(), jsontext.dumps(cell)))
-            return cur.rowcount > 0
+                 cell.get("inference_s"), run_id, time.time(), stored))
+            changed = cur.rowcount > 0
+        self._vocab_known.update(new)   # committed: never inserted again by this process
+        return changed
 
     def put_model(self, run_id: str, model: str, entry: Mapping[str, Any]) -> None:
         """The document's models[] entry for `model` in this run (written again as the run goes on)."""
@@ -283,9 +317,26 @@ class ResultStore:
                 sql += f" AND model IN ({', '.join('?' * len(names))})"
                 args += names
             with self.reading() as db:
-                for sha, model, text in db.execute(sql, args):
-                    out.setdefault(sha, {})[model] = jsontext.loads(text)
+                rows = db.execute(sql, args).fetchall()
+            for sha, model, stored in rows:   # unpacked outside the lock: other threads write meanwhile
+                out.setdefault(sha, {})[model] = self._unpack(stored)
         return out
+
+    def _unpack(self, stored: str | bytes) -> dict[str, Any]:
+        return cellpack.unpack(stored, self._vocabulary)
+
+    def _vocabulary(self, vid: bytes) -> list[str]:
+        """A vocabulary's terms, read once per process (content-addressed: an id never changes meaning)."""
+        terms = self._vocab_cache.get(vid)
+        if terms is None:
+            with self.reading() as db:
+                row = db.execute("SELECT terms FROM vocabularies WHERE id = ?", (vid,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path} is damaged: a cell refers to a missing vocabulary ({vid.hex()}); "
+                                 "`mltag analyze --force` recomputes its cells")
+            terms = self._vocab_cache[vid] = cellpack.unpack_terms(row[0])
+            self._vocab_known.add(vid)
+        return terms
 
     def iter_images(self, under: Iterable[Path] | None = None) -> Iterator[dict[str, Any]]:
         """The stored images, by path, one short read per chunk (memory does not grow with the store).
@@ -363,6 +414,60 @@ class ResultStore:
                                     "WHERE model = ? ORDER BY time DESC LIMIT 1", (name,)).fetchone()
                 out.append(_entry_from_cell(name, latest))
         return out
+
+    # -- housekeeping (`mltag store stats | vacuum`) -----------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """What the store holds: per model its cells and their bytes, and the file's totals."""
+        with self.reading() as db:
+            models = [{"model": m, "cells": n, "done": d, "cell_bytes": b, "packed": p, "vocabularies": v or 0,
+                       "vocabulary_bytes": vb or 0}
+                      for m, n, d, b, p, v, vb in db.execute(
+                          "SELECT c.model, count(*), "
+                          f"sum(c.status IN ({', '.join('?' * len(DONE_STATUSES))})), "
+                          "sum(length(CAST(c.cell AS BLOB))), sum(typeof(c.cell) = 'blob'), "
+                          "(SELECT count(*) FROM vocabularies v WHERE v.model = c.model), "
+                          "(SELECT sum(length(v.terms)) FROM vocabularies v WHERE v.model = c.model) "
+                          "FROM cells c GROUP BY c.model ORDER BY c.model", sorted(DONE_STATUSES))]
+            count = {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]   # noqa: S608 (fixed names)
+                     for table in ("images", "image_paths", "runs", "file_stats")}
+            page, pages, free = (db.execute(f"PRAGMA {p}").fetchone()[0]
+                                 for p in ("page_size", "page_count", "freelist_count"))
+        return {"path": str(self.path), "file_bytes": page * pages, "free_bytes": page * free,
+                "wal_bytes": self._wal_bytes(), "models": models, **count}
+
+    def vacuum(self) -> tuple[int, int]:
+        """Pack every cell still stored as JSON text (merged from an older store) and give the file's
+        free pages back (SQLite VACUUM); returns the cells packed and the bytes the file shrank by."""
+        before = self.path.stat().st_size + self._wal_bytes()
+        packed = 0
+        last = -1
+        while True:
+            with self.reading() as db:
+                rows = db.execute("SELECT rowid, model, revision, cell FROM cells WHERE rowid > ? "
+                                  "AND typeof(cell) = 'text' ORDER BY rowid LIMIT ?", (last, READ_CHUNK)).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            with self.writing() as db:
+                for rowid, model, revision, text in rows:
+                    stored, vocabularies = cellpack.pack(cellpack.unpack(text, self._vocabulary))
+                    if isinstance(stored, str):
+                        continue
+                    for vid, terms in vocabularies.items():
+                        db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) "
+                                   "VALUES (?, ?, ?, ?, ?)", (vid, model, revision, len(terms),
+                                                              cellpack.pack_terms(terms)))
+                    # only if unchanged meanwhile (another process may have replaced the cell)
+                    packed += db.execute("UPDATE cells SET cell = ? WHERE rowid = ? AND cell = ?",
+                                         (stored, rowid, text)).rowcount
+        with self._lock, self._sqlite_errors():
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return packed, before - self.path.stat().st_size - self._wal_bytes()
+
+    def _wal_bytes(self) -> int:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return wal.stat().st_size if wal.exists() else 0
 
     @staticmethod
     def _runs(db: sqlite3.Connection, with_options: bool = False) -> list[dict[str, Any]]:

@@ -71,8 +71,12 @@ def _merge(store: Target, old: sqlite3.Connection, source: Path) -> int:
         raise StoreError(f"{source} is not a results store this mltag can read (schema v{version})")
     done = ", ".join(f"'{s}'" for s in sorted(DONE_STATUSES))
     cells = 0
+    tables = {r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    # Packed cells (v3) refer to vocabularies by content: copied as they are, they mean the same here.
+    copies = ((("vocabularies", "id, model, revision, count, terms", "INSERT OR IGNORE"),)
+              if "vocabularies" in tables else ()) + _LEGACY_COPIES
     with store.writing() as db:
-        for table, columns, verb in _LEGACY_COPIES:
+        for table, columns, verb in copies:
             sql = f"{verb} INTO {table} ({columns}) VALUES ({', '.join('?' * len(columns.split(',')))})"
             if table == "cells":
                 updates = ", ".join(f"{c} = excluded.{c}" for c in columns.replace(" ", "").split(",")[2:])

@@ -10,6 +10,14 @@ Tables:
                 options key, env key, device, timings, run_id, time)
     run_models  per run and model, the result document's `models[]` entry (load timing, device, notes)
     imports     stores an older mltag left inside analysed folders, already merged (v2)
+    file_stats  the stat cache: per path (its exact bytes), the device, inode, size and mtime it had
+                when its content was hashed, and that sha256; a file whose stat is unchanged is not
+                read again (v3)
+    vocabularies the terms of a score map ({term: score} over a model's vocabulary), stored once,
+                content-addressed; a packed cell refers to them by id (v3, orchestrator/store/cellpack.py)
+
+`cells.cell` holds JSON text (a small cell, and every cell before v3) or a packed blob (cellpack.py);
+both read back as the same dict.
 
 Schema versions: `PRAGMA user_version`; MIGRATIONS[i] takes a store from version i to i + 1, all
 pending ones in one transaction (orchestrator/store/db.py). A store written by a newer mltag is
@@ -65,6 +73,33 @@ def _v2(db: sqlite3.Connection) -> None:
         source TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, time REAL NOT NULL)""")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Re-runs that read nothing (`file_stats`) and a compact store: every cell rewritten in the packed
+    form (cellpack.py), in the migrations' one transaction. Self-contained: its own tables, its own
+    conversion."""
+    from orchestrator.store import cellpack
+
+    db.execute("""CREATE TABLE file_stats (
+        path BLOB PRIMARY KEY,                -- the absolute path's exact bytes (any name, UTF-8 or not)
+        device INTEGER NOT NULL, inode INTEGER NOT NULL, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, hashed REAL NOT NULL)""")
+    db.execute("""CREATE TABLE vocabularies (
+        id BLOB PRIMARY KEY,                  -- sha256 of the terms' JSON, first 16 bytes
+        model TEXT NOT NULL, revision TEXT,   -- the model (and revision) that first stored it
+        count INTEGER NOT NULL, terms BLOB NOT NULL)""")   # zstd-compressed JSON list
+    last = -1
+    while rows := db.execute("SELECT rowid, model, revision, cell FROM cells WHERE rowid > ? AND typeof(cell) = 'text' "
+                             "ORDER BY rowid LIMIT 256", (last,)).fetchall():
+        for rowid, model, revision, text in rows:
+            packed, vocabularies = cellpack.pack(cellpack.unpack(text, lambda vid: []))
+            for vid, terms in vocabularies.items():
+                db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) "
+                           "VALUES (?, ?, ?, ?, ?)", (vid, model, revision, len(terms), cellpack.pack_terms(terms)))
+            if isinstance(packed, bytes):
+                db.execute("UPDATE cells SET cell = ? WHERE rowid = ?", (packed, rowid))
+        last = rows[-1][0]
+
+
 # MIGRATIONS[i] migrates version i -> i + 1. Append, never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 STORE_VERSION = len(MIGRATIONS)   # the version this code writes

@@ -30,7 +30,8 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
             batch_size: o.Batch = 1, parallel: o.Parallel = 1, option: o.Option = None, retry: o.Retry = True,
             prompt: o.Prompt = None, tags_prompt: o.TagsPrompt = None, ask: o.Ask = None,
             quantize: o.Quantize = None, judge_: o.Judge = None, store: o.StorePath = None,
-            no_store: o.NoStore = False, force: o.Force = False, show_matrix: o.ShowMatrix = False,
+            no_store: o.NoStore = False, force: o.Force = False, rehash: o.Rehash = False,
+            show_matrix: o.ShowMatrix = False,
             show_timing: o.ShowTiming = False, show_confidence: o.ShowConfidence = None,
             synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, compare_top: o.CompareTop = 10,
             consensus_min: o.ConsensusMin = None, cluster: o.Cluster = None,
@@ -46,7 +47,7 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
     options, shown = flags.run_options(), views.views()   # every flag checked before the models are chosen
     analyze_paths(paths, models(models_, judges=False), options, shown, fmt=fmt, out=out, recursive=recursive,
                   live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force,
-                  cluster=cluster, cluster_parallel=cluster_parallel)
+                  rehash=rehash, cluster=cluster, cluster_parallel=cluster_parallel)
 
 
 def connect(address: str, replicas: int | None = None) -> Any:
@@ -65,7 +66,7 @@ def connect(address: str, replicas: int | None = None) -> Any:
 def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions, views: Views, *, fmt: str,
                   out: Path | None, recursive: bool, live_logs: bool, judge_spec: ModelSpec | None = None,
                   store_path: Path | None = None, no_store: bool = False, force: bool = False,
-                  cluster: str | None = None, cluster_parallel: int | None = None) -> None:
+                  rehash: bool = False, cluster: str | None = None, cluster_parallel: int | None = None) -> None:
     """Discover, hash, run every model (then the judge), and write the output; exits with the run's code."""
     from orchestrator.run.launch import kill_all_runners
     from orchestrator.run.pipeline import Analysis
@@ -97,7 +98,9 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
         analysis.start_early()   # the first model loads while the files are hashed
     with progress() as bar:
         task = bar.add_task("hashing", total=len(files))
-        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done)))
+        # The store's stat cache: a file unchanged since it was last hashed is not read (--rehash reads it).
+        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done), cache=store,
+                                       rehash=rehash))
     images = analysis.images
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)

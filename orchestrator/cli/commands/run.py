@@ -20,7 +20,7 @@ def run(model: Model, paths: o.Paths, fmt: o.Format = "table", out: o.Out = None
         offline: o.Offline = False, weights: o.Weights = None, recursive: o.Recursive = True,
         warmup: o.Warmup = False, batch_size: o.Batch = 1, option: o.Option = None, retry: o.Retry = True,
         prompt: o.Prompt = None, tags_prompt: o.TagsPrompt = None, ask: o.Ask = None, quantize: o.Quantize = None,
-        store: o.StorePath = None, no_store: o.NoStore = False, force: ForceOrResume = True,
+        store: o.StorePath = None, no_store: o.NoStore = False, force: ForceOrResume = True, rehash: o.Rehash = False,
         show_matrix: o.ShowMatrix = False, show_timing: o.ShowTiming = False,
         show_confidence: o.ShowConfidence = None, synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False,
         compare_top: o.CompareTop = 10, consensus_min: o.ConsensusMin = None) -> None:
@@ -34,4 +34,4 @@ def run(model: Model, paths: o.Paths, fmt: o.Format = "table", out: o.Out = None
                       show_confidence=show_confidence, synonyms=synonyms, compare_top=compare_top,
                       consensus_min=consensus_min).views()
     analyze_paths(paths, models(model, judges=False), options, views, fmt=fmt, out=out, recursive=recursive,
-                  live_logs=True, store_path=store, no_store=no_store, force=force)
+                  live_logs=True, store_path=store, no_store=no_store, force=force, rehash=rehash)
