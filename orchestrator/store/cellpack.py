@@ -95,6 +95,8 @@ def _is_score_map(value: Any) -> bool:
 def _find_maps(value: Any, path: Path, out: list[tuple[Path, dict[str, float]]]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
+            if type(key) is not str:   # JSON writes it as text: left as it is, in the JSON
+                continue
             if _is_score_map(item):
                 out.append(([*path, key], item))
             elif isinstance(item, dict | list):
@@ -131,10 +133,13 @@ def _values(values: list[float]) -> tuple[str, array[float]]:
         singles = array("f", values)
     except OverflowError:   # beyond float32's range
         return "d", array("d", values)
-    # == is exact here: float32 -> float64 keeps the sign of a zero, and a NaN (never equal) keeps float64
+    # == is exact here (float32 -> float64 keeps the sign of a zero) but never true of a NaN: then bits
     if singles.tolist() == values:
         return "f", singles
-    return "d", array("d", values)
+    doubles = array("d", values)
+    if array("d", singles).tobytes() == doubles.tobytes():
+        return "f", singles
+    return "d", doubles
 
 
 def _shuffle(data: bytes, width: int) -> bytes:
@@ -203,3 +208,14 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup) -> dict[str, Any]:
             values.byteswap()
         _set(cell, path, dict(zip(terms, values.tolist(), strict=True)))
     return cell
+
+
+def layout(stored: str | bytes) -> list[tuple[list[str | int], str]]:
+    """Where a stored cell's score maps are, and how their values are kept ("f" float32, "d"
+    float64): [] for a JSON text cell. For `mltag store stats` and tests."""
+    if isinstance(stored, str):
+        return []
+    body = _local.d.decompress(stored[3:])
+    (n,) = struct.unpack_from("<I", body, 0)
+    (m,) = struct.unpack_from("<I", body, 4 + n)
+    return [(path, code) for path, _, code in jsontext.loads(body[8 + n:8 + n + m])]
