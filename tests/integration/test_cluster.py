@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
+from orchestrator.store import cellpack
 from tests.integration.helpers import alive, fake_job, images, run, slow_photos, started_pids
 from tests.support import SCHEMA, mltag
 from tests.tiny_models import tiny_weights
@@ -84,8 +85,9 @@ def store_cells(path: Path) -> dict[tuple[str, str], dict]:
     db = sqlite3.connect(path)
     try:
         rows = db.execute("SELECT sha256, model, status, options_key, env_key, revision, run_id, cell FROM cells")
+        terms = {vid: cellpack.unpack_terms(blob) for vid, blob in db.execute("SELECT id, terms FROM vocabularies")}
         return {(r[0], r[1]): {"status": r[2], "options_key": r[3], "env_key": r[4], "revision": r[5],
-                               "run_id": r[6], "cell": json.loads(r[7])} for r in rows}
+                               "run_id": r[6], "cell": cellpack.unpack(r[7], terms.__getitem__)} for r in rows}
     finally:
         db.close()
 

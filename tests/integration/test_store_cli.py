@@ -3,6 +3,8 @@ one model re-run, and `mltag report` rendering the store without a runner."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -19,6 +21,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
+from orchestrator.store import ResultStore
 from tests.support import SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
@@ -119,7 +122,7 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
     assert [m["name"] for m in doc["models"]] == ["wd14", "wd14-eva02"]
     assert sorted(Path(img["path"]).name for img in doc["images"]) == ["chelsea.png", "coffee.png",
                                                                        "renamed-brick.png"]
-    stored = stored_cells(db)
+    cells = ResultStore(db).cells_of(img["sha256"] for img in doc["images"])
     for img in doc["images"]:
         assert set(img["results"]) == {"wd14", "wd14-eva02"}
         for model, result in img["results"].items():
@@ -127,10 +130,61 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
             shown = dict(result)
             count = shown.pop("tag_count")
             assert count == sum(1 for t in shown["tags"] if t.get("category") != "rating")
-            assert result["status"] == "ok" and shown == json.loads(stored[(img["sha256"], model)][1])
+            assert result["status"] == "ok" and shown == cells[img["sha256"]][model]
     renamed = next(img for img in doc["images"] if img["path"].endswith("renamed-brick.png"))
     assert renamed["seen_as"] == [str((folder / "brick.png").resolve())]
 
     table = mltag("report", "--store", str(db), "--models", "wd14-eva02", env=no_envs)
     assert table.returncode == 0 and "wd14-eva02" in table.stdout and "renamed-brick.png" in table.stdout
     assert "╭─ wd14 " not in table.stdout
+
+
+def test_a_rerun_reads_only_changed_files(tiny_model, tmp_path: Path) -> None:
+    """The store's stat cache through the CLI: a file whose size and mtime (and device, inode) are
+    unchanged is not read; new bytes kept at the same size and mtime go unseen (rsync's quick check)
+    until --rehash; a touched file is hashed again. A name that is not UTF-8 included."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [b"a.jpg", b"caf\xe9 latin-1.jpg", b"c.jpg"]
+    paths = [os.path.join(os.fsencode(folder), n) for n in names]
+    old_ns = 1_600_000_000 * 10**9   # 2020: a file modified within seconds of its hashing is never cached
+    for i, path in enumerate(paths):
+        shutil.copy(PROJECT_ROOT / "samples" / ("brick.png", "coffee.png", "chelsea.png")[i], os.fsdecode(path))
+        with open(path, "ab") as f:
+            f.write(b"trailer-0")          # after the image's end: decoders ignore it, the hash does not
+        os.utime(path, ns=(old_ns, old_ns + i))
+    db = tmp_path / "store.sqlite"
+    args = ["analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
+            "--format", "json", "--store", str(db)]
+
+    def shas(*extra: str) -> list[str]:
+        proc = mltag(*args, *extra)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        by_name = {base64.b64decode(img["path_bytes"]) if "path_bytes" in img else os.fsencode(img["path"]):
+                   img["sha256"] for img in doc["images"]}   # path_bytes: the exact bytes of a non-UTF-8 name
+        return [by_name[os.path.abspath(p)] for p in paths]
+
+    def content_sha(path: bytes) -> str:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    first = shas()
+    assert first == [content_sha(p) for p in paths]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM file_stats").fetchone()[0] == 3
+
+    def rewrite(path: bytes, trailer: bytes, keep_mtime: bool) -> None:
+        st = os.stat(path)
+        with open(path, "r+b") as f:    # in place: the same inode, the same size
+            f.seek(-len(trailer), os.SEEK_END)
+            f.write(trailer)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else st.st_mtime_ns + 10**9))
+
+    rewrite(paths[1], b"trailer-1", keep_mtime=True)
+    assert shas() == first, "same size and mtime: not read, so the new bytes go unseen"
+    rehashed = shas("--rehash")
+    assert rehashed[1] == content_sha(paths[1]) != first[1] and rehashed[::2] == first[::2], "--rehash reads them"
+    rewrite(paths[2], b"trailer-2", keep_mtime=False)
+    touched = shas()
+    assert touched[2] == content_sha(paths[2]) != first[2], "a touched file is hashed again"
+    assert touched[:2] == rehashed[:2]
