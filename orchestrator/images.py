@@ -205,10 +205,10 @@ def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = 
             if key in known:
                 out.append(ImageRef(path, known[key], stats[key].st_size))
             else:
-                ref, st = _hash(path)
+                ref, read_under = _hash(path)
                 out.append(ref)
-                if st is not None:
-                    fresh.append((key, st, ref.sha256))
+                if read_under is not None:
+                    fresh.append((key, read_under, ref.sha256))
             if progress:
                 progress(len(out), len(paths))
         if cache is not None and fresh:

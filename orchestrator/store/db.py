@@ -229,7 +229,8 @@ class ResultStore:
         new = {vid: terms for vid, terms in vocabularies.items() if vid not in self._vocab_known}
         with self.writing() as db:
             for vid, terms in new.items():
-                db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) VALUES (?, ?, ?, ?, ?)",
+                db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) "
+                           "VALUES (?, ?, ?, ?, ?)",
                            (vid, model, meta.revision, len(terms), cellpack.pack_terms(terms)))
             cur = db.execute(
                 "INSERT INTO cells (sha256, model, kind, status, message, revision, model_version, env_key, "
