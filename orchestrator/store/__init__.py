@@ -2,6 +2,7 @@
 
     db.py         ResultStore: writing cells as they arrive, reading them back in chunks
     schema.py     the tables and their migrations
+    cellpack.py   a cell as stored: JSON text when small, else score maps as arrays over stored vocabularies, zstd
     keys.py       the options key (which cells a re-run reuses)
     location.py   where the store lives (the user's data folder, never an analysed folder)
     legacy.py     stores an older mltag left inside analysed folders: read and merged, never written
