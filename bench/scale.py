@@ -90,44 +90,59 @@ def first_run(files: list[Path], store: Path, analyze: list[str], env: dict[str,
         db.finish_run("bench-first-run", time.time())
 
 
-def noop_rerun(n: int, camera_mb: float, tmp: Path) -> int:
-    """The same command again over n photos whose cells are all stored: tiny files vs camera-size ones."""
+def noop_rerun(n: int, camera_mb: float, tmp: Path, rounds: int = 3) -> int:
+    """The same command again over n photos whose cells are all stored: tiny files vs camera-size
+    ones, re-run alternately `rounds` times (the load of a shared machine drifts), medians compared."""
     weights = build("wd14")
-    print(f"\nno-op re-run: {n} photos, every cell stored; the real CLI (wd14, tiny model; JSON to a file)\n")
-    print(f"{'files':>22} {'first run s':>12} {'re-run s':>9} {'--rehash s':>11}")
-    walls = {}
-    for label, mb in (("tiny (~150 B)", 0.0), (f"camera-size ({camera_mb:g} MB)", camera_mb)):
+    print(f"\nno-op re-run: {n} photos, every cell stored; the real CLI (wd14, tiny model; JSON to a file); "
+          f"{rounds} re-runs each, alternating\n")
+    kinds = {"tiny (~150 B)": 0.0, f"camera-size ({camera_mb:g} MB)": camera_mb}
+    env = {"MLTAG_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1"}
+    setups: dict[str, tuple[Path, list[str], float]] = {}
+    for label, mb in kinds.items():
         folder = tmp / f"noop-{mb:g}"
         files = photos(folder, n, mb)
         store, out = tmp / f"noop-{mb:g}.sqlite", tmp / f"noop-{mb:g}.json"
-        env = {"MLTAG_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1"}
         analyze = ["--models", "wd14", "--weights", f"wd14={weights}", "--offline", "--format", "json",
                    "--out", str(out), "--store", str(store)]
         start = time.perf_counter()
         first_run(files, store, analyze, env)
-        first = time.perf_counter() - start
-        times = []
-        for extra in ([], ["--rehash"] if n * mb <= 20_000 else None):   # --rehash: only while it is short
-            if extra is None:
-                times.append(float("nan"))
-                continue
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "orchestrator", "analyze", str(folder), *analyze, *extra],
-                                  env={**os.environ, **env}, capture_output=True, text=True)
-            times.append(time.perf_counter() - start)
-            if proc.returncode != 0 or f"{n} result(s) reused, 0 computed" not in proc.stderr:
-                print(f"re-run was not a no-op (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-                return 1
-        walls[label] = times[0]
-        print(f"{label:>22} {first:>12.1f} {times[0]:>9.2f} {times[1]:>11.2f}   "
-              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
-        for p in files:
+        setups[label] = (folder, analyze, time.perf_counter() - start)
+
+    def rerun(label: str, *extra: str) -> float:
+        folder, analyze, _ = setups[label]
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "analyze", str(folder), *analyze, *extra],
+                              env={**os.environ, **env}, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0 or f"{n} result(s) reused, 0 computed" not in proc.stderr:
+            raise SystemExit(f"the re-run was not a no-op (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        return wall
+
+    walls: dict[str, list[float]] = {label: [] for label in kinds}
+    loads = []
+    for _ in range(rounds):
+        for label in kinds:
+            walls[label].append(rerun(label))
+            loads.append(os.getloadavg()[0])
+    rehash_tiny = rerun("tiny (~150 B)", "--rehash")
+    print(f"{'files':>22} {'first run s':>12} {'re-run s (median)':>18} {'re-runs s':>20}")
+    for label in kinds:
+        times = sorted(walls[label])
+        print(f"{label:>22} {setups[label][2]:>12.1f} {times[len(times) // 2]:>18.2f} "
+              f"{' '.join(f'{t:.2f}' for t in walls[label]):>20}")
+    tiny, camera = (sorted(w)[len(w) // 2] for w in walls.values())
+    print(f"\ncamera-size re-run / tiny re-run: {camera / tiny:.2f}x (goal <= 1.5x, and under 5 s); load average "
+          f"{min(loads):.1f}-{max(loads):.1f}")
+    print(f"tiny files with --rehash (every file read again): {rehash_tiny:.2f} s; the camera-size first run "
+          "above, mostly hashing every file, is what each re-run cost before the stat cache")
+    for label, (folder, _, _) in setups.items():
+        for p in folder.iterdir():
             p.unlink()
         folder.rmdir()
-        store.unlink()
-        out.unlink(missing_ok=True)
-    tiny, camera = walls.values()
-    print(f"\ncamera-size re-run / tiny re-run: {camera / tiny:.2f}x (goal <= 1.5x, and under 5 s)")
+        mb = kinds[label]
+        (tmp / f"noop-{mb:g}.sqlite").unlink()
+        (tmp / f"noop-{mb:g}.json").unlink(missing_ok=True)
     return 0
 
 
