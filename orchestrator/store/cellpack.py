@@ -40,6 +40,8 @@ PACK_OVER_BYTES = 1024    # JSON text up to this size stays text (readable in an
 LEVEL = 3                 # zstd level: level 19 saves a few % more at ~10x the time per cell
 
 Path = list[str | int]
+# What a damaged blob raises on the way back (the store turns it into a StoreError)
+DAMAGED = (zstandard.ZstdError, ValueError, struct.error, KeyError, IndexError, TypeError, UnicodeDecodeError)
 VocabLookup = Callable[[bytes], list[str]]
 
 

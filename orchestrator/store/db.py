@@ -324,7 +324,11 @@ class ResultStore:
         return out
 
     def _unpack(self, stored: str | bytes) -> dict[str, Any]:
-        return cellpack.unpack(stored, self._vocabulary)
+        try:
+            return cellpack.unpack(stored, self._vocabulary)
+        except cellpack.DAMAGED as exc:
+            raise StoreError(f"{self.path} holds a damaged cell ({type(exc).__name__}: {exc}): `mltag analyze "
+                             "--force` on its photo recomputes it, or move the store aside") from exc
 
     def _vocabulary(self, vid: bytes) -> list[str]:
         """A vocabulary's terms, read once per process (content-addressed: an id never changes meaning)."""

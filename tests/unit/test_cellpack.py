@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 from orchestrator import jsontext
-from orchestrator.store import STORE_VERSION, CellMeta, ResultStore, cellpack, schema
+from orchestrator.store import STORE_VERSION, CellMeta, ResultStore, StoreError, cellpack, schema
 from tests.support import mltag
 
 KEY = CellMeta(options_key="k1", kind="tagger", revision="r1")
@@ -265,3 +265,13 @@ def test_a_packed_store_merges_into_another(tmp_path: Path) -> None:
     new = ResultStore(tmp_path / "new.sqlite")
     assert new.import_store(old.path) == 1
     assert _exact(new.cells_of([SHA])[SHA]["wd14"]) == _exact(wd14_cell(4))
+
+
+def test_a_damaged_cell_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    db = _store(tmp_path)
+    db.put_cell("run1", SHA, "wd14", wd14_cell(5), KEY)
+    con = sqlite3.connect(db.path, isolation_level=None)
+    blob = con.execute("SELECT cell FROM cells").fetchone()[0]
+    con.execute("UPDATE cells SET cell = ?", (blob[:3] + bytes(b ^ 0x5A for b in blob[3:200]) + blob[200:],))
+    with pytest.raises(StoreError, match="damaged cell"):
+        db.cells_of([SHA])
