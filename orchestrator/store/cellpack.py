@@ -7,11 +7,11 @@ array of its values: float32 when every value is exactly a float32 (what a float
 becomes in Python: WD14's ONNX outputs, CLIP's torch float32 tensors), else float64 (a rounded
 score, a float64 model): the values read back are the very floats written, bit for bit, NaN and
 infinities included. Everything else (tags, captions, raw text, small maps) stays JSON, exactly as
-before. The whole is compressed with zstandard; the arrays are byte-shuffled first (all first
-bytes, then all second bytes, ...), which makes float arrays compress far better.
+before. The whole is compressed with zstandard (the arrays as they are: byte-shuffling them first
+was measured to gain nothing, zstd's entropy coding of a block's bytes does not see their order).
 
 Blob layout (version 1): b"MC" + version byte + zstd frame of:
-    u32 skeleton length | skeleton JSON | u32 maps length | maps JSON | the arrays, one after another
+    u32 skeleton length | skeleton JSON | u32 maps length | maps JSON | the arrays (little-endian), one after another
 where the skeleton is the cell with each score map replaced by null, and maps lists for each one
 [path from the cell's root, vocabulary id (hex), "f" or "d"]. A map's length is its vocabulary's.
 
@@ -144,18 +144,6 @@ def _values(values: list[float]) -> tuple[str, array[float]]:
     return "d", doubles
 
 
-def _shuffle(data: bytes, width: int) -> bytes:
-    return b"".join(data[i::width] for i in range(width))
-
-
-def _unshuffle(data: bytes, width: int) -> bytes:
-    out = bytearray(len(data))
-    n = len(data) // width
-    for i in range(width):
-        out[i::width] = data[i * n:(i + 1) * n]
-    return bytes(out)
-
-
 def pack(cell: dict[str, Any]) -> tuple[str | bytes, dict[bytes, list[str]]]:
     """The stored form of a cell, and the vocabularies it refers to (id -> terms).
 
@@ -178,7 +166,7 @@ def pack(cell: dict[str, Any]) -> tuple[str | bytes, dict[bytes, list[str]]]:
         code, values = _values(list(scores.values()))
         if sys.byteorder != "little":
             values.byteswap()
-        arrays.append(_shuffle(values.tobytes(), values.itemsize))
+        arrays.append(values.tobytes())
         described.append([path, vid.hex(), code])
     head = jsontext.dumps(skeleton).encode("utf-8", "surrogatepass")
     desc = jsontext.dumps(described).encode()
@@ -204,7 +192,7 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup) -> dict[str, Any]:
         terms = vocabulary(bytes.fromhex(vid))
         values = array(code)
         size = len(terms) * values.itemsize
-        values.frombytes(_unshuffle(body[at:at + size], values.itemsize))
+        values.frombytes(body[at:at + size])
         at += size
         if sys.byteorder != "little":
             values.byteswap()
