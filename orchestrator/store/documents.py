@@ -98,24 +98,32 @@ def from_store(store: ResultStore, under: list[Path] | None = None, models: list
 
 
 def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: list[Path] | None = None,
+                   models: list[dict[str, Any]] | None = None, cache: dict[str, dict[str, Any]] | None = None,
                    resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """Every stored model ranked on the store's labels (the photos marked done, under `under` when given), with
     the bootstrap intervals: `evaluate` on the labelled photos' cells alone, so a recompute after one more
     label reads ~1,000 photos' cells, not the archive's. The same numbers as `mltag eval --labels` with the
-    exported labels (a test checks it); `unlabelled` counts the store's other images under `under`."""
+    exported labels (a test checks it); `unlabelled` counts the store's other images under `under`.
+
+    For a live ranking (`mltag serve`) the caller may keep, between calls, `models`: the stored models'
+    entries, `store.model_entries(store.models(), under)` (two scans of the cells table, skipped), and
+    `cache`: a dict in which each labelled photo's cells (the part evaluated) are read once; clear it when
+    a run may have written new cells."""
     rows = list(store.label_rows())
-    names = store.models()
-    entries = store.model_entries(names, under)
+    entries = models if models is not None else store.model_entries(store.models(), under)
     paths = store.paths_of((row.key for row in rows), under)
     if under is not None:   # a label of a photo outside `under` is not "unmatched": it is not asked for
         rows = [row for row in rows if row.key in paths]
+    known = cache if cache is not None else {}
 
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
-    images = [dict(image, results={m: evaluated_part(c) for m, c in image["results"].items()}) for image in
-              _with_cells(({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths),
-                          store, entries, missing)]
+    unread = ({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths and row.key not in known)
+    for image in _with_cells(unread, store, entries, missing):
+        known[image["sha256"]] = {m: evaluated_part(c) for m, c in image["results"].items()}
+    images = [{"path": paths[row.key], "sha256": row.key, "results": known[row.key]} for row in rows
+              if row.key in paths]
     evaluation = evaluate({"models": entries, "images": images}, rows, normaliser, resamples, seed)
     evaluation["unlabelled"] = store.image_count(under) - evaluation["labelled"]
     return evaluation
