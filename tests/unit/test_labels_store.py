@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,7 +165,7 @@ def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: 
                                              "raw": {"scores": [0.1] * 50}}, CellMeta(options_key="k", kind="tagger"))
     db.import_labels({sha: ["rust", "door"] for sha in shas[:4]}, "ann")
     entries = db.model_entries(db.models())
-    cache: dict[str, dict[str, object]] = {}
+    cache: dict[str, dict[str, Any]] = {}
     cold = evaluate_store(db, Normaliser())
     assert cold["labelled"] == 4 and cold["unlabelled"] == 4 and cold["leader"] is not None
     assert evaluate_store(db, Normaliser(), models=entries, cache=cache) == cold
