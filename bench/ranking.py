@@ -6,7 +6,9 @@ API. Prints, on this machine:
 - the bootstrap alone (intervals.bootstrap): L photos x M models x own and best, R resamples;
 - `evaluate_store` cold (reads the models' entries and the labelled photos' cells) and live (the
   entries and a cell cache kept, as `mltag serve` keeps them, after one more photo is marked done);
-- the same without intervals, so the bootstrap's share shows.
+- the same without intervals, so the bootstrap's share shows;
+- what to label next (`queue_from_store`, the top 3 models at their best thresholds) among its
+  default sample of 2,000 unlabelled photos.
 
     .venv/bin/python bench/ranking.py [--photos 5000 --models 20 --labelled 1000 --resamples 1000]
 """
@@ -26,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from orchestrator.compare.intervals import Series, bootstrap  # noqa: E402
+from orchestrator.compare.nextlabel import best_thresholds, leading_models  # noqa: E402
 from orchestrator.compare.normalise import Normaliser  # noqa: E402
 from orchestrator.store import ResultStore  # noqa: E402
-from orchestrator.store.documents import evaluate_store  # noqa: E402
+from orchestrator.store.documents import evaluate_store, queue_from_store  # noqa: E402
 
 
 def build(path: Path, photos: int, models: int, labelled: int) -> ResultStore:
@@ -87,6 +90,10 @@ def main() -> None:
                   lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=args.resamples))
             timed("the same without intervals", lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache,
                                                                        resamples=0))
+        ranking = evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=0)
+        leaders = leading_models(ranking, [e["name"] for e in entries])
+        timed(f"queue_from_store, leaders {', '.join(leaders)}",
+              lambda: queue_from_store(db, Normaliser(), leaders, best_thresholds(ranking), models=entries))
         db.close()
 
 
