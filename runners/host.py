@@ -164,7 +164,7 @@ class Host:
 
     def infer(self, req: dict[str, Any]) -> dict[str, Any]:
         from runners._decode_ahead import take
-        from runners._images import BadImage, DecodedImage, decode
+        from runners._images import BadImage, DecodedImage, decode, decode_options
 
         if not self.loaded:
             raise RuntimeError("infer before load")
@@ -179,7 +179,7 @@ class Host:
             try:
                 img = take(item, need) or decode(
                     item["id"], item["name"], item["data"], need=need,
-                    **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
+                    **decode_options(options))
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
                 continue
