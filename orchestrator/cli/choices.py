@@ -95,6 +95,7 @@ class RunFlags:
     ask: str | None = None
     quantize: int | None = None
     exact_decode: bool = False
+    raw: str = "auto"
 
     def run_options(self) -> RunOptions:
         from orchestrator.run.jobs import RunOptions
@@ -108,6 +109,8 @@ class RunFlags:
                 raise UsageError(f"{flag} must not be empty")
         if self.batch_size < 1 or self.parallel < 1:
             raise UsageError("--batch-size and --parallel must be at least 1")
+        if self.raw not in ("auto", "preview", "develop"):
+            raise UsageError(f"unknown --raw {self.raw!r} (auto, preview, develop)")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise UsageError(f"unknown --device {self.device!r} (auto, cpu, cuda, mps)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -117,7 +120,7 @@ class RunFlags:
                           weights={k: Path(v).expanduser() for k, v in pairs(self.weights, "--weights").items()},
                           warmup=self.warmup, batch_size=self.batch_size, parallel=self.parallel,
                           retry_crashed=self.retry, prompt=self.prompt, tags_prompt=self.tags_prompt, ask=self.ask,
-                          quantize=self.quantize, exact_decode=self.exact_decode,
+                          quantize=self.quantize, exact_decode=self.exact_decode, raw=self.raw,
                           infer_overrides={k: _parse_value(v) for k, v in pairs(self.option, "--option").items()})
 
 

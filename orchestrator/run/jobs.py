@@ -65,6 +65,7 @@ class RunOptions:
     ask: str | None = None
     quantize: int | None = None
     exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
+    raw: str = "auto"                    # --raw: how camera RAW files are decoded (runners/_images.py decode_raw)
 
 
 def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
@@ -97,6 +98,8 @@ def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
         flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
                  "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
         out.update({k: v for k, v in flags.items() if v is not None})
+    if opts.raw != "auto":   # the default stays out of the options: existing cells keep their key
+        out["raw"] = opts.raw
     out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
     prefix = spec.name + "."
     out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})

@@ -25,7 +25,7 @@ from orchestrator.compare.evaluate import evaluate, evaluated_part
 from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED
 from orchestrator.compare.nextlabel import Candidate, label_queue
 from orchestrator.document import Results, header, iso_time
-from orchestrator.images import ImageRef, raw_path
+from orchestrator.images import ImageRef, display_path, raw_path
 from orchestrator.store.db import ResultStore
 
 # Images whose cells are read together: one read per chunk, and no more than this many images'
@@ -63,6 +63,8 @@ def run_images(images: list[ImageRef]) -> Iterator[dict[str, Any]]:
         raw = raw_path(img.path)
         if raw is not None:   # a name that is not UTF-8: its exact bytes beside the text form
             entry["path_bytes"] = base64.b64encode(raw).decode()
+        if img.seen_as:   # a RAW+JPEG pair analysed from its JPEG: the RAW file(s) it stands for
+            entry["seen_as"] = [display_path(p) for p in img.seen_as]
         if img.sha256 in first:
             entry["duplicate_of"] = first[img.sha256]
         else:

@@ -15,7 +15,7 @@ from orchestrator.cli.follow import LogFollower
 from orchestrator.cli.output import emit
 from orchestrator.cli.stores import open_store, store_summary
 from orchestrator.errors import StoreWriteError, UsageError
-from orchestrator.images import discover, hash_files
+from orchestrator.images import RAW_PAIRS, discover, hash_files, pair_raws
 from orchestrator.models.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -32,20 +32,21 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
             quantize: o.Quantize = None, judge_: o.Judge = None, store: o.StorePath = None,
             no_store: o.NoStore = False, force: o.Force = False, show_matrix: o.ShowMatrix = False,
             show_timing: o.ShowTiming = False, show_confidence: o.ShowConfidence = None,
-            synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, compare_top: o.CompareTop = 10,
+            synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, raw: o.Raw = "auto",
+            raw_pairs: o.RawPairs = "jpeg", compare_top: o.CompareTop = 10,
             consensus_min: o.ConsensusMin = None, cluster: o.Cluster = None,
             cluster_parallel: o.ClusterParallel = None) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     flags = RunFlags(timeout=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
                      weights=weights, warmup=warmup, batch_size=batch_size, parallel=parallel, option=option,
                      retry=retry, prompt=prompt, tags_prompt=tags_prompt, ask=ask, quantize=quantize,
-                     exact_decode=exact_decode)
+                     exact_decode=exact_decode, raw=raw)
     views = ViewFlags(top=top, threshold=threshold, show_matrix=show_matrix, show_timing=show_timing,
                       show_confidence=show_confidence, synonyms=synonyms, compare_top=compare_top,
                       consensus_min=consensus_min)
     options, shown = flags.run_options(), views.views()   # every flag checked before the models are chosen
     analyze_paths(paths, models(models_, judges=False), options, shown, fmt=fmt, out=out, recursive=recursive,
-                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force,
+                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force, raw_pairs=raw_pairs,
                   cluster=cluster, cluster_parallel=cluster_parallel)
 
 
@@ -65,7 +66,7 @@ def connect(address: str, replicas: int | None = None) -> Any:
 def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions, views: Views, *, fmt: str,
                   out: Path | None, recursive: bool, live_logs: bool, judge_spec: ModelSpec | None = None,
                   store_path: Path | None = None, no_store: bool = False, force: bool = False,
-                  cluster: str | None = None, cluster_parallel: int | None = None) -> None:
+                  cluster: str | None = None, cluster_parallel: int | None = None, raw_pairs: str = "jpeg") -> None:
     """Discover, hash, run every model (then the judge), and write the output; exits with the run's code."""
     from orchestrator.run.launch import kill_all_runners
     from orchestrator.run.pipeline import Analysis
@@ -83,7 +84,12 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     for name, path in options.weights.items():
         if not path.exists():
             raise UsageError(f"--weights {name}={path}: path does not exist")
+    if raw_pairs not in RAW_PAIRS:
+        raise UsageError(f"unknown --raw-pairs {raw_pairs!r} ({', '.join(RAW_PAIRS)})")
     files = discover(paths, recursive)
+    paired: dict[Path, list[Path]] = {}
+    if raw_pairs == "jpeg":   # a RAW beside its JPEG is not read at all
+        files, paired = pair_raws(files)
     connected = connect(cluster, cluster_parallel) if cluster else None   # fails fast, before any hashing
     install_cleanup()
     store = None if no_store else open_store(store_path, paths, create=True)
@@ -97,7 +103,8 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
         analysis.start_early()   # the first model loads while the files are hashed
     with progress() as bar:
         task = bar.add_task("hashing", total=len(files))
-        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done)))
+        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done),
+                                       seen_as=paired))
     images = analysis.images
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)
