@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 from PIL import Image
 
 DNG_VERSION = (1, 4, 0, 0)
+Tag = tuple[int, str, int, Any, bool]   # tifffile's extratags: (code, dtype, count, value, in IFD)
 # XYZ -> camera: the identity (a camera that sees sRGB's primaries would have ~this shape); SRATIONAL.
 _IDENTITY = [1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1]
 
@@ -45,7 +47,7 @@ def _mosaic(img: Image.Image, white: int = 4095) -> np.ndarray:
     return cfa
 
 
-def _raw_tags(orientation: int) -> list[tuple[int, int, int, object, bool]]:
+def _raw_tags(orientation: int) -> list[Tag]:
     return [
         (33421, "H", 2, (2, 2), True),             # CFARepeatPatternDim
         (33422, "B", 4, (0, 1, 1, 2), True),       # CFAPattern: R G / G B
@@ -56,7 +58,7 @@ def _raw_tags(orientation: int) -> list[tuple[int, int, int, object, bool]]:
     ]
 
 
-def _ifd0_tags(orientation: int) -> list[tuple[int, int | str, int, object, bool]]:
+def _ifd0_tags(orientation: int) -> list[Tag]:
     return [
         (271, "s", 0, "mltag", True),               # Make
         (272, "s", 0, "test DNG", True),            # Model
@@ -89,7 +91,7 @@ def write_dng(path: Path, width: int = 256, height: int = 192, *, preview: tuple
         jpeg = buf.getvalue()
         # IFD0: the preview, its JPEG bytes written as they are (one strip); SubIFD: the raw mosaic.
         # tifffile looks a JPEG encoder up (imagecodecs, not installed) even for bytes already encoded.
-        tifffile.TIFF.COMPRESSORS._codecs.setdefault(7, _never_called)
+        tifffile.TIFF.COMPRESSORS._codecs.setdefault(7, _never_called)  # type: ignore[attr-defined]
         tif.write(iter([jpeg]), shape=(preview[1], preview[0], 3), dtype=np.uint8, photometric="ycbcr",
                   compression=7, subfiletype=1, subifds=1, rowsperstrip=preview[1],
                   extratags=_ifd0_tags(orientation))

@@ -17,7 +17,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from PIL import Image, ImageOps
 
@@ -71,12 +71,13 @@ def _raw_image(path: Path) -> Image.Image:
             thumb = raw.extract_thumb()
         except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
             return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+    img: Image.Image
     if thumb.format == rawpy.ThumbFormat.JPEG:
         img = Image.open(io.BytesIO(bytes(thumb.data)))
         if img.getexif().get(0x0112, 1) != 1:
             return img                       # the preview says its own orientation (exif_transpose below)
     else:
-        img = Image.fromarray(thumb.data)
+        img = Image.fromarray(cast(Any, thumb.data))   # a bitmap preview: an array (rawpy's types say bytes too)
     method = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}.get(flip)
     return img.transpose(method) if method is not None else img
 

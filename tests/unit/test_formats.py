@@ -133,7 +133,6 @@ def test_thumbnails_of_raw_and_heic(tmp_path: Path) -> None:
     for path, size in ((with_preview, (192, 256)), (without, (64, 48)), (heic, (256, 171))):
         uri, why = thumbnail(path)
         assert why is None and uri is not None, path
-        import base64
 
         thumb = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
         assert thumb.size == size, (path, thumb.size)

@@ -46,8 +46,8 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
                       consensus_min=consensus_min)
     options, shown = flags.run_options(), views.views()   # every flag checked before the models are chosen
     analyze_paths(paths, models(models_, judges=False), options, shown, fmt=fmt, out=out, recursive=recursive,
-                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force, raw_pairs=raw_pairs,
-                  cluster=cluster, cluster_parallel=cluster_parallel)
+                  live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force,
+                  cluster=cluster, cluster_parallel=cluster_parallel, raw_pairs=raw_pairs)
 
 
 def connect(address: str, replicas: int | None = None) -> Any:

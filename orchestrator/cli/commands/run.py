@@ -22,8 +22,8 @@ def run(model: Model, paths: o.Paths, fmt: o.Format = "table", out: o.Out = None
         prompt: o.Prompt = None, tags_prompt: o.TagsPrompt = None, ask: o.Ask = None, quantize: o.Quantize = None,
         store: o.StorePath = None, no_store: o.NoStore = False, force: ForceOrResume = True,
         show_matrix: o.ShowMatrix = False, show_timing: o.ShowTiming = False,
-        show_confidence: o.ShowConfidence = None, synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, raw: o.Raw = "auto",
-            raw_pairs: o.RawPairs = "jpeg",
+        show_confidence: o.ShowConfidence = None, synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False,
+        raw: o.Raw = "auto", raw_pairs: o.RawPairs = "jpeg",
         compare_top: o.CompareTop = 10, consensus_min: o.ConsensusMin = None) -> None:
     """Run ONE model alone, its runner's stderr shown live. It recomputes that model's cells and replaces
     them in the results store (the other models' cells stay): the comparison updates without re-running them."""
