@@ -107,7 +107,7 @@ _openers_registered = False
 
 def _register_openers() -> None:
     """HEIC/HEIF and JPEG XL as Pillow formats (once). An env without these packages still decodes
-    everything else; such a file is then a bad_image saying what is missing."""
+    everything else; such a file is then a bad_image (Pillow cannot identify it)."""
     global _openers_registered
     if _openers_registered:
         return
@@ -216,7 +216,10 @@ def decode_raw(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_
                 size = _upright(pil.size, preview_orientation or orientation)
                 info.update(preview_width=size[0], preview_height=size[1])
                 if mode == "preview" or (size[0] >= want[0] and size[1] >= want[1]):
-                    return _decode_preview(image_id, name, pil, preview_orientation, orientation, need, info)
+                    try:
+                        return _decode_preview(image_id, name, pil, preview_orientation, orientation, need, info)
+                    except Exception as exc:  # noqa: BLE001 - a damaged preview: the RAW itself may be fine
+                        info["preview_error"] = f"{type(exc).__name__}: {exc}"[:200]
             half = want[0] <= width // 2 and want[1] <= height // 2
             rgb = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
     except BadImage:
