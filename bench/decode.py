@@ -25,9 +25,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from PIL import Image  # noqa: E402
+
 from bench.common import MEGAPIXELS, camera_jpeg, env_python, real_wd14  # noqa: E402
 from orchestrator.paths import PROJECT_ROOT  # noqa: E402
-from PIL import Image  # noqa: E402
 
 
 def main() -> None:

@@ -106,8 +106,8 @@ def measure_formats(model_dir: str, paths: list[str], repeat: int) -> list[dict[
                 continue
             ask = need if fast else None
             img = decode("x", path, data, need=ask, raw=raw)
-            seconds = _median_s(lambda ask=ask, raw=raw: preprocess(decode("x", path, data, need=ask, raw=raw),
-                                                                     adapter.size), repeat)
+            seconds = _median_s(lambda path=path, data=data, ask=ask, raw=raw: preprocess(
+                decode("x", path, data, need=ask, raw=raw), adapter.size), repeat)
             rows.append({"path": Path(path).name, "bytes": len(data), "way": label, "seconds": seconds,
                          "format": img.info["format"], "decoded_from": img.info.get("decoded_from"),
                          "decoded": img.image().size, "draft_scale": img.info.get("draft_scale", 1)})
