@@ -3,6 +3,7 @@ ModelJob per model (load spec, infer options with --prompt/--ask/--option applie
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,14 +76,38 @@ def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) ->
     generative = spec.kind in ("captioner", "judge")
     # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
     weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
+    infer, load = split_overrides(spec, infer_overrides(opts, spec))
+    if opts.quantize and generative:
+        load["quantize"] = opts.quantize
     load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
                                 device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
-                                overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
-                                exact_decode=opts.exact_decode)
+                                overrides=load or None, exact_decode=opts.exact_decode)
+    # A served model's requests go `concurrency` at a time inside one infer call (runners/openai_compat.py):
+    # its batches hold at least that many images, or the bound would never be reached.
+    concurrency = load_spec["options"].get("concurrency")
+    batch = max(opts.batch_size, concurrency) if isinstance(concurrency, int) and spec.server else opts.batch_size
     return ModelJob(spec=spec, python=python, load_spec=load_spec,
-                    infer_options={**spec.infer, **infer_overrides(opts, spec)},
+                    infer_options={**spec.infer, **infer},
                     log_path=log_dir / f"{spec.name}.log",
-                    limits=limits, batch_size=opts.batch_size, offline=opts.offline)
+                    limits=limits, batch_size=batch, offline=opts.offline, extra_env=served_env(load_spec))
+
+
+def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(infer options, load options) from --option overrides: a key of the model's [load] table is a load
+    option (`--option openai-compatible.base_url=URL`, `--option qwen25vl.max_pixels=N`), every other key
+    an infer option."""
+    infer = {k: v for k, v in overrides.items() if k not in spec.load}
+    return infer, {k: v for k, v in overrides.items() if k in spec.load}
+
+
+def served_env(load_spec: LoadSpec) -> dict[str, str]:
+    """The one variable a served model's runner needs from this environment: the API key its load option
+    `api_key_env` names (runners start with a filtered environment, orchestrator/run/transport.py). The
+    key travels only there: never into options, the store, the outputs or a log."""
+    name = load_spec["options"].get("api_key_env")
+    if isinstance(name, str) and name and os.environ.get(name):
+        return {name: os.environ[name]}
+    return {}
 
 
 def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
