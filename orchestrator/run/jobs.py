@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.images import ImageRef
 from orchestrator.models.loadspec import build_load_spec
-from orchestrator.models.registry import ModelSpec
+from orchestrator.models.registry import ModelSpec, is_loopback
 from orchestrator.run.runner import Runner
 from schemas.protocol import LoadSpec
 
@@ -125,4 +125,18 @@ def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
     out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
     prefix = spec.name + "."
     out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+    return out
+
+
+def photos_leave(opts: RunOptions, specs: list[ModelSpec]) -> dict[str, str]:
+    """{model: host} for each served model whose endpoint (after --option) is not this machine."""
+    from urllib.parse import urlsplit
+
+    out = {}
+    for spec in specs:
+        if spec.endpoint is None:
+            continue
+        url = str(split_overrides(spec, infer_overrides(opts, spec))[1].get("base_url", spec.endpoint) or "")
+        if url and not is_loopback(url):
+            out[spec.name] = urlsplit(url).hostname or url
     return out
