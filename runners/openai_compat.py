@@ -94,8 +94,7 @@ class Settings:
 
 def _number(options: dict[str, Any], key: str, default: float, minimum: float, integer: bool = False) -> Any:
     value = options.get(key, default)
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float) or value < minimum:
         raise ValueError(f"option {key} must be {'an integer' if integer else 'a number'} >= {minimum:g}, "
                          f"got {value!r}")
     return value
@@ -201,8 +200,9 @@ class Adapter:
         ids = [str(m.get("id")) for m in listed if isinstance(m, dict) and m.get("id")]
         if s.model == "auto":
             if len(ids) != 1:
-                raise EndpointUnavailable(f"{self.name}: model 'auto' needs an endpoint serving one model; {s.base_url} "
-                                          f"serves {', '.join(ids) or 'none'}: `--option {self.name}.model=NAME`")
+                raise EndpointUnavailable(f"{self.name}: model 'auto' needs an endpoint serving one model; "
+                                          f"{s.base_url} serves {', '.join(ids) or 'none'}: "
+                                          f"`--option {self.name}.model=NAME`")
             s = self.settings = replace(s, model=ids[0])
         entry = next((m for m in listed if isinstance(m, dict) and m.get("id") == s.model), None)
         if entry is None:
@@ -211,7 +211,8 @@ class Adapter:
                                       f"`--option {self.name}.model=NAME` with a listed name")
         root = entry.get("root")
         version = f"{s.model} ({root})" if isinstance(root, str) and root and root != s.model else s.model
-        where = "this machine" if is_loopback(s.base_url) else f"{urlsplit(s.base_url).hostname} (photos leave this machine)"
+        where = ("this machine" if is_loopback(s.base_url)
+                 else f"{urlsplit(s.base_url).hostname} (photos leave this machine)")
         return {"device": f"endpoint {s.base_url}", "dtype": "server", "model_version": version,
                 "notes": [TAG_SCORE_NOTE,
                           f"served by an OpenAI-compatible endpoint on {where}; photos sent as JPEG at most "
@@ -269,11 +270,21 @@ class Adapter:
         if self.client is None or self.pool is None:
             raise RuntimeError("infer before load")
         if options.get("judge"):
-            return list(self.pool.map(lambda img: self._judge(img, options), images))
+            return list(self.pool.map(lambda img: self._guarded(self._judge, img, options), images))
         prompts = prompts_to_run(options)
         body = self._body(options)
         # The pool bounds the requests in flight; map keeps the images' order, and every image gets a cell.
-        return list(self.pool.map(lambda img: self._image(img, prompts, body), images))
+        return list(self.pool.map(lambda img: self._guarded(self._image, img, prompts, body), images))
+
+    def _guarded(self, work: Any, image: DecodedImage, *args: Any) -> ImageResult:
+        """One image's work; an unexpected failure is that image's error cell. Raising would make the host
+        run each image of the batch again alone, asking the endpoint (and paying a hosted API) twice."""
+        try:
+            result: ImageResult = work(image, *args)
+        except Exception as exc:  # noqa: BLE001 - becomes the cell, with its type
+            return {"status": "error", "caption": None, "tags": [],
+                    "message": self.redact(f"{type(exc).__name__}: {exc}"), "raw": {}}
+        return result
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
         """The request's generation settings: greedy, bounded; `extra_body` adds server-specific fields."""
@@ -358,7 +369,8 @@ class Adapter:
             tries += 1
             t0 = time.perf_counter()
             try:
-                return {"prompt": prompt, **self._post(request, deadline), "seconds": round(time.perf_counter() - t0, 4)}
+                answer = self._post(request, deadline)
+                return {"prompt": prompt, **answer, "seconds": round(time.perf_counter() - t0, 4)}
             except Retryable as exc:
                 wait = exc.wait_s if exc.wait_s is not None else min(BACKOFF_MAX_S, s.backoff_s * 2 ** (tries - 1))
                 wait += random.uniform(0, wait / 4) if exc.wait_s is None else 0  # jitter spreads the pool's retries

@@ -112,7 +112,7 @@ def served_env(load_spec: LoadSpec) -> dict[str, str]:
 
 def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
     """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
-    --option MODEL.KEY=V to that model only (and wins).
+    --option MODEL.KEY=V to that model only (and wins; split_overrides sends [load] keys to the load).
 
     `--ask tags|both` skips captioners without a tags prompt in model.toml (BLIP cannot answer
     one), so one flag can serve a mixed --models list; `--option blip.ask=tags` still errors."""
@@ -123,8 +123,11 @@ def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
                  "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
         out.update({k: v for k, v in flags.items() if v is not None})
     out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
-    prefix = spec.name + "."
-    out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+    # a captioner judging (`--judge openai-compatible`, named openai-compatible-judge) takes the captioner's
+    # --option MODEL.KEY too, as it takes its --weights; its own name's win
+    for name in dict.fromkeys((spec.folder.name, spec.name)):
+        prefix = name + "."
+        out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
     return out
 
 

@@ -164,7 +164,8 @@ def test_a_wrong_key_fails_the_load_naming_the_variable_and_never_the_key(serve)
         serve("openai-compatible", [SAMPLES / "coffee.png"], key="sk-wrong-0123456789abcdef",
               load={"base_url": server.url})
     message = str(failure.value)
-    assert "refused the API key in $OPENAI_COMPATIBLE_API_KEY" in message and "`export OPENAI_COMPATIBLE_API_KEY=...`" in message
+    assert "refused the API key in $OPENAI_COMPATIBLE_API_KEY" in message
+    assert "`export OPENAI_COMPATIBLE_API_KEY=...`" in message
     assert "sk-wrong-0123456789abcdef" not in message and "[redacted]" in message   # the server echoed it
     assert server.requests[0]["authorization"] == "Bearer sk-wrong-0123456789abcdef"
 

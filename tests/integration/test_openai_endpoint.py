@@ -51,7 +51,8 @@ def test_side_by_side_with_wd14_and_clip_and_no_key_anywhere(tmp_path: Path, env
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, SCHEMA)
     cells = {(Path(img["path"]).name, m): c for img in doc["images"] for m, c in img["results"].items()}
-    assert len(cells) == 9 and {c["status"] for c in cells.values()} == {"ok"}, {k: c["status"] for k, c in cells.items()}
+    assert len(cells) == 9
+    assert {c["status"] for c in cells.values()} == {"ok"}, {k: c["status"] for k, c in cells.items()}
     served = [c for (_, m), c in cells.items() if m == ENDPOINT]
     for name in ("chelsea.png", "rocket.jpg", "coffee.png"):   # each photo's own answer: nothing lost or swapped
         assert cells[(name, ENDPOINT)]["tags"][1]["name"] in cells[(name, ENDPOINT)]["caption"].replace(" by ", "x")
