@@ -70,8 +70,7 @@ def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int
     tokens, retries) summed over its cells that report tokens, when any does (the keys are absent otherwise)."""
     times = list(times)
     total = sum(times)
-    extra = dict(zip(USAGE_KEYS, usage, strict=True)) if usage is not None else {}
-    return {**extra,
+    return {
         "load_s": _seconds(model.get("load_s")), "warmup_s": _seconds(model.get("warmup_s")),
         "mean_s": round(total / len(times), 6) if times else None,
         "p50_s": round(percentile(times, 50), 6) if times else None,
@@ -82,6 +81,7 @@ def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int
         # what the model cost this run: load + warm-up + every timed inference (a missing part counts 0)
         "total_s": round(sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total)
                              if v is not None), 6),
+        **(dict(zip(USAGE_KEYS, usage, strict=True)) if usage is not None else {}),
     }
 
 

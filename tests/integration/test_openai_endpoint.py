@@ -79,6 +79,7 @@ def test_side_by_side_with_wd14_and_clip_and_no_key_anywhere(tmp_path: Path, env
     html = tmp_path / "report.html"
     assert mltag("report", str(folder), "--store", str(store), "--html", str(html)).returncode == 0
     seen["report html"] = html.read_text()
+    assert "<th>tokens in</th>" in seen["report html"]
     for path in [store, *store.parent.glob(store.name + "-*"), *(Path(m["log"]) for m in doc["models"])]:
         seen[str(path)] = path.read_bytes().decode("utf-8", "replace")
     assert any("runners.openai_compat" in text for name, text in seen.items() if name.endswith(f"{ENDPOINT}.log"))

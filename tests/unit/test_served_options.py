@@ -8,6 +8,7 @@ import email.utils
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -131,14 +132,16 @@ def test_photos_are_scaled_to_max_pixels_keeping_their_aspect() -> None:
 
 
 def test_settings_name_the_fix() -> None:
-    spec = {"name": "openai-compatible", "hub_id": "auto", "options": {}}
+    def spec(**options: Any) -> Any:
+        return {"name": "openai-compatible", "hub_id": "auto", "options": options}
+
     with pytest.raises(EndpointUnavailable, match=r"`--option openai-compatible.base_url=http://HOST:PORT/v1`"):
-        settings_of(spec)  # type: ignore[arg-type]
+        settings_of(spec())
     with pytest.raises(EndpointUnavailable, match="is not an http"):
-        settings_of({**spec, "options": {"base_url": "127.0.0.1:8000/v1"}})  # type: ignore[arg-type]
+        settings_of(spec(base_url="127.0.0.1:8000/v1"))
     with pytest.raises(ValueError, match="option concurrency must be an integer >= 1"):
-        settings_of({**spec, "options": {"base_url": "http://h/v1", "concurrency": 0}})  # type: ignore[arg-type]
-    s = settings_of({**spec, "options": {"base_url": "http://h:1/v1/", "model": "m"}})  # type: ignore[arg-type]
+        settings_of(spec(base_url="http://h/v1", concurrency=0))
+    s = settings_of(spec(base_url="http://h:1/v1/", model="m"))
     assert s.base_url == "http://h:1/v1" and s.model == "m" and s.max_pixels == 1_048_576 and s.detail is None
 
 
