@@ -55,6 +55,9 @@ BACKOFF_S = 1.0                     # first retry's wait, doubled per retry, cap
 BACKOFF_MAX_S = 30.0
 JPEG_QUALITY = 90
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+# The load options: `--option MODEL.KEY=V` reaches the load only for a key the model.toml's [load] names.
+LOAD_OPTIONS = ("base_url", "model", "api_key_env", "api_key_required", "max_pixels", "concurrency", "max_retries",
+                "deadline_s", "request_timeout_s", "backoff_s", "detail")
 
 
 class EndpointUnavailable(RuntimeError):
@@ -288,6 +291,10 @@ class Adapter:
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
         """The request's generation settings: greedy, bounded; `extra_body` adds server-specific fields."""
+        misplaced = sorted(set(options) & set(LOAD_OPTIONS))
+        if misplaced:  # a silently ignored option would run with defaults the user thinks are changed
+            raise ValueError(f"{', '.join(misplaced)}: load option(s) of {self.name}, which reach the load only when "
+                             f"envs/{self.name}/model.toml [load] names them (e.g. {misplaced[0]} = ...)")
         max_new = options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"option max_new_tokens must be an integer >= 1, got {max_new!r}")

@@ -111,7 +111,10 @@ def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, A
         return Check("server", message, fix=command.group(1) if command else f"see {runner.log_path}")
     finally:
         runner.stop()
-    checked = " (reachable, key accepted, model listed)" if spec.endpoint is not None else ""
+    checked = ""
+    if spec.endpoint is not None:   # runners/openai_compat.py's load note says whether a key was sent
+        keyless = any("API key: none sent" in note for note in info.get("notes", []))
+        checked = f" (reachable, {'no key sent, none asked for' if keyless else 'key accepted'}, model listed)"
     return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}{checked}")
 
 

@@ -22,6 +22,8 @@ from orchestrator.run.judge import vision_judge
 from orchestrator.store.keys import options_key
 from runners._images import DecodedImage
 from runners.openai_compat import (
+    LOAD_OPTIONS,
+    Adapter,
     EndpointUnavailable,
     message_text,
     retry_after_s,
@@ -148,3 +150,17 @@ def test_settings_name_the_fix() -> None:
 def test_message_text_takes_a_string_or_text_parts() -> None:
     assert message_text("a cat") == "a cat" and message_text(None) == ""
     assert message_text([{"type": "text", "text": "a "}, {"type": "text", "text": "cat"}]) == "a cat"
+
+
+def test_every_endpoint_model_names_every_load_option_and_a_misplaced_one_is_an_error() -> None:
+    served = [spec for spec in REGISTRY.values() if spec.server == "openai"]
+    assert {s.name for s in served} == {"openai-compatible", "qwen2vl-72b-vllm", "openai-gpt4o"}
+    for spec in served:   # so that --option MODEL.KEY=V reaches the load for each of them
+        assert set(LOAD_OPTIONS) <= set(spec.load), spec.name
+    adapter = Adapter()
+    adapter.name = "my-endpoint"
+    with pytest.raises(ValueError, match=r"backoff_s, concurrency: load option\(s\) of my-endpoint.*"
+                                         r"envs/my-endpoint/model.toml \[load\]"):
+        adapter._body({"concurrency": 2, "backoff_s": 0.1, "max_new_tokens": 9})
+    assert adapter._body({"max_new_tokens": 9, "extra_body": {"top_k": 1}}) == {
+        "temperature": 0, "seed": 0, "max_tokens": 9, "top_k": 1}
