@@ -33,7 +33,6 @@ import email.utils
 import io
 import os
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -177,7 +176,6 @@ class Adapter:
         self.name = "this model"
         self.key = ""
         self.pool: ThreadPoolExecutor | None = None
-        self.lock = threading.Lock()
 
     # -- secrets ---------------------------------------------------------------------------------
     def redact(self, text: str) -> str:
@@ -349,7 +347,8 @@ class Adapter:
         usage = {k: sum(int(r.get(k) or 0) for r in runs.values()) for k in ("prompt_tokens", "completion_tokens")}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         served = sorted({str(r["served_model"]) for r in runs.values() if r.get("served_model")})
-        return {"usage": usage, "retries": len(attempts), "attempts": attempts,
+        # attempts: every failed request; retries: those another request followed
+        return {"usage": usage, "retries": sum(a["waited_s"] is not None for a in attempts), "attempts": attempts,
                 "served_model": ", ".join(served) or None, "sent": {"width": size[0], "height": size[1],
                                                                     "jpeg_bytes": sent_bytes}}
 
@@ -389,8 +388,9 @@ class Adapter:
                     raise Failed("timeout" if exc.timed_out else "error",
                                  f"{exc}; gave up after {tries} tries", self._fix(exc)) from None
                 if wait >= left:
-                    raise Failed("timeout", f"{exc}; no answer within the {s.deadline_s:g} s deadline per image "
-                                            f"after {tries} tries",
+                    asked = f" (the server asked to wait {wait:g} s)" if exc.wait_s else ""
+                    raise Failed("timeout", f"{exc}{asked}; no answer within the {s.deadline_s:g} s deadline per "
+                                            f"image after {tries} tries",
                                  f"raise --option {self.name}.deadline_s (and --timeout above it), or lower "
                                  f"--option {self.name}.concurrency") from None
                 time.sleep(wait)

@@ -10,8 +10,8 @@ message whose content holds a `text` part and an `image_url` part with a base64 
 the key it got, as some servers do, so the tests see the adapter redact it), 404 for an unknown model.
 Its answer describes the decoded image (size, brightness), so a test can tell that the picture
 arrived, at what size. Faults are scripted per chat request, in order (`faults`): "429" (with
-Retry-After), "500", "503", "slow" (answers after `slow_s`), "drop" (closes the connection without
-an answer). Every request is recorded, and the most chat requests in flight at once.
+Retry-After), "500", "503", "400" (an image over the size limit), "slow" (answers after `slow_s`),
+"drop" (closes the connection without an answer). Every request is recorded, and the most chat requests in flight at once.
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ class StandInOpenAI:
                 if fault == "429":
                     return self._error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
                                        {"Retry-After": owner.retry_after})
+                if fault == "400":   # what a hosted API says of an image over its size limit
+                    return self._error(400, "Invalid image: the image is larger than the 20 MB limit",
+                                       "invalid_request_error", "image_too_large")
                 if fault in ("500", "503"):
                     return self._error(int(fault), "The server had an error while processing your request.",
                                        "server_error")

@@ -140,7 +140,20 @@ def test_persistent_rate_limit_is_an_error_cell_naming_the_fix(serve) -> None:
         _, [cell], _ = serve("openai-compatible", [SAMPLES / "coffee.png"],
                              load={"base_url": server.url, **FAST, "max_retries": 2})
     assert cell["status"] == "error" and "HTTP 429" in cell["message"] and "gave up after 3 tries" in cell["message"]
-    assert "concurrency" in cell["fix"] and cell["raw"]["retries"] == 3 and len(server.chats()) == 3
+    assert "concurrency" in cell["fix"] and len(server.chats()) == len(cell["raw"]["attempts"]) == 3
+    assert cell["raw"]["retries"] == 2   # the third failure was not retried
+
+
+def test_a_retry_after_beyond_the_deadline_and_a_400_end_at_once(serve) -> None:
+    with StandInOpenAI(faults=["429", "400"], retry_after="3600") as server:
+        _, [late, refused], _ = serve("openai-compatible", [SAMPLES / "coffee.png", SAMPLES / "rocket.jpg"],
+                                      load={"base_url": server.url, **FAST, "concurrency": 1, "deadline_s": 30})
+    # a wait the deadline cannot hold is not waited: a timeout cell now, saying what the server asked
+    assert late["status"] == "timeout" and "asked to wait 3600 s" in late["message"] and late["inference_s"] < 5
+    assert late["raw"]["retries"] == 0 and len(late["raw"]["attempts"]) == 1
+    # a 4xx other than 401/403 would answer the same again: an error cell at once, no retry
+    assert refused["status"] == "error" and "HTTP 400: Invalid image: the image is larger" in refused["message"]
+    assert "max_pixels" in refused["fix"] and refused["raw"]["attempts"] == [] and len(server.chats()) == 2
 
 
 def test_a_slow_answer_is_retried_then_times_out_at_the_deadline(serve) -> None:
@@ -155,7 +168,8 @@ def test_a_slow_answer_is_retried_then_times_out_at_the_deadline(serve) -> None:
         _, [late], _ = serve("openai-compatible", [SAMPLES / "coffee.png"],
                              load={"base_url": server.url, **FAST, "request_timeout_s": 1, "deadline_s": 2.5})
     assert late["status"] == "timeout" and "no answer within the 2.5 s deadline" in late["message"]
-    assert late["raw"]["retries"] == len(server.chats()) >= 2 and "deadline_s" in late["fix"]
+    assert len(late["raw"]["attempts"]) == len(server.chats()) == late["raw"]["retries"] + 1 >= 2
+    assert "deadline_s" in late["fix"]
     assert late["inference_s"] < 4
 
 
