@@ -11,7 +11,8 @@ the key it got, as some servers do, so the tests see the adapter redact it), 404
 Its answer describes the decoded image (size, brightness), so a test can tell that the picture
 arrived, at what size. Faults are scripted per chat request, in order (`faults`): "429" (with
 Retry-After), "500", "503", "400" (an image over the size limit), "slow" (answers after `slow_s`),
-"drop" (closes the connection without an answer). Every request is recorded, and the most chat requests in flight at once.
+"drop" (closes the connection without an answer). Every request is recorded, and the most chat
+requests in flight at once.
 """
 
 from __future__ import annotations
