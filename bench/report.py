@@ -56,7 +56,9 @@ def make_store(folder: Path, store: Path, n: int) -> None:
     metas = {m: CellMeta(options_key="k", kind=k, revision="r", device="cpu", load_s=1.0)
              for m, k in (("wd14", "tagger"), ("clip", "zero-shot"), ("florence2", "captioner"))}
     for ref in refs:
-        scores = {t: rng.random() ** 8 for t in WD_TAGS}   # ~25 of 10,861 above the 0.35 threshold
+        scores = {t: rng.random() * 0.3 for t in WD_TAGS}
+        for t in rng.sample(WD_TAGS, 25):                  # 25 general tags above the 0.35 threshold
+            scores[t] = 0.35 + 0.65 * rng.random()
         wd_tags = [{"name": "general", "score": 0.9, "category": "rating"}] + [
             {"name": t, "score": s, "category": "general"} for t, s in scores.items() if s >= 0.35]
         cells: dict[str, dict[str, Any]] = {

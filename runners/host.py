@@ -42,7 +42,7 @@ from schemas.status import CellStatus  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "open_clip_torch", "timm",
             "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack", "accelerate", "ram", "fairscale",
-            "clip-interrogator", "ollama")
+            "clip-interrogator", "ollama", "httpx")
 
 
 def _read_exact(n: int) -> bytes:

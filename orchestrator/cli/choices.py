@@ -60,6 +60,23 @@ def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def option_overrides(values: list[str] | None) -> dict[str, Any]:
+    """Repeated --option KEY=VALUE / MODEL.KEY=VALUE, values parsed as JSON when they can be. A secret is
+    refused: options are written into the outputs and the store, so a key is named, never given."""
+    out = {k: _parse_value(v) for k, v in pairs(values, "--option").items()}
+    for key in out:
+        name = key.rsplit(".", 1)[-1].lower()
+        if name in SECRET_OPTIONS:
+            model = key.rsplit(".", 1)[0] + "." if "." in key else ""
+            raise UsageError(f"--option {key}: an API key is never given as an option (options are written into "
+                             f"the outputs and the results store); export it and name the variable: "
+                             f"export MY_KEY=...; --option {model}api_key_env=MY_KEY")
+    return out
+
+
+SECRET_OPTIONS = ("api_key", "key", "token", "password", "secret", "authorization")
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -121,7 +138,7 @@ class RunFlags:
                           warmup=self.warmup, batch_size=self.batch_size, parallel=self.parallel,
                           retry_crashed=self.retry, prompt=self.prompt, tags_prompt=self.tags_prompt, ask=self.ask,
                           quantize=self.quantize, exact_decode=self.exact_decode, raw=self.raw,
-                          infer_overrides={k: _parse_value(v) for k, v in pairs(self.option, "--option").items()})
+                          infer_overrides=option_overrides(self.option))
 
 
 @dataclass(kw_only=True)

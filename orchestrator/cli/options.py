@@ -51,6 +51,9 @@ ClusterParallel = Annotated[int | None, typer.Option("--cluster-parallel", metav
 Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE adapter option for every model, or "
                                                                    "MODEL.KEY=VALUE for one (VALUE parsed as JSON "
                                                                    "when it can be).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", envvar="MLTAG_YES",
+                                   help="Silence the notice that a hosted model's photos leave this machine "
+                                        "(for scripts; MLTAG_YES=1 does the same).")]
 Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
 

@@ -238,22 +238,27 @@ def timing_table(comparison: dict[str, Any]) -> Table:
     """PERFORMANCE BREAKDOWN: load, warm-up, inference (all images), total per model and a TOTAL row;
     then the per-image spread (mean, p50, p95, images per second). Milliseconds under a second."""
     table = _table("PERFORMANCE BREAKDOWN (timing per model)")
-    for col in ("model", "load", "warm-up", "inference", "total", "mean", "p50", "p95", "img/s", "n"):
+    timings = comparison["folder"]["timing"]
+    # token and retry columns only when a model reports them (captioners, endpoints): what a paid API bills
+    usage = [k for k in ("prompt_tokens", "completion_tokens", "retries") if any(k in t for t in timings.values())]
+    names = {"prompt_tokens": "tokens in", "completion_tokens": "tokens out", "retries": "retries"}
+    for col in ("model", "load", "warm-up", "inference", "total", "mean", "p50", "p95", "img/s", "n",
+                *(names[k] for k in usage)):
         table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
                          max_width=TAG_WIDTH - 6 if col == "model" else None, overflow="ellipsis")
     sums = {"load_s": 0.0, "warmup_s": 0.0, "inference_total_s": 0.0, "total_s": 0.0}
     n = 0
-    for model, t in comparison["folder"]["timing"].items():
+    for model, t in timings.items():
         table.add_row(model, duration(t["load_s"]), duration(t["warmup_s"]), duration(t.get("inference_total_s")),
                       duration(t.get("total_s")), duration(t["mean_s"]), duration(t["p50_s"]), duration(t["p95_s"]),
-                      _num(t["images_per_s"]), str(t["n"]))
+                      _num(t["images_per_s"]), str(t["n"]), *(f"{t[k]:,}" if k in t else "" for k in usage))
         for key in sums:
             sums[key] += t.get(key) or 0.0
         n += t["n"]
     table.add_section()
     table.add_row(Text("TOTAL", style="bold"), duration(sums["load_s"]), duration(sums["warmup_s"]),
                   duration(sums["inference_total_s"]), Text(duration(sums["total_s"]), style="bold"), "", "", "", "",
-                  str(n))
+                  str(n), *(f"{sum(t.get(k, 0) for t in timings.values()):,}" for k in usage))
     table.caption = comparison["definitions"].get("timing")
     table.caption_justify = "left"
     return table

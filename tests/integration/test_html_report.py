@@ -281,3 +281,23 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     assert browser.execute_script("return arguments[0].naturalWidth", articles[-1].find_element(
         "css selector", "img.thumb")) > 0, "the last block's thumbnails decode too"
     assert severe_console(browser) == []
+
+
+def test_timing_table_shows_an_endpoints_tokens_and_retries(browser: Any, tmp_path: Path) -> None:
+    """A served model's token usage and retries (issue 23) as the rendered timing table's columns; a model
+    that reports none shows a dash there."""
+    document = make_document(tmp_path / "photos")
+    for i, image in enumerate(document["images"]):   # florence2's cells as an endpoint reports them
+        image["results"]["florence2"]["raw"] = {"usage": {"prompt_tokens": 100 + i, "completion_tokens": 20},
+                                                "retries": i % 2}
+    comparison = compare(document)
+    report = tmp_path / "report.html"
+    report.write_text(to_html(document, comparison), encoding="utf-8")
+    open_report(browser, report)
+    head = [th.text for th in browser.find_elements("css selector", "table.timing-table thead th")]
+    assert head[-3:] == ["tokens in", "tokens out", "retries"]
+    row = [td.text for td in browser.find_elements("css selector", "table.timing-table tr[data-model='florence2'] td")]
+    n = len(document["images"])
+    assert row[-3:] == [str(sum(100 + i for i in range(n))), str(20 * n), str(sum(i % 2 for i in range(n)))]
+    wd14 = [td.text for td in browser.find_elements("css selector", "table.timing-table tr[data-model='wd14'] td")]
+    assert wd14[-3:] == ["–", "–", "–"] and severe_console(browser) == []

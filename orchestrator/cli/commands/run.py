@@ -24,7 +24,7 @@ def run(model: Model, paths: o.Paths, fmt: o.Format = "table", out: o.Out = None
         show_matrix: o.ShowMatrix = False, show_timing: o.ShowTiming = False,
         show_confidence: o.ShowConfidence = None, synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False,
         raw: o.Raw = "auto", raw_pairs: o.RawPairs = "jpeg",
-        compare_top: o.CompareTop = 10, consensus_min: o.ConsensusMin = None) -> None:
+        compare_top: o.CompareTop = 10, consensus_min: o.ConsensusMin = None, yes: o.Yes = False) -> None:
     """Run ONE model alone, its runner's stderr shown live. It recomputes that model's cells and replaces
     them in the results store (the other models' cells stay): the comparison updates without re-running them."""
     options = RunFlags(timeout=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
@@ -35,4 +35,5 @@ def run(model: Model, paths: o.Paths, fmt: o.Format = "table", out: o.Out = None
                       show_confidence=show_confidence, synonyms=synonyms, compare_top=compare_top,
                       consensus_min=consensus_min).views()
     analyze_paths(paths, models(model, judges=False), options, views, fmt=fmt, out=out, recursive=recursive,
-                  live_logs=True, store_path=store, no_store=no_store, force=force, raw_pairs=raw_pairs)
+                  live_logs=True, store_path=store, no_store=no_store, force=force, raw_pairs=raw_pairs,
+                  yes=yes)
