@@ -189,7 +189,8 @@ def decode_raw(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_
     `info`: width and height are the RAW's upright developed size (what the need is asked of),
     `format` "RAW", `raw_format` the suffix, `decoded_from` "raw-preview" or "raw-develop",
     `preview_width`/`preview_height` (the preview's upright size, when there is a JPEG preview),
-    `half_size` (a develop at half size) and the decoded size and JPEG draft as for other files."""
+    `half_size` (a develop at half size), `preview_error` (a damaged preview, developed instead) and
+    the decoded size and JPEG draft as for other files."""
     if mode not in RAW_MODES:
         raise BadImage(f"unknown raw mode {mode!r} ({', '.join(RAW_MODES)})")
     try:
@@ -242,8 +243,11 @@ def _raw_preview(raw: Any) -> tuple[Image.Image, int] | None:
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
         return None
     if thumb.format == rawpy.ThumbFormat.JPEG:
-        pil = Image.open(io.BytesIO(bytes(thumb.data)))
-        return pil, int(pil.getexif().get(0x0112, 0))
+        try:
+            pil = Image.open(io.BytesIO(bytes(thumb.data)))
+            return pil, int(pil.getexif().get(0x0112, 0))
+        except Exception:  # noqa: BLE001 - a damaged preview: the RAW itself may be fine (develop it)
+            return None
     return Image.fromarray(thumb.data).convert("RGB"), 0   # a bitmap preview, in sensor orientation
 
 

@@ -85,6 +85,16 @@ def test_truncated_dng_is_a_bad_image(tmp_path: Path) -> None:
         decode("a", "t.dng", dng[:2000])
 
 
+def test_damaged_preview_falls_back_to_the_develop(tmp_path: Path) -> None:
+    data = bytearray(write_dng(tmp_path / "p.dng", 256, 192, preview=(256, 192)).read_bytes())
+    start = data.index(b"\xff\xd8\xff")        # the embedded JPEG preview
+    sos = data.index(b"\xff\xda", start)        # its scan: damage the entropy-coded data, keep the header
+    data[sos + 20:sos + 2000] = b"\x00\xff" * 990
+    img = decode("a", "p.dng", bytes(data), need=_need(48))
+    assert img.info["decoded_from"] == "raw-develop" and "preview_error" in img.info, img.info
+    assert img.image().size == (128, 96)
+
+
 def test_raw_pixel_limit(tmp_path: Path) -> None:
     dng = write_dng(tmp_path / "t.dng", 256, 192).read_bytes()
     with pytest.raises(BadImage, match="decompression bomb"):
