@@ -54,6 +54,11 @@ def test_load_keys_of_an_option_reach_the_load_and_the_rest_the_infer(tmp_path: 
     # the same rule for every model: qwen25vl's [load] max_pixels is its resize budget, not the decoder's limit
     qwen = _job("qwen25vl", "qwen25vl.max_pixels=401408", tmp_path=tmp_path)
     assert qwen.load_spec["options"]["max_pixels"] == 401408 and "max_pixels" not in qwen.infer_options
+    # Ollama's documented --option MODEL.host / MODEL.model reach the adapter's load (runners/ollama.py)
+    for name in ("llava", "minicpm-v45-ollama"):
+        ollama = _job(name, f"{name}.host=http://gpu-box:11434", f"{name}.model=llava:13b", tmp_path=tmp_path)
+        assert ollama.load_spec["options"]["host"] == "http://gpu-box:11434"
+        assert ollama.load_spec["options"]["model"] == "llava:13b" and "host" not in ollama.infer_options
 
 
 def test_a_captioner_judging_takes_the_captioners_options(tmp_path: Path) -> None:
