@@ -1,6 +1,7 @@
 """The benchmarks' measurements that need the model env (numpy, onnxruntime), run with the onnx
 env's python as `python -m bench.in_env decode MODEL_DIR REPEAT IMAGE...` or
-`python -m bench.in_env throughput MODEL_DIR fast|exact IMAGE...`; prints one JSON document.
+`python -m bench.in_env throughput MODEL_DIR fast|exact IMAGE...` or
+`python -m bench.in_env formats MODEL_DIR REPEAT IMAGE...`; prints one JSON document.
 Uses the real adapter (runners/wd14.py) and decoder (runners/_images.py)."""
 
 from __future__ import annotations
@@ -87,11 +88,40 @@ def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[st
             "one_process_cpu": one_process_cpu}
 
 
+# How a file is decoded for wd14 in the formats table: (label, raw mode, at the model's need or full size).
+FORMAT_WAYS = [("fast", "auto", True), ("develop", "develop", True), ("exact", "auto", False),
+               ("exact develop", "develop", False)]
+
+
+def measure_formats(model_dir: str, paths: list[str], repeat: int) -> list[dict[str, Any]]:
+    """Per file and way of decoding (FORMAT_WAYS; the develop ways for RAW files only): decode +
+    preprocess time, what the decode used and the size it gave."""
+    adapter = _adapter(model_dir)
+    need = lambda w, h: adapter.decode_need(w, h, {})  # noqa: E731 - the host binds it the same way
+    rows = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        for label, raw, fast in FORMAT_WAYS:
+            if raw == "develop" and not path.lower().endswith(".dng"):
+                continue
+            ask = need if fast else None
+            img = decode("x", path, data, need=ask, raw=raw)
+            seconds = _median_s(lambda path=path, data=data, ask=ask, raw=raw: preprocess(
+                decode("x", path, data, need=ask, raw=raw), adapter.size), repeat)
+            rows.append({"path": Path(path).name, "bytes": len(data), "way": label, "seconds": seconds,
+                         "format": img.info["format"], "decoded_from": img.info.get("decoded_from"),
+                         "decoded": img.image().size, "draft_scale": img.info.get("draft_scale", 1)})
+    return rows
+
+
 def main(argv: list[str]) -> int:
     what, model_dir, *rest = argv[1:]
     if what == "decode":
         repeat, *paths = rest
         print(json.dumps(measure_decode(model_dir, paths, int(repeat))))
+    elif what == "formats":
+        repeat, *paths = rest
+        print(json.dumps(measure_formats(model_dir, paths, int(repeat))))
     else:
         mode, *paths = rest
         print(json.dumps(measure_throughput(model_dir, paths, exact=mode == "exact")))

@@ -9,6 +9,7 @@ symbolic link, an I/O error) is still an image of the analysis: it gets an `erro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -20,7 +21,13 @@ from typing import Protocol
 
 from orchestrator.errors import ImageDiscoveryError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"})
+# Camera RAW (rawpy/LibRaw in the runners); the same list as runners/_images.py (a test keeps them equal).
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw"})
+# A RAW's exported partner: with the same stem in the same folder they are one photo (`pair_raws`).
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif"})
+IMAGE_SUFFIXES = frozenset({".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                            ".heic", ".heif", ".hif", ".avif", ".jxl"}) | JPEG_SUFFIXES | RAW_SUFFIXES
+RAW_PAIRS = ("jpeg", "both")   # --raw-pairs: a RAW+JPEG pair analysed from its JPEG, or both files
 UNREADABLE_ID_PREFIX = b"mltag-unreadable-file:"   # ids of unreadable files: a hash of the path, not content
 
 
@@ -45,6 +52,7 @@ class ImageRef:
     sha256: str
     size_bytes: int
     error: str | None = None          # set: the file could not be read; `sha256` is then a hash of its path
+    seen_as: tuple[Path, ...] = ()    # the camera RAW(s) of a RAW+JPEG pair analysed from this JPEG
 
     @property
     def id(self) -> str:
@@ -120,6 +128,28 @@ def discover(paths: list[Path], recursive: bool = True) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def pair_raws(files: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
+    """RAW+JPEG pairs as one photo: a camera RAW with a JPEG of the same stem (case-insensitive) in
+    the same folder is left out, the JPEG the photographer exported is analysed. Returns the files
+    kept (in order) and, per JPEG kept, the RAW files it stands for (its `seen_as`)."""
+    def key(path: Path) -> tuple[Path, bytes]:
+        return path.parent, os.fsencode(os.path.splitext(path.name)[0]).lower()
+
+    jpegs: dict[tuple[Path, bytes], Path] = {}
+    for path in files:
+        if path.suffix.lower() in JPEG_SUFFIXES:
+            jpegs.setdefault(key(path), path)
+    kept: list[Path] = []
+    pairs: dict[Path, list[Path]] = {}
+    for path in files:
+        jpeg = jpegs.get(key(path)) if path.suffix.lower() in RAW_SUFFIXES else None
+        if jpeg is None:
+            kept.append(path)
+        else:
+            pairs.setdefault(jpeg, []).append(path)
+    return kept, pairs
+
+
 def _unreadable(path: Path, exc: OSError) -> ImageRef:
     if os.path.islink(path) and not path.exists():
         why = f"dangling symbolic link: its target {display_path(os.readlink(path))} does not exist"
@@ -181,8 +211,10 @@ def hash_file(path: Path) -> ImageRef:
 
 
 def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None,
-               cache: HashCache | None = None, rehash: bool = False) -> list[ImageRef]:
-    """hash_file for each path, reporting (done, total). With a cache (the results store), a file
+               seen_as: dict[Path, list[Path]] | None = None, cache: HashCache | None = None,
+               rehash: bool = False) -> list[ImageRef]:
+    """hash_file for each path, reporting (done, total); `seen_as` (from `pair_raws`) is set on the
+    JPEGs of RAW+JPEG pairs (the RAW itself is never read). With a cache (the results store), a file
     whose device, inode, size and mtime are those it had when last hashed is not read again (as
     rsync's quick check); `rehash` reads every file again (and refreshes the cache)."""
     out: list[ImageRef] = []
@@ -203,12 +235,14 @@ def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = 
         for path in chunk:
             key = os.fsencode(path)
             if key in known:
-                out.append(ImageRef(path, known[key], stats[key].st_size))
+                ref = ImageRef(path, known[key], stats[key].st_size)
             else:
                 ref, read_under = _hash(path)
-                out.append(ref)
                 if read_under is not None:
                     fresh.append((key, read_under, ref.sha256))
+            if seen_as and path in seen_as:
+                ref = dataclasses.replace(ref, seen_as=tuple(seen_as[path]))
+            out.append(ref)
             if progress:
                 progress(len(out), len(paths))
         if cache is not None and fresh:

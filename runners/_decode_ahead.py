@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from runners._images import BadImage, DecodedImage, Need, asked_size, decode
+from runners._images import BadImage, DecodedImage, Need, asked_size, decode, decode_options
 
 Early = tuple["tuple[int, int] | None", "DecodedImage | BadImage"]   # (size asked, image or why it is bad)
 ExpectedNeed = Callable[[int, int, dict[str, Any]], "tuple[int, int] | None"]   # (width, height, options)
@@ -98,9 +98,8 @@ def _decode(item: dict[str, Any], expected: ExpectedNeed, options: dict[str, Any
     def need(width: int, height: int) -> tuple[int, int] | None:
         return expected(width, height, options)
 
-    limit = {"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}
     try:
-        image = decode(item["id"], item["name"], item["data"], need=need, **limit)
+        image = decode(item["id"], item["name"], item["data"], need=need, **decode_options(options))
     except BadImage as exc:
         return None, exc
     return asked_size(need, image.info["width"], image.info["height"]), image

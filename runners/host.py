@@ -42,7 +42,7 @@ from schemas.status import CellStatus  # noqa: E402
 
 PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "open_clip_torch", "timm",
             "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack", "accelerate", "ram", "fairscale",
-            "clip-interrogator", "ollama")
+            "clip-interrogator", "ollama", "httpx")
 
 
 def _read_exact(n: int) -> bytes:
@@ -164,7 +164,7 @@ class Host:
 
     def infer(self, req: dict[str, Any]) -> dict[str, Any]:
         from runners._decode_ahead import take
-        from runners._images import BadImage, DecodedImage, decode
+        from runners._images import BadImage, DecodedImage, decode, decode_options
 
         if not self.loaded:
             raise RuntimeError("infer before load")
@@ -179,7 +179,7 @@ class Host:
             try:
                 img = take(item, need) or decode(
                     item["id"], item["name"], item["data"], need=need,
-                    **({"max_pixels": options["max_pixels"]} if "max_pixels" in options else {}))
+                    **decode_options(options))
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
                 continue

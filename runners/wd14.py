@@ -70,7 +70,8 @@ def preprocess(image: DecodedImage, size: int) -> np.ndarray:
     canvas.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
     if side != size:
         canvas = canvas.resize((size, size), Image.Resampling.BICUBIC)
-    return np.ascontiguousarray(np.asarray(canvas, dtype=np.float32)[:, :, ::-1])
+    bgr: np.ndarray = np.ascontiguousarray(np.asarray(canvas, dtype=np.float32)[:, :, ::-1])
+    return bgr
 
 
 def pick_providers(requested: str, available: list[str]) -> list[str]:

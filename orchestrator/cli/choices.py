@@ -60,6 +60,23 @@ def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def option_overrides(values: list[str] | None) -> dict[str, Any]:
+    """Repeated --option KEY=VALUE / MODEL.KEY=VALUE, values parsed as JSON when they can be. A secret is
+    refused: options are written into the outputs and the store, so a key is named, never given."""
+    out = {k: _parse_value(v) for k, v in pairs(values, "--option").items()}
+    for key in out:
+        name = key.rsplit(".", 1)[-1].lower()
+        if name in SECRET_OPTIONS:
+            model = key.rsplit(".", 1)[0] + "." if "." in key else ""
+            raise UsageError(f"--option {key}: an API key is never given as an option (options are written into "
+                             f"the outputs and the results store); export it and name the variable: "
+                             f"export MY_KEY=...; --option {model}api_key_env=MY_KEY")
+    return out
+
+
+SECRET_OPTIONS = ("api_key", "key", "token", "password", "secret", "authorization")
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -95,6 +112,7 @@ class RunFlags:
     ask: str | None = None
     quantize: int | None = None
     exact_decode: bool = False
+    raw: str = "auto"
 
     def run_options(self) -> RunOptions:
         from orchestrator.run.jobs import RunOptions
@@ -108,6 +126,8 @@ class RunFlags:
                 raise UsageError(f"{flag} must not be empty")
         if self.batch_size < 1 or self.parallel < 1:
             raise UsageError("--batch-size and --parallel must be at least 1")
+        if self.raw not in ("auto", "preview", "develop"):
+            raise UsageError(f"unknown --raw {self.raw!r} (auto, preview, develop)")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise UsageError(f"unknown --device {self.device!r} (auto, cpu, cuda, mps)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -117,8 +137,8 @@ class RunFlags:
                           weights={k: Path(v).expanduser() for k, v in pairs(self.weights, "--weights").items()},
                           warmup=self.warmup, batch_size=self.batch_size, parallel=self.parallel,
                           retry_crashed=self.retry, prompt=self.prompt, tags_prompt=self.tags_prompt, ask=self.ask,
-                          quantize=self.quantize, exact_decode=self.exact_decode,
-                          infer_overrides={k: _parse_value(v) for k, v in pairs(self.option, "--option").items()})
+                          quantize=self.quantize, exact_decode=self.exact_decode, raw=self.raw,
+                          infer_overrides=option_overrides(self.option))
 
 
 @dataclass(kw_only=True)

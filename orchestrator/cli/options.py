@@ -33,6 +33,12 @@ Batch = Annotated[int, typer.Option("--batch-size", help="Images per infer reque
 ExactDecode = Annotated[bool, typer.Option(
     "--exact-decode", help="Decode every photo at full size, as each model's reference preprocessing does "
                            "(default: JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale the model can use).")]
+Raw = Annotated[str, typer.Option(
+    "--raw", help="Camera RAW files: auto (the embedded JPEG preview when it is at least the size the model needs, "
+                  "else LibRaw's develop), preview (always the preview, if the file has one) or develop.")]
+RawPairs = Annotated[str, typer.Option(
+    "--raw-pairs", help="A RAW and a JPEG of the same shot (same folder, same stem): jpeg (one photo, analysed "
+                        "from the JPEG, the RAW listed under seen_as) or both (two photos).")]
 Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once.")]
 Cluster = Annotated[str | None, typer.Option(
     "--cluster", envvar="MLTAG_CLUSTER", help="Run the models on a Ray cluster: auto (RAY_ADDRESS, else the one "
@@ -45,6 +51,9 @@ ClusterParallel = Annotated[int | None, typer.Option("--cluster-parallel", metav
 Option = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE adapter option for every model, or "
                                                                    "MODEL.KEY=VALUE for one (VALUE parsed as JSON "
                                                                    "when it can be).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", envvar="MLTAG_YES",
+                                   help="Silence the notice that a hosted model's photos leave this machine "
+                                        "(for scripts; MLTAG_YES=1 does the same).")]
 Retry = Annotated[bool, typer.Option("--retry-crashed/--no-retry-crashed",
                                      help="Retry an image once after it crashed the runner.")]
 

@@ -175,6 +175,7 @@ class Comparison:
         self._confidence: dict[str, dict[str, _Sum]] = {}
         self._pairs: dict[tuple[str, str], _Sum] = {}
         self._times: dict[str, array[float]] = {m: array("d") for m in self.models}
+        self._usage: dict[str, list[int]] = {}   # model -> [prompt tokens, generated tokens, retries]
         self._statuses: dict[str, Counter[str]] = {m: Counter() for m in self.models}
         self._scored: set[str] = set()   # voices with an ok cell somewhere
 
@@ -190,6 +191,11 @@ class Comparison:
             seconds = timing.timed_seconds(cell or {})
             if seconds is not None:
                 self._times[m].append(seconds)
+            used = timing.cell_usage(cell or {})
+            if used is not None:
+                sums = self._usage.setdefault(m, [0, 0, 0])
+                for i, n in enumerate(used):
+                    sums[i] += n
         full = {m: cell_tags(results.get(m), self.normalise, self.threshold) for m in self.models
                 if (results.get(m) or {}).get("status") == "ok"}
         tops = {m: top(tags, self.top_k) for m, tags in full.items() if m in self.voices}
@@ -319,7 +325,8 @@ class Comparison:
                 "pairwise": pairwise,
                 "confidence": {tag: {m: _cell_summary(v) for m, v in by_model.items()}
                                for tag, by_model in sorted(self._confidence.items())},
-                "timing": {m: timing.summarise(self.entries[m], self._times[m]) for m in self.models},
+                "timing": {m: timing.summarise(self.entries[m], self._times[m], self._usage.get(m))
+                           for m in self.models},
                 "status_counts": {m: dict(self._statuses[m].most_common()) for m in self.models},
                 "answered": [m for m in voices if m in self._scored],
                 "summary": {"total_unique_tags": len(self._stats),

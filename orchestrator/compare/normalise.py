@@ -91,9 +91,15 @@ def clean(tag: str) -> str:
 
 
 class Normaliser:
-    """Callable: raw tag -> the name it is compared under. Synonyms are normalised on both sides."""
+    """Callable: raw tag -> the name it is compared under. Synonyms are normalised on both sides.
+
+    Answers are remembered (a folder repeats the same few thousand tag names in every image); the
+    memo is emptied when it reaches MEMO_LIMIT names, so open-vocabulary captions cannot grow it."""
+
+    MEMO_LIMIT = 200_000
 
     def __init__(self, synonyms: dict[str, str] | None = None) -> None:
+        self._memo: dict[str, str] = {}
         self.synonyms: dict[str, str] = {}
         for raw, target in (synonyms or {}).items():
             key, name = clean(raw), clean(target)
@@ -102,8 +108,14 @@ class Normaliser:
                                    f"different names ({self.synonyms[key]!r}, {name!r}); keep one")
 
     def __call__(self, tag: str) -> str:
+        known = self._memo.get(tag)
+        if known is not None:
+            return known
+        if len(self._memo) >= self.MEMO_LIMIT:
+            self._memo.clear()
         name = clean(tag)
-        return self.synonyms.get(name, name)
+        name = self._memo[tag] = self.synonyms.get(name, name)
+        return name
 
 
 def parse_synonyms(text: str, source: str = "synonyms") -> dict[str, str]:

@@ -13,8 +13,35 @@ from schemas.status import SUCCESS
 DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
               "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
               "total inference seconds (load excluded); inference total: their sum; total: load + warm-up + inference "
-              "total")
+              "total; tokens in / out: the prompt and generated tokens of every cell that reports them (a "
+              "captioner's raw.generations, an endpoint's raw.usage: what a paid API bills), failed cells included; "
+              "retries: requests an endpoint answered with 429 / 5xx / a timeout / a dropped connection, retried")
 TIMED_STATUSES = SUCCESS
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "retries")
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cell_usage(cell: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(prompt tokens, generated tokens, retries) a cell reports, or None when it reports no token counts:
+    raw.usage (an OpenAI-compatible endpoint's, summed over the prompts), else the sums over raw.generations
+    (every captioner records prompt_tokens and new_tokens per prompt)."""
+    raw = cell.get("raw")
+    if not isinstance(raw, dict):
+        return None
+    usage = raw.get("usage")
+    if isinstance(usage, dict):
+        return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), _count(raw.get("retries"))
+    runs = raw.get("generations")
+    if isinstance(runs, dict) and runs and all(isinstance(r, dict) for r in runs.values()):
+        if not any(isinstance(r.get("prompt_tokens"), int) or isinstance(r.get("new_tokens"), int)
+                   for r in runs.values()):
+            return None
+        return (sum(_count(r.get("prompt_tokens")) for r in runs.values()),
+                sum(_count(r.get("new_tokens")) for r in runs.values()), 0)
+    return None
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -38,8 +65,9 @@ def model_timing(model: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str
     return summarise(model, [t for c in cells if (t := timed_seconds(c)) is not None])
 
 
-def summarise(model: dict[str, Any], times: Sequence[float]) -> dict[str, Any]:
-    """model_timing from the model's entry and its cells' inference seconds."""
+def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int] | None = None) -> dict[str, Any]:
+    """model_timing from the model's entry and its cells' inference seconds; `usage`: (prompt tokens, generated
+    tokens, retries) summed over its cells that report tokens, when any does (the keys are absent otherwise)."""
     times = list(times)
     total = sum(times)
     return {
@@ -53,6 +81,7 @@ def summarise(model: dict[str, Any], times: Sequence[float]) -> dict[str, Any]:
         # what the model cost this run: load + warm-up + every timed inference (a missing part counts 0)
         "total_s": round(sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total)
                              if v is not None), 6),
+        **(dict(zip(USAGE_KEYS, usage, strict=True)) if usage is not None else {}),
     }
 
 

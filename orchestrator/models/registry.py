@@ -14,7 +14,9 @@ model.toml fields:
     remote_code  true when loading runs Python files from the model repository (trust_remote_code);
                  only allowed with a pinned revision (a commit, or a release tag), never a branch
     upstream_code  "yes" when the tests run the model's real upstream code, else why not (README table)
-    server       "ollama" when a running server holds the model (hub_id is then the server's model name)
+    server       "ollama" when a running Ollama holds the model (hub_id is then the server's model name);
+                 "openai" for an OpenAI-compatible endpoint (runners/openai_compat.py; [load] base_url is
+                 the endpoint, hub_id the served model's name)
     [load]       options passed to the adapter's load()
     [infer]      default options for infer() (thresholds, prompts, ...)
 """
@@ -26,11 +28,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from orchestrator.errors import RegistryError, UnknownModel
 from orchestrator.paths import ENVS_DIR
 
 KINDS = ("tagger", "zero-shot", "captioner", "judge")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 # Branch names move: remote code loaded from one would run whatever the repo holds today.
 UNPINNED = ("main", "master", "head", "latest", "dev")
 REQUIRED = ("adapter", "kind", "env", "hub_id", "revision")
@@ -57,6 +61,22 @@ class ModelSpec:
     server: str = ""
     load: dict[str, Any] = field(default_factory=dict)
     infer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str | None:
+        """An OpenAI-compatible model's base URL as model.toml gives it ("" when the user must give it), else None."""
+        return str(self.load.get("base_url") or "") if self.server == "openai" else None
+
+    @property
+    def opt_in(self) -> bool:
+        """True for a model `--models all` leaves out: its photos would leave this machine (a hosted API), or
+        its endpoint is only known once named (`--option MODEL.base_url=...`)."""
+        return self.endpoint is not None and not is_loopback(self.endpoint)
+
+
+def is_loopback(url: str) -> bool:
+    """True when `url` names this machine: photos sent there do not leave it."""
+    return (urlsplit(url).hostname or "").lower() in LOOPBACK
 
 
 def _parse(path: Path) -> ModelSpec:
@@ -93,8 +113,8 @@ def select(registry: dict[str, ModelSpec], names: str | list[str]) -> list[Model
     """Resolve "all" or comma-separated names, with a "did you mean" for typos."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    if names == ["all"]:  # every image model; a judge runs only when asked for (--judge)
-        return [spec for spec in registry.values() if spec.kind != "judge"]
+    if names == ["all"]:  # every image model; a judge runs only when asked for (--judge), a hosted one when named
+        return [spec for spec in registry.values() if spec.kind != "judge" and not spec.opt_in]
     out = []
     for name in names:
         if name not in registry:

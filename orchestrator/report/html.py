@@ -2,13 +2,18 @@
 
 Per image: a thumbnail and the models side by side (tags with score bars, captions, status,
 timing). Folder level: the agreement matrix as a heat map, consensus tags, the model x model
-agreement, the timing chart and the status counts. Filters (model, status, tag search) are a few
-lines of vanilla JS.
+agreement, the timing chart and the status counts. Filters (model, status, tag search) are
+vanilla JS.
+
+At archive size (thousands of photos) the page must open fast: the folder level is HTML, but each
+image is a compact JSON record (`_image_record`) in blocks of CHUNK, with its thumbnail in a
+parallel block; report.js draws the images a batch at a time as the reader scrolls and filters
+over the records, so the browser neither parses nor lays out what nobody looks at.
 
 Model output is untrusted text (a VLM can write `<script>`): Jinja2 autoescapes every value, the
-data the script needs is JSON with `<`, `>`, `&` escaped (Jinja's `tojson`), and a
-Content-Security-Policy allows only this file's own script (by hash) and data: images, so the
-page can neither run injected code nor reach the network.
+JSON blocks have `<`, `>`, `&` and `'` escaped (as Jinja's `tojson`), report.js sets every model
+string as text (never as markup), and a Content-Security-Policy allows only this file's own script
+(by hash) and data: images, so the page can neither run injected code nor reach the network.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from jinja2 import ChainableUndefined, Environment, PackageLoader
+from jinja2.filters import do_filesizeformat
+from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from orchestrator.compare import Comparison
@@ -38,7 +45,8 @@ from orchestrator.report.thumbnails import thumbnail
 TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"
 CONSENSUS_PER_IMAGE = 8
 STATUS_ORDER = ("ok", "no_tags", "timeout", "crashed", "error", "bad_image", "skipped", "missing")
-THUMBNAILS_AHEAD = 16     # thumbnails made ahead of the page being written
+THUMBNAILS_AHEAD = 16     # thumbnails made ahead of the image being compared
+CHUNK = 200               # images per data block: the script parses a block's thumbnails only when drawn
 TIMING_METRICS = (("load_s", "load"), ("warmup_s", "warm-up"), ("mean_s", "mean inference"))
 
 
@@ -72,30 +80,47 @@ def _key(text: str) -> str:
     return " ".join(text.lower().replace("_", " ").split())
 
 
-def _tag_view(tag: dict[str, Any], norm: Callable[[str], str]) -> dict[str, Any]:
-    score = float(tag.get("score", 0.0))
+def _tag_record(tag: dict[str, Any], norm: Callable[[str], str]) -> list[Any]:
+    """[name, score, estimated (0/1), category, normalised key]; the script derives the plain key itself."""
     name = str(tag.get("name", ""))
-    return {"name": name, "score": score, "pct": round(max(0.0, min(1.0, score)) * 100, 1),
-            "estimated": bool(tag.get("estimated")), "category": tag.get("category") or "",
-            "key": _key(name), "norm": _key(norm(name)), "show_category": False}
+    return [name, float(tag.get("score", 0.0)), int(bool(tag.get("estimated"))), tag.get("category") or "",
+            _key(norm(name))]
 
 
-def _cell_view(model: str, result: dict[str, Any] | None, threshold: float | None, top: int,
-               norm: Callable[[str], str]) -> dict[str, Any]:
+def _cell_record(result: dict[str, Any] | None, threshold: float | None, top: int, norm: Callable[[str], str],
+                 synthesis: bool) -> dict[str, Any]:
+    """One cell as report.js draws it (`drawCell`): short keys, since a report holds thousands; the
+    TAGS_LISTED best tags only (the JSON output has them all)."""
     if result is None:
         result = {"status": "missing", "message": "no result for this model"}
     tags = sorted(result.get("tags") or [], key=lambda t: -float(t.get("score", 0.0)))
     if threshold is not None:
         tags = [t for t in tags if float(t.get("score", 0.0)) >= threshold]
-    listed = [_tag_view(t, norm) for t in tags[:TAGS_LISTED]]
-    if len({t["category"] for t in listed}) > 1:  # e.g. WD14's rating / character beside general tags
-        for t in listed:
-            t["show_category"] = True
-    shown = top if top > 0 else len(listed)
-    return {"model": model, "status": result.get("status", "missing"), "message": result.get("message") or "",
-            "fix": result.get("fix") or "", "caption": result.get("caption") or "",
-            "inference_s": result.get("inference_s"), "attempts": len(result.get("attempts") or []),
-            "tags": listed[:shown], "more": listed[shown:], "unlisted": max(0, len(tags) - TAGS_LISTED)}
+    listed = [_tag_record(t, norm) for t in tags[:TAGS_LISTED]]
+    record: dict[str, Any] = {"s": result.get("status", "missing"), "g": listed, "k": top if top > 0 else len(listed)}
+    optional = {"m": result.get("message"), "x": result.get("fix"), "q": result.get("caption"),
+                "t": _secs(result["inference_s"]) if result.get("inference_s") is not None else None,
+                "n": len(result.get("attempts") or []), "u": max(0, len(tags) - TAGS_LISTED), "y": int(synthesis),
+                # e.g. WD14's rating / character beside its general tags: the category is shown
+                "c": int(len({t[3] for t in listed}) > 1)}
+    record.update((k, v) for k, v in optional.items() if v)
+    return record
+
+
+def _image_record(index: int, image: dict[str, Any], compared: dict[str, Any], thumb_error: str | None,
+                  models: list[str], judges: set[str], views: Views, norm: Callable[[str], str]) -> dict[str, Any]:
+    """One image as report.js draws it (`drawImage`); its thumbnail travels apart (THUMBS blocks)."""
+    results = image.get("results") or {}
+    record: dict[str, Any] = {
+        "i": f"img-{index}", "p": image["path"], "h": image["sha256"],
+        "r": [_cell_record(results.get(m), views.threshold, views.top, norm, m in judges) for m in models]}
+    optional = {"b": do_filesizeformat(image["size_bytes"]) if image.get("size_bytes") is not None else None,
+                "d": image.get("duplicate_of"), "f": _facts(results), "e": thumb_error,
+                "a": _num(compared["agreement"]) if compared.get("agreement") is not None else None,
+                "cs": [[c["tag"], c["n_models"], _num(c["score"], 3)]
+                       for c in (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE]]}
+    record.update((k, v) for k, v in optional.items() if v)
+    return record
 
 
 def _facts(results: dict[str, Any]) -> str:
@@ -137,25 +162,6 @@ def _thumbnails(images: Iterator[dict[str, Any]], image_root: Path | None,
             yield first, done.result()
 
 
-def _image_views(results: Results, per_image: IO[str], models: list[str], image_root: Path | None,
-                 thumb_size: int, norm: Callable[[str], str], threshold: float | None,
-                 top: int) -> Iterator[dict[str, Any]]:
-    """One view per image, in order; `per_image`: the comparison's entry of each image, a JSON line
-    each (null for a duplicate), written by the first pass."""
-    judges = {m["name"] for m in results.models if m.get("kind") == "judge"}
-    per_image.seek(0)
-    for index, (image, (thumb, thumb_error)) in enumerate(_thumbnails(results.images(), image_root, thumb_size)):
-        results_ = image.get("results") or {}
-        compared = json.loads(per_image.readline() or "null") or {}
-        yield {
-            "id": f"img-{index}", "path": image["path"], "sha256": image["sha256"],
-            "size_bytes": image.get("size_bytes"), "duplicate_of": image.get("duplicate_of"), "thumb": thumb,
-            "thumb_error": thumb_error, "facts": _facts(results_), "agreement": compared.get("agreement"),
-            "consensus": (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE],
-            "cells": [dict(_cell_view(m, results_.get(m), threshold, top, norm), synthesis=m in judges)
-                      for m in models]}
-
-
 def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[str, Any]:
     """Geometry of the inline SVG: one panel per metric, each scaled to its own maximum (load
     takes seconds, inference milliseconds: one axis would flatten the latter to nothing)."""
@@ -189,10 +195,34 @@ def _heat_rows(folder: dict[str, Any], models: list[str], n_images: int) -> list
     return rows
 
 
+def _json_block(value: Any) -> Markup:
+    """JSON for a <script type="application/json"> block: < > & ' escaped, as Jinja's `tojson` does,
+    so no model text can close the block."""
+    return htmlsafe_json_dumps(value, dumps=_compact_json)
+
+
+def _compact_json(value: Any, **_: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Markup]]:
+    """The image data in blocks of CHUNK images, read back from the spool files (one JSON line an image),
+    so the page is written without holding the folder in memory."""
+    records.seek(0)
+    thumbs.seek(0)
+    while True:
+        lines = [line for line in (records.readline() for _ in range(CHUNK)) if line]
+        if not lines:
+            return
+        uris = [json.loads(thumbs.readline()) for _ in lines]
+        yield {"records": _json_block([json.loads(line) for line in lines]), "thumbs": _json_block(uris)}
+
+
 def write_html(results: Results, out: IO[str], views: Views | None = None, image_root: Path | None = None,
                thumb_size: int = 256, with_comparison: bool = True) -> None:
-    """Write the report to `out` in two passes over the images: the first feeds the comparison (the
-    folder figures sit at the top of the page), the second writes each image as it comes.
+    """Write the report to `out` after one pass over the images: each image is compared, its record
+    and thumbnail spooled to temporary files (memory stays flat), then the page is written: folder
+    figures first, then the records in blocks that the page's script draws as the reader scrolls.
 
     Relative image paths are read from `image_root` (default: the current directory). The tag search
     also matches each tag's normalised name (the comparison's normaliser)."""
@@ -200,12 +230,17 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
     views = views or Views(top=int(opts.get("top", 10) or 0), threshold=opts.get("threshold"))
     norm = views.normaliser or Normaliser()
     models = [m["name"] for m in results.models]
+    judges = {m["name"] for m in results.models if m.get("kind") == "judge"}
     comparer = Comparison(results.models, views.compare_top, views.threshold, norm, views.consensus_min)
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as per_image:
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as records, \
+            tempfile.TemporaryFile("w+", encoding="utf-8") as thumbs:
         n_images = 0
-        for image in results.images():
+        for image, (thumb, thumb_error) in _thumbnails(results.images(), image_root, thumb_size):
+            compared = comparer.add(image) or {}
+            records.write(_compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views,
+                                                      norm)) + "\n")
+            thumbs.write(json.dumps(thumb) + "\n")
             n_images += 1
-            per_image.write(json.dumps(comparer.add(image), ensure_ascii=False) + "\n")
         summary = comparer.result()
         folder = summary["folder"]
         comparison = summary if with_comparison else None
@@ -218,15 +253,15 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
         timing = folder["timing"]
         pieces = env.get_template("report.html.j2").generate(
             doc=results.head, models=results.models, model_names=models, n_images=n_images,
-            images=_image_views(results, per_image, models, image_root, thumb_size, norm, views.threshold,
-                                views.top),
+            chunks=_spooled_chunks(records, thumbs),
             statuses=statuses_sorted, comparison=comparison, definitions=summary["definitions"],
             folder=folder if with_comparison else {}, threshold=views.threshold, top=views.top,
             n_unique=comparer.n_images, heat_rows=_heat_rows(folder, models, comparer.n_images),
             pairwise=folder.get("pairwise") or {}, timing=timing, chart=_timing_chart(timing, models),
             status_counts=status_counts,
             status_total={s: sum(c.get(s, 0) for c in status_counts.values()) for s in statuses_sorted},
-            data={"models": models, "statuses": statuses_sorted}, script=Markup(script), script_hash=script_hash)
+            data={"models": models, "statuses": statuses_sorted},
+            script=Markup(script), script_hash=script_hash)
         for piece in pieces:
             out.write(piece)
 

@@ -2,6 +2,11 @@
 
 A photo that cannot be read (moved, truncated, not an image, a decompression bomb) gives a reason
 instead of a thumbnail: the report shows a placeholder and never fails because of one image.
+
+HEIC/HEIF and JPEG XL open through Pillow once pillow-heif and pillow-jxl-plugin register their
+openers; a camera RAW's thumbnail is its embedded preview (LibRaw through rawpy, which imports
+numpy: imported here only, when a RAW is drawn), or a half-size develop when it has none. Each is
+imported on first use, never at start-up.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from PIL import Image, ImageOps
 
+from orchestrator.images import RAW_SUFFIXES
+
 THUMB_SIZE = 256
 JPEG_QUALITY = 80
+FORMAT_PLUGIN_SUFFIXES = frozenset({".heic", ".heif", ".hif", ".jxl"})   # Pillow reads these through plugins
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -38,6 +46,55 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_openers: list[bool] = []
+
+
+def _register_openers() -> None:
+    """HEIC/HEIF and JPEG XL as Pillow formats, once, on the first thumbnail."""
+    if _openers:
+        return
+    _openers.append(True)
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    import pillow_jxl  # noqa: F401 - importing it registers the JXL plugin
+
+
+def _raw_image(path: Path) -> Image.Image:
+    """A camera RAW as a Pillow image: its embedded preview (upright as the RAW says), or LibRaw's
+    half-size develop when there is none."""
+    import rawpy
+
+    with rawpy.imread(str(path)) as raw:
+        flip = int(raw.sizes.flip)
+        try:
+            thumb = raw.extract_thumb()
+        except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+            return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+    img: Image.Image
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        img = Image.open(io.BytesIO(bytes(thumb.data)))
+        if img.getexif().get(0x0112, 1) != 1:
+            return img                       # the preview says its own orientation (exif_transpose below)
+    else:
+        img = Image.fromarray(cast(Any, thumb.data))   # a bitmap preview: an array (rawpy's types say bytes too)
+    method = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}.get(flip)
+    return img.transpose(method) if method is not None else img
+
+
+def _open(path: Path) -> Image.Image:
+    if path.suffix.lower() in RAW_SUFFIXES:
+        try:
+            return _raw_image(path)
+        except (OSError, ValueError):
+            raise
+        except Exception as exc:   # rawpy's LibRawError family
+            raise OSError(f"cannot read this {path.suffix.lstrip('.').upper()} RAW: {exc}") from exc
+    if path.suffix.lower() in FORMAT_PLUGIN_SUFFIXES:
+        _register_openers()
+    return Image.open(path)
+
+
 def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
     """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
     try:
@@ -46,7 +103,7 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | Non
         # Pillow's own limit stands: past 2x MAX_IMAGE_PIXELS it raises (a bomb -> placeholder).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with _open(path) as img:
                 img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale (fast on big photos)
                 upright = ImageOps.exif_transpose(img)
                 upright.thumbnail((size, size), Image.Resampling.LANCZOS)

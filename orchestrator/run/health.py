@@ -90,27 +90,37 @@ def describe_hello(env: str, hello: dict[str, Any]) -> str:
             f"{', '.join(hello.get('devices') or ['cpu'])}")
 
 
-def check_server(spec: ModelSpec, timeout: float = 120.0) -> Check:
-    """A served model (Ollama): the runner's load asks the server whether it answers and has the model."""
+def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, Any] | None = None) -> Check:
+    """A served model: the runner's load asks the server whether it answers and has the model (Ollama), or
+    whether the endpoint answers, takes the key and lists the model (OpenAI-compatible). `overrides`: the
+    --option values (`MODEL.base_url=...`), as a run would apply them."""
     from orchestrator.models.loadspec import build_load_spec
+    from orchestrator.run.jobs import RunOptions, infer_overrides, served_env, split_overrides
 
+    load = split_overrides(spec, infer_overrides(RunOptions(infer_overrides=overrides or {}), spec))[1]
+    load_spec = build_load_spec(spec, offline=True, overrides=load or None)
     python = envbuild.env_paths(spec.env).python
-    runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True)
+    runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True,
+                                 extra_env=served_env(load_spec))
     try:
         runner.call("hello", timeout)
-        info = runner.call("load", timeout, spec=build_load_spec(spec, offline=True))
+        info = runner.call("load", timeout, spec=load_spec)
     except RunnerError as exc:
         message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0]
         command = re.search(r"`([^`]+)`", message)  # the adapter names the fix: `ollama pull llava`, ...
         return Check("server", message, fix=command.group(1) if command else f"see {runner.log_path}")
     finally:
         runner.stop()
-    return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}")
+    checked = ""
+    if spec.endpoint is not None:   # runners/openai_compat.py's load note says whether a key was sent
+        keyless = any("API key: none sent" in note for note in info.get("notes", []))
+        checked = f" (reachable, {'no key sent, none asked for' if keyless else 'key accepted'}, model listed)"
+    return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}{checked}")
 
 
-def check_weights(spec: ModelSpec, local: Path | None) -> Check:
+def check_weights(spec: ModelSpec, local: Path | None, overrides: dict[str, Any] | None = None) -> Check:
     if spec.server:
-        return check_server(spec)
+        return check_server(spec, overrides=overrides)
     if local is not None:
         if local.exists():
             return Check("weights", detail=f"local override {local}")
@@ -127,7 +137,7 @@ def check_weights(spec: ModelSpec, local: Path | None) -> Check:
                  fix=f"mltag run {spec.name} <image> (downloads it; needs network), or --weights {spec.name}=PATH")
 
 
-def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
+def check_deep(spec: ModelSpec, local: Path | None, device: str, overrides: dict[str, Any] | None = None) -> Check:
     """One real inference on a generated image, through the real supervisor."""
     from PIL import Image
 
@@ -139,7 +149,8 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
         path = Path(tmp) / "health.png"
         Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(path)
         weights = {spec.name: local} if local else {}
-        options = RunOptions(weights=weights, device=device, timeout_s=300)
+        options = RunOptions(weights=weights, device=device, timeout_s=spec.timeout_s or 300,
+                             infer_overrides=overrides or {})
         ref = hash_file(path)
         if spec.kind == "judge":  # a judge reads other models' outputs: give it a known one
             analysis = Analysis([ref], [], options, judge=spec)
@@ -156,11 +167,12 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str) -> Check:
                  fix=result.get("fix", ""))
 
 
-def model_health(spec: ModelSpec, local: Path | None = None, deep: bool = False, device: str = "auto") -> ModelHealth:
+def model_health(spec: ModelSpec, local: Path | None = None, deep: bool = False, device: str = "auto",
+                 overrides: dict[str, Any] | None = None) -> ModelHealth:
     report = ModelHealth(spec.name, [check_env(spec)])
     if report.checks[0].problem is None:
         report.checks.append(check_hello(spec)[0])
-    report.checks.append(check_weights(spec, local))
+    report.checks.append(check_weights(spec, local, overrides))
     if deep and report.healthy:  # a deep check needs the env, the runner and the weights
-        report.checks.append(check_deep(spec, local, device))
+        report.checks.append(check_deep(spec, local, device, overrides))
     return report

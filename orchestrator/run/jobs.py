@@ -3,6 +3,7 @@ ModelJob per model (load spec, infer options with --prompt/--ask/--option applie
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from orchestrator.images import ImageRef
 from orchestrator.models.loadspec import build_load_spec
-from orchestrator.models.registry import ModelSpec
+from orchestrator.models.registry import ModelSpec, is_loopback
 from orchestrator.run.runner import Runner
 from schemas.protocol import LoadSpec
 
@@ -65,6 +66,7 @@ class RunOptions:
     ask: str | None = None
     quantize: int | None = None
     exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
+    raw: str = "auto"                    # --raw: how camera RAW files are decoded (runners/_images.py decode_raw)
 
 
 def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
@@ -75,19 +77,43 @@ def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) ->
     generative = spec.kind in ("captioner", "judge")
     # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
     weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
+    infer, load = split_overrides(spec, infer_overrides(opts, spec))
+    if opts.quantize and generative:
+        load["quantize"] = opts.quantize
     load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
                                 device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
-                                overrides={"quantize": opts.quantize} if opts.quantize and generative else None,
-                                exact_decode=opts.exact_decode)
+                                overrides=load or None, exact_decode=opts.exact_decode)
+    # A served model's requests go `concurrency` at a time inside one infer call (runners/openai_compat.py):
+    # its batches hold at least that many images, or the bound would never be reached.
+    concurrency = load_spec["options"].get("concurrency")
+    batch = max(opts.batch_size, concurrency) if isinstance(concurrency, int) and spec.server else opts.batch_size
     return ModelJob(spec=spec, python=python, load_spec=load_spec,
-                    infer_options={**spec.infer, **infer_overrides(opts, spec)},
+                    infer_options={**spec.infer, **infer},
                     log_path=log_dir / f"{spec.name}.log",
-                    limits=limits, batch_size=opts.batch_size, offline=opts.offline)
+                    limits=limits, batch_size=batch, offline=opts.offline, extra_env=served_env(load_spec))
+
+
+def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(infer options, load options) from --option overrides: a key of the model's [load] table is a load
+    option (`--option openai-compatible.base_url=URL`, `--option qwen25vl.max_pixels=N`), every other key
+    an infer option."""
+    infer = {k: v for k, v in overrides.items() if k not in spec.load}
+    return infer, {k: v for k, v in overrides.items() if k in spec.load}
+
+
+def served_env(load_spec: LoadSpec) -> dict[str, str]:
+    """The one variable a served model's runner needs from this environment: the API key its load option
+    `api_key_env` names (runners start with a filtered environment, orchestrator/run/transport.py). The
+    key travels only there: never into options, the store, the outputs or a log."""
+    name = load_spec["options"].get("api_key_env")
+    if isinstance(name, str) and name and os.environ.get(name):
+        return {name: os.environ[name]}
+    return {}
 
 
 def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
     """--prompt/--tags-prompt/--ask apply to captioners; --option KEY=V applies to every model,
-    --option MODEL.KEY=V to that model only (and wins).
+    --option MODEL.KEY=V to that model only (and wins; split_overrides sends [load] keys to the load).
 
     `--ask tags|both` skips captioners without a tags prompt in model.toml (BLIP cannot answer
     one), so one flag can serve a mixed --models list; `--option blip.ask=tags` still errors."""
@@ -97,7 +123,26 @@ def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
         flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
                  "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
         out.update({k: v for k, v in flags.items() if v is not None})
+    if opts.raw != "auto":   # the default stays out of the options: existing cells keep their key
+        out["raw"] = opts.raw
     out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
-    prefix = spec.name + "."
-    out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+    # a captioner judging (`--judge openai-compatible`, named openai-compatible-judge) takes the captioner's
+    # --option MODEL.KEY too, as it takes its --weights; its own name's win
+    for name in dict.fromkeys((spec.folder.name, spec.name)):
+        prefix = name + "."
+        out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+    return out
+
+
+def photos_leave(opts: RunOptions, specs: list[ModelSpec]) -> dict[str, str]:
+    """{model: host} for each served model whose endpoint (after --option) is not this machine."""
+    from urllib.parse import urlsplit
+
+    out = {}
+    for spec in specs:
+        if spec.endpoint is None:
+            continue
+        url = str(split_overrides(spec, infer_overrides(opts, spec))[1].get("base_url", spec.endpoint) or "")
+        if url and not is_loopback(url):
+            out[spec.name] = urlsplit(url).hostname or url
     return out

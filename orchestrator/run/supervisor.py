@@ -264,7 +264,8 @@ class Supervisor:
                 continue
             result = dict(result)
             result.pop("id", None)
-            result["batch_size"] = reply.get("batch_size", len(batch))
+            if result.get("status") != CellStatus.BAD_IMAGE.value:   # never in the model's batch (schema: >= 1)
+                result["batch_size"] = reply.get("batch_size", len(batch))
             out.append((img, result))
         return out
 

@@ -4,7 +4,9 @@ A stable hash of what changes a model's results: the adapter, hub id and pinned 
 weights (the path plus the names, sizes and mtimes of its files: rebuilt weights are new weights),
 the load options (vocabulary expanded to its terms), the infer options after --option overrides,
 and the requested dtype. Device, batch size, timeouts and --warmup are not in it: they change how
-fast a result comes, not which result.
+fast a result comes, not which result; nor are a served model's request settings (SPEED_OPTIONS:
+concurrency, retries, deadlines), so that a re-run with another concurrency does not pay a hosted API
+again for the photos it has.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# Load options of runners/openai_compat.py that change how fast and how persistently it asks, not what.
+SPEED_OPTIONS = frozenset({"concurrency", "max_retries", "deadline_s", "request_timeout_s", "backoff_s"})
 
 
 # -- the options key ---------------------------------------------------------------------------------
@@ -29,5 +34,6 @@ def options_key(adapter: str, load_spec: Mapping[str, Any], infer_options: Mappi
     local = load_spec.get("local_path")
     parts = {"adapter": adapter, "hub_id": load_spec.get("hub_id"), "revision": load_spec.get("revision"),
              "weights": _weights_fingerprint(local) if local and Path(local).exists() else local,
-             "load": load_spec.get("options") or {}, "infer": dict(infer_options), "dtype": load_spec.get("dtype")}
+             "load": {k: v for k, v in (load_spec.get("options") or {}).items() if k not in SPEED_OPTIONS},
+             "infer": dict(infer_options), "dtype": load_spec.get("dtype")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

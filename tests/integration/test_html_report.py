@@ -251,3 +251,53 @@ def test_report_html_renders_a_stored_run(browser: Any, tiny_model: Any, tmp_pat
     assert [c.get_attribute("data-model") for c in article.find_elements("css selector", ".cell")] == ["wd14"]
     assert len(browser.find_elements("css selector", "#heatmap td.hm")) > 0, "the comparison is made for the report"
     assert severe_console(browser) == []
+
+
+def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_path: Path) -> None:
+    """At archive size the page draws a batch of images, more on scrolling; the filters and the count
+    work over every image, drawn or not."""
+    document = make_document(tmp_path / "photos")
+    first = document["images"][0]
+    document["images"] = [{**first, "sha256": f"{i:064x}",
+                           "results": {m: dict(c) for m, c in first["results"].items()}} for i in range(150)]
+    document["images"][130]["results"]["clip"]["tags"] = [{"name": "Needle_in_a_haystack", "score": 0.9}]
+    report = tmp_path / "large.html"
+    report.write_text(to_html(document, compare(document)), encoding="utf-8")
+    open_report(browser, report)
+    drawn = len(browser.find_elements("css selector", "article.image"))
+    assert 0 < drawn < 150, "only the first batches are drawn at load"
+    assert browser.find_element("css selector", "#shown-count").text == "150 of 150 image(s) shown"
+    set_search(browser, "needle in")
+    assert visible_images(browser) == ["img-130"], "an image not drawn yet is found by the tag search"
+    assert browser.find_element("css selector", "#shown-count").text == "1 of 150 image(s) shown"
+    set_search(browser, "")
+    for _ in range(40):
+        if len(browser.find_elements("css selector", "article.image")) == 150:
+            break
+        browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        browser.execute_script("return new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
+    articles = browser.find_elements("css selector", "article.image")
+    assert [a.get_attribute("id") for a in articles] == [f"img-{i}" for i in range(150)], "scrolling draws them all"
+    assert browser.execute_script("return arguments[0].naturalWidth", articles[-1].find_element(
+        "css selector", "img.thumb")) > 0, "the last block's thumbnails decode too"
+    assert severe_console(browser) == []
+
+
+def test_timing_table_shows_an_endpoints_tokens_and_retries(browser: Any, tmp_path: Path) -> None:
+    """A served model's token usage and retries (issue 23) as the rendered timing table's columns; a model
+    that reports none shows a dash there."""
+    document = make_document(tmp_path / "photos")
+    for i, image in enumerate(document["images"]):   # florence2's cells as an endpoint reports them
+        image["results"]["florence2"]["raw"] = {"usage": {"prompt_tokens": 100 + i, "completion_tokens": 20},
+                                                "retries": i % 2}
+    comparison = compare(document)
+    report = tmp_path / "report.html"
+    report.write_text(to_html(document, comparison), encoding="utf-8")
+    open_report(browser, report)
+    head = [th.text for th in browser.find_elements("css selector", "table.timing-table thead th")]
+    assert head[-3:] == ["tokens in", "tokens out", "retries"]
+    row = [td.text for td in browser.find_elements("css selector", "table.timing-table tr[data-model='florence2'] td")]
+    n = len(document["images"])
+    assert row[-3:] == [str(sum(100 + i for i in range(n))), str(20 * n), str(sum(i % 2 for i in range(n)))]
+    wd14 = [td.text for td in browser.find_elements("css selector", "table.timing-table tr[data-model='wd14'] td")]
+    assert wd14[-3:] == ["–", "–", "–"] and severe_console(browser) == []

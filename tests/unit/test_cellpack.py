@@ -1,4 +1,4 @@
-"""The compact store (orchestrator/store/cellpack.py, schema v3): a cell read back is exactly the
+"""The compact store (orchestrator/store/cellpack.py, its schema migration): a cell read back is exactly the
 dict the store returned before (JSON text), bit for bit, for every kind of cell; score maps are
 kept as float32 exactly when that loses nothing; an older store is converted in place, in one
 transaction, and its format still reads."""

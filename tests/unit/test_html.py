@@ -18,6 +18,17 @@ from orchestrator.report.thumbnails import thumbnail
 from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, make_document
 
 DATA_BLOCK = re.compile(r'<script type="application/json" id="mltag-data">(.*?)</script>', re.S)
+RECORDS = re.compile(r'<script type="application/json" class="mltag-records">(.*?)</script>', re.S)
+THUMBS = re.compile(r'<script type="application/json" class="mltag-thumbs">(.*?)</script>', re.S)
+
+
+def records(html: str) -> list[dict]:
+    """Every image's record (what report.js draws), from all the data blocks in page order."""
+    return [r for block in RECORDS.findall(html) for r in json.loads(block)]
+
+
+def thumbs(html: str) -> list[str | None]:
+    return [t for block in THUMBS.findall(html) for t in json.loads(block)]
 
 
 @pytest.fixture()
@@ -37,21 +48,28 @@ def _decoded(uri: str | None) -> Image.Image:
 
 def test_model_output_is_escaped(html: str) -> None:
     assert HOSTILE_CAPTION not in html and "window.pwned=1</script>" not in html
-    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;" in html
-    assert HOSTILE_TAG not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert HOSTILE_TAG not in html and "&lt;b&gt;bold&lt;/b&gt;" in html            # the heat map's row
     assert "runner <b>did not</b>" not in html and "&lt;notes&gt; &amp; scores" in html
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="application/json" id="mltag-data">', "<script>"]
+    blocks = ['<script type="application/json" class="mltag-records">',
+              '<script type="application/json" class="mltag-thumbs">']
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script type="application/json" id="mltag-data">', *blocks, "<script>"]
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I), "nothing remote"
 
 
-def test_json_block_is_escaped_and_round_trips(html: str) -> None:
+def test_json_blocks_are_escaped_and_round_trip(html: str, document: dict) -> None:
     (block,) = DATA_BLOCK.findall(html)
-    assert not set("<>&") & set(block), "< > & are \\u escaped inside the JSON block"
     data = json.loads(block)
     assert data["models"] == ["wd14", "clip", "florence2", "broken"]
     assert set(data["statuses"]) == {"ok", "no_tags", "timeout", "error", "bad_image", "skipped"}
-    # The tag search reads each listed tag's keys from its element: escaped attributes, not markup.
-    assert 'data-key="&lt;b&gt;bold&lt;/b&gt;" data-norm="&lt;b&gt;bold&lt;/b&gt;"' in html
+    for text in (block, *RECORDS.findall(html), *THUMBS.findall(html)):
+        assert not set("<>&") & set(text), "< > & are \\u escaped inside every JSON block"
+    # The hostile text comes back exactly from the records: the page's script sets it as text.
+    got = records(html)
+    assert [r["p"] for r in got] == [i["path"] for i in document["images"]]
+    assert got[0]["r"][2]["q"] == HOSTILE_CAPTION
+    assert [t[0] for t in got[0]["r"][0]["g"]] == ["broken_window", "general", HOSTILE_TAG, "graffiti"]
+    assert got[0]["r"][3] == {"s": "timeout", "m": "runner <b>did not</b> answer", "g": [], "k": 10}
 
 
 def test_the_csp_allows_exactly_the_inline_script(html: str) -> None:
@@ -62,10 +80,19 @@ def test_the_csp_allows_exactly_the_inline_script(html: str) -> None:
 
 
 def test_thumbnails_and_placeholder(html: str) -> None:
-    assert html.count('<img class="thumb" src="data:image/jpeg;base64,') == 3
-    assert html.count('class="thumb placeholder"') == 1 and "cannot read image" in html
-    article = html.split('id="img-3"', 1)[1].split("</article>", 1)[0]
-    assert "placeholder" in article and "data:image" not in article
+    uris = thumbs(html)
+    assert len(uris) == 4 and all(_decoded(u).size[0] > 0 for u in uris[:3])
+    assert uris[3] is None, "the file that is not an image has no thumbnail"
+    assert records(html)[3]["e"].startswith("cannot read image") and "e" not in records(html)[0]
+
+
+def test_images_are_written_in_blocks(document: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of CHUNK images: records and thumbnails stay paired and in order across blocks."""
+    monkeypatch.setattr("orchestrator.report.html.CHUNK", 3)
+    html = to_html(document, compare(document))
+    assert len(RECORDS.findall(html)) == len(THUMBS.findall(html)) == 2
+    assert [r["i"] for r in records(html)] == ["img-0", "img-1", "img-2", "img-3"]
+    assert [t is None for t in thumbs(html)] == [False, False, False, True]
 
 
 def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
@@ -120,8 +147,8 @@ def test_without_comparison_the_document_alone_renders(document: dict) -> None:
 def test_relative_paths_are_read_from_image_root(document: dict, tmp_path: Path) -> None:
     for image in document["images"]:
         image["path"] = str(Path(image["path"]).relative_to(tmp_path))
-    assert to_html(document, image_root=tmp_path).count('<img class="thumb"') == 3
-    assert to_html(document, image_root=tmp_path / "elsewhere").count('<img class="thumb"') == 0
+    assert sum(t is not None for t in thumbs(to_html(document, image_root=tmp_path))) == 3
+    assert thumbs(to_html(document, image_root=tmp_path / "elsewhere")) == [None] * 4
 
 
 def test_models_running_remote_code_are_marked(document: dict) -> None:

@@ -115,3 +115,13 @@ def test_inflect_is_imported_without_typeguard_checks_and_typeguard_is_left_as_i
         return x
 
     assert normalise._unchecked(f) is f and normalise._unchecked(collection_check_strategy=None)(f) is f
+
+
+def test_remembered_answers_are_the_same_and_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    norm = Normaliser({"derelict": "abandoned"})
+    monkeypatch.setattr(Normaliser, "MEMO_LIMIT", 50)
+    words = [f"Broken_Window{i}s" for i in range(120)] + ["Derelict", "Rusty_Pipes"]
+    first = [norm(w) for w in words]
+    assert first == [clean(w) if w != "Derelict" else "abandoned" for w in words]
+    assert [norm(w) for w in reversed(words)] == first[::-1], "asked again, from the memo or not: the same"
+    assert len(norm._memo) <= 50

@@ -15,7 +15,7 @@ from orchestrator.cli.follow import LogFollower
 from orchestrator.cli.output import emit
 from orchestrator.cli.stores import open_store, store_summary
 from orchestrator.errors import StoreWriteError, UsageError
-from orchestrator.images import discover, hash_files
+from orchestrator.images import RAW_PAIRS, discover, hash_files, pair_raws
 from orchestrator.models.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -33,21 +33,35 @@ def analyze(paths: o.Paths, models_: o.Models = "all", fmt: o.Format = "table", 
             no_store: o.NoStore = False, force: o.Force = False, rehash: o.Rehash = False,
             show_matrix: o.ShowMatrix = False,
             show_timing: o.ShowTiming = False, show_confidence: o.ShowConfidence = None,
-            synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, compare_top: o.CompareTop = 10,
+            synonyms: o.Synonyms = None, exact_decode: o.ExactDecode = False, raw: o.Raw = "auto",
+            raw_pairs: o.RawPairs = "jpeg", compare_top: o.CompareTop = 10,
             consensus_min: o.ConsensusMin = None, cluster: o.Cluster = None,
-            cluster_parallel: o.ClusterParallel = None) -> None:
+            cluster_parallel: o.ClusterParallel = None, yes: o.Yes = False) -> None:
     """Run the selected models on every image and show their raw outputs side by side."""
     flags = RunFlags(timeout=timeout, threshold=threshold, top=top, device=device, dtype=dtype, offline=offline,
                      weights=weights, warmup=warmup, batch_size=batch_size, parallel=parallel, option=option,
                      retry=retry, prompt=prompt, tags_prompt=tags_prompt, ask=ask, quantize=quantize,
-                     exact_decode=exact_decode)
+                     exact_decode=exact_decode, raw=raw)
     views = ViewFlags(top=top, threshold=threshold, show_matrix=show_matrix, show_timing=show_timing,
                       show_confidence=show_confidence, synonyms=synonyms, compare_top=compare_top,
                       consensus_min=consensus_min)
     options, shown = flags.run_options(), views.views()   # every flag checked before the models are chosen
     analyze_paths(paths, models(models_, judges=False), options, shown, fmt=fmt, out=out, recursive=recursive,
                   live_logs=verbose, judge_spec=judge(judge_), store_path=store, no_store=no_store, force=force,
-                  rehash=rehash, cluster=cluster, cluster_parallel=cluster_parallel)
+                  rehash=rehash, cluster=cluster, cluster_parallel=cluster_parallel, raw_pairs=raw_pairs,
+                  yes=yes)
+
+
+def notice_photos_leave(specs: list[ModelSpec], options: RunOptions, yes: bool) -> None:
+    """Say, before the first request, which models send the photos off this machine (a hosted API, a
+    server elsewhere); `--yes` / MLTAG_YES=1 silences it."""
+    from orchestrator.run.jobs import photos_leave
+
+    if yes:
+        return
+    for name, host in photos_leave(options, specs).items():
+        err.print(f"[yellow]mltag: {name} sends the photos to {host}: they leave this machine[/] (scaled down, "
+                  f"as its max_pixels option says); --yes or MLTAG_YES=1 silences this notice", highlight=False)
 
 
 def connect(address: str, replicas: int | None = None) -> Any:
@@ -66,7 +80,8 @@ def connect(address: str, replicas: int | None = None) -> Any:
 def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions, views: Views, *, fmt: str,
                   out: Path | None, recursive: bool, live_logs: bool, judge_spec: ModelSpec | None = None,
                   store_path: Path | None = None, no_store: bool = False, force: bool = False,
-                  rehash: bool = False, cluster: str | None = None, cluster_parallel: int | None = None) -> None:
+                  rehash: bool = False, cluster: str | None = None, cluster_parallel: int | None = None,
+                  raw_pairs: str = "jpeg", yes: bool = False) -> None:
     """Discover, hash, run every model (then the judge), and write the output; exits with the run's code."""
     from orchestrator.run.launch import kill_all_runners
     from orchestrator.run.pipeline import Analysis
@@ -84,7 +99,13 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     for name, path in options.weights.items():
         if not path.exists():
             raise UsageError(f"--weights {name}={path}: path does not exist")
+    if raw_pairs not in RAW_PAIRS:
+        raise UsageError(f"unknown --raw-pairs {raw_pairs!r} ({', '.join(RAW_PAIRS)})")
     files = discover(paths, recursive)
+    paired: dict[Path, list[Path]] = {}
+    if raw_pairs == "jpeg":   # a RAW beside its JPEG is not read at all
+        files, paired = pair_raws(files)
+    notice_photos_leave(specs + ([judge_spec] if judge_spec else []), options, yes)
     connected = connect(cluster, cluster_parallel) if cluster else None   # fails fast, before any hashing
     install_cleanup()
     store = None if no_store else open_store(store_path, paths, create=True)
@@ -99,8 +120,8 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     with progress() as bar:
         task = bar.add_task("hashing", total=len(files))
         # The store's stat cache: a file unchanged since it was last hashed is not read (--rehash reads it).
-        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done), cache=store,
-                                       rehash=rehash))
+        analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done),
+                                       seen_as=paired, cache=store, rehash=rehash))
     images = analysis.images
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)

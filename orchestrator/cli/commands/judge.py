@@ -10,6 +10,7 @@ import typer
 from orchestrator.cli import options as o
 from orchestrator.cli.choices import RunFlags, ViewFlags, check_format
 from orchestrator.cli.choices import judge as judge_spec
+from orchestrator.cli.commands.analyze import notice_photos_leave
 from orchestrator.cli.console import err, install_cleanup
 from orchestrator.cli.output import emit
 from orchestrator.cli.stores import load_stored, store_summary
@@ -25,7 +26,7 @@ Whose = Annotated[str, typer.Option("--models", "-m", help="Whose stored outputs
 def judge(paths: Under = None, judge_: JudgeName = "qwen25-judge", store: o.StoredFrom = None, models_: Whose = "all",
           fmt: o.Format = "table", out: o.Out = None, timeout: o.Timeout = None, device: o.Device = "auto",
           dtype: o.Dtype = "auto", offline: o.Offline = False, weights: o.Weights = None, option: o.Option = None,
-          quantize: o.Quantize = None) -> None:
+          quantize: o.Quantize = None, yes: o.Yes = False) -> None:
     """Merge each stored image's model outputs with a judge LLM; its column is stored beside theirs."""
     from orchestrator.run.pipeline import Analysis
     from orchestrator.store.documents import from_store
@@ -39,6 +40,7 @@ def judge(paths: Under = None, judge_: JudgeName = "qwen25-judge", store: o.Stor
     kinds = {m["name"]: m.get("kind") or "tagger" for m in stored.results.models}
     images = [ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in stored.db.iter_images(
         stored.under)]
+    notice_photos_leave([spec], options, yes)
     install_cleanup()
     analysis = Analysis(images, [], options, judge=spec, store=stored.db, judged_models=kinds)
     err.print(f"mltag: judging {len(analysis.unique)} image(s) from {', '.join(stored.models)} with {spec.name}",
