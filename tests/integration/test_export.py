@@ -105,7 +105,7 @@ def mltag(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           cwd=PROJECT_ROOT, timeout=300)
 
 
-def exif_read(path: str | Path) -> dict[str, Any]:
+def exif_read(path: str | bytes | Path) -> dict[str, Any]:
     """What exiftool reads from one file (sidecar or photo): XMP keywords, hierarchy, description, Exif artist."""
     assert EXIFTOOL is not None
     proc = subprocess.run([EXIFTOOL, "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList",
