@@ -273,11 +273,32 @@ def test_best_takes_the_top_model_of_the_ranking(archive: tuple[Path, Path], tmp
     labels = tmp_path / "labels.csv"
     labels.write_text(f'image,tags\n{root / "hall.jpg"},"broken window, rust"\n'
                       f'{root / "sub dir" / "ünïcode café.jpg"},"staircase, graffiti"\n', encoding="utf-8")
-    proc = mltag("export", root, "--model", "best", "--labels", labels, "--beside", "--store", db)
+    proc = mltag("export", root, "--model", "best", "--labels", labels, "--out", tmp_path / "xmp", "--store", db)
     assert proc.returncode == 0, proc.stderr
     assert "best: clip (F1 1.000 at threshold 0.5" in proc.stderr, proc.stderr
-    assert exif_read(root / "hall.jpg.xmp")["subject"] == ["broken window", "rust"], "clip's tags from 0.5 up"
+    assert exif_read(tmp_path / "xmp" / "hall.jpg.xmp")["subject"] == ["broken window", "rust"], "clip from 0.5 up"
+
+
+def test_best_from_the_stores_labels_beside_the_photos_changes_nothing_else(archive: tuple[Path, Path]) -> None:
+    """The issue's "done when": `mltag export PHOTOS --model best --beside` with the labels in the store."""
+    root, db = archive
+    with ResultStore(db) as store:
+        truth = {hash_file(root / "hall.jpg").sha256: ["broken window", "rust"],
+                 hash_file(root / "sub dir" / "ünïcode café.jpg").sha256: ["staircase", "graffiti"]}
+        assert store.import_labels(truth, who="test") == 2
+    before = snapshot(root)
+    proc = mltag("export", root, "--model", "best", "--beside", "--store", db)
+    assert proc.returncode == 0, proc.stderr
+    assert "best: clip (F1 1.000 at threshold 0.5, over 2 labelled photo(s)" in proc.stderr, proc.stderr
+    after = snapshot(root)
+    new = {os.fsdecode(os.path.relpath(p, os.fsencode(root))) for p in after.keys() - before.keys()}
+    assert new == {"hall.jpg.xmp", "sub dir/ünïcode café.jpg.xmp", "scan.tif.xmp"}, \
+        "a sidecar for each photo with clip's tags >= 0.5 (shot.png: clip failed; the latin-1 photo: no clip cell)"
+    assert {p: after[p] for p in before} == before, "nothing else in the folder changed"
+    assert exif_read(root / "hall.jpg.xmp")["subject"] == ["broken window", "rust"]
     assert exif_read(root / "hall.jpg.xmp")["hierarchy"] == ["mltag|clip|broken window", "mltag|clip|rust"]
+    assert exif_read(root / "sub dir" / "ünïcode café.jpg.xmp")["subject"] == ["staircase", "graffiti"]
+    assert exif_read(root / "scan.tif.xmp")["subject"] == ["door"]
 
 
 def test_where_must_be_said(archive: tuple[Path, Path]) -> None:
@@ -286,7 +307,7 @@ def test_where_must_be_said(archive: tuple[Path, Path]) -> None:
     assert proc.returncode == 2 and "--out DIR" in proc.stderr and "--beside" in proc.stderr
     assert not list(root.rglob("*.xmp"))
     best = mltag("export", root, "--model", "best", "--beside", "--store", db)
-    assert best.returncode == 2 and "--labels CSV" in best.stderr
+    assert best.returncode == 2 and "holds none yet" in best.stderr and "--labels labels.csv" in best.stderr
 
 
 def test_the_raw_name_photo_is_found_by_its_bytes(archive: tuple[Path, Path]) -> None:

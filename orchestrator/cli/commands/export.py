@@ -37,7 +37,8 @@ Under = Annotated[list[Path], typer.Argument(help="Export the stored photos unde
                                              show_default=False)]
 Which = Annotated[str, typer.Option("--model", "-m", help="MODEL (a stored model's tags), consensus (the tags most "
                                                           "models agree on, normalised), or best (the top model "
-                                                          "of `mltag eval` at its best threshold; needs labels).")]
+                                                          "of `mltag eval` at its best threshold, against your "
+                                                          "labels).")]
 ExportThreshold = Annotated[float | None, typer.Option(
     "--threshold", help="Keep tags scored at least this (default: every tag the model reported; for best: its best "
                         "threshold).")]
@@ -59,7 +60,8 @@ Caption = Annotated[bool, typer.Option("--caption", help="Also the model's capti
 CaptionFrom = Annotated[str | None, typer.Option("--caption-from", metavar="MODEL",
                                                  help="The caption from this captioner (implies --caption).")]
 LabelsCsv = Annotated[Path | None, typer.Option("--labels", help="For --model best: your labels as a CSV (the format "
-                                                                 "of `mltag eval --labels`).")]
+                                                                 "of `mltag eval --labels`). Default: the labels in "
+                                                                 "the results store (`mltag serve`).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be written; write nothing.")]
 
 
@@ -193,29 +195,36 @@ def _consensus(stored: Stored, threshold: float | None, normaliser: Normaliser, 
 
 def _best(paths: list[Path], store: Path | None, labels: Path | None,
           normaliser: Normaliser) -> tuple[str, float | None]:
-    """The top model of `mltag eval`'s ranking (compare/evaluate.py) and its best threshold."""
+    """The top model of `mltag eval`'s ranking (compare/evaluate.py) and its best threshold, against
+    --labels CSV or else the labels in the store (the photos marked done in `mltag serve`)."""
     from orchestrator.cli.commands.evaluate import _labelled_document
     from orchestrator.compare.evaluate import evaluate, read_labels
 
-    if labels is None:
-        raise UsageError("--model best ranks the models against your own labels: give them with --labels CSV "
-                         "(the format of `mltag eval --labels`)")
-    rows = read_labels(labels)
+    rows = read_labels(labels) if labels is not None else []
     stored = load_stored(store, paths, "all")
     try:
+        if labels is None:
+            rows = list(stored.db.label_rows())
+            if not rows:
+                raise UsageError(f"--model best ranks the models against your own labels, and the results store "
+                                 f"{stored.db.path} holds none yet",
+                                 fix="label some photos in `mltag serve` (mark each done), or `mltag labels import "
+                                     "labels.csv`, or pass --labels labels.csv")
         document = _labelled_document(stored.results, {row.key for row in rows})
     finally:
         stored.db.close()
-    evaluation = evaluate(document, rows, normaliser)
+    evaluation = evaluate(document, rows, normaliser, resamples=0)   # the ranking only: no intervals needed
     ranked = [m for m in evaluation["models"] if m["best"] is not None]
     if not evaluation["labelled"] or not ranked:
-        raise UsageError(f"none of the {len(rows)} label row(s) names a photo with stored results under "
-                         f"{', '.join(map(str, paths))}: `mltag eval --labels {labels}` shows what matched")
+        source = labels if labels is not None else "the results store"
+        raise UsageError(f"none of the {len(rows)} label row(s) in {source} names a photo with stored results under "
+                         f"{', '.join(map(str, paths))}: `mltag eval` shows what matched")
     top = ranked[0]
     best = top["best"]
     at = "every tag it reported" if best["threshold"] is None else f"threshold {best['threshold']:g}"
     err.print(f"best: {top['model']} (F1 {best['f1']:.3f} at {at}, over {evaluation['labelled']} labelled "
-              f"photo(s); `mltag eval` shows the ranking)", highlight=False, soft_wrap=True)
+              f"photo(s); `mltag eval` shows the ranking and whether the lead is beyond noise)", highlight=False,
+              soft_wrap=True)
     return str(top["model"]), best["threshold"]
 
 
