@@ -262,7 +262,7 @@ def test_consensus_and_dry_run(archive: tuple[Path, Path], tmp_path: Path) -> No
     lines = dict(line.split(" (new): ") for line in dry.stdout.strip().splitlines())
     assert lines[str(out / "hall.jpg.xmp")] == "broken window, rust", "the tags 2+ models gave, normalised"
     assert lines[str(out / "sub dir" / "ünïcode café.jpg.xmp")] == "staircase, graffiti"
-    assert "would write" in dry.stderr
+    assert "dry run, nothing written: consensus's tags:" in dry.stderr
     real = mltag("export", root, "--model", "consensus", "--out", out, "--store", db, "--consensus-min", "2")
     assert real.returncode == 0, real.stderr
     assert exif_read(out / "hall.jpg.xmp")["hierarchy"] == ["mltag|consensus|broken window", "mltag|consensus|rust"]
@@ -319,3 +319,28 @@ def test_the_raw_name_photo_is_found_by_its_bytes(archive: tuple[Path, Path]) ->
     assert exif_read(sidecar)["subject"] == ["latin"]
     with pytest.raises(UnicodeDecodeError):   # the name really is not UTF-8
         RAW_NAME.decode("utf-8")
+
+
+def test_embed_leaves_a_read_only_photo_and_writes_through_a_link(archive: tuple[Path, Path], tmp_path: Path) -> None:
+    root, db = archive
+    (root / "scan.tif").chmod(0o444)
+    scan = (root / "scan.tif").read_bytes()
+    elsewhere = tmp_path / "elsewhere.jpg"
+    (root / "hall.jpg").rename(elsewhere)
+    (root / "hall.jpg").symlink_to(elsewhere)
+    proc = mltag("export", root, "--model", "wd14", "--embed", "--store", db)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed: " in proc.stderr and "scan.tif: the photo file is read-only" in proc.stderr
+    assert "error: 1 photo(s) could not be exported" in proc.stderr
+    assert (root / "scan.tif").read_bytes() == scan
+    assert (root / "hall.jpg").is_symlink(), "the link stays a link"
+    assert exif_read(elsewhere)["subject"] == ["broken_window", "rust", "indoors"]
+
+
+def test_stem_sidecars_never_shared_by_two_photos(archive: tuple[Path, Path]) -> None:
+    root, db = archive
+    (root / "hall.CR2").write_bytes(b"a raw file's twin")
+    proc = mltag("export", root / "hall.jpg", "--model", "wd14", "--beside", "--sidecar-name", "stem", "--store", db)
+    assert proc.returncode == 0, proc.stderr
+    assert "hall.CR2" in proc.stderr and "skipped" in proc.stderr
+    assert not (root / "hall.xmp").exists(), "hall.xmp is the RAW's sidecar for Lightroom: not written"

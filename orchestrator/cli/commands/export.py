@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -75,8 +75,14 @@ class Counts:
     without_tags: int = 0
     missing: int = 0
     skipped: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: int = 0
+    first_failed: str = ""
     kept_descriptions: int = 0
+
+    def fail(self, photo: str, why: str) -> None:
+        self.failed += 1
+        self.first_failed = self.first_failed or photo
+        err.print(f"failed: {photo}: {why}", highlight=False, soft_wrap=True, markup=False)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
         stored.db.close()
     _summary(choice, counts, destination, dry_run)
     if counts.failed:
-        raise ExportError(f"{len(counts.failed)} photo(s) could not be exported (first: {counts.failed[0]}); the "
+        raise ExportError(f"{counts.failed} photo(s) could not be exported (first: {counts.first_failed}); the "
                           "others were", fix="each is named above with the reason; its file was left as it was")
 
 
@@ -231,6 +237,9 @@ def _best(paths: list[Path], store: Path | None, labels: Path | None,
 def _caption_model(stored: Stored, choice: Choice, caption: bool, caption_from: str | None) -> str | None:
     if caption_from is None and not caption:
         return None
+    if caption_from is None and choice.source == "consensus":
+        raise UsageError("--caption with --model consensus: name the captioner whose captions go to dc:description "
+                         "with --caption-from MODEL")
     name = caption_from or choice.source
     kinds = {m["name"]: m.get("kind") for m in stored.results.models}
     if name not in kinds:
@@ -325,17 +334,21 @@ def _export_one(photo: str, new: PhotoKeywords, destination: _Destination, count
         typer.echo(f"{display_path(target)} ({how}): {', '.join(new.keywords) or '(no keywords)'}")
         counts.written += 1
         return
+    if destination.embed and not os.stat(photo).st_mode & 0o222:
+        counts.fail(shown, "the photo file is read-only (its permissions say so): left as it was")
+        return
     try:
         merged = merge(existing, new, embed=destination.embed)
     except ExportError as exc:
-        counts.failed.append(shown)
-        err.print(f"failed: {shown}: {exc.message}", highlight=False, soft_wrap=True, markup=False)
+        counts.fail(shown, exc.message)
         return
     counts.kept_descriptions += merged.kept_description
     if not merged.changed and (existing_path == target or not new.keywords):
         counts.unchanged += existing_path == target   # nothing new: the file is left as it is
         return
-    _write(Path(target), merged.data, like=Path(photo if destination.embed else target))
+    # --embed through a symbolic link replaces the file it points to, not the link
+    written = os.path.realpath(target) if destination.embed else target
+    _write(Path(written), merged.data, like=Path(written))
     counts.written += 1
     counts.merged += existing is not None
 
@@ -364,15 +377,15 @@ def _summary(choice: Choice, counts: Counts, destination: _Destination, dry_run:
     where = ("into the photos" if destination.embed else "beside the photos" if destination.beside
              else f"under {display_path(os.path.abspath(destination.out or '.'))}")
     at = "" if choice.threshold is None else f" (threshold {choice.threshold:g})"
-    verb = "would write" if dry_run else "wrote"
     parts = [f"{counts.photos} photo(s)", f"{counts.keywords} keyword(s)",
              f"{counts.written} file(s) {'to write' if dry_run else 'written'} {where}"]
     if counts.merged:
         parts.append(f"{counts.merged} merged with existing XMP")
     for number, what in ((counts.unchanged, "unchanged"), (counts.without_tags, "without tags"),
-                         (counts.missing, "missing"), (counts.skipped, "skipped"), (len(counts.failed), "failed"),
+                         (counts.missing, "missing"), (counts.skipped, "skipped"), (counts.failed, "failed"),
                          (counts.kept_descriptions, "kept their own description")):
         if number:
             parts.append(f"{number} {what}")
-    err.print(f"export of {choice.source}'s tags{at} ({verb}): {', '.join(parts)}", highlight=False,
-              soft_wrap=True, markup=False)
+    head = "dry run, nothing written: " if dry_run else ""
+    err.print(f"{head}{choice.source}'s tags{at}: {', '.join(parts)}", highlight=False, soft_wrap=True,
+              markup=False)
