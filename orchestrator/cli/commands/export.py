@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from orchestrator.compare import Normaliser
     from orchestrator.report.xmp import PhotoKeywords
 
+THRESHOLD_ROUNDING = 5e-7   # half the last decimal of the best threshold as compare/evaluate.py rounds it
 CAPTION_KINDS = frozenset({"captioner", "judge"})
 # A photo's RAW or JPEG twin: with --sidecar-name stem both would share one photo.xmp.
 TWIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".dng", ".cr2", ".cr3", ".nef",
@@ -158,9 +159,13 @@ def _choose(model: str, paths: list[Path], store: Path | None, threshold: float 
     if model == "consensus":
         stored = load_stored(store, paths, "all")
         return _consensus(stored, threshold, normaliser, compare_top, consensus_min), stored
+    cut = threshold
     if model == "best":
         name, best_threshold = _best(paths, store, labels, normaliser)
-        threshold = best_threshold if threshold is None else threshold
+        if threshold is None and best_threshold is not None:
+            # eval reports the threshold rounded to 6 decimals: the tag scored exactly at it (maybe a hair
+            # below the rounded figure) must stay in, as it was when the threshold was chosen
+            threshold, cut = best_threshold, best_threshold - THRESHOLD_ROUNDING
     else:
         name = model
     stored = load_stored(store, paths, "all" if with_caption else name)
@@ -170,7 +175,7 @@ def _choose(model: str, paths: list[Path], store: Path | None, threshold: float 
     rename = normaliser if normalise else _raw_names(normaliser)
 
     def keywords(image: dict[str, Any]) -> list[str]:
-        tags = cell_tags(image.get("results", {}).get(name), rename, threshold)
+        tags = cell_tags(image.get("results", {}).get(name), rename, cut)
         return [t for t, _ in sorted(tags.items(), key=lambda item: (-item[1][0], item[0]))]
 
     return Choice(name, threshold, keywords, [name]), stored
