@@ -93,7 +93,6 @@ class Choice:
     source: str
     threshold: float | None
     keywords: Callable[[dict[str, Any]], list[str]]
-    models: list[str]
 
 
 def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: OutDir = None, beside: Beside = False,
@@ -124,6 +123,8 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
     if embed and not dry_run:
         err.print("--embed: writing the XMP keywords INTO the photo files (each replaced atomically; pixel data and "
                   "other metadata untouched)", highlight=False, soft_wrap=True)
+    from orchestrator.report.xmp import PhotoKeywords
+
     counts = Counts()
     destination = _Destination(out, root, beside, embed, sidecar_name)
     try:
@@ -134,8 +135,6 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
                 err.print(f"missing: {display_path(photo)} (stored, no longer there): skipped", highlight=False,
                           soft_wrap=True, markup=False)
                 continue
-            from orchestrator.report.xmp import PhotoKeywords
-
             cell_caption = _caption(image, captions)
             new = PhotoKeywords(choice.keywords(image), choice.source, choice.threshold, cell_caption,
                                 hierarchy == "mltag")
@@ -178,7 +177,7 @@ def _choose(model: str, paths: list[Path], store: Path | None, threshold: float 
         tags = cell_tags(image.get("results", {}).get(name), rename, cut)
         return [t for t, _ in sorted(tags.items(), key=lambda item: (-item[1][0], item[0]))]
 
-    return Choice(name, threshold, keywords, [name]), stored
+    return Choice(name, threshold, keywords), stored
 
 
 def _raw_names(normaliser: Normaliser) -> Callable[[str], str]:
@@ -201,14 +200,13 @@ def _consensus(stored: Stored, threshold: float | None, normaliser: Normaliser, 
         entry = comparison.add({k: v for k, v in image.items() if k != "duplicate_of"})
         return list(entry["summary"]["common_tags"]) if entry else []
 
-    return Choice("consensus", threshold, keywords, list(stored.models))
+    return Choice("consensus", threshold, keywords)
 
 
 def _best(paths: list[Path], store: Path | None, labels: Path | None,
           normaliser: Normaliser) -> tuple[str, float | None]:
     """The top model of `mltag eval`'s ranking (compare/evaluate.py) and its best threshold, against
     --labels CSV or else the labels in the store (the photos marked done in `mltag serve`)."""
-    from orchestrator.cli.commands.evaluate import _labelled_document
     from orchestrator.compare.evaluate import evaluate, read_labels
 
     rows = read_labels(labels) if labels is not None else []
@@ -221,7 +219,11 @@ def _best(paths: list[Path], store: Path | None, labels: Path | None,
                                  f"{stored.db.path} holds none yet",
                                  fix="label some photos in `mltag serve` (mark each done), or `mltag labels import "
                                      "labels.csv`, or pass --labels labels.csv")
-        document = _labelled_document(stored.results, {row.key for row in rows})
+        keys = {row.key for row in rows}
+        # only the labelled photos are held (the ranking needs no other): memory follows the labels, not the archive
+        labelled = [image for image in stored.results.images()
+                    if image["sha256"] in keys or str(Path(image["path"]).resolve()) in keys]
+        document = {**stored.results.head, "models": stored.results.models, "images": labelled}
     finally:
         stored.db.close()
     evaluation = evaluate(document, rows, normaliser, resamples=0)   # the ranking only: no intervals needed
