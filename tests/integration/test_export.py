@@ -46,7 +46,7 @@ CELLS: dict[str, dict[str, dict[str, Any]]] = {
         "clip": {"status": "ok", "tags": [tag("broken window", 0.7), tag("rust", 0.4999996), tag("sky", 0.1)]},
         "florence2": {"status": "ok", "caption": "A derelict hall with broken windows and rust.", "tags": []}},
     "sub dir/ünïcode café.jpg": {
-        "wd14": {"status": "ok", "tags": [tag("staircase", 0.8), tag("graffiti", 0.4)]},
+        "wd14": {"status": "ok", "tags": [tag("staircase", 0.8), tag("graffiti", 0.4), tag("straße <&>", 0.2)]},
         "clip": {"status": "ok", "tags": [tag("staircase", 0.6), tag("graffiti", 0.55)]},
         "florence2": {"status": "ok", "caption": "A staircase covered in graffiti.", "tags": []}},
     "scan.tif": {
@@ -175,12 +175,12 @@ def test_out_mirrors_the_tree_of_a_read_only_archive(archive: tuple[Path, Path],
                                                                     "no rating tag"
     assert hall["hierarchy"] == ["mltag|wd14|broken_window", "mltag|wd14|rust", "mltag|wd14|indoors"]
     assert hall["tagslist"] == ["mltag/wd14/broken_window", "mltag/wd14/rust", "mltag/wd14/indoors"]
-    assert exif_read(out / "sub dir" / "ünïcode café.jpg.xmp")["subject"] == ["staircase", "graffiti"]
+    assert exif_read(out / "sub dir" / "ünïcode café.jpg.xmp")["subject"] == ["staircase", "graffiti", "straße <&>"]
     assert exif_read(out / "scan.tif.xmp")["subject"] == ["door"]
     assert exif_read(os.path.join(os.fsencode(out), RAW_NAME + b".xmp"))["subject"] == ["latin"]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.xmp") if "latin" not in p.name)
     assert written == ["hall.jpg.xmp", "scan.tif.xmp", "shot.png.xmp", "sub dir/ünïcode café.jpg.xmp"]
-    assert "5 photo(s), 8 keyword(s), 5 file(s) written" in proc.stderr
+    assert "5 photo(s), 9 keyword(s), 5 file(s) written" in proc.stderr
 
     again = mltag("export", root, "--model", "wd14", "--out", out, "--store", db, "--threshold", "0.5",
                   "--normalise", "--hierarchy", "none")
@@ -229,13 +229,17 @@ def test_embed_keeps_the_pixels_and_the_other_metadata(archive: tuple[Path, Path
     photos = [root / "hall.jpg", root / "scan.tif", root / "shot.png"]
     pixels = {p: Image.open(p).tobytes() for p in photos}
     png = (root / "shot.png").read_bytes()
+    subprocess.run([EXIFTOOL or "exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject=family",
+                    "-XMP-xmp:Rating=5", str(root / "hall.jpg")], check=True)   # XMP another tool wrote
+    pixels[root / "hall.jpg"] = Image.open(root / "hall.jpg").tobytes()
     proc = mltag("export", root, "--model", "wd14", "--embed", "--store", db)
     assert proc.returncode == 0, proc.stderr
     assert "INTO the photo files" in proc.stderr
     for photo in photos:
         assert Image.open(photo).tobytes() == pixels[photo], f"{photo.name}: decoded pixels identical"
     hall = exif_read(root / "hall.jpg")
-    assert hall["subject"] == ["broken_window", "rust", "indoors"] and hall["artist"] == "The Photographer"
+    assert hall["subject"] == ["family", "broken_window", "rust", "indoors"] and hall["rating"] == 5
+    assert hall["artist"] == "The Photographer", "the Exif is kept"
     assert exif_read(root / "scan.tif")["subject"] == ["door"]
     assert (root / "shot.png").read_bytes() == png, "PNG: skipped, said so"
     assert "skipped: " in proc.stderr and "shot.png" in proc.stderr
