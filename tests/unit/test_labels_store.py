@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,31 @@ def test_a_v2_store_is_migrated_to_v3_and_keeps_its_cells(tmp_path: Path, monkey
     db.set_label(A, "rust", True, "ann")
     db.mark_done(A, "ann")
     assert list(db.label_rows()) == [LabelRow(A, A, ["rust"])]
+
+
+def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: Path, db: ResultStore) -> None:
+    from orchestrator.compare.normalise import Normaliser
+    from orchestrator.store.documents import evaluate_store
+
+    db.begin_run("run1", 0.0, {}, ["analyze"])
+    images = []
+    for i in range(8):
+        (tmp_path / f"{i}.jpg").write_bytes(f"photo {i}".encode())
+        images.append(hash_file(tmp_path / f"{i}.jpg"))
+    db.record_images("run1", images)
+    shas = [img.sha256 for img in images]
+    for i, sha in enumerate(shas):
+        for model, tags in (("A", ["rust", "door"]), ("B", ["rust", "sky"] if i % 2 else ["rust"])):
+            db.put_cell("run1", sha, model, {"status": "ok", "tags": [{"name": t, "score": 0.5 + i / 20} for t in tags],
+                                             "raw": {"scores": [0.1] * 50}}, CellMeta(options_key="k", kind="tagger"))
+    db.import_labels({sha: ["rust", "door"] for sha in shas[:4]}, "ann")
+    entries = db.model_entries(db.models())
+    cache: dict[str, dict[str, Any]] = {}
+    cold = evaluate_store(db, Normaliser())
+    assert cold["labelled"] == 4 and cold["unlabelled"] == 4 and cold["leader"] is not None
+    assert evaluate_store(db, Normaliser(), models=entries, cache=cache) == cold
+    assert set(cache) == set(shas[:4]) and "raw" not in cache[shas[0]]["A"], "only the evaluated part is kept"
+    db.set_label(shas[5], "sky", True, "ann")
+    db.mark_done(shas[5], "ann")
+    live = evaluate_store(db, Normaliser(), models=entries, cache=cache)
+    assert live == evaluate_store(db, Normaliser()) and live["labelled"] == 5
