@@ -208,29 +208,32 @@ def _best(paths: list[Path], store: Path | None, labels: Path | None,
     """The top model of `mltag eval`'s ranking (compare/evaluate.py) and its best threshold, against
     --labels CSV or else the labels in the store (the photos marked done in `mltag serve`)."""
     from orchestrator.compare.evaluate import evaluate, read_labels
+    from orchestrator.store.documents import evaluate_store
 
     rows = read_labels(labels) if labels is not None else []
     stored = load_stored(store, paths, "all")
     try:
         if labels is None:
-            rows = list(stored.db.label_rows())
-            if not rows:
+            if not stored.db.done_sha256s():
                 raise UsageError(f"--model best ranks the models against your own labels, and the results store "
                                  f"{stored.db.path} holds none yet",
                                  fix="label some photos in `mltag serve` (mark each done), or `mltag labels import "
                                      "labels.csv`, or pass --labels labels.csv")
-        keys = {row.key for row in rows}
-        # only the labelled photos are held (the ranking needs no other): memory follows the labels, not the archive
-        labelled = [image for image in stored.results.images()
-                    if image["sha256"] in keys or str(Path(image["path"]).resolve()) in keys]
-        document = {**stored.results.head, "models": stored.results.models, "images": labelled}
+            # as `mltag eval` and `mltag serve` rank them (the labelled photos' cells only); no intervals needed
+            evaluation = evaluate_store(stored.db, normaliser, stored.under, resamples=0)
+        else:
+            keys = {row.key for row in rows}
+            # only the labelled photos are held: memory follows the labels, not the archive
+            labelled = [image for image in stored.results.images()
+                        if image["sha256"] in keys or str(Path(image["path"]).resolve()) in keys]
+            document = {**stored.results.head, "models": stored.results.models, "images": labelled}
+            evaluation = evaluate(document, rows, normaliser, resamples=0)
     finally:
         stored.db.close()
-    evaluation = evaluate(document, rows, normaliser, resamples=0)   # the ranking only: no intervals needed
     ranked = [m for m in evaluation["models"] if m["best"] is not None]
     if not evaluation["labelled"] or not ranked:
         source = labels if labels is not None else "the results store"
-        raise UsageError(f"none of the {len(rows)} label row(s) in {source} names a photo with stored results under "
+        raise UsageError(f"none of the labelled photos in {source} has stored results under "
                          f"{', '.join(map(str, paths))}: `mltag eval` shows what matched")
     top = ranked[0]
     best = top["best"]
