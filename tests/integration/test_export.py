@@ -311,6 +311,8 @@ def test_where_must_be_said(archive: tuple[Path, Path]) -> None:
     proc = mltag("export", root, "--model", "wd14", "--store", db)
     assert proc.returncode == 2 and "--out DIR" in proc.stderr and "--beside" in proc.stderr
     assert not list(root.rglob("*.xmp"))
+    zero_shot = mltag("export", root, "--model", "clip", "--beside", "--store", db)
+    assert zero_shot.returncode == 2 and "clip is zero-shot" in zero_shot.stderr and "--threshold" in zero_shot.stderr
     best = mltag("export", root, "--model", "best", "--beside", "--store", db)
     assert best.returncode == 2 and "holds none yet" in best.stderr and "--labels labels.csv" in best.stderr
 

@@ -171,6 +171,12 @@ def _choose(model: str, paths: list[Path], store: Path | None, threshold: float 
     if name not in stored.models:
         stored.db.close()
         raise UsageError(f"no results for model {name} in the store (stored: {', '.join(stored.models)})")
+    kind = next((m.get("kind") for m in stored.results.models if m["name"] == name), None)
+    if kind == "zero-shot" and cut is None:
+        stored.db.close()
+        raise UsageError(f"{name} is zero-shot: it scores every term of its vocabulary, so every term would become "
+                         "a keyword of every photo", fix=f"give --threshold (`mltag eval` shows {name}'s best), or "
+                                                         "--model best")
     rename = normaliser if normalise else _raw_names(normaliser)
 
     def keywords(image: dict[str, Any]) -> list[str]:
