@@ -232,11 +232,15 @@ def test_embed_keeps_the_pixels_and_the_other_metadata(archive: tuple[Path, Path
     subprocess.run([EXIFTOOL or "exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject=family",
                     "-XMP-xmp:Rating=5", str(root / "hall.jpg")], check=True)   # XMP another tool wrote
     pixels[root / "hall.jpg"] = Image.open(root / "hall.jpg").tobytes()
+    jpeg = (root / "hall.jpg").read_bytes()
     proc = mltag("export", root, "--model", "wd14", "--embed", "--store", db)
     assert proc.returncode == 0, proc.stderr
     assert "INTO the photo files" in proc.stderr
     for photo in photos:
         assert Image.open(photo).tobytes() == pixels[photo], f"{photo.name}: decoded pixels identical"
+    embedded = (root / "hall.jpg").read_bytes()
+    start_of_scan = b"\xff\xda"   # the compressed image data, from the start-of-scan marker to the end: the same bytes
+    assert embedded[embedded.index(start_of_scan):] == jpeg[jpeg.index(start_of_scan):] and embedded != jpeg
     hall = exif_read(root / "hall.jpg")
     assert hall["subject"] == ["family", "broken_window", "rust", "indoors"] and hall["rating"] == 5
     assert hall["artist"] == "The Photographer", "the Exif is kept"
