@@ -117,7 +117,11 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
     normaliser = Normaliser(load_synonyms(synonyms) if synonyms else None)
     choice, stored = _choose(model, paths, store, threshold, normaliser, normalise, labels, compare_top,
                              consensus_min, caption or caption_from is not None)
-    captions = _caption_model(stored, choice, caption, caption_from)
+    try:
+        captions = _caption_model(stored, choice, caption, caption_from)
+    except UsageError:
+        stored.db.close()
+        raise
     roots = [os.path.abspath(p) for p in paths]
     root = os.path.commonpath([r if os.path.isdir(r) else os.path.dirname(r) for r in roots])
     if embed and not dry_run:
@@ -153,8 +157,6 @@ def _choose(model: str, paths: list[Path], store: Path | None, threshold: float 
             with_caption: bool) -> tuple[Choice, Stored]:
     from orchestrator.compare.cells import cell_tags
 
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UsageError("--threshold is a score between 0 and 1")
     if model == "consensus":
         stored = load_stored(store, paths, "all")
         return _consensus(stored, threshold, normaliser, compare_top, consensus_min), stored
