@@ -315,6 +315,11 @@ def test_where_must_be_said(archive: tuple[Path, Path]) -> None:
     proc = mltag("export", root, "--model", "wd14", "--store", db)
     assert proc.returncode == 2 and "--out DIR" in proc.stderr and "--beside" in proc.stderr
     assert not list(root.rglob("*.xmp"))
+    no_caption = mltag("export", root, "--model", "wd14", "--beside", "--caption", "--store", db)
+    assert no_caption.returncode == 2 and "wd14 gives tags, not captions" in no_caption.stderr
+    consensus = mltag("export", root, "--model", "consensus", "--beside", "--caption", "--store", db)
+    assert consensus.returncode == 2 and "--caption-from MODEL" in consensus.stderr
+    assert not list(root.rglob("*.xmp"))
     zero_shot = mltag("export", root, "--model", "clip", "--beside", "--store", db)
     assert zero_shot.returncode == 2 and "clip is zero-shot" in zero_shot.stderr and "--threshold" in zero_shot.stderr
     best = mltag("export", root, "--model", "best", "--beside", "--store", db)
