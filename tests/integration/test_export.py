@@ -164,6 +164,8 @@ def mltag_in(prefix: list[str], *args: str | Path) -> subprocess.CompletedProces
 
 def test_out_mirrors_the_tree_of_a_read_only_archive(archive: tuple[Path, Path], tmp_path: Path) -> None:
     root, db = archive
+    subprocess.run([EXIFTOOL or "exiftool", "-q", "-o", str(root / "scan.tif.xmp"), "-XMP-dc:Subject=archive"],
+                   check=True)   # digiKam's or darktable's sidecar already beside a photo
     before = snapshot(root)
     out = tmp_path / "xmp"
     with read_only(root) as prefix:
@@ -176,11 +178,11 @@ def test_out_mirrors_the_tree_of_a_read_only_archive(archive: tuple[Path, Path],
     assert hall["hierarchy"] == ["mltag|wd14|broken_window", "mltag|wd14|rust", "mltag|wd14|indoors"]
     assert hall["tagslist"] == ["mltag/wd14/broken_window", "mltag/wd14/rust", "mltag/wd14/indoors"]
     assert exif_read(out / "sub dir" / "ünïcode café.jpg.xmp")["subject"] == ["staircase", "graffiti", "straße <&>"]
-    assert exif_read(out / "scan.tif.xmp")["subject"] == ["door"]
+    assert exif_read(out / "scan.tif.xmp")["subject"] == ["archive", "door"], "the sidecar beside it merged in"
     assert exif_read(os.path.join(os.fsencode(out), RAW_NAME + b".xmp"))["subject"] == ["latin"]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.xmp") if "latin" not in p.name)
     assert written == ["hall.jpg.xmp", "scan.tif.xmp", "shot.png.xmp", "sub dir/ünïcode café.jpg.xmp"]
-    assert "5 photo(s), 9 keyword(s), 5 file(s) written" in proc.stderr
+    assert "5 photo(s), 9 keyword(s), 5 file(s) written" in proc.stderr and "1 merged with existing XMP" in proc.stderr
 
     again = mltag("export", root, "--model", "wd14", "--out", out, "--store", db, "--threshold", "0.5",
                   "--normalise", "--hierarchy", "none")
