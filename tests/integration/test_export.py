@@ -184,11 +184,14 @@ def test_out_mirrors_the_tree_of_a_read_only_archive(archive: tuple[Path, Path],
     assert written == ["hall.jpg.xmp", "scan.tif.xmp", "shot.png.xmp", "sub dir/ünïcode café.jpg.xmp"]
     assert "5 photo(s), 9 keyword(s), 5 file(s) written" in proc.stderr and "1 merged with existing XMP" in proc.stderr
 
+    synonyms = tmp_path / "synonyms.txt"
+    synonyms.write_text("rusty, rust = corrosion\n", encoding="utf-8")
     again = mltag("export", root, "--model", "wd14", "--out", out, "--store", db, "--threshold", "0.5",
-                  "--normalise", "--hierarchy", "none")
+                  "--normalise", "--hierarchy", "none", "--synonyms", synonyms)
     assert again.returncode == 0, again.stderr
     hall = exif_read(out / "hall.jpg.xmp")
-    assert hall["subject"] == ["broken window", "rust"], "mltag's earlier keywords replaced, normalised names"
+    assert hall["subject"] == ["broken window", "corrosion"], "mltag's earlier keywords replaced; normalised names, " \
+                                                              "then the synonym map"
     assert hall["hierarchy"] is None and hall["tagslist"] is None, "--hierarchy none: flat keywords only"
 
 

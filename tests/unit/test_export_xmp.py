@@ -100,6 +100,15 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.jpg.xmp"]
 
 
+def test_raw_names_keep_the_models_spelling_unless_a_synonym_renames_them() -> None:
+    from orchestrator.cli.commands.export import _raw_names
+    from orchestrator.compare import Normaliser
+
+    raw = _raw_names(Normaliser({"broken windows": "window damage"}))
+    assert [raw(t) for t in ("broken_window", "Broken-Windows", " Rust ")] == ["window damage", "window damage", "Rust"]
+    assert _raw_names(Normaliser())("broken_window") == "broken_window"
+
+
 def test_only_mltag_export_loads_pyexiv2() -> None:
     code = "import sys, orchestrator.cli; print('pyexiv2' in sys.modules, 'orchestrator.report.xmp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
