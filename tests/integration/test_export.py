@@ -365,3 +365,33 @@ def test_stem_sidecars_never_shared_by_two_photos(archive: tuple[Path, Path]) ->
     assert proc.returncode == 0, proc.stderr
     assert "hall.CR2" in proc.stderr and "skipped" in proc.stderr
     assert not (root / "hall.xmp").exists(), "hall.xmp is the RAW's sidecar for Lightroom: not written"
+
+
+def test_embed_into_a_dng(archive: tuple[Path, Path], tmp_path: Path) -> None:
+    """A DNG-shaped TIFF (the DNGVersion tag: exiftool calls it DNG; no raw sensor data, which nothing here can
+    write)."""
+    from PIL import TiffImagePlugin
+
+    _, db = archive
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    photo = folder / "frame.dng"
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[50706] = bytes([1, 4, 0, 0])   # DNGVersion
+    info.tagtype[50706] = 1
+    Image.effect_noise((64, 48), 40).convert("RGB").save(photo, "TIFF", tiffinfo=info)
+    pixels = Image.open(photo).tobytes()
+    with ResultStore(db) as store:
+        store.begin_run("run2", time.time(), {}, ["analyze"])
+        ref = hash_file(photo)
+        store.record_images("run2", [ref])
+        store.put_cell("run2", ref.sha256, "wd14", {"status": "ok", "tags": [tag("film", 0.9)]},
+                       CellMeta(options_key="k", kind="tagger"))
+        store.finish_run("run2", time.time())
+    proc = mltag("export", folder, "--model", "wd14", "--embed", "--store", db)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(photo).tobytes() == pixels
+    found = subprocess.run([EXIFTOOL or "exiftool", "-j", "-FileType", "-XMP-dc:Subject", str(photo)],
+                           capture_output=True, text=True, check=True)
+    [read] = json.loads(found.stdout)
+    assert (read["FileType"], read["Subject"]) == ("DNG", "film")
