@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ SOURCE = f"Xmp.{PREFIX}.source"
 THRESHOLD = f"Xmp.{PREFIX}.threshold"
 OUR_DESCRIPTION = f"Xmp.{PREFIX}.description"
 X_DEFAULT = 'lang="x-default"'
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 LR_ROOT, DK_ROOT = "mltag|", "mltag/"
 EMBEDDABLE = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".dng"})
 SIDECAR_MIME = "application/rdf+xml"
@@ -88,6 +90,11 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+def _text(text: str) -> str:
+    """XML cannot hold control characters (the XMP toolkit would cut a keyword at a NUL): each becomes a space."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
 def _level(text: str) -> str:
     return text.replace("|", "-").replace("/", "-")
 
@@ -103,15 +110,16 @@ def changes(current: dict[str, Any], new: PhotoKeywords) -> tuple[dict[str, Any]
     """pyexiv2 `modify_xmp` changes that merge `new` into the XMP `current` (as `read_xmp` gives it):
     mltag's earlier keywords out, the new ones in, everything else kept; and whether a description
     that is not mltag's was kept."""
+    keywords = list(dict.fromkeys(t for k in new.keywords if (t := _text(k))))
     earlier = set(_as_list(current.get(OURS)))
     subject = [k for k in dict.fromkeys(_as_list(current.get(SUBJECT))) if k not in earlier]
     theirs = set(subject)
-    added = [k for k in dict.fromkeys(new.keywords) if k not in theirs]
+    added = [k for k in keywords if k not in theirs]
     hierarchy = [h for h in _as_list(current.get(HIERARCHY)) if not h.startswith(LR_ROOT)]
     tags_list = [t for t in _as_list(current.get(TAGS_LIST)) if not t.startswith(DK_ROOT)]
     if new.hierarchy:
-        hierarchy += [f"{LR_ROOT}{_level(new.source)}|{_level(k)}" for k in dict.fromkeys(new.keywords)]
-        tags_list += [f"{DK_ROOT}{_level(new.source)}/{_level(k)}" for k in dict.fromkeys(new.keywords)]
+        hierarchy += [f"{LR_ROOT}{_level(new.source)}|{_level(k)}" for k in keywords]
+        tags_list += [f"{DK_ROOT}{_level(new.source)}/{_level(k)}" for k in keywords]
     out: dict[str, Any] = {**_bag(SUBJECT, subject + added), **_bag(HIERARCHY, hierarchy),
                            TAGS_LIST: tags_list or None, OURS: added or None, SOURCE: new.source,
                            THRESHOLD: None if new.threshold is None else f"{new.threshold:g}"}
@@ -123,8 +131,9 @@ def changes(current: dict[str, Any], new: PhotoKeywords) -> tuple[dict[str, Any]
             languages[X_DEFAULT] = described
         mine = current.get(OUR_DESCRIPTION)
         if languages.get(X_DEFAULT) in (None, "", mine):
-            out[DESCRIPTION] = {**languages, X_DEFAULT: new.caption}
-            out[OUR_DESCRIPTION] = new.caption
+            caption = _CONTROL.sub(" ", new.caption)
+            out[DESCRIPTION] = {**languages, X_DEFAULT: caption}
+            out[OUR_DESCRIPTION] = caption
         else:
             kept = True
     return out, kept
@@ -166,7 +175,7 @@ def merge(existing: bytes | None, new: PhotoKeywords, embed: bool = False) -> Me
             image.clear_exif()
         image.modify_xmp(modify)
         data = bytes(image.get_bytes())
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:   # ValueError: a value that is not UTF-8
         raise ExportError(f"Exiv2 could not write the XMP: {str(exc).strip().splitlines()[0]}") from exc
     finally:
         image.close()

@@ -70,6 +70,11 @@ def test_a_tags_separator_does_not_open_a_level() -> None:
     assert bag(changed, HIERARCHY) == ["mltag|my-model|w-o frame", "mltag|my-model|a-b"]
 
 
+def test_control_characters_become_spaces() -> None:
+    changed, _ = changes({}, PhotoKeywords(["a\x01b", "c\x00d", "\x02", "ok"], "wd14"))
+    assert bag(changed, SUBJECT) == ["a b", "c d", "ok"]
+
+
 def test_the_description_is_replaced_only_when_it_is_mltags() -> None:
     new = PhotoKeywords(["rust"], "florence2", caption="A hall.")
     changed, kept = changes({}, new)
