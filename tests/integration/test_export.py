@@ -257,6 +257,7 @@ def test_embed_keeps_the_pixels_and_the_other_metadata(archive: tuple[Path, Path
     assert hall["subject"] == ["family", "broken_window", "rust", "indoors"] and hall["rating"] == 5
     assert hall["artist"] == "The Photographer", "the Exif is kept"
     assert exif_read(root / "scan.tif")["subject"] == ["door"]
+    assert exif_read(os.path.join(os.fsencode(root), RAW_NAME))["subject"] == ["latin"], "a name that is not UTF-8"
     assert (root / "shot.png").read_bytes() == png, "PNG: skipped, said so"
     assert "skipped: " in proc.stderr and "shot.png" in proc.stderr
     assert not list(root.rglob("*.xmp")) and not list(root.rglob(".mltag-*")), "no sidecar, no temporary file left"
