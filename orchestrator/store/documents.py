@@ -7,7 +7,9 @@ documents show on top (tags extracted from a caption, marked estimated) as they 
 - `from_store`: what the store holds (`mltag report`, `eval`), by path, optionally under some
   folders and for some models;
 - `evaluate_store`: the models ranked on the store's own labels (`mltag eval` without --labels,
-  `mltag serve`'s ranking), reading the cells of the labelled photos only.
+  `mltag serve`'s ranking), reading the cells of the labelled photos only;
+- `queue_from_store`: what to label next (compare/nextlabel.py) among a bounded sample of the
+  unlabelled photos, reading the leading models' cells only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from orchestrator.compare.captags import finish_cell
 from orchestrator.compare.evaluate import evaluate, evaluated_part
 from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED
+from orchestrator.compare.nextlabel import Candidate, label_queue
 from orchestrator.document import Results, header, iso_time
 from orchestrator.images import ImageRef, raw_path
 from orchestrator.store.db import ResultStore
@@ -127,3 +130,27 @@ def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: 
     evaluation = evaluate({"models": entries, "images": images}, rows, normaliser, resamples, seed)
     evaluation["unlabelled"] = store.image_count(under) - evaluation["labelled"]
     return evaluation
+
+
+QUEUE_SAMPLE = 2000   # unlabelled photos a queue is chosen among: bounded work whatever the archive's size
+
+
+def queue_from_store(store: ResultStore, normaliser: Callable[[str], str], leaders: list[str],
+                     thresholds: dict[str, float | None] | None = None, under: list[Path] | None = None,
+                     limit: int = 50, sample: int = QUEUE_SAMPLE,
+                     models: list[dict[str, Any]] | None = None) -> list[Candidate]:
+    """What to label next (`label_queue`) among the first `sample` unlabelled photos in sha256 order (a
+    uniform sample of the archive, the same for the same store; at 100,000 photos reading every photo's
+    cells would take minutes), reading only the `leaders`' cells, a few photos at a time. `leaders` and
+    `thresholds`: from the ranking (nextlabel.leading_models, best_thresholds); `models`: their entries
+    when the caller has them (else read from the store)."""
+    entries = models if models is not None else store.model_entries(leaders, under)
+    entries = [e for e in entries if e["name"] in leaders]
+    shas = store.unlabelled_sample(sample, under)
+    paths = store.paths_of(shas, under)
+
+    def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "skipped", "message": "no result stored for this model and image"}
+
+    images = _with_cells(({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths), store, entries, missing)
+    return label_queue(images, set(), normaliser, leaders, thresholds, limit)
