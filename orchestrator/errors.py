@@ -17,6 +17,7 @@ and keeps its traceback.
     ├── StoreError              the results store (sqlite3 errors are translated at its edge)
     │   └── StoreWriteError     the store stopped taking cells mid-run
     ├── OutputError             --out FILE could not be written
+    ├── ExportError             `mltag export`: one photo's XMP could not be read or merged
     ├── ClusterError            --cluster: Ray missing, no cluster at the address
     └── RunnerError             talking to a runner (turned into cells by the supervisor)
         ├── RunnerTimeout
@@ -83,6 +84,13 @@ class StoreWriteError(StoreError):
 
 class OutputError(MltagError):
     """The output could not be written; the message says what to do."""
+
+    exit_code = 1
+
+
+class ExportError(MltagError):
+    """One photo's XMP (its sidecar, or the photo for --embed) could not be read or merged: `mltag export`
+    names the photo, leaves it as it was and goes on with the others."""
 
     exit_code = 1
 

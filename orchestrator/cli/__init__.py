@@ -18,6 +18,7 @@ import typer
 from orchestrator.cli.commands.analyze import analyze
 from orchestrator.cli.commands.envs import lock, setup_envs
 from orchestrator.cli.commands.evaluate import evaluate
+from orchestrator.cli.commands.export import export
 from orchestrator.cli.commands.health import health
 from orchestrator.cli.commands.judge import judge
 from orchestrator.cli.commands.labels import export_labels, import_labels
@@ -45,8 +46,8 @@ def _reported(command: Callable[..., None]) -> Callable[..., None]:
 
 
 for _name, _command in (("analyze", analyze), ("run", run), ("report", report), ("judge", judge),
-                        ("eval", evaluate), ("models", models), ("health", health), ("setup-envs", setup_envs),
-                        ("lock", lock)):
+                        ("eval", evaluate), ("export", export), ("models", models), ("health", health),
+                        ("setup-envs", setup_envs), ("lock", lock)):
     app.command(_name)(_reported(_command))
 
 store_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,

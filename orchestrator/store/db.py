@@ -482,8 +482,9 @@ class ResultStore:
     def set_label(self, sha256: str, tag: str, yes: bool, who: str) -> Verdict:
         """Record `who`'s verdict on one tag of one photo: `yes` (the tag is true of it) or not. The last
         write per tag wins; the one it replaced stays in the log."""
-        sha, text, by, now = checked_sha256(sha256), checked_tag(tag), checked_who(who), time.time()
+        sha, text, by = checked_sha256(sha256), checked_tag(tag), checked_who(who)
         with self.writing() as db:
+            now = time.time()   # under the write lock: times follow the order the writes are applied
             db.execute("INSERT INTO labels (sha256, tag, verdict, who, time) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (sha256, tag) DO UPDATE SET verdict = excluded.verdict, who = excluded.who, "
                        "time = excluded.time", (sha, text, int(yes), by, now))
@@ -492,8 +493,9 @@ class ResultStore:
 
     def remove_label(self, sha256: str, tag: str, who: str) -> bool:
         """Undo: the tag has no verdict any more. False when it had none."""
-        sha, text, by, now = checked_sha256(sha256), checked_tag(tag), checked_who(who), time.time()
+        sha, text, by = checked_sha256(sha256), checked_tag(tag), checked_who(who)
         with self.writing() as db:
+            now = time.time()   # under the write lock: times follow the order the writes are applied
             removed = db.execute("DELETE FROM labels WHERE sha256 = ? AND tag = ?", (sha, text)).rowcount > 0
             if removed:
                 self._log(db, sha, text, "removed", by, now)
@@ -502,16 +504,18 @@ class ResultStore:
     def mark_done(self, sha256: str, who: str) -> None:
         """This photo's truth set is complete: its yes tags are all its true tags (it now counts in
         `mltag eval` and `mltag labels export`). Marking it again records the new who / when."""
-        sha, by, now = checked_sha256(sha256), checked_who(who), time.time()
+        sha, by = checked_sha256(sha256), checked_who(who)
         with self.writing() as db:
+            now = time.time()
             db.execute("INSERT INTO labels_done (sha256, who, time) VALUES (?, ?, ?) ON CONFLICT (sha256) "
                        "DO UPDATE SET who = excluded.who, time = excluded.time", (sha, by, now))
             self._log(db, sha, None, "done", by, now)
 
     def mark_undone(self, sha256: str, who: str) -> bool:
         """The photo is no longer done (its verdicts stay). False when it was not done."""
-        sha, by, now = checked_sha256(sha256), checked_who(who), time.time()
+        sha, by = checked_sha256(sha256), checked_who(who)
         with self.writing() as db:
+            now = time.time()
             undone = db.execute("DELETE FROM labels_done WHERE sha256 = ?", (sha,)).rowcount > 0
             if undone:
                 self._log(db, sha, None, "undone", by, now)
@@ -557,9 +561,10 @@ class ResultStore:
         """Complete truth sets (sha256 -> true tags), e.g. from a labels CSV, in one transaction: each tag
         given is yes, an earlier yes tag not given becomes no (the set is complete), earlier no verdicts
         stay, and the photo is marked done. Returns the photos imported."""
-        by, now = checked_who(who), time.time()
+        by = checked_who(who)
         sets = {checked_sha256(sha): {checked_tag(t) for t in tags} for sha, tags in truth.items()}
         with self.writing() as db:
+            now = time.time()
             for sha, tags in sets.items():
                 earlier = {r[0] for r in db.execute("SELECT tag FROM labels WHERE sha256 = ? AND verdict = 1", (sha,))}
                 for tag, yes in [*((t, True) for t in sorted(tags)), *((t, False) for t in sorted(earlier - tags))]:
@@ -573,10 +578,11 @@ class ResultStore:
         return len(sets)
 
     def label_log(self, sha256: str) -> list[tuple[str | None, str, str, float]]:
-        """Every label change of one photo, oldest first: (tag or None for the done marker, action, who, time)."""
+        """Every label change of one photo in the order they were applied (rowid: writes are serialised by
+        SQLite's write lock): (tag or None for the done marker, action, who, time)."""
         with self.reading() as db:
             return [(r[0], r[1], r[2], r[3]) for r in db.execute(
-                "SELECT tag, action, who, time FROM label_log WHERE sha256 = ? ORDER BY time, rowid",
+                "SELECT tag, action, who, time FROM label_log WHERE sha256 = ? ORDER BY rowid",
                 (checked_sha256(sha256),))]
 
     def image_at(self, path: str) -> str | None:
