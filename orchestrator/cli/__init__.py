@@ -51,7 +51,7 @@ for _name, _command in (("analyze", analyze), ("run", run), ("report", report), 
     app.command(_name)(_reported(_command))
 
 store_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                       help="The results store: its size per model (stats), and compacting it (vacuum).")
+                        help="The results store: its size per model (stats), and compacting it (vacuum).")
 store_app.command("stats")(_reported(stats))
 store_app.command("vacuum")(_reported(vacuum))
 app.add_typer(store_app, name="store")
