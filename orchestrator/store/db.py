@@ -1,7 +1,8 @@
 """The results store: every cell (image x model) in one SQLite file, written the moment it arrives.
 
 The tables and their versions: orchestrator/store/schema.py. Where the file lives:
-orchestrator/store/location.py. Which cells a re-run reuses: orchestrator/store/keys.py. Every
+orchestrator/store/location.py. Which cells a re-run reuses: orchestrator/store/keys.py. The user's
+labels (set_label, mark_done, label_rows, ...): orchestrator/store/labels.py. Every
 sqlite3 error is translated here, at the store's edge, into a StoreError that names the fix.
 
 Over 350 lines on purpose: every SQL statement of the store is in this one class, so its transaction
@@ -30,13 +31,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import __version__, jsontext
 from orchestrator.errors import StoreError
 from orchestrator.images import ImageRef, display_path, raw_path, unreadable_id
 from orchestrator.store import schema
+from orchestrator.store.labels import ImageLabels, Verdict, checked_sha256, checked_tag, checked_who
 from orchestrator.store.schema import DONE_STATUSES
+
+if TYPE_CHECKING:
+    from orchestrator.compare.evaluate import LabelRow
 
 BUSY_TIMEOUT_S = 30.0
 READ_CHUNK = 256           # images per read: memory stays flat however large the store
@@ -363,6 +368,119 @@ class ResultStore:
                                     "WHERE model = ? ORDER BY time DESC LIMIT 1", (name,)).fetchone()
                 out.append(_entry_from_cell(name, latest))
         return out
+
+    # -- labels (the user's truth; orchestrator/store/labels.py) ----------------------------------------
+    def set_label(self, sha256: str, tag: str, yes: bool, who: str) -> Verdict:
+        """Record `who`'s verdict on one tag of one photo: `yes` (the tag is true of it) or not. The last
+        write per tag wins; the one it replaced stays in the log."""
+        sha, text, by, now = checked_sha256(sha256), checked_tag(tag), checked_who(who), time.time()
+        with self.writing() as db:
+            db.execute("INSERT INTO labels (sha256, tag, verdict, who, time) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (sha256, tag) DO UPDATE SET verdict = excluded.verdict, who = excluded.who, "
+                       "time = excluded.time", (sha, text, int(yes), by, now))
+            self._log(db, sha, text, "yes" if yes else "no", by, now)
+        return Verdict(text, yes, by, now)
+
+    def remove_label(self, sha256: str, tag: str, who: str) -> bool:
+        """Undo: the tag has no verdict any more. False when it had none."""
+        sha, text, by, now = checked_sha256(sha256), checked_tag(tag), checked_who(who), time.time()
+        with self.writing() as db:
+            removed = db.execute("DELETE FROM labels WHERE sha256 = ? AND tag = ?", (sha, text)).rowcount > 0
+            if removed:
+                self._log(db, sha, text, "removed", by, now)
+        return removed
+
+    def mark_done(self, sha256: str, who: str) -> None:
+        """This photo's truth set is complete: its yes tags are all its true tags (it now counts in
+        `mltag eval` and `mltag labels export`). Marking it again records the new who / when."""
+        sha, by, now = checked_sha256(sha256), checked_who(who), time.time()
+        with self.writing() as db:
+            db.execute("INSERT INTO labels_done (sha256, who, time) VALUES (?, ?, ?) ON CONFLICT (sha256) "
+                       "DO UPDATE SET who = excluded.who, time = excluded.time", (sha, by, now))
+            self._log(db, sha, None, "done", by, now)
+
+    def mark_undone(self, sha256: str, who: str) -> bool:
+        """The photo is no longer done (its verdicts stay). False when it was not done."""
+        sha, by, now = checked_sha256(sha256), checked_who(who), time.time()
+        with self.writing() as db:
+            undone = db.execute("DELETE FROM labels_done WHERE sha256 = ?", (sha,)).rowcount > 0
+            if undone:
+                self._log(db, sha, None, "undone", by, now)
+        return undone
+
+    def labels_of(self, sha256: str) -> ImageLabels:
+        """One photo's verdicts (by tag, sorted) and done marker; empty when it has none."""
+        sha = checked_sha256(sha256)
+        with self.reading() as db:
+            rows = db.execute("SELECT tag, verdict, who, time FROM labels WHERE sha256 = ? ORDER BY tag",
+                              (sha,)).fetchall()
+            done = db.execute("SELECT who, time FROM labels_done WHERE sha256 = ?", (sha,)).fetchone()
+        return ImageLabels(sha, {tag: Verdict(tag, bool(v), who, t) for tag, v, who, t in rows}, done is not None,
+                           done[0] if done else None, done[1] if done else None)
+
+    def done_sha256s(self) -> set[str]:
+        """Every photo marked done (the labelled set; a person labels thousands, not millions)."""
+        with self.reading() as db:
+            return {r[0] for r in db.execute("SELECT sha256 FROM labels_done")}
+
+    def label_rows(self) -> Iterator[LabelRow]:
+        """Every done photo as `mltag eval` reads a labels CSV row: keyed by sha256, its yes tags (sorted);
+        a done photo without a yes tag says "nothing to tag here". Read in chunks, by sha256."""
+        from orchestrator.compare.evaluate import LabelRow
+
+        last = ""
+        while True:
+            with self.reading() as db:
+                shas = [r[0] for r in db.execute("SELECT sha256 FROM labels_done WHERE sha256 > ? ORDER BY sha256 "
+                                                 f"LIMIT {READ_CHUNK}", (last,))]
+                tags: dict[str, list[str]] = {}
+                if shas:
+                    for sha, tag in db.execute(f"SELECT sha256, tag FROM labels WHERE verdict = 1 AND sha256 IN "
+                                               f"({', '.join('?' * len(shas))}) ORDER BY sha256, tag", shas):
+                        tags.setdefault(sha, []).append(tag)
+            if not shas:
+                return
+            for sha in shas:
+                yield LabelRow(sha, sha, tags.get(sha, []))
+            last = shas[-1]
+
+    def import_labels(self, truth: Mapping[str, Iterable[str]], who: str) -> int:
+        """Complete truth sets (sha256 -> true tags), e.g. from a labels CSV, in one transaction: each tag
+        given is yes, an earlier yes tag not given becomes no (the set is complete), earlier no verdicts
+        stay, and the photo is marked done. Returns the photos imported."""
+        by, now = checked_who(who), time.time()
+        sets = {checked_sha256(sha): {checked_tag(t) for t in tags} for sha, tags in truth.items()}
+        with self.writing() as db:
+            for sha, tags in sets.items():
+                earlier = {r[0] for r in db.execute("SELECT tag FROM labels WHERE sha256 = ? AND verdict = 1", (sha,))}
+                for tag, yes in [*((t, True) for t in sorted(tags)), *((t, False) for t in sorted(earlier - tags))]:
+                    db.execute("INSERT INTO labels (sha256, tag, verdict, who, time) VALUES (?, ?, ?, ?, ?) "
+                               "ON CONFLICT (sha256, tag) DO UPDATE SET verdict = excluded.verdict, "
+                               "who = excluded.who, time = excluded.time", (sha, tag, int(yes), by, now))
+                    self._log(db, sha, tag, "yes" if yes else "no", by, now)
+                db.execute("INSERT INTO labels_done (sha256, who, time) VALUES (?, ?, ?) ON CONFLICT (sha256) "
+                           "DO UPDATE SET who = excluded.who, time = excluded.time", (sha, by, now))
+                self._log(db, sha, None, "done", by, now)
+        return len(sets)
+
+    def label_log(self, sha256: str) -> list[tuple[str | None, str, str, float]]:
+        """Every label change of one photo, oldest first: (tag or None for the done marker, action, who, time)."""
+        with self.reading() as db:
+            return [(r[0], r[1], r[2], r[3]) for r in db.execute(
+                "SELECT tag, action, who, time FROM label_log WHERE sha256 = ? ORDER BY time, rowid",
+                (checked_sha256(sha256),))]
+
+    def image_at(self, path: str) -> str | None:
+        """The sha256 of the image last seen at this absolute path (as the store writes paths), if any."""
+        with self.reading() as db:
+            row = db.execute("SELECT sha256 FROM image_paths WHERE path = ? ORDER BY last_seen DESC LIMIT 1",
+                             (path,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, sha256: str, tag: str | None, action: str, who: str, at: float) -> None:
+        db.execute("INSERT INTO label_log (sha256, tag, action, who, time) VALUES (?, ?, ?, ?, ?)",
+                   (sha256, tag, action, who, at))
 
     @staticmethod
     def _runs(db: sqlite3.Connection, with_options: bool = False) -> list[dict[str, Any]]:

@@ -10,6 +10,12 @@ Tables:
                 options key, env key, device, timings, run_id, time)
     run_models  per run and model, the result document's `models[]` entry (load timing, device, notes)
     imports     stores an older mltag left inside analysed folders, already merged (v2)
+    labels      the user's truth, per (sha256, tag): a yes / no verdict, who and when (v3); keyed by content,
+                so a moved or renamed photo keeps its labels, and not tied to `images` (labels may come
+                from a CSV before the photo is analysed)
+    labels_done per image, "this photo's truth set is complete" (who, when) (v3): only done photos count
+    label_log   every label change, append-only (v3): the last write per tag wins in `labels`, and what
+                it overwrote stays here
 
 Schema versions: `PRAGMA user_version`; MIGRATIONS[i] takes a store from version i to i + 1, all
 pending ones in one transaction (orchestrator/store/db.py). A store written by a newer mltag is
@@ -65,6 +71,26 @@ def _v2(db: sqlite3.Connection) -> None:
         source TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, time REAL NOT NULL)""")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Labels: the user's yes / no per (image content, normalised tag), a per-image "done" marker, and the
+    log of every change (two browser tabs labelling one store: the last write wins, none is lost)."""
+    for statement in (
+        """CREATE TABLE labels (
+            sha256 TEXT NOT NULL, tag TEXT NOT NULL,
+            verdict INTEGER NOT NULL CHECK (verdict IN (0, 1)),   -- 1: the tag is true of the photo, 0: it is not
+            who TEXT NOT NULL, time REAL NOT NULL,
+            PRIMARY KEY (sha256, tag))""",
+        """CREATE TABLE labels_done (
+            sha256 TEXT PRIMARY KEY, who TEXT NOT NULL, time REAL NOT NULL)""",
+        """CREATE TABLE label_log (
+            sha256 TEXT NOT NULL, tag TEXT,       -- NULL: the done marker
+            action TEXT NOT NULL,                 -- yes | no | removed | done | undone
+            who TEXT NOT NULL, time REAL NOT NULL)""",
+        "CREATE INDEX label_log_by_image ON label_log(sha256, time)",
+    ):
+        db.execute(statement)
+
+
 # MIGRATIONS[i] migrates version i -> i + 1. Append, never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 STORE_VERSION = len(MIGRATIONS)   # the version this code writes

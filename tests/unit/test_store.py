@@ -236,7 +236,7 @@ def test_empty_file_is_migrated_and_settings_hold(tmp_path: Path) -> None:
     path.write_bytes(b"")   # an empty file is an SQLite database at version 0
     db = ResultStore(path)
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION == 3
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"runs", "images", "image_paths", "cells", "run_models"} <= {
         r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -251,13 +251,13 @@ def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pyt
     db.put_cell("run1", img.sha256, "m", {"status": "ok"}, KEY)
     db.close()
 
-    def v3(con: sqlite3.Connection) -> None:
+    def v4(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE cells ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(store.schema, "MIGRATIONS", (*store.schema.MIGRATIONS, v3))
+    monkeypatch.setattr(store.schema, "MIGRATIONS", (*store.schema.MIGRATIONS, v4))
     db = ResultStore(db.path)
     con = sqlite3.connect(db.path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
     assert "note" in [r[1] for r in con.execute("PRAGMA table_info(cells)")]
     assert db.cells_of([img.sha256]) == {img.sha256: {"m": {"status": "ok"}}}, "data kept"
 
@@ -265,7 +265,7 @@ def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pyt
 def test_refuses_newer_foreign_corrupt_missing_and_locked(tmp_path: Path) -> None:
     newer = tmp_path / "newer.sqlite"
     sqlite3.connect(newer).execute("PRAGMA user_version = 7")
-    with pytest.raises(StoreError, match=r"newer mltag \(store schema v7; .* reads up to v2\): upgrade mltag"):
+    with pytest.raises(StoreError, match=r"newer mltag \(store schema v7; .* reads up to v3\): upgrade mltag"):
         ResultStore(newer)
     foreign = tmp_path / "foreign.sqlite"
     with sqlite3.connect(foreign) as con:
