@@ -20,6 +20,7 @@ from orchestrator.cli.commands.envs import lock, setup_envs
 from orchestrator.cli.commands.evaluate import evaluate
 from orchestrator.cli.commands.health import health
 from orchestrator.cli.commands.judge import judge
+from orchestrator.cli.commands.labels import export_labels, import_labels
 from orchestrator.cli.commands.models import models
 from orchestrator.cli.commands.report import report
 from orchestrator.cli.commands.run import run
@@ -46,6 +47,12 @@ for _name, _command in (("analyze", analyze), ("run", run), ("report", report), 
                         ("eval", evaluate), ("models", models), ("health", health), ("setup-envs", setup_envs),
                         ("lock", lock)):
     app.command(_name)(_reported(_command))
+
+labels_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="Your labels (the truth `mltag eval` ranks the models on), kept in the results store.")
+labels_app.command("export")(_reported(export_labels))
+labels_app.command("import")(_reported(import_labels))
+app.add_typer(labels_app, name="labels")
 
 
 def main() -> None:

@@ -32,10 +32,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from orchestrator.compare.cells import cell_tags, model_names, unique_images
 from orchestrator.errors import LabelsError
@@ -55,6 +55,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass
 class LabelRow:
+    """One image's true tags: a labels CSV row, or a photo marked done in the store (ref = key = sha256)."""
+
     ref: str                      # as written in the CSV (for messages)
     key: str                      # sha256, or the resolved absolute path when no such file exists
     tags: list[str] = field(default_factory=list)
@@ -86,6 +88,18 @@ def _key(ref: str, base: Path, hasher: Callable[[Path], str] | None) -> str:
     if hasher is not None and path.is_file():
         return hasher(path)
     return str(path)
+
+
+def write_labels(rows: Iterable[LabelRow], stream: IO[str]) -> int:
+    """Rows as a labels CSV that `read_labels` reads back (header `image,tags`; the tags quoted, comma-
+    separated); streamed, returns the rows written."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["image", "tags"])
+    written = 0
+    for row in rows:
+        writer.writerow([row.ref, ", ".join(row.tags)])
+        written += 1
+    return written
 
 
 def read_labels(path: Path) -> list[LabelRow]:

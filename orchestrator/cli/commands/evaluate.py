@@ -15,10 +15,12 @@ from orchestrator.cli.console import err, stdout
 from orchestrator.cli.output import write_text
 from orchestrator.cli.stores import load_stored
 from orchestrator.document import Results
-from orchestrator.errors import UsageError
+from orchestrator.errors import LabelsError, UsageError
 
-Labels = Annotated[Path, typer.Option("--labels", help="CSV: image path (relative to the CSV) or sha256, then its "
-                                                       "true tags, comma-separated.")]
+Labels = Annotated[Path | None, typer.Option(
+    "--labels", help="CSV: image path (relative to the CSV) or sha256, then its true tags, comma-separated. Default: "
+                     "the labels in the results store (the photos marked done in `mltag serve`, or imported with "
+                     "`mltag labels import`).")]
 Under = Annotated[list[Path] | None, typer.Argument(
     help="Evaluate the stored images under these files or folders (default: all).", show_default=False)]
 Saved = Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document instead of the "
@@ -26,7 +28,7 @@ Saved = Annotated[Path | None, typer.Option("--results", help="A saved `--format
 EvalFormat = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
 
 
-def evaluate(labels: Labels, paths: Under = None, store: o.StoredFrom = None, results: Saved = None,
+def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = None, results: Saved = None,
              synonyms: o.Synonyms = None, fmt: EvalFormat = "table", out: o.Out = None) -> None:
     """Precision, recall and F1 of each model against your own labels: which model tags your archive best."""
     from orchestrator.compare import Normaliser
@@ -40,18 +42,30 @@ def evaluate(labels: Labels, paths: Under = None, store: o.StoredFrom = None, re
         raise UsageError(f"unknown --format {fmt!r} (choose from table, json, csv)")
     if results is not None and (store is not None or paths):
         raise UsageError("--results FILE replaces the store: give it alone, without --store or PATHS")
+    if results is not None and labels is None:
+        raise UsageError("--results FILE needs --labels FILE (the store's labels go with the store's results)")
     views = ViewFlags(synonyms=synonyms).views()
-    rows = read_labels(labels)
+    rows = read_labels(labels) if labels is not None else []
     if results is not None:
         document = _saved_document(results)
     else:
         stored = load_stored(store, paths, "all")
-        document = _labelled_document(stored.results, {row.key for row in rows})
-        stored.db.close()
+        try:
+            if labels is None:
+                rows = list(stored.db.label_rows())
+                if not rows:
+                    raise LabelsError(f"no labelled photos in the results store {stored.db.path}: label some in "
+                                      "`mltag serve` (mark each one done), or `mltag labels import labels.csv`, or "
+                                      "pass --labels labels.csv")
+            document = _labelled_document(stored.results, {row.key for row in rows})
+        finally:
+            stored.db.close()
     evaluation = score(document, rows, views.normaliser or Normaliser())
     if not evaluation["labelled"]:
-        raise UsageError(f"none of the {len(rows)} label row(s) in {labels} names an image in the results (first: "
-                         f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
+        source = labels if labels is not None else "the results store"
+        raise UsageError(f"none of the {len(rows)} label row(s) in {source} names an image in the results (first: "
+                         f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256"
+                         + ("" if labels is not None or not paths else "; or give no PATHS to use every image"))
     if fmt == "table":
         with open_output(out) as stream:
             (Console(file=stream, width=160) if out else stdout()).print(evaluation_table(evaluation))
