@@ -24,6 +24,7 @@ from orchestrator.cli.commands.labels import export_labels, import_labels
 from orchestrator.cli.commands.models import models
 from orchestrator.cli.commands.report import report
 from orchestrator.cli.commands.run import run
+from orchestrator.cli.commands.serve import serve
 from orchestrator.cli.console import print_error
 from orchestrator.errors import MltagError
 
@@ -45,7 +46,7 @@ def _reported(command: Callable[..., None]) -> Callable[..., None]:
 
 for _name, _command in (("analyze", analyze), ("run", run), ("report", report), ("judge", judge),
                         ("eval", evaluate), ("models", models), ("health", health), ("setup-envs", setup_envs),
-                        ("lock", lock)):
+                        ("lock", lock), ("serve", serve)):
     app.command(_name)(_reported(_command))
 
 labels_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,

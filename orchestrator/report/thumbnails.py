@@ -38,8 +38,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
-    """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
+def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True) -> tuple[bytes | None, str | None]:
+    """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
             return None, "not a regular file"
@@ -52,9 +52,17 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | Non
                 upright.thumbnail((size, size), Image.Resampling.LANCZOS)
                 rgb = _to_rgb(upright)
         buf = io.BytesIO()
-        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=optimize)
     except FileNotFoundError:
         return None, "file not found"
     except Exception as exc:  # any unreadable file is a placeholder, never a failed report
         return None, f"cannot read image: {type(exc).__name__}: {exc}"[:200]
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
+    return buf.getvalue(), None
+
+
+def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
+    """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
+    data, error = thumbnail_jpeg(path, size)
+    if data is None:
+        return None, error
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), None

@@ -350,6 +350,13 @@ class BrowseIndex:
                            [(sha, int(done)) for sha, done in rows])
             db.execute("COMMIT")
 
+    def sync_labelled(self) -> None:
+        """The labelled photos as the store holds them now (at start: another process may have labelled)."""
+        with self.store.reading() as db:
+            rows = db.execute("SELECT s.sha256, EXISTS (SELECT 1 FROM labels_done d WHERE d.sha256 = s.sha256) FROM "
+                              "(SELECT sha256 FROM labels UNION SELECT sha256 FROM labels_done) s").fetchall()
+        self.set_labelled([(sha, bool(done)) for sha, done in rows], replace=True)
+
     def unset_labelled(self, sha256: str) -> None:
         with self._reading() as db:
             db.execute("DELETE FROM labelled WHERE sha256 = ?", (sha256,))

@@ -1,0 +1,42 @@
+"""One photo as the app shows it: the models side by side (the HTML report's cell views), its
+consensus, and the chips to label: the union of the models' normalised tags, by consensus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.compare import Comparison
+from orchestrator.report.html import _cell_view, _facts
+from orchestrator.store import ResultStore
+
+LABEL_TOP_K = 25       # per model: the proposals a photo's chips offer (the labelling pool)
+CELL_TOP = 10          # tags shown per cell before "more", as the report
+
+
+def photo_view(store: ResultStore, entries: list[dict[str, Any]], sha256: str, path: str,
+               normalise: Callable[[str], str]) -> dict[str, Any]:
+    """Everything the photo page shows, from the store (one short read)."""
+    models = [e["name"] for e in entries]
+    results = store.cells_of([sha256], models).get(sha256, {})
+    image = {"sha256": sha256, "path": path, "results": results}
+    shown = Comparison(entries, CELL_TOP, None, normalise).add(image) or {}
+    pool = Comparison(entries, LABEL_TOP_K, None, normalise).add(image) or {}
+    judges = {e["name"] for e in entries if e.get("kind") == "judge"}
+    labels = store.labels_of(sha256)
+    chips = [{"tag": c["tag"], "n_models": c["n_models"], "score": c["score"], "models": c["models"]}
+             for c in pool.get("consensus") or []]
+    offered = {c["tag"] for c in chips}
+    for tag in labels.verdicts:   # a tag the user added (no model gave it) is a chip too
+        if tag not in offered:
+            chips.append({"tag": tag, "n_models": 0, "score": 0.0, "models": [], "added": True})
+    for chip in chips:
+        verdict = labels.verdicts.get(chip["tag"])
+        chip["verdict"] = None if verdict is None else ("yes" if verdict.yes else "no")
+    return {
+        "sha256": sha256, "path": path, "facts": _facts(results), "agreement": shown.get("agreement"),
+        "consensus": (shown.get("consensus") or [])[:8],
+        "cells": [dict(_cell_view(m, results.get(m), None, CELL_TOP, normalise), synthesis=m in judges)
+                  for m in models],
+        "chips": chips, "done": labels.done, "done_by": labels.done_by, "done_at": labels.done_at,
+    }
