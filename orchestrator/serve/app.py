@@ -221,7 +221,7 @@ def _set_label(served: Served, sha: str, tag: str, verdict: str | None) -> None:
             served.store.remove_label(sha, tag, served.who)
         else:
             served.store.set_label(sha, tag, verdict == "yes", served.who)
-        served.index.set_labelled([(sha, served.store.labels_of(sha).done)])
+        _relabel(served, sha)
 
 
 def _set_done(served: Served, sha: str, done: bool) -> None:
@@ -230,11 +230,16 @@ def _set_done(served: Served, sha: str, done: bool) -> None:
             served.store.mark_done(sha, served.who)
         else:
             served.store.mark_undone(sha, served.who)
-        labels = served.store.labels_of(sha)
-        if labels.verdicts or labels.done:
-            served.index.set_labelled([(sha, labels.done)])
-        else:
-            served.index.unset_labelled(sha)
+        _relabel(served, sha)
+
+
+def _relabel(served: Served, sha: str) -> None:
+    """The index's labelled / done mark of one photo, as the store now holds it (the grid's filter)."""
+    labels = served.store.labels_of(sha)
+    if labels.verdicts or labels.done:
+        served.index.set_labelled([(sha, labels.done)])
+    else:
+        served.index.unset_labelled(sha)
 
 
 def _ranking(served: Served) -> dict[str, Any]:
