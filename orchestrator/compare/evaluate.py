@@ -25,6 +25,8 @@ Metrics (after the comparison's normalisation and the synonym map, on both sides
   vocabulary). "best": the score threshold, among the scores the model gave, with the highest
   micro F1 (ties: the higher threshold); a tuned figure, optimistic on a small label set.
 - Models are ranked by best F1, then own F1, then name.
+- Intervals: 95% percentile bootstrap over the photos, and a paired bootstrap of the leader's best-F1
+  lead over the runner-up ("ahead beyond noise" when its interval is above zero): intervals.py.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from orchestrator.compare import intervals
 from orchestrator.compare.cells import cell_tags, model_names, unique_images
+from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Counts, Series
 from orchestrator.errors import LabelsError
 from schemas.status import SUCCESS
 
@@ -47,6 +51,9 @@ DEFINITIONS = {
     "own": "own threshold: every tag the model reported",
     "best": "best threshold: the score cut-off, among the scores the model gave, with the highest micro F1",
     "failures": "a failed cell (timeout, crash, error, bad image) predicts nothing; skipped cells are left out",
+    "intervals": ("95% bootstrap intervals over the labelled photos (percentile; the best threshold is kept as "
+                  "chosen on all of them); the leader is ahead beyond noise when the 95% interval of its best-F1 "
+                  "lead over the runner-up, on the same resamples (paired), is above zero"),
 }
 HEADER_CELLS = frozenset({"image", "path", "file", "sha256", "image_path"})
 NOT_RUN = frozenset({"skipped"})
@@ -187,16 +194,22 @@ def match_labels(document: dict[str, Any], rows: list[LabelRow]) -> tuple[dict[s
 
 
 def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelRow],
-             normaliser: Callable[[str], str]) -> dict[str, Any]:
-    """Per-model precision / recall / F1 against `labels` (sha256 -> true tags, or parsed rows)."""
+             normaliser: Callable[[str], str], resamples: int = DEFAULT_RESAMPLES,
+             seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """Per-model precision / recall / F1 against `labels` (sha256 -> true tags, or parsed rows), ranked, with
+    95% bootstrap intervals over the photos (`resamples` seeded by `seed`; 0: none) and whether the leader's
+    best F1 is ahead of the runner-up's beyond noise (orchestrator/compare/intervals.py). `mltag eval` and
+    `mltag serve` both call this, so they show the same numbers."""
     rows = labels if isinstance(labels, list) else [LabelRow(k, k, sorted(v)) for k, v in labels.items()]
     by_sha, missing, unlabelled = match_labels(document, rows)
     truth = {sha: {n for t in tags if (n := normaliser(t))} for sha, tags in by_sha.items()}
     images = [img for img in unique_images(document) if img["sha256"] in truth]
     kinds = {m["name"]: m.get("kind") for m in document.get("models", [])}
     results = []
+    counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]] = {}   # model -> (own, best) by sha256
     for model in model_names(document):
         scored: list[tuple[dict[str, float], set[str]]] = []
+        shas: list[str] = []
         failed = 0
         for img in images:
             cell = img.get("results", {}).get(model)
@@ -204,25 +217,60 @@ def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelR
                 continue
             failed += cell.get("status") not in SUCCESS
             scored.append(({t: s for t, (s, _) in cell_tags(cell, normaliser, None).items()}, truth[img["sha256"]]))
-        results.append(_model_result(model, kinds.get(model), scored, failed))
+            shas.append(img["sha256"])
+        result, own, best = _model_result(model, kinds.get(model), scored, failed)
+        results.append(result)
+        if result["own"] is not None:
+            counts[model] = (dict(zip(shas, own, strict=True)), dict(zip(shas, best, strict=True)))
     results.sort(key=lambda r: (r["best"] is None, -(r["best"] or {}).get("f1", 0), -(r["own"] or {}).get("f1", 0),
                                 r["model"]))
-    return {"definitions": DEFINITIONS, "labelled": len(images), "unlabelled": unlabelled,
-            "unmatched_labels": missing, "true_tags": sum(len(t) for t in truth.values()), "models": results}
+    evaluation = {"definitions": DEFINITIONS, "labelled": len(images), "unlabelled": unlabelled,
+                  "unmatched_labels": missing, "true_tags": sum(len(t) for t in truth.values()), "models": results}
+    if resamples > 0:
+        _add_intervals(evaluation, counts, sorted(img["sha256"] for img in images), resamples, seed)
+    return evaluation
+
+
+def _add_intervals(evaluation: dict[str, Any], counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]],
+                   order: list[str], resamples: int, seed: int) -> None:
+    """Each ranked model's `intervals`, the `bootstrap` settings and the `leader` verdict, in place."""
+    series = [Series(model, threshold, intervals.per_photo_counts(by_sha, order))
+              for model, pair in counts.items() for threshold, by_sha in zip(("own", "best"), pair, strict=True)]
+    ranked = [r["model"] for r in evaluation["models"] if r["model"] in counts]
+    pair = (ranked[0], ranked[1]) if len(ranked) > 1 else None
+    boot = intervals.bootstrap(series, pair, resamples, seed)
+    for result in evaluation["models"]:
+        result["intervals"] = boot["intervals"].get(result["model"])
+    evaluation["bootstrap"] = {"resamples": resamples, "seed": seed, "confidence": intervals.CONFIDENCE,
+                               "unit": "photo"}
+    evaluation["leader"] = None
+    if pair is not None and boot["difference"] is not None:
+        first, second = (next(r for r in evaluation["models"] if r["model"] == m) for m in pair)
+        evaluation["leader"] = {"model": pair[0], "runner_up": pair[1], "metric": "best f1",
+                                "difference": round(first["best"]["f1"] - second["best"]["f1"], 6),
+                                **boot["difference"]}
 
 
 def _model_result(model: str, kind: str | None, scored: list[tuple[dict[str, float], set[str]]],
-                  failed: int) -> dict[str, Any]:
+                  failed: int) -> tuple[dict[str, Any], list[Counts], list[Counts]]:
+    """The model's metrics, and its per-photo (TP, FP, FN) at its own and at its best threshold."""
     out: dict[str, Any] = {"model": model, "kind": kind, "images": len(scored), "failed": failed,
                            "own": None, "best": None}
     if not scored:
         out["note"] = "no result on a labelled image (the model did not run)"
-        return out
-    out["own"] = _metrics([(set(tags), truth) for tags, truth in scored])
+        return out, [], []
+    pairs = [(set(tags), truth) for tags, truth in scored]
+    out["own"] = _metrics(pairs)
     threshold = best_threshold(scored)
     if threshold is None:   # the model predicted nothing at all
         out["best"] = {**out["own"], "threshold": None}
+        at = pairs
     else:
         at = [({t for t, s in tags.items() if s >= threshold}, truth) for tags, truth in scored]
         out["best"] = {**_metrics(at), "threshold": round(threshold, 6)}
-    return out
+    return out, [_photo_counts(p, t) for p, t in pairs], [_photo_counts(p, t) for p, t in at]
+
+
+def _photo_counts(predicted: set[str], truth: set[str]) -> Counts:
+    hits = len(predicted & truth)
+    return hits, len(predicted) - hits, len(truth) - hits

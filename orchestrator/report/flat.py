@@ -117,14 +117,18 @@ def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
 
 EVALUATION_FIELDS = ("rank", "model", "kind", "images", "failed", "own_precision", "own_recall", "own_f1",
                      "own_macro_f1", "best_threshold", "best_precision", "best_recall", "best_f1",
-                     "best_macro_f1")
+                     "best_macro_f1",
+                     # 95% bootstrap intervals, and on the leader's row its best-F1 lead over the runner-up
+                     *(f"{t}_{m}_{end}" for t in ("own", "best") for m in ("precision", "recall", "f1")
+                       for end in ("lo", "hi")),
+                     "lead_best_f1", "lead_lo", "lead_hi", "ahead_beyond_noise")
 
 
 def evaluation_csv(evaluation: dict[str, Any]) -> str:
     """`mltag eval --format csv`: one row per model, best first (spreadsheet-safe: model names are escaped
     like the results CSV)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EVALUATION_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=EVALUATION_FIELDS, lineterminator="\n", restval="")
     writer.writeheader()
     for rank, r in enumerate(evaluation["models"], 1):
         own, best = r["own"] or {}, r["best"] or {}
@@ -132,5 +136,11 @@ def evaluation_csv(evaluation: dict[str, Any]) -> str:
                "failed": r["failed"], "best_threshold": best.get("threshold", "")}
         for prefix, m in (("own", own), ("best", best)):
             row.update({f"{prefix}_{k}": m.get(k, "") for k in ("precision", "recall", "f1", "macro_f1")})
+            for metric, (low, high) in ((r.get("intervals") or {}).get(prefix) or {}).items():
+                row.update({f"{prefix}_{metric}_lo": low, f"{prefix}_{metric}_hi": high})
+        leader = evaluation.get("leader")
+        if leader and leader["model"] == r["model"]:
+            row.update({"lead_best_f1": leader["difference"], "lead_lo": leader["interval"][0],
+                        "lead_hi": leader["interval"][1], "ahead_beyond_noise": "yes" if leader["ahead"] else "no"})
         writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()
