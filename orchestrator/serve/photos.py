@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.compare import Comparison
+from orchestrator.compare.captags import finish_cell
 from orchestrator.report.html import _cell_view, _facts
 from orchestrator.store import ResultStore
 
@@ -17,8 +18,10 @@ CELL_TOP = 10          # tags shown per cell before "more", as the report
 def photo_view(store: ResultStore, entries: list[dict[str, Any]], sha256: str, path: str,
                normalise: Callable[[str], str]) -> dict[str, Any]:
     """Everything the photo page shows, from the store (one short read)."""
-    models = [e["name"] for e in entries]
-    results = store.cells_of([sha256], models).get(sha256, {})
+    kinds = {e["name"]: e.get("kind") or "tagger" for e in entries}
+    models = list(kinds)
+    stored = store.cells_of([sha256], models).get(sha256, {})
+    results = {m: finish_cell(kinds[m], stored[m]) for m in models if m in stored}   # caption tags, as documents
     image = {"sha256": sha256, "path": path, "results": results}
     shown = Comparison(entries, CELL_TOP, None, normalise).add(image) or {}
     pool = Comparison(entries, LABEL_TOP_K, None, normalise).add(image) or {}

@@ -125,8 +125,9 @@ def test_labels_are_written_through_the_store_and_ranked_like_mltag_eval(world: 
     out = mltag("eval", "--store", str(db.path), "--format", "json")
     assert out.returncode == 0, out.stderr
     evaluated = json.loads(out.stdout)
-    assert [(m["model"], m["own"], m["best"]) for m in ranking["models"]] == \
-        [(m["model"], m["own"], m["best"]) for m in evaluated["models"]]
+    assert [(m["model"], m["own"], m["best"], m["intervals"]) for m in ranking["models"]] == \
+        [(m["model"], m["own"], m["best"], m["intervals"]) for m in evaluated["models"]]
+    assert ranking["leader"] == evaluated["leader"] and ranking["models"][0]["intervals"]["own"]["f1"]
     assert _post(client, token, "/api/done", {"sha256": images[1].sha256, "done": False}).status_code == 200
     assert client.get("/api/ranking").json()["labelled"] == 2
 

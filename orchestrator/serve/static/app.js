@@ -52,8 +52,9 @@ async function refreshRanking() {
     row.dataset.model = m.model;
     row.appendChild(el("td", "model", m.model));
     const own = m.own || {}, best = m.best || {};
-    for (const [value, interval] of [[own.f1, (own.ci || {}).f1], [own.precision, (own.ci || {}).precision],
-                                     [own.recall, (own.ci || {}).recall], [best.f1, (best.ci || {}).f1]]) {
+    const iv = m.intervals || {}, ivOwn = iv.own || {}, ivBest = iv.best || {};
+    for (const [value, interval] of [[own.f1, ivOwn.f1], [own.precision, ivOwn.precision],
+                                     [own.recall, ivOwn.recall], [best.f1, ivBest.f1]]) {
       const cell = el("td", "num", fmt(value));
       if (interval) cell.appendChild(el("span", "ci", ci(interval)));
       row.appendChild(cell);
@@ -61,7 +62,13 @@ async function refreshRanking() {
     row.appendChild(el("td", "num", best.threshold == null ? "–" : fmt(best.threshold)));
     body.appendChild(row);
   }
-  leader.textContent = result.leader ? result.leader.text || "" : "";
+  const lead = result.leader;
+  leader.className = "leader" + (lead ? (lead.ahead ? " ahead" : " close") : "");
+  leader.textContent = lead
+    ? `${lead.model} leads ${lead.runner_up} by ${lead.difference >= 0 ? "+" : ""}${lead.difference.toFixed(3)} best F1 ` +
+      `(95% interval ${lead.interval[0].toFixed(3)} to ${lead.interval[1].toFixed(3)}): ` +
+      (lead.ahead ? "ahead beyond noise" : "not ahead beyond noise yet: label more photos")
+    : "";
 }
 
 async function labelNext(after) {
@@ -196,7 +203,7 @@ function initPhoto() {
   }
 
   async function write(tag, verdict) {
-    await api("POST", "/api/label", {sha256: sha, tag, verdict});
+    return api("POST", "/api/label", {sha256: sha, tag, verdict});
   }
 
   async function setVerdict(verdict) {
@@ -209,8 +216,11 @@ function initPhoto() {
   }
 
   async function addTag(text) {
-    const tag = text.trim();
-    if (!tag) return;
+    if (!text.trim()) return;
+    let saved;
+    try { saved = await api("POST", "/api/label", {sha256: sha, tag: text, verdict: "yes"}); }
+    catch (e) { toast(e.message); return; }
+    const tag = saved.tag;           // as the store keeps it: normalised as the models' tags are
     let index = chips.findIndex((c) => c.tag === tag);
     if (index < 0) {
       chips.push({tag, n_models: 0, score: 0, models: [], verdict: null, added: true});
@@ -218,7 +228,6 @@ function initPhoto() {
     }
     undo.push({kind: "label", index, before: chips[index].verdict});
     chips[index].verdict = "yes";
-    try { await write(tag, "yes"); } catch (e) { toast(e.message); }
     addInput.value = "";
     focusChip(index);
   }
