@@ -73,11 +73,11 @@ def _wait(condition: Any, timeout: float = 10.0) -> Any:
     raise AssertionError("timed out waiting for the page")
 
 
-def _keys(browser: Any, *keys: str) -> None:
+def _keys(chrome: Any, *keys: str) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     for key in keys:
-        ActionChains(browser).send_keys(key).perform()
+        ActionChains(chrome).send_keys(key).perform()
         time.sleep(0.15)   # each key's write goes out before the next (a person types no faster)
 
 

@@ -32,7 +32,8 @@ function toast(text) {
 }
 
 const fmt = (v) => (typeof v === "number" ? v.toFixed(2) : "–");
-const ci = (pair) => (Array.isArray(pair) && pair.length === 2 ? `${fmt(pair[0])}–${fmt(pair[1])}` : "");
+const short = (v) => fmt(v).replace(/^0\./, ".");
+const ci = (pair) => (Array.isArray(pair) && pair.length === 2 ? `${short(pair[0])}–${short(pair[1])}` : "");
 
 // -- the ranking panel -----------------------------------------------------------------------------
 async function refreshRanking() {
