@@ -6,6 +6,8 @@
     captags.py     captions -> estimated tags
     timing.py      load / warm-up / inference figures
     evaluate.py    precision, recall, F1 against the user's labels (`mltag eval`)
+    intervals.py   95% bootstrap intervals over photos, and whether the leader is ahead beyond noise
+    nextlabel.py   what to label next: the photos that best tell the leading models apart, over folders
 """
 
 from orchestrator.compare.cells import unique_images

@@ -123,6 +123,15 @@ def read_labels(path: Path) -> list[LabelRow]:
     return rows
 
 
+EVALUATED = ("status", "tags", "caption")   # all of a cell that evaluation reads
+
+
+def evaluated_part(cell: dict[str, Any]) -> dict[str, Any]:
+    """The part of a cell the evaluation reads: a labelled photo kept in memory drops its raw scores
+    (a WD-size tagger's are ~1 MB as Python objects)."""
+    return {key: cell[key] for key in EVALUATED if key in cell}
+
+
 @dataclass
 class _Counts:
     tp: int = 0

@@ -477,6 +477,28 @@ class ResultStore:
                              (path,)).fetchone()
         return row[0] if row else None
 
+    def image_count(self, under: Iterable[Path] | None = None) -> int:
+        """How many images (by content) the store holds under `under` (default: all), as iter_images lists them."""
+        under_sql, under_args = _under_clause(under, "p.path")
+        with self.reading() as db:
+            return int(db.execute(f"SELECT count(DISTINCT p.sha256) FROM image_paths p JOIN images i "
+                                  f"ON i.sha256 = p.sha256 WHERE {under_sql}", under_args).fetchone()[0])
+
+    def paths_of(self, sha256s: Iterable[str], under: Iterable[Path] | None = None) -> dict[str, str]:
+        """A path (the first by name) of each of these images that has one under `under`; others are left out."""
+        shas = list(dict.fromkeys(sha256s))
+        roots = list(under) if under is not None else None
+        under_sql, under_args = _under_clause(roots, "p.path")
+        out: dict[str, str] = {}
+        for i in range(0, len(shas), READ_CHUNK):
+            chunk = shas[i:i + READ_CHUNK]
+            with self.reading() as db:
+                out.update(db.execute(
+                    f"SELECT p.sha256, min(p.path) FROM image_paths p JOIN images i ON i.sha256 = p.sha256 "
+                    f"WHERE p.sha256 IN ({', '.join('?' * len(chunk))}) AND {under_sql} GROUP BY p.sha256",
+                    [*chunk, *under_args]).fetchall())
+        return out
+
     @staticmethod
     def _log(db: sqlite3.Connection, sha256: str, tag: str | None, action: str, who: str, at: float) -> None:
         db.execute("INSERT INTO label_log (sha256, tag, action, who, time) VALUES (?, ?, ?, ?, ?)",

@@ -5,7 +5,9 @@ documents show on top (tags extracted from a caption, marked estimated) as they 
 - `from_run`: what one `mltag analyze` / `mltag run` / `mltag judge` just did, its images in the
   order they were found (a duplicate file points at its first copy with `duplicate_of`);
 - `from_store`: what the store holds (`mltag report`, `eval`), by path, optionally under some
-  folders and for some models.
+  folders and for some models;
+- `evaluate_store`: the models ranked on the store's own labels (`mltag eval` without --labels,
+  `mltag serve`'s ranking), reading the cells of the labelled photos only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.compare.captags import finish_cell
+from orchestrator.compare.evaluate import evaluate, evaluated_part
+from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED
 from orchestrator.document import Results, header, iso_time
 from orchestrator.images import ImageRef, raw_path
 from orchestrator.store.db import ResultStore
@@ -91,3 +95,27 @@ def from_store(store: ResultStore, under: list[Path] | None = None, models: list
                 "fix": f"mltag run {name} {entry['path']}"}
 
     return Results(head, entries, lambda: _with_cells(store.iter_images(under), store, entries, missing))
+
+
+def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: list[Path] | None = None,
+                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """Every stored model ranked on the store's labels (the photos marked done, under `under` when given), with
+    the bootstrap intervals: `evaluate` on the labelled photos' cells alone, so a recompute after one more
+    label reads ~1,000 photos' cells, not the archive's. The same numbers as `mltag eval --labels` with the
+    exported labels (a test checks it); `unlabelled` counts the store's other images under `under`."""
+    rows = list(store.label_rows())
+    names = store.models()
+    entries = store.model_entries(names, under)
+    paths = store.paths_of((row.key for row in rows), under)
+    if under is not None:   # a label of a photo outside `under` is not "unmatched": it is not asked for
+        rows = [row for row in rows if row.key in paths]
+
+    def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "skipped", "message": "no result stored for this model and image"}
+
+    images = [dict(image, results={m: evaluated_part(c) for m, c in image["results"].items()}) for image in
+              _with_cells(({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths),
+                          store, entries, missing)]
+    evaluation = evaluate({"models": entries, "images": images}, rows, normaliser, resamples, seed)
+    evaluation["unlabelled"] = store.image_count(under) - evaluation["labelled"]
+    return evaluation

@@ -15,7 +15,7 @@ from orchestrator.store import CellMeta, ResultStore
 
 TAGS = {   # model -> photo -> (tag, score)
     "wd14": {"hall": [("broken_windows", 0.9), ("graffiti", 0.4)], "stairs": [("stairs", 0.8), ("rust", 0.3)],
-             "door": [("door", 0.7), ("rust", 0.6)]},
+             "door": [("door", 0.7), ("rust", 0.6)], "yard": [("tree", 0.5)]},
     "clip": {"hall": [("broken window", 0.6), ("derelict", 0.5)], "stairs": [("staircase", 0.7), ("rust", 0.2)],
              "door": [("door", 0.9)]},
 }
@@ -23,11 +23,11 @@ TAGS = {   # model -> photo -> (tag, score)
 
 @pytest.fixture()
 def archive(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
-    """photos/{hall,stairs,door}.jpg and two taggers' cells in store.sqlite (outside the photos)."""
+    """photos/{hall,stairs,door,yard}.jpg and two taggers' cells in store.sqlite (outside the photos)."""
     folder = tmp_path / "photos"
     folder.mkdir()
     images = {}
-    for name in ("hall", "stairs", "door"):
+    for name in ("hall", "stairs", "door", "yard"):
         (folder / f"{name}.jpg").write_bytes(f"{name} bytes".encode())
         images[name] = hash_file(folder / f"{name}.jpg")
     path = tmp_path / "store.sqlite"
@@ -70,12 +70,15 @@ def test_import_export_round_trip_and_eval_on_the_stored_labels(archive: tuple[P
     db.set_label(sha["door"], "rust", False, "ann")
     db.mark_done(sha["door"], "ann")
     db.set_label(sha["stairs"], "stairs", False, "ann")   # a no verdict changes nothing exported
+    db.set_label(sha["yard"], "tree", True, "ann")        # not done: not exported, not evaluated
+    db.import_labels({"f" * 64: ["rust"]}, "ann")         # a photo the store has no results for
     db.close()
 
     exported = tmp_path / "exported.csv"
     out = runner.invoke(app, ["labels", "export", "--out", str(exported), "--store", str(store)])
     assert out.exit_code == 0, out.output
-    expected = {sha["hall"]: "abandoned, broken window", sha["stairs"]: "rust, staircase", sha["door"]: "door"}
+    expected = {sha["hall"]: "abandoned, broken window", sha["stairs"]: "rust, staircase", sha["door"]: "door",
+                "f" * 64: "rust"}
     lines = exported.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "image,tags"
     assert sorted(lines[1:]) == sorted(f'{s},"{t}"' if "," in t else f"{s},{t}" for s, t in expected.items())
@@ -90,7 +93,8 @@ def test_import_export_round_trip_and_eval_on_the_stored_labels(archive: tuple[P
     stored = _eval(store)
     from_csv = _eval(store, "--labels", str(exported))
     assert stored == from_csv, "eval without --labels is eval with the exported CSV"
-    assert stored["labelled"] == 3 and stored["unlabelled"] == 0
+    assert stored["labelled"] == 3 and stored["unlabelled"] == 1 and stored["unmatched_labels"] == ["f" * 64]
+    assert stored["leader"] is not None and "intervals" in stored["models"][0]
     clip = next(m for m in stored["models"] if m["model"] == "clip")
     # clip: hall {broken window, derelict} vs {broken window, abandoned}: TP 1 FP 1 FN 1; stairs {staircase, rust}
     # vs {staircase, rust}: TP 2; door {door} vs {door}: TP 1 -> P 4/5, R 4/5
@@ -114,3 +118,24 @@ def test_import_of_a_file_naming_nothing_is_refused(archive: tuple[Path, Path, d
     out = CliRunner().invoke(app, ["labels", "import", str(bad), "--store", str(store)])
     assert out.exit_code == 2 and "none of the 1 row(s)" in out.output
     assert ResultStore(store).done_sha256s() == set()
+
+
+def test_eval_on_stored_labels_under_paths(archive: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
+    folder, store, sha = archive
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.jpg").write_bytes(b"x bytes")
+    db = ResultStore(store)
+    x = hash_file(other / "x.jpg")
+    db.record_images("run1", [x])
+    db.put_cell("run1", x.sha256, "wd14", {"status": "ok", "tags": []}, CellMeta(options_key="k", kind="tagger"))
+    for photo in (sha["hall"], x.sha256):
+        db.set_label(photo, "rust", True, "ann")
+        db.mark_done(photo, "ann")
+    db.close()
+    under = _eval(store, str(folder))
+    assert under["labelled"] == 1 and under["unmatched_labels"] == [], "a label outside PATHS is not unmatched"
+    assert _eval(store)["labelled"] == 2
+    out = CliRunner().invoke(app, ["eval", "--store", str(store), str(folder / "stairs.jpg")])
+    assert out.exit_code == 2 and "none of the labelled photo(s) in the results store" in out.output
+    assert "stairs.jpg: give other PATHS" in " ".join(out.output.split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,28 +45,21 @@ def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = N
         raise UsageError("--results FILE replaces the store: give it alone, without --store or PATHS")
     if results is not None and labels is None:
         raise UsageError("--results FILE needs --labels FILE (the store's labels go with the store's results)")
-    views = ViewFlags(synonyms=synonyms).views()
-    rows = read_labels(labels) if labels is not None else []
-    if results is not None:
-        document = _saved_document(results)
+    normaliser = ViewFlags(synonyms=synonyms).views().normaliser or Normaliser()
+    if labels is None:
+        evaluation = _stored_labels(store, paths, normaliser)
     else:
-        stored = load_stored(store, paths, "all")
-        try:
-            if labels is None:
-                rows = list(stored.db.label_rows())
-                if not rows:
-                    raise LabelsError(f"no labelled photos in the results store {stored.db.path}: label some in "
-                                      "`mltag serve` (mark each one done), or `mltag labels import labels.csv`, or "
-                                      "pass --labels labels.csv")
+        rows = read_labels(labels)
+        if results is not None:
+            document = _saved_document(results)
+        else:
+            stored = load_stored(store, paths, "all")
             document = _labelled_document(stored.results, {row.key for row in rows})
-        finally:
             stored.db.close()
-    evaluation = score(document, rows, views.normaliser or Normaliser())
-    if not evaluation["labelled"]:
-        source = labels if labels is not None else "the results store"
-        raise UsageError(f"none of the {len(rows)} label row(s) in {source} names an image in the results (first: "
-                         f"{rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256"
-                         + ("" if labels is not None or not paths else "; or give no PATHS to use every image"))
+        evaluation = score(document, rows, normaliser)
+        if not evaluation["labelled"]:
+            raise UsageError(f"none of the {len(rows)} label row(s) in {labels} names an image in the results "
+                             f"(first: {rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
     if fmt == "table":
         with open_output(out) as stream:
             (Console(file=stream, width=160) if out else stdout()).print(evaluation_table(evaluation))
@@ -75,13 +69,37 @@ def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = N
         err.print(f"wrote {out}")
 
 
+def _stored_labels(store: Path | None, paths: list[Path] | None, normaliser: Callable[[str], str]) -> dict[str, Any]:
+    """The evaluation on the store's own labels (the photos marked done), as `mltag serve` ranks them."""
+    from orchestrator.store.documents import evaluate_store
+
+    stored = load_stored(store, paths, "all")
+    try:
+        if not stored.db.done_sha256s():
+            raise LabelsError(f"no labelled photos in the results store {stored.db.path}: label some in `mltag serve` "
+                              "(mark each one done), or `mltag labels import labels.csv`, or pass --labels "
+                              "labels.csv")
+        evaluation = evaluate_store(stored.db, normaliser, stored.under)
+    finally:
+        stored.db.close()
+    if not evaluation["labelled"]:
+        where = (f"is under {', '.join(map(str, paths))}: give other PATHS, or none to use every labelled photo"
+                 if paths else "has results: `mltag analyze` the labelled photos first")
+        raise UsageError(f"none of the labelled photo(s) in the results store {stored.db.path} {where}")
+    return evaluation
+
+
 def _labelled_document(stored: Results, keys: set[str]) -> dict[str, Any]:
     """The stored document with the cells of labelled images only (keys: sha256s or resolved paths):
     every image is listed (unlabelled ones are counted), only the labelled keep their results."""
+    from orchestrator.compare.evaluate import evaluated_part
+
     images = []
     for image in stored.images():
         if image["sha256"] not in keys and str(Path(image["path"]).resolve()) not in keys:
             image["results"] = {}
+        else:
+            image["results"] = {m: evaluated_part(c) for m, c in image["results"].items()}
         images.append(image)
     return {**stored.head, "models": stored.models, "images": images}
 
