@@ -30,10 +30,11 @@ from orchestrator.errors import LabelsError
 from orchestrator.report.html import _num, _secs
 from orchestrator.serve.index import SORTS, BrowseIndex, Filters
 from orchestrator.serve.photos import photo_view
-from orchestrator.serve.ranking import ranking
+from orchestrator.serve.queue import LabelQueue
 from orchestrator.serve.security import TOKEN_COOKIE, Guard
 from orchestrator.serve.thumbs import SIZES, Thumbnails
 from orchestrator.store import ResultStore
+from orchestrator.store.documents import evaluate_store
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -55,7 +56,7 @@ class Served:
     who: str
     entries: list[dict[str, Any]]
     loopback: bool = True
-    queue: Callable[[str | None], str | None] | None = None
+    queue: LabelQueue | None = None
     _write: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -184,10 +185,10 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
     async def api_next(request: Request) -> Response:
         after = request.query_params.get("after")
         if served.queue is not None:
-            sha = await asyncio.to_thread(served.queue, after)
+            sha = await asyncio.to_thread(served.queue.next, after)
         else:   # no queue: the next photo not yet done, in the grid's order
-            page = index.page(Filters(labelled="unlabelled"), None, 1, count=False)
-            sha = page["items"][0]["sha256"] if page["items"] else None
+            page = index.page(Filters(labelled="not-done"), None, 2, count=False)
+            sha = next((i["sha256"] for i in page["items"] if i["sha256"] != after), None)
         return _json({"sha256": sha})
 
     async def report_css(request: Request) -> Response:
@@ -228,6 +229,8 @@ def _set_done(served: Served, sha: str, done: bool) -> None:
     with served._write:
         if done:
             served.store.mark_done(sha, served.who)
+            if served.queue is not None:
+                served.queue.marked_done()
         else:
             served.store.mark_undone(sha, served.who)
         _relabel(served, sha)
@@ -243,8 +246,5 @@ def _relabel(served: Served, sha: str) -> None:
 
 
 def _ranking(served: Served) -> dict[str, Any]:
-    def path(sha: str) -> str | None:
-        image = served.index.image(sha)
-        return image["path"] if image else None
-
-    return ranking(served.store, served.entries, served.normalise, path, served.index.count())
+    """`mltag eval`'s ranking on the store's labels (the photos marked done), intervals included."""
+    return evaluate_store(served.store, served.normalise, served.index.under)

@@ -12,6 +12,7 @@ from typing import Any
 from orchestrator.errors import UsageError
 from orchestrator.serve.app import Served, build_app
 from orchestrator.serve.index import BrowseIndex, cache_home
+from orchestrator.serve.queue import LabelQueue
 from orchestrator.serve.security import is_loopback, new_token
 from orchestrator.serve.thumbs import Thumbnails
 from orchestrator.store import ResultStore
@@ -29,8 +30,11 @@ def prepare(store: ResultStore, under: list[Path] | None, normalise: Callable[[s
         say(f"browse index of {index.count()} photo(s) written to {index.path}")
     index.sync_labelled()
     entries = store.model_entries(index.models, under)
+    queue = LabelQueue(store, under, normalise, index)
+    queue.start()
     return Served(store=store, index=index, thumbs=Thumbnails(home / "thumbnails"), normalise=normalise,
-                  token=new_token(), who=who or default_labeller(), entries=entries, loopback=is_loopback(host))
+                  token=new_token(), who=who or default_labeller(), entries=entries, loopback=is_loopback(host),
+                  queue=queue)
 
 
 def free_port(host: str) -> int:

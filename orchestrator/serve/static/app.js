@@ -119,7 +119,7 @@ function initGrid() {
     const grid = document.getElementById("grid");
     grid.replaceChildren();
     for (const item of data.items) grid.appendChild(tile(item, q));
-    document.getElementById("count").textContent = data.total;
+    if (data.total != null) document.getElementById("count").textContent = data.total;   // first page only
     cursors[page + 1] = data.next;
     document.getElementById("next-page").disabled = !data.next;
     document.getElementById("prev-page").disabled = page === 0;
