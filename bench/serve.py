@@ -19,6 +19,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,15 +79,22 @@ def measure(folder: Path) -> None:
     from orchestrator.store import ResultStore
 
     base = "http://127.0.0.1:8765"
+    shutil.rmtree(folder / "cache", ignore_errors=True)   # the first start builds the browse index
     db = ResultStore(folder / "store.sqlite", create=False)
     started = time.perf_counter()
     served = prepare(db, None, Normaliser(), cache=folder / "cache", who="bench")
     print(f"browse index: {served.index.count()} photos, built in {time.perf_counter() - started:.1f} s "
           "(once per change of the store; a restart reuses it)")
+    assert served.queue is not None
+    served.queue.wait()
     started = time.perf_counter()
     served.index.close()
     served = prepare(db, None, Normaliser(), cache=folder / "cache", who="bench")
     print(f"start with the index built: {time.perf_counter() - started:.2f} s")
+    assert served.queue is not None
+    served.queue.wait()
+    print(f"label-next queue (nextlabel.label_queue over every stored cell, a background thread): ready "
+          f"{time.perf_counter() - started:.1f} s after start")
     client = TestClient(build_app(served, "127.0.0.1", 8765), base_url=base)
 
     def timed(method: str, url: str, **kwargs: object) -> tuple[float, object]:
@@ -111,8 +119,11 @@ def measure(folder: Path) -> None:
             if cursor is None:
                 break
         print(f"{label:33s}: p50 {_ms(statistics.median(times))}  p95 {_ms(_p95(times))}  ({len(times)} pages)")
-    deep, _ = timed("GET", "/api/images?limit=60&tag=rust&sort=consensus")
-    print(f"tag=rust sorted by consensus, first page: {_ms(deep)}")
+    for label, query in (("tag=rust sorted by consensus", "&tag=rust&sort=consensus"),
+                         ("folder + model + status", f"&folder={folder / 'archive'}&model=noisy&status=ok"),
+                         ("not labelled, by disagreement", "&labelled=unlabelled&sort=disagreement")):
+        first, _ = timed("GET", f"/api/images?limit=60{query}")
+        print(f"first page (with the total) of {label}: {_ms(first)}")
     sample = random.Random(1).sample(range(served.index.count()), 50)
     shas = _shas(served, sample)
     times = [timed("GET", f"/photo/{sha}")[0] for sha in shas]
@@ -134,7 +145,7 @@ def measure(folder: Path) -> None:
     runs = []
     for _ in range(5):
         t = time.perf_counter()
-        data, error = thumbnail_jpeg(jpeg, 256, optimize=False)
+        data, error = thumbnail_jpeg(jpeg, 256, optimize=False, draft=1.0)   # as orchestrator/serve/thumbs.py
         runs.append(time.perf_counter() - t)
         assert data is not None, error
     print(f"thumbnail of a 24 MP JPEG (6000x4000, EXIF rotated) at 256 px: p50 {_ms(statistics.median(runs))}  "
@@ -158,7 +169,7 @@ def _peak_mb() -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1000
+                return int(line.split()[1]) * 1024 / 1e6   # kB
     except OSError:
         pass
     import resource

@@ -38,8 +38,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True) -> tuple[bytes | None, str | None]:
-    """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed)."""
+def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
+                   draft: float = 2.0) -> tuple[bytes | None, str | None]:
+    """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed). `draft`: a JPEG is
+    decoded at the smallest 1/2 .. 1/8 scale still at least `draft` x `size` on both sides."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
             return None, "not a regular file"
@@ -47,7 +49,8 @@ def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale (fast on big photos)
+                reduced = int(size * draft)
+                img.draft("RGB", (reduced, reduced))  # JPEG: decode at a reduced scale (fast on big photos)
                 upright = ImageOps.exif_transpose(img)
                 upright.thumbnail((size, size), Image.Resampling.LANCZOS)
                 rgb = _to_rgb(upright)

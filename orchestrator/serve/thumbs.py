@@ -51,7 +51,8 @@ class Thumbnails:
             return cached.read_bytes(), None
         except OSError:
             pass
-        data, error = thumbnail_jpeg(source, size, optimize=False)
+        # draft 1: a 24 MP JPEG is decoded at 1/8 (750 x 500) for a 256 px tile, still downsampled after
+        data, error = thumbnail_jpeg(source, size, optimize=False, draft=1.0)
         if data is not None:
             try:   # written whole then renamed: a reader never sees half a file
                 cached.parent.mkdir(parents=True, exist_ok=True)

@@ -226,3 +226,32 @@ def test_every_sort_pages_through_every_photo_once_in_order(world: dict[str, Any
     middle = items[5]["sha256"]
     near = client.get(f"/api/photo/{middle}", params={"sort": sort}).json()["near"]
     assert near == {"previous": items[4]["sha256"], "next": items[6]["sha256"]}
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_thumbnail(tmp_path: Path) -> None:
+    import os
+
+    from PIL import Image
+
+    from orchestrator.images import hash_file
+    from tests.serve_store import fill, new_store
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")   # Latin-1 bytes: not UTF-8
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(os.fsdecode(odd), "JPEG")
+    db = new_store(tmp_path / "store.sqlite")
+    img = hash_file(Path(os.fsdecode(odd)))
+    fill(db, [img])
+    served = prepare(db, None, Normaliser(), cache=tmp_path / "cache", who="t")
+    try:
+        client = TestClient(build_app(served, HOST, PORT), base_url=BASE)
+        item = client.get("/api/images").json()["items"][0]
+        assert item["name"] == "caf\\xe9.jpg"   # shown as text, the exact bytes kept for reading the file
+        shot = client.get(f"/thumb/{img.sha256}/256")
+        assert shot.headers["content-type"] == "image/jpeg"
+    finally:
+        assert served.queue is not None and served.queue.wait(60)
+        served.thumbs.close()
+        served.index.close()
+        db.close()

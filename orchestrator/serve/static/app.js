@@ -240,7 +240,7 @@ function initPhoto() {
     } catch (e) { toast(e.message); return; }
     done = true;
     render();
-    await refreshRanking();
+    refreshRanking();   // not awaited: the next photo's page shows the new ranking too
     const queued = new URLSearchParams(location.search).get("queue");
     const next = document.getElementById("next");
     if (!queued && next) location.href = next.href;
