@@ -255,3 +255,18 @@ def test_a_file_name_that_is_not_utf8_gets_its_thumbnail(tmp_path: Path) -> None
         served.thumbs.close()
         served.index.close()
         db.close()
+
+
+def test_paths_limit_the_app_to_the_photos_under_them(world: dict[str, Any]) -> None:
+    db, tmp = world["db"], world["tmp"]
+    served = prepare(db, [tmp / "photos" / "yard"], Normaliser(), cache=tmp / "cache", who="t")
+    try:
+        client = TestClient(build_app(served, HOST, PORT), base_url=BASE)
+        page = client.get("/api/images", params={"limit": 100}).json()
+        assert page["total"] == 6 and all("/yard/" in i["path"] for i in page["items"])
+        hall = next(i for i in world["images"] if "/hall/" in str(i.path))
+        assert client.get(f"/api/photo/{hall.sha256}").status_code == 404, "a photo outside PATHS is not served"
+    finally:
+        assert served.queue is not None and served.queue.wait(60)
+        served.thumbs.close()
+        served.index.close()
