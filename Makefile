@@ -77,6 +77,7 @@ bench: setup
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/cluster.py
+	$(VENV)/bin/python bench/ranking.py
 
 clean:
 	rm -rf .cache $(VENV)

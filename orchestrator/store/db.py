@@ -484,6 +484,15 @@ class ResultStore:
             return int(db.execute(f"SELECT count(DISTINCT p.sha256) FROM image_paths p JOIN images i "
                                   f"ON i.sha256 = p.sha256 WHERE {under_sql}", under_args).fetchone()[0])
 
+    def unlabelled_sample(self, n: int, under: Iterable[Path] | None = None) -> list[str]:
+        """The first `n` images (under `under`) not marked done, in sha256 order: a uniform sample of the archive
+        that does not depend on names or reading order, and the same for the same store."""
+        under_sql, under_args = _under_clause(under, "p.path")
+        with self.reading() as db:
+            return [r[0] for r in db.execute(
+                f"SELECT DISTINCT p.sha256 FROM image_paths p JOIN images i ON i.sha256 = p.sha256 WHERE {under_sql} "
+                "AND p.sha256 NOT IN (SELECT sha256 FROM labels_done) ORDER BY p.sha256 LIMIT ?", [*under_args, n])]
+
     def paths_of(self, sha256s: Iterable[str], under: Iterable[Path] | None = None) -> dict[str, str]:
         """A path (the first by name) of each of these images that has one under `under`; others are left out."""
         shas = list(dict.fromkeys(sha256s))

@@ -7,7 +7,9 @@ documents show on top (tags extracted from a caption, marked estimated) as they 
 - `from_store`: what the store holds (`mltag report`, `eval`), by path, optionally under some
   folders and for some models;
 - `evaluate_store`: the models ranked on the store's own labels (`mltag eval` without --labels,
-  `mltag serve`'s ranking), reading the cells of the labelled photos only.
+  `mltag serve`'s ranking), reading the cells of the labelled photos only;
+- `queue_from_store`: what to label next (compare/nextlabel.py) among a bounded sample of the
+  unlabelled photos, reading the leading models' cells only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from orchestrator.compare.captags import finish_cell
 from orchestrator.compare.evaluate import evaluate, evaluated_part
 from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED
+from orchestrator.compare.nextlabel import Candidate, label_queue
 from orchestrator.document import Results, header, iso_time
 from orchestrator.images import ImageRef, raw_path
 from orchestrator.store.db import ResultStore
@@ -98,24 +101,56 @@ def from_store(store: ResultStore, under: list[Path] | None = None, models: list
 
 
 def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: list[Path] | None = None,
+                   models: list[dict[str, Any]] | None = None, cache: dict[str, dict[str, Any]] | None = None,
                    resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """Every stored model ranked on the store's labels (the photos marked done, under `under` when given), with
     the bootstrap intervals: `evaluate` on the labelled photos' cells alone, so a recompute after one more
     label reads ~1,000 photos' cells, not the archive's. The same numbers as `mltag eval --labels` with the
-    exported labels (a test checks it); `unlabelled` counts the store's other images under `under`."""
+    exported labels (a test checks it); `unlabelled` counts the store's other images under `under`.
+
+    For a live ranking (`mltag serve`) the caller may keep, between calls, `models`: the stored models'
+    entries, `store.model_entries(store.models(), under)` (two scans of the cells table, skipped), and
+    `cache`: a dict in which each labelled photo's cells (the part evaluated) are read once; clear it when
+    a run may have written new cells."""
     rows = list(store.label_rows())
-    names = store.models()
-    entries = store.model_entries(names, under)
+    entries = models if models is not None else store.model_entries(store.models(), under)
     paths = store.paths_of((row.key for row in rows), under)
     if under is not None:   # a label of a photo outside `under` is not "unmatched": it is not asked for
         rows = [row for row in rows if row.key in paths]
+    known = cache if cache is not None else {}
 
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
-    images = [dict(image, results={m: evaluated_part(c) for m, c in image["results"].items()}) for image in
-              _with_cells(({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths),
-                          store, entries, missing)]
+    unread = ({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths and row.key not in known)
+    for image in _with_cells(unread, store, entries, missing):
+        known[image["sha256"]] = {m: evaluated_part(c) for m, c in image["results"].items()}
+    images = [{"path": paths[row.key], "sha256": row.key, "results": known[row.key]} for row in rows
+              if row.key in paths]
     evaluation = evaluate({"models": entries, "images": images}, rows, normaliser, resamples, seed)
     evaluation["unlabelled"] = store.image_count(under) - evaluation["labelled"]
     return evaluation
+
+
+QUEUE_SAMPLE = 2000   # unlabelled photos a queue is chosen among: bounded work whatever the archive's size
+
+
+def queue_from_store(store: ResultStore, normaliser: Callable[[str], str], leaders: list[str],
+                     thresholds: dict[str, float | None] | None = None, under: list[Path] | None = None,
+                     limit: int = 50, sample: int = QUEUE_SAMPLE,
+                     models: list[dict[str, Any]] | None = None) -> list[Candidate]:
+    """What to label next (`label_queue`) among the first `sample` unlabelled photos in sha256 order (a
+    uniform sample of the archive, the same for the same store; at 100,000 photos reading every photo's
+    cells would take minutes), reading only the `leaders`' cells, a few photos at a time. `leaders` and
+    `thresholds`: from the ranking (nextlabel.leading_models, best_thresholds); `models`: their entries
+    when the caller has them (else read from the store)."""
+    entries = models if models is not None else store.model_entries(leaders, under)
+    entries = [e for e in entries if e["name"] in leaders]
+    shas = store.unlabelled_sample(sample, under)
+    paths = store.paths_of(shas, under)
+
+    def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "skipped", "message": "no result stored for this model and image"}
+
+    images = _with_cells(({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths), store, entries, missing)
+    return label_queue(images, set(), normaliser, leaders, thresholds, limit)

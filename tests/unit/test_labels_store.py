@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,63 @@ def test_a_v2_store_is_migrated_to_v3_and_keeps_its_cells(tmp_path: Path, monkey
     db.set_label(A, "rust", True, "ann")
     db.mark_done(A, "ann")
     assert list(db.label_rows()) == [LabelRow(A, A, ["rust"])]
+
+
+def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: Path, db: ResultStore) -> None:
+    from orchestrator.compare.normalise import Normaliser
+    from orchestrator.store.documents import evaluate_store
+
+    db.begin_run("run1", 0.0, {}, ["analyze"])
+    images = []
+    for i in range(8):
+        (tmp_path / f"{i}.jpg").write_bytes(f"photo {i}".encode())
+        images.append(hash_file(tmp_path / f"{i}.jpg"))
+    db.record_images("run1", images)
+    shas = [img.sha256 for img in images]
+    for i, sha in enumerate(shas):
+        for model, tags in (("A", ["rust", "door"]), ("B", ["rust", "sky"] if i % 2 else ["rust"])):
+            db.put_cell("run1", sha, model, {"status": "ok", "tags": [{"name": t, "score": 0.5 + i / 20} for t in tags],
+                                             "raw": {"scores": [0.1] * 50}}, CellMeta(options_key="k", kind="tagger"))
+    db.import_labels({sha: ["rust", "door"] for sha in shas[:4]}, "ann")
+    entries = db.model_entries(db.models())
+    cache: dict[str, dict[str, Any]] = {}
+    cold = evaluate_store(db, Normaliser())
+    assert cold["labelled"] == 4 and cold["unlabelled"] == 4 and cold["leader"] is not None
+    assert evaluate_store(db, Normaliser(), models=entries, cache=cache) == cold
+    assert set(cache) == set(shas[:4]) and "raw" not in cache[shas[0]]["A"], "only the evaluated part is kept"
+    db.set_label(shas[5], "sky", True, "ann")
+    db.mark_done(shas[5], "ann")
+    live = evaluate_store(db, Normaliser(), models=entries, cache=cache)
+    assert live == evaluate_store(db, Normaliser()) and live["labelled"] == 5
+
+
+def test_queue_from_store_reads_a_bounded_sample_of_unlabelled_photos(tmp_path: Path, db: ResultStore) -> None:
+    from orchestrator.compare.nextlabel import label_queue
+    from orchestrator.compare.normalise import Normaliser
+    from orchestrator.store.documents import from_store, queue_from_store
+
+    db.begin_run("run1", 0.0, {}, ["analyze"])
+    images = []
+    for i in range(12):
+        folder = tmp_path / f"shoot{i % 3}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{i}.jpg").write_bytes(f"photo {i}".encode())
+        images.append(hash_file(folder / f"{i}.jpg"))
+    db.record_images("run1", images)
+    vocab = ["rust", "door", "sky", "tree", "stairs"]
+    for i, img in enumerate(images):
+        for m, model in enumerate(("A", "B", "C")):
+            tags = vocab[: 1 + (i * (m + 1)) % 5]
+            db.put_cell("run1", img.sha256, model, {"status": "ok", "tags": [{"name": t, "score": 0.9} for t in tags]},
+                        CellMeta(options_key="k", kind="tagger"))
+    done = {images[0].sha256, images[5].sha256}
+    for sha in done:
+        db.mark_done(sha, "ann")
+    everything = label_queue(from_store(db).images(), done, Normaliser(), ["A", "B"], limit=20)
+    queue = queue_from_store(db, Normaliser(), ["A", "B"], limit=20)
+    assert queue == everything and len(queue) == 10 and not done & {c.sha256 for c in queue}
+    first = sorted(img.sha256 for img in images if img.sha256 not in done)[:4]
+    sampled = queue_from_store(db, Normaliser(), ["A", "B"], limit=20, sample=4)
+    assert sorted(c.sha256 for c in sampled) == first, "only the first 4 unlabelled photos by sha256"
+    under = queue_from_store(db, Normaliser(), ["A", "B"], under=[tmp_path / "shoot1"])
+    assert {c.folder for c in under} == {str(tmp_path / "shoot1")}

@@ -62,11 +62,11 @@ def import_labels(labels: LabelsFile, store: o.StoredFrom = None, who: Who = Non
             raise LabelsError(f"none of the {len(rows)} row(s) of {labels} names an image (first: {rows[0].ref!r}): "
                               "paths are relative to the CSV's folder, or give the sha256")
         imported = db.import_labels(truth, who or default_labeller())
-        unknown = len(set(truth) - set(db.cells_of(truth)))
+        unknown = len(set(truth) - set(db.paths_of(truth)))
     finally:
         db.close()
     err.print(f"{imported} photo(s) labelled and marked done in {db.path}"
-              + (f"; {unknown} of them have no results in the store yet" if unknown else ""),
+              + (f"; {unknown} of them are not in the store yet (`mltag analyze` them)" if unknown else ""),
               markup=False, highlight=False, soft_wrap=True)
     if unmatched:
         more = f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
