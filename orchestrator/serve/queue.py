@@ -1,6 +1,7 @@
-"""'Label next' for the app: the queue of orchestrator/compare/nextlabel.py over the whole store, computed
-on a background thread (it reads every stored cell once: about a minute at 100,000 photos on a small
-machine) and computed again after every REFRESH photos marked done, as the leading models change.
+"""'Label next' for the app: the store's queue (orchestrator/store/documents.py queue_from_store: the
+nextlabel.py queue over a bounded, reproducible sample of the unlabelled photos, reading the leading
+models' cells only), computed on a background thread and again after every REFRESH photos marked
+done, as the leading models change.
 
 Until the first queue is ready, 'label next' takes the unlabelled photo the models disagree on most
 from the browse index (its disagreement order), so the button never waits.
@@ -12,10 +13,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.compare.nextlabel import best_thresholds, label_queue, leading_models
+from orchestrator.compare.nextlabel import best_thresholds, leading_models
 from orchestrator.serve.index import BrowseIndex, Filters
 from orchestrator.store import ResultStore
-from orchestrator.store.documents import evaluate_store, from_store
+from orchestrator.store.documents import evaluate_store, queue_from_store
 
 QUEUE_LENGTH = 200
 REFRESH = 10            # photos marked done before the queue is computed again
@@ -48,11 +49,10 @@ class LabelQueue:
 
     def _compute(self) -> None:
         evaluation = evaluate_store(self.store, self.normalise, self.under, resamples=0)
-        models = [m["name"] for m in self.store.model_entries(self.store.models(), self.under)]
-        leaders = leading_models(evaluation if evaluation["labelled"] else None, models)
-        done = self.store.done_sha256s()
-        queue = label_queue(from_store(self.store, self.under).images(), done, self.normalise, leaders,
-                            best_thresholds(evaluation), QUEUE_LENGTH)
+        entries = self.store.model_entries(self.store.models(), self.under)
+        leaders = leading_models(evaluation if evaluation["labelled"] else None, [e["name"] for e in entries])
+        queue = queue_from_store(self.store, self.normalise, leaders, best_thresholds(evaluation), self.under,
+                                 limit=QUEUE_LENGTH, models=entries)
         with self._lock:
             self._queue = [c.sha256 for c in queue]
 
