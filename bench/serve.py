@@ -93,7 +93,7 @@ def measure(folder: Path) -> None:
     print(f"start with the index built: {time.perf_counter() - started:.2f} s")
     assert served.queue is not None
     served.queue.wait()
-    print(f"label-next queue (nextlabel.label_queue over every stored cell, a background thread): ready "
+    print(f"label-next queue (queue_from_store on a background thread): ready "
           f"{time.perf_counter() - started:.1f} s after start")
     client = TestClient(build_app(served, "127.0.0.1", 8765), base_url=base)
 

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator.errors import LabelsError
+from orchestrator.errors import LabelsError, StoreError
 from orchestrator.report.html import _num, _secs
 from orchestrator.serve.index import SORTS, BrowseIndex, Filters
 from orchestrator.serve.photos import photo_view
@@ -167,6 +167,8 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
             await asyncio.to_thread(_set_label, served, sha, name, verdict)
         except LabelsError as exc:
             return _error(str(exc), 400)
+        except StoreError as exc:   # locked by another process past the busy timeout: the page says so
+            return _error(str(exc), 503)
         return _json({"sha256": sha, "tag": name, "verdict": verdict})
 
     async def api_done(request: Request) -> Response:
@@ -175,7 +177,10 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
         if not _SHA.fullmatch(sha) or index.image(sha) is None:
             return _error("no such photo in this store", 404)
         done = bool(body.get("done", True))
-        await asyncio.to_thread(_set_done, served, sha, done)
+        try:
+            await asyncio.to_thread(_set_done, served, sha, done)
+        except StoreError as exc:
+            return _error(str(exc), 503)
         return _json({"sha256": sha, "done": done})
 
     async def api_ranking(request: Request) -> Response:

@@ -270,3 +270,20 @@ def test_paths_limit_the_app_to_the_photos_under_them(world: dict[str, Any]) -> 
         assert served.queue is not None and served.queue.wait(60)
         served.thumbs.close()
         served.index.close()
+
+
+def test_a_store_locked_by_another_writer_is_said_not_crashed(world: dict[str, Any]) -> None:
+    import sqlite3
+
+    client, served, db, sha = world["client"], world["served"], world["db"], world["images"][1].sha256
+    db.busy_timeout_s = 0.2
+    db._db.execute("PRAGMA busy_timeout = 200")   # the test's store: give up after 0.2 s, not 30
+    other = sqlite3.connect(db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")              # another process holds the write lock
+    try:
+        reply = _post(client, served.token, "/api/label", {"sha256": sha, "tag": "rust", "verdict": "yes"})
+        assert reply.status_code == 503 and "locked by another process" in reply.json()["error"]
+        assert client.get("/api/images").status_code == 200, "reading goes on (WAL)"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

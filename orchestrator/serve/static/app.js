@@ -210,10 +210,16 @@ function initPhoto() {
   async function setVerdict(verdict) {
     const chip = chips[focus];
     if (!chip) return;
-    undo.push({kind: "label", index: focus, before: chip.verdict});
+    const before = chip.verdict;
+    undo.push({kind: "label", index: focus, before});
     chip.verdict = verdict;
     focusChip(focus + 1 < chips.length ? focus + 1 : focus);
-    try { await write(chip.tag, verdict); } catch (e) { toast(e.message); }
+    try { await write(chip.tag, verdict); } catch (e) {
+      chip.verdict = before;   // not written (e.g. the store is locked): the chip says what the store holds
+      undo.pop();
+      render();
+      toast(e.message);
+    }
   }
 
   async function addTag(text) {
