@@ -1,7 +1,8 @@
 """Who may talk to `mltag serve`: checked on every request before any route runs.
 
-- Host: the Host header must name the address served (or localhost for a loopback bind): a page on
-  another site cannot reach the app through a DNS name it controls (DNS rebinding).
+- Host: on a loopback bind the Host header must name localhost / 127.0.0.1 / ::1 with the port: a
+  page on another site cannot reach the app through a DNS name it controls (DNS rebinding). On any
+  other bind the machine is reached by whatever name the network gives it, and the token guards it.
 - Token: a random token made at start. On a loopback bind (the default) pages are open to this
   machine's browser and the token is embedded in them; on any other host every request needs it (in
   the URL printed at start, as Jupyter does, then a cookie). Every request that changes anything
@@ -50,8 +51,8 @@ class Guard:
     def __init__(self, app: ASGIApp, host: str, port: int, token: str) -> None:
         self.app, self.token = app, token
         self.loopback = is_loopback(host)
-        names = set(LOOPBACK_NAMES) if self.loopback else {host if ":" not in host else f"[{host}]"}
-        self.hosts = {f"{n}:{port}" for n in names} | (names if port in (80,) else set())
+        # the Host headers a loopback bind answers (a browser leaves out port 80)
+        self.hosts = {f"{n}:{port}" for n in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +70,7 @@ class Guard:
 
     def _check(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if host not in self.hosts:
+        if self.loopback and host not in self.hosts:
             return 421, f"mltag serve does not answer for the host {host!r}: open the URL it printed"
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given = headers.get(TOKEN_HEADER) or (query.get("token") or [None])[0] or _cookie(headers, TOKEN_COOKIE)

@@ -44,6 +44,8 @@ def free_port(host: str) -> int:
 
 
 def url_of(served: Served, host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::"):   # every interface: the machine's name, as others will reach it
+        host = socket.gethostname()
     name = f"[{host}]" if ":" in host else host
     base = f"http://{name}:{port}/"
     return base if served.loopback else f"{base}?token={served.token}"

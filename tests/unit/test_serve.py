@@ -185,6 +185,8 @@ def test_a_non_local_host_needs_the_token_for_everything(world: dict[str, Any]) 
     first = client.get("/", params={"token": served.token})
     assert first.status_code == 200 and "mltag_token" in first.headers["set-cookie"]
     assert client.get("/api/images").status_code == 200, "then the cookie carries it"
+    by_name = client.get("/api/images", headers={"Host": "photos.lan:9000"})
+    assert by_name.status_code == 200, "beyond loopback the machine has many names: the token guards it"
 
 
 def test_a_missing_store_is_the_clis_one_line_error(tmp_path: Path) -> None:
