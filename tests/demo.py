@@ -61,6 +61,10 @@ def main() -> int:
     report_code = os.spawnv(os.P_WAIT, sys.executable, report)
     if tiny:
         print(BANNER, file=sys.stderr)
+    # Last: the app over these results (browse, label by keyboard, rank the models on your labels).
+    where = os.path.relpath(store) if not os.path.relpath(store).startswith("..") else str(store)
+    print(f"\nbrowse and label these results:\n  .venv/bin/mltag serve {' '.join(args.paths)} --store {where} --open",
+          file=sys.stderr, flush=True)
     return code or report_code
 
 

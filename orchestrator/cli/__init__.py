@@ -25,6 +25,7 @@ from orchestrator.cli.commands.labels import export_labels, import_labels
 from orchestrator.cli.commands.models import models
 from orchestrator.cli.commands.report import report
 from orchestrator.cli.commands.run import run
+from orchestrator.cli.commands.serve import serve
 from orchestrator.cli.commands.store import stats, vacuum
 from orchestrator.cli.console import print_error
 from orchestrator.errors import MltagError
@@ -47,7 +48,7 @@ def _reported(command: Callable[..., None]) -> Callable[..., None]:
 
 for _name, _command in (("analyze", analyze), ("run", run), ("report", report), ("judge", judge),
                         ("eval", evaluate), ("export", export), ("models", models), ("health", health),
-                        ("setup-envs", setup_envs), ("lock", lock)):
+                        ("setup-envs", setup_envs), ("lock", lock), ("serve", serve)):
     app.command(_name)(_reported(_command))
 
 store_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,

@@ -95,8 +95,10 @@ def _open(path: Path) -> Image.Image:
     return Image.open(path)
 
 
-def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
-    """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
+def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
+                   draft: float = 2.0) -> tuple[bytes | None, str | None]:
+    """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed). `draft`: a JPEG is
+    decoded at the smallest 1/2 .. 1/8 scale still at least `draft` x `size` on both sides."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
             return None, "not a regular file"
@@ -104,14 +106,23 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with _open(path) as img:
-                img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale (fast on big photos)
+                reduced = int(size * draft)
+                img.draft("RGB", (reduced, reduced))  # JPEG: decode at a reduced scale (fast on big photos)
                 upright = ImageOps.exif_transpose(img)
                 upright.thumbnail((size, size), Image.Resampling.LANCZOS)
                 rgb = _to_rgb(upright)
         buf = io.BytesIO()
-        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=optimize)
     except FileNotFoundError:
         return None, "file not found"
     except Exception as exc:  # any unreadable file is a placeholder, never a failed report
         return None, f"cannot read image: {type(exc).__name__}: {exc}"[:200]
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
+    return buf.getvalue(), None
+
+
+def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
+    """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
+    data, error = thumbnail_jpeg(path, size)
+    if data is None:
+        return None, error
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), None
