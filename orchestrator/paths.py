@@ -16,6 +16,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("MLTAG_CACHE_DIR") or PROJECT_ROOT / ".cache").resolve()
 
 
+def user_cache_home() -> Path:
+    """Thumbnails and browse indexes (`mltag serve`, the HTML report): MLTAG_CACHE, else the platform's
+    user cache folder (~/.cache/mltag on Linux). Never inside an analysed folder."""
+    import platformdirs
+
+    home = os.environ.get("MLTAG_CACHE")
+    return Path(home).expanduser() if home else platformdirs.user_cache_path("mltag", appauthor=False)
+
+
+def thumbnails_dir() -> Path:
+    return user_cache_home() / "thumbnails"
+
+
 def venvs_dir() -> Path:
     return cache_root() / "venvs"
 

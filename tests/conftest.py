@@ -31,9 +31,11 @@ if not os.environ.get("MLTAG_FIND_LINKS") and (PROJECT_ROOT / _RAM_WHEELS).is_di
 
 @pytest.fixture(autouse=True)
 def mltag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test its own default results store (MLTAG_HOME), never the user's data folder."""
+    """Each test its own default results store (MLTAG_HOME) and thumbnail / browse cache (MLTAG_CACHE),
+    never the user's data or cache folder."""
     home = tmp_path / "mltag-home"
     monkeypatch.setenv("MLTAG_HOME", str(home))
+    monkeypatch.setenv("MLTAG_CACHE", str(tmp_path / "mltag-cache"))
     return home
 
 

@@ -24,9 +24,10 @@ def emit(results: Results, fmt: str, out: Path | None, views: Views) -> None:
 
             render(results, Console(file=stream, width=160) if out else stdout(), views)
         elif fmt == "html":
+            from orchestrator.paths import thumbnails_dir
             from orchestrator.report.html import write_html
 
-            write_html(results, stream, views)
+            write_html(results, stream, views, thumb_cache=thumbnails_dir())
         elif fmt == "csv":
             from orchestrator.report.flat import write_csv
 

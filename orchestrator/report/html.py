@@ -40,7 +40,7 @@ from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
 from orchestrator.document import Results
 from orchestrator.report.summary import Views
-from orchestrator.report.thumbnails import thumbnail
+from orchestrator.report.thumbnails import cached_thumbnail, data_uri, thumbnail
 
 TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"
 CONSENSUS_PER_IMAGE = 8
@@ -146,14 +146,23 @@ def _source_path(image: dict[str, Any], image_root: Path | None) -> Path:
     return _resolve(image["path"], image_root)
 
 
-def _thumbnails(images: Iterator[dict[str, Any]], image_root: Path | None,
-                thumb_size: int) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
-    """Each image with its thumbnail, made a few images ahead on threads (Pillow decodes outside the
-    GIL); never more than AHEAD in flight, so memory does not grow with the folder."""
+def _thumbnail(image: dict[str, Any], image_root: Path | None, thumb_size: int,
+               cache: Path | None) -> tuple[str | None, str | None]:
+    source = _source_path(image, image_root)
+    if cache is None:
+        return thumbnail(source, thumb_size)
+    return data_uri(cached_thumbnail(cache, image["sha256"], source, thumb_size))
+
+
+def _thumbnails(images: Iterator[dict[str, Any]], image_root: Path | None, thumb_size: int,
+                cache: Path | None) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
+    """Each image with its thumbnail (from the thumbnail cache when one is given), made a few images
+    ahead on threads (Pillow decodes outside the GIL); never more than AHEAD in flight, so memory
+    does not grow with the folder."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         window: deque[tuple[dict[str, Any], Future[tuple[str | None, str | None]]]] = deque()
         for image in images:
-            window.append((image, pool.submit(thumbnail, _source_path(image, image_root), thumb_size)))
+            window.append((image, pool.submit(_thumbnail, image, image_root, thumb_size, cache)))
             if len(window) >= THUMBNAILS_AHEAD:
                 first, done = window.popleft()
                 yield first, done.result()
@@ -219,13 +228,15 @@ def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Mar
 
 
 def write_html(results: Results, out: IO[str], views: Views | None = None, image_root: Path | None = None,
-               thumb_size: int = 256, with_comparison: bool = True) -> None:
+               thumb_size: int = 256, with_comparison: bool = True, thumb_cache: Path | None = None) -> None:
     """Write the report to `out` after one pass over the images: each image is compared, its record
     and thumbnail spooled to temporary files (memory stays flat), then the page is written: folder
     figures first, then the records in blocks that the page's script draws as the reader scrolls.
 
     Relative image paths are read from `image_root` (default: the current directory). The tag search
-    also matches each tag's normalised name (the comparison's normaliser)."""
+    also matches each tag's normalised name (the comparison's normaliser). `thumb_cache`: the
+    thumbnail cache folder shared with `mltag serve` (the CLI passes paths.thumbnails_dir()); None
+    makes every thumbnail from its file."""
     opts = results.options
     views = views or Views(top=int(opts.get("top", 10) or 0), threshold=opts.get("threshold"))
     norm = views.normaliser or Normaliser()
@@ -235,7 +246,7 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
     with tempfile.TemporaryFile("w+", encoding="utf-8") as records, \
             tempfile.TemporaryFile("w+", encoding="utf-8") as thumbs:
         n_images = 0
-        for image, (thumb, thumb_error) in _thumbnails(results.images(), image_root, thumb_size):
+        for image, (thumb, thumb_error) in _thumbnails(results.images(), image_root, thumb_size, thumb_cache):
             compared = comparer.add(image) or {}
             records.write(_compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views,
                                                       norm)) + "\n")

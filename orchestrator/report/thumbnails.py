@@ -7,6 +7,11 @@ HEIC/HEIF and JPEG XL open through Pillow once pillow-heif and pillow-jxl-plugin
 openers; a camera RAW's thumbnail is its embedded preview (LibRaw through rawpy, which imports
 numpy: imported here only, when a RAW is drawn), or a half-size develop when it has none. Each is
 imported on first use, never at start-up.
+
+`cached_thumbnail`: the thumbnails of `mltag serve` and the HTML report are kept in the user's
+cache folder (orchestrator/paths.py thumbnails_dir), named by the image's sha256 and size, so each
+photo is decoded once for both: a moved photo keeps its thumbnail, an edited one (new content, new
+sha256) gets a new one, and nothing is ever written beside the photos.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import io
 import os
 import stat
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -122,7 +128,39 @@ def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
 
 def thumbnail(path: Path, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
     """(data URI of a JPEG at most `size` px on its long side, None) or (None, why it failed)."""
-    data, error = thumbnail_jpeg(path, size)
+    return data_uri(thumbnail_jpeg(path, size))
+
+
+def data_uri(made: tuple[bytes | None, str | None]) -> tuple[str | None, str | None]:
+    """A thumbnail's JPEG bytes as a data: URI (or the reason it has none)."""
+    data, error = made
     if data is None:
         return None, error
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), None
+
+
+def cache_file(folder: Path, sha256: str, size: int) -> Path:
+    return folder / sha256[:2] / f"{sha256}-{size}.jpg"
+
+
+def cached_thumbnail(folder: Path, sha256: str, source: Path,
+                     size: int = THUMB_SIZE) -> tuple[bytes | None, str | None]:
+    """The thumbnail of the image `sha256` (stored at `source`) from the cache `folder`, else made and
+    kept there. draft 1: a 24 MP JPEG is decoded at 1/8 (750 x 500) for a 256 px tile, still downsampled
+    after. A cache that cannot be written (full, read-only) only costs making the thumbnail again."""
+    cached = cache_file(folder, sha256, size)
+    try:
+        return cached.read_bytes(), None
+    except OSError:
+        pass
+    data, error = thumbnail_jpeg(source, size, optimize=False, draft=1.0)
+    if data is not None:
+        try:   # written whole then renamed: a reader never sees half a file
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, cached)
+        except OSError:
+            pass
+    return data, error

@@ -27,6 +27,7 @@ from typing import Any
 from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.errors import StoreError
+from orchestrator.paths import user_cache_home
 from orchestrator.store import ResultStore
 from orchestrator.store.documents import from_store
 
@@ -77,15 +78,6 @@ class Filters:
     sort: str = "path"
 
 
-def cache_home() -> Path:
-    """Thumbnails and browse indexes: MLTAG_CACHE, else the platform's user cache folder
-    (~/.cache/mltag on Linux). Never inside an analysed folder."""
-    import platformdirs
-
-    home = os.environ.get("MLTAG_CACHE")
-    return Path(home).expanduser() if home else platformdirs.user_cache_path("mltag", appauthor=False)
-
-
 def source_path(path: str, raw: bytes | None) -> Path:
     """The file itself: the exact bytes of a name that is not valid UTF-8."""
     return Path(os.fsdecode(raw)) if raw is not None else Path(path)
@@ -99,7 +91,7 @@ class BrowseIndex:
         self.store, self.under, self.normalise = store, under, normalise
         scope = str(store.path.resolve()) + "\0" + "\0".join(sorted(os.path.abspath(p) for p in under or []))
         name = f"index-{hashlib.sha256(scope.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.sqlite"
-        self.path = (folder or cache_home() / "browse") / name
+        self.path = (folder or user_cache_home() / "browse") / name
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self.models: list[str] = []

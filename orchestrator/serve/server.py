@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.paths import user_cache_home
 from orchestrator.serve.app import Served, build_app
-from orchestrator.serve.index import BrowseIndex, cache_home
+from orchestrator.serve.index import BrowseIndex
 from orchestrator.serve.queue import LabelQueue
 from orchestrator.serve.security import is_loopback, new_token
 from orchestrator.serve.thumbs import Thumbnails
@@ -23,7 +24,7 @@ def prepare(store: ResultStore, under: list[Path] | None, normalise: Callable[[s
             cache: Path | None = None, who: str | None = None, host: str = "127.0.0.1",
             say: Callable[[str], None] = lambda _: None) -> Served:
     """Everything the app serves, the browse index (re)built when the store changed."""
-    home = cache or cache_home()
+    home = cache or user_cache_home()
     index = BrowseIndex(store, under, normalise, home / "browse")
     rebuilt = index.open(progress=lambda n: say(f"indexing the store for browsing: {n} photos"))
     if rebuilt:

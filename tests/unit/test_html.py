@@ -158,3 +158,38 @@ def test_models_running_remote_code_are_marked(document: dict) -> None:
     rows = dict(re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', models, re.S))
     marked = [name for name, row in rows.items() if "remote code</span>" in row]
     assert marked == [document["models"][2]["name"]]
+
+
+def test_cached_thumbnails_are_made_once_and_kept_outside_the_archive(document: dict, tmp_path: Path) -> None:
+    from orchestrator.report.thumbnails import cache_file, cached_thumbnail
+
+    cache = tmp_path / "cache"
+    first = document["images"][0]
+    source = Path(first["path"])
+    made, why = cached_thumbnail(cache, first["sha256"], source)
+    assert made is not None and why is None and cache_file(cache, first["sha256"], 256).read_bytes() == made
+    source.rename(source.with_suffix(".moved"))   # gone from its path: its content's thumbnail is still known
+    assert cached_thumbnail(cache, first["sha256"], source) == (made, None)
+    assert cached_thumbnail(cache, "f" * 64, source) == (None, "file not found"), "another content: made anew"
+    assert not any((tmp_path / "photos").glob("*.jpg.*")) and sorted(p.name for p in cache.rglob("*.jpg")) == [
+        f"{first['sha256']}-256.jpg"]
+    blocked = tmp_path / "not-a-folder"    # the cache cannot be made there (as a full or read-only disk)
+    blocked.write_text("")
+    second = document["images"][1]
+    assert cached_thumbnail(blocked / "cache", second["sha256"], Path(second["path"]))[0] is not None, \
+        "a cache that cannot be written still gives the thumbnail"
+
+
+def test_the_report_takes_thumbnails_from_the_cache(document: dict, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    buf = io.StringIO()
+    from orchestrator.document import Results
+    from orchestrator.report.html import write_html
+
+    write_html(Results.of(document), buf, thumb_cache=cache)
+    assert len(list(cache.rglob("*.jpg"))) == 3
+    for image in document["images"]:
+        Path(image["path"]).unlink()
+    again = io.StringIO()
+    write_html(Results.of(document), again, thumb_cache=cache)
+    assert thumbs(again.getvalue())[:3] == thumbs(buf.getvalue())[:3] and None not in thumbs(again.getvalue())[:3]
