@@ -78,6 +78,8 @@ bench: setup
 	$(VENV)/bin/python bench/scale.py
 	$(VENV)/bin/python bench/cluster.py
 	$(VENV)/bin/python bench/ranking.py
+	$(VENV)/bin/python bench/serve.py
+	$(VENV)/bin/python bench/report.py
 
 clean:
 	rm -rf .cache $(VENV)
