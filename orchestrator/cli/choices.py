@@ -91,6 +91,19 @@ def check_threshold(value: float | None, flag: str = "--threshold") -> None:
                          fix=f"e.g. {flag} 0.35; leave it out to keep every tag")
 
 
+def check_weights(weights: dict[str, Path], specs: list[ModelSpec]) -> None:
+    """--weights MODEL=PATH resolved as the runner will get it (a cache root to its pinned snapshot,
+    orchestrator/models/loadspec.py): a cache without that revision stops here, before any model runs."""
+    from orchestrator.models.loadspec import resolve_weights
+
+    for spec in specs:
+        path = weights.get(spec.name, weights.get(spec.folder.name))
+        if path is not None:
+            if not path.exists():
+                raise UsageError(f"--weights {spec.name}={path}: path does not exist")
+            resolve_weights(spec, path)
+
+
 def check_format(fmt: str, out: Path | None) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -42,8 +42,8 @@ Which = Annotated[str, typer.Option("--model", "-m", help="MODEL (a stored model
                                                           "of `mltag eval` at its best threshold, against your "
                                                           "labels).")]
 ExportThreshold = Annotated[float | None, typer.Option(
-    "--threshold", help="Keep tags scored at least this, within 0 and 1 (default: every tag the model reported; for best: its best "
-                        "threshold).")]
+    "--threshold", help="Keep tags scored at least this, within 0 and 1 (default: every tag the model reported; "
+                        "for best: its best threshold).")]
 OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Write sidecars into this folder, mirroring the "
                                                                  "archive's tree (the archive is not touched).")]
 Beside = Annotated[bool, typer.Option("--beside", help="Write sidecars next to the photos.")]
