@@ -18,7 +18,7 @@ from orchestrator.models import envbuild
 from orchestrator.run import pipeline
 from orchestrator.run.jobs import Limits, RunOptions
 from orchestrator.run.launch import wait_for_exits
-from orchestrator.run.supervisor import LOADING_AHEAD
+from orchestrator.run.supervisor import LOADING_AHEAD, MESSAGE_CHARS, one_line
 from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 from tests.support import spec
@@ -140,6 +140,26 @@ def test_missing_weights_skip_with_fix(tmp_path: Path) -> None:
     assert [cells[n]["status"] for n in NAMES] == ["skipped"] * 3
     assert "--weights fake=" in cells["a.jpg"]["fix"]
     assert len(started_pids(tmp_path)) == 1, "a deterministic load failure is not retried"
+
+
+def test_a_long_load_error_is_one_bounded_line_naming_the_log(tmp_path: Path) -> None:
+    """A library's message of hundreds of model types reaches the user as its first line, cut, and the
+    log's name; the cell's `error` keeps the whole text."""
+    job = fake_job(tmp_path, "load_error_long")
+    info, cells = run(job, images(tmp_path, NAMES[:1]))
+    cell = cells["a.jpg"]
+    assert cell["status"] == "error" and cell["message"].startswith("model failed to load: ValueError: Unrecognized")
+    assert "\n" not in cell["message"] and len(cell["message"]) < MESSAGE_CHARS + len(str(job.log_path)) + 80
+    assert cell["message"].endswith(f"... (full text in {job.log_path})") and "type299" not in cell["message"]
+    assert "type299" in cell["error"]["message"] and "second line" in cell["error"]["message"]
+    assert info.status == "failed" and info.message == cell["message"]
+
+
+def test_one_line() -> None:
+    assert one_line("short message", "LOG") == "short message"
+    assert one_line("first\nsecond", "LOG") == "first (full text in LOG)"
+    assert one_line("x" * 500, "LOG", limit=10) == "xxxxxxxxxx... (full text in LOG)"
+    assert one_line("\n\n  padded  \n", "LOG") == "padded"
 
 
 def test_error_reply_fails_only_that_request(tmp_path: Path) -> None:
