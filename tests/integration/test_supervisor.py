@@ -269,3 +269,43 @@ def test_the_runner_started_early_is_the_one_that_runs(tmp_path: Path, monkeypat
     analysis.close()
     assert [i["results"]["fake"]["status"] for i in doc["images"]] == ["ok", "ok"]
     assert len(started_pids(tmp_path)) == 1, "the runner started early served every image"
+
+
+def test_a_failure_the_store_does_not_take_is_said(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A photo times out while the store keeps its earlier done cell (a failed cell never replaces a
+    done one): the document shows the done cell, so it names the failure (failures_kept), and the
+    end-of-run summary counts this run's failures and names the kept result."""
+    import json
+
+    import jsonschema
+
+    from orchestrator.cli.stores import store_summary
+    from orchestrator.paths import PROJECT_ROOT
+    from orchestrator.report.flat import to_json
+    from orchestrator.store import ResultStore
+
+    monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+    store = ResultStore(tmp_path / "results.sqlite")
+    imgs = images(tmp_path, NAMES)
+    behaviour = "ok"
+    monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, behaviour,
+                                                                       Limits(hello_s=30, load_s=30, infer_s=1.0)))
+    first = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store)
+    first.run()
+    assert first.exit_code() == 0 and first.failures_kept == [] and first.failed_now == 0
+    behaviour = "hang_on:2"   # b.jpg times out this time
+    second = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store, force=True)
+    doc = second.run().document()
+    assert second.exit_code() == 1, "this run failed a cell"
+    assert [i["results"]["fake"]["status"] for i in doc["images"]] == ["ok", "ok", "ok"], "the done cell is kept"
+    [kept] = doc["failures_kept"]
+    assert (kept["model"], kept["path"], kept["status"]) == ("fake", str(tmp_path / "b.jpg"), "timeout")
+    assert "no result within 1 s" in kept["message"] and kept["sha256"] == imgs[1].sha256
+    schema = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+    jsonschema.validate(json.loads(to_json(doc)), schema)
+    store_summary(second)
+    said = capsys.readouterr().err
+    assert "3 computed, 1 failed" in said, said
+    assert "1 result(s) failed in this run but the store kept their earlier done result" in said
+    assert f"fake on {tmp_path / 'b.jpg'}: timeout" in said
+    second.close()
