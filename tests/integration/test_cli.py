@@ -119,3 +119,29 @@ def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> No
             assert set(result["raw"]["generations"]) == asked, model
             for run in result["raw"]["generations"].values():
                 assert run["new_tokens"] <= 8 and run["prompt_tokens"] > 0 and run["tokens_per_s"] > 0
+
+
+@pytest.mark.adapter
+def test_weights_may_be_a_hugging_face_cache_root(tiny_model, tmp_path: Path) -> None:
+    """`--weights MODEL=PATH` takes a cache root holding the pinned revision as well as a snapshot folder
+    (orchestrator/models/loadspec.py): a real tiny BLIP laid out as huggingface_hub lays a download out
+    (models--ORG--NAME/refs/main + snapshots/COMMIT/), loaded from the cache root; a cache without the
+    pinned revision is a usage error before any model runs."""
+    spec = REGISTRY["blip"]
+    repo = tmp_path / "hub" / ("models--" + spec.hub_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / spec.revision
+    shutil.copytree(tiny_model("blip"), snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(spec.revision)
+    args = ["run", "blip", str(SAMPLES / "brick.png"), "--offline", "--no-store", "--format", "json"]
+    proc = mltag(*args, f"--weights=blip={tmp_path / 'hub'}")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["images"][0]["results"]["blip"]["status"] == "ok"
+    assert doc["models"][0]["model_version"].startswith(str(snapshot)), "the pinned snapshot was loaded"
+    shutil.move(snapshot, repo / "snapshots" / ("0" * 40))   # the cache now holds another revision only
+    refused = mltag(*args, f"--weights=blip={tmp_path / 'hub'}")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error: --weights blip={tmp_path / 'hub'}: this Hugging Face cache holds "
+                                     f"{spec.hub_id} but not its pinned revision {spec.revision[:12]}"), refused.stderr
+    assert "Traceback" not in refused.stderr
