@@ -145,3 +145,22 @@ def test_weights_may_be_a_hugging_face_cache_root(tiny_model, tmp_path: Path) ->
     assert refused.stderr.startswith(f"error: --weights blip={tmp_path / 'hub'}: this Hugging Face cache holds "
                                      f"{spec.hub_id} but not its pinned revision {spec.revision[:12]}"), refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.adapter
+def test_a_weights_folder_without_config_json_says_what_was_expected(tmp_path: Path) -> None:
+    """Not the library's list of every model type it knows (transformers 4.x prints hundreds): one line
+    saying what the folder lacks, and what --weights takes; the whole traceback is in the runner log."""
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    proc = mltag("analyze", str(SAMPLES / "brick.png"), "--models", "qwen2vl-2b", "--offline", "--no-store",
+                 f"--weights=qwen2vl-2b={empty}", "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    cell = json.loads(proc.stdout)["images"][0]["results"]["qwen2vl-2b"]
+    assert cell["status"] == "skipped"
+    assert cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of " \
+                              f"{REGISTRY['qwen2vl-2b'].hub_id}"
+    assert "a Hugging Face cache root holding" in cell["fix"] and "snapshot folder" in cell["fix"]
+    said = " ".join(proc.stderr.split())   # rich wraps long lines at 80 columns in a pipe
+    assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
+    assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
