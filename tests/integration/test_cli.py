@@ -164,3 +164,27 @@ def test_a_weights_folder_without_config_json_says_what_was_expected(tmp_path: P
     said = " ".join(proc.stderr.split())   # rich wraps long lines at 80 columns in a pipe
     assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
     assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.adapter
+def test_a_run_says_which_failures_the_store_did_not_take(tiny_model, tmp_path: Path) -> None:
+    """A photo times out while the store keeps its earlier done cell (a failed cell never replaces a done
+    one): the run exits 1 and its outputs show the done cell, so stderr counts this run's failures and
+    names the kept results, and the JSON lists them (failures_kept). --timeout 0.001 s: no real runner
+    answers within a millisecond, so every photo of the second run times out."""
+    photos = [str(SAMPLES / "brick.png"), str(SAMPLES / "rocket.jpg")]
+    args = ["analyze", *photos, "--models", "blip", f"--weights=blip={tiny_model('blip')}", "--offline",
+            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    first = mltag(*args)
+    assert first.returncode == 0 and json.loads(first.stdout)["failures_kept"] == [], first.stderr
+    second = mltag(*args, "--force", "--timeout", "0.001")
+    assert second.returncode == 1, second.stderr
+    doc = json.loads(second.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert all(img["results"]["blip"]["status"] in SUCCESS for img in doc["images"]), "the done cells are kept"
+    assert [(k["model"], k["path"], k["status"]) for k in doc["failures_kept"]] == [
+        ("blip", p, "timeout") for p in photos]
+    said = " ".join(second.stderr.split())
+    assert "2 computed, 2 failed" in said, second.stderr
+    assert ("2 result(s) failed in this run but the store kept their earlier done result, which the outputs show: "
+            f"blip on {photos[0]}: timeout; blip on {photos[1]}: timeout") in said, second.stderr
