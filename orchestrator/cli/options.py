@@ -28,7 +28,9 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")
 Dtype = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (auto: bf16/fp16 on GPU, "
                                                     "fp32 on CPU)")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never touch the network (HF cache / --weights only).")]
-Weights = Annotated[list[str] | None, typer.Option("--weights", help="MODEL=PATH local weights override (repeatable).")]
+Weights = Annotated[list[str] | None, typer.Option(
+    "--weights", help="MODEL=PATH local weights (repeatable): a snapshot folder of the model, or a Hugging Face "
+                      "cache root holding its pinned revision.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the runners' stderr live.")]
 Warmup = Annotated[bool, typer.Option("--warmup", help="Time one warm-up inference after loading.")]
 Batch = Annotated[int, typer.Option("--batch-size", help="Images per infer request.")]
