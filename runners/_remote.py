@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runners.base import require_config
 from schemas.protocol import LoadSpec
 
 UNPINNED = ("", "main", "master", "head", "latest", "dev")
@@ -32,6 +33,7 @@ def remote_code_source(spec: LoadSpec) -> tuple[str, dict[str, Any]]:
         raise RemoteCodeRefused(f"{spec['name']} needs trust_remote_code (its loader runs Python files from the "
                                 f"model repository) but its model.toml does not say remote_code = true")
     if local := spec.get("local_path"):
+        require_config(Path(local), spec)   # else transformers lists every model type it knows
         return local, {"trust_remote_code": True}
     revision = spec["revision"]
     if revision.lower() in UNPINNED:

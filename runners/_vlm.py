@@ -50,6 +50,7 @@ from runners.base import (
     pick_torch_device,
     pick_torch_dtype,
     processor_size_need,
+    require_config,
     weights_dir,
 )
 from schemas.protocol import LoadSpec, Tag
@@ -197,11 +198,7 @@ def build_result(runs: dict[str, dict[str, Any]], kwargs: dict[str, Any], batch_
 def checkpoint_config(spec: LoadSpec) -> dict[str, Any]:
     """The checkpoint's config.json, fetched alone (one small file from the Hub), so that a wrong
     checkpoint fails with the fix named before gigabytes of weights are downloaded."""
-    folder = weights_dir(spec, allow_patterns=["config.json"])
-    path = folder / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a transformers checkpoint; point --weights at a "
-                                f"download of {spec['hub_id']}")
+    path = require_config(weights_dir(spec, allow_patterns=["config.json"]), spec)
     config: dict[str, Any] = json.loads(path.read_text())
     return config
 

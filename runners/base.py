@@ -87,6 +87,15 @@ class WeightsMissing(Exception):
     error_type = ERROR_WEIGHTS_MISSING
 
 
+def require_config(folder: Path, spec: LoadSpec) -> Path:
+    """`folder`/config.json, or WeightsMissing saying what --weights expected: a library given a folder
+    without it answers with its whole list of known model types, which names nothing useful."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise WeightsMissing(f"{folder} has no config.json: not a snapshot folder of {spec['hub_id']}")
+    return path
+
+
 def pick_torch_device(requested: str) -> str:
     """auto -> cuda > mps > cpu. An explicit device that is not available is an error."""
     import torch

@@ -65,8 +65,12 @@ def _write(obj: Any) -> None:
 
 def _error(exc: BaseException) -> ErrorInfo:
     # error_type: a protocol constant an exception may carry (schemas/protocol.py), else its class name
+    text = "".join(traceback.format_exception(exc))
+    # The whole text goes to the runner log (stderr): the orchestrator shows one bounded line of it
+    # (a library's message can be hundreds of lines) and names the log.
+    print(text, file=sys.stderr, flush=True)
     return {"type": getattr(exc, "error_type", type(exc).__name__), "message": str(exc) or type(exc).__name__,
-            "traceback": "".join(traceback.format_exception(exc))}
+            "traceback": text}
 
 
 def _die_with_parent() -> None:

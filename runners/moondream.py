@@ -15,8 +15,10 @@ reports no token counts; raw keeps the texts exactly as returned, with timings.
 
 `--weights moondream2=PATH`: PATH is a Hugging Face hub cache folder holding
 models--vikhyatk--moondream2 (at the pinned tag) and models--moondream--starmie-v1 (the tokenizer
-the code fetches by name). A plain folder cannot work: transformers copies only a file's direct
-relative imports from a local folder, and the upstream code imports deeper (layers.py, rope.py).
+the code fetches by name), or the pinned snapshot folder inside such a cache (the orchestrator
+gives the snapshot folder either way; its cache root is used). A folder copied out of its cache
+cannot work: transformers copies only a file's direct relative imports from a local folder, and
+the upstream code imports deeper (layers.py, rope.py).
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ class Adapter:
         local_path = spec.get("local_path")
         local = Path(local_path).expanduser() if local_path else None
         if local is not None:
+            # The orchestrator gives a snapshot folder (a cache root given to --weights is resolved to
+            # the pinned revision's snapshot, orchestrator/models/loadspec.py): its cache root is 3 up.
+            if local.parent.name == "snapshots" and local.parent.parent.name == REPO_FOLDER:
+                local = local.parents[2]
             if not (local / REPO_FOLDER).is_dir():
-                raise WeightsMissing(f"{local} is not a Hugging Face hub cache holding {REPO_FOLDER} (Moondream2's "
-                                     "remote code loads only from a hub cache layout); point --weights at the "
-                                     "folder HF_HUB_CACHE would be")
+                raise WeightsMissing(f"{local} is not in a Hugging Face hub cache holding {REPO_FOLDER} "
+                                     "(Moondream2's remote code loads only from a hub cache layout: a snapshot "
+                                     "folder copied out of its cache cannot work); point --weights at the cache "
+                                     "root (HF_HUB_CACHE) or at its snapshot folder")
             use_hub_cache(local)
             spec = {**spec, "local_path": None}  # the pinned revision, read from that cache
         import torch

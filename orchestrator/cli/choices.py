@@ -84,6 +84,26 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def check_threshold(value: float | None, flag: str = "--threshold") -> None:
+    """A score cut: every score mltag compares is a probability or an estimate within [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:   # NaN fails too
+        raise UsageError(f"{flag} must be within 0 and 1 (scores are probabilities), got {value:g}",
+                         fix=f"e.g. {flag} 0.35; leave it out to keep every tag")
+
+
+def check_weights(weights: dict[str, Path], specs: list[ModelSpec]) -> None:
+    """--weights MODEL=PATH resolved as the runner will get it (a cache root to its pinned snapshot,
+    orchestrator/models/loadspec.py): a cache without that revision stops here, before any model runs."""
+    from orchestrator.models.loadspec import resolve_weights
+
+    for spec in specs:
+        path = weights.get(spec.name, weights.get(spec.folder.name))
+        if path is not None:
+            if not path.exists():
+                raise UsageError(f"--weights {spec.name}={path}: path does not exist")
+            resolve_weights(spec, path)
+
+
 def check_format(fmt: str, out: Path | None) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -124,6 +144,10 @@ class RunFlags:
         for flag, text in (("--prompt", self.prompt), ("--tags-prompt", self.tags_prompt)):
             if text is not None and not text.strip():
                 raise UsageError(f"{flag} must not be empty")
+        check_threshold(self.threshold)
+        if self.timeout is not None and not self.timeout > 0:   # NaN too
+            raise UsageError(f"--timeout must be more than 0 seconds, got {self.timeout:g}",
+                             fix="leave it out for the model's own timeout_s (else 60), or give e.g. --timeout 300")
         if self.batch_size < 1 or self.parallel < 1:
             raise UsageError("--batch-size and --parallel must be at least 1")
         if self.raw not in ("auto", "preview", "develop"):
@@ -162,6 +186,7 @@ class ViewFlags:
 
         if self.top < 0:
             raise UsageError("--top must be 0 (all) or more")
+        check_threshold(self.threshold)
         if self.compare_top < 0:
             raise UsageError("--compare-top must be 0 (all) or more")
         if self.consensus_min is not None and self.consensus_min < 1:

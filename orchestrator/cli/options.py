@@ -15,18 +15,22 @@ Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Sea
 # -- output ------------------------------------------------------------------------------------------
 Format = Annotated[str, typer.Option("--format", "-f", help="table | json | jsonl | csv | html (html needs --out)")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the output to this file instead of stdout.")]
-Threshold = Annotated[float | None, typer.Option("--threshold", help="Display threshold; raw scores stay in JSON.")]
+Threshold = Annotated[float | None, typer.Option("--threshold", help="Display threshold, within 0 and 1; raw scores "
+                                                                         "stay in JSON.")]
 Top = Annotated[int, typer.Option("--top", help="Tags shown per model, and rows shown, in the table (0 = all); "
                                                 "display only: the comparison uses --compare-top.")]
 
 # -- how models run ----------------------------------------------------------------------------------
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per image before the runner is killed "
-                                                                 "(default: the model's timeout_s, else 60).")]
+                                                                 "(more than 0; default: the model's timeout_s, "
+                                                                 "else 60).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (auto: bf16/fp16 on GPU, "
                                                     "fp32 on CPU)")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never touch the network (HF cache / --weights only).")]
-Weights = Annotated[list[str] | None, typer.Option("--weights", help="MODEL=PATH local weights override (repeatable).")]
+Weights = Annotated[list[str] | None, typer.Option(
+    "--weights", help="MODEL=PATH local weights (repeatable): a snapshot folder of the model, or a Hugging Face "
+                      "cache root holding its pinned revision.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the runners' stderr live.")]
 Warmup = Annotated[bool, typer.Option("--warmup", help="Time one warm-up inference after loading.")]
 Batch = Annotated[int, typer.Option("--batch-size", help="Images per infer request.")]

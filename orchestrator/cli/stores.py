@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from orchestrator.cli.console import err
 from orchestrator.errors import UsageError
 
@@ -61,9 +63,22 @@ def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclu
     return Stored(db, names, from_store(db, under, names), under)
 
 
+KEPT_NAMED = 5   # kept results named on stderr; the JSON lists them all (failures_kept)
+
+
 def store_summary(analysis: Any) -> None:
-    """What the run reused from the store and what it computed."""
+    """What the run reused from the store and what it computed; this run's failures, and those whose
+    photo shows an earlier done result (the store never replaces a done cell by a failed one), which
+    the outputs alone would show as ok while the run exits 1."""
     reused = sum(analysis.reused.values())
     computed = len(analysis.unique) * len(analysis.reported_models) - reused
-    err.print(f"store: {analysis.store.path}: {reused} result(s) reused, {computed} computed (run {analysis.run_id})",
-              highlight=False, soft_wrap=True)
+    failed = f", {analysis.failed_now} failed" if analysis.failed_now else ""
+    err.print(f"store: {analysis.store.path}: {reused} result(s) reused, {computed} computed{failed} "
+              f"(run {analysis.run_id})", highlight=False, soft_wrap=True)
+    if analysis.kept_count:
+        named = "; ".join(f"{k['model']} on {k['path']}: {k['status']}" for k in analysis.failures_kept[:KEPT_NAMED])
+        more = analysis.kept_count - min(KEPT_NAMED, len(analysis.failures_kept))
+        err.print(f"[yellow]{analysis.kept_count} result(s) failed in this run but the store kept their earlier "
+                  f"done result, which the outputs show: {escape(named)}"
+                  + (f" (and {more} more: failures_kept in --format json)" if more else "") + "[/]",
+                  highlight=False, soft_wrap=True)

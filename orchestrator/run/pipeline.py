@@ -36,9 +36,12 @@ from orchestrator.run.launch import Launch, launch, wait_for_exits
 from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
 from orchestrator.store.documents import from_run
-from schemas.status import CellStatus
+from schemas.status import SUCCESS, CellStatus
 
 _RUNS = itertools.count()
+# A run's failed cells that the store did not take (it keeps the photo's earlier done cell) are listed
+# in the document (`failures_kept`) up to this many; the count goes on past it (memory stays bounded).
+KEPT_LISTED = 1000
 
 
 def _run_id() -> str:
@@ -83,6 +86,11 @@ class Analysis:
         self._meta: dict[str, CellMeta] = {}        # model -> the columns stored beside its cells
         self._entry_stored: set[str] = set()
         self._launched: dict[str, Launch] = {}      # model -> its runner, started early (start_early)
+        self.failed_now = 0                          # this run's cells that are not ok / no_tags
+        # this run's failures that the store did not take: it kept the photo's earlier done cell, so
+        # the outputs show that one (ok) while the run exits 1; the first KEPT_LISTED, and their count
+        self.failures_kept: list[dict[str, Any]] = []
+        self.kept_count = 0
 
     def set_images(self, images: list[ImageRef]) -> None:
         """The images to analyse (given after start_early, once they are hashed)."""
@@ -128,21 +136,32 @@ class Analysis:
     # -- cells ------------------------------------------------------------------------------------
     def add_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None = None) -> None:
         """Store a cell as the runner gave it; a store that cannot be written stops the run (StoreError)."""
-        self._store_cell(spec, image, result, run)
-        self._count(spec.name, str(result.get("status")))
+        stored = self._store_cell(spec, image, result, run)
+        status = str(result.get("status"))
+        self._count(spec.name, status)
+        if status in SUCCESS:
+            return
+        with self.lock:
+            self.failed_now += 1
+            if not stored:   # an earlier done cell was kept: say what failed, since the outputs show it ok
+                self.kept_count += 1
+                if len(self.failures_kept) < KEPT_LISTED:
+                    self.failures_kept.append({"model": spec.name, "path": image.name, "sha256": image.sha256,
+                                               "status": status, "message": str(result.get("message") or "")})
 
     def _count(self, model: str, status: str, n: int = 1) -> None:
         with self.lock:
             self.counts.setdefault(model, Counter())[status] += n
 
     # -- the results store ------------------------------------------------------------------------
-    def _store_call(self, write: Any, *args: Any) -> None:
+    def _store_call(self, write: Any, *args: Any) -> Any:
         try:
-            write(*args)
+            return write(*args)
         except (StoreError, OSError) as exc:
             raise _store_failed(self.store, exc) from exc
 
-    def _store_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None) -> None:
+    def _store_cell(self, spec: ModelSpec, image: ImageRef, result: dict[str, Any], run: ModelRun | None) -> bool:
+        """Store the cell; False when the store kept the photo's earlier done cell instead."""
         with self.lock:
             first = spec.name not in self._entry_stored
             self._entry_stored.add(spec.name)
@@ -153,7 +172,7 @@ class Analysis:
         meta = self._meta.get(spec.name) or CellMeta(options_key="", kind=spec.kind, revision=spec.revision)
         meta = replace(meta, model_version=load.get("model_version"), device=load.get("device"),
                        load_s=load.get("load_s"), warmup_s=load.get("warmup_s"))
-        self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta)
+        return bool(self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta))
 
     def _store_model(self, spec: ModelSpec) -> None:
         if spec.name in self.model_runs and self.reused.get(spec.name, 0) < len(self.unique):
@@ -353,7 +372,8 @@ class Analysis:
 
     def results(self) -> Results:
         """This run's document: its images in the order found, each with the cells the store holds."""
-        head = header(self.run_id, self.started, self.finished, self.options_entry())
+        head = dict(header(self.run_id, self.started, self.finished, self.options_entry()),
+                    failures_kept=list(self.failures_kept))
         return from_run(head, [self._model_entry(spec) for spec in self.reported_models], self.images, self.store)
 
     def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> dict[str, Any]:

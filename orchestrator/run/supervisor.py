@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
+from orchestrator.models.loadspec import weights_kinds
 from orchestrator.run.jobs import ModelJob
 from orchestrator.run.launch import Launch, forget, launch, retire
 from orchestrator.run.runner import PipelinedRunner
@@ -61,6 +62,21 @@ class _Sent:
 
     images: list[ImageRef]
     req_id: int
+
+
+MESSAGE_CHARS = 300   # a runner's error as the user sees it: one line, at most this long
+
+
+def one_line(text: str, log: str, limit: int = MESSAGE_CHARS) -> str:
+    """A runner's error text as one bounded line: a library's message can run to hundreds of lines (a
+    list of every model type it knows); the whole text is in the runner log and the cell's `error`."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else text.strip()
+    if len(lines) <= 1 and len(first) <= limit:
+        return first
+    if len(first) > limit:
+        first = first[:limit].rstrip() + "..."
+    return f"{first} (full text in {log})"
 
 
 def cell(status: CellStatus, message: str = "", fix: str = "", **extra: Any) -> dict[str, Any]:
@@ -186,13 +202,18 @@ class Supervisor:
 
     def _fail_model(self, exc: RemoteError) -> None:
         """A deterministic failure while loading (missing weights, import error): no retry."""
-        spec = self.job.spec
+        spec, log = self.job.spec, str(self.job.log_path)
+        message = one_line(exc.message, log)
+        local = self.job.load_spec.get("local_path")
         if exc.type == ERROR_WEIGHTS_MISSING:
-            self.give_up = cell(CellStatus.SKIPPED, f"weights missing: {exc.message}",
-                                fix=f"mltag run {spec.name} ... without --offline to download them, or pass "
-                                    f"--weights {spec.name}=/path/to/local/model")
+            fix = (f"--weights {spec.name}=PATH takes {weights_kinds(spec.hub_id, spec.revision)}" if local else
+                   f"mltag run {spec.name} ... without --offline to download them, or pass "
+                   f"--weights {spec.name}=/path/to/local/model")
+            self.give_up = cell(CellStatus.SKIPPED, f"weights missing: {message}", fix=fix)
         else:
-            self.give_up = cell(CellStatus.ERROR, f"model failed to load: {exc}",
+            if local:
+                message += f" (from --weights {local})"
+            self.give_up = cell(CellStatus.ERROR, f"model failed to load: {exc.type}: {message}",
                                 fix=f"see the traceback in {self.job.log_path}; `mltag health {spec.name} --deep`",
                                 error={"type": exc.type, "message": exc.message, "traceback": exc.traceback})
 
@@ -251,7 +272,8 @@ class Supervisor:
             self._count_failure(str(exc), exc.stderr_tail)
             return self._crashed(batch, exc, pending)
         except RemoteError as exc:  # the host itself refused the request: not this image's fault alone
-            return [(img, cell(CellStatus.ERROR, str(exc), error={"type": exc.type, "message": exc.message,
+            text = f"{exc.type}: {one_line(exc.message, str(self.job.log_path))}"
+            return [(img, cell(CellStatus.ERROR, text, error={"type": exc.type, "message": exc.message,
                                                                   "traceback": exc.traceback}))
                     for img in batch]
         self.failures_in_a_row = 0   # a start counts only once the runner has done real work
@@ -264,6 +286,8 @@ class Supervisor:
                 continue
             result = dict(result)
             result.pop("id", None)
+            if result.get("error") and isinstance(result.get("message"), str):   # the whole text stays in `error`
+                result["message"] = one_line(result["message"], str(self.job.log_path))
             if result.get("status") != CellStatus.BAD_IMAGE.value:   # never in the model's batch (schema: >= 1)
                 result["batch_size"] = reply.get("batch_size", len(batch))
             out.append((img, result))

@@ -59,6 +59,20 @@ def test_local_folder_weights(run_model, hub: Path) -> None:
     load, [cell] = run_model("minicpm-v45", [SAMPLES / "coffee.png"], weights=snapshot, **SHORT)
     assert load["model_version"] == str(snapshot)
     assert cell["status"] in SUCCESS
+    # the cache root holding the pinned revision is the same load (orchestrator/models/loadspec.py)
+    load, [cell] = run_model("minicpm-v45", [SAMPLES / "coffee.png"], weights=hub, **SHORT)
+    assert load["model_version"] == str(snapshot)
+    assert cell["status"] in SUCCESS
+
+
+def test_a_folder_without_config_json_says_what_was_expected(run_model, tmp_path: Path) -> None:
+    """transformers 4.x would answer with its list of several hundred model types."""
+    from orchestrator.errors import RemoteError
+
+    with pytest.raises(RemoteError, match="has no config.json: not a snapshot folder of openbmb/MiniCPM-V-4_5") \
+            as caught:
+        run_model("minicpm-v45", [SAMPLES / "coffee.png"], weights=tmp_path)
+    assert caught.value.type == "WeightsMissing" and len(caught.value.message) < 300
 
 
 def test_not_cached_offline(run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

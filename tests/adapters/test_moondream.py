@@ -94,6 +94,11 @@ def test_weights_hub_cache_folder_and_bad_options(run_model, hub: Path, tmp_path
     load, [cell] = run_model("moondream2", [SAMPLES / "rocket.jpg"], weights=hub, length="huge")
     assert load["model_version"] == f"2025-06-21 from the hub cache {hub}"
     assert cell["status"] == "error" and "length must be one of" in cell["message"]
+    # the same load from the pinned snapshot folder inside that cache: --weights takes either
+    repo = hub / "models--vikhyatk--moondream2"
+    snapshot = repo / "snapshots" / (repo / "refs" / "2025-06-21").read_text().strip()
+    load, [cell] = run_model("moondream2", [SAMPLES / "rocket.jpg"], weights=snapshot, length="huge")
+    assert load["model_version"] == f"2025-06-21 from the hub cache {hub}"
 
 
 def test_missing_weights_offline_names_the_fix(run_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

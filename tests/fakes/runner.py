@@ -15,6 +15,8 @@ behaviour is a comma-separated list of:
     fork_child          start a grandchild that sleeps (must be killed with the group)
     error_on:N          answer the N-th infer with an error reply
     weights_missing     load fails with WeightsMissing
+    load_error_long     load fails with a library's 2,000-character, many-line message (transformers'
+                        "Unrecognized model ... one of the following strings: albert, align, ...")
     slow_exit:S         sleep S seconds after answering shutdown, then exit (a big model being freed)
     crash_decoding_ahead  exit 3 in load when asked to decode the photos sent meanwhile (as if one
                         of them killed the decoder); every load logs its decode_ahead
@@ -78,6 +80,12 @@ def main() -> int:
                 time.sleep(3600)
             if "slow_load" in opts:
                 time.sleep(float(opts["slow_load"]))
+            if "load_error_long" in opts:
+                kinds = ", ".join(f"type{i}" for i in range(300))
+                write(error_reply(rid, {"type": "ValueError", "message": "Unrecognized model in /w. Should have a "
+                                        f"`model_type` key in its config.json, or contain one of: {kinds}\n"
+                                        "second line", "traceback": "Traceback (most recent call last): ..."}))
+                continue
             if "weights_missing" in opts:
                 write(error_reply(rid, {"type": "WeightsMissing", "message": "fake/model@abc is not in the cache",
                                         "traceback": ""}))

@@ -119,3 +119,72 @@ def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> No
             assert set(result["raw"]["generations"]) == asked, model
             for run in result["raw"]["generations"].values():
                 assert run["new_tokens"] <= 8 and run["prompt_tokens"] > 0 and run["tokens_per_s"] > 0
+
+
+@pytest.mark.adapter
+def test_weights_may_be_a_hugging_face_cache_root(tiny_model, tmp_path: Path) -> None:
+    """`--weights MODEL=PATH` takes a cache root holding the pinned revision as well as a snapshot folder
+    (orchestrator/models/loadspec.py): a real tiny BLIP laid out as huggingface_hub lays a download out
+    (models--ORG--NAME/refs/main + snapshots/COMMIT/), loaded from the cache root; a cache without the
+    pinned revision is a usage error before any model runs."""
+    spec = REGISTRY["blip"]
+    repo = tmp_path / "hub" / ("models--" + spec.hub_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / spec.revision
+    shutil.copytree(tiny_model("blip"), snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(spec.revision)
+    args = ["run", "blip", str(SAMPLES / "brick.png"), "--offline", "--no-store", "--format", "json"]
+    proc = mltag(*args, f"--weights=blip={tmp_path / 'hub'}")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["images"][0]["results"]["blip"]["status"] == "ok"
+    assert doc["models"][0]["model_version"].startswith(str(snapshot)), "the pinned snapshot was loaded"
+    shutil.move(snapshot, repo / "snapshots" / ("0" * 40))   # the cache now holds another revision only
+    refused = mltag(*args, f"--weights=blip={tmp_path / 'hub'}")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith(f"error: --weights blip={tmp_path / 'hub'}: this Hugging Face cache holds "
+                                     f"{spec.hub_id} but not its pinned revision {spec.revision[:12]}"), refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.adapter
+def test_a_weights_folder_without_config_json_says_what_was_expected(tmp_path: Path) -> None:
+    """Not the library's list of every model type it knows (transformers 4.x prints hundreds): one line
+    saying what the folder lacks, and what --weights takes; the whole traceback is in the runner log."""
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    proc = mltag("analyze", str(SAMPLES / "brick.png"), "--models", "qwen2vl-2b", "--offline", "--no-store",
+                 f"--weights=qwen2vl-2b={empty}", "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    cell = json.loads(proc.stdout)["images"][0]["results"]["qwen2vl-2b"]
+    assert cell["status"] == "skipped"
+    assert cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of " \
+                              f"{REGISTRY['qwen2vl-2b'].hub_id}"
+    assert "a Hugging Face cache root holding" in cell["fix"] and "snapshot folder" in cell["fix"]
+    said = " ".join(proc.stderr.split())   # rich wraps long lines at 80 columns in a pipe
+    assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
+    assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.adapter
+def test_a_run_says_which_failures_the_store_did_not_take(tiny_model, tmp_path: Path) -> None:
+    """A photo times out while the store keeps its earlier done cell (a failed cell never replaces a done
+    one): the run exits 1 and its outputs show the done cell, so stderr counts this run's failures and
+    names the kept results, and the JSON lists them (failures_kept). --timeout 0.001 s: no real runner
+    answers within a millisecond, so every photo of the second run times out."""
+    photos = [str(SAMPLES / "brick.png"), str(SAMPLES / "rocket.jpg")]
+    args = ["analyze", *photos, "--models", "blip", f"--weights=blip={tiny_model('blip')}", "--offline",
+            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    first = mltag(*args)
+    assert first.returncode == 0 and json.loads(first.stdout)["failures_kept"] == [], first.stderr
+    second = mltag(*args, "--force", "--timeout", "0.001")
+    assert second.returncode == 1, second.stderr
+    doc = json.loads(second.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert all(img["results"]["blip"]["status"] in SUCCESS for img in doc["images"]), "the done cells are kept"
+    assert [(k["model"], k["path"], k["status"]) for k in doc["failures_kept"]] == [
+        ("blip", p, "timeout") for p in photos]
+    said = " ".join(second.stderr.split())
+    assert "2 computed, 2 failed" in said, second.stderr
+    assert ("2 result(s) failed in this run but the store kept their earlier done result, which the outputs show: "
+            f"blip on {photos[0]}: timeout; blip on {photos[1]}: timeout") in said, second.stderr

@@ -114,6 +114,9 @@ def test_load_exception_fails_the_model_with_traceback(tmp_path: Path, image_zoo
     info, cells = run(job, [hash_file(image_zoo["good.png"])])
     assert cells["good.png"]["status"] == "error" and "asked to fail while loading" in cells["good.png"]["message"]
     assert info.status == "failed"
+    # the whole traceback is in the runner log, which the one-line messages name
+    log = job.log_path.read_text()
+    assert "Traceback" in log and "RuntimeError: asked to fail while loading" in log
 
 
 def test_runner_dies_with_its_parent(tmp_path: Path) -> None:

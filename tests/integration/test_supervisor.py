@@ -18,7 +18,7 @@ from orchestrator.models import envbuild
 from orchestrator.run import pipeline
 from orchestrator.run.jobs import Limits, RunOptions
 from orchestrator.run.launch import wait_for_exits
-from orchestrator.run.supervisor import LOADING_AHEAD
+from orchestrator.run.supervisor import LOADING_AHEAD, MESSAGE_CHARS, one_line
 from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 from tests.support import spec
@@ -142,6 +142,26 @@ def test_missing_weights_skip_with_fix(tmp_path: Path) -> None:
     assert len(started_pids(tmp_path)) == 1, "a deterministic load failure is not retried"
 
 
+def test_a_long_load_error_is_one_bounded_line_naming_the_log(tmp_path: Path) -> None:
+    """A library's message of hundreds of model types reaches the user as its first line, cut, and the
+    log's name; the cell's `error` keeps the whole text."""
+    job = fake_job(tmp_path, "load_error_long")
+    info, cells = run(job, images(tmp_path, NAMES[:1]))
+    cell = cells["a.jpg"]
+    assert cell["status"] == "error" and cell["message"].startswith("model failed to load: ValueError: Unrecognized")
+    assert "\n" not in cell["message"] and len(cell["message"]) < MESSAGE_CHARS + len(str(job.log_path)) + 80
+    assert cell["message"].endswith(f"... (full text in {job.log_path})") and "type299" not in cell["message"]
+    assert "type299" in cell["error"]["message"] and "second line" in cell["error"]["message"]
+    assert info.status == "failed" and info.message == cell["message"]
+
+
+def test_one_line() -> None:
+    assert one_line("short message", "LOG") == "short message"
+    assert one_line("first\nsecond", "LOG") == "first (full text in LOG)"
+    assert one_line("x" * 500, "LOG", limit=10) == "xxxxxxxxxx... (full text in LOG)"
+    assert one_line("\n\n  padded  \n", "LOG") == "padded"
+
+
 def test_error_reply_fails_only_that_request(tmp_path: Path) -> None:
     _, cells = run(fake_job(tmp_path, "error_on:2"), images(tmp_path, NAMES))
     assert [cells[n]["status"] for n in NAMES] == ["ok", "error", "ok"]
@@ -249,3 +269,43 @@ def test_the_runner_started_early_is_the_one_that_runs(tmp_path: Path, monkeypat
     analysis.close()
     assert [i["results"]["fake"]["status"] for i in doc["images"]] == ["ok", "ok"]
     assert len(started_pids(tmp_path)) == 1, "the runner started early served every image"
+
+
+def test_a_failure_the_store_does_not_take_is_said(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A photo times out while the store keeps its earlier done cell (a failed cell never replaces a
+    done one): the document shows the done cell, so it names the failure (failures_kept), and the
+    end-of-run summary counts this run's failures and names the kept result."""
+    import json
+
+    import jsonschema
+
+    from orchestrator.cli.stores import store_summary
+    from orchestrator.paths import PROJECT_ROOT
+    from orchestrator.report.flat import to_json
+    from orchestrator.store import ResultStore
+
+    monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+    store = ResultStore(tmp_path / "results.sqlite")
+    imgs = images(tmp_path, NAMES)
+    behaviour = "ok"
+    monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, behaviour,
+                                                                       Limits(hello_s=30, load_s=30, infer_s=1.0)))
+    first = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store)
+    first.run()
+    assert first.exit_code() == 0 and first.failures_kept == [] and first.failed_now == 0
+    behaviour = "hang_on:2"   # b.jpg times out this time
+    second = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store, force=True)
+    doc = second.run().document()
+    assert second.exit_code() == 1, "this run failed a cell"
+    assert [i["results"]["fake"]["status"] for i in doc["images"]] == ["ok", "ok", "ok"], "the done cell is kept"
+    [kept] = doc["failures_kept"]
+    assert (kept["model"], kept["path"], kept["status"]) == ("fake", str(tmp_path / "b.jpg"), "timeout")
+    assert "no result within 1 s" in kept["message"] and kept["sha256"] == imgs[1].sha256
+    schema = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
+    jsonschema.validate(json.loads(to_json(doc)), schema)
+    store_summary(second)
+    said = capsys.readouterr().err
+    assert "3 computed, 1 failed" in said, said
+    assert "1 result(s) failed in this run but the store kept their earlier done result" in said
+    assert f"fake on {tmp_path / 'b.jpg'}: timeout" in said
+    second.close()

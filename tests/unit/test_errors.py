@@ -50,6 +50,17 @@ def _mltag(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     (["analyze", "no/such/folder", "--models", "wd14"], 2, "no/such/folder"),       # ImageDiscoveryError
     (["analyze", ".", "--models", "no-such-model"], 2, "no-such-model"),            # UnknownModel
     (["analyze", ".", "--device", "tpu"], 2, "unknown --device 'tpu'"),             # UsageError
+    # out-of-range values, refused before any model runs (were accepted silently: 0 tags, status ok)
+    (["analyze", ".", "--threshold", "2"], 2, "--threshold must be within 0 and 1"),
+    (["analyze", ".", "--threshold", "-1"], 2, "--threshold must be within 0 and 1 (scores are probabilities), got -1"),
+    (["analyze", ".", "--threshold", "nan"], 2, "--threshold must be within 0 and 1"),
+    (["run", "wd14", ".", "--threshold", "1.5"], 2, "--threshold must be within 0 and 1"),
+    (["report", "--threshold", "2"], 2, "--threshold must be within 0 and 1"),
+    (["export", ".", "--model", "wd14", "--out", "x", "--threshold", "-0.1"], 2,
+     "--threshold must be within 0 and 1"),
+    (["analyze", ".", "--timeout", "0"], 2, "--timeout must be more than 0 seconds, got 0"),
+    (["run", "wd14", ".", "--timeout", "-5"], 2, "--timeout must be more than 0 seconds"),
+    (["judge", ".", "--judge", "qwen25-judge", "--timeout", "0"], 2, "--timeout must be more than 0 seconds"),
 ])
 def test_the_cli_prints_one_line_and_its_fix_never_a_traceback(tmp_path: Path, args: list[str], code: int,
                                                                says: str) -> None:

@@ -3,12 +3,14 @@ allows it, and only at the pinned revision or the user's local folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import pytest
 
 from runners._remote import RemoteCodeRefused, remote_code_source
-from schemas.protocol import LoadSpec
+from runners.base import WeightsMissing
+from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
 
 
 def _spec(**over: object) -> LoadSpec:
@@ -24,8 +26,16 @@ def test_pinned_hub_revision(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kwargs["local_files_only"] is True and kwargs["revision"] == "2025-06-21"
 
 
-def test_local_folder_is_what_the_user_named() -> None:
-    assert remote_code_source(_spec(local_path="/models/m")) == ("/models/m", {"trust_remote_code": True})
+def test_local_folder_is_what_the_user_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    assert remote_code_source(_spec(local_path=str(tmp_path))) == (str(tmp_path), {"trust_remote_code": True})
+
+
+def test_a_local_folder_without_config_json_says_what_was_expected(tmp_path: Path) -> None:
+    """Not transformers' list of every model type it knows: the folder, and what it is not."""
+    with pytest.raises(WeightsMissing, match=r"has no config.json: not a snapshot folder of org/m") as caught:
+        remote_code_source(_spec(local_path=str(tmp_path)))
+    assert caught.value.error_type == ERROR_WEIGHTS_MISSING and str(tmp_path) in str(caught.value)
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from orchestrator.cli import options as o
-from orchestrator.cli.choices import RunFlags, ViewFlags, check_format, judge, models
+from orchestrator.cli.choices import RunFlags, ViewFlags, check_format, check_weights, judge, models
 from orchestrator.cli.console import err, install_cleanup, progress
 from orchestrator.cli.follow import LogFollower
 from orchestrator.cli.output import emit
@@ -99,6 +99,7 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     for name, path in options.weights.items():
         if not path.exists():
             raise UsageError(f"--weights {name}={path}: path does not exist")
+    check_weights(options.weights, specs + ([judge_spec] if judge_spec else []))
     if raw_pairs not in RAW_PAIRS:
         raise UsageError(f"unknown --raw-pairs {raw_pairs!r} ({', '.join(RAW_PAIRS)})")
     files = discover(paths, recursive)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from orchestrator.cli import options as o
+from orchestrator.cli.choices import check_threshold
 from orchestrator.cli.console import err
 from orchestrator.cli.stores import Stored, load_stored
 from orchestrator.errors import ExportError, OutputError, UsageError
@@ -41,8 +42,8 @@ Which = Annotated[str, typer.Option("--model", "-m", help="MODEL (a stored model
                                                           "of `mltag eval` at its best threshold, against your "
                                                           "labels).")]
 ExportThreshold = Annotated[float | None, typer.Option(
-    "--threshold", help="Keep tags scored at least this (default: every tag the model reported; for best: its best "
-                        "threshold).")]
+    "--threshold", help="Keep tags scored at least this, within 0 and 1 (default: every tag the model reported; "
+                        "for best: its best threshold).")]
 OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Write sidecars into this folder, mirroring the "
                                                                  "archive's tree (the archive is not touched).")]
 Beside = Annotated[bool, typer.Option("--beside", help="Write sidecars next to the photos.")]
@@ -104,6 +105,7 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
     Lightroom and exiftool."""
     from orchestrator.compare import Normaliser, load_synonyms
 
+    check_threshold(threshold)
     if sum((out is not None, beside, embed)) != 1:
         raise UsageError("say where the keywords go: --out DIR (sidecars in a separate folder, the archive untouched), "
                          "--beside (sidecars next to the photos) or --embed (inside JPEG/TIFF/DNG photos); one of them")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import options as o
-from orchestrator.cli.choices import RunFlags, ViewFlags, check_format
+from orchestrator.cli.choices import RunFlags, ViewFlags, check_format, check_weights
 from orchestrator.cli.choices import judge as judge_spec
 from orchestrator.cli.commands.analyze import notice_photos_leave
 from orchestrator.cli.console import err, install_cleanup
@@ -36,6 +36,7 @@ def judge(paths: Under = None, judge_: JudgeName = "qwen25-judge", store: o.Stor
     check_format(fmt, out)
     options = RunFlags(timeout=timeout, device=device, dtype=dtype, offline=offline, weights=weights, option=option,
                        quantize=quantize).run_options()
+    check_weights(options.weights, [spec])
     stored = load_stored(store, paths, models_, exclude=spec.name)
     kinds = {m["name"]: m.get("kind") or "tagger" for m in stored.results.models}
     images = [ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in stored.db.iter_images(
