@@ -102,10 +102,15 @@ def list_members(container: Path) -> list[Member]:
         if kind == "tar":
             found: dict[str, Member] = {}
             with tarfile.open(container, "r:*") as tf:
-                for ti in tf:   # headers only: an uncompressed tar is seeked through, a .tar.gz decompressed once
-                    if ti.isfile() and not ti.sparse and _is_image(_clean(ti.name)):
-                        found[_clean(ti.name)] = Member(container, "tar", ti.name, ti.size, ti.offset_data)
-                    tf.members.clear()   # tarfile keeps every header otherwise: memory would grow
+                try:
+                    for ti in tf:   # headers only: a plain tar is seeked through, a .tar.gz decompressed once
+                        if ti.isfile() and not ti.sparse and _is_image(_clean(ti.name)):
+                            found[_clean(ti.name)] = Member(container, "tar", ti.name, ti.size, ti.offset_data)
+                        tf.members.clear()   # tarfile keeps every header otherwise: memory would grow
+                except (tarfile.ReadError, EOFError, zlib.error):
+                    if not found:
+                        raise
+                    # A truncated archive: the members named so far stay (the cut one says so when read).
             return list(found.values())
         if kind == "parquet":
             return _parquet_members(container)
