@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 SEP = "!/"
 ZIP_SUFFIXES = (".zip",)
@@ -106,7 +106,7 @@ def list_members(container: Path) -> list[Member]:
                     for ti in tf:   # headers only: a plain tar is seeked through, a .tar.gz decompressed once
                         if ti.isfile() and not ti.sparse and _is_image(_clean(ti.name)):
                             found[_clean(ti.name)] = Member(container, "tar", ti.name, ti.size, ti.offset_data)
-                        tf.members.clear()   # tarfile keeps every header otherwise: memory would grow
+                        tf.members.clear()  # type: ignore[attr-defined]  # else every header is kept: memory grows
                 except (tarfile.ReadError, EOFError, zlib.error):
                     if not found:
                         raise
@@ -133,14 +133,16 @@ class _Zip:
 
 
 def _decompressed(path: Path) -> IO[bytes]:
+    """The tar stream of a plain or compressed tar (by its first bytes, as tarfile's "r:*"): seekable,
+    a compressed one by decompressing from its start when seeking back."""
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb")
+        return cast(IO[bytes], bz2.open(path, "rb"))
     if magic.startswith(b"\xfd7zXZ"):
-        return lzma.open(path, "rb")
+        return cast(IO[bytes], lzma.open(path, "rb"))
     return open(path, "rb")
 
 
@@ -232,7 +234,8 @@ class _Parquet:
         data = value.get("bytes") if value else None
         if data is None:
             named = value.get("path") if value else None
-            raise ValueError("this row holds no image bytes" + (f" (it names a file, {named}, not read)" if named else ""))
+            why = f" (it names a file, {named}, not read)" if named else ""
+            raise ValueError(f"this row holds no image bytes{why}")
         return io.BytesIO(data)
 
     def close(self) -> None:

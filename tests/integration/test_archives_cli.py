@@ -41,7 +41,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
         for name in files:
             path = Path(root) / name
             st = path.stat()
-            out[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns, digest)
     return out
 
 
@@ -117,7 +118,8 @@ def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) 
     # Stored paths name the members; `mltag report ARCHIVE` selects them.
     proc = mltag("report", str(zipped), "--store", str(store), "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    assert {img["path"] for img in json.loads(proc.stdout)["images"]} == {p for p in expected if p.startswith(str(zipped))}
+    listed = {img["path"] for img in json.loads(proc.stdout)["images"]}
+    assert listed == {p for p in expected if p.startswith(str(zipped))}
 
     assert _snapshot(archives) == before, "an archive or the folder beside it was written"
 
