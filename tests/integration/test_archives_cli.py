@@ -121,6 +121,17 @@ def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) 
     listed = {img["path"] for img in json.loads(proc.stdout)["images"]}
     assert listed == {p for p in expected if p.startswith(str(zipped))}
 
+    # The HTML report's thumbnails read the members (the damaged ones are placeholders with the reason).
+    html = tmp_path / "report.html"
+    proc = mltag("report", str(zipped), "--store", str(store), "--html", str(html))
+    assert proc.returncode == 0, proc.stderr
+    text = html.read_text()
+    assert text.count("data:image/jpeg;base64,") == len(PHOTOS) and "Bad CRC-32" in text
+    # XMP keywords are never written into or beside an archive's members.
+    proc = mltag("export", str(zipped), "--store", str(store), "--model", "wd14", "--beside")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("is inside an archive or dataset") == len(PHOTOS) + 2, proc.stderr
+
     assert _snapshot(archives) == before, "an archive or the folder beside it was written"
 
 

@@ -21,6 +21,7 @@ import typer
 from orchestrator.cli import options as o
 from orchestrator.cli.console import err
 from orchestrator.cli.stores import Stored, load_stored
+from orchestrator.archives import find_member
 from orchestrator.errors import ExportError, OutputError, UsageError
 from orchestrator.images import display_path
 
@@ -134,6 +135,11 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
     try:
         for image, photo in _photos(stored):
             counts.photos += 1
+            if not os.path.exists(photo) and find_member(photo) is not None:
+                counts.skipped += 1
+                err.print(f"skipped: {display_path(photo)} is inside an archive or dataset (read, never written: no "
+                          "sidecar or embedded keywords)", highlight=False, soft_wrap=True, markup=False)
+                continue
             if not os.path.exists(photo):
                 counts.missing += 1
                 err.print(f"missing: {display_path(photo)} (stored, no longer there): skipped", highlight=False,
