@@ -141,6 +141,8 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
         files = list(_walk(path, recursive))
         if not files:
             hint = "" if recursive else " (not searching subfolders: drop --no-recursive?)"
+            if any(container_kind(e.name) for e in os.scandir(path)):
+                hint += " (archives and datasets in a folder are opened only when named: pass them as paths)"
             raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                                       f"{display_path(path)}{hint}")
         found.extend(files)

@@ -108,6 +108,14 @@ def test_an_archive_without_images_is_refused_like_an_empty_folder(tmp_path: Pat
         discover([_zip(tmp_path / "docs.zip", {"a.txt": b"x"})], inside={})
 
 
+def test_archives_inside_a_folder_are_not_opened(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    _zip(folder / "p.zip", {"a.jpg": _jpeg("red")})
+    with pytest.raises(ImageDiscoveryError, match="opened only when named"):
+        discover([folder], inside={})
+
+
 def test_members_are_cached_on_the_archives_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hashed: list[str] = []
     real = archives.hash_member
