@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.archives import find_member
 from orchestrator.cli import options as o
 from orchestrator.cli.console import err
 from orchestrator.cli.stores import Stored, load_stored
-from orchestrator.archives import find_member
 from orchestrator.errors import ExportError, OutputError, UsageError
 from orchestrator.images import display_path
 
