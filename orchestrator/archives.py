@@ -68,6 +68,11 @@ class Member:
     def path(self) -> Path:
         return member_path(self.container, self.name)
 
+    @property
+    def inner(self) -> str:
+        """Its name as its path shows it (no leading ./ or /)."""
+        return _clean(self.name)
+
 
 def _clean(name: str) -> str:
     """A member name as it shows in paths: no leading ./ or /, no empty or . parts."""
@@ -78,33 +83,25 @@ def member_path(container: Path, name: str) -> Path:
     return Path(os.fsdecode(os.fsencode(container) + SEP.encode() + os.fsencode(_clean(name))))
 
 
-def _is_image(name: str) -> bool:
-    from orchestrator.images import IMAGE_SUFFIXES
-
-    base = posixpath.basename(name)
-    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_SUFFIXES
-
-
 class ContainerError(OSError):
     """A container that cannot be listed at all (not a ZIP, a truncated tar, not parquet)."""
 
 
 def list_members(container: Path) -> list[Member]:
-    """The image members of a container, in its order (hidden members and other files skipped, as in
-    folders; a name given twice is read as its last copy, as unzip and tar extract it)."""
+    """The file members of a container, in its order (a name given twice is read as its last copy, as
+    unzip and tar extract it); which are photos is images.discover's choice, as in folders."""
     kind = container_kind(container)
     try:
         if kind == "zip":
             with zipfile.ZipFile(container) as zf:
                 infos = {_clean(i.filename): i for i in zf.infolist() if not i.is_dir()}
-                return [Member(container, "zip", i.filename, i.file_size) for name, i in infos.items()
-                        if _is_image(name)]
+                return [Member(container, "zip", i.filename, i.file_size) for i in infos.values()]
         if kind == "tar":
             found: dict[str, Member] = {}
             with tarfile.open(container, "r:*") as tf:
                 try:
                     for ti in tf:   # headers only: a plain tar is seeked through, a .tar.gz decompressed once
-                        if ti.isfile() and not ti.sparse and _is_image(_clean(ti.name)):
+                        if ti.isfile() and not ti.sparse:
                             found[_clean(ti.name)] = Member(container, "tar", ti.name, ti.size, ti.offset_data)
                         tf.members.clear()  # type: ignore[attr-defined]  # else every header is kept: memory grows
                 except (tarfile.ReadError, EOFError, zlib.error):

@@ -73,6 +73,13 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+def _is_photo(member: Member) -> bool:
+    """An archive member is chosen as a file in a folder is (an image suffix, no hidden part); a
+    dataset's rows are all photos."""
+    parts = member.inner.split("/")
+    return member.kind == "parquet" or (_is_image_name(parts[-1]) and not any(p.startswith(".") for p in parts))
+
+
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
     """Image files under `root`, sorted per folder, hidden (dot) entries skipped. Symbolic links to
     folders are followed once (a link loop is not walked twice); links to files are kept even when
@@ -124,7 +131,7 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
             raise ImageDiscoveryError(f"path not found: {display_path(given)}")
         if inside is not None and container_kind(path) and path.is_file():
             try:
-                members = list_members(path)
+                members = [m for m in list_members(path) if _is_photo(m)]
             except ContainerError as exc:
                 inside[path] = str(exc)
                 found.append(path)
