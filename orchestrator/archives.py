@@ -1,5 +1,5 @@
-"""Photos inside archives (.zip, .tar, .tar.gz / .tgz) and image datasets (Hugging Face parquet files),
-read in place: never extracted, never written.
+"""Photos inside archives (.zip, .tar, .tar.gz / .tgz) and image datasets (Hugging Face parquet files
+and `save_to_disk` folders), read in place: never extracted, never written.
 
 Each member (or dataset row) is a photo whose path is the container's path, `!/`, and the member's
 name (`photos.zip!/ward/01.jpg`, `data.parquet!/train/123`). Listing a container keeps only each
@@ -11,6 +11,7 @@ again when its photo is sent to a runner, so memory does not grow with the archi
   pass in order decompresses a .tar.gz once.
 - parquet: through pyarrow (imported only here, on the first dataset), one row group at a time
   (the last one read is kept, so rows in order cost one read per row group).
+- a save_to_disk folder: its Arrow files memory-mapped through pyarrow (no copy).
 """
 
 from __future__ import annotations
@@ -43,8 +44,14 @@ _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarEr
                 ValueError, RuntimeError, NotImplementedError)
 
 
+DATASET_MARKERS = ("dataset_dict.json", "state.json")   # what `datasets`' save_to_disk writes in its folder
+
+
 def container_kind(path: str | os.PathLike[str]) -> str | None:
-    """'zip', 'tar' or 'parquet' by the name's ending (case-insensitive), else None."""
+    """'zip', 'tar' or 'parquet' by a file's name (case-insensitive), 'arrow' for a folder written by
+    `datasets`' save_to_disk, else None."""
+    if os.path.isdir(path):
+        return "arrow" if any(os.path.isfile(os.path.join(path, m)) for m in DATASET_MARKERS) else None
     name = os.fsdecode(os.path.basename(path)).lower()
     if name.endswith(ZIP_SUFFIXES):
         return "zip"
@@ -111,8 +118,13 @@ def list_members(container: Path) -> list[Member]:
             return list(found.values())
         if kind == "parquet":
             return _parquet_members(container)
+        if kind == "arrow":
+            return [Member(container, "arrow", f"{split}/{row}", -1, row)
+                    for split, shards in _arrow_splits(container).items() for row in range(sum(n for _, n in shards))]
     except _READ_ERRORS as exc:
-        raise ContainerError(f"cannot read {os.fsdecode(container.name)} as a {kind} archive: "
+        what = {"zip": "a zip archive", "tar": "a tar archive", "parquet": "a parquet dataset",
+                "arrow": "a save_to_disk dataset"}.get(kind or "", "an archive")
+        raise ContainerError(f"cannot read {os.fsdecode(container.name)} as {what}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from exc
     raise ContainerError(f"not an archive or dataset: {os.fsdecode(container.name)}")
 
@@ -228,15 +240,79 @@ class _Parquet:
                 table = self.pf.read_row_group(group, columns=[self.column])
                 self.group = (group, table.column(self.column).to_pylist())
             value = self.group[1][member.offset - self.starts[group]]
-        data = value.get("bytes") if value else None
-        if data is None:
-            named = value.get("path") if value else None
-            why = f" (it names a file, {named}, not read)" if named else ""
-            raise ValueError(f"this row holds no image bytes{why}")
-        return io.BytesIO(data)
+        return io.BytesIO(_row_bytes(value))
 
     def close(self) -> None:
         self.pf.close()
+
+
+def _arrow_splits(folder: Path) -> dict[str, list[tuple[Path, int]]]:
+    """A save_to_disk folder's splits: each split's Arrow files (in order) and their row counts.
+    A DatasetDict lists its splits in dataset_dict.json, one folder each; a lone Dataset's rows are
+    `train`'s (its own `_split` when it has one), as `datasets` names a lone file's rows."""
+    import json
+
+    import pyarrow as pa
+
+    if (folder / "dataset_dict.json").is_file():
+        splits = {str(s): folder / str(s) for s in json.loads((folder / "dataset_dict.json").read_text())["splits"]}
+    else:
+        state = json.loads((folder / "state.json").read_text())
+        splits = {str(state.get("_split") or "train"): folder}
+    out: dict[str, list[tuple[Path, int]]] = {}
+    for split, where in splits.items():
+        state = json.loads((where / "state.json").read_text())
+        shards = []
+        for entry in state["_data_files"]:
+            path = where / entry["filename"]
+            with pa.memory_map(str(path)) as source:   # mapped, not read: counting rows touches the batch headers
+                reader = pa.ipc.open_stream(source)
+                _image_column(reader.schema)
+                shards.append((path, sum(batch.num_rows for batch in reader)))
+        out[split] = shards
+    return out
+
+
+class _Arrow:
+    """A save_to_disk folder: its Arrow files memory-mapped (the pages a row needs are read by the
+    system, and given back under memory pressure: nothing grows in this process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.splits = _arrow_splits(path)
+        self.tables: dict[Path, Any] = {}
+        self.lock = threading.Lock()
+
+    def _table(self, path: Path) -> Any:
+        import pyarrow as pa
+
+        with self.lock:
+            if path not in self.tables:
+                self.tables[path] = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()   # zero-copy
+            return self.tables[path]
+
+    def open(self, member: Member) -> IO[bytes]:
+        split = member.name.rsplit("/", 1)[0]
+        row = member.offset
+        for path, rows in self.splits[split]:
+            if row < rows:
+                table = self._table(path)
+                value = table.column(_image_column(table.schema)).slice(row, 1).to_pylist()[0]
+                return io.BytesIO(_row_bytes(value))
+            row -= rows
+        raise ValueError(f"no row {member.offset} in split {split} (the dataset changed since it was listed)")
+
+    def close(self) -> None:
+        with self.lock:
+            self.tables.clear()
+
+
+def _row_bytes(value: Any) -> bytes:
+    data = value.get("bytes") if value else None
+    if data is None:
+        named = value.get("path") if value else None
+        why = f" (it names a file, {named}, not read)" if named else ""
+        raise ValueError(f"this row holds no image bytes{why}")
+    return bytes(data)
 
 
 _open: dict[tuple[Path, int, int, int], Any] = {}
@@ -252,7 +328,7 @@ def _reader(container: Path, kind: str) -> Any:
         if reader is None:
             while len(_open) >= _KEPT:
                 _open.pop(next(iter(_open))).close()
-            reader = _open[key] = {"zip": _Zip, "tar": _Tar, "parquet": _Parquet}[kind](container)
+            reader = _open[key] = {"zip": _Zip, "tar": _Tar, "parquet": _Parquet, "arrow": _Arrow}[kind](container)
         return reader
 
 
@@ -290,7 +366,7 @@ def find_member(path: str | os.PathLike[str]) -> Member | None:
     at = text.find(SEP.encode())
     while at >= 0:
         container = Path(os.fsdecode(text[:at]))
-        if container_kind(container) and os.path.isfile(container):
+        if container_kind(container):
             try:
                 return _members_of(container).get(os.fsdecode(text[at + len(SEP):]))
             except ContainerError:

@@ -77,7 +77,9 @@ def _is_photo(member: Member) -> bool:
     """An archive member is chosen as a file in a folder is (an image suffix, no hidden part); a
     dataset's rows are all photos."""
     parts = member.inner.split("/")
-    return member.kind == "parquet" or (_is_image_name(parts[-1]) and not any(p.startswith(".") for p in parts))
+    if member.kind in ("parquet", "arrow"):
+        return True
+    return _is_image_name(parts[-1]) and not any(p.startswith(".") for p in parts)
 
 
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
@@ -119,8 +121,9 @@ Inside = dict[Path, "Member | str"]   # member path -> where to read it; a conta
 
 def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = None) -> list[Path]:
     """Image files under `paths`, absolute (files given explicitly are kept whatever their suffix,
-    and so are dangling links given explicitly). An archive or dataset file given explicitly
-    (orchestrator/archives.py) stands for its image members, each `archive!/name`, noted in `inside`
+    and so are dangling links given explicitly). An archive or dataset given explicitly (a .zip,
+    tar or .parquet file, a save_to_disk folder: orchestrator/archives.py) stands for its image
+    members, each `archive!/name`, noted in `inside`
     (a container that cannot be listed stays one path, noted with the reason); archives met while
     walking a folder are not opened."""
     found: list[Path] = []
@@ -129,7 +132,8 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
         path = Path(os.path.abspath(given))
         if not os.path.lexists(path):
             raise ImageDiscoveryError(f"path not found: {display_path(given)}")
-        if inside is not None and container_kind(path) and path.is_file():
+        kind = container_kind(path) if inside is not None else None
+        if inside is not None and kind is not None and (kind == "arrow" or path.is_file()):
             try:
                 members = [m for m in list_members(path) if _is_photo(m)]
             except ContainerError as exc:
@@ -148,7 +152,7 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
         files = list(_walk(path, recursive))
         if not files:
             hint = "" if recursive else " (not searching subfolders: drop --no-recursive?)"
-            if any(container_kind(e.name) for e in os.scandir(path)):
+            if any(container_kind(e.path) for e in os.scandir(path)):
                 hint += " (archives and datasets in a folder are opened only when named: pass them as paths)"
             raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                                       f"{display_path(path)}{hint}")

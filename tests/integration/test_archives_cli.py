@@ -1,6 +1,7 @@
-"""Issue 20 item 5: photos inside a ZIP, a .tar.gz and a parquet image dataset analyse through the
-real CLI (tiny wd14) as if they were folders: the same photos, the same content hashes, the same
-cells; a re-run reuses the stored cells; the archives are never written or extracted."""
+"""Issue 20 item 5: photos inside a ZIP, a .tar.gz, a parquet image dataset and a `datasets`
+save_to_disk folder analyse through the real CLI (tiny wd14) as if they were folders: the same
+photos, the same content hashes, the same cells; a re-run reuses the stored cells; the archives
+are never written or extracted."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = [{"bytes": photo, "path": name} for name, photo in PHOTOS.items()]
     pq.write_table(pa.table({"image": rows, "label": list(range(len(rows)))}), folder / "data.parquet",
                    row_group_size=2)   # two row groups: rows are read a group at a time
+    import datasets  # a save_to_disk folder, written by Hugging Face's own library (its Image feature)
+
+    ds = datasets.Dataset.from_dict({"image": rows}, features=datasets.Features({"image": datasets.Image()}))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(folder / "saved"))
     return folder
 
 
@@ -90,18 +95,20 @@ def _analyze(paths: list[Path], *flags: str) -> tuple[dict[str, Any], str]:
 def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) -> None:
     before = _snapshot(archives)
     store = tmp_path / "store.sqlite"
-    zipped, tarred, dataset, plain = (archives / n for n in ("photos.zip", "photos.tar.gz", "data.parquet", "plain"))
+    zipped, tarred, dataset, saved, plain = (archives / n for n in ("photos.zip", "photos.tar.gz", "data.parquet",
+                                                                    "saved", "plain"))
     # Each container on its own (identical content runs once in a run: a member must be read to be sent).
     reference = {img["path"]: img for img in _analyze([plain], "--no-store")[0]["images"]}
     cells: dict[str, Any] = {}
-    for container in (zipped, tarred, dataset):
+    for container in (zipped, tarred, dataset, saved):
         cells.update({img["path"]: img for img in _analyze([container], "--no-store")[0]["images"]})
-    expected = {f"{zipped}!/{n}" for n in [*PHOTOS, "broken.jpg", "crc.jpg"]} | \
-               {f"{tarred}!/{n}" for n in PHOTOS} | {f"{dataset}!/train/{i}" for i in range(len(PHOTOS))}
+    rows = {f"{d}!/train/{i}" for d in (dataset, saved) for i in range(len(PHOTOS))}
+    members = {f"{zipped}!/{n}" for n in [*PHOTOS, "broken.jpg", "crc.jpg"]} | {f"{tarred}!/{n}" for n in PHOTOS}
+    expected = members | rows
     assert set(cells) == expected   # notes.txt and the folder entry skipped
     for i, name in enumerate(PHOTOS):
         want = reference[str(plain / name)]
-        for path in (f"{zipped}!/{name}", f"{tarred}!/{name}", f"{dataset}!/train/{i}"):
+        for path in (f"{zipped}!/{name}", f"{tarred}!/{name}", f"{dataset}!/train/{i}", f"{saved}!/train/{i}"):
             got = cells[path]
             assert got["sha256"] == want["sha256"] and got["size_bytes"] == want["size_bytes"], path
             assert got["results"]["wd14"]["status"] == "ok", got["results"]["wd14"]
@@ -112,11 +119,11 @@ def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) 
     crc = cells[f"{zipped}!/crc.jpg"]["results"]["wd14"]
     assert crc["status"] == "bad_image" and "crc.jpg in photos.zip" in crc["message"] and "CRC" in crc["message"], crc
 
-    first, err = _analyze([zipped, tarred, dataset], "--store", str(store))
+    first, err = _analyze([zipped, tarred, dataset, saved], "--store", str(store))
     assert "0 result(s) reused, 5 computed" in err, err   # 11 paths, 5 contents: 3 photos, broken, crc
     cells = {img["path"]: img for img in first["images"]}
     # A re-run: every cell from the store (the members' hashes from the stat cache, keyed on the archive's stat).
-    again, err = _analyze([zipped, tarred, dataset], "--store", str(store))
+    again, err = _analyze([zipped, tarred, dataset, saved], "--store", str(store))
     assert "5 result(s) reused, 0 computed" in err, err
     again_cells = {img["path"]: img["results"]["wd14"] for img in again["images"]}
     for path in expected - {f"{zipped}!/crc.jpg"}:
