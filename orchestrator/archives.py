@@ -40,7 +40,7 @@ DATASET_SUFFIXES = (".parquet",)
 MAX_STREAMS = 4          # tar streams kept open per archive (models run in parallel read at their own place)
 _KEPT = 8                # containers kept open at once
 # What a damaged member raises while it is read (wrapped in OSError, with the container's words).
-_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, lzma.LZMAError,
+_READ_ERRORS = (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, tarfile.TarError, lzma.LZMAError,
                 ValueError, RuntimeError, NotImplementedError)
 
 
