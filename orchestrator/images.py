@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.archives import ContainerError, Member, container_kind, hash_member, list_members, read_member
 from orchestrator.errors import ImageDiscoveryError
 
 # Camera RAW (rawpy/LibRaw in the runners); the same list as runners/_images.py (a test keeps them equal).
@@ -53,6 +54,7 @@ class ImageRef:
     size_bytes: int
     error: str | None = None          # set: the file could not be read; `sha256` is then a hash of its path
     seen_as: tuple[Path, ...] = ()    # the camera RAW(s) of a RAW+JPEG pair analysed from this JPEG
+    member: Member | None = None      # a photo inside an archive or dataset (`path` is then `archive!/name`)
 
     @property
     def id(self) -> str:
@@ -64,11 +66,20 @@ class ImageRef:
         return display_path(self.path)
 
     def read(self) -> bytes:
-        return self.path.read_bytes()
+        return read_member(self.member) if self.member is not None else self.path.read_bytes()
 
 
 def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _is_photo(member: Member) -> bool:
+    """An archive member is chosen as a file in a folder is (an image suffix, no hidden part); a
+    dataset's rows are all photos."""
+    parts = member.inner.split("/")
+    if member.kind in ("parquet", "arrow"):
+        return True
+    return _is_image_name(parts[-1]) and not any(p.startswith(".") for p in parts)
 
 
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
@@ -105,21 +116,44 @@ def _walk(root: Path, recursive: bool) -> Iterator[Path]:
     yield from walk(root)
 
 
-def discover(paths: list[Path], recursive: bool = True) -> list[Path]:
+Inside = dict[Path, "Member | str"]   # member path -> where to read it; a container path -> why it cannot be listed
+
+
+def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = None) -> list[Path]:
     """Image files under `paths`, absolute (files given explicitly are kept whatever their suffix,
-    and so are dangling links given explicitly)."""
+    and so are dangling links given explicitly). An archive or dataset given explicitly (a .zip,
+    tar or .parquet file, a save_to_disk folder: orchestrator/archives.py) stands for its image
+    members, each `archive!/name`, noted in `inside`
+    (a container that cannot be listed stays one path, noted with the reason); archives met while
+    walking a folder are not opened."""
     found: list[Path] = []
     for raw in paths:
         given = Path(raw).expanduser()
         path = Path(os.path.abspath(given))
         if not os.path.lexists(path):
             raise ImageDiscoveryError(f"path not found: {display_path(given)}")
+        kind = container_kind(path) if inside is not None else None
+        if inside is not None and kind is not None and (kind == "arrow" or path.is_file()):
+            try:
+                members = [m for m in list_members(path) if _is_photo(m)]
+            except ContainerError as exc:
+                inside[path] = str(exc)
+                found.append(path)
+                continue
+            if not members:
+                raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {display_path(path)}")
+            for member in members:
+                inside[member.path] = member
+                found.append(member.path)
+            continue
         if not path.is_dir():
             found.append(path)
             continue
         files = list(_walk(path, recursive))
         if not files:
             hint = "" if recursive else " (not searching subfolders: drop --no-recursive?)"
+            if any(container_kind(e.path) for e in os.scandir(path)):
+                hint += " (archives and datasets in a folder are opened only when named: pass them as paths)"
             raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                                       f"{display_path(path)}{hint}")
         found.extend(files)
@@ -210,13 +244,44 @@ def hash_file(path: Path) -> ImageRef:
     return _hash(path)[0]
 
 
+def _hash_member(path: Path, member: Member) -> tuple[ImageRef, os.stat_result | None]:
+    """A member's ImageRef, and the stat of its container when the cache may keep the hash (as _hash)."""
+    try:
+        started = time.time_ns()
+        before = os.stat(member.container)
+        sha, size = hash_member(member)
+        after = os.stat(member.container)
+    except OSError as exc:
+        return ImageRef(path, unreadable_id(path), 0, error=exc.strerror or str(exc), member=member), None
+    ref = ImageRef(path, sha, size, member=member)
+    steady = (before.st_ino, before.st_size, before.st_mtime_ns) == (after.st_ino, after.st_size, after.st_mtime_ns)
+    return ref, (after if steady and after.st_mtime_ns < started - RACY_NS else None)
+
+
+def _cache_stat(path: Path, inside: Inside) -> os.stat_result | None:
+    """The stat a path's hash is remembered under: its own, or its ZIP/tar's (a member has none of
+    its own; the member's name is in the key). None: not cached (a parquet row's size is only known
+    by reading it; a container that cannot be listed)."""
+    where = inside.get(path)
+    if isinstance(where, str) or (where is not None and where.size < 0):
+        return None
+    try:
+        st = os.stat(where.container if where is not None else path)
+    except OSError:
+        return None   # hashed below, which says why it cannot be read
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
 def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None,
                seen_as: dict[Path, list[Path]] | None = None, cache: HashCache | None = None,
-               rehash: bool = False) -> list[ImageRef]:
+               rehash: bool = False, inside: Inside | None = None) -> list[ImageRef]:
     """hash_file for each path, reporting (done, total); `seen_as` (from `pair_raws`) is set on the
-    JPEGs of RAW+JPEG pairs (the RAW itself is never read). With a cache (the results store), a file
-    whose device, inode, size and mtime are those it had when last hashed is not read again (as
-    rsync's quick check); `rehash` reads every file again (and refreshes the cache)."""
+    JPEGs of RAW+JPEG pairs (the RAW itself is never read); `inside` (from `discover`): the members
+    of archives and datasets. With a cache (the results store), a file whose device, inode, size and
+    mtime are those it had when last hashed is not read again (as rsync's quick check); an archive
+    member is keyed by its path and its archive's stat; `rehash` reads every file again (and
+    refreshes the cache)."""
+    inside = inside or {}
     out: list[ImageRef] = []
     for start in range(0, len(paths), HASH_CHUNK):
         chunk = paths[start:start + HASH_CHUNK]
@@ -224,20 +289,25 @@ def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = 
         stats: dict[bytes, os.stat_result] = {}
         if cache is not None and not rehash:
             for path in chunk:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue   # hashed below, which says why it cannot be read
-                if stat.S_ISREG(st.st_mode):
+                st = _cache_stat(path, inside)
+                if st is not None:
                     stats[os.fsencode(path)] = st
             known = cache.known_hashes(stats.items())
         fresh = []
         for path in chunk:
             key = os.fsencode(path)
+            where = inside.get(path)
             if key in known:
-                ref = ImageRef(path, known[key], stats[key].st_size)
+                member = where if isinstance(where, Member) else None
+                ref = ImageRef(path, known[key], member.size if member else stats[key].st_size, member=member)
             else:
-                ref, read_under = _hash(path)
+                if isinstance(where, str):   # an archive that cannot be listed: a bad_image cell with the reason
+                    ref, read_under = ImageRef(path, unreadable_id(path), 0, error=where), None
+                elif where is not None:
+                    ref, read_under = _hash_member(path, where)
+                    read_under = read_under if where.size >= 0 else None
+                else:
+                    ref, read_under = _hash(path)
                 if read_under is not None:
                     fresh.append((key, read_under, ref.sha256))
             if seen_as and path in seen_as:

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from PIL import Image, ImageOps
 
+from orchestrator.archives import find_member, read_member
 from orchestrator.images import RAW_SUFFIXES
 
 THUMB_SIZE = 256
@@ -66,12 +67,12 @@ def _register_openers() -> None:
     import pillow_jxl  # noqa: F401 - importing it registers the JXL plugin
 
 
-def _raw_image(path: Path) -> Image.Image:
+def _raw_image(path: Path | io.BytesIO) -> Image.Image:
     """A camera RAW as a Pillow image: its embedded preview (upright as the RAW says), or LibRaw's
     half-size develop when there is none."""
     import rawpy
 
-    with rawpy.imread(str(path)) as raw:
+    with rawpy.imread(path if isinstance(path, io.BytesIO) else str(path)) as raw:
         flip = int(raw.sizes.flip)
         try:
             thumb = raw.extract_thumb()
@@ -88,17 +89,19 @@ def _raw_image(path: Path) -> Image.Image:
     return img.transpose(method) if method is not None else img
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    """The photo at `path`, or `data` (the bytes of an archive member named `path`)."""
+    source = io.BytesIO(data) if data is not None else path
     if path.suffix.lower() in RAW_SUFFIXES:
         try:
-            return _raw_image(path)
+            return _raw_image(source)
         except (OSError, ValueError):
             raise
         except Exception as exc:   # rawpy's LibRawError family
             raise OSError(f"cannot read this {path.suffix.lstrip('.').upper()} RAW: {exc}") from exc
     if path.suffix.lower() in FORMAT_PLUGIN_SUFFIXES:
         _register_openers()
-    return Image.open(path)
+    return Image.open(source)
 
 
 def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
@@ -106,12 +109,15 @@ def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
     """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed). `draft`: a JPEG is
     decoded at the smallest 1/2 .. 1/8 scale still at least `draft` x `size` on both sides."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
+        # A photo inside an archive or dataset (`photos.zip!/ward/01.jpg`): its member's bytes, read in place.
+        member = find_member(path) if not os.path.lexists(path) else None
+        data = read_member(member) if member is not None else None
+        if member is None and not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
             return None, "not a regular file"
         # Pillow's own limit stands: past 2x MAX_IMAGE_PIXELS it raises (a bomb -> placeholder).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open(path) as img:
+            with _open(path, data) as img:
                 reduced = int(size * draft)
                 img.draft("RGB", (reduced, reduced))  # JPEG: decode at a reduced scale (fast on big photos)
                 upright = ImageOps.exif_transpose(img)

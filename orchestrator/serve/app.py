@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orchestrator.archives import find_member
 from orchestrator.errors import LabelsError, StoreError
 from orchestrator.report.html import _num, _secs
 from orchestrator.serve.index import SORTS, BrowseIndex, Filters
@@ -116,7 +117,7 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
         view = await asyncio.to_thread(photo_view, served.store, served.entries, sha, image["path"], served.normalise)
         near = index.neighbours(sha, _filters(request))
         return _page(request, served, "photo.html.j2", photo=view, near=near, query=request.url.query,
-                     vanished=not image["source"].exists())
+                     vanished=not image["source"].exists() and find_member(image["source"]) is None)
 
     async def api_images(request: Request) -> Response:
         try:

@@ -660,6 +660,7 @@ def _under_clause(under: Iterable[Path] | None, column: str) -> tuple[str, list[
     args: list[Any] = []
     for root in roots:
         prefix = root if root.endswith(os.sep) else root + os.sep
-        parts.append(f"({column} = ? OR substr({column}, 1, ?) = ?)")
-        args += [root, len(prefix), prefix]
+        inside = root + "!/"   # the photos inside an archive or dataset given (orchestrator/archives.py)
+        parts.append(f"({column} = ? OR substr({column}, 1, ?) = ? OR substr({column}, 1, ?) = ?)")
+        args += [root, len(prefix), prefix, len(inside), inside]
     return "(" + " OR ".join(parts) + ")" if parts else "0", args

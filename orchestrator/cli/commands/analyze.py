@@ -15,7 +15,7 @@ from orchestrator.cli.follow import LogFollower
 from orchestrator.cli.output import emit
 from orchestrator.cli.stores import open_store, store_summary
 from orchestrator.errors import StoreWriteError, UsageError
-from orchestrator.images import RAW_PAIRS, discover, hash_files, pair_raws
+from orchestrator.images import RAW_PAIRS, Inside, discover, hash_files, pair_raws
 from orchestrator.models.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -102,7 +102,8 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     check_weights(options.weights, specs + ([judge_spec] if judge_spec else []))
     if raw_pairs not in RAW_PAIRS:
         raise UsageError(f"unknown --raw-pairs {raw_pairs!r} ({', '.join(RAW_PAIRS)})")
-    files = discover(paths, recursive)
+    inside: Inside = {}   # the photos inside archives and datasets given (their members, read in place)
+    files = discover(paths, recursive, inside)
     paired: dict[Path, list[Path]] = {}
     if raw_pairs == "jpeg":   # a RAW beside its JPEG is not read at all
         files, paired = pair_raws(files)
@@ -122,7 +123,8 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
         task = bar.add_task("hashing", total=len(files))
         # The store's stat cache: a file unchanged since it was last hashed is not read (--rehash reads it).
         analysis.set_images(hash_files(files, lambda done, total: bar.update(task, completed=done),
-                                       seen_as=paired, cache=store, rehash=rehash))
+                                       seen_as=paired, cache=store, rehash=rehash,
+                                       inside=inside))
     images = analysis.images
     err.print(f"mltag: {len(images)} image(s) x {len(specs)} model(s): {', '.join(m.name for m in specs)}",
               highlight=False)

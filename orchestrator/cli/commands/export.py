@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.archives import find_member
 from orchestrator.cli import options as o
 from orchestrator.cli.choices import check_threshold
 from orchestrator.cli.console import err
@@ -136,6 +137,11 @@ def export(paths: Under, model: Which, threshold: ExportThreshold = None, out: O
     try:
         for image, photo in _photos(stored):
             counts.photos += 1
+            if not os.path.exists(photo) and find_member(photo) is not None:
+                counts.skipped += 1
+                err.print(f"skipped: {display_path(photo)} is inside an archive or dataset (read, never written: no "
+                          "sidecar or embedded keywords)", highlight=False, soft_wrap=True, markup=False)
+                continue
             if not os.path.exists(photo):
                 counts.missing += 1
                 err.print(f"missing: {display_path(photo)} (stored, no longer there): skipped", highlight=False,
