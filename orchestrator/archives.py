@@ -392,3 +392,38 @@ def _members_of(container: Path) -> dict[str, Member]:
             _listed.pop(next(iter(_listed)))
         _listed[key] = members
     return members
+
+
+# -- image datasets on the Hugging Face Hub ------------------------------------------------------------
+HUB_PREFIX = "hf://datasets/"
+
+
+def hub_dataset_id(given: str) -> tuple[str, str | None] | None:
+    """(repo id, revision or None) of `hf://datasets/ORG/NAME[@REV]` (as typed, or as pathlib folds
+    its `//`), else None."""
+    text = given.replace("hf:/datasets/", HUB_PREFIX, 1) if given.startswith("hf:/datasets/") else given
+    if not text.startswith(HUB_PREFIX):
+        return None
+    repo, _, revision = text[len(HUB_PREFIX):].strip("/").partition("@")
+    return repo, revision or None
+
+
+def hub_dataset_files(repo: str, revision: str | None, offline: bool) -> list[Path]:
+    """The parquet files of a Hub image dataset, downloaded into the Hugging Face cache (never beside
+    the photos) or, offline, taken from it; each is then read like a local dataset file."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision,
+                                        allow_patterns=["*.parquet", "**/*.parquet"], local_files_only=offline))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError, OSError) as exc:
+        why = "it is not in the Hugging Face cache and mltag is offline" if offline else f"{type(exc).__name__}: {exc}"
+        raise ContainerError(f"cannot get the dataset {repo}{'@' + revision if revision else ''} from the Hub: "
+                             f"{why}; `hf download {repo} --repo-type dataset` and name its parquet files, "
+                             "or check the id") from exc
+    files = sorted(folder.rglob("*.parquet"))
+    if not files:
+        raise ContainerError(f"the dataset {repo} has no parquet files (at {folder}): mltag reads image datasets "
+                             "stored as parquet")
+    return files

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.archives import ContainerError, Member, container_kind, hash_member, list_members, read_member
+from orchestrator.archives import (
+    ContainerError,
+    Member,
+    container_kind,
+    hash_member,
+    hub_dataset_files,
+    hub_dataset_id,
+    list_members,
+    read_member,
+)
 from orchestrator.errors import ImageDiscoveryError
 
 # Camera RAW (rawpy/LibRaw in the runners); the same list as runners/_images.py (a test keeps them equal).
@@ -119,15 +128,17 @@ def _walk(root: Path, recursive: bool) -> Iterator[Path]:
 Inside = dict[Path, "Member | str"]   # member path -> where to read it; a container path -> why it cannot be listed
 
 
-def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = None) -> list[Path]:
+def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = None,
+             offline: bool = False) -> list[Path]:
     """Image files under `paths`, absolute (files given explicitly are kept whatever their suffix,
     and so are dangling links given explicitly). An archive or dataset given explicitly (a .zip,
     tar or .parquet file, a save_to_disk folder: orchestrator/archives.py) stands for its image
     members, each `archive!/name`, noted in `inside`
     (a container that cannot be listed stays one path, noted with the reason); archives met while
-    walking a folder are not opened."""
+    walking a folder are not opened. `hf://datasets/ORG/NAME[@REV]`: a Hub image dataset, its parquet
+    files fetched into the Hugging Face cache (offline: taken from it)."""
     found: list[Path] = []
-    for raw in paths:
+    for raw in _hub_datasets(paths, offline) if inside is not None else paths:
         given = Path(raw).expanduser()
         path = Path(os.path.abspath(given))
         if not os.path.lexists(path):
@@ -160,6 +171,21 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
     # One path given twice (two arguments naming it) is one entry; two paths to one file (a link)
     # stay two entries: identical content runs once anyway, and every path is reported.
     return list(dict.fromkeys(found))
+
+
+def _hub_datasets(paths: list[Path], offline: bool) -> list[Path]:
+    """Each hub dataset id among `paths` replaced by its parquet files (ImageDiscoveryError if it cannot be had)."""
+    out: list[Path] = []
+    for path in paths:
+        hub = hub_dataset_id(str(path))
+        if hub is None:
+            out.append(path)
+            continue
+        try:
+            out.extend(hub_dataset_files(*hub, offline=offline))
+        except ContainerError as exc:
+            raise ImageDiscoveryError(str(exc)) from exc
+    return out
 
 
 def pair_raws(files: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:

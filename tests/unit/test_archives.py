@@ -212,3 +212,31 @@ def test_cli_start_up_imports_no_pyarrow() -> None:
             "print([m for m in ('pyarrow', 'datasets', 'pandas') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_hub_dataset_id_reads_its_parquet_files_from_the_hugging_face_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hf://datasets/ORG/NAME[@REV]` through huggingface_hub's own snapshot_download, offline, on a
+    Hub cache laid out as a download leaves it (no network here: the online fetch is the same call)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub / "datasets--urbex--asylums"
+    data = repo / "snapshots" / commit / "data"
+    data.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    photos = [_jpeg(c) for c in ("red", "green")]
+    pq.write_table(pa.table({"image": [{"bytes": p, "path": f"{i}.jpg"} for i, p in enumerate(photos)]}),
+                   data / "test-00000-of-00001.parquet")
+    for given in ("hf://datasets/urbex/asylums", f"hf://datasets/urbex/asylums@{commit}"):
+        inside: Inside = {}
+        files = discover([Path(given)], inside=inside, offline=True)
+        assert [f"{f.parent.name}/{f.name}" for f in files] == ["test/0", "test/1"], given
+        assert [r.read() for r in hash_files(files, inside=inside)] == photos
+    with pytest.raises(ImageDiscoveryError, match="not in the Hugging Face cache and mltag is offline.*hf download"):
+        discover([Path("hf://datasets/urbex/factories")], inside={}, offline=True)

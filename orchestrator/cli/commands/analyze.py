@@ -103,7 +103,7 @@ def analyze_paths(paths: list[Path], specs: list[ModelSpec], options: RunOptions
     if raw_pairs not in RAW_PAIRS:
         raise UsageError(f"unknown --raw-pairs {raw_pairs!r} ({', '.join(RAW_PAIRS)})")
     inside: Inside = {}   # the photos inside archives and datasets given (their members, read in place)
-    files = discover(paths, recursive, inside)
+    files = discover(paths, recursive, inside, offline=options.offline)
     paired: dict[Path, list[Path]] = {}
     if raw_pairs == "jpeg":   # a RAW beside its JPEG is not read at all
         files, paired = pair_raws(files)
