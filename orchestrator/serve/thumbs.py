@@ -32,10 +32,13 @@ class Thumbnails:
         key = (sha256, size)
         with self._lock:
             job = self._jobs.get(key)
+            new = job is None
             if job is None:
-                job = self._pool.submit(cached_thumbnail, self.folder, sha256, source, size)
-                self._jobs[key] = job
-                job.add_done_callback(lambda _: self._forget(key))
+                job = self._jobs[key] = self._pool.submit(cached_thumbnail, self.folder, sha256, source, size)
+        if new:
+            # Outside the lock: a job already done (a cached thumbnail) runs its callback right here,
+            # and _forget takes the lock (under it, that was a deadlock that froze the whole app).
+            job.add_done_callback(lambda _: self._forget(key))
         return job
 
     def _forget(self, key: tuple[str, int]) -> None:

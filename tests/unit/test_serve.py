@@ -147,6 +147,28 @@ def test_thumbnails_come_from_the_cache_folder_never_the_archive(world: dict[str
     assert client.get(f"/thumb/{images[1].sha256}/4000").status_code == 404, "only the app's own sizes"
 
 
+def test_a_cached_thumbnail_asked_for_again_and_again_never_blocks(world: dict[str, Any]) -> None:
+    """A cached thumbnail's job is done before its callback is added; the callback then runs at once in
+    the asking thread. It once took a lock that thread held: the app froze on the first cached tile."""
+    import threading
+
+    from orchestrator.serve.thumbs import Thumbnails
+
+    thumbs, image = Thumbnails(world["tmp"] / "cache" / "thumbnails"), world["images"][1]
+    answers: list[bytes | None] = []
+
+    def ask() -> None:
+        for _ in range(200):
+            answers.append(thumbs.get(image.sha256, image.path, 256).result(timeout=10)[0])
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(timeout=30)
+    assert not asking.is_alive(), "Thumbnails.get blocked"
+    assert len(answers) == 200 and len(set(answers)) == 1 and answers[0]
+    thumbs.close()
+
+
 @pytest.mark.parametrize("url", [
     "/thumb/../../../etc/passwd", "/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd/256", "/static/../app.py",
     "/static/%2e%2e/app.py", "/static/..%2f..%2fstore%2fdb.py", "/photo/..%2f..%2fetc%2fpasswd",
