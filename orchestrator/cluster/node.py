@@ -87,13 +87,17 @@ def hello_on_node(env: str, adapter: str, want: str | None) -> dict[str, Any]:
 class RunnerHost:
     """A Ray actor holding at most one runner subprocess, started from this node's model venv.
 
-    The driver calls start / call / kill / stop exactly as the supervisor calls a RunnerProcess;
-    the runner dies with this actor (the runner's parent-death watch), so `ray.kill` or a lost
-    node leaves no orphan."""
+    The driver calls start / request / reply / kill / stop as the supervisor calls a RunnerProcess;
+    the actor runs its calls one at a time, in the order sent, so a `request` sent while the
+    previous `reply` waits is written to the runner the moment that reply is back: the next photo
+    waits inside the runner, as on one machine. The runner dies with this actor (its parent-death
+    watch), so `ray.kill` or a lost node leaves no orphan."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.runner: RunnerProcess | None = None
+        self.infers = 0          # infer replies taken from the current runner
+        self.infers_ahead = 0    # ... of which the next request was already in the runner
 
     def ready(self) -> dict[str, Any]:
         return {"host": node_label(), "pid": os.getpid()}
@@ -113,13 +117,48 @@ class RunnerHost:
                                               extra_env=extra_env)
         except (OSError, ValueError) as exc:
             return ("oserror", f"{exc} (node {node_label()})")
+        self.infers = self.infers_ahead = 0
         return ("ok", {"pid": self.runner.pid, "log_path": str(log_path)})
+
+    def request(self, op: str, fields: dict[str, Any], photos: list[int], *data: bytes) -> None:
+        """Queue a request in the runner without waiting. `data`: the bytes of `fields["images"][i]`
+        for each i in `photos`, passed as the call's own arguments (ObjectRefs on the driver), so
+        that Ray brings them to this node before the call runs, once per node however many models
+        read them (orchestrator/cluster/photos.py)."""
+        if self.runner is None:
+            return   # the reply says so
+        if photos:
+            images = fields["images"]
+            for i, photo in zip(photos, data, strict=True):
+                images[i] = {**images[i], "data": photo}
+        self.runner.request(op, **fields)
+
+    def reply(self, timeout: float) -> Reply:
+        """The reply to the oldest request not yet answered, within `timeout` s."""
+        if self.runner is None or not self.runner.unanswered:
+            return ("crashed", "no runner is running on this host", "not running", "")
+        runner = self.runner
+        op = runner.oldest_op
+        try:
+            return self._answer(lambda: runner.reply(runner.oldest_id, timeout))
+        finally:
+            if op == "infer":
+                self.infers += 1
+                self.infers_ahead += runner.unanswered > 0
 
     def call(self, op: str, timeout: float, fields: dict[str, Any]) -> Reply:
         if self.runner is None:
             return ("crashed", "no runner is running on this host", "not running", "")
+        runner = self.runner
+        return self._answer(lambda: runner.call(op, timeout, **fields))
+
+    def pipelined(self) -> tuple[int, int]:
+        """(infer replies of the current runner, how many found the next request already in it)."""
+        return self.infers, self.infers_ahead
+
+    def _answer(self, wait: Any) -> Reply:
         try:
-            return ("ok", self.runner.call(op, timeout, **fields))
+            return ("ok", wait())
         except RunnerTimeout as exc:
             return ("timeout", str(exc))
         except ProtocolViolation as exc:
@@ -133,14 +172,26 @@ class RunnerHost:
         if self.runner is None:
             return "not running"
         runner, self.runner = self.runner, None
-        return runner.kill(grace)
+        info = runner.kill(grace)
+        self._note(runner)
+        return info
 
     def stop(self, timeout: float = 10.0) -> str:
         if self.runner is None:
             return "not running"
         runner, self.runner = self.runner, None
         runner.stop(timeout)
+        self._note(runner)
         return "stopped"
+
+    def _note(self, runner: RunnerProcess) -> None:
+        """The runner's log (on this node) says how often the next photo was already waiting in it."""
+        try:
+            with open(runner.log_path, "a") as log:
+                log.write(f"mltag host: {self.infers} infer replies; the next request was already in the runner "
+                          f"at {self.infers_ahead} of them\n")
+        except OSError:
+            pass
 
     def runner_pid(self) -> int | None:
         return self.runner.pid if self.runner is not None else None
