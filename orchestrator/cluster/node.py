@@ -87,11 +87,11 @@ def hello_on_node(env: str, adapter: str, want: str | None) -> dict[str, Any]:
 class RunnerHost:
     """A Ray actor holding at most one runner subprocess, started from this node's model venv.
 
-    The driver calls start / request / reply / kill / stop as the supervisor calls a RunnerProcess;
-    the actor runs its calls one at a time, in the order sent, so a `request` sent while the
-    previous `reply` waits is written to the runner the moment that reply is back: the next photo
-    waits inside the runner, as on one machine. The runner dies with this actor (its parent-death
-    watch), so `ray.kill` or a lost node leaves no orphan."""
+    The driver starts, steps (queues requests, then waits for the oldest reply), kills and stops
+    it as the supervisor drives a RunnerProcess: the next photo is written into the runner before
+    the actor waits for the one the runner computes, so it waits inside the runner, as on one
+    machine. The runner dies with this actor (its parent-death watch), so `ray.kill` or a lost
+    node leaves no orphan."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -120,24 +120,24 @@ class RunnerHost:
         self.infers = self.infers_ahead = 0
         return ("ok", {"pid": self.runner.pid, "log_path": str(log_path)})
 
-    def request(self, op: str, fields: dict[str, Any], photos: list[int], *data: bytes) -> None:
-        """Queue a request in the runner without waiting. `data`: the bytes of `fields["images"][i]`
-        for each i in `photos`, passed as the call's own arguments (ObjectRefs on the driver), so
-        that Ray brings them to this node before the call runs, once per node however many models
-        read them (orchestrator/cluster/photos.py)."""
+    def step(self, requests: list[tuple[str, dict[str, Any], list[int]]], timeout: float, *data: bytes) -> Reply:
+        """Queue `requests` in the runner without waiting, then the reply to the oldest request not
+        yet answered, within `timeout` s. `data`: the bytes of the photos of the requests, in order
+        (`fields["images"][i]` for each i of a request's list), passed as the call's own arguments
+        (ObjectRefs on the driver), so that Ray brings each to this node once, before the call runs,
+        however many models read it (orchestrator/cluster/photos.py)."""
         if self.runner is None:
-            return   # the reply says so
-        if photos:
-            images = fields["images"]
-            for i, photo in zip(photos, data, strict=True):
-                images[i] = {**images[i], "data": photo}
-        self.runner.request(op, **fields)
-
-    def reply(self, timeout: float) -> Reply:
-        """The reply to the oldest request not yet answered, within `timeout` s."""
-        if self.runner is None or not self.runner.unanswered:
             return ("crashed", "no runner is running on this host", "not running", "")
         runner = self.runner
+        photos = iter(data)
+        for op, fields, indices in requests:
+            if indices:
+                images = fields["images"]
+                for i in indices:
+                    images[i] = {**images[i], "data": next(photos)}
+            runner.request(op, **fields)
+        if not runner.unanswered:
+            return ("crashed", "no request is waiting for a reply on this host", "not running", "")
         op = runner.oldest_op
         try:
             return self._answer(lambda: runner.reply(runner.oldest_id, timeout))
@@ -145,12 +145,6 @@ class RunnerHost:
             if op == "infer":
                 self.infers += 1
                 self.infers_ahead += runner.unanswered > 0
-
-    def call(self, op: str, timeout: float, fields: dict[str, Any]) -> Reply:
-        if self.runner is None:
-            return ("crashed", "no runner is running on this host", "not running", "")
-        runner = self.runner
-        return self._answer(lambda: runner.call(op, timeout, **fields))
 
     def pipelined(self) -> tuple[int, int]:
         """(infer replies of the current runner, how many found the next request already in it)."""

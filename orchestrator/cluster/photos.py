@@ -58,8 +58,8 @@ class PhotoShelf:
                     held = self.held[image.id] = (self.ray.put(data), len(data))
                     self.puts += 1
                     self.held_bytes += len(data)
-                    self.most_held = max(self.most_held, self.held_bytes)
                     self._trim()
+                    self.most_held = max(self.most_held, self.held_bytes)
         return {"data": held[0]}
 
     def done(self, model: str, image: ImageRef) -> None:

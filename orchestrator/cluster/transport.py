@@ -87,9 +87,10 @@ class HostSlot:
 class HostedRunner:
     """A runner on a node, as the supervisor sees it (request / reply / kill / stop / pid / log_path).
 
-    `request` sends the host actor its call at once and `reply` asks it for the oldest answer: the
-    actor runs them in order, so the batch the supervisor sends ahead waits inside the runner while
-    it computes the one before, as a local RunnerProcess's does."""
+    The supervisor requests the next batch before it waits for the reply to the one before; both
+    go to the host actor in one call (`step`), which writes the new request into the runner and
+    then waits, so the next batch waits inside the runner while it computes, as in a local
+    RunnerProcess."""
 
     def __init__(self, slot: HostSlot, log_path: Path, pid: int = 0, dead: str = "") -> None:
         self.slot = slot
@@ -98,22 +99,23 @@ class HostedRunner:
         self.dead = dead          # why this runner can no longer answer (its host is gone)
         self.wedged = False       # its host did not answer within the margin
         self._awaiting: deque[tuple[int, str]] = deque()   # (id, op) of requests not yet answered
+        self._unsent: list[tuple[str, dict[str, Any], list[int]]] = []   # requests the host has not had yet
+        self._unsent_refs: list[Any] = []                                  # ... and their photos' ObjectRefs
         self._next_id = 0
 
     def alive(self) -> bool:
         return not self.dead and not self.wedged
 
     def request(self, op: str, **fields: Any) -> int:
-        """Send a request to the host without waiting. A photo given as an ObjectRef (photos.py)
-        travels as one of the call's own arguments, which Ray fetches to the node ahead of the call."""
+        """Queue a request without waiting: it goes to the host with the next `reply`, in the same
+        actor call, which writes it into the runner before it waits (one Ray call per batch). A photo
+        given as an ObjectRef (photos.py) travels as one of that call's own arguments, which Ray
+        fetches to the node before the call runs."""
         self._next_id += 1
         self._awaiting.append((self._next_id, op))
-        if not self.dead:
-            fields, photos, refs = _photo_refs(self.slot.ray, fields)
-            try:
-                self.slot.actor.request.remote(op, fields, photos, *refs)
-            except Exception as exc:  # the actor handle is gone: the reply reports it as a crash
-                self._lost(op, exc)
+        fields, photos, refs = _photo_refs(self.slot.ray, fields)
+        self._unsent.append((op, fields, photos))
+        self._unsent_refs += refs
         return self._next_id
 
     def reply(self, req_id: int, timeout: float) -> dict[str, Any]:
@@ -125,13 +127,14 @@ class HostedRunner:
         if self.dead:
             raise RunnerCrashed(self.dead, "host lost", "")
         ray = self.slot.ray
+        unsent, refs, self._unsent, self._unsent_refs = self._unsent, self._unsent_refs, [], []
         try:
-            reply = ray.get(self.slot.actor.reply.remote(timeout), timeout=timeout + MARGIN_S)
+            reply = ray.get(self.slot.actor.step.remote(unsent, timeout, *refs), timeout=timeout + MARGIN_S)
         except ray.exceptions.GetTimeoutError:
             self.wedged = True
             raise RunnerTimeout(f"no reply to '{op}' within {timeout:g} s (nor from its host on "
                                 f"{self.slot.host})") from None
-        except ray.exceptions.RayActorError as exc:
+        except (ray.exceptions.RayActorError, AttributeError) as exc:   # AttributeError: discarded already
             self._lost(op, exc)
             raise RunnerCrashed(self.dead, "host died", "") from None
         tag = reply[0]
