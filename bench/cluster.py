@@ -20,12 +20,12 @@ import argparse
 import io
 import os
 import platform
-import resource
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,19 +48,40 @@ def photos(folder: Path, n: int) -> None:
         (folder / f"{i:05d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
 
 
-def cpu_seconds() -> float:
-    """CPU seconds used so far by this process's children: the CLI runs (waited for: with their
-    runners, on one machine) and Ray's processes started here (raylet, GCS, the host actors' workers
-    and, reaped by them, the hosted runners)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = usage.ru_utime + usage.ru_stime
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:   # gone meanwhile: its parent's children times have it
-            continue
-    return total
+class CpuMeter:
+    """CPU seconds used by this process's descendants while it runs: the CLI run with its runner
+    (single machine), or the driver, Ray's processes (raylet, GCS, the host actors' workers) and the
+    hosted runners. Sampled every 0.1 s per process (a process's own time, up to its last sample;
+    Ray reaps its workers without accounting, so their children's times are not summed at exit)."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, float] = {p.pid: t for p, t in self._sample()}
+        self.last = dict(self.first)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _sample() -> list[tuple[psutil.Process, float]]:
+        out = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                t = proc.cpu_times()
+                out.append((proc, t.user + t.system))
+            except psutil.Error:   # gone meanwhile
+                continue
+        return out
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.1):
+            for proc, t in self._sample():
+                self.last[proc.pid] = t
+                self.first.setdefault(proc.pid, 0.0)
+
+    def seconds(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return sum(t - self.first[pid] for pid, t in self.last.items())
 
 
 def analyze(folder: Path, store: Path, extra: list[str], env: dict[str, str]) -> tuple[float, float, float]:
@@ -131,9 +152,9 @@ def main() -> int:
         print(f"{'':>20} {'wall s':>7} {'img/s':>7} {'ms/img':>7} {'inference ms':>13} {'CPU ms/img':>11} {'load':>5}")
         rates: dict[str, list[float]] = {}
         for i, (label, extra, more) in enumerate(runs):
-            cpu = cpu_seconds()
+            meter = CpuMeter()
             wall, rate, inference = analyze(tmp / "photos", tmp / f"run{i}.sqlite", extra, {**env, **more})
-            cpu = cpu_seconds() - cpu
+            cpu = meter.seconds()
             rates.setdefault(label, []).append(rate)
             print(f"{label:>20} {wall:7.1f} {rate:7.1f} {1000 / rate:7.1f} {1000 * inference:13.1f} "
                   f"{1000 * cpu / n:11.1f} {os.getloadavg()[0]:5.2f}")
