@@ -144,7 +144,7 @@ def main() -> int:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, namespace="mltag",
                  object_store_memory=300 * 2**20, _temp_dir=tempfile.mkdtemp(prefix="mltag-ray-"))
         address = ray.get_runtime_context().gcs_address
-        single_run = ("single machine", [], {})
+        single_run: tuple[str, list[str], dict[str, str]] = ("single machine", [], {})
         cluster_1 = ("cluster, 1 worker", ["--cluster", "auto", "--cluster-parallel", "1"], {"RAY_ADDRESS": address})
         cluster_2 = ("cluster, 2 workers", ["--cluster", "auto", "--cluster-parallel", "2"], {"RAY_ADDRESS": address})
         # single and 1 worker alternate, `repeat` times each: on a shared machine the load moves

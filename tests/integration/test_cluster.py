@@ -159,7 +159,12 @@ def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp
 
     puts: list[int] = []
     put = ray.put
-    monkeypatch.setattr(ray, "put", lambda value, **kw: (puts.append(len(value)), put(value, **kw))[1])
+
+    def counted_put(value: Any, **kw: Any) -> Any:
+        puts.append(len(value))
+        return put(value, **kw)
+
+    monkeypatch.setattr(ray, "put", counted_put)
     sent: list[tuple[str, Any]] = []   # (model's replica, the ObjectRef of each photo it was sent)
     split = transport._photo_refs
 
