@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +147,7 @@ class RunnerHost:
                 self.infers += 1
                 self.infers_ahead += runner.unanswered > 0
 
-    def pipelined(self) -> tuple[int, int]:
-        """(infer replies of the current runner, how many found the next request already in it)."""
-        return self.infers, self.infers_ahead
-
-    def _answer(self, wait: Any) -> Reply:
+    def _answer(self, wait: Callable[[], dict[str, Any]]) -> Reply:
         try:
             return ("ok", wait())
         except RunnerTimeout as exc:
