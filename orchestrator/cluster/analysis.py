@@ -2,16 +2,19 @@
 
 Resume, bad-image cells, the store (written here, by the driver alone, cell by cell), the judge
 and every output are inherited unchanged. What differs: the model envs are prepared on every
-node first (one task per node), each model runs as a pool of hosts (pool.py), and all models run
-at once, so a slow model holds up no other.
+node first (one task per node), each model runs as a pool of hosts (pool.py), all models run
+at once, so a slow model holds up no other, and each photo is put in Ray's object store once for
+all of them (photos.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from orchestrator.cluster.connect import Cluster, EnvOnNodes, expected_key
+from orchestrator.cluster.photos import PhotoShelf
 from orchestrator.cluster.pool import Pool, plan
 from orchestrator.images import ImageRef
 from orchestrator.models import envbuild
@@ -31,6 +34,7 @@ class ClusterAnalysis(Analysis):
         self.build_envs = build_envs
         self.options = replace(self.options, parallel=max(1, len(self.models)))  # every model at once
         self.envs: dict[str, EnvOnNodes] = {}
+        self.shelf: PhotoShelf | None = None      # the run's photos in the object store (photos.py)
 
     def prepare(self) -> dict[str, EnvOnNodes]:
         """Build or check the envs of every model (and the judge) on every node; once."""
@@ -41,7 +45,19 @@ class ClusterAnalysis(Analysis):
 
     def run(self, progress: Any = None) -> Any:
         self.prepare()
-        return super().run(progress)
+        self.shelf = PhotoShelf(self.cluster.ray, [spec.name for spec in self.models])
+        try:
+            return super().run(progress)
+        finally:
+            self.shelf.close()   # whatever an error left held is freed (its counts stay, for the tests)
+
+    def run_model(self, spec: ModelSpec, progress: Any = None,
+                  payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
+        try:
+            return super().run_model(spec, progress, payload)
+        finally:
+            if self.shelf is not None:   # finished, failed or never started: it needs no photo now
+                self.shelf.leave(spec.name)
 
     def _env_state(self, spec: ModelSpec) -> tuple[str, str]:
         envs = self.prepare()[spec.env]
@@ -62,8 +78,17 @@ class ClusterAnalysis(Analysis):
             for image in pending:
                 self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=run.fix), run)
             return run
-        pool = Pool(self.cluster, self.run_id, job, slots, expected_key(spec.env),
-                    lambda image, result, run: self.add_cell(spec, image, result, run), progress)
+        shelf = self.shelf if job.payload is None else None   # the judge sends its own payload
+        if shelf is not None:
+            shelf.expect(spec.name, pending)
+            job.payload = shelf.payload
+
+        def sink(image: ImageRef, result: dict[str, Any], run: ModelRun) -> None:
+            self.add_cell(spec, image, result, run)
+            if shelf is not None:
+                shelf.done(spec.name, image)
+
+        pool = Pool(self.cluster, self.run_id, job, slots, expected_key(spec.env), sink, progress)
         return pool.run(pending)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,17 @@ def hello_on_node(env: str, adapter: str, want: str | None) -> dict[str, Any]:
 class RunnerHost:
     """A Ray actor holding at most one runner subprocess, started from this node's model venv.
 
-    The driver calls start / call / kill / stop exactly as the supervisor calls a RunnerProcess;
-    the runner dies with this actor (the runner's parent-death watch), so `ray.kill` or a lost
+    The driver starts, steps (queues requests, then waits for the oldest reply), kills and stops
+    it as the supervisor drives a RunnerProcess: the next photo is written into the runner before
+    the actor waits for the one the runner computes, so it waits inside the runner, as on one
+    machine. The runner dies with this actor (its parent-death watch), so `ray.kill` or a lost
     node leaves no orphan."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.runner: RunnerProcess | None = None
+        self.infers = 0          # infer replies taken from the current runner
+        self.infers_ahead = 0    # ... of which the next request was already in the runner
 
     def ready(self) -> dict[str, Any]:
         return {"host": node_label(), "pid": os.getpid()}
@@ -113,13 +118,38 @@ class RunnerHost:
                                               extra_env=extra_env)
         except (OSError, ValueError) as exc:
             return ("oserror", f"{exc} (node {node_label()})")
+        self.infers = self.infers_ahead = 0
         return ("ok", {"pid": self.runner.pid, "log_path": str(log_path)})
 
-    def call(self, op: str, timeout: float, fields: dict[str, Any]) -> Reply:
+    def step(self, requests: list[tuple[str, dict[str, Any], list[int]]], timeout: float, *data: bytes) -> Reply:
+        """Queue `requests` in the runner without waiting, then the reply to the oldest request not
+        yet answered, within `timeout` s. `data`: the bytes of the photos of the requests, in order
+        (`fields["images"][i]` for each i of a request's list), passed as the call's own arguments
+        (ObjectRefs on the driver), so that Ray brings each to this node once, before the call runs,
+        however many models read it (orchestrator/cluster/photos.py)."""
         if self.runner is None:
             return ("crashed", "no runner is running on this host", "not running", "")
+        runner = self.runner
+        photos = iter(data)
+        for op, fields, indices in requests:
+            if indices:
+                images = fields["images"]
+                for i in indices:
+                    images[i] = {**images[i], "data": next(photos)}
+            runner.request(op, **fields)
+        if not runner.unanswered:
+            return ("crashed", "no request is waiting for a reply on this host", "not running", "")
+        op = runner.oldest_op
         try:
-            return ("ok", self.runner.call(op, timeout, **fields))
+            return self._answer(lambda: runner.reply(runner.oldest_id, timeout))
+        finally:
+            if op == "infer":
+                self.infers += 1
+                self.infers_ahead += runner.unanswered > 0
+
+    def _answer(self, wait: Callable[[], dict[str, Any]]) -> Reply:
+        try:
+            return ("ok", wait())
         except RunnerTimeout as exc:
             return ("timeout", str(exc))
         except ProtocolViolation as exc:
@@ -133,14 +163,26 @@ class RunnerHost:
         if self.runner is None:
             return "not running"
         runner, self.runner = self.runner, None
-        return runner.kill(grace)
+        info = runner.kill(grace)
+        self._note(runner)
+        return info
 
     def stop(self, timeout: float = 10.0) -> str:
         if self.runner is None:
             return "not running"
         runner, self.runner = self.runner, None
         runner.stop(timeout)
+        self._note(runner)
         return "stopped"
+
+    def _note(self, runner: RunnerProcess) -> None:
+        """The runner's log (on this node) says how often the next photo was already waiting in it."""
+        try:
+            with open(runner.log_path, "a") as log:
+                log.write(f"mltag host: {self.infers} infer replies; the next request was already in the runner "
+                          f"at {self.infers_ahead} of them\n")
+        except OSError:
+            pass
 
     def runner_pid(self) -> int | None:
         return self.runner.pid if self.runner is not None else None

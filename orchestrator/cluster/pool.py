@@ -1,9 +1,10 @@
 """One pool of host actors per model: sized from the model's needs and the cluster's resources,
-fed in small chunks from one queue, so a fast node takes more images and a slow model holds up
+fed a batch at a time from one queue, so a fast node takes more images and a slow model holds up
 no other (every model's pool runs at once, each in its own driver threads).
 
 Each replica is the ordinary supervisor (its rules unchanged) whose runner lives on a node; it
-keeps its runner between chunks, so a model loads once per replica.
+takes each next batch from the queue as it sends it ahead, so a model loads once per replica and
+the next batch always waits inside the runner.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from schemas.status import CellStatus
 
 Sink = Callable[[ImageRef, dict[str, Any], ModelRun], None]
-CHUNK_BATCHES = 4       # batches per chunk a replica takes from the queue at a time
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,18 @@ def plan(spec: ModelSpec, nodes: list[Node], models_at_once: int, requested: int
     return slots
 
 
-class ChunkSupervisor(Supervisor):
-    """The supervisor, keeping its runner between the chunks it is given (close() stops it)."""
+class ReplicaSupervisor(Supervisor):
+    """The supervisor of one replica: it takes its images from the model's queue (`take`) a batch
+    at a time, as it needs them, so the batch it sends ahead is there across the whole run (a
+    faster replica simply takes more)."""
 
-    def _stop(self) -> None:
-        pass
+    def __init__(self, job: ModelJob, take: Callable[[int], list[ImageRef]]) -> None:
+        super().__init__(job, lambda image, result: None)
+        self.take = take
 
-    def close(self) -> None:
-        Supervisor._stop(self)
+    def _refill(self, pending: deque[ImageRef]) -> None:
+        if self.give_up is None and len(pending) < self.job.batch_size:   # gave up: the pool decides
+            pending.extend(self.take(self.job.batch_size - len(pending)))
 
 
 class Pool:
@@ -86,7 +90,7 @@ class Pool:
         self.done = 0
         self.total = 0
         self.placed = threading.Event()
-        self.gave_up: list[ChunkSupervisor] = []
+        self.gave_up: list[ReplicaSupervisor] = []
         self.runs: list[ModelRun] = []
         self.errors: list[BaseException] = []   # a replica's exception (the store failing): raised by run()
 
@@ -113,7 +117,7 @@ class Pool:
         with self.lock:
             return [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
 
-    def _emit(self, sup: ChunkSupervisor) -> Callable[[ImageRef, dict[str, Any]], None]:
+    def _emit(self, sup: ReplicaSupervisor) -> Callable[[ImageRef, dict[str, Any]], None]:
         def sink(image: ImageRef, result: dict[str, Any]) -> None:
             self.sink(image, result, sup.run_info)
             with self.lock:
@@ -127,7 +131,7 @@ class Pool:
     def _replica(self, host: HostSlot) -> None:
         # its log: <run id>/<model>-r<i>.log under the cache of the node it runs on
         job = replace(self.job, start=host.start, log_path=self.job.log_path.with_name(f"{host.name}.log"))
-        sup = ChunkSupervisor(job, lambda image, result: None)
+        sup = ReplicaSupervisor(job, self._take)
         sup.sink = self._emit(sup)
         try:
             if self._wait_placed(host, sup):
@@ -137,14 +141,11 @@ class Pool:
                 self.errors.append(exc)
                 self.queue.clear()
         finally:
-            try:
-                sup.close()
-            finally:
-                with self.lock:
-                    if sup.run_info.load or sup.give_up is not None:
-                        self.runs.append(sup.run_info)
+            with self.lock:
+                if sup.run_info.load or sup.give_up is not None:
+                    self.runs.append(sup.run_info)
 
-    def _wait_placed(self, host: HostSlot, sup: ChunkSupervisor) -> bool:
+    def _wait_placed(self, host: HostSlot, sup: ReplicaSupervisor) -> bool:
         """Wait until Ray places this replica's host (a busy cluster queues it). A replica that is
         never placed before the queue empties just leaves; if no replica of the model is placed
         within START_S, the model's remaining images are skipped with the reason."""
@@ -173,20 +174,14 @@ class Pool:
                 sup.run(self._take(len(self.queue)))
                 return False
 
-    def _work(self, sup: ChunkSupervisor) -> None:
-        size = max(1, self.job.batch_size) * CHUNK_BATCHES
-        while True:
-            chunk = self._take(size)
-            if not chunk:
-                return
-            sup.run(chunk)
-            if sup.give_up is not None:
-                with self.lock:
-                    self.gave_up.append(sup)
-                    last = len(self.gave_up) == len(self.slots)
-                if last:  # no replica left: the rest get this one's reason, as on one machine
-                    sup.run(self._take(len(self.queue)))
-                return
+    def _work(self, sup: ReplicaSupervisor) -> None:
+        sup.run([])   # it takes its images from the queue as it goes
+        if sup.give_up is not None:
+            with self.lock:
+                self.gave_up.append(sup)
+                last = len(self.gave_up) == len(self.slots)
+            if last:  # no replica left: the rest get this one's reason, as on one machine
+                sup.run(self._take(len(self.queue)))
 
 
 def merge_runs(name: str, runs: list[ModelRun], replicas: int) -> ModelRun:

@@ -5,12 +5,14 @@ The supervisor starts, calls, kills and stops a `HostedRunner` exactly as a loca
 unchanged. The node enforces each deadline itself; the driver waits a margin longer, so that a
 host that stops answering (a wedged or lost node) is a timeout here, and a host that dies
 (`ray.kill`, a lost node) is a crash of its runner: the image in flight is retried once on a
-fresh host, as after any runner crash. Image bytes travel as call arguments, which Ray moves
-through its object store.
+fresh host, as after any runner crash. Requests are sent ahead of their replies (the actor keeps
+the next one waiting in the runner), and a photo travels as an ObjectRef put once for every model
+(photos.py), which Ray brings to each node once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,12 @@ class HostSlot:
 
 
 class HostedRunner:
-    """A runner on a node, as the supervisor sees it (call / kill / stop / pid / log_path)."""
+    """A runner on a node, as the supervisor sees it (request / reply / kill / stop / pid / log_path).
+
+    The supervisor requests the next batch before it waits for the reply to the one before; both
+    go to the host actor in one call (`step`), which writes the new request into the runner and
+    then waits, so the next batch waits inside the runner while it computes, as in a local
+    RunnerProcess."""
 
     def __init__(self, slot: HostSlot, log_path: Path, pid: int = 0, dead: str = "") -> None:
         self.slot = slot
@@ -91,24 +98,44 @@ class HostedRunner:
         self.pid = pid
         self.dead = dead          # why this runner can no longer answer (its host is gone)
         self.wedged = False       # its host did not answer within the margin
+        self._awaiting: deque[tuple[int, str]] = deque()   # (id, op) of requests not yet answered
+        self._unsent: list[tuple[str, dict[str, Any], list[int]]] = []   # requests the host has not had yet
+        self._unsent_refs: list[Any] = []                                  # ... and their photos' ObjectRefs
+        self._next_id = 0
 
     def alive(self) -> bool:
         return not self.dead and not self.wedged
 
-    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, **fields: Any) -> int:
+        """Queue a request without waiting: it goes to the host with the next `reply`, in the same
+        actor call, which writes it into the runner before it waits (one Ray call per batch). A photo
+        given as an ObjectRef (photos.py) travels as one of that call's own arguments, which Ray
+        fetches to the node before the call runs."""
+        self._next_id += 1
+        self._awaiting.append((self._next_id, op))
+        fields, photos, refs = _photo_refs(self.slot.ray, fields)
+        self._unsent.append((op, fields, photos))
+        self._unsent_refs += refs
+        return self._next_id
+
+    def reply(self, req_id: int, timeout: float) -> dict[str, Any]:
+        """The reply to `req_id`, the oldest request not yet answered; the host enforces `timeout`
+        itself, the driver waits MARGIN_S longer."""
+        if not self._awaiting or self._awaiting[0][0] != req_id:
+            raise ValueError(f"request {req_id} is not the oldest unanswered one")
+        op = self._awaiting.popleft()[1]
         if self.dead:
             raise RunnerCrashed(self.dead, "host lost", "")
         ray = self.slot.ray
+        unsent, refs, self._unsent, self._unsent_refs = self._unsent, self._unsent_refs, [], []
         try:
-            reply = ray.get(self.slot.actor.call.remote(op, timeout, fields), timeout=timeout + MARGIN_S)
+            reply = ray.get(self.slot.actor.step.remote(unsent, timeout, *refs), timeout=timeout + MARGIN_S)
         except ray.exceptions.GetTimeoutError:
             self.wedged = True
             raise RunnerTimeout(f"no reply to '{op}' within {timeout:g} s (nor from its host on "
                                 f"{self.slot.host})") from None
-        except ray.exceptions.RayActorError as exc:
-            self.dead = (f"runner host on {self.slot.host} died while handling '{op}' "
-                         f"({type(exc).__name__}: {_first_line(exc)[:300]})")
-            self.slot.discard()
+        except (ray.exceptions.RayActorError, AttributeError) as exc:   # AttributeError: discarded already
+            self._lost(op, exc)
             raise RunnerCrashed(self.dead, "host died", "") from None
         tag = reply[0]
         if tag == "ok":
@@ -121,6 +148,14 @@ class HostedRunner:
         if tag == "crashed":
             raise RunnerCrashed(*reply[1:])
         raise RemoteError(*reply[1:])
+
+    def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        return self.reply(self.request(op, **fields), timeout)
+
+    def _lost(self, op: str, exc: BaseException) -> None:
+        self.dead = (f"runner host on {self.slot.host} died while handling '{op}' "
+                     f"({type(exc).__name__}: {_first_line(exc)[:300]})")
+        self.slot.discard()
 
     def kill(self, grace: float = KILL_GRACE_S) -> str:
         """Kill the runner through its host; a host that does not answer is killed itself (the
@@ -144,3 +179,27 @@ class HostedRunner:
             self.slot.ray.get(self.slot.actor.stop.remote(timeout), timeout=2 * timeout + MARGIN_S)
         except Exception:
             self.slot.discard()
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stopped on its node here and now (its host waits for the exit): False, nothing is left to
+        wait for in the background. With requests unanswered there is no polite way out: False."""
+        if self._awaiting:
+            return False
+        self.stop(timeout)
+        return False
+
+    def finish(self, timeout: float = 10.0) -> None:
+        self.kill()
+
+
+def _photo_refs(ray: Any, fields: dict[str, Any]) -> tuple[dict[str, Any], list[int], list[Any]]:
+    """`fields` without the ObjectRefs of its images' data, their indices, and the refs."""
+    images = fields.get("images")
+    if not isinstance(images, list):
+        return fields, [], []
+    photos = [i for i, item in enumerate(images) if isinstance(item.get("data"), ray.ObjectRef)]
+    if not photos:
+        return fields, [], []
+    refs = [images[i]["data"] for i in photos]
+    bare = [{k: v for k, v in item.items() if k != "data"} if i in photos else item for i, item in enumerate(images)]
+    return {**fields, "images": bare}, photos, refs

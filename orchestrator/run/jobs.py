@@ -12,7 +12,7 @@ from typing import Any
 from orchestrator.images import ImageRef
 from orchestrator.models.loadspec import build_load_spec
 from orchestrator.models.registry import ModelSpec, is_loopback
-from orchestrator.run.runner import Runner
+from orchestrator.run.runner import PipelinedRunner
 from schemas.protocol import LoadSpec
 
 
@@ -41,9 +41,10 @@ class ModelJob:
     # What an image sends besides id and name; default {"data": the file's bytes}. The judge
     # sends {"context": other models' outputs} instead.
     payload: Callable[[ImageRef], dict[str, Any]] | None = None
-    # How a runner is started: RunnerProcess.start's signature and the same call/kill/stop interface
-    # back. Default: a subprocess here; orchestrator.cluster starts it on a node through a host actor.
-    start: Callable[..., Runner] | None = None
+    # How a runner is started: RunnerProcess.start's signature and the same request/reply/kill/stop
+    # interface back. Default: a subprocess here; orchestrator.cluster starts it on a node through a
+    # host actor.
+    start: Callable[..., PipelinedRunner] | None = None
 
 
 @dataclass

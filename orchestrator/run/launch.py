@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.run.jobs import ModelJob
-from orchestrator.run.runner import OneByOne, PipelinedRunner, Runner
+from orchestrator.run.runner import PipelinedRunner, Runner
 from orchestrator.run.transport import RunnerProcess
 
 _LIVE: set[Runner] = set()
@@ -76,10 +76,8 @@ def launch(job: ModelJob, first: bool = True, decode_ahead: bool = True) -> Laun
     decoded meanwhile (runners/_decode_ahead.py). OSError when the env's python cannot be started."""
     wait_for_exits()
     started = time.monotonic()
-    started_runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                                        offline=job.offline, module=job.runner_module,
-                                                        extra_env=job.extra_env)
-    runner = started_runner if isinstance(started_runner, RunnerProcess) else OneByOne(started_runner)
+    runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
+                                                offline=job.offline, module=job.runner_module, extra_env=job.extra_env)
     with _LIVE_LOCK:
         _LIVE.add(runner)
     load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)

@@ -111,7 +111,10 @@ class Supervisor:
         sent: deque[_Sent] = deque()   # in the runner, oldest first; empty whenever there is no runner
         total = len(images)
         try:
-            while pending or sent:
+            while True:
+                self._refill(pending)
+                if not (pending or sent):
+                    break
                 if self.give_up is not None:
                     self._emit(pending.popleft(), dict(self.give_up), total)
                     continue
@@ -134,6 +137,11 @@ class Supervisor:
             self._stop()
         self._summarise()
         return self.run_info
+
+    def _refill(self, pending: deque[ImageRef]) -> None:
+        """A hook: more images for `pending` as they are needed (a cluster pool's replica takes them
+        from its model's one queue, orchestrator/cluster/pool.py), so the next batch is sent ahead
+        across what would otherwise be chunk boundaries."""
 
     def _next_batch(self, pending: deque[ImageRef]) -> list[ImageRef]:
         """Up to batch_size images; an image from a crashed batch travels alone."""
@@ -182,7 +190,10 @@ class Supervisor:
     def _fill(self, pending: deque[ImageRef], sent: deque[_Sent], total: int, loading: bool = False) -> None:
         """Send batches until AHEAD of them wait behind the one the runner computes; `loading`:
         until LOADING_AHEAD photos wait for the runner that loads."""
-        while pending and (len(sent) <= AHEAD or (loading and sum(len(s.images) for s in sent) < LOADING_AHEAD)):
+        while len(sent) <= AHEAD or (loading and sum(len(s.images) for s in sent) < LOADING_AHEAD):
+            self._refill(pending)
+            if not pending:
+                break
             for image, result in self._send(pending, sent):
                 self._emit(image, result, total)
 

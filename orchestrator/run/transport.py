@@ -129,6 +129,20 @@ class RunnerProcess:
         """Request bytes queued for the runner that its input pipe has not taken yet."""
         return len(self._out)
 
+    @property
+    def unanswered(self) -> int:
+        """Requests sent (or queued to be written) whose replies have not been read."""
+        return len(self._awaiting)
+
+    @property
+    def oldest_id(self) -> int:
+        """The id of the oldest request not yet answered (its reply is the next to read)."""
+        return self._awaiting[0][0]
+
+    @property
+    def oldest_op(self) -> str:
+        return self._awaiting[0][1]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -130,7 +130,81 @@ def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: 
         assert (a["status"], a["options_key"], a["env_key"], a["revision"]) == \
             (b["status"], b["options_key"], b["env_key"], b["revision"]), key
         assert_same_cell(a["cell"], b["cell"], str(key))
+    for model in doc_many["models"]:   # the host actor's count, in the runner's log (see RunnerHost.step)
+        assert "mltag host: 4 infer replies; the next request was already in the runner at 3 of them" \
+            in Path(model["log"]).read_text(), f"{model['name']}: the next photo did not wait in the runner"
     assert no_hosted_runner_left()
+
+
+def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver in this process: each photo goes into the object store once (ray.put counted) and
+    the same ObjectRef reaches both models' host actors; every infer request but the last of a
+    replica is already in its runner when the reply before it is taken (the actor's own count);
+    every photo is let go at the end; the cells equal the single-machine run's."""
+    from orchestrator.cluster import transport
+    from orchestrator.cluster.analysis import ClusterAnalysis
+    from orchestrator.cluster.connect import Cluster
+    from orchestrator.images import discover, hash_files
+    from orchestrator.models.registry import load_registry, select
+    from orchestrator.run.jobs import RunOptions
+    from orchestrator.run.pipeline import Analysis
+    from orchestrator.store import ResultStore
+
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    images = hash_files(discover([folder]))
+    specs = select(load_registry(), "wd14,clip")
+    options = RunOptions(offline=True, weights=tiny_weights(["wd14", "clip"]))
+
+    puts: list[int] = []
+    put = ray.put
+
+    def counted_put(value: Any, **kw: Any) -> Any:
+        puts.append(len(value))
+        return put(value, **kw)
+
+    monkeypatch.setattr(ray, "put", counted_put)
+    sent: list[tuple[str, Any]] = []   # (model's replica, the ObjectRef of each photo it was sent)
+    split = transport._photo_refs
+
+    def spy(ray_: Any, fields: dict[str, Any]) -> Any:
+        out = split(ray_, fields)
+        sent.extend((str(fields["images"][i]["id"]), ref) for i, ref in zip(out[1], out[2], strict=True))
+        return out
+
+    monkeypatch.setattr(transport, "_photo_refs", spy)
+
+    many = ClusterAnalysis(images, specs, options, store=ResultStore(tmp_path / "cluster.sqlite"),
+                           cluster=Cluster(ray_address))
+    try:
+        many.run()
+        shelf = many.shelf
+        assert shelf is not None
+    finally:
+        many.close()
+    assert len(puts) == len({img.id for img in images}) == 4, "each photo put once for both models"
+    assert sorted(puts) == sorted(img.size_bytes for img in images)
+    by_photo: dict[str, set[Any]] = {}
+    for photo, ref in sent:
+        by_photo.setdefault(photo, set()).add(ref)
+    assert len(sent) == 8 and all(len(refs) == 1 for refs in by_photo.values()), \
+        "both models' actors get the same ObjectRef of a photo"
+    assert shelf.puts == 4 and not shelf.held and shelf.held_bytes == 0, "every photo let go at the end"
+    for spec in specs:
+        log = (many.log_dir / f"{spec.name}-r0.log").read_text()
+        assert "mltag host: 4 infer replies; the next request was already in the runner at 3 of them" in log, log
+
+    one = Analysis(images, specs, options, store=ResultStore(tmp_path / "one.sqlite"))
+    try:
+        one.run()
+    finally:
+        one.close()
+    cells_one, cells_many = store_cells(tmp_path / "one.sqlite"), store_cells(tmp_path / "cluster.sqlite")
+    assert set(cells_one) == set(cells_many) and len(cells_one) == 8
+    for key, a in cells_one.items():
+        assert a["status"] == cells_many[key]["status"] == "ok", key
+        assert_same_cell(a["cell"], cells_many[key]["cell"], str(key))
 
 
 @pytest.fixture(scope="module")
