@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+from orchestrator.errors import ContainerError
+
 SEP = "!/"
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -88,10 +90,6 @@ def _clean(name: str) -> str:
 
 def member_path(container: Path, name: str) -> Path:
     return Path(os.fsdecode(os.fsencode(container) + SEP.encode() + os.fsencode(_clean(name))))
-
-
-class ContainerError(OSError):
-    """A container that cannot be listed at all (not a ZIP, a truncated tar, not parquet)."""
 
 
 def list_members(container: Path) -> list[Member]:

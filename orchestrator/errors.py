@@ -12,6 +12,7 @@ and keeps its traceback.
     │   └── UnknownModel
     ├── EnvBuildError           building or locking a model's venv
     ├── ImageDiscoveryError     the paths to analyse
+    │   └── ContainerError      an archive or dataset that cannot be listed or read (also an OSError)
     ├── SynonymError            --synonyms FILE (also a ValueError)
     ├── LabelsError             eval --labels FILE (also a ValueError)
     ├── StoreError              the results store (sqlite3 errors are translated at its edge)
@@ -62,6 +63,13 @@ class EnvBuildError(MltagError):
 
 class ImageDiscoveryError(MltagError):
     """A path to analyse that does not exist or holds no image."""
+
+
+class ContainerError(ImageDiscoveryError, OSError):
+    """An archive or dataset that cannot be listed or read (orchestrator/archives.py); an OSError too, as
+    every other unreadable photo: one member or one container becomes a bad_image cell."""
+
+    exit_code = 1
 
 
 class SynonymError(MltagError, ValueError):

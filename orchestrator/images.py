@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.archives import (
-    ContainerError,
     Member,
     container_kind,
     hash_member,
@@ -29,7 +28,7 @@ from orchestrator.archives import (
     list_members,
     read_member,
 )
-from orchestrator.errors import ImageDiscoveryError
+from orchestrator.errors import ContainerError, ImageDiscoveryError
 
 # Camera RAW (rawpy/LibRaw in the runners); the same list as runners/_images.py (a test keeps them equal).
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw"})
