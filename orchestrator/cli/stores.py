@@ -44,8 +44,10 @@ class Stored:
     under: list[Path] | None
 
 
-def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclude: str | None = None) -> Stored:
-    """The store, the stored models asked for (checked), and the results under `paths`."""
+def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclude: str | None = None,
+                score_values: bool = True) -> Stored:
+    """The store, the stored models asked for (checked), and the results under `paths` (score_values:
+    store/documents.py from_store)."""
     from orchestrator.store.documents import from_store
 
     db = open_store(store, paths or [], create=False)
@@ -60,7 +62,7 @@ def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclu
     if under is not None and next(db.iter_images(under), None) is None:
         raise UsageError(f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag report` lists "
                          "every stored image")
-    return Stored(db, names, from_store(db, under, names), under)
+    return Stored(db, names, from_store(db, under, names, score_values), under)
 
 
 KEPT_NAMED = 5   # kept results named on stderr; the JSON lists them all (failures_kept)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
+import math
 import os
 import tempfile
 from collections import deque
@@ -36,6 +36,7 @@ from jinja2.filters import do_filesizeformat
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
+from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
 from orchestrator.document import Results
@@ -81,9 +82,12 @@ def _key(text: str) -> str:
 
 
 def _tag_record(tag: dict[str, Any], norm: Callable[[str], str]) -> list[Any]:
-    """[name, score, estimated (0/1), category, normalised key]; the script derives the plain key itself."""
+    """[name, score (null when not a finite number: JSON has no NaN), estimated (0/1), category,
+    normalised key]; the script derives the plain key itself."""
     name = str(tag.get("name", ""))
-    return [name, float(tag.get("score", 0.0)), int(bool(tag.get("estimated"))), tag.get("category") or "",
+    score = tag.get("score", 0.0)
+    finite = _is_number(score) and math.isfinite(score)
+    return [name, float(score) if finite else None, int(bool(tag.get("estimated"))), tag.get("category") or "",
             _key(norm(name))]
 
 
@@ -127,7 +131,7 @@ def _facts(results: dict[str, Any]) -> str:
     for result in results.values():
         info = (result or {}).get("image") or {}
         if info.get("width"):
-            parts = [f"{info['width']}×{info['height']}", info.get("format") or "", info.get("mode") or ""]
+            parts = [f"{info['width']}×{info.get('height', '?')}", info.get("format") or "", info.get("mode") or ""]
             if info.get("exif_orientation") not in (None, 1):
                 parts.append(f"EXIF orientation {info['exif_orientation']}")
             return " ".join(p for p in parts if p)
@@ -211,7 +215,7 @@ def _json_block(value: Any) -> Markup:
 
 
 def _compact_json(value: Any, **_: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(value)   # orjson: compact, non-ASCII kept; a record holds no NaN (_tag_record)
 
 
 def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Markup]]:
@@ -223,8 +227,8 @@ def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Mar
         lines = [line for line in (records.readline() for _ in range(CHUNK)) if line]
         if not lines:
             return
-        uris = [json.loads(thumbs.readline()) for _ in lines]
-        yield {"records": _json_block([json.loads(line) for line in lines]), "thumbs": _json_block(uris)}
+        uris = [jsontext.loads(thumbs.readline()) for _ in lines]
+        yield {"records": _json_block([jsontext.loads(line) for line in lines]), "thumbs": _json_block(uris)}
 
 
 def write_html(results: Results, out: IO[str], views: Views | None = None, image_root: Path | None = None,
@@ -250,7 +254,7 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
             compared = comparer.add(image) or {}
             records.write(_compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views,
                                                       norm)) + "\n")
-            thumbs.write(json.dumps(thumb) + "\n")
+            thumbs.write(jsontext.dumps(thumb) + "\n")
             n_images += 1
         summary = comparer.result()
         folder = summary["folder"]

@@ -174,8 +174,13 @@ def pack(cell: dict[str, Any]) -> tuple[str | bytes, dict[bytes, list[str]]]:
     return MAGIC + _local.c.compress(body), vocabularies
 
 
-def unpack(stored: str | bytes, vocabulary: VocabLookup) -> dict[str, Any]:
-    """A stored cell (JSON text, or a packed blob) as the dict the runner gave."""
+def unpack(stored: str | bytes, vocabulary: VocabLookup, values: bool = True) -> dict[str, Any]:
+    """A stored cell (JSON text, or a packed blob) as the dict the runner gave.
+
+    values=False, for views that never show a score map's values (the HTML report, the ranking): each
+    packed map comes back as its labels only ({term: None}, one dict shared by every cell of that
+    vocabulary: read it, never change it), which spares building a WD-size tagger's 10,861 scores
+    per cell; a closed-vocabulary model's label set is all the comparison reads of it."""
     if isinstance(stored, str):
         cell: dict[str, Any] = jsontext.loads(stored)
         return cell
@@ -190,14 +195,30 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup) -> dict[str, Any]:
     at += 4 + m
     for path, vid, code in described:
         terms = vocabulary(bytes.fromhex(vid))
-        values = array(code)
-        size = len(terms) * values.itemsize
-        values.frombytes(body[at:at + size])
+        scores = array(code)
+        size = len(terms) * scores.itemsize
+        if not values:
+            at += size
+            _set(cell, path, _labels_only(vid, terms))
+            continue
+        scores.frombytes(body[at:at + size])
         at += size
         if sys.byteorder != "little":
-            values.byteswap()
-        _set(cell, path, dict(zip(terms, values.tolist(), strict=True)))
+            scores.byteswap()
+        _set(cell, path, dict(zip(terms, scores.tolist(), strict=True)))
     return cell
+
+
+_LABELS: dict[str, dict[str, None]] = {}   # vocabulary id -> its labels-only map (a few per store)
+
+
+def _labels_only(vid: str, terms: list[str]) -> dict[str, None]:
+    labels = _LABELS.get(vid)
+    if labels is None:
+        if len(_LABELS) >= 64:   # bounded: vocabularies are few, but a process may open many stores
+            _LABELS.clear()
+        labels = _LABELS[vid] = dict.fromkeys(terms)
+    return labels
 
 
 def layout(stored: str | bytes) -> list[tuple[list[str | int], str]]:

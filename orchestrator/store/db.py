@@ -310,8 +310,10 @@ class ResultStore:
         with self.reading() as db:
             return sorted(self._runs(db, with_options=True), key=lambda r: r["started"])
 
-    def cells_of(self, sha256s: Iterable[str], models: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The stored cells of these images ({sha256: {model: cell}}), as the runners gave them."""
+    def cells_of(self, sha256s: Iterable[str], models: Iterable[str] | None = None,
+                 score_values: bool = True) -> dict[str, dict[str, Any]]:
+        """The stored cells of these images ({sha256: {model: cell}}), as the runners gave them
+        (score_values=False: score maps as their labels only, cellpack.unpack)."""
         shas = list(dict.fromkeys(sha256s))
         names = list(models) if models is not None else None
         out: dict[str, dict[str, Any]] = {}
@@ -325,12 +327,12 @@ class ResultStore:
             with self.reading() as db:
                 rows = db.execute(sql, args).fetchall()
             for sha, model, stored in rows:   # unpacked outside the lock: other threads write meanwhile
-                out.setdefault(sha, {})[model] = self._unpack(stored)
+                out.setdefault(sha, {})[model] = self._unpack(stored, score_values)
         return out
 
-    def _unpack(self, stored: str | bytes) -> dict[str, Any]:
+    def _unpack(self, stored: str | bytes, score_values: bool = True) -> dict[str, Any]:
         try:
-            return cellpack.unpack(stored, self._vocabulary)
+            return cellpack.unpack(stored, self._vocabulary, score_values)
         except cellpack.DAMAGED as exc:
             raise StoreError(f"{self.path} holds a damaged cell ({type(exc).__name__}: {exc}): `mltag analyze "
                              "--force` on its photo recomputes it, or move the store aside") from exc

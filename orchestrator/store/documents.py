@@ -34,13 +34,15 @@ CELL_CHUNK = 16
 
 
 def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: list[dict[str, Any]],
-                missing: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Image entries with their `results`, read from the store a chunk of images at a time."""
+                missing: Callable[[str, dict[str, Any]], dict[str, Any]],
+                score_values: bool = True) -> Iterator[dict[str, Any]]:
+    """Image entries with their `results`, read from the store a chunk of images at a time
+    (score_values=False: raw score maps as their labels only, for views that never show them)."""
     kinds = {m["name"]: m.get("kind") or "tagger" for m in models}
     chunk: list[dict[str, Any]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        cells = store.cells_of((e["sha256"] for e in chunk), kinds)
+        cells = store.cells_of((e["sha256"] for e in chunk), kinds, score_values)
         for entry in chunk:
             stored = cells.get(entry["sha256"], {})
             entry["results"] = {name: finish_cell(kind, stored[name]) if name in stored else missing(name, entry)
@@ -81,9 +83,11 @@ def from_run(head: dict[str, Any], models: list[dict[str, Any]], images: list[Im
     return Results(head, models, lambda: _with_cells(run_images(images), store, models, missing))
 
 
-def from_store(store: ResultStore, under: list[Path] | None = None, models: list[str] | None = None) -> Results:
+def from_store(store: ResultStore, under: list[Path] | None = None, models: list[str] | None = None,
+               score_values: bool = True) -> Results:
     """What the store holds for images under `under` (default: all) and `models` (default: every
-    stored model, in the order they first ran)."""
+    stored model, in the order they first ran). score_values=False: raw score maps as their labels
+    only (cellpack.unpack), for a view that never shows their values (the HTML report)."""
     names = models if models is not None else store.models()
     entries = store.model_entries(names, under)
     runs = store.runs_used(names, under)
@@ -99,7 +103,8 @@ def from_store(store: ResultStore, under: list[Path] | None = None, models: list
         return {"status": "skipped", "message": "no result stored for this model and image",
                 "fix": f"mltag run {name} {entry['path']}"}
 
-    return Results(head, entries, lambda: _with_cells(store.iter_images(under), store, entries, missing))
+    return Results(head, entries,
+                   lambda: _with_cells(store.iter_images(under), store, entries, missing, score_values))
 
 
 def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: list[Path] | None = None,
@@ -125,7 +130,7 @@ def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: 
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
     unread = ({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths and row.key not in known)
-    for image in _with_cells(unread, store, entries, missing):
+    for image in _with_cells(unread, store, entries, missing, score_values=False):   # evaluated_part drops raw
         known[image["sha256"]] = {m: evaluated_part(c) for m, c in image["results"].items()}
     images = [{"path": paths[row.key], "sha256": row.key, "results": known[row.key]} for row in rows
               if row.key in paths]
@@ -154,5 +159,6 @@ def queue_from_store(store: ResultStore, normaliser: Callable[[str], str], leade
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
-    images = _with_cells(({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths), store, entries, missing)
+    images = _with_cells(({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths), store, entries, missing,
+                         score_values=False)   # the queue reads tags and their scores, never a raw score map
     return label_queue(images, set(), normaliser, leaders, thresholds, limit)

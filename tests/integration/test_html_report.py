@@ -260,7 +260,8 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     first = document["images"][0]
     document["images"] = [{**first, "sha256": f"{i:064x}",
                            "results": {m: dict(c) for m, c in first["results"].items()}} for i in range(150)]
-    document["images"][130]["results"]["clip"]["tags"] = [{"name": "Needle_in_a_haystack", "score": 0.9}]
+    document["images"][130]["results"]["clip"]["tags"] = [{"name": "Needle_in_a_haystack", "score": 0.9},
+                                                           {"name": "no number", "score": float("nan")}]
     report = tmp_path / "large.html"
     report.write_text(to_html(document, compare(document)), encoding="utf-8")
     open_report(browser, report)
@@ -270,6 +271,9 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     set_search(browser, "needle in")
     assert visible_images(browser) == ["img-130"], "an image not drawn yet is found by the tag search"
     assert browser.find_element("css selector", "#shown-count").text == "1 of 150 image(s) shown"
+    scores = {li.find_element("css selector", ".text").text: li.find_element("css selector", ".score").text
+              for li in browser.find_elements("css selector", "#img-130 .cell[data-model='clip'] li.tag")}
+    assert scores == {"Needle_in_a_haystack": "0.900", "no number": "–"}, "a NaN score is shown as a dash"
     set_search(browser, "")
     for _ in range(40):
         if len(browser.find_elements("css selector", "article.image")) == 150:

@@ -178,6 +178,43 @@ def test_a_wd14_cell_is_small_and_its_vocabulary_is_stored_once(tmp_path: Path) 
     assert per_cell < 0.05, f"{per_cell * 1000:.1f} ms per cell (bench/scale.py measures it; goal 2 ms)"
 
 
+def test_without_score_values_a_cell_keeps_everything_but_its_maps_values(tmp_path: Path) -> None:
+    """For views that never show raw scores (the HTML report, the ranking): the maps' labels, in order,
+    one dict shared per vocabulary; every other part of the cell as stored."""
+    db = _store(tmp_path)
+    for seed in range(3):
+        db.put_cell("run1", f"{seed:064x}", "wd14", wd14_cell(seed), KEY)
+    full = db.cells_of([f"{s:064x}" for s in range(3)])
+    lean = db.cells_of([f"{s:064x}" for s in range(3)], score_values=False)
+    for s in range(3):
+        a, b = full[f"{s:064x}"]["wd14"], lean[f"{s:064x}"]["wd14"]
+        assert list(b["raw"]["scores"]) == list(a["raw"]["scores"]) and set(b["raw"]["scores"].values()) == {None}
+        assert {k: v for k, v in b.items() if k != "raw"} == {k: v for k, v in a.items() if k != "raw"}
+        assert {k: v for k, v in b["raw"].items() if k != "scores"} == {k: v for k, v in a["raw"].items()
+                                                                       if k != "scores"}
+    assert lean[f"{0:064x}"]["wd14"]["raw"]["scores"] is lean[f"{1:064x}"]["wd14"]["raw"]["scores"]
+
+
+def test_the_html_report_is_the_same_without_score_values(tmp_path: Path) -> None:
+    import io
+
+    from orchestrator.images import ImageRef
+    from orchestrator.report.html import write_html
+    from orchestrator.store.documents import from_store
+
+    db = _store(tmp_path)
+    db.record_images("run1", [ImageRef(tmp_path / f"{seed}.jpg", f"{seed:064x}", 1) for seed in range(3)])
+    for seed in range(3):
+        db.put_cell("run1", f"{seed:064x}", "wd14", wd14_cell(seed), KEY)
+    pages = []
+    for values in (True, False):
+        out = io.StringIO()
+        write_html(from_store(db, score_values=values), out)
+        pages.append(out.getvalue())
+    shown = max((t for t in wd14_cell(2)["tags"] if t["category"] == "general"), key=lambda t: t["score"])["name"]
+    assert pages[0] == pages[1] and pages[0].count('"i":"img-') == 3 and shown in pages[0]
+
+
 def _old_store(path: Path, cells: dict[str, dict[str, Any]]) -> None:
     """A store as the previous schema's code wrote it: migrations up to v2, cells as JSON text."""
     con = sqlite3.connect(path, isolation_level=None)

@@ -193,3 +193,14 @@ def test_the_report_takes_thumbnails_from_the_cache(document: dict, tmp_path: Pa
     again = io.StringIO()
     write_html(Results.of(document), again, thumb_cache=cache)
     assert thumbs(again.getvalue())[:3] == thumbs(buf.getvalue())[:3] and None not in thumbs(again.getvalue())[:3]
+
+
+def test_a_score_that_is_not_a_number_is_null_in_strict_json(document: dict) -> None:
+    """JSON has no NaN (the browser's JSON.parse refuses it): such a score travels as null."""
+    document["images"][0]["results"]["clip"]["tags"][0]["score"] = float("nan")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a JSON block")
+
+    got = [r for block in RECORDS.findall(to_html(document)) for r in json.loads(block, parse_constant=refuse)]
+    assert ["broken window", None] in [t[:2] for t in got[0]["r"][1]["g"]]

@@ -35,7 +35,8 @@ def report(paths: Under = None, store: o.StoredFrom = None, models_: o.Models = 
             raise UsageError("--html FILE is short for --format html --out FILE: give one or the other")
         fmt, out = "html", html
     check_format(fmt, out)
-    stored = load_stored(store, paths, models_)
+    # The HTML report shows tags, never a raw score map's values: those are not built (faster at archive size).
+    stored = load_stored(store, paths, models_, score_values=fmt != "html")
     err.print(f"store: {stored.db.path}: {len(stored.models)} model(s) from {len(stored.results.options['runs'])} "
               "run(s)", highlight=False, soft_wrap=True)
     try:

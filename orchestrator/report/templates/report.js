@@ -53,20 +53,22 @@
   function drawTags(tags, showCategory, query) {
     var ul = el("ul", "tags");
     tags.forEach(function (t) {
+      var score = typeof t[1] === "number" ? t[1] : null;   // null: the model gave no finite number
       var li = el("li", "tag" + (t[2] ? " est" : "") + (hit(t, query) ? " hit" : ""));
       li.setAttribute("data-key", key(t[0]));
       li.setAttribute("data-norm", t[4]);
-      li.title = t[0] + ": " + t[1].toFixed(4) + (t[2] ? " (estimated)" : "") + (t[3] ? " · " + t[3] : "");
+      li.title = t[0] + ": " + (score === null ? "–" : score.toFixed(4)) + (t[2] ? " (estimated)" : "") +
+        (t[3] ? " · " + t[3] : "");
       var name = el("span", "name");
       name.appendChild(el("span", "text", t[0]));
       if (showCategory && t[3]) { name.appendChild(document.createTextNode(" ")); name.appendChild(el("span", "cat", t[3])); }
       var bar = el("span", "bar");
       var fill = el("span");
-      fill.style.width = (Math.max(0, Math.min(1, t[1])) * 100).toFixed(1) + "%";
+      fill.style.width = (score === null ? 0 : Math.max(0, Math.min(1, score)) * 100).toFixed(1) + "%";
       bar.appendChild(fill);
-      var score = el("span", "score", t[1].toFixed(3));
-      if (t[2]) score.appendChild(el("span", "est-mark", "~"));
-      li.appendChild(name); li.appendChild(bar); li.appendChild(score);
+      var shown = el("span", "score", score === null ? "–" : score.toFixed(3));
+      if (t[2]) shown.appendChild(el("span", "est-mark", "~"));
+      li.appendChild(name); li.appendChild(bar); li.appendChild(shown);
       ul.appendChild(li);
     });
     return ul;
