@@ -2,7 +2,7 @@
 env's python as `python -m bench.in_env decode MODEL_DIR REPEAT IMAGE...` or
 `python -m bench.in_env throughput MODEL_DIR fast|exact IMAGE...` or
 `python -m bench.in_env formats MODEL_DIR REPEAT IMAGE...`; prints one JSON document.
-Uses the real adapter (runners/wd14.py) and decoder (runners/_images.py)."""
+Uses the real adapter (runners/adapters/wd14.py) and decoder (runners/_images.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import decode
+from runners.adapters.wd14 import Adapter, _session_options, preprocess
 from runners.base import shortest_side_need
-from runners.wd14 import Adapter, _session_options, preprocess
 
 # Other models' needs, to price decoding once for several models (CLIP ViT-L/14, Florence-2).
 OTHER_NEEDS = {"clip (224 shortest side)": lambda w, h: shortest_side_need(w, h, 224),

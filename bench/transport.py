@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from orchestrator.paths import PROJECT_ROOT  # noqa: E402
-from orchestrator.run.transport import RunnerProcess  # noqa: E402
+from orchestrator.run.processes import RunnerProcess  # noqa: E402
 
 SIZES = {"0.3 MP": (640, 480), "12 MP": (4000, 3000), "24 MP": (6000, 4000)}
 

@@ -1,4 +1,4 @@
-"""What every judge shares (runners/judge.py's text LLM, and any captioner judging with the photo,
+"""What every judge shares (runners/adapters/judge.py's text LLM, and any captioner judging with the photo,
 runners/_vlm.py): the prompt block of the models' outputs, the answer's format, and the check of
 its tags against what the models said.
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runners._text import caption_words, looks_degenerate
-from runners._vlm import parse_tag_list
+from runners._text import caption_words, looks_degenerate, parse_tag_list
 from runners.base import ImageResult
 from schemas.protocol import Tag
 
@@ -75,7 +74,7 @@ def split_supported(tags: list[Tag], seen: set[str]) -> tuple[list[Tag], list[st
     return kept, [t["name"] for t in invented]
 
 
-def build_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any],
+def merged_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any],
                  saw_image: bool = False) -> ImageResult:
     """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item).
 

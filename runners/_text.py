@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.protocol import Tag
+
 # Special tokens and region markup (<loc_12>, <pad>, </s>) carry no words.
 _MARKUP = re.compile(r"<[^<>\s]{1,40}>")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -60,3 +62,30 @@ def looks_degenerate(text: str | None) -> str | None:
     if len(words) >= DIVERSITY_MIN_WORDS and distinct < LOW_DIVERSITY * len(words):
         return f"repetitive caption: only {distinct} distinct words out of {len(words)}"
     return None
+
+
+# -- tag lists (a VLM asked for tags, a judge's TAGS line) ----------------------------------------
+MAX_TAGS = 100
+TAG_MAX_WORDS = 6
+# A tag item: bullets, numbering and quotes around it are list syntax, not part of the tag.
+_ITEM_EDGES = re.compile(r"^[\s\-*•·#]*(?:\d+[.)]\s+)?[\"'`]*|[\"'`.!]*\s*$")
+_LIST_LABEL = re.compile(r"^\s*tags?\s*:", re.IGNORECASE)
+_ITEM_SPLIT = re.compile(r"[,;\n|]+")
+
+
+def parse_tag_list(text: str) -> list[Tag]:
+    """A comma-separated (or bulleted) tag list -> tags, in the model's order, with estimated scores.
+
+    Items are lower-cased, stripped of bullets, numbering, quotes and a final period; items
+    without a letter or longer than TAG_MAX_WORDS words (a sentence, not a tag) are dropped, and
+    repeats keep their first position. Score: 0.9 - 0.4 x position / count (first 0.9, last > 0.5).
+    """
+    names: list[str] = []
+    for item in _ITEM_SPLIT.split(text):
+        name = " ".join(_ITEM_EDGES.sub("", _LIST_LABEL.sub("", item)).lower().split())
+        if (name and any(ch.isalpha() for ch in name) and len(name.split()) <= TAG_MAX_WORDS
+                and not {"<", ">"} & set(name) and name not in names):
+            names.append(name)
+    names = names[:MAX_TAGS]
+    return [{"name": n, "score": round(0.9 - 0.4 * i / len(names), 4), "category": "vlm", "estimated": True}
+            for i, n in enumerate(names)]

@@ -3,7 +3,7 @@
 Over 350 lines on purpose: it is the one place ten captioning families share (each family file stays
 a few dozen lines); splitting prompts from generation would split one call path in two.
 
-A family adapter (runners/qwen_vl.py, runners/blip.py, ...) subclasses `GenerativeAdapter` and
+A family adapter (runners/adapters/qwen_vl.py, runners/adapters/blip.py, ...) subclasses `GenerativeAdapter` and
 supplies only what differs between families:
     model_class       the transformers class name (native classes only, never remote code)
     prepare(images, prompt)     -> processor inputs (a BatchFeature) for one generate() call
@@ -35,13 +35,12 @@ torch and transformers are imported inside methods: the pure functions here run 
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._text import caption_words, looks_degenerate
+from runners._text import caption_words, looks_degenerate, parse_tag_list
 from runners.base import (
     DecodeNeed,
     ImageResult,
@@ -53,20 +52,14 @@ from runners.base import (
     require_config,
     weights_dir,
 )
-from schemas.protocol import LoadSpec, Tag
+from schemas.protocol import LoadSpec
 
 ASK = ("caption", "tags", "both")
 DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_MAX_NEW_TOKENS = 256
-MAX_TAGS = 100
-TAG_MAX_WORDS = 6
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
 TAG_SCORE_NOTE = ("scores of tags from the tags prompt are estimates, not probabilities: the first listed tag "
                   "scores 0.9, the last 0.5 (0.9 - 0.4 x position / count)")
-# A tag item: bullets, numbering and quotes around it are list syntax, not part of the tag.
-_ITEM_EDGES = re.compile(r"^[\s\-*•·#]*(?:\d+[.)]\s+)?[\"'`]*|[\"'`.!]*\s*$")
-_LIST_LABEL = re.compile(r"^\s*tags?\s*:", re.IGNORECASE)
-_ITEM_SPLIT = re.compile(r"[,;\n|]+")
 
 
 # -- pure functions (no torch) ------------------------------------------------------------------
@@ -151,25 +144,7 @@ def unusable(text: str, prompt: str) -> str | None:
     return reason
 
 
-def parse_tag_list(text: str) -> list[Tag]:
-    """A comma-separated (or bulleted) tag list -> tags, in the model's order, with estimated scores.
-
-    Items are lower-cased, stripped of bullets, numbering, quotes and a final period; items
-    without a letter or longer than TAG_MAX_WORDS words (a sentence, not a tag) are dropped, and
-    repeats keep their first position. Score: 0.9 - 0.4 x position / count (first 0.9, last > 0.5).
-    """
-    names: list[str] = []
-    for item in _ITEM_SPLIT.split(text):
-        name = " ".join(_ITEM_EDGES.sub("", _LIST_LABEL.sub("", item)).lower().split())
-        if (name and any(ch.isalpha() for ch in name) and len(name.split()) <= TAG_MAX_WORDS
-                and not {"<", ">"} & set(name) and name not in names):
-            names.append(name)
-    names = names[:MAX_TAGS]
-    return [{"name": n, "score": round(0.9 - 0.4 * i / len(names), 4), "category": "vlm", "estimated": True}
-            for i, n in enumerate(names)]
-
-
-def build_result(runs: dict[str, dict[str, Any]], kwargs: dict[str, Any], batch_size: int) -> ImageResult:
+def prompt_runs_result(runs: dict[str, dict[str, Any]], kwargs: dict[str, Any], batch_size: int) -> ImageResult:
     """One image's result from its prompt runs ({"caption"|"tags": {"prompt", "text", counts...}})."""
     raw: dict[str, Any] = {"generations": runs, "generate": kwargs, "batch_size": batch_size}
     caption, tags, problems = None, [], []
@@ -332,14 +307,14 @@ class GenerativeAdapter:
             for task, prompt in prompts.items():
                 for per_image, run in zip(runs, self.generate(chunk, prompt, kwargs), strict=True):
                     per_image[task] = run
-            out.extend(build_result(r, kwargs, len(chunk)) for r in runs)
+            out.extend(prompt_runs_result(r, kwargs, len(chunk)) for r in runs)
         return out
 
     def vision_judge(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         """As the judge (option `judge`, set by `--judge CAPTIONER`): per image, the photo and the other
         models' outputs (ImageIn.context) in one prompt; the answer parsed as the text judge's
         (runners/_merge.py, as the text judge's), what it adds by looking kept and listed in raw.added_tags."""
-        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, build_result, format_outputs
+        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, format_outputs, merged_result
 
         instruction = options.get("judge_prompt") or VISION_JUDGE_PROMPT
         max_tags = _int(options, "max_tags_per_model", DEFAULT_MAX_TAGS_PER_MODEL)
@@ -354,7 +329,7 @@ class GenerativeAdapter:
                 continue
             prompt = f"{instruction}\n\n{format_outputs(context, max_tags or DEFAULT_MAX_TAGS_PER_MODEL)}"
             [run] = self.generate([image.rgb()], prompt, kwargs)
-            result = build_result(context, instruction, run, saw_image=True)
+            result = merged_result(context, instruction, run, saw_image=True)
             result["raw"]["generate"] = kwargs
             out.append(result)
         return out

@@ -44,7 +44,7 @@ class LoadResult(TypedDict, total=False):
 
 class ImageResult(TypedDict, total=False):
     status: str           # "ok" or "no_tags" (errors are raised, bad images never reach infer); a served
-                          # model's image that failed alone may be "error" or "timeout" (runners/openai_compat.py)
+                          # model's image that failed alone may be "error" or "timeout" (runners/adapters/openai_compat.py)
     message: str
     fix: str              # with such a status: what to do about it
     tags: list[Tag]

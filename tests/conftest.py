@@ -81,7 +81,7 @@ def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[...
     """Run registry model `name` on image files through the real runner host and protocol."""
     from orchestrator.models.loadspec import build_load_spec
     from orchestrator.models.registry import load_registry
-    from orchestrator.run.transport import RunnerProcess
+    from orchestrator.run.processes import RunnerProcess
 
     def run(name: str, paths: Sequence[Path | dict[str, Any]], weights: Path | None = None, warmup: bool = False,
             load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:

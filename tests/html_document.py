@@ -40,7 +40,7 @@ def _tag(name: str, score: float, **extra: Any) -> dict[str, Any]:
 
 def _model(name: str, kind: str, status: str = "ok", load_s: float | None = 1.5,
            warmup_s: float | None = 0.2) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "adapter": f"runners.{name}", "env": "onnx", "hub_id": f"org/{name}",
+    return {"name": name, "kind": kind, "adapter": f"runners.adapters.{name}", "env": "onnx", "hub_id": f"org/{name}",
             "revision": "0123456789abcdef" * 2 + "01234567", "weights": None, "status": status, "message": "",
             "fix": "", "device": "cpu", "dtype": "float32", "model_version": None, "load_s": load_s,
             "warmup_s": warmup_s, "memory_mb": 321.0, "notes": [f"{name} <notes> & scores"], "reload_s": [],

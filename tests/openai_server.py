@@ -1,6 +1,6 @@
 """A stand-in OpenAI-compatible server for the tests: the chat-completions API with image parts.
 
-It is NOT a model. It follows the OpenAI API reference for what runners/openai_compat.py uses, as
+It is NOT a model. It follows the OpenAI API reference for what runners/adapters/openai_compat.py uses, as
 vLLM, llama.cpp's server and LM Studio implement it: GET /v1/models (`{"object": "list", "data":
 [{"id", "object": "model", "created", "owned_by", "root"}]}`), POST /v1/chat/completions (a user
 message whose content holds a `text` part and an `image_url` part with a base64 data URL; answer

@@ -17,7 +17,7 @@ from orchestrator.paths import PROJECT_ROOT
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 
-# A judge's input for one image: what two models said (orchestrator/judging.py builds it).
+# A judge's input for one image: what two models said (orchestrator/run/judge.py builds it).
 JUDGE_CONTEXT: dict[str, Any] = {"outputs": [
     {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
      "tags": ["corridor", "window"]},

@@ -12,7 +12,7 @@ from orchestrator.errors import UsageError
 from orchestrator.models.registry import ModelSpec, load_registry, select
 
 if TYPE_CHECKING:
-    from orchestrator.report.summary import Views
+    from orchestrator.report.comparison_views import Views
     from orchestrator.run.jobs import RunOptions
 
 FORMATS = ("table", "json", "jsonl", "csv", "html")
@@ -182,7 +182,7 @@ class ViewFlags:
         """The comparison's settings and the table's views; a bad synonym file stops here, before any model
         runs."""
         from orchestrator.compare import Normaliser, load_synonyms
-        from orchestrator.report.summary import Views
+        from orchestrator.report.comparison_views import Views
 
         if self.top < 0:
             raise UsageError("--top must be 0 (all) or more")

@@ -13,7 +13,7 @@ from orchestrator.report.output import open_output
 
 if TYPE_CHECKING:
     from orchestrator.document import Results
-    from orchestrator.report.summary import Views
+    from orchestrator.report.comparison_views import Views
 
 
 def emit(results: Results, fmt: str, out: Path | None, views: Views) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 from orchestrator.errors import EnvBuildError, ProtocolViolation, RemoteError, RunnerCrashed, RunnerTimeout
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, logs_dir
+from orchestrator.run.processes import RunnerProcess
 from orchestrator.run.runner import KILL_GRACE_S
-from orchestrator.run.transport import RunnerProcess
 
 Reply = tuple[Any, ...]
 

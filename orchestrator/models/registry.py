@@ -1,7 +1,7 @@
 """The model registry: one envs/<model>/model.toml per model, read as data (nothing imported).
 
 model.toml fields:
-    adapter      dotted module run by `python -m runners.host <adapter>` (e.g. "runners.wd14")
+    adapter      dotted module run by `python -m runners.host <adapter>` (e.g. "runners.adapters.wd14")
     kind         "tagger" | "zero-shot" | "captioner" | "judge" (a text LLM merging the others' outputs)
     env          name of the venv (envs/requirements/<env>.in + .txt); models may share one
     hub_id       Hugging Face repo id
@@ -15,7 +15,7 @@ model.toml fields:
                  only allowed with a pinned revision (a commit, or a release tag), never a branch
     upstream_code  "yes" when the tests run the model's real upstream code, else why not (README table)
     server       "ollama" when a running Ollama holds the model (hub_id is then the server's model name);
-                 "openai" for an OpenAI-compatible endpoint (runners/openai_compat.py; [load] base_url is
+                 "openai" for an OpenAI-compatible endpoint (runners/adapters/openai_compat.py; [load] base_url is
                  the endpoint, hub_id the served model's name)
     [load]       options passed to the adapter's load()
     [infer]      default options for infer() (thresholds, prompts, ...)
@@ -89,8 +89,9 @@ def _parse(path: Path) -> ModelSpec:
         raise RegistryError(f"{path}: missing {', '.join(missing)}")
     if data["kind"] not in KINDS:
         raise RegistryError(f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}")
-    if not data["adapter"].startswith("runners."):
-        raise RegistryError(f"{path}: adapter must be a module under runners/, got {data['adapter']!r}")
+    if not data["adapter"].startswith("runners.adapters."):
+        raise RegistryError(f"{path}: adapter must be a module under runners/adapters/ (e.g. runners.adapters.wd14), "
+                            f"got {data['adapter']!r}")
     if data.get("remote_code") and str(data["revision"]).lower() in UNPINNED:
         raise RegistryError(f"{path}: remote_code = true needs a pinned revision (a commit or a release tag), "
                             f"not the branch {data['revision']!r}")

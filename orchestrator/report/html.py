@@ -40,7 +40,7 @@ from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
 from orchestrator.document import Results
-from orchestrator.report.summary import Views
+from orchestrator.report.comparison_views import Views
 from orchestrator.report.thumbnails import cached_thumbnail, data_uri, thumbnail
 
 TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"

@@ -1,7 +1,7 @@
 """The terminal view, as the plan draws it: per image a header ("ML TAG ANALYZER - photo.jpg, N models
 loaded"), one box per model titled with its time, tag count and kind badge, then the image's SUMMARY,
 CONSENSUS (k+ models) and MODEL AGREEMENT lines, and on request its tag x model matrix (--show-matrix)
-and one tag's confidence bars (--show-confidence). The folder's figures follow (report/summary.py).
+and one tag's confidence bars (--show-confidence). The folder's figures follow (report/comparison_views.py).
 Everything per image is printed as the image streams from the store: nothing is kept per image."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.document import Results
-from orchestrator.report.summary import (
+from orchestrator.report.comparison_views import (
     BOX_BAR_WIDTH,
     Views,
     bar,
@@ -109,7 +109,7 @@ def header(path: str, sha256: str, loaded: int, total: int) -> Panel:
 def render(results: Results | dict[str, Any], console: Console, views: Views | None = None) -> None:
     """Per image (as the images stream) the header, the model boxes (raw tags), the image's summary and
     consensus, and its matrix and confidence bars when asked; then the models and the comparison's
-    folder summary and views (report/summary.py)."""
+    folder summary and views (report/comparison_views.py)."""
     if isinstance(results, dict):
         results = Results.of(results)
     models = {m["name"]: m for m in results.models}

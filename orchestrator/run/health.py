@@ -15,7 +15,7 @@ from orchestrator.errors import RunnerError
 from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import logs_dir
-from orchestrator.run.transport import RunnerProcess
+from orchestrator.run.processes import RunnerProcess
 from schemas.status import SUCCESS
 
 SAMPLE_JUDGE_INPUT = {"outputs": [
@@ -112,7 +112,7 @@ def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, A
     finally:
         runner.stop()
     checked = ""
-    if spec.endpoint is not None:   # runners/openai_compat.py's load note says whether a key was sent
+    if spec.endpoint is not None:   # runners/adapters/openai_compat.py's load note says whether a key was sent
         keyless = any("API key: none sent" in note for note in info.get("notes", []))
         checked = f" (reachable, {'no key sent, none asked for' if keyless else 'key accepted'}, model listed)"
     return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}{checked}")

@@ -84,7 +84,7 @@ def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) ->
     load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
                                 device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
                                 overrides=load or None, exact_decode=opts.exact_decode)
-    # A served model's requests go `concurrency` at a time inside one infer call (runners/openai_compat.py):
+    # A served model's requests go `concurrency` at a time inside one infer call (runners/adapters/openai_compat.py):
     # its batches hold at least that many images, or the bound would never be reached.
     concurrency = load_spec["options"].get("concurrency")
     batch = max(opts.batch_size, concurrency) if isinstance(concurrency, int) and spec.server else opts.batch_size
@@ -104,7 +104,7 @@ def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[st
 
 def served_env(load_spec: LoadSpec) -> dict[str, str]:
     """The one variable a served model's runner needs from this environment: the API key its load option
-    `api_key_env` names (runners start with a filtered environment, orchestrator/run/transport.py). The
+    `api_key_env` names (runners start with a filtered environment, orchestrator/run/processes.py). The
     key travels only there: never into options, the store, the outputs or a log."""
     name = load_spec["options"].get("api_key_env")
     if isinstance(name, str) and name and os.environ.get(name):

@@ -1,6 +1,6 @@
 """What the judge reads: every model's usable output for one image.
 
-The text judge (runners/judge.py, kind "judge") never sees the photo; a captioner used as the
+The text judge (runners/adapters/judge.py, kind "judge") never sees the photo; a captioner used as the
 judge (`vision_judge`) is sent the photo with the same context. For each image it receives
 {"outputs": [{"model", "kind", "caption", "tags"}]}: one entry per model whose cell is `ok`, in
 the order the models ran, tags best first. Rating tags (wd14's general/sensitive/...) describe

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.run.jobs import ModelJob
+from orchestrator.run.processes import RunnerProcess
 from orchestrator.run.runner import PipelinedRunner, Runner
-from orchestrator.run.transport import RunnerProcess
 
 _LIVE: set[Runner] = set()
 _EXITING: list[threading.Thread] = []   # reapers of runners that were asked to exit

@@ -1,5 +1,5 @@
 """What the supervisor needs of a runner, whatever carries its frames: a RunnerProcess here
-(orchestrator/run/transport.py), or a runner a cluster node hosts (orchestrator/cluster/transport.py)."""
+(orchestrator/run/processes.py), or a runner a cluster node hosts (orchestrator/cluster/transport.py)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# Load options of runners/openai_compat.py that change how fast and how persistently it asks, not what.
+# Load options of runners/adapters/openai_compat.py that change how fast and how persistently it asks, not what.
 SPEED_OPTIONS = frozenset({"concurrency", "max_retries", "deadline_s", "request_timeout_s", "backoff_s"})
 
 
@@ -32,7 +32,10 @@ def _weights_fingerprint(path: str) -> dict[str, Any]:
 def options_key(adapter: str, load_spec: Mapping[str, Any], infer_options: Mapping[str, Any]) -> str:
     """A stable hash of what changes a model's results (see the module docstring)."""
     local = load_spec.get("local_path")
-    parts = {"adapter": adapter, "hub_id": load_spec.get("hub_id"), "revision": load_spec.get("revision"),
+    # The key names the adapter as it was before adapters moved to runners/adapters/: a store written
+    # then stays valid (a re-run of an unchanged archive computes nothing again).
+    family = adapter.replace("runners.adapters.", "runners.", 1)
+    parts = {"adapter": family, "hub_id": load_spec.get("hub_id"), "revision": load_spec.get("revision"),
              "weights": _weights_fingerprint(local) if local and Path(local).exists() else local,
              "load": {k: v for k, v in (load_spec.get("options") or {}).items() if k not in SPEED_OPTIONS},
              "infer": dict(infer_options), "dtype": load_spec.get("dtype")}

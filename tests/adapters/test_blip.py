@@ -83,7 +83,7 @@ from PIL import Image
 from transformers import AutoProcessor, BlipForConditionalGeneration
 from runners._images import DecodedImage
 from runners._vlm import prompts_to_run
-from runners.blip import Adapter
+from runners.adapters.blip import Adapter
 
 folder = sys.argv[1]
 spec = {"name": "blip", "hub_id": "x/y", "revision": "main", "local_path": folder, "offline": True, "device": "cpu",

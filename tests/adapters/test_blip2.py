@@ -1,6 +1,6 @@
 """The blip2 adapter end to end: tiny random BLIP-2s through the real runner host.
 
-Two registry models share runners/blip2.py: `blip2` (OPT decoder, decoder-only) and `blip2-flan`
+Two registry models share runners/adapters/blip2.py: `blip2` (OPT decoder, decoder-only) and `blip2-flan`
 (Flan-T5 encoder-decoder); tests/tiny/blip2.py builds one tiny model of each. A random model's
 text means nothing, so these tests check structure and invariants: statuses, exact token counts
 (neither the prompt nor T5's decoder start token counted as generated), the prompt and the query
@@ -104,7 +104,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Blip2ForConditionalGeneration
 from runners._images import DecodedImage
-from runners.blip2 import Adapter, model_prompt, qa_template
+from runners.adapters.blip2 import Adapter, model_prompt, qa_template
 
 tiny, tmp = Path(sys.argv[1]), Path(sys.argv[2])
 images = [Image.open(f"samples/{n}").convert("RGB") for n in ("chelsea.png", "rocket.jpg")]

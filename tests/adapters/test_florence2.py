@@ -124,7 +124,7 @@ def test_invalid_option_is_an_error_cell(run_model, tiny: Path) -> None:
 PARSE_CHECK = """
 import json, sys
 from transformers import AutoProcessor
-from runners.florence2 import OD_TASK, build_result, od_tags
+from runners.adapters.florence2 import OD_TASK, task_outputs_result, od_tags
 
 processor = AutoProcessor.from_pretrained(sys.argv[1])
 text = ("</s><s>window<loc_0><loc_0><loc_499><loc_999>door<loc_600><loc_100><loc_700><loc_300>"

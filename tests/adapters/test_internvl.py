@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from runners.internvl import DEFAULT_MAX_PATCHES
+from runners.adapters.internvl import DEFAULT_MAX_PATCHES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 
 pytestmark = pytest.mark.adapter

@@ -21,7 +21,7 @@ from orchestrator.models.loadspec import build_load_spec
 from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.jobs import served_env
-from orchestrator.run.transport import RunnerProcess
+from orchestrator.run.processes import RunnerProcess
 from tests.ollama_server import closed_port
 from tests.openai_server import SERVED, SNAPSHOT, StandInOpenAI
 

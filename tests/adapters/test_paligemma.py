@@ -1,6 +1,6 @@
 """The paligemma adapter end to end: tiny random PaliGemmas through the real runner host.
 
-Two registry models share runners/paligemma.py: `paligemma` (PaliGemma 2, Gemma 2 decoder) and
+Two registry models share runners/adapters/paligemma.py: `paligemma` (PaliGemma 2, Gemma 2 decoder) and
 `paligemma-long` (a PaliGemma 1 fine-tune, Gemma decoder); tests/tiny/paligemma.py builds one tiny
 model of each architecture. A random model's text means nothing, so these tests check structure
 and invariants: statuses, token counts, options reaching generate(), the prompt reaching the

@@ -1,6 +1,6 @@
 """The qwen_vl adapter end to end: tiny random Qwen2.5-VL and Qwen2-VL through the real runner host.
 
-Three registry models share runners/qwen_vl.py: `qwen25vl` (Qwen2.5-VL), `qwen2vl` and `qwen2vl-2b`
+Three registry models share runners/adapters/qwen_vl.py: `qwen25vl` (Qwen2.5-VL), `qwen2vl` and `qwen2vl-2b`
 (Qwen2-VL); tests/tiny/qwen_vl.py builds one tiny checkpoint of each architecture, laid out like
 the Hub repos. A random model's text means nothing, so these tests check structure and invariants:
 statuses, token counts, the image token count the pixel budget gives (the real patch geometry:
@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.errors import RemoteError
 from orchestrator.paths import PROJECT_ROOT
-from runners.qwen_vl import MODEL_CLASSES
+from runners.adapters.qwen_vl import MODEL_CLASSES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 from tests.registry_coverage import checkpoints
 

@@ -59,7 +59,7 @@ def test_tags_scores_thresholds_and_batches(run_model, tiny: Path) -> None:
 
 ARCH = """
 import json, torch
-from runners.recognize_anything import architecture
+from runners.adapters.recognize_anything import architecture
 vit = {"visual_encoder.pos_embed": torch.zeros(1, 197, 768)}
 swin_l = {"visual_encoder.patch_embed.proj.weight": torch.zeros(192, 3, 4, 4)}
 swin_b = {"visual_encoder.patch_embed.proj.weight": torch.zeros(128, 3, 4, 4)}

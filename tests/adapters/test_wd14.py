@@ -192,7 +192,7 @@ import io, json
 import numpy as np
 from PIL import Image
 from runners._images import decode
-from runners.wd14 import preprocess
+from runners.adapters.wd14 import preprocess
 
 def png(img):
     buf = io.BytesIO(); img.save(buf, "PNG"); return buf.getvalue()

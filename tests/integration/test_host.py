@@ -22,7 +22,7 @@ from PIL import Image
 
 from orchestrator.images import hash_file
 from orchestrator.paths import PROJECT_ROOT
-from orchestrator.run.transport import RunnerProcess
+from orchestrator.run.processes import RunnerProcess
 from tests.integration.helpers import fake_job, run
 
 
@@ -123,7 +123,7 @@ def test_runner_dies_with_its_parent(tmp_path: Path) -> None:
     driver = f"""
 import sys, time
 from pathlib import Path
-from orchestrator.run.transport import RunnerProcess
+from orchestrator.run.processes import RunnerProcess
 r = RunnerProcess.start(Path(sys.executable), "tests.fakes.adapter", Path({str(tmp_path)!r}) / "r.log",
                         extra_env={{"PYTHONPATH": {str(PROJECT_ROOT)!r}}})
 r.call("hello", 30)

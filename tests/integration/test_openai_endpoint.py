@@ -82,7 +82,7 @@ def test_side_by_side_with_wd14_and_clip_and_no_key_anywhere(tmp_path: Path, env
     assert "<th>tokens in</th>" in seen["report html"]
     for path in [store, *store.parent.glob(store.name + "-*"), *(Path(m["log"]) for m in doc["models"])]:
         seen[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    assert any("runners.openai_compat" in text for name, text in seen.items() if name.endswith(f"{ENDPOINT}.log"))
+    assert any("runners.adapters.openai_compat" in text for name, text in seen.items() if name.endswith(f"{ENDPOINT}.log"))
     leaks = [name for name, text in seen.items() if KEY in text or KEY[8:24] in text]
     assert leaks == []
 

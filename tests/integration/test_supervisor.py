@@ -18,8 +18,8 @@ from orchestrator.models import envbuild
 from orchestrator.run import pipeline
 from orchestrator.run.jobs import Limits, RunOptions
 from orchestrator.run.launch import wait_for_exits
+from orchestrator.run.processes import RunnerProcess
 from orchestrator.run.supervisor import LOADING_AHEAD, MESSAGE_CHARS, one_line
-from orchestrator.run.transport import RunnerProcess
 from tests.integration.helpers import alive, fake_job, images, run, started_pids
 from tests.support import spec
 

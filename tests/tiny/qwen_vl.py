@@ -1,6 +1,6 @@
 """Build tiny random Qwen2-VL and Qwen2.5-VL: `python -m tests.tiny.qwen_vl OUT_DIR` (modern env).
 
-Writes two checkpoints, OUT_DIR/qwen2_5_vl and OUT_DIR/qwen2_vl (one adapter, runners/qwen_vl.py,
+Writes two checkpoints, OUT_DIR/qwen2_5_vl and OUT_DIR/qwen2_vl (one adapter, runners/adapters/qwen_vl.py,
 serves both), each the real native architecture (transformers' Qwen2_5_VLForConditionalGeneration
 / Qwen2VLForConditionalGeneration: ViT with 14 px patches merged 2 x 2, M-RoPE Qwen2 decoder) with
 32-wide layers, laid out like the Qwen/*-Instruct repos, so that the tests load what those serve:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from runners.clip_zeroshot import _templates, _TextCache, _vocabulary
-from runners.internvl import check_native, native_repo, tiling
-from runners.paligemma import model_prompt
-from runners.qwen_vl import DEFAULT_PIXELS, model_class_for, pixel_bounds
+from runners.adapters.clip_zeroshot import _templates, _TextCache, _vocabulary
+from runners.adapters.internvl import check_native, native_repo, tiling
+from runners.adapters.paligemma import model_prompt
+from runners.adapters.qwen_vl import DEFAULT_PIXELS, model_class_for, pixel_bounds
 
 
 # -- clip_zeroshot ---------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from orchestrator.cli import app
 from orchestrator.compare.evaluate import best_threshold, evaluate, parse_labels, read_labels
 from orchestrator.compare.normalise import Normaliser
 from orchestrator.errors import LabelsError
+from orchestrator.report.evaluation_view import evaluation_table
 from orchestrator.report.flat import evaluation_csv
-from orchestrator.report.summary import evaluation_table
 
 SHA1, SHA2, SHA3 = "1" * 64, "2" * 64, "3" * 64
 

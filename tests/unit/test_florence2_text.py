@@ -1,4 +1,4 @@
-"""Florence-2's decisions on its text (runners/florence2.py, runners/_text.py), pure functions on known
+"""Florence-2's decisions on its text (runners/adapters/florence2.py, runners/_text.py), pure functions on known
 inputs: what counts as a usable caption, how <OD> labels become scored tags, the generation settings.
 
 No model, no env: the end-to-end tests and a real Florence2Processor parse are
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from runners._text import looks_degenerate
-from runners.florence2 import build_result, generation_settings, od_tags
+from runners.adapters.florence2 import generation_settings, od_tags, task_outputs_result
 
 
 def _pure() -> dict[str, Any]:
@@ -37,11 +37,11 @@ def _pure() -> dict[str, Any]:
           "labels": ["window", "window", " door ", "\x00\x00", "chair", "loc_548>", "2"]}
     counts: dict[str, int | None] = {"new_tokens": 9, "prompt_tokens": 30, "od_new_tokens": 5, "od_prompt_tokens": 28}
     results = {
-        "ok": build_result("<CAPTION>", f"</s><s>{captions['good']}</s>", captions["good"], "", od, (100, 100), counts),
-        "withheld": build_result("<CAPTION>", "</s>x", captions["loop"], "", od, (100, 100), counts),
-        "nothing": build_result("<CAPTION>", "</s></s>", "", "</s></s>", {"bboxes": [], "labels": []}, (100, 100),
+        "ok": task_outputs_result("<CAPTION>", f"</s><s>{captions['good']}</s>", captions["good"], "", od, (100, 100), counts),
+        "withheld": task_outputs_result("<CAPTION>", "</s>x", captions["loop"], "", od, (100, 100), counts),
+        "nothing": task_outputs_result("<CAPTION>", "</s></s>", "", "</s></s>", {"bboxes": [], "labels": []}, (100, 100),
                                 counts),
-        "od_off": build_result("<CAPTION>", "</s></s>", "", None, None, (100, 100), counts),
+        "od_off": task_outputs_result("<CAPTION>", "</s></s>", "", None, None, (100, 100), counts),
     }
     settings = generation_settings({"min_new_tokens": 3, "num_beams": 1, "max_new_tokens": 9})
     longest = generation_settings({"max_new_tokens": 1023, "od_max_new_tokens": 1023}, 1024)

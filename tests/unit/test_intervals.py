@@ -14,8 +14,8 @@ from rich.console import Console
 from orchestrator.compare.evaluate import evaluate
 from orchestrator.compare.intervals import Series, bootstrap, metrics, percentile
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.report.evaluation_view import evaluation_table
 from orchestrator.report.flat import evaluation_csv
-from orchestrator.report.summary import evaluation_table
 
 VOCAB = [f"tag{i}" for i in range(12)]
 

@@ -1,4 +1,4 @@
-"""The decisions made on a judge's answer (runners/_merge.py) and its input (orchestrator/judging.py):
+"""The decisions made on a judge's answer (runners/_merge.py) and its input (orchestrator/run/judge.py):
 format parsing, dropping tags no model mentioned, the context taken from the other models' cells.
 
 Pure functions on known answers; the judge end to end is tests/adapters/test_judge.py.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.run.judge import judge_context
-from runners._merge import build_result, evidence, format_outputs, parse_answer, split_supported
+from runners._merge import evidence, format_outputs, merged_result, parse_answer, split_supported
 from schemas.protocol import Tag
 from tests.support import JUDGE_CONTEXT
 
@@ -33,12 +33,12 @@ def test_tags_no_model_mentioned_are_dropped() -> None:
 def test_result_from_a_well_formed_answer() -> None:
     run = {"prompt": "p", "text": "DESCRIPTION: A dark corridor with peeling paint.\nTAGS: corridor, rust, chandelier",
            "prompt_tokens": 80, "new_tokens": 20, "seconds": 1.0, "tokens_per_s": 20.0}
-    result = build_result(JUDGE_CONTEXT, "system", run)
+    result = merged_result(JUDGE_CONTEXT, "system", run)
     assert result["status"] == "ok" and result["caption"] == "A dark corridor with peeling paint."
     assert [t["name"] for t in result["tags"]] == ["corridor", "rust"]
     assert all(t["category"] == "judge" and t["estimated"] for t in result["tags"])
     assert result["raw"]["unsupported_tags"] == ["chandelier"] and "dropped 1 tag" in result["message"]
-    looping = build_result(JUDGE_CONTEXT, "system", dict(run, text="DESCRIPTION: " + "rust and rust " * 8))
+    looping = merged_result(JUDGE_CONTEXT, "system", dict(run, text="DESCRIPTION: " + "rust and rust " * 8))
     assert looping["status"] == "no_tags" and "repetitive" in looping["message"]
 
 

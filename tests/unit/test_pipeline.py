@@ -85,7 +85,7 @@ def test_an_internal_error_fails_one_model_not_the_run(tmp_path: Path, monkeypat
 
 def test_runners_start_with_the_mps_cpu_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """On Apple silicon an operator MPS lacks must fall back to the CPU, not fail the model."""
-    from orchestrator.run.transport import runner_env
+    from orchestrator.run.processes import runner_env
 
     monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"

@@ -69,11 +69,11 @@ def test_all_and_dedup() -> None:
 
 def test_invalid_model_toml_is_reported(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "model.toml").write_text('adapter = "runners.x"\nkind = "painter"\n')
+    (tmp_path / "broken" / "model.toml").write_text('adapter = "runners.adapters.x"\nkind = "painter"\n')
     with pytest.raises(RegistryError, match="missing env, hub_id, revision"):
         load_registry(tmp_path)
     (tmp_path / "broken" / "model.toml").write_text(
-        'adapter = "runners.x"\nkind = "painter"\nenv = "e"\nhub_id = "a/b"\nrevision = "r"\n')
+        'adapter = "runners.adapters.x"\nkind = "painter"\nenv = "e"\nhub_id = "a/b"\nrevision = "r"\n')
     with pytest.raises(RegistryError, match="kind 'painter'"):
         load_registry(tmp_path)
 
@@ -82,7 +82,7 @@ def test_remote_code_needs_a_pinned_revision(tmp_path: Path) -> None:
     folder = tmp_path / "envs" / "rc"
     folder.mkdir(parents=True)
     toml = folder / "model.toml"
-    body = 'adapter = "runners.x"\nkind = "captioner"\nenv = "tf4"\nhub_id = "a/b"\nremote_code = true\n'
+    body = 'adapter = "runners.adapters.x"\nkind = "captioner"\nenv = "tf4"\nhub_id = "a/b"\nremote_code = true\n'
     toml.write_text(body + 'revision = "main"\n')
     with pytest.raises(RegistryError, match="remote_code = true needs a pinned revision"):
         load_registry(tmp_path / "envs")

@@ -38,7 +38,7 @@ def _checkout(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp_path: Path) -> None:
-    """The experiment of issue 12: wd14-convnext, one more WD v3 tagger on runners/wd14.py."""
+    """The experiment of issue 12: wd14-convnext, one more WD v3 tagger on runners/adapters/wd14.py."""
     envs, tiny, readme = _checkout(tmp_path)
     (envs / "wd14-convnext").mkdir()
     (envs / "wd14-convnext" / "model.toml").write_text(
@@ -46,7 +46,7 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
         .replace("SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-convnext-tagger-v3")
         .replace("7f6b584d0bd3f55c4531f14ba3d4761b2bccdc0f", "0" * 40))
     registry = load_registry(envs)
-    assert registry["wd14-convnext"].adapter == "runners.wd14"
+    assert registry["wd14-convnext"].adapter == "runners.adapters.wd14"
 
     def missing() -> list[str]:
         return missing_pieces(registry, tiny, ADAPTERS_DIR, readme)
@@ -77,7 +77,7 @@ def test_a_new_family_needs_a_builder_an_adapter_test_and_a_row(tmp_path: Path) 
     envs, tiny, readme = _checkout(tmp_path)
     (envs / "newfam").mkdir()
     (envs / "newfam" / "model.toml").write_text(
-        (envs / "wd14" / "model.toml").read_text().replace('adapter = "runners.wd14"', 'adapter = "runners.newfam"'))
+        (envs / "wd14" / "model.toml").read_text().replace('adapter = "runners.adapters.wd14"', 'adapter = "runners.adapters.newfam"'))
     assert missing_pieces(load_registry(envs), tiny, ADAPTERS_DIR, readme) == [
         "newfam: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
         "newfam: no adapter test; write tests/adapters/test_newfam.py",

@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from orchestrator.compare import compare
+from orchestrator.report.comparison_views import Views
 from orchestrator.report.flat import to_csv, to_json
-from orchestrator.report.summary import Views
 from orchestrator.report.table import render
 from tests.support import SCHEMA
 
@@ -37,7 +37,7 @@ def test_csv_threshold() -> None:
     assert [r["tag"] for r in rows if r["image"] == "a.jpg"] == ["'+rust", "'-graffiti"]
 
 
-# -- the comparison's views (report/summary.py via report/table.py) ----------------------------------------------
+# -- the comparison's views (report/comparison_views.py via report/table.py) ----------------------------------------------
 
 def full_document() -> dict:
     """A schema-valid document: wd14 and clip tag, florence2 captions (estimated tags), broken never runs."""

@@ -1,6 +1,6 @@
 """How a served model's options travel (issue 23), without a runner: --option keys of model.toml [load]
 reach the load, the key variable reaches only the runner's environment, a key given as an option is
-refused, hosted models are opt-in and announced, and the pure parts of runners/openai_compat.py."""
+refused, hosted models are opt-in and announced, and the pure parts of runners/adapters/openai_compat.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from orchestrator.run.jobs import RunOptions, model_job, photos_leave
 from orchestrator.run.judge import vision_judge
 from orchestrator.store.keys import options_key
 from runners._images import DecodedImage
-from runners.openai_compat import (
+from runners.adapters.openai_compat import (
     LOAD_OPTIONS,
     Adapter,
     EndpointUnavailable,
@@ -54,7 +54,7 @@ def test_load_keys_of_an_option_reach_the_load_and_the_rest_the_infer(tmp_path: 
     # the same rule for every model: qwen25vl's [load] max_pixels is its resize budget, not the decoder's limit
     qwen = _job("qwen25vl", "qwen25vl.max_pixels=401408", tmp_path=tmp_path)
     assert qwen.load_spec["options"]["max_pixels"] == 401408 and "max_pixels" not in qwen.infer_options
-    # Ollama's documented --option MODEL.host / MODEL.model reach the adapter's load (runners/ollama.py)
+    # Ollama's documented --option MODEL.host / MODEL.model reach the adapter's load (runners/adapters/ollama.py)
     for name in ("llava", "minicpm-v45-ollama"):
         ollama = _job(name, f"{name}.host=http://gpu-box:11434", f"{name}.model=llava:13b", tmp_path=tmp_path)
         assert ollama.load_spec["options"]["host"] == "http://gpu-box:11434"

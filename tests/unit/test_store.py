@@ -55,20 +55,22 @@ def test_cell_round_trip_is_byte_exact(tmp_path: Path) -> None:
 def test_resume_key_follows_what_changes_results(tmp_path: Path) -> None:
     load = {"hub_id": "h/m", "revision": "a" * 40, "local_path": None, "dtype": "auto", "device": "cpu",
             "options": {"vocabulary": ["rust", "decay"]}, "warmup": False, "offline": True}
-    base = options_key("runners.wd14", load, {"general_threshold": 0.35})
-    assert options_key("runners.wd14", dict(load, device="cuda", warmup=True), {"general_threshold": 0.35}) == base
-    assert options_key("runners.wd14", dict(load, revision="b" * 40), {"general_threshold": 0.35}) != base
-    assert options_key("runners.wd14", load, {"general_threshold": 0.5}) != base
-    assert options_key("runners.wd14", dict(load, dtype="float16"), {"general_threshold": 0.35}) != base
-    assert options_key("runners.wd14", dict(load, options={"vocabulary": ["rust"]}),
+    base = options_key("runners.adapters.wd14", load, {"general_threshold": 0.35})
+    # the key written before adapters moved to runners/adapters/ (a store of that time stays valid)
+    assert base == "975b2aaa2cd08476"   # what the key was for "runners.wd14" before the move
+    assert options_key("runners.adapters.wd14", dict(load, device="cuda", warmup=True), {"general_threshold": 0.35}) == base
+    assert options_key("runners.adapters.wd14", dict(load, revision="b" * 40), {"general_threshold": 0.35}) != base
+    assert options_key("runners.adapters.wd14", load, {"general_threshold": 0.5}) != base
+    assert options_key("runners.adapters.wd14", dict(load, dtype="float16"), {"general_threshold": 0.35}) != base
+    assert options_key("runners.adapters.wd14", dict(load, options={"vocabulary": ["rust"]}),
                        {"general_threshold": 0.35}) != base
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "model.onnx").write_bytes(b"v1")
-    local = options_key("runners.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35})
+    local = options_key("runners.adapters.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35})
     assert local != base
     (weights / "model.onnx").write_bytes(b"v2 rebuilt")
-    assert options_key("runners.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35}) != local
+    assert options_key("runners.adapters.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35}) != local
 
 
 def test_done_statuses_are_skipped_failed_ones_retried(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runners._vlm import build_result, echoes_prompt, for_device, generate_kwargs, parse_tag_list, prompts_to_run
+from runners._text import parse_tag_list
+from runners._vlm import echoes_prompt, for_device, generate_kwargs, prompt_runs_result, prompts_to_run
 
 PROMPTS = {"prompt": "Describe this photo in detail.", "tags_prompt": "List tags, comma-separated."}
 
@@ -53,20 +54,20 @@ def test_prompt_echo_is_recognised() -> None:
 
 def test_results_flag_unusable_output() -> None:
     kwargs = {"do_sample": False, "max_new_tokens": 12}
-    ok = build_result({"caption": _run(" A hall with broken windows and rusty pipes. ")}, kwargs, 2)
+    ok = prompt_runs_result({"caption": _run(" A hall with broken windows and rusty pipes. ")}, kwargs, 2)
     assert ok["status"] == "ok" and ok["caption"] == "A hall with broken windows and rusty pipes."
     assert ok["tags"] == [] and "message" not in ok
     assert ok["raw"]["batch_size"] == 2 and ok["raw"]["generate"] == kwargs
     assert ok["raw"]["generations"]["caption"]["text"] == " A hall with broken windows and rusty pipes. "
     for text, reason in (("", "empty caption"), ("Describe this photo", "only repeats the prompt"),
                          ("a room " * 8, "repetitive caption")):
-        bad = build_result({"caption": _run(text)}, kwargs, 1)
+        bad = prompt_runs_result({"caption": _run(text)}, kwargs, 1)
         assert bad["status"] == "no_tags" and bad["caption"] is None and reason in bad["message"]
         assert bad["raw"]["generations"]["caption"]["text"] == text  # the raw output is kept
-    both = build_result({"caption": _run("a room " * 8), "tags": _run("rust, door", "List tags.")}, kwargs, 1)
+    both = prompt_runs_result({"caption": _run("a room " * 8), "tags": _run("rust, door", "List tags.")}, kwargs, 1)
     assert both["status"] == "ok" and both["caption"] is None and [t["name"] for t in both["tags"]] == ["rust", "door"]
     assert both["message"].startswith("caption: repetitive caption")
-    no_list = build_result({"tags": _run("...", "List tags.")}, kwargs, 1)
+    no_list = prompt_runs_result({"tags": _run("...", "List tags.")}, kwargs, 1)
     assert no_list["status"] == "no_tags" and "tags:" in no_list["message"]
 
 

@@ -19,7 +19,7 @@ from orchestrator.images import RAW_PAIRS, Inside, discover, hash_files, pair_ra
 from orchestrator.models.registry import ModelSpec
 
 if TYPE_CHECKING:
-    from orchestrator.report.summary import Views
+    from orchestrator.report.comparison_views import Views
     from orchestrator.run.jobs import RunOptions
 
 

@@ -35,9 +35,9 @@ def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = N
     from orchestrator.compare import Normaliser
     from orchestrator.compare.evaluate import evaluate as score
     from orchestrator.compare.evaluate import read_labels
+    from orchestrator.report.evaluation_view import evaluation_table
     from orchestrator.report.flat import evaluation_csv
     from orchestrator.report.output import open_output
-    from orchestrator.report.summary import evaluation_table
 
     if fmt not in ("table", "json", "csv"):
         raise UsageError(f"unknown --format {fmt!r} (choose from table, json, csv)")

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._vlm import TAG_SCORE_NOTE, build_result, prompts_to_run
+from runners._vlm import TAG_SCORE_NOTE, prompt_runs_result, prompts_to_run
 from runners.base import ImageResult, LoadResult
 from schemas.protocol import LoadSpec
 
@@ -105,7 +105,7 @@ class Adapter:
         for image in images:
             data = jpeg(image)
             runs = {task: self._chat(prompt, data, settings, stream) for task, prompt in prompts.items()}
-            out.append(build_result(runs, {**settings, "stream": stream}, 1))
+            out.append(prompt_runs_result(runs, {**settings, "stream": stream}, 1))
         return out
 
     def _chat(self, prompt: str, image: bytes, settings: dict[str, Any], stream: bool) -> dict[str, Any]:

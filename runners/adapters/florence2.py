@@ -76,7 +76,7 @@ def od_tags(od: dict[str, Any] | None, image_size: tuple[int, int]) -> list[Tag]
             for n in ranked]
 
 
-def build_result(caption_task: str, caption_text: str, caption: str, od_text: str | None,
+def task_outputs_result(caption_task: str, caption_text: str, caption: str, od_text: str | None,
                  od: dict[str, Any] | None, image_size: tuple[int, int], counts: dict[str, int | None]) -> ImageResult:
     """One image's result from the decoded texts and their parses (no model involved)."""
     tags = od_tags(od, image_size)
@@ -196,7 +196,7 @@ class Adapter:
         if run_od:
             od_text, od, counts["od_new_tokens"], counts["od_prompt_tokens"] = self._generate(
                 rgb, OD_TASK, od_kwargs, size)
-        return build_result(task, caption_text, parsed, od_text, od, size, counts)
+        return task_outputs_result(task, caption_text, parsed, od_text, od, size, counts)
 
     def _generate(self, rgb: Any, task: str, kwargs: dict[str, Any],
                   size: tuple[int, int]) -> tuple[str, Any, int, int]:

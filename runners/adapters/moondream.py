@@ -30,7 +30,7 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._remote import remote_code_source, use_hub_cache
-from runners._vlm import TAG_SCORE_NOTE, build_result, prompts_to_run
+from runners._vlm import TAG_SCORE_NOTE, prompt_runs_result, prompts_to_run
 from runners.base import ImageResult, LoadResult, WeightsMissing, pick_torch_device
 from schemas.protocol import LoadSpec
 
@@ -136,7 +136,7 @@ class Adapter:
                 runs["tags"] = {"prompt": prompts["tags"], "text": text, "seconds": round(time.perf_counter() - t0, 4)}
             detections = {label: self.model.detect(encoded, label, settings={"variant": None})["objects"]
                           for label in labels}
-        result = build_result(runs, {**sampling, "length": length}, 1)
+        result = prompt_runs_result(runs, {**sampling, "length": length}, 1)
         result["raw"]["encode_s"] = round(encode_s, 4)
         if labels:
             result["raw"]["detections"] = detections

@@ -20,7 +20,7 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._remote import remote_code_source
-from runners._vlm import TAG_SCORE_NOTE, build_result, generate_kwargs, prompts_to_run
+from runners._vlm import TAG_SCORE_NOTE, generate_kwargs, prompt_runs_result, prompts_to_run
 from runners.base import ImageResult, LoadResult, WeightsMissing, pick_torch_device
 from schemas.protocol import LoadSpec
 
@@ -66,7 +66,7 @@ class Adapter:
         for image in images:
             rgb = image.rgb()
             runs = {task: self._generate(rgb, prompt, kwargs) for task, prompt in prompts.items()}
-            out.append(build_result(runs, kwargs, 1))
+            out.append(prompt_runs_result(runs, kwargs, 1))
         return out
 
     def _generate(self, image: Any, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from runners._images import DecodedImage
 from runners._remote import remote_code_source
-from runners._vlm import TAG_SCORE_NOTE, build_result, dtype_for, prompts_to_run
+from runners._vlm import TAG_SCORE_NOTE, dtype_for, prompt_runs_result, prompts_to_run
 from runners.base import ImageResult, LoadResult, WeightsMissing, pick_torch_device
 from schemas.protocol import LoadSpec
 
@@ -71,5 +71,5 @@ class Adapter:
                 text = self.model.chat(msgs=[{"role": "user", "content": [rgb, prompt]}], tokenizer=self.tokenizer,
                                        **settings)
                 runs[task] = {"prompt": prompt, "text": text, "seconds": round(time.perf_counter() - t0, 4)}
-            out.append(build_result(runs, settings, 1))
+            out.append(prompt_runs_result(runs, settings, 1))
         return out

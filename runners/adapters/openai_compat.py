@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runners._images import DecodedImage
-from runners._vlm import TAG_SCORE_NOTE, build_result, prompts_to_run
+from runners._vlm import TAG_SCORE_NOTE, prompt_runs_result, prompts_to_run
 from runners.base import ImageResult, LoadResult
 from schemas.protocol import LoadSpec
 
@@ -313,14 +313,14 @@ class Adapter:
                 runs[task] = self._chat(prompt, url, body, deadline, attempts, task)
         except Failed as failure:
             return self._failed(failure, attempts, runs, size, len(jpeg))
-        result = build_result(runs, body, 1)
+        result = prompt_runs_result(runs, body, 1)
         result["raw"].update(self._summary(runs, attempts, size, len(jpeg)))
         return result
 
     def _judge(self, image: DecodedImage, options: dict[str, Any]) -> ImageResult:
         """As the judge (`--judge MODEL`): the photo and the other models' outputs in one prompt, parsed as
         every judge's answer (runners/_merge.py)."""
-        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, build_result, format_outputs
+        from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, VISION_JUDGE_PROMPT, format_outputs, merged_result
 
         assert self.settings is not None
         if image.pil is None:
@@ -338,7 +338,7 @@ class Adapter:
             run = self._chat(prompt, data_url(jpeg), body, deadline, attempts, "merge")
         except Failed as failure:
             return self._failed(failure, attempts, {}, size, len(jpeg))
-        result = build_result(image.context or {}, instruction, run, saw_image=True)
+        result = merged_result(image.context or {}, instruction, run, saw_image=True)
         result["raw"].update(generate=body, **self._summary({"merge": run}, attempts, size, len(jpeg)))
         return result
 

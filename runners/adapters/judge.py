@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runners._images import DecodedImage
-from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, build_result, format_outputs
+from runners._merge import DEFAULT_MAX_TAGS_PER_MODEL, format_outputs, merged_result
 from runners._vlm import GenerativeAdapter, generate_kwargs
 from runners.base import ImageResult
 
@@ -73,5 +73,5 @@ class Adapter(GenerativeAdapter):
                 continue
             prompt = format_outputs(image.context, max_tags)
             [run] = self.generate([None], prompt, kwargs)
-            out.append(build_result(image.context, self.system_prompt, run))
+            out.append(merged_result(image.context, self.system_prompt, run))
         return out

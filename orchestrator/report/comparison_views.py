@@ -1,4 +1,4 @@
-"""The terminal views of the comparison (orchestrator/compare) and of `mltag eval`.
+"""The comparison's terminal views (orchestrator/compare); `mltag eval`'s table is report/evaluation_view.py.
 
 Every view is a rich renderable that fits a 100-column terminal: the consensus with the
 agreement figure and its definition, the model x model agreement, status counts, and on request
@@ -60,7 +60,7 @@ def duration(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
-def _num(value: float | None, digits: int = 2) -> str:
+def figure(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -68,12 +68,12 @@ def _est(flag: bool) -> str:
     return EST if flag else ""
 
 
-def _table(title: str, **kwargs: Any) -> Table:
+def new_table(title: str, **kwargs: Any) -> Table:
     return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
                  show_edge=False, **kwargs)
 
 
-def _titled(table: Table) -> Group:
+def titled(table: Table) -> Group:
     """Title and caption as their own lines: inside a narrow table rich would wrap them to its width."""
     title, caption = table.title, table.caption
     table.title = table.caption = None
@@ -124,7 +124,7 @@ def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group
     """One photo's tag x model matrix: a mark per model that gave the tag, n/M, a star for consensus tags,
     and a note for tags only one model's closed vocabulary holds."""
     answered, k = compared["answered"], compared["consensus_min"]
-    table = _table("TAG AGREEMENT MATRIX")
+    table = new_table("TAG AGREEMENT MATRIX")
     table.add_column("tag", max_width=TAG_WIDTH, overflow="ellipsis", no_wrap=True)
     for m in voices:
         table.add_column(m, justify="center", overflow="fold")
@@ -140,7 +140,7 @@ def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group
     hidden = len(compared["consensus"]) - top if top > 0 else 0
     legend = Text(f"★ = consensus ({k}+ of {len(answered)} models); ✓ gave the tag, - did not, · no ok result"
                   + (f"; {hidden} more tag(s) compared, not shown (--top)" if hidden > 0 else ""), style="dim")
-    return Group(_titled(table), legend)
+    return Group(titled(table), legend)
 
 
 def confidence_bars(lookup: dict[str, dict[str, Any]], tag: str, name: str) -> Group:
@@ -164,7 +164,7 @@ def confidence_bars(lookup: dict[str, dict[str, Any]], tag: str, name: str) -> G
 def consensus_table(comparison: dict[str, Any], top: int) -> Table:
     folder = comparison["folder"]
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
-    table = _table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
+    table = new_table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
                    "compared; CONSENSUS above lists those at the cut-off)")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("#", "right"), ("tag", "left"), ("models", "right"), ("mean conf", "right"), ("score", "right"),
@@ -174,7 +174,7 @@ def consensus_table(comparison: dict[str, Any], top: int) -> Table:
                          overflow="ellipsis" if col == "tag" else "fold")
     for rank, item in enumerate(_rows(folder["consensus"], top), 1):
         table.add_row(str(rank), item["tag"], f"{item['n_models']}/{len(voices)}",
-                      _num(item["mean_confidence"], 3) + _est(item["estimated"]), _num(item["score"], 3),
+                      figure(item["mean_confidence"], 3) + _est(item["estimated"]), figure(item["score"], 3),
                       str(item["images"]), ", ".join(item["models"]))
     if not folder["consensus"]:
         table.add_row("", Text("no model gave a tag (no ok cell above the threshold)", style="dim"), "", "", "", "", "")
@@ -185,7 +185,7 @@ def agreement_text(comparison: dict[str, Any]) -> Text:
     folder, definitions = comparison["folder"], comparison["definitions"]
     value = folder["agreement"]
     text = Text("model agreement: ", style="bold")
-    text.append(_num(value) if value is not None else f"- ({folder.get('agreement_note')})", style="bold cyan")
+    text.append(figure(value) if value is not None else f"- ({folder.get('agreement_note')})", style="bold cyan")
     text.append(f"\n  = {definitions['agreement']}", style="dim")
     text.append(f"\n  consensus score = {definitions['consensus_score']}", style="dim")
     text.append(f"\n  normalisation: {definitions['normalisation']}", style="dim")
@@ -199,17 +199,17 @@ def pairwise_table(comparison: dict[str, Any]) -> Table | None:
     models = list(pairwise)
     if len(models) < 2:
         return None
-    table = _table("model x model agreement (mean Jaccard of top tags)")
+    table = new_table("model x model agreement (mean Jaccard of top tags)")
     table.add_column("")
     for m in models:
         table.add_column(m, justify="right", overflow="fold")
     for a in models:
-        table.add_row(a, *(_num(pairwise[a][b]) for b in models))
+        table.add_row(a, *(figure(pairwise[a][b]) for b in models))
     return table
 
 
 def status_table(comparison: dict[str, Any]) -> Table:
-    table = _table("cells by status (unique images)")
+    table = new_table("cells by status (unique images)")
     table.add_column("model", no_wrap=True)
     table.add_column("statuses", overflow="fold")
     for model, counts in comparison["folder"]["status_counts"].items():
@@ -220,7 +220,7 @@ def status_table(comparison: dict[str, Any]) -> Table:
 def matrix_table(comparison: dict[str, Any], top: int) -> Table:
     """Tag x model: images where the tag is in the model's top tags, and its mean score there."""
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
-    table = _table("agreement matrix: images (mean score) per tag and model")
+    table = new_table("agreement matrix: images (mean score) per tag and model")
     table.add_column("tag", max_width=TAG_WIDTH, overflow="ellipsis", no_wrap=True)
     for m in voices:
         table.add_column(m, justify="right", overflow="fold")
@@ -237,7 +237,7 @@ def matrix_table(comparison: dict[str, Any], top: int) -> Table:
 def timing_table(comparison: dict[str, Any]) -> Table:
     """PERFORMANCE BREAKDOWN: load, warm-up, inference (all images), total per model and a TOTAL row;
     then the per-image spread (mean, p50, p95, images per second). Milliseconds under a second."""
-    table = _table("PERFORMANCE BREAKDOWN (timing per model)")
+    table = new_table("PERFORMANCE BREAKDOWN (timing per model)")
     timings = comparison["folder"]["timing"]
     # token and retry columns only when a model reports them (captioners, endpoints): what a paid API bills
     usage = [k for k in ("prompt_tokens", "completion_tokens", "retries") if any(k in t for t in timings.values())]
@@ -251,7 +251,7 @@ def timing_table(comparison: dict[str, Any]) -> Table:
     for model, t in timings.items():
         table.add_row(model, duration(t["load_s"]), duration(t["warmup_s"]), duration(t.get("inference_total_s")),
                       duration(t.get("total_s")), duration(t["mean_s"]), duration(t["p50_s"]), duration(t["p95_s"]),
-                      _num(t["images_per_s"]), str(t["n"]), *(f"{t[k]:,}" if k in t else "" for k in usage))
+                      figure(t["images_per_s"]), str(t["n"]), *(f"{t[k]:,}" if k in t else "" for k in usage))
         for key in sums:
             sums[key] += t.get(key) or 0.0
         n += t["n"]
@@ -291,7 +291,7 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
         hint = f"; close: {', '.join(close)}" if close else ""
         return Text(f"--show-confidence {tag!r}: no model gave {name!r} above the threshold{hint}", style="yellow")
     counts = comparison["folder"]["status_counts"]
-    table = _table(f"confidence for {name!r} across models" + (f" (asked: {tag!r})" if name != tag else ""))
+    table = new_table(f"confidence for {name!r} across models" + (f" (asked: {tag!r})" if name != tag else ""))
     for col in ("model", "mean", "bar", "images"):
         table.add_column(col, justify="right" if col in ("mean", "images") else "left", no_wrap=True)
     for model in comparison["models"]:
@@ -313,67 +313,20 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
 def render_comparison(comparison: dict[str, Any], console: Console, views: Views) -> None:
     """The folder summary, then the views asked for."""
     parts: list[RenderableType] = [folder_summary(comparison, views.top),
-                                   _titled(consensus_table(comparison, views.top)), agreement_text(comparison)]
+                                   titled(consensus_table(comparison, views.top)), agreement_text(comparison)]
     pairwise = pairwise_table(comparison)
     if pairwise is not None:
-        parts.append(_titled(pairwise))
-    parts.append(_titled(status_table(comparison)))
+        parts.append(titled(pairwise))
+    parts.append(titled(status_table(comparison)))
     if views.matrix:
-        parts.append(_titled(matrix_table(comparison, views.top)))
+        parts.append(titled(matrix_table(comparison, views.top)))
     if views.timing:
-        parts.append(_titled(timing_table(comparison)))
+        parts.append(titled(timing_table(comparison)))
     if views.confidence:
         from orchestrator.compare.normalise import Normaliser
 
         norm = views.normaliser or Normaliser()
-        parts += [_titled(v) if isinstance(v := confidence_view(comparison, tag, norm), Table) else v
+        parts += [titled(v) if isinstance(v := confidence_view(comparison, tag, norm), Table) else v
                   for tag in views.confidence]
     parts.append(Text(comparison["definitions"]["estimated"], style="dim"))
     console.print(Group(*parts))
-
-
-def _with_interval(figures: dict[str, Any], intervals: dict[str, list[float]] | None, metric: str,
-                   bold: bool = False) -> Text:
-    """A figure, and under it (dim) its 95% interval."""
-    text = Text(_num(figures.get(metric), 3), style="bold" if bold else "")
-    if intervals and metric in intervals:
-        low, high = intervals[metric]
-        text.append(f"\n{low:.2f}–{high:.2f}".replace("0.", "."), style="dim")   # .62–.71: fits 100 columns
-    return text
-
-
-def evaluation_table(evaluation: dict[str, Any]) -> Group:
-    """`mltag eval`: which model tags my archive best (best F1 first), each figure over its 95% interval."""
-    table = _table(f"which model tags my archive best: {evaluation['labelled']} labelled image(s), "
-                   f"{evaluation['true_tags']} true tag(s)")
-    for col in ("#", "model", "images", "P own", "R own", "F1 own", "thresh", "P best", "R best", "F1 best"):
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
-    for rank, r in enumerate(evaluation["models"], 1):
-        own, best = r["own"] or {}, r["best"] or {}
-        iv = r.get("intervals") or {}
-        images = f"{r['images']}" + (f" ({r['failed']} failed)" if r["failed"] else "")
-        table.add_row(str(rank), Text(r["model"]), images,
-                      *(_with_interval(own, iv.get("own"), m) for m in ("precision", "recall", "f1")),
-                      _num(best.get("threshold"), 3),
-                      *(_with_interval(best, iv.get("best"), m, m == "f1") for m in ("precision", "recall", "f1")))
-    leader = evaluation.get("leader")
-    lead: list[RenderableType] = []
-    if leader:
-        low, high = leader["interval"]
-        verdict = "ahead beyond noise" if leader["ahead"] else "NOT ahead beyond noise (label more photos)"
-        lead.append(Text(f"{leader['model']} leads {leader['runner_up']} by {leader['difference']:+.3f} best F1 "
-                         f"(95% interval {low:+.3f} to {high:+.3f}, paired bootstrap): {verdict}",
-                         style="bold green" if leader["ahead"] else "bold yellow"))
-    if evaluation.get("bootstrap"):
-        boot = evaluation["bootstrap"]
-        lead.append(Text(f"under each figure: its 95% interval ({boot['resamples']} bootstrap resamples of the "
-                         f"photos, seed {boot['seed']})", style="dim"))
-    notes = [Text(f"{k}: {v}", style="dim") for k, v in evaluation["definitions"].items()]
-    if evaluation["unlabelled"]:
-        notes.append(Text(f"{evaluation['unlabelled']} image(s) in the results have no label: ignored", style="dim"))
-    if evaluation["unmatched_labels"]:
-        shown = ", ".join(evaluation["unmatched_labels"][:10])
-        more = len(evaluation["unmatched_labels"]) - 10
-        notes.append(Text(f"labels for image(s) not in the results: {shown}" + (f" and {more} more" if more > 0
-                                                                                   else ""), style="yellow"))
-    return Group(_titled(table), *lead, *notes)
