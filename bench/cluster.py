@@ -68,7 +68,7 @@ class CpuMeter:
             try:
                 t = proc.cpu_times()
                 out.append((proc, t.user + t.system))
-            except psutil.Error:   # gone meanwhile
+            except psutil.Error:  # gone meanwhile
                 continue
         return out
 
@@ -86,9 +86,24 @@ class CpuMeter:
 
 def analyze(folder: Path, store: Path, extra: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """(wall s, steady images/s, mean inference s) of one real CLI run."""
-    args = [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--offline",
-            f"--weights=wd14={build('wd14')}", "--format", "json", "--out", str(store.with_suffix(".json")),
-            "--store", str(store), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        "--offline",
+        f"--weights=wd14={build('wd14')}",
+        "--format",
+        "json",
+        "--out",
+        str(store.with_suffix(".json")),
+        "--store",
+        str(store),
+        *extra,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, **env})
     wall = time.perf_counter() - start
@@ -113,9 +128,14 @@ def store_rate(tmp: Path, scores: int, n: int) -> float:
     store.begin_run("bench", time.time(), {}, [])
     images = [ref.__class__(ref.path, f"{i:064x}", ref.size_bytes) for i in range(n)]
     store.record_images("bench", images)
-    cell = {"status": "ok", "message": "", "inference_s": 0.01, "caption": None,
-            "tags": [{"name": f"tag {i}", "score": 0.5, "category": "general"} for i in range(10)],
-            "raw": {"scores": {f"tag_{i}": i / scores for i in range(scores)}}}
+    cell = {
+        "status": "ok",
+        "message": "",
+        "inference_s": 0.01,
+        "caption": None,
+        "tags": [{"name": f"tag {i}", "score": 0.5, "category": "general"} for i in range(10)],
+        "raw": {"scores": {f"tag_{i}": i / scores for i in range(scores)}},
+    }
     meta = CellMeta(options_key="bench", kind="tagger", revision="r", device="cpu")
     start = time.perf_counter()
     for img in images:
@@ -134,15 +154,23 @@ def main() -> int:
     import ray
 
     load = os.getloadavg()[0]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"Ray {ray.__version__}; load average before: {load:.2f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Ray {ray.__version__}; load average before: {load:.2f}"
+    )
     print(f"model: wd14 on its tiny random ONNX (tests/tiny/wd14.py); {n} JPEGs of 1 MP; store on\n")
     with tempfile.TemporaryDirectory(prefix="mltag-cbench-") as tmp_name:
         tmp = Path(tmp_name)
         photos(tmp / "photos", n)
         env = {"MLTAG_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1"}
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, namespace="mltag",
-                 object_store_memory=300 * 2**20, _temp_dir=tempfile.mkdtemp(prefix="mltag-ray-"))
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            namespace="mltag",
+            object_store_memory=300 * 2**20,
+            _temp_dir=tempfile.mkdtemp(prefix="mltag-ray-"),
+        )
         address = ray.get_runtime_context().gcs_address
         single_run: tuple[str, list[str], dict[str, str]] = ("single machine", [], {})
         cluster_1 = ("cluster, 1 worker", ["--cluster", "auto", "--cluster-parallel", "1"], {"RAY_ADDRESS": address})
@@ -156,11 +184,15 @@ def main() -> int:
             wall, rate, inference = analyze(tmp / "photos", tmp / f"run{i}.sqlite", extra, {**env, **more})
             cpu = meter.seconds()
             rates.setdefault(label, []).append(rate)
-            print(f"{label:>20} {wall:7.1f} {rate:7.1f} {1000 / rate:7.1f} {1000 * inference:13.1f} "
-                  f"{1000 * cpu / n:11.1f} {os.getloadavg()[0]:5.2f}")
+            print(
+                f"{label:>20} {wall:7.1f} {rate:7.1f} {1000 / rate:7.1f} {1000 * inference:13.1f} "
+                f"{1000 * cpu / n:11.1f} {os.getloadavg()[0]:5.2f}"
+            )
         ratios = [c / s for s, c in zip(rates["single machine"], rates["cluster, 1 worker"], strict=True)]
-        print(f"cluster, 1 worker / single machine, steady img/s, run by run: "
-              f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+        print(
+            f"cluster, 1 worker / single machine, steady img/s, run by run: "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}"
+        )
         ray.shutdown()
         print("\ndriver's store (ResultStore.put_cell, one transaction per cell):")
         for scores, count in ((20, 3000), (10_861, 300)):

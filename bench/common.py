@@ -34,8 +34,12 @@ def real_wd14() -> Path:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"building the real-size random WD14 model (once) into {out} ...", flush=True)
-    subprocess.run([str(python), "-m", "bench.wd14_model", str(tmp)], cwd=PROJECT_ROOT, check=True,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+    subprocess.run(
+        [str(python), "-m", "bench.wd14_model", str(tmp)],
+        cwd=PROJECT_ROOT,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     (tmp / ".complete").write_text("")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

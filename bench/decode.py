@@ -52,52 +52,80 @@ def formats_table(model: Path, repeat: int, megapixels: int = 24) -> None:
         jpeg = camera_jpeg(folder / f"{megapixels}mp.jpg", megapixels)
         photo = Image.open(jpeg).convert("RGB")
         size = photo.size
-        paths = [jpeg, write_heic(folder / f"{megapixels}mp.heic", photo, quality=80),
-                 write_dng(folder / f"{megapixels}mp-preview.dng", *size, preview=size, image=photo),
-                 write_dng(folder / f"{megapixels}mp-no-preview.dng", *size, image=photo)]
-        out = subprocess.run([str(env_python("onnx")), "-m", "bench.in_env", "formats", str(model), str(repeat),
-                              *map(str, paths)], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}).stdout
+        paths = [
+            jpeg,
+            write_heic(folder / f"{megapixels}mp.heic", photo, quality=80),
+            write_dng(folder / f"{megapixels}mp-preview.dng", *size, preview=size, image=photo),
+            write_dng(folder / f"{megapixels}mp-no-preview.dng", *size, image=photo),
+        ]
+        out = subprocess.run(
+            [str(env_python("onnx")), "-m", "bench.in_env", "formats", str(model), str(repeat), *map(str, paths)],
+            cwd=PROJECT_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        ).stdout
     rows = json.loads(out)
     print(f"formats: wd14 decode + preprocess per photo, {megapixels} MP (median of {repeat})")
     print(f"{'file':>20} {'MB':>5} {'way':>14} {'ms':>7} {'decoded from':>13} {'decoded size':>13}")
     for row in rows:
         source = row["decoded_from"] or row["format"]
         decoded = "x".join(map(str, row["decoded"])) + (f" 1/{row['draft_scale']}" if row["draft_scale"] > 1 else "")
-        print(f"{row['path']:>20} {row['bytes'] / 1e6:5.1f} {row['way']:>14} {row['seconds'] * 1000:7.0f} "
-              f"{source:>13} {decoded:>13}")
-    print("fast: at wd14's need (a RAW: its embedded preview when at least that size, else a half-size develop); "
-          "develop: --raw develop; exact: --exact-decode (a RAW without a full-size preview: a full develop)")
+        print(
+            f"{row['path']:>20} {row['bytes'] / 1e6:5.1f} {row['way']:>14} {row['seconds'] * 1000:7.0f} "
+            f"{source:>13} {decoded:>13}"
+        )
+    print(
+        "fast: at wd14's need (a RAW: its embedded preview when at least that size, else a half-size develop); "
+        "develop: --raw develop; exact: --exact-decode (a RAW without a full-size preview: a full develop)"
+    )
 
 
 def jpeg_table(model: Path, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [camera_jpeg(Path(tmp) / f"{mp}mp.jpg", mp) for mp in MEGAPIXELS]
-        out = subprocess.run([str(env_python("onnx")), "-m", "bench.in_env", "decode", str(model), str(repeat),
-                              *map(str, paths)], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}).stdout
+        out = subprocess.run(
+            [str(env_python("onnx")), "-m", "bench.in_env", "decode", str(model), str(repeat), *map(str, paths)],
+            cwd=PROJECT_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        ).stdout
     rows = json.loads(out)
     print(f"wd14 decode + preprocess per photo (median of {repeat}; {os.cpu_count()} CPU cores)")
-    print(f"{'photo':>6} {'MB':>5} {'exact ms':>9} {'fast ms':>8} {'speed-up':>9} {'fast decode':>12} "
-          f"{'max |diff|':>11} {'mean |diff|':>12}")
+    print(
+        f"{'photo':>6} {'MB':>5} {'exact ms':>9} {'fast ms':>8} {'speed-up':>9} {'fast decode':>12} "
+        f"{'max |diff|':>11} {'mean |diff|':>12}"
+    )
     for mp, row in zip(MEGAPIXELS, rows, strict=True):
         size = "x".join(map(str, row["fast_size"])) + f" 1/{row['draft_scale']}"
-        print(f"{mp:>4}MP {row['bytes'] / 1e6:5.1f} {row['exact_s'] * 1000:9.0f} {row['fast_s'] * 1000:8.0f} "
-              f"{row['exact_s'] / row['fast_s']:8.1f}x {size:>12} {row['max_abs']:11.5f} {row['mean_abs']:12.6f}")
+        print(
+            f"{mp:>4}MP {row['bytes'] / 1e6:5.1f} {row['exact_s'] * 1000:9.0f} {row['fast_s'] * 1000:8.0f} "
+            f"{row['exact_s'] / row['fast_s']:8.1f}x {size:>12} {row['max_abs']:11.5f} {row['mean_abs']:12.6f}"
+        )
     print("diff: wd14 scores (probabilities) of the fast path minus the exact path, over all 10,861 outputs")
     print()
     print("decode once for several models? draft decode per model (ms), vs one draft at the largest need")
     names = list(rows[0]["per_model_decode_s"])
-    print(f"{'photo':>6} " + " ".join(f"{n:>24}" for n in names) + f" {'sum':>7} {'once':>7} {'saved':>7}"
-          f" {'pixels MB':>10}")
+    print(
+        f"{'photo':>6} " + " ".join(f"{n:>24}" for n in names) + f" {'sum':>7} {'once':>7} {'saved':>7}"
+        f" {'pixels MB':>10}"
+    )
     for mp, row in zip(MEGAPIXELS, rows, strict=True):
         each = row["per_model_decode_s"]
         total, once = sum(each.values()), max(each.values())
-        print(f"{mp:>4}MP " + " ".join(f"{each[n] * 1000:24.0f}" for n in names)
-              + f" {total * 1000:7.0f} {once * 1000:7.0f} {(total - once) * 1000:7.0f}"
-              f" {row['shared_pixels_bytes'] / 1e6:10.1f}")
-    print("once = the largest need's draft (what one shared decode would cost); pixels MB = its RGB pixels, "
-          "what the orchestrator would send each runner instead of the file")
+        print(
+            f"{mp:>4}MP "
+            + " ".join(f"{each[n] * 1000:24.0f}" for n in names)
+            + f" {total * 1000:7.0f} {once * 1000:7.0f} {(total - once) * 1000:7.0f}"
+            f" {row['shared_pixels_bytes'] / 1e6:10.1f}"
+        )
+    print(
+        "once = the largest need's draft (what one shared decode would cost); pixels MB = its RGB pixels, "
+        "what the orchestrator would send each runner instead of the file"
+    )
 
 
 if __name__ == "__main__":

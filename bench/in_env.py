@@ -18,14 +18,27 @@ from runners.adapters.wd14 import Adapter, _session_options, preprocess
 from runners.base import shortest_side_need
 
 # Other models' needs, to price decoding once for several models (CLIP ViT-L/14, Florence-2).
-OTHER_NEEDS = {"clip (224 shortest side)": lambda w, h: shortest_side_need(w, h, 224),
-               "florence2 (768 x 768)": lambda w, h: (768, 768)}
+OTHER_NEEDS = {
+    "clip (224 shortest side)": lambda w, h: shortest_side_need(w, h, 224),
+    "florence2 (768 x 768)": lambda w, h: (768, 768),
+}
 
 
 def _adapter(model_dir: str) -> Adapter:
     adapter = Adapter()
-    adapter.load({"name": "wd14", "hub_id": "", "revision": "", "local_path": model_dir, "offline": True,
-                  "device": "cpu", "dtype": "auto", "cache_dir": "", "options": {}})
+    adapter.load(
+        {
+            "name": "wd14",
+            "hub_id": "",
+            "revision": "",
+            "local_path": model_dir,
+            "offline": True,
+            "device": "cpu",
+            "dtype": "auto",
+            "cache_dir": "",
+            "options": {},
+        }
+    )
     return adapter
 
 
@@ -55,10 +68,20 @@ def _decode_row(adapter: Adapter, path: str, repeat: int) -> dict[str, Any]:
     needs = {"wd14 (448 longest side)": need, **OTHER_NEEDS}
     each = {name: _median_s(lambda n=n: decode("x", path, data, need=n), repeat) for name, n in needs.items()}
     biggest = decode("x", path, data, need=OTHER_NEEDS["florence2 (768 x 768)"])
-    return {"path": path, "bytes": len(data), "width": exact.info["width"], "height": exact.info["height"],
-            "exact_s": exact_s, "fast_s": fast_s, "fast_size": list(fast.image().size),
-            "draft_scale": fast.info["draft_scale"], "max_abs": max(diffs), "mean_abs": statistics.fmean(diffs),
-            "per_model_decode_s": each, "shared_pixels_bytes": biggest.image().width * biggest.image().height * 3}
+    return {
+        "path": path,
+        "bytes": len(data),
+        "width": exact.info["width"],
+        "height": exact.info["height"],
+        "exact_s": exact_s,
+        "fast_s": fast_s,
+        "fast_size": list(fast.image().size),
+        "draft_scale": fast.info["draft_scale"],
+        "max_abs": max(diffs),
+        "mean_abs": statistics.fmean(diffs),
+        "per_model_decode_s": each,
+        "shared_pixels_bytes": biggest.image().width * biggest.image().height * 3,
+    }
 
 
 def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[str, float]:
@@ -70,8 +93,9 @@ def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[st
     arrays = [preprocess(decode("x", p, Path(p).read_bytes()), sizer.size)[None] for p in paths]
     del sizer
     t0, c0 = time.perf_counter(), time.process_time()
-    session = ort.InferenceSession(str(Path(model_dir) / "model.onnx"), _session_options(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(Path(model_dir) / "model.onnx"), _session_options(), providers=["CPUExecutionProvider"]
+    )
     name = session.get_inputs()[0].name
     for array in arrays:
         session.run(None, {name: array})
@@ -84,13 +108,21 @@ def measure_throughput(model_dir: str, paths: list[str], exact: bool) -> dict[st
     for p in paths:
         adapter.infer([decode("x", p, Path(p).read_bytes(), need=need)], {})
     one_process_s, one_process_cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"compute_s": compute_s, "compute_cpu": compute_cpu, "one_process_s": one_process_s,
-            "one_process_cpu": one_process_cpu}
+    return {
+        "compute_s": compute_s,
+        "compute_cpu": compute_cpu,
+        "one_process_s": one_process_s,
+        "one_process_cpu": one_process_cpu,
+    }
 
 
 # How a file is decoded for wd14 in the formats table: (label, raw mode, at the model's need or full size).
-FORMAT_WAYS = [("fast", "auto", True), ("develop", "develop", True), ("exact", "auto", False),
-               ("exact develop", "develop", False)]
+FORMAT_WAYS = [
+    ("fast", "auto", True),
+    ("develop", "develop", True),
+    ("exact", "auto", False),
+    ("exact develop", "develop", False),
+]
 
 
 def measure_formats(model_dir: str, paths: list[str], repeat: int) -> list[dict[str, Any]]:
@@ -106,11 +138,24 @@ def measure_formats(model_dir: str, paths: list[str], repeat: int) -> list[dict[
                 continue
             ask = need if fast else None
             img = decode("x", path, data, need=ask, raw=raw)
-            seconds = _median_s(lambda path=path, data=data, ask=ask, raw=raw: preprocess(
-                decode("x", path, data, need=ask, raw=raw), adapter.size), repeat)
-            rows.append({"path": Path(path).name, "bytes": len(data), "way": label, "seconds": seconds,
-                         "format": img.info["format"], "decoded_from": img.info.get("decoded_from"),
-                         "decoded": img.image().size, "draft_scale": img.info.get("draft_scale", 1)})
+            seconds = _median_s(
+                lambda path=path, data=data, ask=ask, raw=raw: preprocess(
+                    decode("x", path, data, need=ask, raw=raw), adapter.size
+                ),
+                repeat,
+            )
+            rows.append(
+                {
+                    "path": Path(path).name,
+                    "bytes": len(data),
+                    "way": label,
+                    "seconds": seconds,
+                    "format": img.info["format"],
+                    "decoded_from": img.info.get("decoded_from"),
+                    "decoded": img.image().size,
+                    "draft_scale": img.info.get("draft_scale", 1),
+                }
+            )
     return rows
 
 

@@ -41,16 +41,24 @@ def build(path: Path, photos: int, models: int, labelled: int) -> ResultStore:
     con = sqlite3.connect(path)
     con.execute("INSERT INTO runs VALUES ('r', 0, 1, 'finished', '[]', '{}', 'bench')")
     con.executemany("INSERT INTO images VALUES (?, 1, 0)", [(f"{i:064x}",) for i in range(photos)])
-    con.executemany("INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run) VALUES (?, ?, 0, 0, 'r')",
-                    [(f"{i:064x}", f"/archive/f{i % 50}/{i}.jpg") for i in range(photos)])
+    con.executemany(
+        "INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run) VALUES (?, ?, 0, 0, 'r')",
+        [(f"{i:064x}", f"/archive/f{i % 50}/{i}.jpg") for i in range(photos)],
+    )
     for m in range(models):
         rows = []
         for i in range(photos):
-            cell = {"status": "ok", "tags": [{"name": t, "score": rng.random()} for t in rng.sample(vocab, 15)],
-                    "raw": {"scores": [rng.random() for _ in range(200)]}}
+            cell = {
+                "status": "ok",
+                "tags": [{"name": t, "score": rng.random()} for t in rng.sample(vocab, 15)],
+                "raw": {"scores": [rng.random() for _ in range(200)]},
+            }
             rows.append((f"{i:064x}", f"m{m}", "tagger", "ok", "", "k", "r", 0.0, json.dumps(cell)))
-        con.executemany("INSERT INTO cells (sha256, model, kind, status, message, options_key, run_id, time, cell) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO cells (sha256, model, kind, status, message, options_key, run_id, time, cell) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     con.commit()
     con.close()
     db = ResultStore(path)
@@ -73,8 +81,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     rng = random.Random(1)
-    series = [Series(f"m{m}", t, [(rng.randint(0, 8), rng.randint(0, 5), rng.randint(0, 4))
-                                  for _ in range(args.labelled)]) for m in range(args.models) for t in ("own", "best")]
+    series = [
+        Series(f"m{m}", t, [(rng.randint(0, 8), rng.randint(0, 5), rng.randint(0, 4)) for _ in range(args.labelled)])
+        for m in range(args.models)
+        for t in ("own", "best")
+    ]
     print(f"{args.labelled} labelled photos x {args.models} models, {args.resamples} resamples:")
     timed("bootstrap alone", lambda: bootstrap(series, ("m0", "m1"), args.resamples))
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,15 +96,21 @@ def main() -> None:
         cache: dict[str, dict[str, object]] = {}
         evaluate_store(db, Normaliser(), models=entries, cache=cache)
         db.mark_done(f"{1:064x}", "bench")
-        for _ in range(3):   # best of three is the figure; the others show the noise
-            timed("evaluate_store, live (entries and cells cached), one more photo done",
-                  lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=args.resamples))
-            timed("the same without intervals", lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache,
-                                                                       resamples=0))
+        for _ in range(3):  # best of three is the figure; the others show the noise
+            timed(
+                "evaluate_store, live (entries and cells cached), one more photo done",
+                lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=args.resamples),
+            )
+            timed(
+                "the same without intervals",
+                lambda: evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=0),
+            )
         ranking = evaluate_store(db, Normaliser(), models=entries, cache=cache, resamples=0)
         leaders = leading_models(ranking, [e["name"] for e in entries])
-        timed(f"queue_from_store, leaders {', '.join(leaders)}",
-              lambda: queue_from_store(db, Normaliser(), leaders, best_thresholds(ranking), models=entries))
+        timed(
+            f"queue_from_store, leaders {', '.join(leaders)}",
+            lambda: queue_from_store(db, Normaliser(), leaders, best_thresholds(ranking), models=entries),
+        )
         db.close()
 
 

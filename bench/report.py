@@ -54,20 +54,31 @@ def make_store(folder: Path, store: Path, n: int) -> None:
     db = ResultStore(store)
     db.begin_run("bench", 0.0, {}, ["analyze"])
     db.record_images("bench", refs)
-    metas = {m: CellMeta(options_key="k", kind=k, revision="r", device="cpu", load_s=1.0)
-             for m, k in (("wd14", "tagger"), ("clip", "zero-shot"), ("florence2", "captioner"))}
+    metas = {
+        m: CellMeta(options_key="k", kind=k, revision="r", device="cpu", load_s=1.0)
+        for m, k in (("wd14", "tagger"), ("clip", "zero-shot"), ("florence2", "captioner"))
+    }
     for ref in refs:
         scores = {t: rng.random() * 0.3 for t in WD_TAGS}
-        for t in rng.sample(WD_TAGS, 25):                  # 25 general tags above the 0.35 threshold
+        for t in rng.sample(WD_TAGS, 25):  # 25 general tags above the 0.35 threshold
             scores[t] = 0.35 + 0.65 * rng.random()
         wd_tags = [{"name": "general", "score": 0.9, "category": "rating"}] + [
-            {"name": t, "score": s, "category": "general"} for t, s in scores.items() if s >= 0.35]
+            {"name": t, "score": s, "category": "general"} for t, s in scores.items() if s >= 0.35
+        ]
         cells: dict[str, dict[str, Any]] = {
-            "wd14": {"status": "ok", "inference_s": 0.05, "tags": wd_tags,
-                     "raw": {"scores": scores, "thresholds": {"general": 0.35, "character": 0.85}}},
-            "clip": {"status": "ok", "inference_s": 0.02,     # zero-shot: every term scored and listed
-                     "tags": sorted(({"name": t, "score": rng.random() ** 3} for t in CLIP_TERMS),
-                                    key=lambda t: -t["score"])},
+            "wd14": {
+                "status": "ok",
+                "inference_s": 0.05,
+                "tags": wd_tags,
+                "raw": {"scores": scores, "thresholds": {"general": 0.35, "character": 0.85}},
+            },
+            "clip": {
+                "status": "ok",
+                "inference_s": 0.02,  # zero-shot: every term scored and listed
+                "tags": sorted(
+                    ({"name": t, "score": rng.random() ** 3} for t in CLIP_TERMS), key=lambda t: -t["score"]
+                ),
+            },
             "florence2": {"status": "ok", "inference_s": 1.5, "caption": CAPTION, "tags": []},
         }
         for model, cell in cells.items():
@@ -83,8 +94,14 @@ def open_in_chromium(report: Path) -> dict[str, float]:
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"
     with tempfile.TemporaryDirectory(prefix="mltag-bench-chromium-") as profile:
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1000",
+            f"--user-data-dir={profile}",
+        ):
             options.add_argument(flag)
         chrome = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "chromedriver"), options=options)
         chrome.set_page_load_timeout(600)
@@ -94,7 +111,8 @@ def open_in_chromium(report: Path) -> dict[str, float]:
                 "var n = performance.getEntriesByType('navigation')[0];"
                 "return [n.domContentLoadedEventEnd, n.loadEventEnd,"
                 " performance.memory ? performance.memory.usedJSHeapSize : 0,"
-                " document.querySelectorAll('article.image').length]")
+                " document.querySelectorAll('article.image').length]"
+            )
             return {"dom_s": nav[0] / 1000, "load_s": nav[1] / 1000, "heap_mb": nav[2] / 2**20, "drawn": nav[3]}
         finally:
             chrome.quit()
@@ -107,25 +125,29 @@ def main() -> int:
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("models: wd14 (10,861 raw scores per cell), clip (300 terms), florence2 (a caption); 640x427 JPEGs\n")
-    print(f"{'photos':>7} {'write s':>8} {'again s':>8} {'MB':>7} {'open s':>7} {'DOM s':>6} {'heap MB':>8} "
-          f"{'drawn':>6}")
+    print(
+        f"{'photos':>7} {'write s':>8} {'again s':>8} {'MB':>7} {'open s':>7} {'DOM s':>6} {'heap MB':>8} {'drawn':>6}"
+    )
     for n in [int(c) for c in args.counts.split(",")]:
-        built = cache_root() / "bench" / f"report-{n}"      # photos + store, made once (minutes at 10,000)
+        built = cache_root() / "bench" / f"report-{n}"  # photos + store, made once (minutes at 10,000)
         if not (built / ".complete").exists():
             shutil.rmtree(built, ignore_errors=True)
             make_store(built / "photos", built / "results.sqlite", n)
             (built / ".complete").write_text("")
         with tempfile.TemporaryDirectory(prefix="mltag-bench-report-") as tmp:
             store, report = Path(tmp) / "results.sqlite", Path(tmp) / "report.html"
-            shutil.copy(built / "results.sqlite", store)     # a fresh copy: each run opens the store anew
+            shutil.copy(built / "results.sqlite", store)  # a fresh copy: each run opens the store anew
             walls = []
-            for _ in range(2):   # thumbnails made (an empty thumbnail cache), then from the cache
+            for _ in range(2):  # thumbnails made (an empty thumbnail cache), then from the cache
                 # This checkout's orchestrator (PYTHONPATH first), so another checkout's code can be compared.
                 start = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-m", "orchestrator", "report", "--store", str(store), "--html",
-                                       str(report)], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                                      env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
-                                           "MLTAG_CACHE": str(Path(tmp) / "cache")})
+                proc = subprocess.run(
+                    [sys.executable, "-m", "orchestrator", "report", "--store", str(store), "--html", str(report)],
+                    capture_output=True,
+                    text=True,
+                    cwd=PROJECT_ROOT,
+                    env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MLTAG_CACHE": str(Path(tmp) / "cache")},
+                )
                 walls.append(time.perf_counter() - start)
                 if proc.returncode != 0:
                     print(f"report failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -136,11 +158,16 @@ def main() -> int:
                 print(head, flush=True)
                 continue
             seen = open_in_chromium(report)
-            print(f"{head} {seen['load_s']:>7.2f} {seen['dom_s']:>6.2f} {seen['heap_mb']:>8.0f} {seen['drawn']:>6.0f}"
-                  f"   (load average {os.getloadavg()[0]:.1f})", flush=True)
-    print("\nwrite s: `mltag report --html` with an empty thumbnail cache; again s: the same report written again "
-          "(thumbnails from the cache that mltag serve shares)\nopen s: navigation start to the load event (the page "
-          "is drawn and its filters work); drawn: image articles in the DOM at that moment")
+            print(
+                f"{head} {seen['load_s']:>7.2f} {seen['dom_s']:>6.2f} {seen['heap_mb']:>8.0f} {seen['drawn']:>6.0f}"
+                f"   (load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    print(
+        "\nwrite s: `mltag report --html` with an empty thumbnail cache; again s: the same report written again "
+        "(thumbnails from the cache that mltag serve shares)\nopen s: navigation start to the load event (the page "
+        "is drawn and its filters work); drawn: image articles in the DOM at that moment"
+    )
     return 0
 
 

@@ -45,13 +45,16 @@ def write_store(folder: Path, photos: int, labelled: int) -> None:
     db = new_store(folder / "store.sqlite")
     images = list(refs(folder / "archive", photos))
     for i in range(0, photos, 10_000):
-        fill(db, images[i:i + 10_000], start=i)
-    db.import_labels({images[i].sha256: truth_of(i) for i in range(0, photos, max(1, photos // labelled))[:labelled]},
-                     "bench")
+        fill(db, images[i : i + 10_000], start=i)
+    db.import_labels(
+        {images[i].sha256: truth_of(i) for i in range(0, photos, max(1, photos // labelled))[:labelled]}, "bench"
+    )
     db.close()
     size = (folder / "store.sqlite").stat().st_size / 1e6
-    print(f"store: {photos} photos x 3 models written in {time.perf_counter() - started:.1f} s ({size:.0f} MB), "
-          f"{labelled} photos labelled done")
+    print(
+        f"store: {photos} photos x 3 models written in {time.perf_counter() - started:.1f} s ({size:.0f} MB), "
+        f"{labelled} photos labelled done"
+    )
 
 
 def big_jpeg(path: Path) -> None:
@@ -59,8 +62,9 @@ def big_jpeg(path: Path) -> None:
     from PIL import Image
 
     small = Image.effect_noise((750, 500), 40).convert("RGB")
-    photo = Image.merge("RGB", [small.getchannel(0), Image.linear_gradient("L").resize((750, 500)),
-                                small.getchannel(2)]).resize((6000, 4000), Image.Resampling.BILINEAR)
+    photo = Image.merge(
+        "RGB", [small.getchannel(0), Image.linear_gradient("L").resize((750, 500)), small.getchannel(2)]
+    ).resize((6000, 4000), Image.Resampling.BILINEAR)
     noise = Image.effect_noise((6000, 4000), 25).convert("RGB")
     photo = Image.blend(photo, noise, 0.3)
     exif = Image.Exif()
@@ -79,12 +83,14 @@ def measure(folder: Path) -> None:
     from orchestrator.store import ResultStore
 
     base = "http://127.0.0.1:8765"
-    shutil.rmtree(folder / "cache", ignore_errors=True)   # the first start builds the browse index
+    shutil.rmtree(folder / "cache", ignore_errors=True)  # the first start builds the browse index
     db = ResultStore(folder / "store.sqlite", create=False)
     started = time.perf_counter()
     served = prepare(db, None, Normaliser(), cache=folder / "cache", who="bench")
-    print(f"browse index: {served.index.count()} photos, built in {time.perf_counter() - started:.1f} s "
-          "(once per change of the store; a restart reuses it)")
+    print(
+        f"browse index: {served.index.count()} photos, built in {time.perf_counter() - started:.1f} s "
+        "(once per change of the store; a restart reuses it)"
+    )
     assert served.queue is not None
     served.queue.wait()
     started = time.perf_counter()
@@ -93,8 +99,10 @@ def measure(folder: Path) -> None:
     print(f"start with the index built: {time.perf_counter() - started:.2f} s")
     assert served.queue is not None
     served.queue.wait()
-    print(f"label-next queue (queue_from_store on a background thread): ready "
-          f"{time.perf_counter() - started:.1f} s after start")
+    print(
+        f"label-next queue (queue_from_store on a background thread): ready "
+        f"{time.perf_counter() - started:.1f} s after start"
+    )
     client = TestClient(build_app(served, "127.0.0.1", 8765), base_url=base)
 
     def timed(method: str, url: str, **kwargs: object) -> tuple[float, object]:
@@ -107,10 +115,12 @@ def measure(folder: Path) -> None:
     first, _ = timed("GET", "/api/images?limit=60")
     page_html, _ = timed("GET", "/")
     print(f"first grid page (60 photos, with the total): {_ms(first)}   the grid's HTML: {_ms(page_html)}")
-    for label, query in (("pages in path order", ""), ("pages of tag=rust", "&tag=rust"),
-                         ("pages by disagreement", "&sort=disagreement"), ("pages of folder + model + status",
-                                                                            f"&folder={folder / 'archive'}&model=noisy"
-                                                                            "&status=ok")):
+    for label, query in (
+        ("pages in path order", ""),
+        ("pages of tag=rust", "&tag=rust"),
+        ("pages by disagreement", "&sort=disagreement"),
+        ("pages of folder + model + status", f"&folder={folder / 'archive'}&model=noisy&status=ok"),
+    ):
         times, cursor = [], None
         for _ in range(50):
             elapsed, response = timed("GET", f"/api/images?limit=60{query}" + (f"&cursor={cursor}" if cursor else ""))
@@ -119,9 +129,11 @@ def measure(folder: Path) -> None:
             if cursor is None:
                 break
         print(f"{label:33s}: p50 {_ms(statistics.median(times))}  p95 {_ms(_p95(times))}  ({len(times)} pages)")
-    for label, query in (("tag=rust sorted by consensus", "&tag=rust&sort=consensus"),
-                         ("folder + model + status", f"&folder={folder / 'archive'}&model=noisy&status=ok"),
-                         ("not labelled, by disagreement", "&labelled=unlabelled&sort=disagreement")):
+    for label, query in (
+        ("tag=rust sorted by consensus", "&tag=rust&sort=consensus"),
+        ("folder + model + status", f"&folder={folder / 'archive'}&model=noisy&status=ok"),
+        ("not labelled, by disagreement", "&labelled=unlabelled&sort=disagreement"),
+    ):
         first, _ = timed("GET", f"/api/images?limit=60{query}")
         print(f"first page (with the total) of {label}: {_ms(first)}")
     sample = random.Random(1).sample(range(served.index.count()), 50)
@@ -131,25 +143,28 @@ def measure(folder: Path) -> None:
     times = [timed("GET", f"/api/photo/{sha}")[0] for sha in shas]
     print(f"photo view (JSON):                p50 {_ms(statistics.median(times))}  p95 {_ms(_p95(times))}")
     headers = {"X-Mltag-Token": served.token, "Origin": base}
-    times = [timed("POST", "/api/label", json={"sha256": sha, "tag": "rust", "verdict": "yes"}, headers=headers)[0]
-             for sha in shas]
+    times = [
+        timed("POST", "/api/label", json={"sha256": sha, "tag": "rust", "verdict": "yes"}, headers=headers)[0]
+        for sha in shas
+    ]
     print(f"label write:                      p50 {_ms(statistics.median(times))}  p95 {_ms(_p95(times))}")
     times = [timed("GET", "/api/ranking")[0] for _ in range(3)]
     labelled = client.get("/api/ranking").json()["labelled"]
-    print(f"ranking recompute ({labelled} photos done, 1000 bootstrap resamples): "
-          f"p50 {_ms(statistics.median(times))}")
+    print(f"ranking recompute ({labelled} photos done, 1000 bootstrap resamples): p50 {_ms(statistics.median(times))}")
     times = [timed("GET", "/api/next?after=" + shas[0])[0] for _ in range(5)]
     print(f"label next (the queue):           p50 {_ms(statistics.median(times))}")
 
-    jpeg = folder / "IMG_24MP.jpg"   # made by the writer process: its 300 MB of pixels are not the server's
+    jpeg = folder / "IMG_24MP.jpg"  # made by the writer process: its 300 MB of pixels are not the server's
     runs = []
     for _ in range(5):
         t = time.perf_counter()
-        data, error = thumbnail_jpeg(jpeg, 256, optimize=False, draft=1.0)   # as orchestrator/serve/thumbs.py
+        data, error = thumbnail_jpeg(jpeg, 256, optimize=False, draft=1.0)  # as orchestrator/serve/thumbs.py
         runs.append(time.perf_counter() - t)
         assert data is not None, error
-    print(f"thumbnail of a 24 MP JPEG (6000x4000, EXIF rotated) at 256 px: p50 {_ms(statistics.median(runs))}  "
-          f"({jpeg.stat().st_size / 1e6:.1f} MB file)")
+    print(
+        f"thumbnail of a 24 MP JPEG (6000x4000, EXIF rotated) at 256 px: p50 {_ms(statistics.median(runs))}  "
+        f"({jpeg.stat().st_size / 1e6:.1f} MB file)"
+    )
     rss = psutil.Process().memory_info().rss / 1e6
     peak = _peak_mb()
     print(f"server RSS after all: {rss:.0f} MB (peak {peak:.0f} MB)")
@@ -169,7 +184,7 @@ def _peak_mb() -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e6   # kB
+                return int(line.split()[1]) * 1024 / 1e6  # kB
     except OSError:
         pass
     import resource
@@ -182,13 +197,15 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--labelled", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="write the store here and keep it (default: a temporary folder)")
-    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)   # the second process
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the second process
     args = parser.parse_args()
     if args.measure:
         measure(args.measure)
         return 0
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory(prefix="mltag-bench-serve-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

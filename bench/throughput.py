@@ -39,11 +39,29 @@ def _children_cpu() -> float:
 
 
 def _mltag(folder: Path, model: Path, out: Path, exact: bool) -> tuple[float, float]:
-    cmd = [str(Path(sys.executable).parent / "mltag"), "analyze", str(folder), "--models", "wd14", "--weights",
-           f"wd14={model}", "--offline", "--no-store", "--device", "cpu", "--out", str(out)]
+    cmd = [
+        str(Path(sys.executable).parent / "mltag"),
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        "--weights",
+        f"wd14={model}",
+        "--offline",
+        "--no-store",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     t0, c0 = time.perf_counter(), _children_cpu()
-    proc = subprocess.run(cmd + (["--exact-decode"] if exact else []), cwd=PROJECT_ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd + (["--exact-decode"] if exact else []),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     elapsed, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if proc.returncode != 0:  # exit 0: every cell ok or no_tags
         raise SystemExit(f"mltag failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -66,10 +84,24 @@ def main() -> None:
         paths = [camera_jpeg(folder / f"photo{i:02d}-{mp}mp.jpg", mp, seed=i) for i, mp in enumerate(PHOTOS)]
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
         for _ in range(args.rounds):
-            inproc = json.loads(subprocess.run(
-                [str(python), "-m", "bench.in_env", "throughput", str(model),
-                 "exact" if args.exact_decode else "fast", *map(str, paths)], cwd=PROJECT_ROOT,
-                check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}).stdout)
+            inproc = json.loads(
+                subprocess.run(
+                    [
+                        str(python),
+                        "-m",
+                        "bench.in_env",
+                        "throughput",
+                        str(model),
+                        "exact" if args.exact_decode else "fast",
+                        *map(str, paths),
+                    ],
+                    cwd=PROJECT_ROOT,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                ).stdout
+            )
             times["model compute"].append(inproc["compute_s"])
             cpu["model compute"].append(inproc["compute_cpu"])
             times["one process"].append(inproc["one_process_s"])
@@ -79,18 +111,27 @@ def main() -> None:
             cpu["mltag"].append(used)
     base = min(times["model compute"])
     mode = "exact decode" if args.exact_decode else "fast decode"
-    print(f"wd14 (real-size random ViT-B/16 @ 448) on {len(paths)} photos ({PHOTOS.count(24)} x 24 MP, "
-          f"{PHOTOS.count(12)} x 12 MP JPEG q90, {megabytes:.0f} MB), batch 1, CPU, {os.cpu_count()} cores, "
-          f"{args.rounds} rounds, mltag {mode}")
+    print(
+        f"wd14 (real-size random ViT-B/16 @ 448) on {len(paths)} photos ({PHOTOS.count(24)} x 24 MP, "
+        f"{PHOTOS.count(12)} x 12 MP JPEG q90, {megabytes:.0f} MB), batch 1, CPU, {os.cpu_count()} cores, "
+        f"{args.rounds} rounds, mltag {mode}"
+    )
     print(f"{'':>38} {'best s':>7} {'median s':>9} {'x (b)':>6} {'s/photo':>8} {'CPU s':>6} {'CPU x (b)':>9}")
-    labels = {"mltag": "mltag analyze --no-store (real CLI)", "one process": "(a) same work in one process",
-              "model compute": "(b) model compute, pre-decoded input"}
+    labels = {
+        "mltag": "mltag analyze --no-store (real CLI)",
+        "one process": "(a) same work in one process",
+        "model compute": "(b) model compute, pre-decoded input",
+    }
     for key, label in labels.items():
         best = min(times[key])
-        print(f"{label:>38} {best:7.2f} {statistics.median(times[key]):9.2f} {best / base:6.2f} "
-              f"{best / len(paths):8.3f} {min(cpu[key]):6.1f} {min(cpu[key]) / min(cpu['model compute']):9.2f}")
-    print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on "
-          f"{os.cpu_count()} cores (above the core count, other work shared the CPUs: compare CPU s, or rerun)")
+        print(
+            f"{label:>38} {best:7.2f} {statistics.median(times[key]):9.2f} {best / base:6.2f} "
+            f"{best / len(paths):8.3f} {min(cpu[key]):6.1f} {min(cpu[key]) / min(cpu['model compute']):9.2f}"
+        )
+    print(
+        f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} cores (above the core count, other work shared the CPUs: compare CPU s, or rerun)"
+    )
     ratio = min(times["mltag"]) / base
     print(f"mltag / model compute = {ratio:.2f}x (goal <= {GOAL}x): {'met' if ratio <= GOAL else 'NOT met'}")
 

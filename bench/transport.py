@@ -45,8 +45,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        runner = RunnerProcess.start(Path(sys.executable), "tests.fakes.adapter", Path(tmp) / "bench.log",
-                                     extra_env={"PYTHONPATH": str(PROJECT_ROOT)})
+        runner = RunnerProcess.start(
+            Path(sys.executable),
+            "tests.fakes.adapter",
+            Path(tmp) / "bench.log",
+            extra_env={"PYTHONPATH": str(PROJECT_ROOT)},
+        )
         try:
             runner.call("hello", 60)
             runner.call("load", 60, spec={"options": {}})
@@ -64,12 +68,16 @@ def main() -> None:
         finally:
             runner.stop()
     base = rows[0][2]
-    print(f"{'image':>8} {'MB':>6} {'round trip ms':>14} {'adapter ms':>11} {'decode ms':>10} "
-          f"{'transport ms':>13} {'transport share':>16} {'x smallest':>10}")
+    print(
+        f"{'image':>8} {'MB':>6} {'round trip ms':>14} {'adapter ms':>11} {'decode ms':>10} "
+        f"{'transport ms':>13} {'transport share':>16} {'x smallest':>10}"
+    )
     for label, mb, rt, host, decode in rows:
         transport = max(rt - host - decode, 0.0)
-        print(f"{label:>8} {mb:6.1f} {rt * 1000:14.1f} {host * 1000:11.1f} {decode * 1000:10.1f} "
-              f"{transport * 1000:13.1f} {transport / rt:16.2f} {rt / base:10.1f}")
+        print(
+            f"{label:>8} {mb:6.1f} {rt * 1000:14.1f} {host * 1000:11.1f} {decode * 1000:10.1f} "
+            f"{transport * 1000:13.1f} {transport / rt:16.2f} {rt / base:10.1f}"
+        )
     print("decode = Pillow decode measured in this process; transport = the rest (framing, pipes, hashing none)")
 
 

@@ -39,14 +39,24 @@ SEP = "!/"
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 DATASET_SUFFIXES = (".parquet",)
-MAX_STREAMS = 4          # tar streams kept open per archive (models run in parallel read at their own place)
-_KEPT = 8                # containers kept open at once
+MAX_STREAMS = 4  # tar streams kept open per archive (models run in parallel read at their own place)
+_KEPT = 8  # containers kept open at once
 # What a damaged member raises while it is read (wrapped in OSError, with the container's words).
-_READ_ERRORS = (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, tarfile.TarError, lzma.LZMAError,
-                ValueError, RuntimeError, NotImplementedError)
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    tarfile.TarError,
+    lzma.LZMAError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+)
 
 
-DATASET_MARKERS = ("dataset_dict.json", "state.json")   # what `datasets`' save_to_disk writes in its folder
+DATASET_MARKERS = ("dataset_dict.json", "state.json")  # what `datasets`' save_to_disk writes in its folder
 
 
 def container_kind(path: str | os.PathLike[str]) -> str | None:
@@ -67,11 +77,12 @@ def container_kind(path: str | os.PathLike[str]) -> str | None:
 @dataclass(frozen=True)
 class Member:
     """Where a photo inside a container is: enough to read its bytes again, nothing more."""
+
     container: Path
-    kind: str          # zip | tar | parquet
-    name: str          # the member's name as the container spells it (zip, tar); "split/row" (parquet)
-    size: int          # its size in bytes; -1 when only reading it tells (parquet)
-    offset: int = -1   # tar: where its bytes start in the decompressed stream; parquet: the row
+    kind: str  # zip | tar | parquet
+    name: str  # the member's name as the container spells it (zip, tar); "split/row" (parquet)
+    size: int  # its size in bytes; -1 when only reading it tells (parquet)
+    offset: int = -1  # tar: where its bytes start in the decompressed stream; parquet: the row
 
     @property
     def path(self) -> Path:
@@ -105,7 +116,7 @@ def list_members(container: Path) -> list[Member]:
             found: dict[str, Member] = {}
             with tarfile.open(container, "r:*") as tf:
                 try:
-                    for ti in tf:   # headers only: a plain tar is seeked through, a .tar.gz decompressed once
+                    for ti in tf:  # headers only: a plain tar is seeked through, a .tar.gz decompressed once
                         if ti.isfile() and not ti.sparse:
                             found[_clean(ti.name)] = Member(container, "tar", ti.name, ti.size, ti.offset_data)
                         tf.members.clear()  # type: ignore[attr-defined]  # else every header is kept: memory grows
@@ -117,20 +128,28 @@ def list_members(container: Path) -> list[Member]:
         if kind == "parquet":
             return _parquet_members(container)
         if kind == "arrow":
-            return [Member(container, "arrow", f"{split}/{row}", -1, row)
-                    for split, shards in _arrow_splits(container).items() for row in range(sum(n for _, n in shards))]
+            return [
+                Member(container, "arrow", f"{split}/{row}", -1, row)
+                for split, shards in _arrow_splits(container).items()
+                for row in range(sum(n for _, n in shards))
+            ]
     except _READ_ERRORS as exc:
-        what = {"zip": "a zip archive", "tar": "a tar archive", "parquet": "a parquet dataset",
-                "arrow": "a save_to_disk dataset"}.get(kind or "", "an archive")
-        raise ContainerError(f"cannot read {os.fsdecode(container.name)} as {what}: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from exc
+        what = {
+            "zip": "a zip archive",
+            "tar": "a tar archive",
+            "parquet": "a parquet dataset",
+            "arrow": "a save_to_disk dataset",
+        }.get(kind or "", "an archive")
+        raise ContainerError(
+            f"cannot read {os.fsdecode(container.name)} as {what}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     raise ContainerError(f"not an archive or dataset: {os.fsdecode(container.name)}")
 
 
 # -- reading ----------------------------------------------------------------------------------------
 class _Zip:
     def __init__(self, path: Path) -> None:
-        self.zf = zipfile.ZipFile(path)   # reads of different members may overlap (ZipFile locks its file)
+        self.zf = zipfile.ZipFile(path)  # reads of different members may overlap (ZipFile locks its file)
 
     def open(self, member: Member) -> IO[bytes]:
         return self.zf.open(member.name)
@@ -213,7 +232,7 @@ def _parquet_members(path: Path) -> list[Member]:
         _image_column(pf.schema_arrow)
         rows = pf.metadata.num_rows
     match = _SPLIT.match(path.name)
-    split = match.group("split") if match else "train"   # datasets' name for the rows of a lone file
+    split = match.group("split") if match else "train"  # datasets' name for the rows of a lone file
     return [Member(path, "parquet", f"{split}/{row}", -1, row) for row in range(rows)]
 
 
@@ -233,7 +252,7 @@ class _Parquet:
         import bisect
 
         group = bisect.bisect_right(self.starts, member.offset) - 1
-        with self.lock:   # the last row group read stays: rows in order read each group once
+        with self.lock:  # the last row group read stays: rows in order read each group once
             if self.group[0] != group:
                 table = self.pf.read_row_group(group, columns=[self.column])
                 self.group = (group, table.column(self.column).to_pylist())
@@ -263,7 +282,7 @@ def _arrow_splits(folder: Path) -> dict[str, list[tuple[Path, int]]]:
         shards = []
         for entry in state["_data_files"]:
             path = where / entry["filename"]
-            with pa.memory_map(str(path)) as source:   # mapped, not read: counting rows touches the batch headers
+            with pa.memory_map(str(path)) as source:  # mapped, not read: counting rows touches the batch headers
                 reader = pa.ipc.open_stream(source)
                 _image_column(reader.schema)
                 shards.append((path, sum(batch.num_rows for batch in reader)))
@@ -285,7 +304,7 @@ class _Arrow:
 
         with self.lock:
             if path not in self.tables:
-                self.tables[path] = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()   # zero-copy
+                self.tables[path] = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()  # zero-copy
             return self.tables[path]
 
     def open(self, member: Member) -> IO[bytes]:
@@ -338,8 +357,9 @@ def _chunks(member: Member) -> Iterator[bytes]:
     except _READ_ERRORS as exc:
         if isinstance(exc, OSError) and not isinstance(exc, ContainerError) and exc.strerror:
             raise
-        raise ContainerError(f"cannot read {_clean(member.name)} in {os.fsdecode(member.container.name)}: "
-                             f"{exc}") from exc
+        raise ContainerError(
+            f"cannot read {_clean(member.name)} in {os.fsdecode(member.container.name)}: {exc}"
+        ) from exc
 
 
 def read_member(member: Member) -> bytes:
@@ -366,7 +386,7 @@ def find_member(path: str | os.PathLike[str]) -> Member | None:
         container = Path(os.fsdecode(text[:at]))
         if container_kind(container):
             try:
-                return _members_of(container).get(os.fsdecode(text[at + len(SEP):]))
+                return _members_of(container).get(os.fsdecode(text[at + len(SEP) :]))
             except ContainerError:
                 return None
         at = text.find(SEP.encode(), at + 1)
@@ -402,7 +422,7 @@ def hub_dataset_id(given: str) -> tuple[str, str | None] | None:
     text = given.replace("hf:/datasets/", HUB_PREFIX, 1) if given.startswith("hf:/datasets/") else given
     if not text.startswith(HUB_PREFIX):
         return None
-    repo, _, revision = text[len(HUB_PREFIX):].strip("/").partition("@")
+    repo, _, revision = text[len(HUB_PREFIX) :].strip("/").partition("@")
     return repo, revision or None
 
 
@@ -413,15 +433,25 @@ def hub_dataset_files(repo: str, revision: str | None, offline: bool) -> list[Pa
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision,
-                                        allow_patterns=["*.parquet", "**/*.parquet"], local_files_only=offline))
+        folder = Path(
+            snapshot_download(
+                repo,
+                repo_type="dataset",
+                revision=revision,
+                allow_patterns=["*.parquet", "**/*.parquet"],
+                local_files_only=offline,
+            )
+        )
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError, OSError) as exc:
         why = "it is not in the Hugging Face cache and mltag is offline" if offline else f"{type(exc).__name__}: {exc}"
-        raise ContainerError(f"cannot get the dataset {repo}{'@' + revision if revision else ''} from the Hub: "
-                             f"{why}; `hf download {repo} --repo-type dataset` and name its parquet files, "
-                             "or check the id") from exc
+        raise ContainerError(
+            f"cannot get the dataset {repo}{'@' + revision if revision else ''} from the Hub: "
+            f"{why}; `hf download {repo} --repo-type dataset` and name its parquet files, "
+            "or check the id"
+        ) from exc
     files = sorted(folder.rglob("*.parquet"))
     if not files:
-        raise ContainerError(f"the dataset {repo} has no parquet files (at {folder}): mltag reads image datasets "
-                             "stored as parquet")
+        raise ContainerError(
+            f"the dataset {repo} has no parquet files (at {folder}): mltag reads image datasets stored as parquet"
+        )
     return files

@@ -26,8 +26,14 @@ def iso_time(ts: float) -> str:
 
 
 def header(run_id: str, started: float, finished: float, options: dict[str, Any]) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "mltag_version": __version__, "run_id": run_id,
-            "started": iso_time(started), "duration_s": round(max(0.0, finished - started), 3), "options": options}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mltag_version": __version__,
+        "run_id": run_id,
+        "started": iso_time(started),
+        "duration_s": round(max(0.0, finished - started), 3),
+        "options": options,
+    }
 
 
 @dataclass

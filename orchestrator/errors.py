@@ -137,5 +137,5 @@ class RemoteError(RunnerError):
     def __init__(self, type_: str, message: str, traceback: str) -> None:
         super().__init__(f"{type_}: {message}")
         self.type = type_
-        self.message = message   # the runner's own message, without the type
+        self.message = message  # the runner's own message, without the type
         self.traceback = traceback

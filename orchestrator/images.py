@@ -34,10 +34,13 @@ from orchestrator.errors import ContainerError, ImageDiscoveryError
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw"})
 # A RAW's exported partner: with the same stem in the same folder they are one photo (`pair_raws`).
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif"})
-IMAGE_SUFFIXES = frozenset({".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
-                            ".heic", ".heif", ".hif", ".avif", ".jxl"}) | JPEG_SUFFIXES | RAW_SUFFIXES
-RAW_PAIRS = ("jpeg", "both")   # --raw-pairs: a RAW+JPEG pair analysed from its JPEG, or both files
-UNREADABLE_ID_PREFIX = b"mltag-unreadable-file:"   # ids of unreadable files: a hash of the path, not content
+IMAGE_SUFFIXES = (
+    frozenset({".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif", ".jxl"})
+    | JPEG_SUFFIXES
+    | RAW_SUFFIXES
+)
+RAW_PAIRS = ("jpeg", "both")  # --raw-pairs: a RAW+JPEG pair analysed from its JPEG, or both files
+UNREADABLE_ID_PREFIX = b"mltag-unreadable-file:"  # ids of unreadable files: a hash of the path, not content
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -60,9 +63,9 @@ class ImageRef:
     path: Path
     sha256: str
     size_bytes: int
-    error: str | None = None          # set: the file could not be read; `sha256` is then a hash of its path
-    seen_as: tuple[Path, ...] = ()    # the camera RAW(s) of a RAW+JPEG pair analysed from this JPEG
-    member: Member | None = None      # a photo inside an archive or dataset (`path` is then `archive!/name`)
+    error: str | None = None  # set: the file could not be read; `sha256` is then a hash of its path
+    seen_as: tuple[Path, ...] = ()  # the camera RAW(s) of a RAW+JPEG pair analysed from this JPEG
+    member: Member | None = None  # a photo inside an archive or dataset (`path` is then `archive!/name`)
 
     @property
     def id(self) -> str:
@@ -104,13 +107,13 @@ def _walk(root: Path, recursive: bool) -> Iterator[Path]:
             seen.add((st.st_dev, st.st_ino))
             entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
         except OSError:
-            return   # an unreadable folder: nothing to list (its files cannot be named either)
+            return  # an unreadable folder: nothing to list (its files cannot be named either)
         folders = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             try:
-                is_dir = entry.is_dir()          # follows symbolic links
+                is_dir = entry.is_dir()  # follows symbolic links
             except OSError:
                 is_dir = False
             if is_dir:
@@ -124,11 +127,12 @@ def _walk(root: Path, recursive: bool) -> Iterator[Path]:
     yield from walk(root)
 
 
-Inside = dict[Path, "Member | str"]   # member path -> where to read it; a container path -> why it cannot be listed
+Inside = dict[Path, "Member | str"]  # member path -> where to read it; a container path -> why it cannot be listed
 
 
-def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = None,
-             offline: bool = False) -> list[Path]:
+def discover(
+    paths: list[Path], recursive: bool = True, inside: Inside | None = None, offline: bool = False
+) -> list[Path]:
     """Image files under `paths`, absolute (files given explicitly are kept whatever their suffix,
     and so are dangling links given explicitly). An archive or dataset given explicitly (a .zip,
     tar or .parquet file, a save_to_disk folder: orchestrator/archives.py) stands for its image
@@ -164,8 +168,7 @@ def discover(paths: list[Path], recursive: bool = True, inside: Inside | None = 
             hint = "" if recursive else " (not searching subfolders: drop --no-recursive?)"
             if any(container_kind(e.path) for e in os.scandir(path)):
                 hint += " (archives and datasets in a folder are opened only when named: pass them as paths)"
-            raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
-                                      f"{display_path(path)}{hint}")
+            raise ImageDiscoveryError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {display_path(path)}{hint}")
         found.extend(files)
     # One path given twice (two arguments naming it) is one entry; two paths to one file (a link)
     # stay two entries: identical content runs once anyway, and every path is reported.
@@ -191,6 +194,7 @@ def pair_raws(files: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
     """RAW+JPEG pairs as one photo: a camera RAW with a JPEG of the same stem (case-insensitive) in
     the same folder is left out, the JPEG the photographer exported is analysed. Returns the files
     kept (in order) and, per JPEG kept, the RAW files it stands for (its `seen_as`)."""
+
     def key(path: Path) -> tuple[Path, bytes]:
         return path.parent, os.fsencode(os.path.splitext(path.name)[0]).lower()
 
@@ -236,8 +240,8 @@ class HashCache(Protocol):
     def remember_hashes(self, hashed: Iterable[tuple[bytes, os.stat_result, str]]) -> None: ...
 
 
-HASH_CHUNK = 256            # files stat'ed, looked up and remembered together
-RACY_NS = 2_000_000_000     # a file modified this close to its hashing is not remembered (see _hash)
+HASH_CHUNK = 256  # files stat'ed, looked up and remembered together
+RACY_NS = 2_000_000_000  # a file modified this close to its hashing is not remembered (see _hash)
 
 
 def _hash(path: Path) -> tuple[ImageRef, os.stat_result | None]:
@@ -247,9 +251,10 @@ def _hash(path: Path) -> tuple[ImageRef, os.stat_result | None]:
     digest = hashlib.sha256()
     size = 0
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the read forever
-            return ImageRef(path, unreadable_id(path), 0,
-                            error="not a regular file (a FIFO, socket or device): nothing to read"), None
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            return ImageRef(
+                path, unreadable_id(path), 0, error="not a regular file (a FIFO, socket or device): nothing to read"
+            ), None
         started = time.time_ns()
         with open(path, "rb") as f:
             before = os.fstat(f.fileno())
@@ -293,13 +298,18 @@ def _cache_stat(path: Path, inside: Inside) -> os.stat_result | None:
     try:
         st = os.stat(where.container if where is not None else path)
     except OSError:
-        return None   # hashed below, which says why it cannot be read
+        return None  # hashed below, which says why it cannot be read
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = None,
-               seen_as: dict[Path, list[Path]] | None = None, cache: HashCache | None = None,
-               rehash: bool = False, inside: Inside | None = None) -> list[ImageRef]:
+def hash_files(
+    paths: list[Path],
+    progress: Callable[[int, int], None] | None = None,
+    seen_as: dict[Path, list[Path]] | None = None,
+    cache: HashCache | None = None,
+    rehash: bool = False,
+    inside: Inside | None = None,
+) -> list[ImageRef]:
     """hash_file for each path, reporting (done, total); `seen_as` (from `pair_raws`) is set on the
     JPEGs of RAW+JPEG pairs (the RAW itself is never read); `inside` (from `discover`): the members
     of archives and datasets. With a cache (the results store), a file whose device, inode, size and
@@ -309,7 +319,7 @@ def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = 
     inside = inside or {}
     out: list[ImageRef] = []
     for start in range(0, len(paths), HASH_CHUNK):
-        chunk = paths[start:start + HASH_CHUNK]
+        chunk = paths[start : start + HASH_CHUNK]
         known: dict[bytes, str] = {}
         stats: dict[bytes, os.stat_result] = {}
         if cache is not None and not rehash:
@@ -326,7 +336,7 @@ def hash_files(paths: list[Path], progress: Callable[[int, int], None] | None = 
                 member = where if isinstance(where, Member) else None
                 ref = ImageRef(path, known[key], member.size if member else stats[key].st_size, member=member)
             else:
-                if isinstance(where, str):   # an archive that cannot be listed: a bad_image cell with the reason
+                if isinstance(where, str):  # an archive that cannot be listed: a bad_image cell with the reason
                     ref, read_under = ImageRef(path, unreadable_id(path), 0, error=where), None
                 elif where is not None:
                     ref, read_under = _hash_member(path, where)

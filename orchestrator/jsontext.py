@@ -26,7 +26,7 @@ def dumps(value: Any) -> str:
     if not _has_nonfinite(value):
         try:
             return orjson.dumps(value, default=str, option=_AS_JSON_DOES).decode()
-        except orjson.JSONEncodeError:   # a str orjson refuses (a lone surrogate): as before, below
+        except orjson.JSONEncodeError:  # a str orjson refuses (a lone surrogate): as before, below
             pass
     return json.dumps(value, ensure_ascii=False, default=str)
 

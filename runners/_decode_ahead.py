@@ -20,9 +20,9 @@ from typing import Any
 
 from runners._images import BadImage, DecodedImage, Need, asked_size, decode, decode_options
 
-Early = tuple["tuple[int, int] | None", "DecodedImage | BadImage"]   # (size asked, image or why it is bad)
-ExpectedNeed = Callable[[int, int, dict[str, Any]], "tuple[int, int] | None"]   # (width, height, options)
-_Job = tuple["Future[Early]", dict[str, Any], dict[str, Any]]   # (its future, the image item, its options)
+Early = tuple["tuple[int, int] | None", "DecodedImage | BadImage"]  # (size asked, image or why it is bad)
+ExpectedNeed = Callable[[int, int, dict[str, Any]], "tuple[int, int] | None"]  # (width, height, options)
+_Job = tuple["Future[Early]", dict[str, Any], dict[str, Any]]  # (its future, the image item, its options)
 
 
 class DecodeAhead:
@@ -31,7 +31,7 @@ class DecodeAhead:
 
     def __init__(self) -> None:
         self._wake = threading.Condition()
-        self._offered: list[tuple[dict[str, Any], dict[str, Any]]] = []   # before begin: (item, options)
+        self._offered: list[tuple[dict[str, Any], dict[str, Any]]] = []  # before begin: (item, options)
         self._jobs: list[_Job] = []
         self._expected: ExpectedNeed | None = None
         self._over = False
@@ -75,7 +75,7 @@ class DecodeAhead:
 
     def _queue(self, item: dict[str, Any], options: dict[str, Any]) -> None:
         future: Future[Early] = Future()
-        item["_early"] = future   # the item stays in its request; `take` pops this
+        item["_early"] = future  # the item stays in its request; `take` pops this
         self._jobs.append((future, item, options))
         self._wake.notify()
 
@@ -114,5 +114,5 @@ def take(item: dict[str, Any], need: Need | None) -> DecodedImage | None:
         return None
     asked, image = future.result()
     if isinstance(image, BadImage):
-        return None   # decoded again by infer: the cell gets the message it gets without this
+        return None  # decoded again by infer: the cell gets the message it gets without this
     return image if asked == asked_size(need, image.info["width"], image.info["height"]) else None

@@ -56,7 +56,7 @@ class BadImage(Exception):
 class DecodedImage:
     id: str
     name: str
-    pil: Image.Image | None               # "RGB" or "RGBA", 8 bits per channel, upright; None: text only
+    pil: Image.Image | None  # "RGB" or "RGBA", 8 bits per channel, upright; None: text only
     info: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)  # ImageIn.context (the judge's input)
 
@@ -98,7 +98,7 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
     elif img.mode == "1" or img.mode == "L" or img.mode == "CMYK" or img.mode not in ("RGB", "RGBA"):
         img = img.convert("RGB")
     if img.mode == "RGBA" and cast(tuple[tuple[int, int], ...], img.getextrema())[3][0] == 255:
-        img = img.convert("RGB")          # fully opaque alpha carries nothing
+        img = img.convert("RGB")  # fully opaque alpha carries nothing
     return img
 
 
@@ -133,8 +133,14 @@ def is_raw_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in RAW_SUFFIXES
 
 
-def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-           need: Need | None = None, raw: str = "auto") -> DecodedImage:
+def decode(
+    image_id: str,
+    name: str,
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    need: Need | None = None,
+    raw: str = "auto",
+) -> DecodedImage:
     """Decode encoded image bytes into an upright 8-bit RGB(A) image, or raise BadImage.
 
     `info` describes the original image (upright width and height, format, mode, frames, EXIF
@@ -172,9 +178,18 @@ def decode(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_
         raise
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
         raise BadImage(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
-    info = {"width": width, "height": height, "format": fmt, "mode": original_mode,
-            "frames": frames, "exif_orientation": exif_orientation,
-            "decoded_width": img.width, "decoded_height": img.height, "draft": scale > 1, "draft_scale": scale}
+    info = {
+        "width": width,
+        "height": height,
+        "format": fmt,
+        "mode": original_mode,
+        "frames": frames,
+        "exif_orientation": exif_orientation,
+        "decoded_width": img.width,
+        "decoded_height": img.height,
+        "draft": scale > 1,
+        "draft_scale": scale,
+    }
     return DecodedImage(image_id, name, img, info)
 
 
@@ -182,8 +197,14 @@ def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in _SWAPS_SIDES else size
 
 
-def decode_raw(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-               need: Need | None = None, mode: str = "auto") -> DecodedImage:
+def decode_raw(
+    image_id: str,
+    name: str,
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    need: Need | None = None,
+    mode: str = "auto",
+) -> DecodedImage:
     """A camera RAW through rawpy (LibRaw): its embedded JPEG preview or a develop (module doc).
 
     `info`: width and height are the RAW's upright developed size (what the need is asked of),
@@ -198,20 +219,26 @@ def decode_raw(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_
     except ImportError as exc:
         raise BadImage("camera RAW needs rawpy, which this model's env lacks (re-build it: mltag setup-envs)") from exc
     raw_format = os.path.splitext(name)[1].lstrip(".").upper()
-    Image.MAX_IMAGE_PIXELS = max_pixels   # the preview JPEG's limit
+    Image.MAX_IMAGE_PIXELS = max_pixels  # the preview JPEG's limit
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
             sizes = raw.sizes
             orientation = _FLIP_TO_EXIF.get(int(sizes.flip), 1)
             width, height = _upright((int(sizes.width), int(sizes.height)), orientation)
             if width * height > max_pixels:
-                raise BadImage(f"decompression bomb refused: {width}x{height} px is over the limit of "
-                               f"{max_pixels} px")
+                raise BadImage(f"decompression bomb refused: {width}x{height} px is over the limit of {max_pixels} px")
             want = asked_size(need, width, height) if need is not None else (width, height)
             want = want or (width, height)
             preview = _raw_preview(raw) if mode != "develop" else None
-            info: dict[str, Any] = {"width": width, "height": height, "format": "RAW", "raw_format": raw_format,
-                                    "mode": "RAW", "frames": 1, "exif_orientation": orientation}
+            info: dict[str, Any] = {
+                "width": width,
+                "height": height,
+                "format": "RAW",
+                "raw_format": raw_format,
+                "mode": "RAW",
+                "frames": 1,
+                "exif_orientation": orientation,
+            }
             if preview is not None:
                 pil, preview_orientation = preview
                 size = _upright(pil.size, preview_orientation or orientation)
@@ -227,9 +254,15 @@ def decode_raw(image_id: str, name: str, data: bytes, max_pixels: int = DEFAULT_
         raise
     except Exception as exc:  # rawpy's LibRawError family, and whatever a damaged file makes LibRaw raise
         raise BadImage(f"cannot decode {raw_format} RAW: {type(exc).__name__}: {exc}") from exc
-    img = Image.fromarray(rgb).convert("RGB")   # LibRaw has already applied the orientation
-    info.update(decoded_from="raw-develop", half_size=half, decoded_width=img.width, decoded_height=img.height,
-                draft=False, draft_scale=1)
+    img = Image.fromarray(rgb).convert("RGB")  # LibRaw has already applied the orientation
+    info.update(
+        decoded_from="raw-develop",
+        half_size=half,
+        decoded_width=img.width,
+        decoded_height=img.height,
+        draft=False,
+        draft_scale=1,
+    )
     return DecodedImage(image_id, name, img, info)
 
 
@@ -248,11 +281,12 @@ def _raw_preview(raw: Any) -> tuple[Image.Image, int] | None:
             return pil, int(pil.getexif().get(0x0112, 0))
         except Exception:  # noqa: BLE001 - a damaged preview: the RAW itself may be fine (develop it)
             return None
-    return Image.fromarray(thumb.data).convert("RGB"), 0   # a bitmap preview, in sensor orientation
+    return Image.fromarray(thumb.data).convert("RGB"), 0  # a bitmap preview, in sensor orientation
 
 
-def _decode_preview(image_id: str, name: str, pil: Image.Image, own: int, orientation: int, need: Need | None,
-                    info: dict[str, Any]) -> DecodedImage:
+def _decode_preview(
+    image_id: str, name: str, pil: Image.Image, own: int, orientation: int, need: Need | None, info: dict[str, Any]
+) -> DecodedImage:
     """The preview, upright: its own EXIF orientation if it has one, else the RAW's; a JPEG preview
     drafted to the need like any JPEG."""
     scale = 1
@@ -262,15 +296,26 @@ def _decode_preview(image_id: str, name: str, pil: Image.Image, own: int, orient
     pil.load()
     img = ImageOps.exif_transpose(pil) if own else _orient(pil, orientation)
     img = _normalise_mode(img)
-    info.update(decoded_from="raw-preview", decoded_width=img.width, decoded_height=img.height,
-                draft=scale > 1, draft_scale=scale)
+    info.update(
+        decoded_from="raw-preview",
+        decoded_width=img.width,
+        decoded_height=img.height,
+        draft=scale > 1,
+        draft_scale=scale,
+    )
     return DecodedImage(image_id, name, img, info)
 
 
 def _orient(img: Image.Image, orientation: int) -> Image.Image:
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}.get(orientation)
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
     return img.transpose(method) if method is not None else img
 
 

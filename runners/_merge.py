@@ -23,7 +23,8 @@ VISION_JUDGE_PROMPT = (
     "list for this photo: keep what the photo confirms, leave out what it contradicts, and add only what you "
     "clearly see. Answer in exactly this format:\n"
     "DESCRIPTION: <two to four factual sentences>\n"
-    "TAGS: <comma-separated short tags>")
+    "TAGS: <comma-separated short tags>"
+)
 DEFAULT_MAX_TAGS_PER_MODEL = 30
 # "DESCRIPTION:", "**Tags:**", "Tags**:": markdown emphasis around the field name is common.
 _FIELD = re.compile(r"^\s*\**\s*(DESCRIPTION|TAGS)\s*\**\s*:\s*\**\s*", re.IGNORECASE | re.MULTILINE)
@@ -74,16 +75,21 @@ def split_supported(tags: list[Tag], seen: set[str]) -> tuple[list[Tag], list[st
     return kept, [t["name"] for t in invented]
 
 
-def merged_result(context: dict[str, Any], system_prompt: str, run: dict[str, Any],
-                 saw_image: bool = False) -> ImageResult:
+def merged_result(
+    context: dict[str, Any], system_prompt: str, run: dict[str, Any], saw_image: bool = False
+) -> ImageResult:
     """One image's merged result from the answer `run` (a GenerativeAdapter.generate() item).
 
     A text-only judge never saw the photo: a tag no model mentioned is invented, and dropped. A
     judge that saw it (`saw_image`) may add what it sees: such tags are kept, listed in raw.added_tags."""
     text = run["text"]
-    raw: dict[str, Any] = {"generations": {"merge": run}, "system_prompt": system_prompt,
-                           "inputs": [o["model"] for o in context.get("outputs", [])], "unsupported_tags": [],
-                           "saw_image": saw_image}
+    raw: dict[str, Any] = {
+        "generations": {"merge": run},
+        "system_prompt": system_prompt,
+        "inputs": [o["model"] for o in context.get("outputs", [])],
+        "unsupported_tags": [],
+        "saw_image": saw_image,
+    }
     description, tag_text = parse_answer(text)
     if description is None and tag_text is None:
         description = text  # no format followed: the whole answer is the description
@@ -107,8 +113,12 @@ def merged_result(context: dict[str, Any], system_prompt: str, run: dict[str, An
             problems.append(f"dropped {len(raw['unsupported_tags'])} tag(s) no model mentioned")
     else:
         problems.append("tags: " + ("no TAGS line in the answer" if degenerate is None else degenerate))
-    result: ImageResult = {"status": "ok" if description or tags else "no_tags", "caption": description,
-                           "tags": tags, "raw": raw}
+    result: ImageResult = {
+        "status": "ok" if description or tags else "no_tags",
+        "caption": description,
+        "tags": tags,
+        "raw": raw,
+    }
     if problems:
         result["message"] = "; ".join(problems) + "; raw.generations.merge has the answer"
     return result

@@ -30,15 +30,19 @@ def remote_code_source(spec: LoadSpec) -> tuple[str, dict[str, Any]]:
     `--weights`. Raises RemoteCodeRefused when the model may not run remote code or is unpinned.
     """
     if not spec.get("remote_code"):
-        raise RemoteCodeRefused(f"{spec['name']} needs trust_remote_code (its loader runs Python files from the "
-                                f"model repository) but its model.toml does not say remote_code = true")
+        raise RemoteCodeRefused(
+            f"{spec['name']} needs trust_remote_code (its loader runs Python files from the "
+            f"model repository) but its model.toml does not say remote_code = true"
+        )
     if local := spec.get("local_path"):
-        require_config(Path(local), spec)   # else transformers lists every model type it knows
+        require_config(Path(local), spec)  # else transformers lists every model type it knows
         return local, {"trust_remote_code": True}
     revision = spec["revision"]
     if revision.lower() in UNPINNED:
-        raise RemoteCodeRefused(f"{spec['name']}: refusing remote code from the unpinned revision {revision!r}; "
-                                f"pin a commit or release tag in envs/{spec['name']}/model.toml")
+        raise RemoteCodeRefused(
+            f"{spec['name']}: refusing remote code from the unpinned revision {revision!r}; "
+            f"pin a commit or release tag in envs/{spec['name']}/model.toml"
+        )
     kwargs: dict[str, Any] = {"trust_remote_code": True, "revision": revision}
     if spec["offline"] or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         kwargs["local_files_only"] = True

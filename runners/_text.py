@@ -15,12 +15,12 @@ from schemas.protocol import Tag
 _MARKUP = re.compile(r"<[^<>\s]{1,40}>")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
-MAX_GRAM = 8              # longest repeated unit looked for, in words
-MOSTLY = 0.4              # a loop covering this share of the words makes the caption repetitive
-MIN_REPEATS = 3           # "very very good" is style; three in a row is a loop
-TAIL_REPEATS = 4          # a loop still running at the end: generation stuck until the token limit
+MAX_GRAM = 8  # longest repeated unit looked for, in words
+MOSTLY = 0.4  # a loop covering this share of the words makes the caption repetitive
+MIN_REPEATS = 3  # "very very good" is style; three in a row is a loop
+TAIL_REPEATS = 4  # a loop still running at the end: generation stuck until the token limit
 TAIL_MIN_WORDS = 8
-LOW_DIVERSITY = 0.3       # distinct / total words, for captions of at least DIVERSITY_MIN_WORDS
+LOW_DIVERSITY = 0.3  # distinct / total words, for captions of at least DIVERSITY_MIN_WORDS
 DIVERSITY_MIN_WORDS = 20
 
 
@@ -35,8 +35,8 @@ def longest_loop(words: list[str], max_gram: int = MAX_GRAM) -> tuple[tuple[str,
     for n in range(1, max_gram + 1):
         i = 0
         while i + 2 * n <= len(words):
-            unit, repeats = words[i:i + n], 1
-            while words[i + repeats * n:i + (repeats + 1) * n] == unit:
+            unit, repeats = words[i : i + n], 1
+            while words[i + repeats * n : i + (repeats + 1) * n] == unit:
                 repeats += 1
             if repeats > 1 and repeats * n > best[1] * len(best[0]):
                 best = (tuple(unit), repeats, i + repeats * n)
@@ -83,9 +83,16 @@ def parse_tag_list(text: str) -> list[Tag]:
     names: list[str] = []
     for item in _ITEM_SPLIT.split(text):
         name = " ".join(_ITEM_EDGES.sub("", _LIST_LABEL.sub("", item)).lower().split())
-        if (name and any(ch.isalpha() for ch in name) and len(name.split()) <= TAG_MAX_WORDS
-                and not {"<", ">"} & set(name) and name not in names):
+        if (
+            name
+            and any(ch.isalpha() for ch in name)
+            and len(name.split()) <= TAG_MAX_WORDS
+            and not {"<", ">"} & set(name)
+            and name not in names
+        ):
             names.append(name)
     names = names[:MAX_TAGS]
-    return [{"name": n, "score": round(0.9 - 0.4 * i / len(names), 4), "category": "vlm", "estimated": True}
-            for i, n in enumerate(names)]
+    return [
+        {"name": n, "score": round(0.9 - 0.4 * i / len(names), 4), "category": "vlm", "estimated": True}
+        for i, n in enumerate(names)
+    ]

@@ -58,8 +58,10 @@ ASK = ("caption", "tags", "both")
 DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_MAX_NEW_TOKENS = 256
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
-TAG_SCORE_NOTE = ("scores of tags from the tags prompt are estimates, not probabilities: the first listed tag "
-                  "scores 0.9, the last 0.5 (0.9 - 0.4 x position / count)")
+TAG_SCORE_NOTE = (
+    "scores of tags from the tags prompt are estimates, not probabilities: the first listed tag "
+    "scores 0.9, the last 0.5 (0.9 - 0.4 x position / count)"
+)
 
 
 # -- pure functions (no torch) ------------------------------------------------------------------
@@ -75,8 +77,10 @@ def _int(options: dict[str, Any], key: str, default: int | None, minimum: int = 
 def _text(options: dict[str, Any], key: str) -> str:
     value = options.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"option {key} must be a non-empty string (set it in model.toml [infer] or with "
-                         f"--{key.replace('_', '-')}), got {value!r}")
+        raise ValueError(
+            f"option {key} must be a non-empty string (set it in model.toml [infer] or with "
+            f"--{key.replace('_', '-')}), got {value!r}"
+        )
     return value
 
 
@@ -104,7 +108,7 @@ def prompts_to_run(options: dict[str, Any], allow_empty: bool = False) -> dict[s
     if ask in ("caption", "both"):
         prompt = options.get("prompt", "") if allow_empty else _text(options, "prompt")
         if not isinstance(prompt, str):
-            raise ValueError(f"option prompt must be a string (\"\" for unconditional captioning), got {prompt!r}")
+            raise ValueError(f'option prompt must be a string ("" for unconditional captioning), got {prompt!r}')
         prompts["caption"] = prompt.strip()
     if ask in ("tags", "both"):
         prompts["tags"] = _text(options, "tags_prompt").strip()
@@ -113,9 +117,11 @@ def prompts_to_run(options: dict[str, Any], allow_empty: bool = False) -> dict[s
 
 def generate_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """generate() settings from infer options: greedy, bounded, with the repetition guards asked for."""
-    kwargs: dict[str, Any] = {"do_sample": False,
-                              "max_new_tokens": _int(options, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-                              "num_beams": _int(options, "num_beams", 1)}
+    kwargs: dict[str, Any] = {
+        "do_sample": False,
+        "max_new_tokens": _int(options, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+        "num_beams": _int(options, "num_beams", 1),
+    }
     min_new = _int(options, "min_new_tokens", None)
     if min_new is not None:
         kwargs["min_new_tokens"] = min_new
@@ -163,8 +169,12 @@ def prompt_runs_result(runs: dict[str, dict[str, Any]], kwargs: dict[str, Any], 
             reason = "no tags could be read from the output"
         if reason:
             problems.append(f"tags: {reason}")
-    result: ImageResult = {"status": "ok" if caption or tags else "no_tags", "caption": caption, "tags": tags,
-                           "raw": raw}
+    result: ImageResult = {
+        "status": "ok" if caption or tags else "no_tags",
+        "caption": caption,
+        "tags": tags,
+        "raw": raw,
+    }
     if problems:
         result["message"] = "; ".join(problems) + "; raw.generations has the output"
     return result
@@ -195,16 +205,20 @@ def quantization(spec: LoadSpec, device: str) -> Any:
     if bits not in (4, 8):
         raise ValueError(f"--quantize must be 4 or 8, got {bits!r}")
     if device != "cuda":
-        raise RuntimeError(f"--quantize {bits} is not available on {device}: bitsandbytes quantization needs an "
-                           f"NVIDIA GPU (CUDA); drop --quantize, or run with --device cuda on a GPU machine")
+        raise RuntimeError(
+            f"--quantize {bits} is not available on {device}: bitsandbytes quantization needs an "
+            f"NVIDIA GPU (CUDA); drop --quantize, or run with --device cuda on a GPU machine"
+        )
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
         import torch
 
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported()
-                                  else torch.float16)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -212,11 +226,11 @@ def quantization(spec: LoadSpec, device: str) -> Any:
 class GenerativeAdapter:
     """load/infer for a native transformers image-text-to-text model; families fill in the hooks."""
 
-    model_class = ""                 # e.g. "Qwen2_5_VLForConditionalGeneration"
-    supports_batching = False        # True when prepare() pads a batch on the left
-    allow_empty_prompt = False       # True: prompt "" is unconditional captioning (BLIP, BLIP-2)
-    no_tags_prompt = ""              # set: why the family cannot answer a tags prompt ({model}, {ask})
-    notes: tuple[str, ...] = ()      # family facts shown with the load info
+    model_class = ""  # e.g. "Qwen2_5_VLForConditionalGeneration"
+    supports_batching = False  # True when prepare() pads a batch on the left
+    allow_empty_prompt = False  # True: prompt "" is unconditional captioning (BLIP, BLIP-2)
+    no_tags_prompt = ""  # set: why the family cannot answer a tags prompt ({model}, {ask})
+    notes: tuple[str, ...] = ()  # family facts shown with the load info
     score_note = TAG_SCORE_NOTE
 
     def __init__(self) -> None:
@@ -279,8 +293,10 @@ class GenerativeAdapter:
         notes = [self.score_note, *self.notes]
         if quant is not None:
             notes.append(f"quantized to {spec['options']['quantize']} bits (bitsandbytes)")
-        notes.append("batching: " + ("left padding, --batch-size N" if self.supports_batching
-                                     else "one image per generate() call"))
+        notes.append(
+            "batching: "
+            + ("left padding, --batch-size N" if self.supports_batching else "one image per generate() call")
+        )
         return {"device": self.device, "dtype": dtype, "model_version": self._version(spec, folder), "notes": notes}
 
     def _version(self, spec: LoadSpec, folder: Path) -> str:
@@ -302,7 +318,7 @@ class GenerativeAdapter:
         step = len(images) if self.supports_batching else 1
         out: list[ImageResult] = []
         for i in range(0, len(images), step):
-            chunk = [img.rgb() for img in images[i:i + step]]
+            chunk = [img.rgb() for img in images[i : i + step]]
             runs: list[dict[str, dict[str, Any]]] = [{} for _ in chunk]
             for task, prompt in prompts.items():
                 for per_image, run in zip(runs, self.generate(chunk, prompt, kwargs), strict=True):
@@ -323,9 +339,16 @@ class GenerativeAdapter:
         for image in images:
             context = image.context or {}
             if image.pil is None:
-                out.append({"status": "error", "caption": None, "tags": [], "raw": {"inputs": []},
-                            "message": "the photo could not be read for the judge (moved or unreadable since it "
-                                       "was analysed): run `mltag judge` where the file is"})
+                out.append(
+                    {
+                        "status": "error",
+                        "caption": None,
+                        "tags": [],
+                        "raw": {"inputs": []},
+                        "message": "the photo could not be read for the judge (moved or unreadable since it "
+                        "was analysed): run `mltag judge` where the file is",
+                    }
+                )
                 continue
             prompt = f"{instruction}\n\n{format_outputs(context, max_tags or DEFAULT_MAX_TAGS_PER_MODEL)}"
             [run] = self.generate([image.rgb()], prompt, kwargs)
@@ -348,11 +371,20 @@ class GenerativeAdapter:
         new_ids = [self._trim(row) for row in self.new_token_ids(ids, inputs)]
         texts = self.processor.batch_decode(new_ids, skip_special_tokens=True)
         mask = inputs.get("attention_mask")
-        prompt_tokens = ([int(m.sum()) for m in mask] if mask is not None
-                         else [int(inputs["input_ids"].shape[1])] * len(images))
-        return [{"prompt": prompt, "text": text, "prompt_tokens": p, "new_tokens": len(new),
-                 "seconds": round(seconds, 4), "tokens_per_s": round(len(new) / seconds, 2) if seconds > 0 else None}
-                for text, new, p in zip(texts, new_ids, prompt_tokens, strict=True)]
+        prompt_tokens = (
+            [int(m.sum()) for m in mask] if mask is not None else [int(inputs["input_ids"].shape[1])] * len(images)
+        )
+        return [
+            {
+                "prompt": prompt,
+                "text": text,
+                "prompt_tokens": p,
+                "new_tokens": len(new),
+                "seconds": round(seconds, 4),
+                "tokens_per_s": round(len(new) / seconds, 2) if seconds > 0 else None,
+            }
+            for text, new, p in zip(texts, new_ids, prompt_tokens, strict=True)
+        ]
 
     def _trim(self, ids: list[int]) -> list[int]:
         """Drop the padding a batch adds after a row's end (an EOS stays: it was generated)."""
@@ -361,7 +393,7 @@ class GenerativeAdapter:
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         for i, token in enumerate(ids):
             if token in eos_ids:
-                return ids[:i + 1]
+                return ids[: i + 1]
         while ids and pad is not None and ids[-1] == pad:
             ids = ids[:-1]
         return ids

@@ -36,17 +36,17 @@ from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec, Tag
 
 
 class LoadResult(TypedDict, total=False):
-    device: str           # required: the device actually used
-    dtype: str            # required
-    model_version: str    # required: revision or local path
+    device: str  # required: the device actually used
+    dtype: str  # required
+    model_version: str  # required: revision or local path
     notes: list[str]
 
 
 class ImageResult(TypedDict, total=False):
-    status: str           # "ok" or "no_tags" (errors are raised, bad images never reach infer); a served
-                          # model's image that failed alone may be "error" or "timeout" (runners/adapters/openai_compat.py)
+    status: str  # "ok" or "no_tags" (errors are raised, bad images never reach infer); a served
+    # model's image that failed alone may be "error" or "timeout" (runners/adapters/openai_compat.py)
     message: str
-    fix: str              # with such a status: what to do about it
+    fix: str  # with such a status: what to do about it
     tags: list[Tag]
     caption: str | None
     raw: dict[str, Any]
@@ -100,13 +100,18 @@ def pick_torch_device(requested: str) -> str:
     """auto -> cuda > mps > cpu. An explicit device that is not available is an error."""
     import torch
 
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
+    }
     if requested == "auto":
         return next(d for d in ("cuda", "mps", "cpu") if available[d])
     if not available.get(requested, False):
-        raise RuntimeError(f"device {requested!r} is not available in this runner "
-                           f"(available: {', '.join(d for d, ok in available.items() if ok)}); use --device auto")
+        raise RuntimeError(
+            f"device {requested!r} is not available in this runner "
+            f"(available: {', '.join(d for d, ok in available.items() if ok)}); use --device auto"
+        )
     return requested
 
 
@@ -156,9 +161,14 @@ def weights_dir(spec: LoadSpec, allow_patterns: list[str] | None = None) -> Path
     from huggingface_hub.errors import GatedRepoError
 
     try:
-        return Path(snapshot_download(spec["hub_id"], revision=spec["revision"],
-                                      allow_patterns=allow_patterns,
-                                      local_files_only=spec["offline"] or _hub_offline()))
+        return Path(
+            snapshot_download(
+                spec["hub_id"],
+                revision=spec["revision"],
+                allow_patterns=allow_patterns,
+                local_files_only=spec["offline"] or _hub_offline(),
+            )
+        )
     except GatedRepoError as exc:
         raise WeightsMissing(
             f"{spec['hub_id']} is gated: accept its licence at https://huggingface.co/{spec['hub_id']} with your "

@@ -40,9 +40,25 @@ from schemas.framing import FrameEOF, FrameError, encode_frame, read_frame  # no
 from schemas.protocol import PROTOCOL_VERSION, ErrorInfo, error_reply, ok_reply  # noqa: E402
 from schemas.status import CellStatus  # noqa: E402
 
-PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "open_clip_torch", "timm",
-            "torchvision", "pillow", "numpy", "huggingface-hub", "msgpack", "accelerate", "ram", "fairscale",
-            "clip-interrogator", "ollama", "httpx")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "open_clip_torch",
+    "timm",
+    "torchvision",
+    "pillow",
+    "numpy",
+    "huggingface-hub",
+    "msgpack",
+    "accelerate",
+    "ram",
+    "fairscale",
+    "clip-interrogator",
+    "ollama",
+    "httpx",
+)
 
 
 def _read_exact(n: int) -> bytes:
@@ -69,8 +85,11 @@ def _error(exc: BaseException) -> ErrorInfo:
     # The whole text goes to the runner log (stderr): the orchestrator shows one bounded line of it
     # (a library's message can be hundreds of lines) and names the log.
     print(text, file=sys.stderr, flush=True)
-    return {"type": getattr(exc, "error_type", type(exc).__name__), "message": str(exc) or type(exc).__name__,
-            "traceback": text}
+    return {
+        "type": getattr(exc, "error_type", type(exc).__name__),
+        "message": str(exc) or type(exc).__name__,
+        "traceback": text,
+    }
 
 
 def _die_with_parent() -> None:
@@ -109,7 +128,7 @@ class Host:
         self.adapter_module = adapter_module
         self.adapter: Any = None
         self.loaded = False
-        self.exact_decode = False   # load option exact_decode: every image decoded at full size
+        self.exact_decode = False  # load option exact_decode: every image decoded at full size
         self.ahead = DecodeAhead()  # the reader offers it the photos that come during the load
 
     def _adapter(self) -> Any:
@@ -122,9 +141,15 @@ class Host:
         self._adapter()  # import errors surface here, with the env's own traceback
         from runners.base import available_devices
 
-        return {"protocol": PROTOCOL_VERSION, "python": platform.python_version(),
-                "executable": sys.executable, "packages": _versions(), "devices": available_devices(),
-                "adapter": self.adapter_module, "pid": os.getpid()}
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "python": platform.python_version(),
+            "executable": sys.executable,
+            "packages": _versions(),
+            "devices": available_devices(),
+            "adapter": self.adapter_module,
+            "pid": os.getpid(),
+        }
 
     def load(self, req: dict[str, Any]) -> dict[str, Any]:
         from runners.base import gpu_memory_mb, rss_mb
@@ -148,10 +173,16 @@ class Host:
         if spec.get("warmup"):  # with the options real images will get
             warmup_s = self._warmup(req.get("infer_options", {}))
         gpu = gpu_memory_mb()
-        return {"load_s": load_s, "warmup_s": warmup_s, "device": info["device"], "dtype": info["dtype"],
-                "model_version": info["model_version"], "notes": list(info.get("notes", [])),
-                "memory_mb": gpu if gpu is not None else rss_mb(),
-                "memory_kind": "vram" if gpu is not None else "rss"}
+        return {
+            "load_s": load_s,
+            "warmup_s": warmup_s,
+            "device": info["device"],
+            "dtype": info["dtype"],
+            "model_version": info["model_version"],
+            "notes": list(info.get("notes", [])),
+            "memory_mb": gpu if gpu is not None else rss_mb(),
+            "memory_kind": "vram" if gpu is not None else "rss",
+        }
 
     def _warmup(self, options: dict[str, Any]) -> float:
         from PIL import Image
@@ -182,19 +213,22 @@ class Host:
                 continue
             try:
                 img = take(item, need) or decode(
-                    item["id"], item["name"], item["data"], need=need,
-                    **decode_options(options))
+                    item["id"], item["name"], item["data"], need=need, **decode_options(options)
+                )
             except BadImage as exc:
                 results[item["id"]] = {"id": item["id"], "status": CellStatus.BAD_IMAGE.value, "message": str(exc)}
                 continue
-            img.context = item.get("context") or {}   # a judge that sees the photo gets both
+            img.context = item.get("context") or {}  # a judge that sees the photo gets both
             decoded.append(img)
         t0 = time.perf_counter()
         if decoded:
             self._run_batch(decoded, options, results)
         batch_s = time.perf_counter() - t0
-        return {"results": [results[item["id"]] for item in req["images"]], "batch_s": batch_s,
-                "batch_size": len(decoded)}
+        return {
+            "results": [results[item["id"]] for item in req["images"]],
+            "batch_s": batch_s,
+            "batch_size": len(decoded),
+        }
 
     def _decode_need(self, options: dict[str, Any]) -> Any:
         """The adapter's decode_need bound to these options (runners/base.py), or None: full size."""
@@ -214,14 +248,23 @@ class Host:
                 for img in images:
                     self._run_batch([img], options, results)
                 return
-            results[images[0].id] = {"id": images[0].id, "status": CellStatus.ERROR.value,
-                                     "message": f"{type(exc).__name__}: {exc}", "error": _error(exc),
-                                     "inference_s": time.perf_counter() - t0}
+            results[images[0].id] = {
+                "id": images[0].id,
+                "status": CellStatus.ERROR.value,
+                "message": f"{type(exc).__name__}: {exc}",
+                "error": _error(exc),
+                "inference_s": time.perf_counter() - t0,
+            }
             return
         per_image = (time.perf_counter() - t0) / len(images)
         for img, out in zip(images, outs, strict=True):
-            results[img.id] = {"status": CellStatus.OK.value, **out, "id": img.id, "image": img.info,
-                               "inference_s": per_image}
+            results[img.id] = {
+                "status": CellStatus.OK.value,
+                **out,
+                "id": img.id,
+                "image": img.info,
+                "inference_s": per_image,
+            }
 
     def dispatch(self, req: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         op = req.get("op")
@@ -243,7 +286,7 @@ def _read_requests(requests: queue.SimpleQueue[Any], ahead: DecodeAhead) -> None
             request = read_frame(_read_exact)
             ahead.offer(request)
             requests.put(request)
-        except FrameError as exc:   # FrameEOF included
+        except FrameError as exc:  # FrameEOF included
             requests.put(exc)
             return
 

@@ -45,8 +45,9 @@ def parse_header(header: bytes, max_frame: int = MAX_FRAME) -> int:
     length: int
     magic, length = HEADER.unpack(header)
     if magic != MAGIC:
-        raise FrameError(f"not a protocol frame: the stream starts with {header!r}"
-                         " (something wrote to the protocol stream)")
+        raise FrameError(
+            f"not a protocol frame: the stream starts with {header!r} (something wrote to the protocol stream)"
+        )
     if length > max_frame:
         raise FrameError(f"frame announces {length} bytes, over the {max_frame}-byte limit")
     return length

@@ -32,51 +32,51 @@ class ErrorInfo(TypedDict):
 
 
 class LoadSpec(TypedDict):
-    name: str                    # registry name, e.g. "wd14"
-    hub_id: str                  # e.g. "SmilingWolf/wd-vit-tagger-v3"
-    revision: str                # pinned commit
-    local_path: str | None       # overrides hub_id when set
-    offline: bool                # never touch the network
-    device: str                  # auto | cpu | cuda | mps
-    dtype: str                   # auto | float32 | bfloat16 | float16
-    cache_dir: str               # a folder the adapter may use for derived caches
-    options: dict[str, Any]      # model.toml [load] table plus CLI overrides
-    warmup: NotRequired[bool]    # run one inference on a generated image after loading
+    name: str  # registry name, e.g. "wd14"
+    hub_id: str  # e.g. "SmilingWolf/wd-vit-tagger-v3"
+    revision: str  # pinned commit
+    local_path: str | None  # overrides hub_id when set
+    offline: bool  # never touch the network
+    device: str  # auto | cpu | cuda | mps
+    dtype: str  # auto | float32 | bfloat16 | float16
+    cache_dir: str  # a folder the adapter may use for derived caches
+    options: dict[str, Any]  # model.toml [load] table plus CLI overrides
+    warmup: NotRequired[bool]  # run one inference on a generated image after loading
     remote_code: NotRequired[bool]  # model.toml allows trust_remote_code (at `revision` or local_path only)
 
 
 class LoadInfo(TypedDict):
     load_s: float
     warmup_s: float | None
-    device: str                  # the device actually used
+    device: str  # the device actually used
     dtype: str
-    model_version: str           # what was loaded: revision or local path + fingerprint
-    memory_mb: float | None      # RSS (cpu) or allocated VRAM after load
-    notes: list[str]             # facts the user should see (e.g. "scores: softmax over 212 terms")
+    model_version: str  # what was loaded: revision or local path + fingerprint
+    memory_mb: float | None  # RSS (cpu) or allocated VRAM after load
+    notes: list[str]  # facts the user should see (e.g. "scores: softmax over 212 terms")
 
 
 class ImageIn(TypedDict):
-    id: str                      # opaque id chosen by the orchestrator (content hash)
-    name: str                    # display name (path)
-    data: NotRequired[bytes]     # the encoded file, exactly as on disk (absent for text-only runners)
+    id: str  # opaque id chosen by the orchestrator (content hash)
+    name: str  # display name (path)
+    data: NotRequired[bytes]  # the encoded file, exactly as on disk (absent for text-only runners)
     context: NotRequired[dict[str, Any]]  # other models' outputs for this image (the judge's input)
 
 
 class Tag(TypedDict):
     name: str
     score: float
-    category: NotRequired[str]   # e.g. wd14 "general" | "character" | "rating"; "od" for detections
+    category: NotRequired[str]  # e.g. wd14 "general" | "character" | "rating"; "od" for detections
     estimated: NotRequired[bool]  # True when the score is not a model probability
 
 
 class ImageOut(TypedDict):
     id: str
-    status: str                  # a schemas.status.CellStatus value
+    status: str  # a schemas.status.CellStatus value
     message: NotRequired[str]
-    tags: NotRequired[list[Tag]]          # what the model tags the image with (its own thresholds applied)
+    tags: NotRequired[list[Tag]]  # what the model tags the image with (its own thresholds applied)
     caption: NotRequired[str | None]
-    raw: NotRequired[dict[str, Any]]      # model output as given: every score, decoded text, parsed structures
-    image: NotRequired[dict[str, Any]]    # decoded size and mode, EXIF orientation applied
+    raw: NotRequired[dict[str, Any]]  # model output as given: every score, decoded text, parsed structures
+    image: NotRequired[dict[str, Any]]  # decoded size and mode, EXIF orientation applied
     inference_s: NotRequired[float]
     error: NotRequired[ErrorInfo]
 

@@ -61,8 +61,14 @@ def env_script(env_python: Callable[[str], Path]) -> Callable[..., Any]:
     from orchestrator.paths import PROJECT_ROOT
 
     def run(env: str, code: str, *args: str, timeout: float = 180) -> Any:
-        proc = subprocess.run([str(env_python(env)), "-c", code, *args], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=timeout)
+        proc = subprocess.run(
+            [str(env_python(env)), "-c", code, *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            timeout=timeout,
+        )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
 
@@ -83,19 +89,30 @@ def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[...
     from orchestrator.models.registry import load_registry
     from orchestrator.run.processes import RunnerProcess
 
-    def run(name: str, paths: Sequence[Path | dict[str, Any]], weights: Path | None = None, warmup: bool = False,
-            load_options: dict[str, Any] | None = None, **infer_options: Any) -> tuple[dict, list[dict]]:
+    def run(
+        name: str,
+        paths: Sequence[Path | dict[str, Any]],
+        weights: Path | None = None,
+        warmup: bool = False,
+        load_options: dict[str, Any] | None = None,
+        **infer_options: Any,
+    ) -> tuple[dict, list[dict]]:
         """`paths`: image files, or for a text-only model (the judge) one context dict per item."""
         spec = load_registry()[name]
         runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / f"{name}.log", offline=True)
         try:
             runner.call("hello", timeout=120)
-            load_spec = build_load_spec(spec, weights=weights, offline=True, device="cpu", warmup=warmup,
-                                        overrides=load_options)
+            load_spec = build_load_spec(
+                spec, weights=weights, offline=True, device="cpu", warmup=warmup, overrides=load_options
+            )
             load_spec["cache_dir"] = str(tmp_path / "adapter-cache")
             load = runner.call("load", timeout=300, spec=load_spec)
-            images = [{"id": f"img{i}", "name": f"img{i}", "context": p} if isinstance(p, dict)
-                      else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()} for i, p in enumerate(paths)]
+            images = [
+                {"id": f"img{i}", "name": f"img{i}", "context": p}
+                if isinstance(p, dict)
+                else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()}
+                for i, p in enumerate(paths)
+            ]
             out = runner.call("infer", timeout=300, images=images, options={**spec.infer, **infer_options})
             return load, out["results"]
         finally:

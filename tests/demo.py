@@ -45,8 +45,20 @@ def main() -> int:
     # A fresh run each time (--force), stored under .cache/demo (never in the checkout's samples/),
     # then rendered as the self-contained HTML report from the store.
     store, html = DEMO_DIR / "results.sqlite", DEMO_DIR / "report.html"
-    cmd = [sys.executable, "-m", "orchestrator", "analyze", *args.paths, "--models", args.models, "--warmup",
-           "--show-timing", "--store", str(store), "--force"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "analyze",
+        *args.paths,
+        "--models",
+        args.models,
+        "--warmup",
+        "--show-timing",
+        "--store",
+        str(store),
+        "--force",
+    ]
     tiny = not hub_reachable()
     if tiny:
         print(BANNER, file=sys.stderr)
@@ -63,8 +75,11 @@ def main() -> int:
         print(BANNER, file=sys.stderr)
     # Last: the app over these results (browse, label by keyboard, rank the models on your labels).
     where = os.path.relpath(store) if not os.path.relpath(store).startswith("..") else str(store)
-    print(f"\nbrowse and label these results:\n  .venv/bin/mltag serve {' '.join(args.paths)} --store {where} --open",
-          file=sys.stderr, flush=True)
+    print(
+        f"\nbrowse and label these results:\n  .venv/bin/mltag serve {' '.join(args.paths)} --store {where} --open",
+        file=sys.stderr,
+        flush=True,
+    )
     return code or report_code
 
 

@@ -18,7 +18,7 @@ import tifffile
 from PIL import Image
 
 DNG_VERSION = (1, 4, 0, 0)
-Tag = tuple[int, str, int, Any, bool]   # tifffile's extratags: (code, dtype, count, value, in IFD)
+Tag = tuple[int, str, int, Any, bool]  # tifffile's extratags: (code, dtype, count, value, in IFD)
 # XYZ -> camera: the identity (a camera that sees sRGB's primaries would have ~this shape); SRATIONAL.
 _IDENTITY = [1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1]
 
@@ -38,7 +38,7 @@ def scene(width: int, height: int) -> Image.Image:
 def _mosaic(img: Image.Image, white: int = 4095) -> np.ndarray:
     """The RGGB Bayer mosaic of an RGB image, 12-bit values in uint16."""
     rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
-    linear = rgb ** 2.2   # a sensor records linear light
+    linear = rgb**2.2  # a sensor records linear light
     cfa = np.empty(rgb.shape[:2], dtype=np.uint16)
     cfa[0::2, 0::2] = linear[0::2, 0::2, 0] * white
     cfa[0::2, 1::2] = linear[0::2, 1::2, 1] * white
@@ -49,26 +49,26 @@ def _mosaic(img: Image.Image, white: int = 4095) -> np.ndarray:
 
 def _raw_tags(orientation: int) -> list[Tag]:
     return [
-        (33421, "H", 2, (2, 2), True),             # CFARepeatPatternDim
-        (33422, "B", 4, (0, 1, 1, 2), True),       # CFAPattern: R G / G B
-        (50710, "B", 3, (0, 1, 2), True),          # CFAPlaneColor
-        (50711, "H", 1, 1, True),                  # CFALayout: rectangular
-        (50714, "H", 1, 0, True),                  # BlackLevel
-        (50717, "H", 1, 4095, True),               # WhiteLevel
+        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: R G / G B
+        (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor
+        (50711, "H", 1, 1, True),  # CFALayout: rectangular
+        (50714, "H", 1, 0, True),  # BlackLevel
+        (50717, "H", 1, 4095, True),  # WhiteLevel
     ]
 
 
 def _ifd0_tags(orientation: int) -> list[Tag]:
     return [
-        (271, "s", 0, "mltag", True),               # Make
-        (272, "s", 0, "test DNG", True),            # Model
-        (274, "H", 1, orientation, True),           # Orientation
-        (50706, "B", 4, DNG_VERSION, True),         # DNGVersion
-        (50707, "B", 4, (1, 1, 0, 0), True),        # DNGBackwardVersion
-        (50708, "s", 0, "mltag test DNG", True),    # UniqueCameraModel
-        (50721, "2i", 9, _IDENTITY, True),          # ColorMatrix1
+        (271, "s", 0, "mltag", True),  # Make
+        (272, "s", 0, "test DNG", True),  # Model
+        (274, "H", 1, orientation, True),  # Orientation
+        (50706, "B", 4, DNG_VERSION, True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, "mltag test DNG", True),  # UniqueCameraModel
+        (50721, "2i", 9, _IDENTITY, True),  # ColorMatrix1
         (50728, "2I", 3, [1, 1, 1, 1, 1, 1], True),  # AsShotNeutral: daylight-balanced already
-        (50778, "H", 1, 21, True),                  # CalibrationIlluminant1: D65
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
     ]
 
 
@@ -76,8 +76,15 @@ def _never_called(*_args: object, **_kwargs: object) -> bytes:
     raise AssertionError("the DNG preview is written as JPEG bytes already encoded")
 
 
-def write_dng(path: Path, width: int = 256, height: int = 192, *, preview: tuple[int, int] | None = None,
-              orientation: int = 1, image: Image.Image | None = None) -> Path:
+def write_dng(
+    path: Path,
+    width: int = 256,
+    height: int = 192,
+    *,
+    preview: tuple[int, int] | None = None,
+    orientation: int = 1,
+    image: Image.Image | None = None,
+) -> Path:
     """A DNG of `image` (default: `scene`), width x height; `preview`: also embed a JPEG preview of
     that size (baseline JPEG, stored in IFD0 as DNG previews are)."""
     img = (image or scene(width, height)).convert("RGB").resize((width, height))
@@ -92,9 +99,17 @@ def write_dng(path: Path, width: int = 256, height: int = 192, *, preview: tuple
         # IFD0: the preview, its JPEG bytes written as they are (one strip); SubIFD: the raw mosaic.
         # tifffile looks a JPEG encoder up (imagecodecs, not installed) even for bytes already encoded.
         tifffile.TIFF.COMPRESSORS._codecs.setdefault(7, _never_called)  # type: ignore[attr-defined]
-        tif.write(iter([jpeg]), shape=(preview[1], preview[0], 3), dtype=np.uint8, photometric="ycbcr",
-                  compression=7, subfiletype=1, subifds=1, rowsperstrip=preview[1],
-                  extratags=_ifd0_tags(orientation))
+        tif.write(
+            iter([jpeg]),
+            shape=(preview[1], preview[0], 3),
+            dtype=np.uint8,
+            photometric="ycbcr",
+            compression=7,
+            subfiletype=1,
+            subifds=1,
+            rowsperstrip=preview[1],
+            extratags=_ifd0_tags(orientation),
+        )
         tif.write(cfa, photometric=32803, subfiletype=0, extratags=_raw_tags(orientation))
     return path
 

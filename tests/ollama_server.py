@@ -22,8 +22,13 @@ from typing import Any
 
 from PIL import Image, ImageStat
 
-VISION = {"family": "llama", "families": ["llama", "clip"], "format": "gguf", "parameter_size": "7B",
-          "quantization_level": "Q4_0"}
+VISION = {
+    "family": "llama",
+    "families": ["llama", "clip"],
+    "format": "gguf",
+    "parameter_size": "7B",
+    "quantization_level": "Q4_0",
+}
 
 
 def describe(image: bytes) -> tuple[str, list[str]]:
@@ -61,8 +66,9 @@ class StandInOllama:
                 pass
 
             def _send(self, code: int, body: Any, ndjson: list[Any] | None = None) -> None:
-                data = ("".join(json.dumps(x) + "\n" for x in ndjson) if ndjson is not None
-                        else json.dumps(body)).encode()
+                data = (
+                    "".join(json.dumps(x) + "\n" for x in ndjson) if ndjson is not None else json.dumps(body)
+                ).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/x-ndjson" if ndjson is not None else "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -74,9 +80,22 @@ class StandInOllama:
                 if self.path == "/api/version":
                     return self._send(200, {"version": "0.12.6"})
                 if self.path == "/api/tags":
-                    return self._send(200, {"models": [
-                        {"name": n, "model": n, "modified_at": "2026-11-01T00:00:00Z", "size": 4_700_000_000,
-                         "digest": d.removeprefix("sha256:"), "details": VISION} for n, d in owner.models.items()]})
+                    return self._send(
+                        200,
+                        {
+                            "models": [
+                                {
+                                    "name": n,
+                                    "model": n,
+                                    "modified_at": "2026-11-01T00:00:00Z",
+                                    "size": 4_700_000_000,
+                                    "digest": d.removeprefix("sha256:"),
+                                    "details": VISION,
+                                }
+                                for n, d in owner.models.items()
+                            ]
+                        },
+                    )
                 return self._send(404, {"error": "not found"})
 
             def do_POST(self) -> None:  # noqa: N802
@@ -86,12 +105,19 @@ class StandInOllama:
                 if self.path == "/api/show":
                     if name is None:
                         return self._send(404, {"error": f"model '{body.get('model')}' not found"})
-                    return self._send(200, {"details": VISION, "capabilities": ["completion", "vision"],
-                                            "model_info": {}, "modified_at": "2026-11-01T00:00:00Z"})
+                    return self._send(
+                        200,
+                        {
+                            "details": VISION,
+                            "capabilities": ["completion", "vision"],
+                            "model_info": {},
+                            "modified_at": "2026-11-01T00:00:00Z",
+                        },
+                    )
                 if self.path != "/api/chat":
                     return self._send(404, {"error": "not found"})
                 if name is None:
-                    return self._send(404, {"error": f"model \"{body.get('model')}\" not found, try pulling it first"})
+                    return self._send(404, {"error": f'model "{body.get("model")}" not found, try pulling it first'})
                 message = body["messages"][-1]
                 text, tags = describe(base64.b64decode(message["images"][0]))
                 if "tags" in message["content"].lower():
@@ -100,17 +126,24 @@ class StandInOllama:
                 limit = (body.get("options") or {}).get("num_predict") or len(words)
                 reason = "length" if limit < len(words) else "stop"
                 words = words[:limit]
-                counts = {"done": True, "done_reason": reason, "total_duration": 2_000_000,
-                          "prompt_eval_count": 600 + len(message["content"].split()), "eval_count": len(words),
-                          "eval_duration": 1_000_000 * len(words)}
+                counts = {
+                    "done": True,
+                    "done_reason": reason,
+                    "total_duration": 2_000_000,
+                    "prompt_eval_count": 600 + len(message["content"].split()),
+                    "eval_count": len(words),
+                    "eval_duration": 1_000_000 * len(words),
+                }
                 base = {"model": name, "created_at": "2026-12-02T00:00:00Z"}
                 if body.get("stream", True):  # Ollama streams unless told not to
-                    chunks = [{**base, "message": {"role": "assistant", "content": w if i == 0 else " " + w},
-                               "done": False} for i, w in enumerate(words)]
-                    return self._send(200, None, ndjson=[*chunks, {**base, "message": {"role": "assistant",
-                                                                                     "content": ""}, **counts}])
-                return self._send(200, {**base, "message": {"role": "assistant", "content": " ".join(words)},
-                                        **counts})
+                    chunks = [
+                        {**base, "message": {"role": "assistant", "content": w if i == 0 else " " + w}, "done": False}
+                        for i, w in enumerate(words)
+                    ]
+                    return self._send(
+                        200, None, ndjson=[*chunks, {**base, "message": {"role": "assistant", "content": ""}, **counts}]
+                    )
+                return self._send(200, {**base, "message": {"role": "assistant", "content": " ".join(words)}, **counts})
 
         return Handler
 

@@ -32,12 +32,19 @@ from PIL import Image
 from tests.ollama_server import describe
 
 SERVED = "stand-in-vlm"
-SNAPSHOT = "stand-in-vlm-2026-01-15"   # what a hosted API reports as the model that answered
+SNAPSHOT = "stand-in-vlm-2026-01-15"  # what a hosted API reports as the model that answered
 
 
 class StandInOpenAI:
-    def __init__(self, models: tuple[str, ...] = (SERVED,), key: str | None = None, faults: list[str] | None = None,
-                 retry_after: str = "1", slow_s: float = 3.0, answer_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        models: tuple[str, ...] = (SERVED,),
+        key: str | None = None,
+        faults: list[str] | None = None,
+        retry_after: str = "1",
+        slow_s: float = 3.0,
+        answer_s: float = 0.0,
+    ) -> None:
         self.models = list(models)
         self.key = key
         self.faults: deque[str] = deque(faults or [])
@@ -83,10 +90,17 @@ class StandInOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _error(self, code: int, message: str, kind: str, error_code: str | None = None,
-                       headers: dict[str, str] | None = None) -> None:
-                self._send(code, {"error": {"message": message, "type": kind, "param": None, "code": error_code}},
-                           headers)
+            def _error(
+                self,
+                code: int,
+                message: str,
+                kind: str,
+                error_code: str | None = None,
+                headers: dict[str, str] | None = None,
+            ) -> None:
+                self._send(
+                    code, {"error": {"message": message, "type": kind, "param": None, "code": error_code}}, headers
+                )
 
             def _authorised(self) -> bool:
                 if owner.key is None:
@@ -95,8 +109,12 @@ class StandInOpenAI:
                 if got == f"Bearer {owner.key}":
                     return True
                 shown = got.removeprefix("Bearer ") or "(none)"
-                self._error(401, f"Incorrect API key provided: {shown}. You can find your API key in your "
-                                 "account settings.", "invalid_request_error", "invalid_api_key")
+                self._error(
+                    401,
+                    f"Incorrect API key provided: {shown}. You can find your API key in your account settings.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
                 return False
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -105,14 +123,30 @@ class StandInOpenAI:
                     return self._error(404, f"Not found: {self.path}", "not_found_error")
                 if not self._authorised():
                     return None
-                return self._send(200, {"object": "list", "data": [
-                    {"id": m, "object": "model", "created": 1767225600, "owned_by": "stand-in",
-                     "root": f"/models/{m}"} for m in owner.models]})
+                return self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": m,
+                                "object": "model",
+                                "created": 1767225600,
+                                "owned_by": "stand-in",
+                                "root": f"/models/{m}",
+                            }
+                            for m in owner.models
+                        ],
+                    },
+                )
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                record: dict[str, Any] = {"path": self.path, "body": body,
-                                          "authorization": self.headers.get("Authorization")}
+                record: dict[str, Any] = {
+                    "path": self.path,
+                    "body": body,
+                    "authorization": self.headers.get("Authorization"),
+                }
                 owner.requests.append(record)
                 if self.path != "/v1/chat/completions":
                     return self._error(404, f"Not found: {self.path}", "not_found_error")
@@ -134,25 +168,38 @@ class StandInOpenAI:
                     self.close_connection = True
                     return None
                 if fault == "429":
-                    return self._error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                                       {"Retry-After": owner.retry_after})
-                if fault == "400":   # what a hosted API says of an image over its size limit
-                    return self._error(400, "Invalid image: the image is larger than the 20 MB limit",
-                                       "invalid_request_error", "image_too_large")
+                    return self._error(
+                        429,
+                        "Rate limit reached for requests",
+                        "requests",
+                        "rate_limit_exceeded",
+                        {"Retry-After": owner.retry_after},
+                    )
+                if fault == "400":  # what a hosted API says of an image over its size limit
+                    return self._error(
+                        400,
+                        "Invalid image: the image is larger than the 20 MB limit",
+                        "invalid_request_error",
+                        "image_too_large",
+                    )
                 if fault in ("500", "503"):
-                    return self._error(int(fault), "The server had an error while processing your request.",
-                                       "server_error")
+                    return self._error(
+                        int(fault), "The server had an error while processing your request.", "server_error"
+                    )
                 time.sleep(owner.slow_s if fault == "slow" else owner.answer_s)
                 if body.get("model") not in owner.models:
-                    return self._error(404, f"The model `{body.get('model')}` does not exist.",
-                                       "invalid_request_error", "model_not_found")
+                    return self._error(
+                        404,
+                        f"The model `{body.get('model')}` does not exist.",
+                        "invalid_request_error",
+                        "model_not_found",
+                    )
                 [message] = body["messages"]
                 text_parts = [p["text"] for p in message["content"] if p.get("type") == "text"]
                 image_parts = [p["image_url"] for p in message["content"] if p.get("type") == "image_url"]
                 url = image_parts[0]["url"] if image_parts else ""
                 if not url.startswith("data:image/jpeg;base64,"):
-                    return self._error(400, "Invalid image_url: expected a base64 data URL",
-                                       "invalid_request_error")
+                    return self._error(400, "Invalid image_url: expected a base64 data URL", "invalid_request_error")
                 try:
                     data = base64.b64decode(url.split(",", 1)[1], validate=True)
                     size = Image.open(io.BytesIO(data)).size
@@ -168,14 +215,28 @@ class StandInOpenAI:
                 limit = body.get("max_tokens") or len(words)
                 reason = "length" if limit < len(words) else "stop"
                 words = words[:limit]
-                prompt_tokens = 85 + len(prompt.split())   # the image counts as 85 tokens here
-                return self._send(200, {
-                    "id": f"chatcmpl-{len(owner.requests)}", "object": "chat.completion", "created": 1767225600,
-                    "model": SNAPSHOT if owner.models == [SERVED] else body["model"],
-                    "system_fingerprint": "fp_standin1",
-                    "choices": [{"index": 0, "finish_reason": reason,
-                                 "message": {"role": "assistant", "content": " ".join(words), "refusal": None}}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                              "total_tokens": prompt_tokens + len(words)}})
+                prompt_tokens = 85 + len(prompt.split())  # the image counts as 85 tokens here
+                return self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(owner.requests)}",
+                        "object": "chat.completion",
+                        "created": 1767225600,
+                        "model": SNAPSHOT if owner.models == [SERVED] else body["model"],
+                        "system_fingerprint": "fp_standin1",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": reason,
+                                "message": {"role": "assistant", "content": " ".join(words), "refusal": None},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": len(words),
+                            "total_tokens": prompt_tokens + len(words),
+                        },
+                    },
+                )
 
         return Handler

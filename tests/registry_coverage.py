@@ -83,8 +83,9 @@ def readme_models(readme: Path = README) -> list[str]:
     return re.findall(r"^\| `([^`]+)` \|", section, re.M)
 
 
-def missing_pieces(registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR,
-                   readme: Path = README) -> list[str]:
+def missing_pieces(
+    registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR, readme: Path = README
+) -> list[str]:
     """One line per missing piece, naming the entry and what to add; [] when every entry is covered."""
     problems: list[str] = []
     covers = tiny_covers(tiny_dir)
@@ -112,6 +113,7 @@ def missing_pieces(registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, ad
             problems.append(f"{name}: no adapter test; write tests/adapters/{test}")
         if name not in rows:
             problems.append(f"{name}: no row in the README's Models table")
-    problems += [f"README Models table: row {name!r} has no envs/{name}/model.toml" for name in rows
-                 if name not in registry]
+    problems += [
+        f"README Models table: row {name!r} has no envs/{name}/model.toml" for name in rows if name not in registry
+    ]
     return problems

@@ -17,8 +17,28 @@ from PIL import Image
 from orchestrator.images import ImageRef, hash_file
 from orchestrator.store import CellMeta, ResultStore
 
-VOCAB = ["rust", "window", "graffiti", "corridor", "stairs", "door", "chair", "peeling paint", "hospital",
-         "factory", "church", "car", "tree", "sky", "water", "tiles", "machine", "bed", "piano", "mirror"]
+VOCAB = [
+    "rust",
+    "window",
+    "graffiti",
+    "corridor",
+    "stairs",
+    "door",
+    "chair",
+    "peeling paint",
+    "hospital",
+    "factory",
+    "church",
+    "car",
+    "tree",
+    "sky",
+    "water",
+    "tiles",
+    "machine",
+    "bed",
+    "piano",
+    "mirror",
+]
 MODELS = {"good": "tagger", "noisy": "tagger", "cap": "captioner"}
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 
@@ -34,13 +54,18 @@ def cells_for(index: int) -> dict[str, dict[str, Any]]:
     truth = truth_of(index)
     good = [{"name": t, "score": round(rnd.uniform(0.6, 0.99), 3), "category": "general"} for t in truth[:3]]
     good.append({"name": rnd.choice(VOCAB), "score": round(rnd.uniform(0.35, 0.5), 3), "category": "general"})
-    noisy = [{"name": t, "score": round(rnd.uniform(0.3, 0.9), 3), "category": "general"}
-             for t in {truth[0], *rnd.sample(VOCAB, 4)}]
+    noisy = [
+        {"name": t, "score": round(rnd.uniform(0.3, 0.9), 3), "category": "general"}
+        for t in {truth[0], *rnd.sample(VOCAB, 4)}
+    ]
     caption = f"A photo of a {truth[0]} with {truth[1]}."
-    return {"good": {"status": "ok", "tags": good, "inference_s": 0.05},
-            "noisy": {"status": "ok", "tags": noisy, "inference_s": 0.02} if index % 17 else
-            {"status": "timeout", "message": "timed out after 10 s", "inference_s": None},
-            "cap": {"status": "ok", "caption": caption, "tags": [], "inference_s": 0.4}}
+    return {
+        "good": {"status": "ok", "tags": good, "inference_s": 0.05},
+        "noisy": {"status": "ok", "tags": noisy, "inference_s": 0.02}
+        if index % 17
+        else {"status": "timeout", "message": "timed out after 10 s", "inference_s": None},
+        "cap": {"status": "ok", "caption": caption, "tags": [], "inference_s": 0.4},
+    }
 
 
 def refs(folder: Path, n: int, per_folder: int = 1000) -> Iterator[ImageRef]:
@@ -53,13 +78,23 @@ def refs(folder: Path, n: int, per_folder: int = 1000) -> Iterator[ImageRef]:
 def fill(db: ResultStore, images: list[ImageRef], start: int = 0) -> None:
     """Cells of the three models for `images` (photo i gets cells_for(start + i))."""
     db.record_images("run1", images)
-    with db.writing() as conn:   # one transaction: the bench writes 300,000 cells
+    with db.writing() as conn:  # one transaction: the bench writes 300,000 cells
         for i, img in enumerate(images):
             for model, cell in cells_for(start + i).items():
-                conn.execute("INSERT OR REPLACE INTO cells (sha256, model, kind, status, message, options_key, "
-                             "inference_s, run_id, time, cell) VALUES (?, ?, ?, ?, ?, 'k', ?, 'run1', ?, ?)",
-                             (img.sha256, model, MODELS[model], cell["status"], cell.get("message", ""),
-                              cell.get("inference_s"), 1.0 + start + i, _json(cell)))
+                conn.execute(
+                    "INSERT OR REPLACE INTO cells (sha256, model, kind, status, message, options_key, "
+                    "inference_s, run_id, time, cell) VALUES (?, ?, ?, ?, ?, 'k', ?, 'run1', ?, ?)",
+                    (
+                        img.sha256,
+                        model,
+                        MODELS[model],
+                        cell["status"],
+                        cell.get("message", ""),
+                        cell.get("inference_s"),
+                        1.0 + start + i,
+                        _json(cell),
+                    ),
+                )
 
 
 def _json(cell: dict[str, Any]) -> str:
@@ -72,10 +107,27 @@ def new_store(path: Path) -> ResultStore:
     db = ResultStore(path)
     db.begin_run("run1", 0.0, {}, ["analyze"])
     for model, kind in MODELS.items():
-        db.put_model("run1", model, {"name": model, "kind": kind, "adapter": "", "env": "", "hub_id": "h/" + model,
-                                     "revision": "r", "weights": None, "status": "ok", "message": "",
-                                     "device": "cpu", "dtype": None, "model_version": None, "load_s": 1.5,
-                                     "warmup_s": 0.1, "notes": []})
+        db.put_model(
+            "run1",
+            model,
+            {
+                "name": model,
+                "kind": kind,
+                "adapter": "",
+                "env": "",
+                "hub_id": "h/" + model,
+                "revision": "r",
+                "weights": None,
+                "status": "ok",
+                "message": "",
+                "device": "cpu",
+                "dtype": None,
+                "model_version": None,
+                "load_s": 1.5,
+                "warmup_s": 0.1,
+                "notes": [],
+            },
+        )
     return db
 
 

@@ -18,18 +18,38 @@ from orchestrator.paths import PROJECT_ROOT
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 
 # A judge's input for one image: what two models said (orchestrator/run/judge.py builds it).
-JUDGE_CONTEXT: dict[str, Any] = {"outputs": [
-    {"model": "florence2", "kind": "captioner", "caption": "A dark corridor with peeling paint and broken windows.",
-     "tags": ["corridor", "window"]},
-    {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "rust"]}]}
+JUDGE_CONTEXT: dict[str, Any] = {
+    "outputs": [
+        {
+            "model": "florence2",
+            "kind": "captioner",
+            "caption": "A dark corridor with peeling paint and broken windows.",
+            "tags": ["corridor", "window"],
+        },
+        {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "rust"]},
+    ]
+}
 
 
 def mltag(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """The `mltag` command as a user runs it (`python -m orchestrator` of this checkout), captured."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:
-    return ModelSpec(name=name, adapter="runners.fake", kind=kind, env="none", hub_id="fake/model",
-                     revision="0" * 40, folder=PROJECT_ROOT / "envs" / name)
+    return ModelSpec(
+        name=name,
+        adapter="runners.fake",
+        kind=kind,
+        env="none",
+        hub_id="fake/model",
+        revision="0" * 40,
+        folder=PROJECT_ROOT / "envs" / name,
+    )

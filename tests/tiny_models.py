@@ -26,7 +26,7 @@ def env_of(family: str) -> str:
     try:
         env: str = module_constant(TINY_DIR / f"{family}.py", "ENV")
     except KeyError:
-        raise RuntimeError(f"tests/tiny/{family}.py must declare ENV = \"<env name>\"") from None
+        raise RuntimeError(f'tests/tiny/{family}.py must declare ENV = "<env name>"') from None
     return env
 
 
@@ -49,8 +49,12 @@ def build(family: str) -> Path:
     # The builder, the other builders it imports (tests/tiny/clip_interrogator.py builds on blip.py),
     # the helpers the builders share (tests/tiny/_*.py), the interface stand-ins (tests/tiny/standins/)
     # and the env make the key.
-    sources = [builder, *imported_builders(builder), *sorted(builder.parent.glob("_*.py")),
-               *sorted(builder.parent.glob("standins/*.py"))]
+    sources = [
+        builder,
+        *imported_builders(builder),
+        *sorted(builder.parent.glob("_*.py")),
+        *sorted(builder.parent.glob("standins/*.py")),
+    ]
     env_key = envbuild.env_key(envbuild.env_paths(env)).encode()
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + env_key).hexdigest()[:12]
     out = cache_root() / "tiny" / f"{family}-{key}"
@@ -58,9 +62,13 @@ def build(family: str) -> Path:
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run([str(python), "-m", f"tests.tiny.{family}", str(tmp)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+    proc = subprocess.run(
+        [str(python), "-m", f"tests.tiny.{family}", str(tmp)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"building tiny {family} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -30,12 +30,17 @@ from orchestrator.cli.commands.store import stats, vacuum
 from orchestrator.cli.console import print_error
 from orchestrator.errors import MltagError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Run many image tagging / captioning models on the same photos and compare them.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Run many image tagging / captioning models on the same photos and compare them.",
+)
 
 
 def _reported(command: Callable[..., None]) -> Callable[..., None]:
     """The one error handler: an MltagError is printed as one line (and its fix) and exits 2 or 1."""
+
     @functools.wraps(command)
     def handled(*args: Any, **kwargs: Any) -> None:
         try:
@@ -43,22 +48,41 @@ def _reported(command: Callable[..., None]) -> Callable[..., None]:
         except MltagError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+
     return handled
 
 
-for _name, _command in (("analyze", analyze), ("run", run), ("report", report), ("judge", judge),
-                        ("eval", evaluate), ("export", export), ("models", models), ("health", health),
-                        ("setup-envs", setup_envs), ("lock", lock), ("serve", serve)):
+for _name, _command in (
+    ("analyze", analyze),
+    ("run", run),
+    ("report", report),
+    ("judge", judge),
+    ("eval", evaluate),
+    ("export", export),
+    ("models", models),
+    ("health", health),
+    ("setup-envs", setup_envs),
+    ("lock", lock),
+    ("serve", serve),
+):
     app.command(_name)(_reported(_command))
 
-store_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                        help="The results store: its size per model (stats), and compacting it (vacuum).")
+store_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The results store: its size per model (stats), and compacting it (vacuum).",
+)
 store_app.command("stats")(_reported(stats))
 store_app.command("vacuum")(_reported(vacuum))
 app.add_typer(store_app, name="store")
 
-labels_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                         help="Your labels (the truth `mltag eval` ranks the models on), kept in the results store.")
+labels_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Your labels (the truth `mltag eval` ranks the models on), kept in the results store.",
+)
 labels_app.command("export")(_reported(export_labels))
 labels_app.command("import")(_reported(import_labels))
 app.add_typer(labels_app, name="labels")

@@ -28,8 +28,9 @@ def models(names: str, judges: bool = True) -> list[ModelSpec]:
     if not judges:
         for spec in specs:
             if spec.kind == "judge":
-                raise UsageError(f"'{spec.name}' is a judge: it merges the other models' outputs; "
-                                 f"use --judge {spec.name}")
+                raise UsageError(
+                    f"'{spec.name}' is a judge: it merges the other models' outputs; use --judge {spec.name}"
+                )
     return specs
 
 
@@ -44,8 +45,10 @@ def judge(name: str | None) -> ModelSpec | None:
         return vision_judge(spec)
     if spec.kind != "judge":
         judges = ", ".join(s.name for s in registry().values() if s.kind in ("judge", "captioner"))
-        raise UsageError(f"--judge {name}: '{name}' is a {spec.kind}, not a judge: a text judge or any captioner "
-                         f"(which then sees the photo) can judge ({judges})")
+        raise UsageError(
+            f"--judge {name}: '{name}' is a {spec.kind}, not a judge: a text judge or any captioner "
+            f"(which then sees the photo) can judge ({judges})"
+        )
     return spec
 
 
@@ -68,9 +71,11 @@ def option_overrides(values: list[str] | None) -> dict[str, Any]:
         name = key.rsplit(".", 1)[-1].lower()
         if name in SECRET_OPTIONS:
             model = key.rsplit(".", 1)[0] + "." if "." in key else ""
-            raise UsageError(f"--option {key}: an API key is never given as an option (options are written into "
-                             f"the outputs and the results store); export it and name the variable: "
-                             f"export MY_KEY=...; --option {model}api_key_env=MY_KEY")
+            raise UsageError(
+                f"--option {key}: an API key is never given as an option (options are written into "
+                f"the outputs and the results store); export it and name the variable: "
+                f"export MY_KEY=...; --option {model}api_key_env=MY_KEY"
+            )
     return out
 
 
@@ -86,9 +91,11 @@ def _parse_value(text: str) -> Any:
 
 def check_threshold(value: float | None, flag: str = "--threshold") -> None:
     """A score cut: every score mltag compares is a probability or an estimate within [0, 1]."""
-    if value is not None and not 0.0 <= value <= 1.0:   # NaN fails too
-        raise UsageError(f"{flag} must be within 0 and 1 (scores are probabilities), got {value:g}",
-                         fix=f"e.g. {flag} 0.35; leave it out to keep every tag")
+    if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+        raise UsageError(
+            f"{flag} must be within 0 and 1 (scores are probabilities), got {value:g}",
+            fix=f"e.g. {flag} 0.35; leave it out to keep every tag",
+        )
 
 
 def check_weights(weights: dict[str, Path], specs: list[ModelSpec]) -> None:
@@ -145,9 +152,11 @@ class RunFlags:
             if text is not None and not text.strip():
                 raise UsageError(f"{flag} must not be empty")
         check_threshold(self.threshold)
-        if self.timeout is not None and not self.timeout > 0:   # NaN too
-            raise UsageError(f"--timeout must be more than 0 seconds, got {self.timeout:g}",
-                             fix="leave it out for the model's own timeout_s (else 60), or give e.g. --timeout 300")
+        if self.timeout is not None and not self.timeout > 0:  # NaN too
+            raise UsageError(
+                f"--timeout must be more than 0 seconds, got {self.timeout:g}",
+                fix="leave it out for the model's own timeout_s (else 60), or give e.g. --timeout 300",
+            )
         if self.batch_size < 1 or self.parallel < 1:
             raise UsageError("--batch-size and --parallel must be at least 1")
         if self.raw not in ("auto", "preview", "develop"):
@@ -156,13 +165,26 @@ class RunFlags:
             raise UsageError(f"unknown --device {self.device!r} (auto, cpu, cuda, mps)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise UsageError(f"unknown --dtype {self.dtype!r} (auto, float32, bfloat16, float16)")
-        return RunOptions(timeout_s=self.timeout, threshold=self.threshold, top=self.top, device=self.device,
-                          dtype=self.dtype, offline=self.offline,
-                          weights={k: Path(v).expanduser() for k, v in pairs(self.weights, "--weights").items()},
-                          warmup=self.warmup, batch_size=self.batch_size, parallel=self.parallel,
-                          retry_crashed=self.retry, prompt=self.prompt, tags_prompt=self.tags_prompt, ask=self.ask,
-                          quantize=self.quantize, exact_decode=self.exact_decode, raw=self.raw,
-                          infer_overrides=option_overrides(self.option))
+        return RunOptions(
+            timeout_s=self.timeout,
+            threshold=self.threshold,
+            top=self.top,
+            device=self.device,
+            dtype=self.dtype,
+            offline=self.offline,
+            weights={k: Path(v).expanduser() for k, v in pairs(self.weights, "--weights").items()},
+            warmup=self.warmup,
+            batch_size=self.batch_size,
+            parallel=self.parallel,
+            retry_crashed=self.retry,
+            prompt=self.prompt,
+            tags_prompt=self.tags_prompt,
+            ask=self.ask,
+            quantize=self.quantize,
+            exact_decode=self.exact_decode,
+            raw=self.raw,
+            infer_overrides=option_overrides(self.option),
+        )
 
 
 @dataclass(kw_only=True)
@@ -192,6 +214,13 @@ class ViewFlags:
         if self.consensus_min is not None and self.consensus_min < 1:
             raise UsageError("--consensus-min must be 1 or more")
         normaliser = Normaliser(load_synonyms(self.synonyms) if self.synonyms else None)
-        return Views(top=self.top, threshold=self.threshold, matrix=self.show_matrix, timing=self.show_timing,
-                     confidence=list(self.show_confidence or []), normaliser=normaliser,
-                     compare_top=self.compare_top, consensus_min=self.consensus_min)
+        return Views(
+            top=self.top,
+            threshold=self.threshold,
+            matrix=self.show_matrix,
+            timing=self.show_timing,
+            confidence=list(self.show_confidence or []),
+            normaliser=normaliser,
+            compare_top=self.compare_top,
+            consensus_min=self.consensus_min,
+        )

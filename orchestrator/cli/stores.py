@@ -28,9 +28,12 @@ def open_store(explicit: Path | None, paths: list[Path], create: bool) -> Result
     for old in legacy:
         merged = db.import_store(old)
         if merged is not None:
-            err.print(f"found the results store of an older mltag in {old}: {merged} result(s) merged into "
-                      f"{db.path}, where results now go ({old} was only read; you may delete it)",
-                      highlight=False, soft_wrap=True)
+            err.print(
+                f"found the results store of an older mltag in {old}: {merged} result(s) merged into "
+                f"{db.path}, where results now go ({old} was only read; you may delete it)",
+                highlight=False,
+                soft_wrap=True,
+            )
     return db
 
 
@@ -44,8 +47,9 @@ class Stored:
     under: list[Path] | None
 
 
-def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclude: str | None = None,
-                score_values: bool = True) -> Stored:
+def load_stored(
+    store: Path | None, paths: list[Path] | None, models: str, exclude: str | None = None, score_values: bool = True
+) -> Stored:
     """The store, the stored models asked for (checked), and the results under `paths` (score_values:
     store/documents.py from_store)."""
     from orchestrator.store.documents import from_store
@@ -60,12 +64,13 @@ def load_stored(store: Path | None, paths: list[Path] | None, models: str, exclu
         raise UsageError(f"no results for model(s) {', '.join(unknown)} in {db.path} (stored: {', '.join(stored)})")
     under = [Path(p) for p in paths] if paths else None
     if under is not None and next(db.iter_images(under), None) is None:
-        raise UsageError(f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag report` lists "
-                         "every stored image")
+        raise UsageError(
+            f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag report` lists every stored image"
+        )
     return Stored(db, names, from_store(db, under, names, score_values), under)
 
 
-KEPT_NAMED = 5   # kept results named on stderr; the JSON lists them all (failures_kept)
+KEPT_NAMED = 5  # kept results named on stderr; the JSON lists them all (failures_kept)
 
 
 def store_summary(analysis: Any) -> None:
@@ -75,12 +80,19 @@ def store_summary(analysis: Any) -> None:
     reused = sum(analysis.reused.values())
     computed = len(analysis.unique) * len(analysis.reported_models) - reused
     failed = f", {analysis.failed_now} failed" if analysis.failed_now else ""
-    err.print(f"store: {analysis.store.path}: {reused} result(s) reused, {computed} computed{failed} "
-              f"(run {analysis.run_id})", highlight=False, soft_wrap=True)
+    err.print(
+        f"store: {analysis.store.path}: {reused} result(s) reused, {computed} computed{failed} (run {analysis.run_id})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if analysis.kept_count:
         named = "; ".join(f"{k['model']} on {k['path']}: {k['status']}" for k in analysis.failures_kept[:KEPT_NAMED])
         more = analysis.kept_count - min(KEPT_NAMED, len(analysis.failures_kept))
-        err.print(f"[yellow]{analysis.kept_count} result(s) failed in this run but the store kept their earlier "
-                  f"done result, which the outputs show: {escape(named)}"
-                  + (f" (and {more} more: failures_kept in --format json)" if more else "") + "[/]",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]{analysis.kept_count} result(s) failed in this run but the store kept their earlier "
+            f"done result, which the outputs show: {escape(named)}"
+            + (f" (and {more} more: failures_kept in --format json)" if more else "")
+            + "[/]",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -29,5 +29,5 @@ def require_ray() -> ModuleType:
         import ray
     except ImportError as exc:
         raise ClusterError(f"--cluster needs Ray, which is not installed here ({exc})", INSTALL_FIX) from None
-    module: ModuleType = ray   # untyped for mypy (an optional extra, see pyproject's overrides)
+    module: ModuleType = ray  # untyped for mypy (an optional extra, see pyproject's overrides)
     return module

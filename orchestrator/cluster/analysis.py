@@ -26,15 +26,16 @@ from schemas.status import CellStatus
 
 
 class ClusterAnalysis(Analysis):
-    def __init__(self, *args: Any, cluster: Cluster, replicas: int | None = None, build_envs: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, cluster: Cluster, replicas: int | None = None, build_envs: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.cluster = cluster
-        self.replicas = replicas              # --cluster-parallel N per model; None = from resources
+        self.replicas = replicas  # --cluster-parallel N per model; None = from resources
         self.build_envs = build_envs
         self.options = replace(self.options, parallel=max(1, len(self.models)))  # every model at once
         self.envs: dict[str, EnvOnNodes] = {}
-        self.shelf: PhotoShelf | None = None      # the run's photos in the object store (photos.py)
+        self.shelf: PhotoShelf | None = None  # the run's photos in the object store (photos.py)
 
     def prepare(self) -> dict[str, EnvOnNodes]:
         """Build or check the envs of every model (and the judge) on every node; once."""
@@ -49,14 +50,15 @@ class ClusterAnalysis(Analysis):
         try:
             return super().run(progress)
         finally:
-            self.shelf.close()   # whatever an error left held is freed (its counts stay, for the tests)
+            self.shelf.close()  # whatever an error left held is freed (its counts stay, for the tests)
 
-    def run_model(self, spec: ModelSpec, progress: Any = None,
-                  payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
+    def run_model(
+        self, spec: ModelSpec, progress: Any = None, payload: Callable[[ImageRef], dict[str, Any]] | None = None
+    ) -> ModelRun:
         try:
             return super().run_model(spec, progress, payload)
         finally:
-            if self.shelf is not None:   # finished, failed or never started: it needs no photo now
+            if self.shelf is not None:  # finished, failed or never started: it needs no photo now
                 self.shelf.leave(spec.name)
 
     def _env_state(self, spec: ModelSpec) -> tuple[str, str]:
@@ -68,17 +70,22 @@ class ClusterAnalysis(Analysis):
 
     def _supervise(self, spec: ModelSpec, job: ModelJob, pending: list[ImageRef], progress: Any) -> ModelRun:
         nodes = self.prepare()[spec.env].ready
-        gpu = self.options.device == "cuda" or (self.options.device == "auto" and any(n.gpus for n in nodes)
-                                                and _uses_torch(spec.env))
+        gpu = self.options.device == "cuda" or (
+            self.options.device == "auto" and any(n.gpus for n in nodes) and _uses_torch(spec.env)
+        )
         slots = plan(spec, nodes, len(self.reported_models), self.replicas, gpu)
         if not slots:
-            run = ModelRun(spec.name, status="skipped", fix="add a node with enough memory or GPUs",
-                           message=f"no node of the cluster can hold {spec.name} (memory_mb {spec.memory_mb}"
-                                   f"{', 1 GPU' if gpu else ''})")
+            run = ModelRun(
+                spec.name,
+                status="skipped",
+                fix="add a node with enough memory or GPUs",
+                message=f"no node of the cluster can hold {spec.name} (memory_mb {spec.memory_mb}"
+                f"{', 1 GPU' if gpu else ''})",
+            )
             for image in pending:
                 self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=run.fix), run)
             return run
-        shelf = self.shelf if job.payload is None else None   # the judge sends its own payload
+        shelf = self.shelf if job.payload is None else None  # the judge sends its own payload
         if shelf is not None:
             shelf.expect(spec.name, pending)
             job.payload = shelf.payload

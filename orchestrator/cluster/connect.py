@@ -15,8 +15,10 @@ from orchestrator.cluster import require_ray
 from orchestrator.errors import ClusterError, EnvBuildError
 from orchestrator.models import envbuild
 
-START_FIX = ("start one (`ray start --head` on this machine, `ray start --address=HEAD:6379` on the others), or "
-             "set RAY_ADDRESS; `--cluster local` runs a private Ray on this machine for this run")
+START_FIX = (
+    "start one (`ray start --head` on this machine, `ray start --address=HEAD:6379` on the others), or "
+    "set RAY_ADDRESS; `--cluster local` runs a private Ray on this machine for this run"
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class EnvOnNodes:
 
     env: str
     ready: list[Node] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)   # node label -> state: why
+    problems: dict[str, str] = field(default_factory=dict)  # node label -> state: why
 
 
 def expected_key(env: str) -> str | None:
@@ -56,24 +58,32 @@ class Cluster:
     def __init__(self, address: str) -> None:
         self.address = address
         self.ray = require_ray()
-        kwargs: dict[str, Any] = {"namespace": "mltag", "log_to_driver": False, "logging_level": logging.ERROR,
-                                  "ignore_reinit_error": True}   # a process already connected stays so
+        kwargs: dict[str, Any] = {
+            "namespace": "mltag",
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+            "ignore_reinit_error": True,
+        }  # a process already connected stays so
         try:
             if address == "local":
                 self.ray.init(include_dashboard=False, **kwargs)
             elif address == "auto" or ":" in address:
                 self.ray.init(address=address, **kwargs)
             else:
-                raise ClusterError(f"--cluster {address!r} is not an address",
-                                   "use auto, ray://HOST:PORT, HOST:PORT (a GCS address) or local")
+                raise ClusterError(
+                    f"--cluster {address!r} is not an address",
+                    "use auto, ray://HOST:PORT, HOST:PORT (a GCS address) or local",
+                )
         except ClusterError:
             raise
         except ConnectionError as exc:
             raise ClusterError(f"no Ray cluster at {address!r} ({str(exc).splitlines()[0]})", START_FIX) from None
         except Exception as exc:  # Ray raises many kinds here (bad address, version mismatch, ...)
-            raise ClusterError(f"connecting to the Ray cluster at {address!r} failed: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                               START_FIX) from None
+            raise ClusterError(
+                f"connecting to the Ray cluster at {address!r} failed: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                START_FIX,
+            ) from None
 
     def nodes(self) -> list[Node]:
         out = []
@@ -81,18 +91,25 @@ class Cluster:
             if not n.get("Alive"):
                 continue
             res = n.get("Resources", {})
-            out.append(Node(node_id=n["NodeID"], ip=n.get("NodeManagerAddress", "?"), cpus=res.get("CPU", 0.0),
-                            gpus=res.get("GPU", 0.0), memory_mb=res.get("memory", 0.0) / 2**20,
-                            head="node:__internal_head__" in res))
+            out.append(
+                Node(
+                    node_id=n["NodeID"],
+                    ip=n.get("NodeManagerAddress", "?"),
+                    cpus=res.get("CPU", 0.0),
+                    gpus=res.get("GPU", 0.0),
+                    memory_mb=res.get("memory", 0.0) / 2**20,
+                    head="node:__internal_head__" in res,
+                )
+            )
         return out
 
     def on_node(self, node: Node, fn: Any, *args: Any) -> Any:
         """An ObjectRef of `fn(*args)` run as a task on `node` (no CPU reserved: it only builds or checks)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        task = self.ray.remote(fn).options(num_cpus=0, max_retries=0,
-                                           scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id,
-                                                                                              soft=False))
+        task = self.ray.remote(fn).options(
+            num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+        )
         return task.remote(*args)
 
     def prepare(self, envs: list[str], build: bool = True) -> dict[str, EnvOnNodes]:

@@ -39,7 +39,7 @@ def cluster_health(cluster: Cluster, specs: list[ModelSpec]) -> list[NodeReport]
 
     by_env: dict[str, list[ModelSpec]] = {}
     for spec in specs:
-        if not spec.server:    # a served model (Ollama) has no model env of its own to check per node
+        if not spec.server:  # a served model (Ollama) has no model env of its own to check per node
             by_env.setdefault(spec.env, []).append(spec)
     nodes = cluster.nodes()
     refs: dict[tuple[str, str], Any] = {}
@@ -51,8 +51,10 @@ def cluster_health(cluster: Cluster, specs: list[ModelSpec]) -> list[NodeReport]
         report = NodeReport(node)
         for env, members in sorted(by_env.items()):
             names = [m.name for m in members]
-            fix = f"mltag setup-envs --models {','.join(names)} (on {node.ip}), or any `mltag analyze --cluster` " \
-                  "(it builds missing envs on every node)"
+            fix = (
+                f"mltag setup-envs --models {','.join(names)} (on {node.ip}), or any `mltag analyze --cluster` "
+                "(it builds missing envs on every node)"
+            )
             try:
                 info = cluster.ray.get(refs[node.node_id, env])
             except Exception as exc:  # the node went away between listing and asking
@@ -63,8 +65,14 @@ def cluster_health(cluster: Cluster, specs: list[ModelSpec]) -> list[NodeReport]
                 report.envs.append(EnvReport(env, names, f"env '{env}' is {info['state']}: {info['why']}", fix))
             else:
                 hello = info["hello"] or {}
-                report.envs.append(EnvReport(env, names, detail=f"key {info['key']}; " + describe_hello(env, hello),
-                                             devices=list(hello.get("devices") or [])))
+                report.envs.append(
+                    EnvReport(
+                        env,
+                        names,
+                        detail=f"key {info['key']}; " + describe_hello(env, hello),
+                        devices=list(hello.get("devices") or []),
+                    )
+                )
         reports.append(report)
     return reports
 
@@ -80,8 +88,11 @@ def print_health(console: Any, reports: list[NodeReport]) -> int:
     for report in reports:
         node = report.node
         mark = "[green]healthy[/]" if report.healthy else "[red]unhealthy[/]"
-        console.print(f"[bold]node {node.label}[/] {report.host} {mark}: {node.cpus:g} CPU, {node.gpus:g} GPU, "
-                      f"{node.memory_mb / 1024:.1f} GiB memory; devices: {devices(report)}", highlight=False)
+        console.print(
+            f"[bold]node {node.label}[/] {report.host} {mark}: {node.cpus:g} CPU, {node.gpus:g} GPU, "
+            f"{node.memory_mb / 1024:.1f} GiB memory; devices: {devices(report)}",
+            highlight=False,
+        )
         if report.unreachable:
             console.print(f"  [red]FAIL[/] unreachable: {report.unreachable}", highlight=False)
         for env in report.envs:

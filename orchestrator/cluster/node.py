@@ -46,8 +46,14 @@ def env_on_node(env: str, want: str | None) -> tuple[str, str, str | None]:
     except EnvBuildError as exc:
         return "missing", str(exc), None
     if state == "ready" and want is not None and key != want:
-        return "stale", (f"its lock, Python or platform differ from the driver's (key {key} here, {want} on the "
-                         "driver): install the driver's mltag version on this node"), key
+        return (
+            "stale",
+            (
+                f"its lock, Python or platform differ from the driver's (key {key} here, {want} on the "
+                "driver): install the driver's mltag version on this node"
+            ),
+            key,
+        )
     return state, why, key
 
 
@@ -74,8 +80,9 @@ def hello_on_node(env: str, adapter: str, want: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"host": node_label(), "state": state, "why": why, "key": key, "hello": None}
     if state != "ready":
         return out
-    runner = RunnerProcess.start(envbuild.env_paths(env).python, adapter, logs_dir() / "health" / f"{env}.log",
-                                 offline=True)
+    runner = RunnerProcess.start(
+        envbuild.env_paths(env).python, adapter, logs_dir() / "health" / f"{env}.log", offline=True
+    )
     try:
         out["hello"] = runner.call("hello", 180.0)
     except Exception as exc:  # reported, with the log on that node
@@ -97,14 +104,23 @@ class RunnerHost:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.runner: RunnerProcess | None = None
-        self.infers = 0          # infer replies taken from the current runner
-        self.infers_ahead = 0    # ... of which the next request was already in the runner
+        self.infers = 0  # infer replies taken from the current runner
+        self.infers_ahead = 0  # ... of which the next request was already in the runner
 
     def ready(self) -> dict[str, Any]:
         return {"host": node_label(), "pid": os.getpid()}
 
-    def start(self, env: str | None, want: str | None, python: str, adapter: str, log_name: str,
-              offline: bool, module: str, extra_env: dict[str, str]) -> Reply:
+    def start(
+        self,
+        env: str | None,
+        want: str | None,
+        python: str,
+        adapter: str,
+        log_name: str,
+        offline: bool,
+        module: str,
+        extra_env: dict[str, str],
+    ) -> Reply:
         """Start a fresh runner: ("ok", {pid, log_path}) or ("oserror", why) (the env cannot run here)."""
         self.kill()
         if env is not None:  # a registry model: this node's own venv, checked against the driver's key
@@ -114,8 +130,9 @@ class RunnerHost:
             python = str(envbuild.env_paths(env).python)
         log_path = logs_dir() / self.run_id / log_name
         try:
-            self.runner = RunnerProcess.start(Path(python), adapter, log_path, offline=offline, module=module,
-                                              extra_env=extra_env)
+            self.runner = RunnerProcess.start(
+                Path(python), adapter, log_path, offline=offline, module=module, extra_env=extra_env
+            )
         except (OSError, ValueError) as exc:
             return ("oserror", f"{exc} (node {node_label()})")
         self.infers = self.infers_ahead = 0
@@ -179,8 +196,10 @@ class RunnerHost:
         """The runner's log (on this node) says how often the next photo was already waiting in it."""
         try:
             with open(runner.log_path, "a") as log:
-                log.write(f"mltag host: {self.infers} infer replies; the next request was already in the runner "
-                          f"at {self.infers_ahead} of them\n")
+                log.write(
+                    f"mltag host: {self.infers} infer replies; the next request was already in the runner "
+                    f"at {self.infers_ahead} of them\n"
+                )
         except OSError:
             pass
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.images import ImageRef
 
-LIMIT_BYTES = 256 * 2**20   # photos held in the object store at most (camera JPEGs: ~50 of them)
+LIMIT_BYTES = 256 * 2**20  # photos held in the object store at most (camera JPEGs: ~50 of them)
 
 
 class PhotoShelf:
@@ -31,12 +31,12 @@ class PhotoShelf:
         self.ray = ray
         self.limit = limit
         self.lock = threading.Lock()
-        self.unsaid = set(models)                       # models that have not said which photos they send
-        self.wants: dict[str, set[str]] = {}            # model -> ids of the photos it has still to finish
-        self.held: OrderedDict[str, tuple[Any, int]] = OrderedDict()   # id -> (ObjectRef, size), oldest first
+        self.unsaid = set(models)  # models that have not said which photos they send
+        self.wants: dict[str, set[str]] = {}  # model -> ids of the photos it has still to finish
+        self.held: OrderedDict[str, tuple[Any, int]] = OrderedDict()  # id -> (ObjectRef, size), oldest first
         self.held_bytes = 0
-        self.puts = 0            # ray.put calls (a photo let go early and put again counts twice)
-        self.most_held = 0       # the most bytes held at once
+        self.puts = 0  # ray.put calls (a photo let go early and put again counts twice)
+        self.most_held = 0  # the most bytes held at once
 
     def expect(self, model: str, images: Iterable[ImageRef]) -> None:
         """`model` will send each of `images` (a model's pending photos, before its pool starts)."""
@@ -54,7 +54,7 @@ class PhotoShelf:
             data = image.read()
             with self.lock:
                 held = self.held.get(image.id)
-                if held is None:   # not put by another model meanwhile
+                if held is None:  # not put by another model meanwhile
                     held = self.held[image.id] = (self.ray.put(data), len(data))
                     self.puts += 1
                     self.held_bytes += len(data)

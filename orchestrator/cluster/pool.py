@@ -49,7 +49,7 @@ def plan(spec: ModelSpec, nodes: list[Node], models_at_once: int, requested: int
     if not order or total <= 0:
         return []
     counts = {n.node_id: 0 for n in order}
-    while sum(counts.values()) < total:   # round-robin, nodes with room first, then over-subscribe evenly
+    while sum(counts.values()) < total:  # round-robin, nodes with room first, then over-subscribe evenly
         room = [n for n in order if counts[n.node_id] < capacity[n.node_id]] or order
         for node in room:
             if sum(counts.values()) < total:
@@ -73,15 +73,23 @@ class ReplicaSupervisor(Supervisor):
         self.take = take
 
     def _refill(self, pending: deque[ImageRef]) -> None:
-        if self.give_up is None and len(pending) < self.job.batch_size:   # gave up: the pool decides
+        if self.give_up is None and len(pending) < self.job.batch_size:  # gave up: the pool decides
             pending.extend(self.take(self.job.batch_size - len(pending)))
 
 
 class Pool:
     """Runs one model's job over `images` on its slots; every cell goes to `sink` as it arrives."""
 
-    def __init__(self, cluster: Cluster, run_id: str, job: ModelJob, slots: list[Slot], key: str | None,
-                 sink: Sink, progress: Callable[[str, int, int], None] | None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        run_id: str,
+        job: ModelJob,
+        slots: list[Slot],
+        key: str | None,
+        sink: Sink,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:
         self.cluster, self.run_id, self.job, self.slots, self.key = cluster, run_id, job, slots, key
         self.sink = sink
         self.progress = progress
@@ -92,17 +100,30 @@ class Pool:
         self.placed = threading.Event()
         self.gave_up: list[ReplicaSupervisor] = []
         self.runs: list[ModelRun] = []
-        self.errors: list[BaseException] = []   # a replica's exception (the store failing): raised by run()
+        self.errors: list[BaseException] = []  # a replica's exception (the store failing): raised by run()
 
     def run(self, images: list[ImageRef]) -> ModelRun:
         self.queue.extend(images)
         self.total = len(images)
         spec = self.job.spec
-        hosts = [HostSlot(self.cluster.ray, self.run_id, f"{spec.name}-r{i}", s.node.node_id,
-                          spec.env if self.job.runner_module == "runners.host" and spec.env != "none" else None,
-                          self.key, s.cpus, s.gpus, spec.memory_mb) for i, s in enumerate(self.slots)]
-        threads = [threading.Thread(target=self._replica, args=(host,), name=f"mltag-{host.name}", daemon=True)
-                   for host in hosts]
+        hosts = [
+            HostSlot(
+                self.cluster.ray,
+                self.run_id,
+                f"{spec.name}-r{i}",
+                s.node.node_id,
+                spec.env if self.job.runner_module == "runners.host" and spec.env != "none" else None,
+                self.key,
+                s.cpus,
+                s.gpus,
+                spec.memory_mb,
+            )
+            for i, s in enumerate(self.slots)
+        ]
+        threads = [
+            threading.Thread(target=self._replica, args=(host,), name=f"mltag-{host.name}", daemon=True)
+            for host in hosts
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -167,15 +188,18 @@ class Pool:
                 return False
             if time.monotonic() > deadline and not self.placed.is_set():
                 host.discard()
-                sup.give_up = cell(CellStatus.SKIPPED, f"no node of the cluster placed a host for "
-                                   f"{self.job.spec.name} within {START_S:g} s (it asks for {host.cpus:g} CPU, "
-                                   f"{host.gpus:g} GPU, {host.memory_mb} MB memory)",
-                                   fix="add a node with those resources, or lower --cluster-parallel")
+                sup.give_up = cell(
+                    CellStatus.SKIPPED,
+                    f"no node of the cluster placed a host for "
+                    f"{self.job.spec.name} within {START_S:g} s (it asks for {host.cpus:g} CPU, "
+                    f"{host.gpus:g} GPU, {host.memory_mb} MB memory)",
+                    fix="add a node with those resources, or lower --cluster-parallel",
+                )
                 sup.run(self._take(len(self.queue)))
                 return False
 
     def _work(self, sup: ReplicaSupervisor) -> None:
-        sup.run([])   # it takes its images from the queue as it goes
+        sup.run([])  # it takes its images from the queue as it goes
         if sup.give_up is not None:
             with self.lock:
                 self.gave_up.append(sup)
@@ -188,8 +212,15 @@ def merge_runs(name: str, runs: list[ModelRun], replicas: int) -> ModelRun:
     """One model entry from its replicas: the first load's facts; reloads, crashes, timeouts summed."""
     loaded = [r for r in runs if r.load]
     first = loaded[0] if loaded else (runs[0] if runs else ModelRun(name, status="skipped", message="not run"))
-    out = ModelRun(name, status=first.status, message=first.message, fix=first.fix, hello=first.hello,
-                   load=first.load, log_path=first.log_path)
+    out = ModelRun(
+        name,
+        status=first.status,
+        message=first.message,
+        fix=first.fix,
+        hello=first.hello,
+        load=first.load,
+        log_path=first.log_path,
+    )
     for run in runs:
         out.reloads += run.reloads
         out.crashes += run.crashes

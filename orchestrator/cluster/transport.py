@@ -20,8 +20,8 @@ from orchestrator.cluster.node import RunnerHost
 from orchestrator.errors import ProtocolViolation, RemoteError, RunnerCrashed, RunnerTimeout
 from orchestrator.run.runner import KILL_GRACE_S
 
-MARGIN_S = 30.0          # how much longer than the node's own deadline the driver waits
-START_S = 600.0          # a host actor must be placed and started within this (a busy cluster queues it)
+MARGIN_S = 30.0  # how much longer than the node's own deadline the driver waits
+START_S = 600.0  # a host actor must be placed and started within this (a busy cluster queues it)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -33,8 +33,18 @@ class HostSlot:
     """One replica of a model's pool: a host actor pinned to one node, created when a runner is
     first started and replaced after it dies. `start` has RunnerProcess.start's signature."""
 
-    def __init__(self, ray: Any, run_id: str, name: str, node_id: str, env: str | None, key: str | None,
-                 cpus: float, gpus: float, memory_mb: int) -> None:
+    def __init__(
+        self,
+        ray: Any,
+        run_id: str,
+        name: str,
+        node_id: str,
+        env: str | None,
+        key: str | None,
+        cpus: float,
+        gpus: float,
+        memory_mb: int,
+    ) -> None:
         self.ray = ray
         self.run_id, self.name, self.node_id = run_id, name, node_id
         self.env, self.key = env, key
@@ -49,9 +59,13 @@ class HostSlot:
 
         self.generation += 1
         options: dict[str, Any] = {
-            "num_cpus": self.cpus, "num_gpus": self.gpus, "max_restarts": 0, "max_concurrency": 1,
+            "num_cpus": self.cpus,
+            "num_gpus": self.gpus,
+            "max_restarts": 0,
+            "max_concurrency": 1,
             "name": f"mltag-{self.run_id}-{self.name}-{self.generation}",
-            "scheduling_strategy": NodeAffinitySchedulingStrategy(self.node_id, soft=False)}
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(self.node_id, soft=False),
+        }
         if self.memory_mb:
             options["memory"] = self.memory_mb * 2**20
         self.actor = self.ray.remote(RunnerHost).options(**options).remote(self.run_id)
@@ -65,20 +79,35 @@ class HostSlot:
                 pass
             self.actor = None
 
-    def start(self, python: Path, adapter: str, log_path: Path, *, offline: bool = False,
-              extra_env: dict[str, str] | None = None, module: str = "runners.host") -> HostedRunner:
+    def start(
+        self,
+        python: Path,
+        adapter: str,
+        log_path: Path,
+        *,
+        offline: bool = False,
+        extra_env: dict[str, str] | None = None,
+        module: str = "runners.host",
+    ) -> HostedRunner:
         ready = self.create() if self.actor is None else None
         env = dict(extra_env or {})
         env.setdefault("OMP_NUM_THREADS", str(max(1, int(self.cpus))))  # this replica's share of the node
         try:
             if ready is not None:
                 self.host = self.ray.get(ready, timeout=START_S)["host"]
-            reply = self.ray.get(self.actor.start.remote(self.env, self.key, str(python), adapter,
-                                                         f"{self.name}.log", offline, module, env), timeout=START_S)
+            reply = self.ray.get(
+                self.actor.start.remote(
+                    self.env, self.key, str(python), adapter, f"{self.name}.log", offline, module, env
+                ),
+                timeout=START_S,
+            )
         except Exception as exc:  # lost, unplaceable or dead host: the first call reports it as a crash
             self.discard()
-            return HostedRunner(self, log_path, dead=f"runner host for {self.name} could not start: "
-                                                     f"{type(exc).__name__}: {_first_line(exc)}")
+            return HostedRunner(
+                self,
+                log_path,
+                dead=f"runner host for {self.name} could not start: {type(exc).__name__}: {_first_line(exc)}",
+            )
         if reply[0] == "oserror":  # the env cannot run here: the supervisor skips the model with the fix
             raise OSError(reply[1])
         return HostedRunner(self, Path(reply[1]["log_path"]), pid=reply[1]["pid"])
@@ -96,11 +125,11 @@ class HostedRunner:
         self.slot = slot
         self.log_path = log_path
         self.pid = pid
-        self.dead = dead          # why this runner can no longer answer (its host is gone)
-        self.wedged = False       # its host did not answer within the margin
-        self._awaiting: deque[tuple[int, str]] = deque()   # (id, op) of requests not yet answered
-        self._unsent: list[tuple[str, dict[str, Any], list[int]]] = []   # requests the host has not had yet
-        self._unsent_refs: list[Any] = []                                  # ... and their photos' ObjectRefs
+        self.dead = dead  # why this runner can no longer answer (its host is gone)
+        self.wedged = False  # its host did not answer within the margin
+        self._awaiting: deque[tuple[int, str]] = deque()  # (id, op) of requests not yet answered
+        self._unsent: list[tuple[str, dict[str, Any], list[int]]] = []  # requests the host has not had yet
+        self._unsent_refs: list[Any] = []  # ... and their photos' ObjectRefs
         self._next_id = 0
 
     def alive(self) -> bool:
@@ -132,9 +161,10 @@ class HostedRunner:
             reply = ray.get(self.slot.actor.step.remote(unsent, timeout, *refs), timeout=timeout + MARGIN_S)
         except ray.exceptions.GetTimeoutError:
             self.wedged = True
-            raise RunnerTimeout(f"no reply to '{op}' within {timeout:g} s (nor from its host on "
-                                f"{self.slot.host})") from None
-        except (ray.exceptions.RayActorError, AttributeError) as exc:   # AttributeError: discarded already
+            raise RunnerTimeout(
+                f"no reply to '{op}' within {timeout:g} s (nor from its host on {self.slot.host})"
+            ) from None
+        except (ray.exceptions.RayActorError, AttributeError) as exc:  # AttributeError: discarded already
             self._lost(op, exc)
             raise RunnerCrashed(self.dead, "host died", "") from None
         tag = reply[0]
@@ -153,8 +183,10 @@ class HostedRunner:
         return self.reply(self.request(op, **fields), timeout)
 
     def _lost(self, op: str, exc: BaseException) -> None:
-        self.dead = (f"runner host on {self.slot.host} died while handling '{op}' "
-                     f"({type(exc).__name__}: {_first_line(exc)[:300]})")
+        self.dead = (
+            f"runner host on {self.slot.host} died while handling '{op}' "
+            f"({type(exc).__name__}: {_first_line(exc)[:300]})"
+        )
         self.slot.discard()
 
     def kill(self, grace: float = KILL_GRACE_S) -> str:

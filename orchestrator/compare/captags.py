@@ -72,9 +72,9 @@ def singular(word: str) -> str:
 
 @dataclass
 class _Word:
-    surface: str   # lower-cased, as written (possessive 's removed)
-    key: str       # singular form
-    index: int     # position among all the caption's words
+    surface: str  # lower-cased, as written (possessive 's removed)
+    key: str  # singular form
+    index: int  # position among all the caption's words
 
 
 def _words(text: str, start: int = 0) -> list[_Word]:
@@ -97,7 +97,7 @@ def _clauses(caption: str) -> list[list[_Word]]:
     return clauses
 
 
-@functools.lru_cache(maxsize=8)   # the same vocabulary for every caption of a folder: index it once
+@functools.lru_cache(maxsize=8)  # the same vocabulary for every caption of a folder: index it once
 def _phrase_index(phrases: tuple[str, ...]) -> dict[str, list[tuple[tuple[str, ...], str]]]:
     """First word's key -> [(keys of the phrase's words, phrase)], longest first; first spelling wins.
     Read-only for its callers (it is shared)."""
@@ -144,7 +144,7 @@ def _collect(caption: str, phrases: list[str], stopwords: frozenset[str]) -> tup
         keys = [w.key for w in clause]
         i = 0
         while i < len(clause):
-            match = next(((k, p) for k, p in index.get(keys[i], []) if tuple(keys[i:i + len(k)]) == k), None)
+            match = next(((k, p) for k, p in index.get(keys[i], []) if tuple(keys[i : i + len(k)]) == k), None)
             if match:
                 keys_, phrase = match
                 found.setdefault(("phrase", phrase), _Tag(clause[i].index)).add(phrase)
@@ -159,7 +159,7 @@ def _collect(caption: str, phrases: list[str], stopwords: frozenset[str]) -> tup
 
 def score(first_position: int, mentions: int, caption_words: int) -> float:
     """The salience estimate of the module docstring, in (0, 1)."""
-    return 0.5 * (1 - first_position / caption_words) + 0.5 * (1 - 0.5 ** mentions)
+    return 0.5 * (1 - first_position / caption_words) + 0.5 * (1 - 0.5**mentions)
 
 
 def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | None = None) -> list[dict[str, Any]]:
@@ -178,8 +178,10 @@ def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | N
         if name not in best or (value, -tag.first) > (best[name][0], -best[name][1]):
             best[name] = (value, tag.first)
     ordered = sorted(best.items(), key=lambda item: (-item[1][0], item[1][1], item[0]))
-    return [{"name": name, "score": round(value, 4), "estimated": True, "category": "caption"}
-            for name, (value, _) in ordered]
+    return [
+        {"name": name, "score": round(value, 4), "estimated": True, "category": "caption"}
+        for name, (value, _) in ordered
+    ]
 
 
 def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,11 @@ from typing import Any
 
 from orchestrator.compare.captags import finish_cell
 
-CLOSED_KINDS = frozenset({"tagger", "zero-shot"})   # a fixed label set: the model can give no other tag
+CLOSED_KINDS = frozenset({"tagger", "zero-shot"})  # a fixed label set: the model can give no other tag
 NON_CONTENT_CATEGORIES = frozenset({"rating"})
 
-Scored = tuple[float, bool]          # (score, estimated)
-CellTags = dict[str, Scored]         # normalised tag -> best score in the cell
-
+Scored = tuple[float, bool]  # (score, estimated)
+CellTags = dict[str, Scored]  # normalised tag -> best score in the cell
 
 
 def caption_tags(caption: str) -> list[dict[str, Any]]:

@@ -51,10 +51,13 @@ from orchestrator.compare.normalise import DEFINITION as NORMALISATION
 from orchestrator.compare.normalise import Normaliser
 
 DIGITS = 6
-CONSENSUS_SHARE = 0.75      # default cut-off: 3/4 of the models that answered, rounded up
+CONSENSUS_SHARE = 0.75  # default cut-off: 3/4 of the models that answered, rounded up
 SYNTHESIS_KINDS = frozenset({"judge"})
-ESTIMATED = ("~ marks an estimated score: a tag extracted from a caption, scored from its position and "
-             "frequency there, not a model probability")
+ESTIMATED = (
+    "~ marks an estimated score: a tag extracted from a caption, scored from its position and "
+    "frequency there, not a model probability"
+)
+
 
 def consensus_cutoff(answered: int, minimum: int | None = None) -> int:
     """k of "CONSENSUS (k+ models)": --consensus-min, else 3/4 of the models that answered, rounded up (>= 1)."""
@@ -66,26 +69,39 @@ def consensus_cutoff(answered: int, minimum: int | None = None) -> int:
 def definitions(top_k: int, threshold: float | None, consensus_min: int | None = None) -> dict[str, str]:
     which = f"each model's top-{top_k} normalised tags" if top_k > 0 else "all normalised tags of each model"
     cut = f", tags scored below {threshold:g} dropped first" if threshold is not None else ""
-    k = (f"at least {consensus_min} models (--consensus-min)" if consensus_min is not None else
-         "at least k models, k = 3/4 of the models that answered (an ok cell), rounded up")
+    k = (
+        f"at least {consensus_min} models (--consensus-min)"
+        if consensus_min is not None
+        else "at least k models, k = 3/4 of the models that answered (an ok cell), rounded up"
+    )
     return {
         "normalisation": NORMALISATION,
-        "consensus_score": ("per image: (models whose top tags hold the tag) x (their mean confidence); over the "
-                            "folder: that per-image score averaged over all unique images (0 where no model gave "
-                            "the tag)"),
-        "agreement": (f"mean pairwise Jaccard |A∩B| / |A∪B| of {which} (ok cells only"
-                      f"{cut}); per image: the mean over model pairs; folder: each pair's mean over the images "
-                      "both models scored, then the mean over pairs; pairs where both lists are empty are left out"),
+        "consensus_score": (
+            "per image: (models whose top tags hold the tag) x (their mean confidence); over the "
+            "folder: that per-image score averaged over all unique images (0 where no model gave "
+            "the tag)"
+        ),
+        "agreement": (
+            f"mean pairwise Jaccard |A∩B| / |A∪B| of {which} (ok cells only"
+            f"{cut}); per image: the mean over model pairs; folder: each pair's mean over the images "
+            "both models scored, then the mean over pairs; pairs where both lists are empty are left out"
+        ),
         "estimated": ESTIMATED,
-        "top_k": (f"the matrix, the consensus and the agreement use {which}, per image{cut} (--compare-top; "
-                  "--top only limits what the table shows)"),
-        "common_tags": (f"consensus (common_tags): the tags {k} gave, best consensus score first; per image over "
-                        "that image's answers, for the folder over every model that answered somewhere (a tag "
-                        "counts for a model when it is in the model's compared tags of at least one image)"),
+        "top_k": (
+            f"the matrix, the consensus and the agreement use {which}, per image{cut} (--compare-top; "
+            "--top only limits what the table shows)"
+        ),
+        "common_tags": (
+            f"consensus (common_tags): the tags {k} gave, best consensus score first; per image over "
+            "that image's answers, for the folder over every model that answered somewhere (a tag "
+            "counts for a model when it is in the model's compared tags of at least one image)"
+        ),
         "total_unique_tags": "distinct normalised tags among the compared tags of every model (judges left out)",
-        "only_vocabulary": ("a tag one model gave that no other answering closed-vocabulary model (tagger, "
-                            "zero-shot) has in its label set, e.g. a Danbooru-only WD14 tag; captioners are "
-                            "open-vocabulary and not counted"),
+        "only_vocabulary": (
+            "a tag one model gave that no other answering closed-vocabulary model (tagger, "
+            "zero-shot) has in its label set, e.g. a Danbooru-only WD14 tag; captioners are "
+            "open-vocabulary and not counted"
+        ),
         "timing": timing.DEFINITION,
     }
 
@@ -103,8 +119,9 @@ def _pairwise(models: list[str], sets: dict[str, set[str]]) -> dict[str, dict[st
     return {a: {b: jaccard(sets[a], sets[b]) if a in sets and b in sets else None for b in models} for a in models}
 
 
-def _agreement(models: list[str], pairwise: dict[str, dict[str, float | None]], scored: int) -> tuple[
-        float | None, str | None]:
+def _agreement(
+    models: list[str], pairwise: dict[str, dict[str, float | None]], scored: int
+) -> tuple[float | None, str | None]:
     """Mean over unordered pairs with a value, and why there is none when there is none."""
     if len(models) < 2:
         return None, "only one model: agreement needs two"
@@ -119,6 +136,7 @@ def _agreement(models: list[str], pairwise: dict[str, dict[str, float | None]], 
 @dataclass
 class _Sum:
     """A running count, sum and "any estimated" of scores: what a list of them was summarised to."""
+
     n: int = 0
     total: float = 0.0
     estimated: bool = False
@@ -136,19 +154,27 @@ class _Sum:
 @dataclass
 class _TagStats:
     """One tag's numbers over the folder (running sums: memory does not grow with the images)."""
-    per_model: dict[str, _Sum] = field(default_factory=dict)   # in the model's top-K
+
+    per_model: dict[str, _Sum] = field(default_factory=dict)  # in the model's top-K
     images: int = 0
-    image_score_sum: float = 0.0                              # sum of per-image consensus scores
+    image_score_sum: float = 0.0  # sum of per-image consensus scores
 
 
-def _consensus_item(tag: str, models: list[str], per_model: dict[str, _Sum], score: float,
-                    images: int) -> dict[str, Any]:
+def _consensus_item(
+    tag: str, models: list[str], per_model: dict[str, _Sum], score: float, images: int
+) -> dict[str, Any]:
     givers = [m for m in models if m in per_model and per_model[m].n]
     n = sum(per_model[m].n for m in givers)
     total = sum(per_model[m].total for m in givers)
-    return {"tag": tag, "n_models": len(givers), "mean_confidence": _round(total / n if n else None),
-            "score": _round(score), "images": images, "models": givers,
-            "estimated": any(per_model[m].estimated for m in givers)}
+    return {
+        "tag": tag,
+        "n_models": len(givers),
+        "mean_confidence": _round(total / n if n else None),
+        "score": _round(score),
+        "images": images,
+        "models": givers,
+        "estimated": any(per_model[m].estimated for m in givers),
+    }
 
 
 def _rank(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,12 +187,18 @@ class Comparison:
     Folder figures are running sums, so memory does not grow with the number of images; each
     image's own figures are returned by `add` for the caller to show or write as it goes."""
 
-    def __init__(self, models: list[dict[str, Any]], top_k: int = 10, threshold: float | None = None,
-                 normaliser: Callable[[str], str] | None = None, consensus_min: int | None = None) -> None:
+    def __init__(
+        self,
+        models: list[dict[str, Any]],
+        top_k: int = 10,
+        threshold: float | None = None,
+        normaliser: Callable[[str], str] | None = None,
+        consensus_min: int | None = None,
+    ) -> None:
         self.entries = {m["name"]: m for m in models}
         self.models = list(self.entries)
         self.top_k, self.threshold, self.consensus_min = top_k, threshold, consensus_min
-        self._vocab: dict[str, frozenset[str]] = {}   # closed-vocabulary model -> its normalised label set
+        self._vocab: dict[str, frozenset[str]] = {}  # closed-vocabulary model -> its normalised label set
         self.normalise = normaliser or Normaliser()
         self.synthesis = [m for m in self.models if self.entries[m].get("kind") in SYNTHESIS_KINDS]
         self.voices = [m for m in self.models if m not in self.synthesis]
@@ -175,9 +207,9 @@ class Comparison:
         self._confidence: dict[str, dict[str, _Sum]] = {}
         self._pairs: dict[tuple[str, str], _Sum] = {}
         self._times: dict[str, array[float]] = {m: array("d") for m in self.models}
-        self._usage: dict[str, list[int]] = {}   # model -> [prompt tokens, generated tokens, retries]
+        self._usage: dict[str, list[int]] = {}  # model -> [prompt tokens, generated tokens, retries]
         self._statuses: dict[str, Counter[str]] = {m: Counter() for m in self.models}
-        self._scored: set[str] = set()   # voices with an ok cell somewhere
+        self._scored: set[str] = set()  # voices with an ok cell somewhere
 
     def add(self, image: dict[str, Any]) -> dict[str, Any] | None:
         """Count one image in; its own comparison, or None for a duplicate (counted once, with its first copy)."""
@@ -196,8 +228,11 @@ class Comparison:
                 sums = self._usage.setdefault(m, [0, 0, 0])
                 for i, n in enumerate(used):
                     sums[i] += n
-        full = {m: cell_tags(results.get(m), self.normalise, self.threshold) for m in self.models
-                if (results.get(m) or {}).get("status") == "ok"}
+        full = {
+            m: cell_tags(results.get(m), self.normalise, self.threshold)
+            for m in self.models
+            if (results.get(m) or {}).get("status") == "ok"
+        }
         tops = {m: top(tags, self.top_k) for m, tags in full.items() if m in self.voices}
         self._scored.update(tops)
         entry = self._image(image, full, tops)
@@ -232,18 +267,33 @@ class Comparison:
         k = consensus_cutoff(len(answered), self.consensus_min)
         common = [c["tag"] for c in consensus if c["n_models"] >= k]
         results = image.get("results", {})
-        only = {c["tag"]: c["models"][0] for c in consensus
-                if c["n_models"] == 1 and len(answered) > 1 and self._only_vocabulary(c["tag"], c["models"][0],
-                                                                                      answered, results)}
+        only = {
+            c["tag"]: c["models"][0]
+            for c in consensus
+            if c["n_models"] == 1
+            and len(answered) > 1
+            and self._only_vocabulary(c["tag"], c["models"][0], answered, results)
+        }
         return {
-            "path": image["path"], "consensus": consensus, "agreement": _round(agreement), "agreement_note": note,
+            "path": image["path"],
+            "consensus": consensus,
+            "agreement": _round(agreement),
+            "agreement_note": note,
             "pairwise": {a: {b: _round(v) for b, v in row.items()} for a, row in pairwise.items()},
             "tags": {t: {m: full[m][t][0] for m in self.models if m in full and t in full[m]} for t in shown},
-            "estimated": {t: [m for m in self.models if m in full and t in full[m] and full[m][t][1]] for t in shown
-                          if any(m in full and t in full[m] and full[m][t][1] for m in self.models)},
-            "answered": answered, "consensus_min": k, "only_vocabulary": only,
-            "summary": {"total_unique_tags": len(shown), "common_tags": common,
-                        "model_agreement_score": _round(agreement)},
+            "estimated": {
+                t: [m for m in self.models if m in full and t in full[m] and full[m][t][1]]
+                for t in shown
+                if any(m in full and t in full[m] and full[m][t][1] for m in self.models)
+            },
+            "answered": answered,
+            "consensus_min": k,
+            "only_vocabulary": only,
+            "summary": {
+                "total_unique_tags": len(shown),
+                "common_tags": common,
+                "model_agreement_score": _round(agreement),
+            },
         }
 
     # -- closed vocabularies ----------------------------------------------------------------------
@@ -257,11 +307,11 @@ class Comparison:
             if not cell or cell.get("status") != "ok":
                 return None
             scores = (cell.get("raw") or {}).get("scores")
-            if isinstance(scores, dict):       # a tagger's raw output scores every label it has
+            if isinstance(scores, dict):  # a tagger's raw output scores every label it has
                 names = list(scores)
-            elif self.entries[model].get("kind") == "zero-shot":   # every term is scored and listed
+            elif self.entries[model].get("kind") == "zero-shot":  # every term is scored and listed
                 names = [str(t.get("name", "")) for t in cell.get("tags") or []]
-            else:                              # a tagger that lists only its tags above its threshold
+            else:  # a tagger that lists only its tags above its threshold
                 return None
             self._vocab[model] = frozenset(filter(None, map(self.normalise, names)))
         return self._vocab[model]
@@ -296,7 +346,7 @@ class Comparison:
             vocab = self.vocabulary(m, cell)
             raw = (cell.get("raw") or {}).get("scores")
             below = vocab_scores(raw, self.normalise).get(name) if isinstance(raw, dict) else None
-            if below is not None:   # a tagger's label scored under its own threshold: not in its tags
+            if below is not None:  # a tagger's label scored under its own threshold: not in its tags
                 out[m] = {"score": below, "estimated": False, "kind": kind, "below_model_threshold": True}
                 continue
             reason = "not in vocabulary" if vocab is not None and name not in vocab else "not in output"
@@ -306,43 +356,62 @@ class Comparison:
     def result(self, images: dict[str, Any] | None = None) -> dict[str, Any]:
         """The comparison (module docstring); `images`: the per-image entries to include (sha256 -> entry)."""
         voices, n_images = self.voices, self.n_images
-        consensus = _rank([_consensus_item(tag, voices, s.per_model, s.image_score_sum / n_images, s.images)
-                           for tag, s in self._stats.items()])
-        pairwise = {a: {b: _round(self._pairs[(a, b)].mean if (a, b) in self._pairs else None) for b in voices}
-                    for a in voices}
+        consensus = _rank(
+            [
+                _consensus_item(tag, voices, s.per_model, s.image_score_sum / n_images, s.images)
+                for tag, s in self._stats.items()
+            ]
+        )
+        pairwise = {
+            a: {b: _round(self._pairs[(a, b)].mean if (a, b) in self._pairs else None) for b in voices} for a in voices
+        }
         agreement, note = _agreement(voices, pairwise, len(self._scored))
         k = consensus_cutoff(len(self._scored), self.consensus_min)
         return {
             "definitions": definitions(self.top_k, self.threshold, self.consensus_min),
-            "top_k": self.top_k, "threshold": self.threshold, "consensus_min": k,
-            "models": self.models, "synthesis": self.synthesis,
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+            "consensus_min": k,
+            "models": self.models,
+            "synthesis": self.synthesis,
             "synonyms": len(getattr(self.normalise, "synonyms", {})),
             "folder": {
                 "n_images": n_images,
                 "matrix": [_matrix_row(item, voices, self._stats[item["tag"]].per_model) for item in consensus],
                 "consensus": consensus,
-                "agreement": _round(agreement), "agreement_note": note,
+                "agreement": _round(agreement),
+                "agreement_note": note,
                 "pairwise": pairwise,
-                "confidence": {tag: {m: _cell_summary(v) for m, v in by_model.items()}
-                               for tag, by_model in sorted(self._confidence.items())},
-                "timing": {m: timing.summarise(self.entries[m], self._times[m], self._usage.get(m))
-                           for m in self.models},
+                "confidence": {
+                    tag: {m: _cell_summary(v) for m, v in by_model.items()}
+                    for tag, by_model in sorted(self._confidence.items())
+                },
+                "timing": {
+                    m: timing.summarise(self.entries[m], self._times[m], self._usage.get(m)) for m in self.models
+                },
                 "status_counts": {m: dict(self._statuses[m].most_common()) for m in self.models},
                 "answered": [m for m in voices if m in self._scored],
-                "summary": {"total_unique_tags": len(self._stats),
-                            "common_tags": [c["tag"] for c in consensus if c["n_models"] >= k],
-                            "model_agreement_score": _round(agreement)},
+                "summary": {
+                    "total_unique_tags": len(self._stats),
+                    "common_tags": [c["tag"] for c in consensus if c["n_models"] >= k],
+                    "model_agreement_score": _round(agreement),
+                },
             },
             "images": images if images is not None else {},
         }
 
 
-def compare(document: dict[str, Any], top_k: int = 10, threshold: float | None = None,
-            synonyms: dict[str, str] | None = None, normaliser: Callable[[str], str] | None = None,
-            consensus_min: int | None = None) -> dict[str, Any]:
+def compare(
+    document: dict[str, Any],
+    top_k: int = 10,
+    threshold: float | None = None,
+    synonyms: dict[str, str] | None = None,
+    normaliser: Callable[[str], str] | None = None,
+    consensus_min: int | None = None,
+) -> dict[str, Any]:
     """The comparison of a whole document in memory (see the module docstring); the document is not modified."""
     models = [dict(m) for m in document.get("models", [])]
-    for name in model_names(document)[len(models):]:   # a model present only in the cells is never dropped
+    for name in model_names(document)[len(models) :]:  # a model present only in the cells is never dropped
         models.append({"name": name})
     comparison = Comparison(models, top_k, threshold, normaliser or Normaliser(synonyms), consensus_min)
     per_image = {}
@@ -358,5 +427,10 @@ def _cell_summary(scored: _Sum) -> dict[str, Any]:
 
 
 def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, _Sum]) -> dict[str, Any]:
-    return {"tag": item["tag"], "models": {m: _cell_summary(per_model[m]) for m in models if m in per_model},
-            "n_models": item["n_models"], "score": item["score"], "estimated": item["estimated"]}
+    return {
+        "tag": item["tag"],
+        "models": {m: _cell_summary(per_model[m]) for m in models if m in per_model},
+        "n_models": item["n_models"],
+        "score": item["score"],
+        "estimated": item["estimated"],
+    }

@@ -46,14 +46,18 @@ from orchestrator.errors import LabelsError
 from schemas.status import SUCCESS
 
 DEFINITIONS = {
-    "metrics": ("micro-averaged over the labelled images: precision = TP / (TP + FP), recall = TP / (TP + FN), "
-                "F1 = 2PR / (P + R) (0 when undefined); macro F1 = mean of the per-image F1"),
+    "metrics": (
+        "micro-averaged over the labelled images: precision = TP / (TP + FP), recall = TP / (TP + FN), "
+        "F1 = 2PR / (P + R) (0 when undefined); macro F1 = mean of the per-image F1"
+    ),
     "own": "own threshold: every tag the model reported",
     "best": "best threshold: the score cut-off, among the scores the model gave, with the highest micro F1",
     "failures": "a failed cell (timeout, crash, error, bad image) predicts nothing; skipped cells are left out",
-    "intervals": ("95% bootstrap intervals over the labelled photos (percentile; the best threshold is kept as "
-                  "chosen on all of them); the leader is ahead beyond noise when the 95% interval of its best-F1 "
-                  "lead over the runner-up, on the same resamples (paired), is above zero"),
+    "intervals": (
+        "95% bootstrap intervals over the labelled photos (percentile; the best threshold is kept as "
+        "chosen on all of them); the leader is ahead beyond noise when the 95% interval of its best-F1 "
+        "lead over the runner-up, on the same resamples (paired), is above zero"
+    ),
 }
 HEADER_CELLS = frozenset({"image", "path", "file", "sha256", "image_path"})
 NOT_RUN = frozenset({"skipped"})
@@ -64,13 +68,14 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 class LabelRow:
     """One image's true tags: a labels CSV row, or a photo marked done in the store (ref = key = sha256)."""
 
-    ref: str                      # as written in the CSV (for messages)
-    key: str                      # sha256, or the resolved absolute path when no such file exists
+    ref: str  # as written in the CSV (for messages)
+    key: str  # sha256, or the resolved absolute path when no such file exists
     tags: list[str] = field(default_factory=list)
 
 
-def parse_labels(text: str, base: Path, source: str = "labels", hasher: Callable[[Path], str] | None = None
-                 ) -> list[LabelRow]:
+def parse_labels(
+    text: str, base: Path, source: str = "labels", hasher: Callable[[Path], str] | None = None
+) -> list[LabelRow]:
     """Rows of a labels CSV (see the module docstring); `base` resolves relative paths."""
     rows: list[LabelRow] = []
     for number, cells in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), 1):
@@ -80,8 +85,10 @@ def parse_labels(text: str, base: Path, source: str = "labels", hasher: Callable
         if not rows and number == 1 and cells[0].casefold() in HEADER_CELLS:
             continue
         if not cells[0]:
-            raise LabelsError(f"{source}:{number}: the first column must name the image (a path or a sha256), "
-                              f"got an empty cell in {','.join(cells)!r}")
+            raise LabelsError(
+                f"{source}:{number}: the first column must name the image (a path or a sha256), "
+                f"got an empty cell in {','.join(cells)!r}"
+            )
         tags = [t.strip() for cell in cells[1:] for t in cell.split(",") if t.strip()]
         rows.append(LabelRow(cells[0], _key(cells[0], base, hasher), tags))
     return rows
@@ -123,7 +130,7 @@ def read_labels(path: Path) -> list[LabelRow]:
     return rows
 
 
-EVALUATED = ("status", "tags", "caption")   # all of a cell that evaluation reads
+EVALUATED = ("status", "tags", "caption")  # all of a cell that evaluation reads
 
 
 def evaluated_part(cell: dict[str, Any]) -> dict[str, Any]:
@@ -159,11 +166,16 @@ def _metrics(pairs: list[tuple[set[str], set[str]]]) -> dict[str, Any]:
         image.add(predicted, truth)
         per_image.append(1.0 if not predicted and not truth else _f1(image.tp, image.fp, image.fn))
     tp, fp, fn = counts.tp, counts.fp, counts.fn
-    return {"precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
-            "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
-            "f1": round(_f1(tp, fp, fn), 6),
-            "macro_f1": round(sum(per_image) / len(per_image), 6) if per_image else 0.0,
-            "tp": tp, "fp": fp, "fn": fn, "predicted": tp + fp}
+    return {
+        "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
+        "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
+        "f1": round(_f1(tp, fp, fn), 6),
+        "macro_f1": round(sum(per_image) / len(per_image), 6) if per_image else 0.0,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "predicted": tp + fp,
+    }
 
 
 def best_threshold(scored: list[tuple[dict[str, float], set[str]]]) -> float | None:
@@ -174,12 +186,12 @@ def best_threshold(scored: list[tuple[dict[str, float], set[str]]]) -> float | N
     """
     truths = sum(len(truth) for _, truth in scored)
     events = sorted(((s, tag in truth) for tags, truth in scored for tag, s in tags.items()), key=lambda e: -e[0])
-    best: tuple[float, float] | None = None   # (f1, threshold)
+    best: tuple[float, float] | None = None  # (f1, threshold)
     tp = fp = 0
     for i, (score, hit) in enumerate(events):
         tp, fp = tp + hit, fp + (not hit)
         if i + 1 < len(events) and events[i + 1][0] == score:
-            continue   # every prediction at this score goes in together
+            continue  # every prediction at this score goes in together
         f1 = _f1(tp, fp, truths - tp)
         if best is None or f1 > best[0]:
             best = (f1, score)
@@ -202,9 +214,13 @@ def match_labels(document: dict[str, Any], rows: list[LabelRow]) -> tuple[dict[s
     return labels, missing, sum(1 for img in images if img["sha256"] not in labels)
 
 
-def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelRow],
-             normaliser: Callable[[str], str], resamples: int = DEFAULT_RESAMPLES,
-             seed: int = DEFAULT_SEED) -> dict[str, Any]:
+def evaluate(
+    document: dict[str, Any],
+    labels: dict[str, set[str]] | list[LabelRow],
+    normaliser: Callable[[str], str],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
     """Per-model precision / recall / F1 against `labels` (sha256 -> true tags, or parsed rows), ranked, with
     95% bootstrap intervals over the photos (`resamples` seeded by `seed`; 0: none) and whether the leader's
     best F1 is ahead of the runner-up's beyond noise (orchestrator/compare/intervals.py). `mltag eval` and
@@ -215,7 +231,7 @@ def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelR
     images = [img for img in unique_images(document) if img["sha256"] in truth]
     kinds = {m["name"]: m.get("kind") for m in document.get("models", [])}
     results = []
-    counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]] = {}   # model -> (own, best) by sha256
+    counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]] = {}  # model -> (own, best) by sha256
     for model in model_names(document):
         scored: list[tuple[dict[str, float], set[str]]] = []
         shas: list[str] = []
@@ -231,47 +247,77 @@ def evaluate(document: dict[str, Any], labels: dict[str, set[str]] | list[LabelR
         results.append(result)
         if result["own"] is not None:
             counts[model] = (dict(zip(shas, own, strict=True)), dict(zip(shas, best, strict=True)))
-    results.sort(key=lambda r: (r["best"] is None, -(r["best"] or {}).get("f1", 0), -(r["own"] or {}).get("f1", 0),
-                                r["model"]))
-    evaluation = {"definitions": DEFINITIONS, "labelled": len(images), "unlabelled": unlabelled,
-                  "unmatched_labels": missing, "true_tags": sum(len(t) for t in truth.values()), "models": results}
+    results.sort(
+        key=lambda r: (r["best"] is None, -(r["best"] or {}).get("f1", 0), -(r["own"] or {}).get("f1", 0), r["model"])
+    )
+    evaluation = {
+        "definitions": DEFINITIONS,
+        "labelled": len(images),
+        "unlabelled": unlabelled,
+        "unmatched_labels": missing,
+        "true_tags": sum(len(t) for t in truth.values()),
+        "models": results,
+    }
     if resamples > 0:
         _add_intervals(evaluation, counts, sorted(img["sha256"] for img in images), resamples, seed)
     return evaluation
 
 
-def _add_intervals(evaluation: dict[str, Any], counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]],
-                   order: list[str], resamples: int, seed: int) -> None:
+def _add_intervals(
+    evaluation: dict[str, Any],
+    counts: dict[str, tuple[dict[str, Counts], dict[str, Counts]]],
+    order: list[str],
+    resamples: int,
+    seed: int,
+) -> None:
     """Each ranked model's `intervals`, the `bootstrap` settings and the `leader` verdict, in place."""
-    series = [Series(model, threshold, intervals.per_photo_counts(by_sha, order))
-              for model, pair in counts.items() for threshold, by_sha in zip(("own", "best"), pair, strict=True)]
+    series = [
+        Series(model, threshold, intervals.per_photo_counts(by_sha, order))
+        for model, pair in counts.items()
+        for threshold, by_sha in zip(("own", "best"), pair, strict=True)
+    ]
     ranked = [r["model"] for r in evaluation["models"] if r["model"] in counts]
     pair = (ranked[0], ranked[1]) if len(ranked) > 1 else None
     boot = intervals.bootstrap(series, pair, resamples, seed)
     for result in evaluation["models"]:
         result["intervals"] = boot["intervals"].get(result["model"])
-    evaluation["bootstrap"] = {"resamples": resamples, "seed": seed, "confidence": intervals.CONFIDENCE,
-                               "unit": "photo"}
+    evaluation["bootstrap"] = {
+        "resamples": resamples,
+        "seed": seed,
+        "confidence": intervals.CONFIDENCE,
+        "unit": "photo",
+    }
     evaluation["leader"] = None
     if pair is not None and boot["difference"] is not None:
         first, second = (next(r for r in evaluation["models"] if r["model"] == m) for m in pair)
-        evaluation["leader"] = {"model": pair[0], "runner_up": pair[1], "metric": "best f1",
-                                "difference": round(first["best"]["f1"] - second["best"]["f1"], 6),
-                                **boot["difference"]}
+        evaluation["leader"] = {
+            "model": pair[0],
+            "runner_up": pair[1],
+            "metric": "best f1",
+            "difference": round(first["best"]["f1"] - second["best"]["f1"], 6),
+            **boot["difference"],
+        }
 
 
-def _model_result(model: str, kind: str | None, scored: list[tuple[dict[str, float], set[str]]],
-                  failed: int) -> tuple[dict[str, Any], list[Counts], list[Counts]]:
+def _model_result(
+    model: str, kind: str | None, scored: list[tuple[dict[str, float], set[str]]], failed: int
+) -> tuple[dict[str, Any], list[Counts], list[Counts]]:
     """The model's metrics, and its per-photo (TP, FP, FN) at its own and at its best threshold."""
-    out: dict[str, Any] = {"model": model, "kind": kind, "images": len(scored), "failed": failed,
-                           "own": None, "best": None}
+    out: dict[str, Any] = {
+        "model": model,
+        "kind": kind,
+        "images": len(scored),
+        "failed": failed,
+        "own": None,
+        "best": None,
+    }
     if not scored:
         out["note"] = "no result on a labelled image (the model did not run)"
         return out, [], []
     pairs = [(set(tags), truth) for tags, truth in scored]
     out["own"] = _metrics(pairs)
     threshold = best_threshold(scored)
-    if threshold is None:   # the model predicted nothing at all
+    if threshold is None:  # the model predicted nothing at all
         out["best"] = {**out["own"], "threshold": None}
         at = pairs
     else:

@@ -30,7 +30,7 @@ DEFAULT_SEED = 0
 CONFIDENCE = 0.95
 METRICS = ("precision", "recall", "f1")
 
-Counts = tuple[int, int, int]            # (TP, FP, FN) of one model on one photo
+Counts = tuple[int, int, int]  # (TP, FP, FN) of one model on one photo
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Series:
     a photo without counts adds nothing to a micro sum, the same as leaving it out)."""
 
     model: str
-    threshold: str                       # "own" | "best"
+    threshold: str  # "own" | "best"
     counts: Sequence[Counts]
 
 
@@ -64,8 +64,13 @@ def _interval(values: list[float], confidence: float) -> list[float]:
     return [round(percentile(values, tail), 6), round(percentile(values, 1 - tail), 6)]
 
 
-def bootstrap(series: Sequence[Series], pair: tuple[str, str] | None = None, resamples: int = DEFAULT_RESAMPLES,
-              seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE) -> dict[str, Any]:
+def bootstrap(
+    series: Sequence[Series],
+    pair: tuple[str, str] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
     """Percentile intervals of each series' precision, recall and F1 over `resamples` resamples of the
     photos, and, for `pair` = (leader, runner-up), the paired interval of their best-F1 difference.
 
@@ -88,7 +93,7 @@ def bootstrap(series: Sequence[Series], pair: tuple[str, str] | None = None, res
                 packed[i] += counts[k] << shift
     rng = random.Random(seed)
     photos = range(n)
-    drawn: list[list[list[float]]] = [[[], [], []] for _ in series]   # per series: precision, recall, F1 values
+    drawn: list[list[list[float]]] = [[[], [], []] for _ in series]  # per series: precision, recall, F1 values
     diffs: list[float] = []
     pair_at = _pair_positions(series, pair)
     for _ in range(resamples):
@@ -96,8 +101,9 @@ def bootstrap(series: Sequence[Series], pair: tuple[str, str] | None = None, res
         f1s = []
         for position, values in enumerate(drawn):
             base = 3 * position * width
-            p, r, f = metrics((total >> base) & mask, (total >> (base + width)) & mask,
-                              (total >> (base + 2 * width)) & mask)
+            p, r, f = metrics(
+                (total >> base) & mask, (total >> (base + width)) & mask, (total >> (base + 2 * width)) & mask
+            )
             values[0].append(p)
             values[1].append(r)
             values[2].append(f)
@@ -107,7 +113,8 @@ def bootstrap(series: Sequence[Series], pair: tuple[str, str] | None = None, res
     intervals: dict[str, dict[str, dict[str, list[float]]]] = {}
     for s, values in zip(series, drawn, strict=True):
         intervals.setdefault(s.model, {})[s.threshold] = {
-            name: _interval(v, confidence) for name, v in zip(METRICS, values, strict=True)}
+            name: _interval(v, confidence) for name, v in zip(METRICS, values, strict=True)
+        }
     difference = None
     if pair_at is not None:
         low_high = _interval(diffs, confidence)

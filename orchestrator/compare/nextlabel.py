@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator.compare.cells import cell_tags, jaccard
 
 LEADERS = 3
-ANSWERED = frozenset({"ok", "no_tags"})   # cells that say which tags the photo has (a failure says nothing)
+ANSWERED = frozenset({"ok", "no_tags"})  # cells that say which tags the photo has (a failure says nothing)
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Candidate:
     sha256: str
     path: str
     folder: str
-    disputed: int        # tags some leading models gave and others did not
-    agreement: float     # mean pairwise Jaccard of the leaders' tag sets (1: identical; 1 when < 2 answered)
+    disputed: int  # tags some leading models gave and others did not
+    agreement: float  # mean pairwise Jaccard of the leaders' tag sets (1: identical; 1 when < 2 answered)
 
     @property
     def key(self) -> tuple[int, float, str]:
@@ -54,12 +54,19 @@ def best_thresholds(evaluation: Mapping[str, Any] | None) -> dict[str, float | N
     return {r["model"]: (r.get("best") or {}).get("threshold") for r in (evaluation or {}).get("models", [])}
 
 
-def disagreement(image: Mapping[str, Any], leaders: Sequence[str], normaliser: Callable[[str], str],
-                 thresholds: Mapping[str, float | None] | None = None) -> tuple[int, float]:
+def disagreement(
+    image: Mapping[str, Any],
+    leaders: Sequence[str],
+    normaliser: Callable[[str], str],
+    thresholds: Mapping[str, float | None] | None = None,
+) -> tuple[int, float]:
     """(disputed tags, mean pairwise Jaccard) of the leaders that answered on this photo."""
     results = image.get("results") or {}
-    sets = [set(cell_tags(results[m], normaliser, (thresholds or {}).get(m))) for m in leaders
-            if (results.get(m) or {}).get("status") in ANSWERED]
+    sets = [
+        set(cell_tags(results[m], normaliser, (thresholds or {}).get(m)))
+        for m in leaders
+        if (results.get(m) or {}).get("status") in ANSWERED
+    ]
     if len(sets) < 2:
         return 0, 1.0
     disputed = len(sets[0].union(*sets[1:]) - sets[0].intersection(*sets[1:]))
@@ -67,9 +74,14 @@ def disagreement(image: Mapping[str, Any], leaders: Sequence[str], normaliser: C
     return disputed, sum(pairs) / len(pairs)
 
 
-def label_queue(images: Iterable[Mapping[str, Any]], labelled: Collection[str], normaliser: Callable[[str], str],
-                leaders: Sequence[str], thresholds: Mapping[str, float | None] | None = None,
-                limit: int = 50) -> list[Candidate]:
+def label_queue(
+    images: Iterable[Mapping[str, Any]],
+    labelled: Collection[str],
+    normaliser: Callable[[str], str],
+    leaders: Sequence[str],
+    thresholds: Mapping[str, float | None] | None = None,
+    limit: int = 50,
+) -> list[Candidate]:
     """Up to `limit` unlabelled photos (not in `labelled`, by sha256) to label next, best first: photos the
     leaders dispute, round-robin over folders, then the undisputed ones the same way. `images`: the
     stored document's images (streamed is fine); a `duplicate_of` copy is the same photo and is skipped."""
@@ -82,7 +94,7 @@ def label_queue(images: Iterable[Mapping[str, Any]], labelled: Collection[str], 
         folder = os.path.dirname(path)
         kept = by_folder.setdefault(folder, [])
         kept.append(Candidate(image["sha256"], path, folder, tags, round(agreement, 6)))
-        if len(kept) >= 2 * max(limit, 1):   # trim now and then: a folder never needs more than `limit`
+        if len(kept) >= 2 * max(limit, 1):  # trim now and then: a folder never needs more than `limit`
             kept.sort(key=lambda c: c.key)
             del kept[limit:]
     for kept in by_folder.values():

@@ -31,10 +31,12 @@ from typing import Any
 
 from orchestrator.errors import SynonymError
 
-DEFINITION = ("tags are compared after normalisation (raw tags stay as given): Unicode NFKC + lower case, "
-              "'_' and '-' read as spaces, whitespace collapsed; the last word singularised when it is a plural "
-              "noun (windows -> window; rust / rusted / rusty stay distinct; graffiti and glasses stay); "
-              "then the synonym map, if one is given")
+DEFINITION = (
+    "tags are compared after normalisation (raw tags stay as given): Unicode NFKC + lower case, "
+    "'_' and '-' read as spaces, whitespace collapsed; the last word singularised when it is a plural "
+    "noun (windows -> window; rust / rusted / rusty stay distinct; graffiti and glasses stay); "
+    "then the synonym map, if one is given"
+)
 
 PLURAL_ONLY = frozenset({"glasses", "sunglasses", "eyeglasses", "shorts", "goods"})
 
@@ -73,6 +75,7 @@ def singular(word: str) -> str:
     if word in PLURAL_ONLY or len(word) < 3 or not word.isalpha():
         return word
     import simplemma  # ~0.15 s with its dictionary: only for a word that may be a plural noun
+
     if simplemma.lemmatize(word, lang="en") == word:
         return word  # a headword: "bus", "graffiti", "rusty"
     single = _inflector().singular_noun(word)  # the singular, or False for a word that is not a plural
@@ -104,8 +107,10 @@ class Normaliser:
         for raw, target in (synonyms or {}).items():
             key, name = clean(raw), clean(target)
             if key and name and self.synonyms.setdefault(key, name) != name:
-                raise SynonymError(f"synonyms {raw!r} and another tag both normalise to {key!r} but map to "
-                                   f"different names ({self.synonyms[key]!r}, {name!r}); keep one")
+                raise SynonymError(
+                    f"synonyms {raw!r} and another tag both normalise to {key!r} but map to "
+                    f"different names ({self.synonyms[key]!r}, {name!r}); keep one"
+                )
 
     def __call__(self, tag: str) -> str:
         known = self._memo.get(tag)
@@ -132,12 +137,14 @@ def parse_synonyms(text: str, source: str = "synonyms") -> dict[str, str]:
         left, sep, right = body.partition("=")
         sources = [s.strip() for s in left.split(",") if s.strip()]
         if not sep or not sources or not right.strip() or "=" in right:
-            raise SynonymError(f"{source}:{number}: expected 'tag = name' (e.g. 'derelict = abandoned'), "
-                               f"got {line.strip()!r}")
+            raise SynonymError(
+                f"{source}:{number}: expected 'tag = name' (e.g. 'derelict = abandoned'), got {line.strip()!r}"
+            )
         for tag in sources:
             if tag in out and out[tag] != right.strip():
-                raise SynonymError(f"{source}:{number}: {tag!r} is already mapped to {out[tag]!r}; "
-                                   "keep one of the two lines")
+                raise SynonymError(
+                    f"{source}:{number}: {tag!r} is already mapped to {out[tag]!r}; keep one of the two lines"
+                )
             out[tag] = right.strip()
     return out
 

@@ -10,12 +10,14 @@ from typing import Any
 
 from schemas.status import SUCCESS
 
-DEFINITION = ("load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
-              "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
-              "total inference seconds (load excluded); inference total: their sum; total: load + warm-up + inference "
-              "total; tokens in / out: the prompt and generated tokens of every cell that reports them (a "
-              "captioner's raw.generations, an endpoint's raw.usage: what a paid API bills), failed cells included; "
-              "retries: requests an endpoint answered with 429 / 5xx / a timeout / a dropped connection, retried")
+DEFINITION = (
+    "load and warm-up: the model's load; inference: the ok / no_tags cells of the unique images "
+    "(mean, p50, p95 by linear interpolation between ranks), images per second = images / their "
+    "total inference seconds (load excluded); inference total: their sum; total: load + warm-up + inference "
+    "total; tokens in / out: the prompt and generated tokens of every cell that reports them (a "
+    "captioner's raw.generations, an endpoint's raw.usage: what a paid API bills), failed cells included; "
+    "retries: requests an endpoint answered with 429 / 5xx / a timeout / a dropped connection, retried"
+)
 TIMED_STATUSES = SUCCESS
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "retries")
 
@@ -36,11 +38,15 @@ def cell_usage(cell: dict[str, Any]) -> tuple[int, int, int] | None:
         return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), _count(raw.get("retries"))
     runs = raw.get("generations")
     if isinstance(runs, dict) and runs and all(isinstance(r, dict) for r in runs.values()):
-        if not any(isinstance(r.get("prompt_tokens"), int) or isinstance(r.get("new_tokens"), int)
-                   for r in runs.values()):
+        if not any(
+            isinstance(r.get("prompt_tokens"), int) or isinstance(r.get("new_tokens"), int) for r in runs.values()
+        ):
             return None
-        return (sum(_count(r.get("prompt_tokens")) for r in runs.values()),
-                sum(_count(r.get("new_tokens")) for r in runs.values()), 0)
+        return (
+            sum(_count(r.get("prompt_tokens")) for r in runs.values()),
+            sum(_count(r.get("new_tokens")) for r in runs.values()),
+            0,
+        )
     return None
 
 
@@ -71,7 +77,8 @@ def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int
     times = list(times)
     total = sum(times)
     return {
-        "load_s": _seconds(model.get("load_s")), "warmup_s": _seconds(model.get("warmup_s")),
+        "load_s": _seconds(model.get("load_s")),
+        "warmup_s": _seconds(model.get("warmup_s")),
         "mean_s": round(total / len(times), 6) if times else None,
         "p50_s": round(percentile(times, 50), 6) if times else None,
         "p95_s": round(percentile(times, 95), 6) if times else None,
@@ -79,8 +86,9 @@ def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int
         "n": len(times),
         "inference_total_s": round(total, 6),
         # what the model cost this run: load + warm-up + every timed inference (a missing part counts 0)
-        "total_s": round(sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total)
-                             if v is not None), 6),
+        "total_s": round(
+            sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total) if v is not None), 6
+        ),
         **(dict(zip(USAGE_KEYS, usage, strict=True)) if usage is not None else {}),
     }
 

@@ -162,7 +162,8 @@ def env_key(paths: EnvPaths, subs: dict[str, Path] | None = None) -> str:
         "machine": platform.machine(),
         "layout": LAYOUT_VERSION,
         "shim": hashlib.sha256((PROJECT_ROOT / "runners" / "_tv_cpu_shim.py").read_bytes()).hexdigest()
-        if _needs_tv_shim(paths) else None,
+        if _needs_tv_shim(paths)
+        else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -207,8 +208,12 @@ def pip_find_links() -> list[str]:
     raw = os.environ.get("UV_FIND_LINKS") or os.environ.get("PIP_FIND_LINKS")
     if not raw:
         try:
-            raw = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.find-links"],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
+            raw = subprocess.run(
+                [sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             raw = ""
     return [p for p in raw.split() if p]
@@ -229,26 +234,45 @@ def _run(cmd: list[str], log: Callable[[str], None]) -> None:
 
 
 def _site_packages(paths: EnvPaths) -> Path:
-    out = subprocess.run([str(paths.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(paths.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
 def _health_check(paths: EnvPaths) -> None:
     """Import what the env pins for (and torchvision through the shim); fail loudly."""
-    code = ("import importlib, runners.base; mods = " + repr(_import_names(paths)) +
-            "\nfor m in mods: importlib.import_module(m)\nprint('ok')")
-    proc = subprocess.run([str(paths.python), "-c", code], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+    code = (
+        "import importlib, runners.base; mods = "
+        + repr(_import_names(paths))
+        + "\nfor m in mods: importlib.import_module(m)\nprint('ok')"
+    )
+    proc = subprocess.run(
+        [str(paths.python), "-c", code],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
+    )
     if proc.returncode != 0 or "ok" not in proc.stdout:
         raise EnvBuildError(f"env {paths.name} is unhealthy right after the build:\n{proc.stderr.strip()[-3000:]}")
 
 
 def _import_names(paths: EnvPaths) -> list[str]:
     lock = paths.lock.read_text()
-    names = {"onnxruntime": "onnxruntime", "transformers": "transformers", "open-clip-torch": "open_clip",
-             "timm": "timm", "torchvision": "torchvision", "PIL": "PIL", "msgpack": "msgpack",
-             "clip-interrogator": "clip_interrogator", "httpx": "httpx"}
+    names = {
+        "onnxruntime": "onnxruntime",
+        "transformers": "transformers",
+        "open-clip-torch": "open_clip",
+        "timm": "timm",
+        "torchvision": "torchvision",
+        "PIL": "PIL",
+        "msgpack": "msgpack",
+        "clip-interrogator": "clip_interrogator",
+        "httpx": "httpx",
+    }
     out = ["msgpack", "PIL"] + (["torch"] if needs_torch(paths) else [])
     out += [mod for pkg, mod in names.items() if f"\n{pkg}==" in "\n" + lock and mod not in out]
     # packages installed from a direct reference (not on PyPI): their top-level module
@@ -300,9 +324,14 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
         # sorts after mltag.pth, so runners/ is importable when this line runs
         (site / "zz_mltag_tv_cpu_shim.pth").write_text("import runners._tv_cpu_shim as s; s.install()\n")
     _health_check(paths)
-    marker = {"key": env_key(paths), "env": paths.name, "python": sys.version.split()[0],
-              "local": {name: str(p) for name, p in subs.items()},
-              "project_root": str(PROJECT_ROOT), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    marker = {
+        "key": env_key(paths),
+        "env": paths.name,
+        "python": sys.version.split()[0],
+        "local": {name: str(p) for name, p in subs.items()},
+        "project_root": str(PROJECT_ROOT),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     tmp = paths.marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(marker, indent=2))
     os.replace(tmp, paths.marker)  # written last: its presence means "complete"
@@ -313,8 +342,11 @@ def lock_env(name: str, log: Callable[[str], None] = print) -> Path:
     paths = env_paths(name)
     if not paths.requirements_in.is_file():
         known = sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.in"))
-        raise EnvBuildError(f"no env '{name}': {paths.requirements_in} does not exist",
-                            fix=f"mltag lock ENV with one of: {', '.join(known)}", exit_code=2)
+        raise EnvBuildError(
+            f"no env '{name}': {paths.requirements_in} does not exist",
+            fix=f"mltag lock ENV with one of: {', '.join(known)}",
+            exit_code=2,
+        )
     excludes = venvs_dir() / "torch-excludes.txt"
     excludes.parent.mkdir(parents=True, exist_ok=True)
     excludes.write_text("torch\n")
@@ -324,12 +356,30 @@ def lock_env(name: str, log: Callable[[str], None] = print) -> Path:
     if subs:  # resolve against the local copies, then write the .in's own references back
         source = venvs_dir() / f"{name}.in"
         source.write_text(text)
-    _run([_uv(), "pip", "compile", "-q", "--python-version", "3.11", "--excludes", str(excludes),
-          "--no-header", str(source), "-o", str(paths.lock)], log)
+    _run(
+        [
+            _uv(),
+            "pip",
+            "compile",
+            "-q",
+            "--python-version",
+            "3.11",
+            "--excludes",
+            str(excludes),
+            "--no-header",
+            str(source),
+            "-o",
+            str(paths.lock),
+        ],
+        log,
+    )
     if subs:
         refs = direct_references(original)
-        rel = str(paths.requirements_in.relative_to(PROJECT_ROOT)) if paths.requirements_in.is_relative_to(
-            PROJECT_ROOT) else str(paths.requirements_in)
+        rel = (
+            str(paths.requirements_in.relative_to(PROJECT_ROOT))
+            if paths.requirements_in.is_relative_to(PROJECT_ROOT)
+            else str(paths.requirements_in)
+        )
         lines = []
         for line in paths.lock.read_text().splitlines():
             match = _DIRECT_REF.match(line.strip())

@@ -90,11 +90,15 @@ def _parse(path: Path) -> ModelSpec:
     if data["kind"] not in KINDS:
         raise RegistryError(f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}")
     if not data["adapter"].startswith("runners.adapters."):
-        raise RegistryError(f"{path}: adapter must be a module under runners/adapters/ (e.g. runners.adapters.wd14), "
-                            f"got {data['adapter']!r}")
+        raise RegistryError(
+            f"{path}: adapter must be a module under runners/adapters/ (e.g. runners.adapters.wd14), "
+            f"got {data['adapter']!r}"
+        )
     if data.get("remote_code") and str(data["revision"]).lower() in UNPINNED:
-        raise RegistryError(f"{path}: remote_code = true needs a pinned revision (a commit or a release tag), "
-                            f"not the branch {data['revision']!r}")
+        raise RegistryError(
+            f"{path}: remote_code = true needs a pinned revision (a commit or a release tag), "
+            f"not the branch {data['revision']!r}"
+        )
     known = {f for f in ModelSpec.__dataclass_fields__ if f not in ("name", "folder")}
     unknown = sorted(set(data) - known)
     if unknown:

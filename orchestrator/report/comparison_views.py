@@ -19,8 +19,8 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-BAR_WIDTH = 24        # the plan's confidence bars
-BOX_BAR_WIDTH = 12    # the bars inside the per-model boxes (report/table.py)
+BAR_WIDTH = 24  # the plan's confidence bars
+BOX_BAR_WIDTH = 12  # the bars inside the per-model boxes (report/table.py)
 TAG_WIDTH = 28
 EST = "~"
 
@@ -31,14 +31,15 @@ if TYPE_CHECKING:
 @dataclass
 class Views:
     """The comparison's settings (--top, --threshold, --synonyms) and the table views asked for."""
-    top: int = 10                                         # tags and rows shown (0 = all): display only
-    threshold: float | None = None                        # display threshold, applied before comparing
+
+    top: int = 10  # tags and rows shown (0 = all): display only
+    threshold: float | None = None  # display threshold, applied before comparing
     matrix: bool = False
     timing: bool = False
-    confidence: list[str] = field(default_factory=list)   # tags for --show-confidence
-    normaliser: Callable[[str], str] | None = None        # with the synonym map; None: the plain Normaliser
-    compare_top: int = 10                                 # tags compared per model and image (0 = all)
-    consensus_min: int | None = None                      # k of CONSENSUS (k+ models); None: 3/4 of those answering
+    confidence: list[str] = field(default_factory=list)  # tags for --show-confidence
+    normaliser: Callable[[str], str] | None = None  # with the synonym map; None: the plain Normaliser
+    compare_top: int = 10  # tags compared per model and image (0 = all)
+    consensus_min: int | None = None  # k of CONSENSUS (k+ models); None: 3/4 of those answering
 
     def comparison(self, models: list[dict[str, Any]]) -> Comparison:
         """The streaming comparison these settings ask for (--top never changes what is compared)."""
@@ -69,8 +70,15 @@ def _est(flag: bool) -> str:
 
 
 def new_table(title: str, **kwargs: Any) -> Table:
-    return Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
-                 show_edge=False, **kwargs)
+    return Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        **kwargs,
+    )
 
 
 def titled(table: Table) -> Group:
@@ -94,13 +102,18 @@ def consensus_line(items: list[dict[str, Any]], k: int, n_models: int, top: int)
     common = [c for c in items if c["n_models"] >= k]
     for i, item in enumerate(_rows(common, top)):
         line.append(("  " if i else "") + item["tag"], style="bold")
-        line.append(f" {item['n_models']}/{n_models} {item['score']:.2f}{_est(item.get('estimated', False))}",
-                    style="dim")
+        line.append(
+            f" {item['n_models']}/{n_models} {item['score']:.2f}{_est(item.get('estimated', False))}", style="dim"
+        )
     if top > 0 and len(common) > top:
         line.append(f"  (+{len(common) - top} more)", style="dim")
     if not common:
-        line.append(f"none (no tag from {k} of the {n_models} models that answered)" if n_models else
-                    "none (no model answered with an ok result)", style="dim")
+        line.append(
+            f"none (no tag from {k} of the {n_models} models that answered)"
+            if n_models
+            else "none (no model answered with an ok result)",
+            style="dim",
+        )
     return line
 
 
@@ -114,10 +127,17 @@ def image_summary(compared: dict[str, Any], inference_s: float, failed: int, top
     """One image's SUMMARY, CONSENSUS (k+ models) and MODEL AGREEMENT, under its model boxes."""
     n = len(compared["answered"])
     line = Text("SUMMARY: ", style="bold")
-    line.append(f"{compared['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
-                + (f" ({failed} without a result)" if failed else "") + f" | inference time: {duration(inference_s)}")
-    return Group(Rule(style="dim"), line, consensus_line(compared["consensus"], compared["consensus_min"], n, top),
-                 agreement_line(compared["agreement"], compared["agreement_note"]))
+    line.append(
+        f"{compared['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
+        + (f" ({failed} without a result)" if failed else "")
+        + f" | inference time: {duration(inference_s)}"
+    )
+    return Group(
+        Rule(style="dim"),
+        line,
+        consensus_line(compared["consensus"], compared["consensus_min"], n, top),
+        agreement_line(compared["agreement"], compared["agreement_note"]),
+    )
 
 
 def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group:
@@ -130,16 +150,21 @@ def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group
         table.add_column(m, justify="center", overflow="fold")
     table.add_column("count", no_wrap=True)
     for item in _rows(compared["consensus"], top):
-        marks = [Text("✓", style="green") if m in item["models"] else Text("·" if m not in answered else "-",
-                                                                              style="dim") for m in voices]
+        marks = [
+            Text("✓", style="green") if m in item["models"] else Text("·" if m not in answered else "-", style="dim")
+            for m in voices
+        ]
         count = f"{item['n_models']}/{len(answered)}" + (" ★" if item["n_models"] >= k else "")
         only = compared.get("only_vocabulary", {}).get(item["tag"])
         table.add_row(item["tag"], *marks, count + (f"  ({only} vocabulary only)" if only else ""))
     if not compared["consensus"]:
         table.add_row(Text("no model gave a tag", style="dim"), *[""] * len(voices), "")
     hidden = len(compared["consensus"]) - top if top > 0 else 0
-    legend = Text(f"★ = consensus ({k}+ of {len(answered)} models); ✓ gave the tag, - did not, · no ok result"
-                  + (f"; {hidden} more tag(s) compared, not shown (--top)" if hidden > 0 else ""), style="dim")
+    legend = Text(
+        f"★ = consensus ({k}+ of {len(answered)} models); ✓ gave the tag, - did not, · no ok result"
+        + (f"; {hidden} more tag(s) compared, not shown (--top)" if hidden > 0 else ""),
+        style="dim",
+    )
     return Group(titled(table), legend)
 
 
@@ -153,29 +178,57 @@ def confidence_bars(lookup: dict[str, dict[str, Any]], tag: str, name: str) -> G
         if c["score"] is None:
             grid.add_row(label, Text("N/A ", style="yellow"), Text(f"({c['reason']})", style="dim"))
             continue
-        marks = [m for m, on in (("extracted", c.get("estimated")), ("zero-shot", c.get("kind") == "zero-shot"),
-                                 ("below the model's own threshold", c.get("below_model_threshold"))) if on]
-        grid.add_row(label, Text(f"{c['score']:.2f}"),
-                     Text(bar(c["score"]), style="green") + Text(f"  ({', '.join(marks)})" if marks else "",
-                                                                  style="dim"))
+        marks = [
+            m
+            for m, on in (
+                ("extracted", c.get("estimated")),
+                ("zero-shot", c.get("kind") == "zero-shot"),
+                ("below the model's own threshold", c.get("below_model_threshold")),
+            )
+            if on
+        ]
+        grid.add_row(
+            label,
+            Text(f"{c['score']:.2f}"),
+            Text(bar(c["score"]), style="green") + Text(f"  ({', '.join(marks)})" if marks else "", style="dim"),
+        )
     return Group(Text(""), Text(title, style="bold"), grid)
 
 
 def consensus_table(comparison: dict[str, Any], top: int) -> Table:
     folder = comparison["folder"]
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
-    table = new_table(f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
-                   "compared; CONSENSUS above lists those at the cut-off)")
+    table = new_table(
+        f"consensus over {folder['n_images']} image(s): models agreeing x mean confidence (every tag "
+        "compared; CONSENSUS above lists those at the cut-off)"
+    )
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("#", "right"), ("tag", "left"), ("models", "right"), ("mean conf", "right"), ("score", "right"),
-        ("images", "right"), ("given by", "left"))
+        ("#", "right"),
+        ("tag", "left"),
+        ("models", "right"),
+        ("mean conf", "right"),
+        ("score", "right"),
+        ("images", "right"),
+        ("given by", "left"),
+    )
     for col, justify in columns:
-        table.add_column(col, justify=justify, no_wrap=col != "given by", max_width=TAG_WIDTH if col == "tag" else None,
-                         overflow="ellipsis" if col == "tag" else "fold")
+        table.add_column(
+            col,
+            justify=justify,
+            no_wrap=col != "given by",
+            max_width=TAG_WIDTH if col == "tag" else None,
+            overflow="ellipsis" if col == "tag" else "fold",
+        )
     for rank, item in enumerate(_rows(folder["consensus"], top), 1):
-        table.add_row(str(rank), item["tag"], f"{item['n_models']}/{len(voices)}",
-                      figure(item["mean_confidence"], 3) + _est(item["estimated"]), figure(item["score"], 3),
-                      str(item["images"]), ", ".join(item["models"]))
+        table.add_row(
+            str(rank),
+            item["tag"],
+            f"{item['n_models']}/{len(voices)}",
+            figure(item["mean_confidence"], 3) + _est(item["estimated"]),
+            figure(item["score"], 3),
+            str(item["images"]),
+            ", ".join(item["models"]),
+        )
     if not folder["consensus"]:
         table.add_row("", Text("no model gave a tag (no ok cell above the threshold)", style="dim"), "", "", "", "", "")
     return table
@@ -242,23 +295,59 @@ def timing_table(comparison: dict[str, Any]) -> Table:
     # token and retry columns only when a model reports them (captioners, endpoints): what a paid API bills
     usage = [k for k in ("prompt_tokens", "completion_tokens", "retries") if any(k in t for t in timings.values())]
     names = {"prompt_tokens": "tokens in", "completion_tokens": "tokens out", "retries": "retries"}
-    for col in ("model", "load", "warm-up", "inference", "total", "mean", "p50", "p95", "img/s", "n",
-                *(names[k] for k in usage)):
-        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
-                         max_width=TAG_WIDTH - 6 if col == "model" else None, overflow="ellipsis")
+    for col in (
+        "model",
+        "load",
+        "warm-up",
+        "inference",
+        "total",
+        "mean",
+        "p50",
+        "p95",
+        "img/s",
+        "n",
+        *(names[k] for k in usage),
+    ):
+        table.add_column(
+            col,
+            justify="left" if col == "model" else "right",
+            no_wrap=True,
+            max_width=TAG_WIDTH - 6 if col == "model" else None,
+            overflow="ellipsis",
+        )
     sums = {"load_s": 0.0, "warmup_s": 0.0, "inference_total_s": 0.0, "total_s": 0.0}
     n = 0
     for model, t in timings.items():
-        table.add_row(model, duration(t["load_s"]), duration(t["warmup_s"]), duration(t.get("inference_total_s")),
-                      duration(t.get("total_s")), duration(t["mean_s"]), duration(t["p50_s"]), duration(t["p95_s"]),
-                      figure(t["images_per_s"]), str(t["n"]), *(f"{t[k]:,}" if k in t else "" for k in usage))
+        table.add_row(
+            model,
+            duration(t["load_s"]),
+            duration(t["warmup_s"]),
+            duration(t.get("inference_total_s")),
+            duration(t.get("total_s")),
+            duration(t["mean_s"]),
+            duration(t["p50_s"]),
+            duration(t["p95_s"]),
+            figure(t["images_per_s"]),
+            str(t["n"]),
+            *(f"{t[k]:,}" if k in t else "" for k in usage),
+        )
         for key in sums:
             sums[key] += t.get(key) or 0.0
         n += t["n"]
     table.add_section()
-    table.add_row(Text("TOTAL", style="bold"), duration(sums["load_s"]), duration(sums["warmup_s"]),
-                  duration(sums["inference_total_s"]), Text(duration(sums["total_s"]), style="bold"), "", "", "", "",
-                  str(n), *(f"{sum(t.get(k, 0) for t in timings.values()):,}" for k in usage))
+    table.add_row(
+        Text("TOTAL", style="bold"),
+        duration(sums["load_s"]),
+        duration(sums["warmup_s"]),
+        duration(sums["inference_total_s"]),
+        Text(duration(sums["total_s"]), style="bold"),
+        "",
+        "",
+        "",
+        "",
+        str(n),
+        *(f"{sum(t.get(k, 0) for t in timings.values()):,}" for k in usage),
+    )
     table.caption = comparison["definitions"].get("timing")
     table.caption_justify = "left"
     return table
@@ -275,11 +364,17 @@ def folder_summary(comparison: dict[str, Any], top: int) -> Group:
     answered = folder.get("answered", [])
     n = len(answered)
     line = Text("SUMMARY: ", style="bold")
-    line.append(f"{folder['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
-                f" | {folder['n_images']} image(s) | total time: {duration(total_time(comparison))}")
-    return Group(Rule(characters="═"), line,
-                 consensus_line(folder["consensus"], comparison.get("consensus_min", 1), n, top),
-                 agreement_line(folder["agreement"], folder.get("agreement_note")), Rule(characters="═"))
+    line.append(
+        f"{folder['summary']['total_unique_tags']} unique tags across {n} model{'s' * (n != 1)}"
+        f" | {folder['n_images']} image(s) | total time: {duration(total_time(comparison))}"
+    )
+    return Group(
+        Rule(characters="═"),
+        line,
+        consensus_line(folder["consensus"], comparison.get("consensus_min", 1), n, top),
+        agreement_line(folder["agreement"], folder.get("agreement_note")),
+        Rule(characters="═"),
+    )
 
 
 def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[str], str]) -> RenderableType:
@@ -302,9 +397,12 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
             why = "not given" if ok else f"no ok cell: {statuses}"
             table.add_row(model, Text("N/A", style="yellow"), Text(f"({why})", style="dim"), f"0/{ok}")
         else:
-            table.add_row(model, f"{c['mean_score']:.3f}{_est(c['estimated'])}", Text(bar(c["mean_score"]),
-                                                                                     style="green"),
-                          f"{c['images']}/{ok}")
+            table.add_row(
+                model,
+                f"{c['mean_score']:.3f}{_est(c['estimated'])}",
+                Text(bar(c["mean_score"]), style="green"),
+                f"{c['images']}/{ok}",
+            )
     table.caption = "mean score over the images where the model gave the tag; images: given / ok cells"
     table.caption_justify = "left"
     return table
@@ -312,8 +410,11 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
 
 def render_comparison(comparison: dict[str, Any], console: Console, views: Views) -> None:
     """The folder summary, then the views asked for."""
-    parts: list[RenderableType] = [folder_summary(comparison, views.top),
-                                   titled(consensus_table(comparison, views.top)), agreement_text(comparison)]
+    parts: list[RenderableType] = [
+        folder_summary(comparison, views.top),
+        titled(consensus_table(comparison, views.top)),
+        agreement_text(comparison),
+    ]
     pairwise = pairwise_table(comparison)
     if pairwise is not None:
         parts.append(titled(pairwise))
@@ -326,7 +427,9 @@ def render_comparison(comparison: dict[str, Any], console: Console, views: Views
         from orchestrator.compare.normalise import Normaliser
 
         norm = views.normaliser or Normaliser()
-        parts += [titled(v) if isinstance(v := confidence_view(comparison, tag, norm), Table) else v
-                  for tag in views.confidence]
+        parts += [
+            titled(v) if isinstance(v := confidence_view(comparison, tag, norm), Table) else v
+            for tag in views.confidence
+        ]
     parts.append(Text(comparison["definitions"]["estimated"], style="dim"))
     console.print(Group(*parts))

@@ -19,8 +19,20 @@ from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.document import Results
 
-CSV_FIELDS = ("image", "sha256", "model", "status", "tag", "score", "category", "estimated", "caption", "message",
-              "inference_s", "revision")
+CSV_FIELDS = (
+    "image",
+    "sha256",
+    "model",
+    "status",
+    "tag",
+    "score",
+    "category",
+    "estimated",
+    "caption",
+    "message",
+    "inference_s",
+    "revision",
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -38,7 +50,7 @@ def _line(value: Any) -> str:
 def _open_object(value: dict[str, Any], level: int) -> str:
     """A dict's JSON without its closing brace, so more keys can follow."""
     text = _dump(value, level)
-    return text[:text.rstrip().rfind("}")].rstrip() if value else "{"
+    return text[: text.rstrip().rfind("}")].rstrip() if value else "{"
 
 
 def write_json(results: Results, out: IO[str], comparison: Comparison | None = None) -> None:
@@ -50,7 +62,7 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
         first = True
         for image in results.images():
             entry = comparison.add(image) if comparison is not None else None
-            if entry is not None:   # the plan's per-image summary beside the image's cells
+            if entry is not None:  # the plan's per-image summary beside the image's cells
                 image["summary"] = entry["summary"]
                 spool.write(_line([image["sha256"], entry]) + "\n")
             out.write(("\n    " if first else ",\n    ") + _line(image))
@@ -58,7 +70,7 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
         out.write("\n  ]" if not first else "]")
         if comparison is not None:
             summary = comparison.result()
-            del summary["images"]        # written below, from the spool
+            del summary["images"]  # written below, from the spool
             out.write(',\n  "comparison": ' + _open_object(summary, 1) + ',\n    "images": {')
             spool.seek(0)
             for i, line in enumerate(spool):
@@ -96,15 +108,26 @@ def write_csv(results: Results, out: IO[str], threshold: float | None = None) ->
     writer.writeheader()
     for image in results.images():
         for model, result in image["results"].items():
-            base = {"image": image["path"], "sha256": image["sha256"], "model": model, "status": result["status"],
-                    "caption": result.get("caption") or "", "message": result.get("message", ""),
-                    "inference_s": result.get("inference_s", ""), "revision": revisions.get(model, "")}
+            base = {
+                "image": image["path"],
+                "sha256": image["sha256"],
+                "model": model,
+                "status": result["status"],
+                "caption": result.get("caption") or "",
+                "message": result.get("message", ""),
+                "inference_s": result.get("inference_s", ""),
+                "revision": revisions.get(model, ""),
+            }
             tags = [t for t in result.get("tags") or [] if threshold is None or t["score"] >= threshold]
             for tag in tags or [None]:
                 row = dict(base)
                 if tag is not None:
-                    row.update(tag=tag["name"], score=f"{tag['score']:.6f}", category=tag.get("category", ""),
-                               estimated=bool(tag.get("estimated", False)))
+                    row.update(
+                        tag=tag["name"],
+                        score=f"{tag['score']:.6f}",
+                        category=tag.get("category", ""),
+                        estimated=bool(tag.get("estimated", False)),
+                    )
                 writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
 
 
@@ -115,13 +138,28 @@ def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
     return buf.getvalue()
 
 
-EVALUATION_FIELDS = ("rank", "model", "kind", "images", "failed", "own_precision", "own_recall", "own_f1",
-                     "own_macro_f1", "best_threshold", "best_precision", "best_recall", "best_f1",
-                     "best_macro_f1",
-                     # 95% bootstrap intervals, and on the leader's row its best-F1 lead over the runner-up
-                     *(f"{t}_{m}_{end}" for t in ("own", "best") for m in ("precision", "recall", "f1")
-                       for end in ("lo", "hi")),
-                     "lead_best_f1", "lead_lo", "lead_hi", "ahead_beyond_noise")
+EVALUATION_FIELDS = (
+    "rank",
+    "model",
+    "kind",
+    "images",
+    "failed",
+    "own_precision",
+    "own_recall",
+    "own_f1",
+    "own_macro_f1",
+    "best_threshold",
+    "best_precision",
+    "best_recall",
+    "best_f1",
+    "best_macro_f1",
+    # 95% bootstrap intervals, and on the leader's row its best-F1 lead over the runner-up
+    *(f"{t}_{m}_{end}" for t in ("own", "best") for m in ("precision", "recall", "f1") for end in ("lo", "hi")),
+    "lead_best_f1",
+    "lead_lo",
+    "lead_hi",
+    "ahead_beyond_noise",
+)
 
 
 def evaluation_csv(evaluation: dict[str, Any]) -> str:
@@ -132,15 +170,27 @@ def evaluation_csv(evaluation: dict[str, Any]) -> str:
     writer.writeheader()
     for rank, r in enumerate(evaluation["models"], 1):
         own, best = r["own"] or {}, r["best"] or {}
-        row = {"rank": rank, "model": r["model"], "kind": r.get("kind") or "", "images": r["images"],
-               "failed": r["failed"], "best_threshold": best.get("threshold", "")}
+        row = {
+            "rank": rank,
+            "model": r["model"],
+            "kind": r.get("kind") or "",
+            "images": r["images"],
+            "failed": r["failed"],
+            "best_threshold": best.get("threshold", ""),
+        }
         for prefix, m in (("own", own), ("best", best)):
             row.update({f"{prefix}_{k}": m.get(k, "") for k in ("precision", "recall", "f1", "macro_f1")})
             for metric, (low, high) in ((r.get("intervals") or {}).get(prefix) or {}).items():
                 row.update({f"{prefix}_{metric}_lo": low, f"{prefix}_{metric}_hi": high})
         leader = evaluation.get("leader")
         if leader and leader["model"] == r["model"]:
-            row.update({"lead_best_f1": leader["difference"], "lead_lo": leader["interval"][0],
-                        "lead_hi": leader["interval"][1], "ahead_beyond_noise": "yes" if leader["ahead"] else "no"})
+            row.update(
+                {
+                    "lead_best_f1": leader["difference"],
+                    "lead_lo": leader["interval"][0],
+                    "lead_hi": leader["interval"][1],
+                    "ahead_beyond_noise": "yes" if leader["ahead"] else "no",
+                }
+            )
         writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()

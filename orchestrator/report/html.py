@@ -43,11 +43,11 @@ from orchestrator.document import Results
 from orchestrator.report.comparison_views import Views
 from orchestrator.report.thumbnails import cached_thumbnail, data_uri, thumbnail
 
-TAGS_LISTED = 60           # per cell: the top N shown, the rest up to this many behind "more"
+TAGS_LISTED = 60  # per cell: the top N shown, the rest up to this many behind "more"
 CONSENSUS_PER_IMAGE = 8
 STATUS_ORDER = ("ok", "no_tags", "timeout", "crashed", "error", "bad_image", "skipped", "missing")
-THUMBNAILS_AHEAD = 16     # thumbnails made ahead of the image being compared
-CHUNK = 200               # images per data block: the script parses a block's thumbnails only when drawn
+THUMBNAILS_AHEAD = 16  # thumbnails made ahead of the image being compared
+CHUNK = 200  # images per data block: the script parses a block's thumbnails only when drawn
 TIMING_METRICS = (("load_s", "load"), ("warmup_s", "warm-up"), ("mean_s", "mean inference"))
 
 
@@ -55,8 +55,13 @@ TIMING_METRICS = (("load_s", "load"), ("warmup_s", "warm-up"), ("mean_s", "mean 
 def _env() -> Environment:
     # ChainableUndefined: a document read back from an older store may lack optional keys; render
     # them as blanks rather than fail the whole report.
-    env = Environment(loader=PackageLoader("orchestrator.report", "templates"), autoescape=True,
-                      undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("orchestrator.report", "templates"),
+        autoescape=True,
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["secs"] = _secs
     env.filters["num"] = _num
     return env
@@ -87,12 +92,18 @@ def _tag_record(tag: dict[str, Any], norm: Callable[[str], str]) -> list[Any]:
     name = str(tag.get("name", ""))
     score = tag.get("score", 0.0)
     finite = _is_number(score) and math.isfinite(score)
-    return [name, float(score) if finite else None, int(bool(tag.get("estimated"))), tag.get("category") or "",
-            _key(norm(name))]
+    return [
+        name,
+        float(score) if finite else None,
+        int(bool(tag.get("estimated"))),
+        tag.get("category") or "",
+        _key(norm(name)),
+    ]
 
 
-def _cell_record(result: dict[str, Any] | None, threshold: float | None, top: int, norm: Callable[[str], str],
-                 synthesis: bool) -> dict[str, Any]:
+def _cell_record(
+    result: dict[str, Any] | None, threshold: float | None, top: int, norm: Callable[[str], str], synthesis: bool
+) -> dict[str, Any]:
     """One cell as report.js draws it (`drawCell`): short keys, since a report holds thousands; the
     TAGS_LISTED best tags only (the JSON output has them all)."""
     if result is None:
@@ -102,27 +113,50 @@ def _cell_record(result: dict[str, Any] | None, threshold: float | None, top: in
         tags = [t for t in tags if float(t.get("score", 0.0)) >= threshold]
     listed = [_tag_record(t, norm) for t in tags[:TAGS_LISTED]]
     record: dict[str, Any] = {"s": result.get("status", "missing"), "g": listed, "k": top if top > 0 else len(listed)}
-    optional = {"m": result.get("message"), "x": result.get("fix"), "q": result.get("caption"),
-                "t": _secs(result["inference_s"]) if result.get("inference_s") is not None else None,
-                "n": len(result.get("attempts") or []), "u": max(0, len(tags) - TAGS_LISTED), "y": int(synthesis),
-                # e.g. WD14's rating / character beside its general tags: the category is shown
-                "c": int(len({t[3] for t in listed}) > 1)}
+    optional = {
+        "m": result.get("message"),
+        "x": result.get("fix"),
+        "q": result.get("caption"),
+        "t": _secs(result["inference_s"]) if result.get("inference_s") is not None else None,
+        "n": len(result.get("attempts") or []),
+        "u": max(0, len(tags) - TAGS_LISTED),
+        "y": int(synthesis),
+        # e.g. WD14's rating / character beside its general tags: the category is shown
+        "c": int(len({t[3] for t in listed}) > 1),
+    }
     record.update((k, v) for k, v in optional.items() if v)
     return record
 
 
-def _image_record(index: int, image: dict[str, Any], compared: dict[str, Any], thumb_error: str | None,
-                  models: list[str], judges: set[str], views: Views, norm: Callable[[str], str]) -> dict[str, Any]:
+def _image_record(
+    index: int,
+    image: dict[str, Any],
+    compared: dict[str, Any],
+    thumb_error: str | None,
+    models: list[str],
+    judges: set[str],
+    views: Views,
+    norm: Callable[[str], str],
+) -> dict[str, Any]:
     """One image as report.js draws it (`drawImage`); its thumbnail travels apart (THUMBS blocks)."""
     results = image.get("results") or {}
     record: dict[str, Any] = {
-        "i": f"img-{index}", "p": image["path"], "h": image["sha256"],
-        "r": [_cell_record(results.get(m), views.threshold, views.top, norm, m in judges) for m in models]}
-    optional = {"b": do_filesizeformat(image["size_bytes"]) if image.get("size_bytes") is not None else None,
-                "d": image.get("duplicate_of"), "f": _facts(results), "e": thumb_error,
-                "a": _num(compared["agreement"]) if compared.get("agreement") is not None else None,
-                "cs": [[c["tag"], c["n_models"], _num(c["score"], 3)]
-                       for c in (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE]]}
+        "i": f"img-{index}",
+        "p": image["path"],
+        "h": image["sha256"],
+        "r": [_cell_record(results.get(m), views.threshold, views.top, norm, m in judges) for m in models],
+    }
+    optional = {
+        "b": do_filesizeformat(image["size_bytes"]) if image.get("size_bytes") is not None else None,
+        "d": image.get("duplicate_of"),
+        "f": _facts(results),
+        "e": thumb_error,
+        "a": _num(compared["agreement"]) if compared.get("agreement") is not None else None,
+        "cs": [
+            [c["tag"], c["n_models"], _num(c["score"], 3)]
+            for c in (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE]
+        ],
+    }
     record.update((k, v) for k, v in optional.items() if v)
     return record
 
@@ -150,16 +184,18 @@ def _source_path(image: dict[str, Any], image_root: Path | None) -> Path:
     return _resolve(image["path"], image_root)
 
 
-def _thumbnail(image: dict[str, Any], image_root: Path | None, thumb_size: int,
-               cache: Path | None) -> tuple[str | None, str | None]:
+def _thumbnail(
+    image: dict[str, Any], image_root: Path | None, thumb_size: int, cache: Path | None
+) -> tuple[str | None, str | None]:
     source = _source_path(image, image_root)
     if cache is None:
         return thumbnail(source, thumb_size)
     return data_uri(cached_thumbnail(cache, image["sha256"], source, thumb_size))
 
 
-def _thumbnails(images: Iterator[dict[str, Any]], image_root: Path | None, thumb_size: int,
-                cache: Path | None) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
+def _thumbnails(
+    images: Iterator[dict[str, Any]], image_root: Path | None, thumb_size: int, cache: Path | None
+) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
     """Each image with its thumbnail (from the thumbnail cache when one is given), made a few images
     ahead on threads (Pillow decodes outside the GIL); never more than AHEAD in flight, so memory
     does not grow with the folder."""
@@ -186,12 +222,24 @@ def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[
         rows = []
         for i, m in enumerate(models):
             v = values[m]
-            rows.append({"model": m, "value": v, "y": y + head_h + i * row_h,
-                         "w": round(bar_w * v / top, 1) if v and top else 0})
+            rows.append(
+                {
+                    "model": m,
+                    "value": v,
+                    "y": y + head_h + i * row_h,
+                    "w": round(bar_w * v / top, 1) if v and top else 0,
+                }
+            )
         panels.append({"title": title, "key": key, "y": y, "rows": rows})
         y += head_h + len(models) * row_h + 10
-    return {"panels": panels, "height": y, "width": label_w + bar_w + value_w, "label_w": label_w,
-            "bar_w": bar_w, "row_h": row_h}
+    return {
+        "panels": panels,
+        "height": y,
+        "width": label_w + bar_w + value_w,
+        "label_w": label_w,
+        "bar_w": bar_w,
+        "row_h": row_h,
+    }
 
 
 def _heat_rows(folder: dict[str, Any], models: list[str], n_images: int) -> list[dict[str, Any]]:
@@ -201,9 +249,15 @@ def _heat_rows(folder: dict[str, Any], models: list[str], n_images: int) -> list
         for m in models:
             entry = (row.get("models") or {}).get(m) or {}
             count = int(entry.get("images", 0) or 0)
-            cells.append({"model": m, "images": count, "mean_score": entry.get("mean_score"),
-                          "estimated": bool(entry.get("estimated")),
-                          "heat": round(min(1.0, count / n_images), 3) if n_images else 0.0})
+            cells.append(
+                {
+                    "model": m,
+                    "images": count,
+                    "mean_score": entry.get("mean_score"),
+                    "estimated": bool(entry.get("estimated")),
+                    "heat": round(min(1.0, count / n_images), 3) if n_images else 0.0,
+                }
+            )
         rows.append({"tag": row["tag"], "n_models": row.get("n_models"), "score": row.get("score"), "cells": cells})
     return rows
 
@@ -215,7 +269,7 @@ def _json_block(value: Any) -> Markup:
 
 
 def _compact_json(value: Any, **_: Any) -> str:
-    return jsontext.dumps(value)   # orjson: compact, non-ASCII kept; a record holds no NaN (_tag_record)
+    return jsontext.dumps(value)  # orjson: compact, non-ASCII kept; a record holds no NaN (_tag_record)
 
 
 def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Markup]]:
@@ -231,8 +285,15 @@ def _spooled_chunks(records: IO[str], thumbs: IO[str]) -> Iterator[dict[str, Mar
         yield {"records": _json_block([jsontext.loads(line) for line in lines]), "thumbs": _json_block(uris)}
 
 
-def write_html(results: Results, out: IO[str], views: Views | None = None, image_root: Path | None = None,
-               thumb_size: int = 256, with_comparison: bool = True, thumb_cache: Path | None = None) -> None:
+def write_html(
+    results: Results,
+    out: IO[str],
+    views: Views | None = None,
+    image_root: Path | None = None,
+    thumb_size: int = 256,
+    with_comparison: bool = True,
+    thumb_cache: Path | None = None,
+) -> None:
     """Write the report to `out` after one pass over the images: each image is compared, its record
     and thumbnail spooled to temporary files (memory stays flat), then the page is written: folder
     figures first, then the records in blocks that the page's script draws as the reader scrolls.
@@ -247,13 +308,16 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
     models = [m["name"] for m in results.models]
     judges = {m["name"] for m in results.models if m.get("kind") == "judge"}
     comparer = Comparison(results.models, views.compare_top, views.threshold, norm, views.consensus_min)
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as records, \
-            tempfile.TemporaryFile("w+", encoding="utf-8") as thumbs:
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8") as records,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as thumbs,
+    ):
         n_images = 0
         for image, (thumb, thumb_error) in _thumbnails(results.images(), image_root, thumb_size, thumb_cache):
             compared = comparer.add(image) or {}
-            records.write(_compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views,
-                                                      norm)) + "\n")
+            records.write(
+                _compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views, norm)) + "\n"
+            )
             thumbs.write(jsontext.dumps(thumb) + "\n")
             n_images += 1
         summary = comparer.result()
@@ -267,22 +331,39 @@ def write_html(results: Results, out: IO[str], views: Views | None = None, image
         script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         timing = folder["timing"]
         pieces = env.get_template("report.html.j2").generate(
-            doc=results.head, models=results.models, model_names=models, n_images=n_images,
+            doc=results.head,
+            models=results.models,
+            model_names=models,
+            n_images=n_images,
             chunks=_spooled_chunks(records, thumbs),
-            statuses=statuses_sorted, comparison=comparison, definitions=summary["definitions"],
-            folder=folder if with_comparison else {}, threshold=views.threshold, top=views.top,
-            n_unique=comparer.n_images, heat_rows=_heat_rows(folder, models, comparer.n_images),
-            pairwise=folder.get("pairwise") or {}, timing=timing, chart=_timing_chart(timing, models),
+            statuses=statuses_sorted,
+            comparison=comparison,
+            definitions=summary["definitions"],
+            folder=folder if with_comparison else {},
+            threshold=views.threshold,
+            top=views.top,
+            n_unique=comparer.n_images,
+            heat_rows=_heat_rows(folder, models, comparer.n_images),
+            pairwise=folder.get("pairwise") or {},
+            timing=timing,
+            chart=_timing_chart(timing, models),
             status_counts=status_counts,
             status_total={s: sum(c.get(s, 0) for c in status_counts.values()) for s in statuses_sorted},
             data={"models": models, "statuses": statuses_sorted},
-            script=Markup(script), script_hash=script_hash)
+            script=Markup(script),
+            script_hash=script_hash,
+        )
         for piece in pieces:
             out.write(piece)
 
 
-def to_html(document: dict[str, Any], comparison: dict[str, Any] | None = None, image_root: Path | None = None,
-            thumb_size: int = 256, normaliser: Callable[[str], str] | None = None) -> str:
+def to_html(
+    document: dict[str, Any],
+    comparison: dict[str, Any] | None = None,
+    image_root: Path | None = None,
+    thumb_size: int = 256,
+    normaliser: Callable[[str], str] | None = None,
+) -> str:
     """A document held in memory as one HTML page (small documents: tests). With `comparison` (or
     `document["comparison"]`), its settings (top-K, threshold) are used and the comparison is shown."""
     comparison = comparison if comparison is not None else document.get("comparison")
@@ -290,6 +371,12 @@ def to_html(document: dict[str, Any], comparison: dict[str, Any] | None = None, 
     top = comparison["top_k"] if comparison else int(opts.get("top", 10) or 0)
     threshold = comparison["threshold"] if comparison else opts.get("threshold")
     buf = io.StringIO()
-    write_html(Results.of(document), buf, Views(top=top, threshold=threshold, normaliser=normaliser),
-               image_root=image_root, thumb_size=thumb_size, with_comparison=comparison is not None)
+    write_html(
+        Results.of(document),
+        buf,
+        Views(top=top, threshold=threshold, normaliser=normaliser),
+        image_root=image_root,
+        thumb_size=thumb_size,
+        with_comparison=comparison is not None,
+    )
     return buf.getvalue()

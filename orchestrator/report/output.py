@@ -21,8 +21,10 @@ from orchestrator.errors import OutputError
 
 def _explain(out: Path, exc: OSError) -> OutputError:
     why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-    return OutputError(f"cannot write {out}: {why}; free some space or pass another --out (the results are in "
-                       "the results store: `mltag report` writes them again without running any model)")
+    return OutputError(
+        f"cannot write {out}: {why}; free some space or pass another --out (the results are in "
+        "the results store: `mltag report` writes them again without running any model)"
+    )
 
 
 @contextmanager
@@ -38,7 +40,7 @@ def open_output(out: Path | None) -> Iterator[IO[str]]:
     except OSError as exc:
         raise _explain(out, exc) from exc
     try:
-        os.chmod(tmp, 0o666 & ~_umask())   # as a plain open() would have made it (mkstemp makes 0600)
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would have made it (mkstemp makes 0600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             yield stream
             stream.flush()

@@ -28,8 +28,15 @@ from orchestrator.report.comparison_views import (
     render_comparison,
 )
 
-STATUS_STYLE = {"ok": "green", "no_tags": "yellow", "timeout": "red", "crashed": "red", "error": "red",
-                "bad_image": "magenta", "skipped": "dim"}
+STATUS_STYLE = {
+    "ok": "green",
+    "no_tags": "yellow",
+    "timeout": "red",
+    "crashed": "red",
+    "error": "red",
+    "bad_image": "magenta",
+    "skipped": "dim",
+}
 # The kind badge of a box title; a cell that failed shows its status instead.
 BADGES = {"tagger": "PURE TAGGER", "zero-shot": "ZERO-SHOT", "captioner": "CAPTIONER", "judge": "SYNTHESIS"}
 
@@ -42,12 +49,15 @@ def shown_tags(result: dict[str, Any], threshold: float | None, top: int) -> lis
 
 
 def _above(result: dict[str, Any], threshold: float | None) -> list[dict[str, Any]]:
-    return [t for t in result.get("tags") or [] if t.get("category") != "rating"
-            and (threshold is None or t["score"] >= threshold)]
+    return [
+        t
+        for t in result.get("tags") or []
+        if t.get("category") != "rating" and (threshold is None or t["score"] >= threshold)
+    ]
 
 
 def box_title(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None) -> str:
-    """"wd14 (890ms, 67 tags) ★ PURE TAGGER": time, tags above the threshold, and the kind (or the failure)."""
+    """ "wd14 (890ms, 67 tags) ★ PURE TAGGER": time, tags above the threshold, and the kind (or the failure)."""
     status = result.get("status", "?")
     kind = model.get("kind") or "tagger"
     facts = [duration(result["inference_s"])] if result.get("inference_s") is not None else []
@@ -60,8 +70,7 @@ def box_title(name: str, model: dict[str, Any], result: dict[str, Any], threshol
     return f"{title} [{style}]★ {badge}[/]"
 
 
-def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None,
-              top: int) -> Panel:
+def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None, top: int) -> Panel:
     status = result.get("status", "?")
     style = STATUS_STYLE.get(status, "white")
     parts: list[Any] = []
@@ -80,14 +89,16 @@ def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshol
         table = Table.grid(padding=(0, 1))
         for tag in tags:
             est = "~" if tag.get("estimated") else " "
-            table.add_row(tag["name"][:28], f"{tag['score']:.3f}{est}", Text(bar(tag["score"], BOX_BAR_WIDTH),
-                                                                             style=style))
+            table.add_row(
+                tag["name"][:28], f"{tag['score']:.3f}{est}", Text(bar(tag["score"], BOX_BAR_WIDTH), style=style)
+            )
         parts.append(table)
         if any(t.get("estimated") for t in tags):
             parts.append(Text("~ estimated confidence (from caption position / frequency)", style="dim"))
     # The judge's column merges the others' outputs: never let it pass for a model's own view.
-    title = box_title(name, model, result, threshold) + (" [magenta](synthesis)[/]" if model.get("kind") == "judge"
-                                                         else "")
+    title = box_title(name, model, result, threshold) + (
+        " [magenta](synthesis)[/]" if model.get("kind") == "judge" else ""
+    )
     return Panel(Group(*parts), title=title, title_align="left", border_style=style, width=48)
 
 
@@ -101,8 +112,10 @@ def header(path: str, sha256: str, loaded: int, total: int) -> Panel:
     line = Table.grid(expand=True)
     line.add_column(ratio=1, overflow="fold")
     line.add_column(justify="right", no_wrap=True)
-    line.add_row(Text.assemble(("ML TAG ANALYZER - ", "bold"), (one_line(path), "bold"), (f"  {sha256[:12]}", "dim")),
-                 Text(f"{loaded} models loaded" + (f" (of {total})" if loaded != total else ""), style="bold"))
+    line.add_row(
+        Text.assemble(("ML TAG ANALYZER - ", "bold"), (one_line(path), "bold"), (f"  {sha256[:12]}", "dim")),
+        Text(f"{loaded} models loaded" + (f" (of {total})" if loaded != total else ""), style="bold"),
+    )
     return Panel(line, box=box.DOUBLE)
 
 
@@ -119,8 +132,10 @@ def render(results: Results | dict[str, Any], console: Console, views: Views | N
     loaded = sum(1 for m in results.models if m.get("status") == "ok")
     for image in results.images():
         console.print(header(image["path"], image["sha256"], loaded, len(results.models)))
-        boxes = [model_box(name, models.get(name, {}), result, views.threshold, views.top)
-                 for name, result in image["results"].items()]
+        boxes = [
+            model_box(name, models.get(name, {}), result, views.threshold, views.top)
+            for name, result in image["results"].items()
+        ]
         console.print(Columns(boxes, equal=False, expand=False))
         compared = comparison.add(image)
         if compared is None:
@@ -147,9 +162,16 @@ def models_table(models: list[dict[str, Any]], comparison: dict[str, Any]) -> Ta
     for m in models:
         mean = (timing.get(m["name"]) or {}).get("mean_s")
         status = Text(m["status"], style=STATUS_STYLE.get(m["status"], "white"))
-        table.add_row(m["name"], status, m.get("device") or "-",
-                      _fmt(m.get("load_s")), _fmt(m.get("warmup_s")), _fmt(mean, 3), str(m.get("crashes", 0)),
-                      str(m.get("timeouts", 0)))
+        table.add_row(
+            m["name"],
+            status,
+            m.get("device") or "-",
+            _fmt(m.get("load_s")),
+            _fmt(m.get("warmup_s")),
+            _fmt(mean, 3),
+            str(m.get("crashes", 0)),
+            str(m.get("timeouts", 0)),
+        )
     return table
 
 

@@ -32,7 +32,7 @@ from orchestrator.images import RAW_SUFFIXES
 
 THUMB_SIZE = 256
 JPEG_QUALITY = 80
-FORMAT_PLUGIN_SUFFIXES = frozenset({".heic", ".heif", ".hif", ".jxl"})   # Pillow reads these through plugins
+FORMAT_PLUGIN_SUFFIXES = frozenset({".heic", ".heif", ".hif", ".jxl"})  # Pillow reads these through plugins
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -82,9 +82,9 @@ def _raw_image(path: Path | io.BytesIO) -> Image.Image:
     if thumb.format == rawpy.ThumbFormat.JPEG:
         img = Image.open(io.BytesIO(bytes(thumb.data)))
         if img.getexif().get(0x0112, 1) != 1:
-            return img                       # the preview says its own orientation (exif_transpose below)
+            return img  # the preview says its own orientation (exif_transpose below)
     else:
-        img = Image.fromarray(cast(Any, thumb.data))   # a bitmap preview: an array (rawpy's types say bytes too)
+        img = Image.fromarray(cast(Any, thumb.data))  # a bitmap preview: an array (rawpy's types say bytes too)
     method = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}.get(flip)
     return img.transpose(method) if method is not None else img
 
@@ -97,22 +97,23 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
             return _raw_image(source)
         except (OSError, ValueError):
             raise
-        except Exception as exc:   # rawpy's LibRawError family
+        except Exception as exc:  # rawpy's LibRawError family
             raise OSError(f"cannot read this {path.suffix.lstrip('.').upper()} RAW: {exc}") from exc
     if path.suffix.lower() in FORMAT_PLUGIN_SUFFIXES:
         _register_openers()
     return Image.open(source)
 
 
-def thumbnail_jpeg(path: Path, size: int = THUMB_SIZE, optimize: bool = True,
-                   draft: float = 2.0) -> tuple[bytes | None, str | None]:
+def thumbnail_jpeg(
+    path: Path, size: int = THUMB_SIZE, optimize: bool = True, draft: float = 2.0
+) -> tuple[bytes | None, str | None]:
     """(JPEG bytes at most `size` px on its long side, None) or (None, why it failed). `draft`: a JPEG is
     decoded at the smallest 1/2 .. 1/8 scale still at least `draft` x `size` on both sides."""
     try:
         # A photo inside an archive or dataset (`photos.zip!/ward/01.jpg`): its member's bytes, read in place.
         member = find_member(path) if not os.path.lexists(path) else None
         data = read_member(member) if member is not None else None
-        if member is None and not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the open forever
+        if member is None and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open forever
             return None, "not a regular file"
         # Pillow's own limit stands: past 2x MAX_IMAGE_PIXELS it raises (a bomb -> placeholder).
         with warnings.catch_warnings():
@@ -149,8 +150,9 @@ def cache_file(folder: Path, sha256: str, size: int) -> Path:
     return folder / sha256[:2] / f"{sha256}-{size}.jpg"
 
 
-def cached_thumbnail(folder: Path, sha256: str, source: Path,
-                     size: int = THUMB_SIZE) -> tuple[bytes | None, str | None]:
+def cached_thumbnail(
+    folder: Path, sha256: str, source: Path, size: int = THUMB_SIZE
+) -> tuple[bytes | None, str | None]:
     """The thumbnail of the image `sha256` (stored at `source`) from the cache `folder`, else made and
     kept there. draft 1: a 24 MP JPEG is decoded at 1/8 (750 x 500) for a 256 px tile, still downsampled
     after. A cache that cannot be written (full, read-only) only costs making the thumbnail again."""
@@ -161,7 +163,7 @@ def cached_thumbnail(folder: Path, sha256: str, source: Path,
         pass
     data, error = thumbnail_jpeg(source, size, optimize=False, draft=1.0)
     if data is not None:
-        try:   # written whole then renamed: a reader never sees half a file
+        try:  # written whole then renamed: a reader never sees half a file
             cached.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
             with os.fdopen(fd, "wb") as out:

@@ -42,7 +42,7 @@ from typing import Any
 
 from orchestrator.errors import ExportError
 
-NAMESPACE = "https://mltag.invalid/xmp/1.0/"   # .invalid (RFC 2606): a name no one else can own
+NAMESPACE = "https://mltag.invalid/xmp/1.0/"  # .invalid (RFC 2606): a name no one else can own
 PREFIX = "mltag"
 SUBJECT = "Xmp.dc.subject"
 HIERARCHY = "Xmp.lr.hierarchicalSubject"
@@ -59,20 +59,22 @@ EMBEDDABLE = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".dng
 SIDECAR_MIME = "application/rdf+xml"
 EMBED_MIMES = frozenset({"image/jpeg", "image/tiff", "image/x-adobe-dng"})
 # An XMP packet with nothing in it: what a new sidecar starts from (Exiv2 opens it as a sidecar).
-EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
-                '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
-                '<?xpacket end="w"?>').encode()
+EMPTY_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+    '<?xpacket end="w"?>'
+).encode()
 
 
 @dataclass(frozen=True)
 class PhotoKeywords:
     """What mltag writes for one photo."""
 
-    keywords: list[str]            # flat, best first
-    source: str                    # the model's name, or "consensus"
+    keywords: list[str]  # flat, best first
+    source: str  # the model's name, or "consensus"
     threshold: float | None = None
-    caption: str | None = None     # for dc:description (None: leave the description alone)
-    hierarchy: bool = True         # also lr:hierarchicalSubject and digiKam:TagsList
+    caption: str | None = None  # for dc:description (None: leave the description alone)
+    hierarchy: bool = True  # also lr:hierarchicalSubject and digiKam:TagsList
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Merged:
     """The XMP after the merge, and what the merge did."""
 
     data: bytes
-    changed: bool                  # the XMP differs from what was there
+    changed: bool  # the XMP differs from what was there
     kept_description: bool = False  # a description that is not mltag's was kept (not replaced)
 
 
@@ -120,9 +122,14 @@ def changes(current: dict[str, Any], new: PhotoKeywords) -> tuple[dict[str, Any]
     if new.hierarchy:
         hierarchy += [f"{LR_ROOT}{_level(new.source)}|{_level(k)}" for k in keywords]
         tags_list += [f"{DK_ROOT}{_level(new.source)}/{_level(k)}" for k in keywords]
-    out: dict[str, Any] = {**_bag(SUBJECT, subject + added), **_bag(HIERARCHY, hierarchy),
-                           TAGS_LIST: tags_list or None, OURS: added or None, SOURCE: new.source,
-                           THRESHOLD: None if new.threshold is None else f"{new.threshold:g}"}
+    out: dict[str, Any] = {
+        **_bag(SUBJECT, subject + added),
+        **_bag(HIERARCHY, hierarchy),
+        TAGS_LIST: tags_list or None,
+        OURS: added or None,
+        SOURCE: new.source,
+        THRESHOLD: None if new.threshold is None else f"{new.threshold:g}",
+    }
     kept = False
     if new.caption is not None:
         described = current.get(DESCRIPTION)
@@ -168,14 +175,14 @@ def merge(existing: bytes | None, new: PhotoKeywords, embed: bool = False) -> Me
             raise ExportError(f"this sidecar is not an XMP packet ({mime})")
         current = image.read_xmp()
         if not new.keywords and new.caption is None and not any(k.startswith(f"Xmp.{PREFIX}.") for k in current):
-            return Merged(source, False)   # nothing to add, nothing of mltag's to take out
+            return Merged(source, False)  # nothing to add, nothing of mltag's to take out
         modify, kept = changes(current, new)
-        if not embed:   # the sidecar's IPTC / Exif are mirrors of its XMP (module docstring)
+        if not embed:  # the sidecar's IPTC / Exif are mirrors of its XMP (module docstring)
             image.clear_iptc()
             image.clear_exif()
         image.modify_xmp(modify)
         data = bytes(image.get_bytes())
-    except (RuntimeError, ValueError) as exc:   # ValueError: a value that is not UTF-8
+    except (RuntimeError, ValueError) as exc:  # ValueError: a value that is not UTF-8
         raise ExportError(f"Exiv2 could not write the XMP: {str(exc).strip().splitlines()[0]}") from exc
     finally:
         image.close()

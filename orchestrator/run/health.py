@@ -18,10 +18,17 @@ from orchestrator.paths import logs_dir
 from orchestrator.run.processes import RunnerProcess
 from schemas.status import SUCCESS
 
-SAMPLE_JUDGE_INPUT = {"outputs": [
-    {"model": "sample-captioner", "kind": "captioner", "caption": "A dark corridor with peeling paint.",
-     "tags": ["corridor"]},
-    {"model": "sample-tagger", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "peeling paint"]}]}
+SAMPLE_JUDGE_INPUT = {
+    "outputs": [
+        {
+            "model": "sample-captioner",
+            "kind": "captioner",
+            "caption": "A dark corridor with peeling paint.",
+            "tags": ["corridor"],
+        },
+        {"model": "sample-tagger", "kind": "tagger", "caption": None, "tags": ["indoors", "hallway", "peeling paint"]},
+    ]
+}
 
 
 @dataclass
@@ -75,8 +82,11 @@ def check_hello(spec: ModelSpec, timeout: float = 180.0) -> tuple[Check, dict[st
     try:
         hello = runner.call("hello", timeout)
     except RunnerError as exc:
-        return Check("runner", f"runner did not answer hello: {exc}",
-                     fix=f"see {runner.log_path}; rebuild with `make setup-envs MODELS={spec.name}`"), {}
+        return Check(
+            "runner",
+            f"runner did not answer hello: {exc}",
+            fix=f"see {runner.log_path}; rebuild with `make setup-envs MODELS={spec.name}`",
+        ), {}
     finally:
         runner.stop()
     return Check("runner", detail=describe_hello(spec.env, hello)), hello
@@ -86,8 +96,7 @@ def describe_hello(env: str, hello: dict[str, Any]) -> str:
     """The env and every library version its runner reported (envs pin different transformers)."""
     pkgs = hello.get("packages", {})
     versions = ", ".join(f"{name} {version}" for name, version in pkgs.items())
-    return (f"env {env}: python {hello.get('python')}; {versions}; devices: "
-            f"{', '.join(hello.get('devices') or ['cpu'])}")
+    return f"env {env}: python {hello.get('python')}; {versions}; devices: {', '.join(hello.get('devices') or ['cpu'])}"
 
 
 def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, Any] | None = None) -> Check:
@@ -100,8 +109,9 @@ def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, A
     load = split_overrides(spec, infer_overrides(RunOptions(infer_overrides=overrides or {}), spec))[1]
     load_spec = build_load_spec(spec, offline=True, overrides=load or None)
     python = envbuild.env_paths(spec.env).python
-    runner = RunnerProcess.start(python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True,
-                                 extra_env=served_env(load_spec))
+    runner = RunnerProcess.start(
+        python, spec.adapter, logs_dir() / "health" / f"{spec.name}.log", offline=True, extra_env=served_env(load_spec)
+    )
     try:
         runner.call("hello", timeout)
         info = runner.call("load", timeout, spec=load_spec)
@@ -112,7 +122,7 @@ def check_server(spec: ModelSpec, timeout: float = 120.0, overrides: dict[str, A
     finally:
         runner.stop()
     checked = ""
-    if spec.endpoint is not None:   # runners/adapters/openai_compat.py's load note says whether a key was sent
+    if spec.endpoint is not None:  # runners/adapters/openai_compat.py's load note says whether a key was sent
         keyless = any("API key: none sent" in note for note in info.get("notes", []))
         checked = f" (reachable, {'no key sent, none asked for' if keyless else 'key accepted'}, model listed)"
     return Check("server", detail=f"{info.get('model_version')} on {info.get('device')}{checked}")
@@ -124,17 +134,23 @@ def check_weights(spec: ModelSpec, local: Path | None, overrides: dict[str, Any]
     if local is not None:
         if local.exists():
             return Check("weights", detail=f"local override {local}")
-        return Check("weights", f"local weights path {local} does not exist",
-                     fix=f"--weights {spec.name}=<existing path>")
+        return Check(
+            "weights", f"local weights path {local} does not exist", fix=f"--weights {spec.name}=<existing path>"
+        )
     if weights_cached(spec):
         return Check("weights", detail=f"{spec.hub_id}@{spec.revision[:12]} in {hub_cache_dir()}")
     if spec.gated and not hub_token():
-        return Check("weights", f"{spec.hub_id} is gated: it needs an accepted licence and a Hugging Face token, "
-                                "and no token is set",
-                     fix=f"accept the terms at https://huggingface.co/{spec.hub_id}, then `hf auth login` or "
-                         f"export HF_TOKEN=...; or --weights {spec.name}=PATH")
-    return Check("weights", f"{spec.hub_id}@{spec.revision[:12]} is not in the Hugging Face cache",
-                 fix=f"mltag run {spec.name} <image> (downloads it; needs network), or --weights {spec.name}=PATH")
+        return Check(
+            "weights",
+            f"{spec.hub_id} is gated: it needs an accepted licence and a Hugging Face token, and no token is set",
+            fix=f"accept the terms at https://huggingface.co/{spec.hub_id}, then `hf auth login` or "
+            f"export HF_TOKEN=...; or --weights {spec.name}=PATH",
+        )
+    return Check(
+        "weights",
+        f"{spec.hub_id}@{spec.revision[:12]} is not in the Hugging Face cache",
+        fix=f"mltag run {spec.name} <image> (downloads it; needs network), or --weights {spec.name}=PATH",
+    )
 
 
 def check_deep(spec: ModelSpec, local: Path | None, device: str, overrides: dict[str, Any] | None = None) -> Check:
@@ -149,8 +165,9 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str, overrides: dict
         path = Path(tmp) / "health.png"
         Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(path)
         weights = {spec.name: local} if local else {}
-        options = RunOptions(weights=weights, device=device, timeout_s=spec.timeout_s or 300,
-                             infer_overrides=overrides or {})
+        options = RunOptions(
+            weights=weights, device=device, timeout_s=spec.timeout_s or 300, infer_overrides=overrides or {}
+        )
         ref = hash_file(path)
         if spec.kind == "judge":  # a judge reads other models' outputs: give it a known one
             analysis = Analysis([ref], [], options, judge=spec)
@@ -163,12 +180,20 @@ def check_deep(spec: ModelSpec, local: Path | None, device: str, overrides: dict
     result = doc["images"][0]["results"][spec.name]
     if result["status"] in SUCCESS:
         return Check("deep", detail=f"inference {result['status']} in {result.get('inference_s', 0):.2f} s")
-    return Check("deep", f"inference on a generated image: {result['status']}: {result.get('message', '')}",
-                 fix=result.get("fix", ""))
+    return Check(
+        "deep",
+        f"inference on a generated image: {result['status']}: {result.get('message', '')}",
+        fix=result.get("fix", ""),
+    )
 
 
-def model_health(spec: ModelSpec, local: Path | None = None, deep: bool = False, device: str = "auto",
-                 overrides: dict[str, Any] | None = None) -> ModelHealth:
+def model_health(
+    spec: ModelSpec,
+    local: Path | None = None,
+    deep: bool = False,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+) -> ModelHealth:
     report = ModelHealth(spec.name, [check_env(spec)])
     if report.checks[0].problem is None:
         report.checks.append(check_hello(spec)[0])

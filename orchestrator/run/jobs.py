@@ -18,11 +18,11 @@ from schemas.protocol import LoadSpec
 
 @dataclass(frozen=True)
 class Limits:
-    hello_s: float = 180.0        # first start imports torch + transformers: 4-20 s on 2 cores
-    load_s: float = 900.0         # downloads and multi-GB weights
-    infer_s: float = 60.0         # per image (--timeout)
-    max_restarts: int = 3         # failures in a row (crash, timeout, failed start) before giving up
-    retry_crashed: bool = True    # retry an image once after it crashed the runner
+    hello_s: float = 180.0  # first start imports torch + transformers: 4-20 s on 2 cores
+    load_s: float = 900.0  # downloads and multi-GB weights
+    infer_s: float = 60.0  # per image (--timeout)
+    max_restarts: int = 3  # failures in a row (crash, timeout, failed start) before giving up
+    retry_crashed: bool = True  # retry an image once after it crashed the runner
 
 
 @dataclass
@@ -35,8 +35,8 @@ class ModelJob:
     limits: Limits = field(default_factory=Limits)
     batch_size: int = 1
     offline: bool = False
-    runner_module: str = "runners.host"   # tests swap in a fake runner
-    adapter: str | None = None            # defaults to spec.adapter
+    runner_module: str = "runners.host"  # tests swap in a fake runner
+    adapter: str | None = None  # defaults to spec.adapter
     extra_env: dict[str, str] = field(default_factory=dict)
     # What an image sends besides id and name; default {"data": the file's bytes}. The judge
     # sends {"context": other models' outputs} instead.
@@ -49,7 +49,7 @@ class ModelJob:
 
 @dataclass
 class RunOptions:
-    timeout_s: float | None = None       # per image; None = model.toml's timeout_s or 60 s
+    timeout_s: float | None = None  # per image; None = model.toml's timeout_s or 60 s
     device: str = "auto"
     dtype: str = "auto"
     offline: bool = False
@@ -57,8 +57,8 @@ class RunOptions:
     warmup: bool = False
     batch_size: int = 1
     parallel: int = 1
-    threshold: float | None = None       # display threshold (raw scores are always kept)
-    top: int = 10                        # tags shown per model in the table
+    threshold: float | None = None  # display threshold (raw scores are always kept)
+    top: int = 10  # tags shown per model in the table
     infer_overrides: dict[str, Any] = field(default_factory=dict)
     retry_crashed: bool = True
     # captioners (and the judge): --prompt, --tags-prompt, --ask, --quantize
@@ -66,32 +66,45 @@ class RunOptions:
     tags_prompt: str | None = None
     ask: str | None = None
     quantize: int | None = None
-    exact_decode: bool = False           # --exact-decode: full-size decode, each model's reference preprocessing
-    raw: str = "auto"                    # --raw: how camera RAW files are decoded (runners/_images.py decode_raw)
+    exact_decode: bool = False  # --exact-decode: full-size decode, each model's reference preprocessing
+    raw: str = "auto"  # --raw: how camera RAW files are decoded (runners/_images.py decode_raw)
 
 
 def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
     """What one model's runner is given: its load spec, infer options, limits and log file."""
     timeout = opts.timeout_s or spec.timeout_s or 60.0
-    limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s,
-                    retry_crashed=opts.retry_crashed)
+    limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s, retry_crashed=opts.retry_crashed)
     generative = spec.kind in ("captioner", "judge")
     # a captioner judging (run/judge.vision_judge) loads the captioner's --weights
     weights = opts.weights.get(spec.name, opts.weights.get(spec.folder.name))
     infer, load = split_overrides(spec, infer_overrides(opts, spec))
     if opts.quantize and generative:
         load["quantize"] = opts.quantize
-    load_spec = build_load_spec(spec, weights=weights, offline=opts.offline,
-                                device=opts.device, dtype=opts.dtype, warmup=opts.warmup,
-                                overrides=load or None, exact_decode=opts.exact_decode)
+    load_spec = build_load_spec(
+        spec,
+        weights=weights,
+        offline=opts.offline,
+        device=opts.device,
+        dtype=opts.dtype,
+        warmup=opts.warmup,
+        overrides=load or None,
+        exact_decode=opts.exact_decode,
+    )
     # A served model's requests go `concurrency` at a time inside one infer call (runners/adapters/openai_compat.py):
     # its batches hold at least that many images, or the bound would never be reached.
     concurrency = load_spec["options"].get("concurrency")
     batch = max(opts.batch_size, concurrency) if isinstance(concurrency, int) and spec.server else opts.batch_size
-    return ModelJob(spec=spec, python=python, load_spec=load_spec,
-                    infer_options={**spec.infer, **infer},
-                    log_path=log_dir / f"{spec.name}.log",
-                    limits=limits, batch_size=batch, offline=opts.offline, extra_env=served_env(load_spec))
+    return ModelJob(
+        spec=spec,
+        python=python,
+        load_spec=load_spec,
+        infer_options={**spec.infer, **infer},
+        log_path=log_dir / f"{spec.name}.log",
+        limits=limits,
+        batch_size=batch,
+        offline=opts.offline,
+        extra_env=served_env(load_spec),
+    )
 
 
 def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -121,17 +134,20 @@ def infer_overrides(opts: RunOptions, spec: ModelSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if spec.kind == "captioner":
         asks_tags = opts.ask in ("tags", "both")
-        flags = {"prompt": opts.prompt, "tags_prompt": opts.tags_prompt,
-                 "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask}
+        flags = {
+            "prompt": opts.prompt,
+            "tags_prompt": opts.tags_prompt,
+            "ask": None if asks_tags and "tags_prompt" not in spec.infer else opts.ask,
+        }
         out.update({k: v for k, v in flags.items() if v is not None})
-    if opts.raw != "auto":   # the default stays out of the options: existing cells keep their key
+    if opts.raw != "auto":  # the default stays out of the options: existing cells keep their key
         out["raw"] = opts.raw
     out.update({k: v for k, v in opts.infer_overrides.items() if "." not in k})
     # a captioner judging (`--judge openai-compatible`, named openai-compatible-judge) takes the captioner's
     # --option MODEL.KEY too, as it takes its --weights; its own name's win
     for name in dict.fromkeys((spec.folder.name, spec.name)):
         prefix = name + "."
-        out.update({k[len(prefix):]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
+        out.update({k[len(prefix) :]: v for k, v in opts.infer_overrides.items() if k.startswith(prefix)})
     return out
 
 

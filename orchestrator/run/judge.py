@@ -22,8 +22,9 @@ def vision_judge(spec: ModelSpec) -> ModelSpec:
     """A captioner as the judge (`--judge qwen25vl`): it is sent the photo AND the other models' outputs
     (runners/_vlm.py vision_judge). Its column is a synthesis, named `<model>-judge` so that the same
     captioner can also run as a model beside it; --weights and model.toml are the captioner's."""
-    return dataclasses.replace(spec, name=spec.name + VISION_JUDGE_SUFFIX, kind="judge",
-                               infer={**spec.infer, "judge": True})
+    return dataclasses.replace(
+        spec, name=spec.name + VISION_JUDGE_SUFFIX, kind="judge", infer={**spec.infer, "judge": True}
+    )
 
 
 def sees_image(spec: ModelSpec) -> bool:
@@ -38,8 +39,10 @@ def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> 
         cell = results.get(model)
         if kind == "judge" or not cell or cell.get("status") != "ok":
             continue
-        tags = sorted((t for t in cell.get("tags") or [] if t.get("category") not in NON_CONTENT_CATEGORIES),
-                      key=lambda t: -t["score"])
+        tags = sorted(
+            (t for t in cell.get("tags") or [] if t.get("category") not in NON_CONTENT_CATEGORIES),
+            key=lambda t: -t["score"],
+        )
         entry = {"model": model, "kind": kind, "caption": cell.get("caption"), "tags": [t["name"] for t in tags]}
         if entry["caption"] or entry["tags"]:
             outputs.append(entry)

@@ -12,7 +12,7 @@ from orchestrator.run.processes import RunnerProcess
 from orchestrator.run.runner import PipelinedRunner, Runner
 
 _LIVE: set[Runner] = set()
-_EXITING: list[threading.Thread] = []   # reapers of runners that were asked to exit
+_EXITING: list[threading.Thread] = []  # reapers of runners that were asked to exit
 _LIVE_LOCK = threading.Lock()
 
 
@@ -27,6 +27,7 @@ def kill_all_runners() -> None:
 def retire(runner: PipelinedRunner) -> None:
     """A runner that agreed to exit frees its model (a second or more for a big one) while the
     orchestrator goes on; a thread reaps it, with the kill ladder if it does not exit."""
+
     def reap() -> None:
         runner.finish()
         forget(runner)
@@ -61,7 +62,7 @@ class Launch:
     runner: PipelinedRunner
     hello_id: int
     load_id: int
-    started: float    # time.monotonic() at the start
+    started: float  # time.monotonic() at the start
 
     def cancel(self) -> None:
         """Never used (every image was done already): the runner is stopped."""
@@ -76,13 +77,17 @@ def launch(job: ModelJob, first: bool = True, decode_ahead: bool = True) -> Laun
     decoded meanwhile (runners/_decode_ahead.py). OSError when the env's python cannot be started."""
     wait_for_exits()
     started = time.monotonic()
-    runner = (job.start or RunnerProcess.start)(job.python, job.adapter or job.spec.adapter, job.log_path,
-                                                offline=job.offline, module=job.runner_module, extra_env=job.extra_env)
+    runner = (job.start or RunnerProcess.start)(
+        job.python,
+        job.adapter or job.spec.adapter,
+        job.log_path,
+        offline=job.offline,
+        module=job.runner_module,
+        extra_env=job.extra_env,
+    )
     with _LIVE_LOCK:
         _LIVE.add(runner)
     load_spec = dict(job.load_spec, warmup=bool(job.load_spec.get("warmup")) and first)
     hello_id = runner.request("hello")
     load_id = runner.request("load", spec=load_spec, infer_options=job.infer_options, decode_ahead=decode_ahead)
     return Launch(runner, hello_id, load_id, started)
-
-

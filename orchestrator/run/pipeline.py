@@ -50,10 +50,12 @@ def _run_id() -> str:
 
 
 def _store_failed(store: ResultStore, exc: Exception) -> StoreWriteError:
-    reason = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ else exc   # sqlite's own words
-    return StoreWriteError(f"writing to the results store {store.path} failed ({reason}): free some disk space "
-                           "there, or pass --store OTHER_PATH; every result stored before this one is kept, and the "
-                           "same command resumes from them")
+    reason = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ else exc  # sqlite's own words
+    return StoreWriteError(
+        f"writing to the results store {store.path} failed ({reason}): free some disk space "
+        "there, or pass --store OTHER_PATH; every result stored before this one is kept, and the "
+        "same command resumes from them"
+    )
 
 
 class Analysis:
@@ -61,32 +63,39 @@ class Analysis:
     outputs read it back from there (orchestrator/store/documents.py): nothing per image is held here but
     the list of files. Without a store (--no-store) a temporary one is used and removed by close()."""
 
-    def __init__(self, images: list[ImageRef], models: list[ModelSpec], options: RunOptions,
-                 judge: ModelSpec | None = None, store: ResultStore | None = None, force: bool = False,
-                 judged_models: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        images: list[ImageRef],
+        models: list[ModelSpec],
+        options: RunOptions,
+        judge: ModelSpec | None = None,
+        store: ResultStore | None = None,
+        force: bool = False,
+        judged_models: dict[str, str] | None = None,
+    ) -> None:
         self.set_images(images)
         self.models = models
-        self.judge = judge          # runs after the models, on their outputs (orchestrator/run/judge.py)
+        self.judge = judge  # runs after the models, on their outputs (orchestrator/run/judge.py)
         # whose stored outputs the judge merges (model -> kind); default: this analysis's models
         self.judged_models = judged_models if judged_models is not None else {m.name: m.kind for m in models}
         self.options = options
         self.run_id = _run_id()
-        self.log_dir = logs_dir() / self.run_id   # one log per model: <model>.log
+        self.log_dir = logs_dir() / self.run_id  # one log per model: <model>.log
         self.model_runs: dict[str, ModelRun] = {}
         self.lock = threading.Lock()
         self._temp: tempfile.TemporaryDirectory[str] | None = None
-        if store is None:   # --no-store: a private store that nothing reads again
+        if store is None:  # --no-store: a private store that nothing reads again
             self._temp = tempfile.TemporaryDirectory(prefix="mltag-run-")
             store = ResultStore(Path(self._temp.name) / "results.sqlite")
         self.store = store
-        self.force = force or self._temp is not None   # redo cells the store already has
-        self.reused: dict[str, int] = {}           # model -> cells taken from the store, not run
+        self.force = force or self._temp is not None  # redo cells the store already has
+        self.reused: dict[str, int] = {}  # model -> cells taken from the store, not run
         self.counts: dict[str, Counter[str]] = {}  # model -> status -> cells (this run's and reused)
         self.started = self.finished = time.time()
-        self._meta: dict[str, CellMeta] = {}        # model -> the columns stored beside its cells
+        self._meta: dict[str, CellMeta] = {}  # model -> the columns stored beside its cells
         self._entry_stored: set[str] = set()
-        self._launched: dict[str, Launch] = {}      # model -> its runner, started early (start_early)
-        self.failed_now = 0                          # this run's cells that are not ok / no_tags
+        self._launched: dict[str, Launch] = {}  # model -> its runner, started early (start_early)
+        self.failed_now = 0  # this run's cells that are not ok / no_tags
         # this run's failures that the store did not take: it kept the photo's earlier done cell, so
         # the outputs show that one (ok) while the run exits 1; the first KEPT_LISTED, and their count
         self.failures_kept: list[dict[str, Any]] = []
@@ -115,7 +124,7 @@ class Analysis:
             job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
             self._launched[spec.name] = launch(job)
         except (StoreError, OSError):
-            return   # the model starts when its turn comes, and says what is wrong then
+            return  # the model starts when its turn comes, and says what is wrong then
 
     def _cancel_launch(self, spec: ModelSpec) -> None:
         """The runner started early for `spec` is not needed after all: stopped now, not at close()."""
@@ -143,11 +152,18 @@ class Analysis:
             return
         with self.lock:
             self.failed_now += 1
-            if not stored:   # an earlier done cell was kept: say what failed, since the outputs show it ok
+            if not stored:  # an earlier done cell was kept: say what failed, since the outputs show it ok
                 self.kept_count += 1
                 if len(self.failures_kept) < KEPT_LISTED:
-                    self.failures_kept.append({"model": spec.name, "path": image.name, "sha256": image.sha256,
-                                               "status": status, "message": str(result.get("message") or "")})
+                    self.failures_kept.append(
+                        {
+                            "model": spec.name,
+                            "path": image.name,
+                            "sha256": image.sha256,
+                            "status": status,
+                            "message": str(result.get("message") or ""),
+                        }
+                    )
 
     def _count(self, model: str, status: str, n: int = 1) -> None:
         with self.lock:
@@ -170,8 +186,13 @@ class Analysis:
             self._store_call(self.store.put_model, self.run_id, spec.name, entry)
         load = run.load if run is not None else {}
         meta = self._meta.get(spec.name) or CellMeta(options_key="", kind=spec.kind, revision=spec.revision)
-        meta = replace(meta, model_version=load.get("model_version"), device=load.get("device"),
-                       load_s=load.get("load_s"), warmup_s=load.get("warmup_s"))
+        meta = replace(
+            meta,
+            model_version=load.get("model_version"),
+            device=load.get("device"),
+            load_s=load.get("load_s"),
+            warmup_s=load.get("warmup_s"),
+        )
         return bool(self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta))
 
     def _store_model(self, spec: ModelSpec) -> None:
@@ -201,8 +222,9 @@ class Analysis:
         try:
             done = self.store.done_statuses(spec.name, meta.options_key, (img.id for img in self.unique))
         except StoreError as exc:
-            raise StoreError(f"reading the results store {self.store.path} failed ({exc}): pass --store "
-                             "OTHER_PATH, or --no-store") from exc
+            raise StoreError(
+                f"reading the results store {self.store.path} failed ({exc}): pass --store OTHER_PATH, or --no-store"
+            ) from exc
         for status, n in Counter(done.values()).items():
             self._count(spec.name, status, n)
         self.reused[spec.name] = len(done)
@@ -217,12 +239,19 @@ class Analysis:
         except StoreError:
             entry = {}
         load = {k: entry.get(k) for k in ("device", "dtype", "model_version", "load_s", "warmup_s", "memory_mb")}
-        return ModelRun(spec.name, status=entry.get("status", "ok"), fix=entry.get("fix", ""),
-                        message=f"all {len(self.unique)} result(s) from the store (same revision and options; "
-                                "--force recomputes them)",
-                        hello=entry.get("runner") or {}, load=dict(load, notes=entry.get("notes", [])),
-                        reloads=entry.get("reload_s", []), crashes=entry.get("crashes", 0),
-                        timeouts=entry.get("timeouts", 0), log_path=entry.get("log") or "")
+        return ModelRun(
+            spec.name,
+            status=entry.get("status", "ok"),
+            fix=entry.get("fix", ""),
+            message=f"all {len(self.unique)} result(s) from the store (same revision and options; "
+            "--force recomputes them)",
+            hello=entry.get("runner") or {},
+            load=dict(load, notes=entry.get("notes", [])),
+            reloads=entry.get("reload_s", []),
+            crashes=entry.get("crashes", 0),
+            timeouts=entry.get("timeouts", 0),
+            log_path=entry.get("log") or "",
+        )
 
     def _begin_run(self) -> None:
         """Record the run and every image path in the store, before the first cell."""
@@ -237,18 +266,22 @@ class Analysis:
         try:
             self.store.finish_run(self.run_id, self.finished, status)
         except StoreError:
-            pass   # the run's cells are stored; only its end time is missing (as after a kill -9)
+            pass  # the run's cells are stored; only its end time is missing (as after a kill -9)
 
     # -- running ----------------------------------------------------------------------------------
-    def run_model(self, spec: ModelSpec, progress: Any = None,
-                  payload: Callable[[ImageRef], dict[str, Any]] | None = None) -> ModelRun:
+    def run_model(
+        self, spec: ModelSpec, progress: Any = None, payload: Callable[[ImageRef], dict[str, Any]] | None = None
+    ) -> ModelRun:
         """Run one model over the images the store has not done; `payload`: what each image sends
         instead of its file (the judge's context). A file that could not be read is its own
         `bad_image` cell and never reaches the runner."""
         pending = self._reuse_stored(spec, progress)
         for image in (img for img in pending if img.error):
-            self.add_cell(spec, image, cell(CellStatus.BAD_IMAGE, image.error or "", fix="check the file, then run "
-                                            "the same command again"))
+            self.add_cell(
+                spec,
+                image,
+                cell(CellStatus.BAD_IMAGE, image.error or "", fix="check the file, then run the same command again"),
+            )
         pending = [img for img in pending if not img.error]
         reused = len(self.unique) - len(pending)
         if self.unique and not pending:  # every cell done already: the runner is not even started
@@ -278,7 +311,7 @@ class Analysis:
         try:
             run = self._supervise(spec, job, pending, progress)
         except StoreError:
-            raise   # the store cannot be written: the whole run stops (see _store_failed)
+            raise  # the store cannot be written: the whole run stops (see _store_failed)
         except Exception as exc:  # a bug of ours must not cost the other models their results
             run = self._internal_error(spec, exc, pending)
         if reused and not run.message:
@@ -293,8 +326,12 @@ class Analysis:
 
     def _supervise(self, spec: ModelSpec, job: ModelJob, pending: list[ImageRef], progress: Any) -> ModelRun:
         """One runner through the images (orchestrator.cluster runs a pool of them on its nodes)."""
-        sup = Supervisor(job, lambda image, result: self.add_cell(spec, image, result, sup.run_info), progress,
-                         launched=self._launched.pop(spec.name, None))   # the runner start_early started
+        sup = Supervisor(
+            job,
+            lambda image, result: self.add_cell(spec, image, result, sup.run_info),
+            progress,
+            launched=self._launched.pop(spec.name, None),
+        )  # the runner start_early started
         return sup.run(pending)
 
     def _internal_error(self, spec: ModelSpec, exc: Exception, pending: list[ImageRef]) -> ModelRun:
@@ -330,7 +367,7 @@ class Analysis:
 
         assert self.judge is not None
         kinds = self.judged_models
-        photo = sees_image(self.judge)   # a captioner judging is sent the photo too
+        photo = sees_image(self.judge)  # a captioner judging is sent the photo too
 
         def payload(image: ImageRef) -> dict[str, Any]:
             if contexts is not None:
@@ -342,7 +379,7 @@ class Analysis:
                 return {"context": context}
             try:
                 return {"context": context, "data": image.read()}
-            except OSError:   # moved or unreadable since it was analysed: the judge's cell says so
+            except OSError:  # moved or unreadable since it was analysed: the judge's cell says so
                 return {"context": context}
 
         return self.run_model(self.judge, progress, payload=payload)
@@ -363,30 +400,56 @@ class Analysis:
 
     def options_entry(self) -> dict[str, Any]:
         opts = self.options
-        return {"timeout_s": opts.timeout_s, "device": opts.device, "offline": opts.offline,
-                "warmup": opts.warmup, "batch_size": opts.batch_size, "threshold": opts.threshold,
-                "top": opts.top, "weights": {k: str(v) for k, v in opts.weights.items()},
-                "infer_overrides": opts.infer_overrides, "prompt": opts.prompt,
-                "tags_prompt": opts.tags_prompt, "ask": opts.ask, "quantize": opts.quantize,
-                "judge": self.judge.name if self.judge else None}
+        return {
+            "timeout_s": opts.timeout_s,
+            "device": opts.device,
+            "offline": opts.offline,
+            "warmup": opts.warmup,
+            "batch_size": opts.batch_size,
+            "threshold": opts.threshold,
+            "top": opts.top,
+            "weights": {k: str(v) for k, v in opts.weights.items()},
+            "infer_overrides": opts.infer_overrides,
+            "prompt": opts.prompt,
+            "tags_prompt": opts.tags_prompt,
+            "ask": opts.ask,
+            "quantize": opts.quantize,
+            "judge": self.judge.name if self.judge else None,
+        }
 
     def results(self) -> Results:
         """This run's document: its images in the order found, each with the cells the store holds."""
-        head = dict(header(self.run_id, self.started, self.finished, self.options_entry()),
-                    failures_kept=list(self.failures_kept))
+        head = dict(
+            header(self.run_id, self.started, self.finished, self.options_entry()),
+            failures_kept=list(self.failures_kept),
+        )
         return from_run(head, [self._model_entry(spec) for spec in self.reported_models], self.images, self.store)
 
     def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> dict[str, Any]:
         run = run or self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")
         load = run.load
         return {
-            "name": spec.name, "kind": spec.kind, "adapter": spec.adapter, "env": spec.env,
-            "hub_id": spec.hub_id, "revision": spec.revision, "remote_code": spec.remote_code,
+            "name": spec.name,
+            "kind": spec.kind,
+            "adapter": spec.adapter,
+            "env": spec.env,
+            "hub_id": spec.hub_id,
+            "revision": spec.revision,
+            "remote_code": spec.remote_code,
             "weights": str(self.options.weights[spec.name]) if spec.name in self.options.weights else None,
-            "status": run.status, "message": run.message, "fix": run.fix,
-            "device": load.get("device"), "dtype": load.get("dtype"), "model_version": load.get("model_version"),
-            "load_s": load.get("load_s"), "warmup_s": load.get("warmup_s"), "memory_mb": load.get("memory_mb"),
-            "notes": load.get("notes", []), "reload_s": run.reloads, "crashes": run.crashes,
-            "timeouts": run.timeouts, "log": run.log_path or None,
+            "status": run.status,
+            "message": run.message,
+            "fix": run.fix,
+            "device": load.get("device"),
+            "dtype": load.get("dtype"),
+            "model_version": load.get("model_version"),
+            "load_s": load.get("load_s"),
+            "warmup_s": load.get("warmup_s"),
+            "memory_mb": load.get("memory_mb"),
+            "notes": load.get("notes", []),
+            "reload_s": run.reloads,
+            "crashes": run.crashes,
+            "timeouts": run.timeouts,
+            "log": run.log_path or None,
             "runner": {k: run.hello.get(k) for k in ("python", "packages", "devices")} if run.hello else None,
         }

@@ -28,9 +28,26 @@ from schemas.framing import HEADER_SIZE, MAX_FRAME, FrameError, decode_body, enc
 F_SETPIPE_SZ = 1031  # Linux: 1 MiB pipes move a 5 MiB photo ~2x faster than the 64 KiB default
 
 
-KEEP_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "HF_HOME", "HF_TOKEN",
-            "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES", "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE", "XDG_CACHE_HOME", "HF_MODULES_CACHE", "OLLAMA_HOST")
+KEEP_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "TERM",
+    "HF_HOME",
+    "HF_TOKEN",
+    "HF_HUB_CACHE",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "CUDA_VISIBLE_DEVICES",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "XDG_CACHE_HOME",
+    "HF_MODULES_CACHE",
+    "OLLAMA_HOST",
+)
 
 
 def runner_env(python: Path, offline: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -87,18 +104,26 @@ class RunnerProcess:
         self.max_frame = max_frame
         self._next_id = 0
         self._buf = bytearray()
-        self._out = bytearray()                     # request bytes not yet written to the runner
-        self._awaiting: deque[tuple[int, str]] = deque()   # (id, op) of requests not yet answered
-        self._input_closed = False                  # the runner closed its input: nothing more is written
+        self._out = bytearray()  # request bytes not yet written to the runner
+        self._awaiting: deque[tuple[int, str]] = deque()  # (id, op) of requests not yet answered
+        self._input_closed = False  # the runner closed its input: nothing more is written
         if proc.stdin is not None:
             # Writes never block: a request waits in _out while the runner is busy, and replies
             # are read meanwhile, so neither side can wait on the other forever.
             os.set_blocking(proc.stdin.fileno(), False)
 
     @classmethod
-    def start(cls, python: Path, adapter: str, log_path: Path, *, offline: bool = False,
-              extra_env: dict[str, str] | None = None,
-              max_frame: int = MAX_FRAME, module: str = "runners.host") -> RunnerProcess:
+    def start(
+        cls,
+        python: Path,
+        adapter: str,
+        log_path: Path,
+        *,
+        offline: bool = False,
+        extra_env: dict[str, str] | None = None,
+        max_frame: int = MAX_FRAME,
+        module: str = "runners.host",
+    ) -> RunnerProcess:
         python = Path(python)
         if not python.is_absolute():
             raise ValueError(f"runner python must be an absolute path, got {python}")
@@ -108,9 +133,16 @@ class RunnerProcess:
         log.flush()
         try:
             proc = subprocess.Popen(
-                [str(python), "-m", module, adapter], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, env=runner_env(python, offline, extra_env), cwd=str(log_path.parent),
-                start_new_session=True, bufsize=0, close_fds=True)
+                [str(python), "-m", module, adapter],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=runner_env(python, offline, extra_env),
+                cwd=str(log_path.parent),
+                start_new_session=True,
+                bufsize=0,
+                close_fds=True,
+            )
         finally:
             log.close()
         for stream in (proc.stdin, proc.stdout):
@@ -196,7 +228,7 @@ class RunnerProcess:
         if not self._out or self._input_closed:
             return
         try:
-            with memoryview(self._out) as view:   # no copy of the chunk (a camera photo is megabytes)
+            with memoryview(self._out) as view:  # no copy of the chunk (a camera photo is megabytes)
                 written = os.write(self.proc.stdin.fileno(), view[: 1 << 20])  # type: ignore[union-attr]
         except BlockingIOError:
             return
@@ -213,7 +245,7 @@ class RunnerProcess:
         writing one never stalls us)."""
         while self._out and not self._input_closed:
             if not self._pump(deadline, "runner stopped reading its input"):
-                break   # its output ended: it is exiting
+                break  # its output ended: it is exiting
         if self._out or self._input_closed:
             raise self._crashed("closed its input")
 
@@ -248,8 +280,8 @@ class RunnerProcess:
         except FrameError as exc:
             self._crash_violation(str(exc))
         self._read_into_buffer(HEADER_SIZE + length, deadline, op, timeout)
-        body = bytes(self._buf[HEADER_SIZE:HEADER_SIZE + length])
-        del self._buf[:HEADER_SIZE + length]
+        body = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
+        del self._buf[: HEADER_SIZE + length]
         try:
             return decode_body(body)
         except FrameError as exc:
@@ -274,7 +306,7 @@ class RunnerProcess:
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Ask the runner to exit (the one polite step); True when it agreed. It then exits on its
         own, which can take a while (a model's memory is freed): `finish` waits for that."""
-        if self.proc.poll() is not None or self._awaiting:   # requests unanswered: no polite way out
+        if self.proc.poll() is not None or self._awaiting:  # requests unanswered: no polite way out
             return False
         try:
             self.call("shutdown", timeout=timeout)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-KILL_GRACE_S = 3.0   # SIGTERM, then SIGKILL after this long
+KILL_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
 
 
 class Runner(Protocol):

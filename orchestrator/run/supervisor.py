@@ -35,17 +35,18 @@ from schemas.status import CellStatus
 
 CellSink = Callable[[ImageRef, dict[str, Any]], None]
 
-AHEAD = 1   # batches sent to the runner beyond the one it computes (each holds its files' bytes)
+AHEAD = 1  # batches sent to the runner beyond the one it computes (each holds its files' bytes)
 # Photos sent while a runner loads (at least AHEAD + 1 batches): it decodes them meanwhile, on a
 # core the load leaves idle (runners/_decode_ahead.py). Bounded: their files' bytes wait there.
 LOADING_AHEAD = 8
+
 
 @dataclass
 class ModelRun:
     """What happened to one model over the run (for the report's model table)."""
 
     name: str
-    status: str = "ok"                 # ok | failed | skipped
+    status: str = "ok"  # ok | failed | skipped
     message: str = ""
     fix: str = ""
     hello: dict[str, Any] = field(default_factory=dict)
@@ -64,7 +65,7 @@ class _Sent:
     req_id: int
 
 
-MESSAGE_CHARS = 300   # a runner's error as the user sees it: one line, at most this long
+MESSAGE_CHARS = 300  # a runner's error as the user sees it: one line, at most this long
 
 
 def one_line(text: str, log: str, limit: int = MESSAGE_CHARS) -> str:
@@ -88,18 +89,23 @@ def cell(status: CellStatus, message: str = "", fix: str = "", **extra: Any) -> 
 
 
 class Supervisor:
-    def __init__(self, job: ModelJob, sink: CellSink,
-                 progress: Callable[[str, int, int], None] | None = None, launched: Launch | None = None) -> None:
+    def __init__(
+        self,
+        job: ModelJob,
+        sink: CellSink,
+        progress: Callable[[str, int, int], None] | None = None,
+        launched: Launch | None = None,
+    ) -> None:
         self.job = job
         self.sink = sink
         self.progress = progress or (lambda model, done, total: None)
         self.run_info = ModelRun(job.spec.name, log_path=str(job.log_path))
         self.runner: PipelinedRunner | None = None
-        self.launched = launched                       # a runner started ahead for this job (launch)
+        self.launched = launched  # a runner started ahead for this job (launch)
         self.failures_in_a_row = 0
         self.crashes_of: dict[str, list[dict[str, Any]]] = {}
-        self.give_up: dict[str, Any] | None = None   # the cell every remaining image gets
-        self.solo: set[str] = set()                    # images isolated after a batch crashed
+        self.give_up: dict[str, Any] | None = None  # the cell every remaining image gets
+        self.solo: set[str] = set()  # images isolated after a batch crashed
         # Until a runner of this job fails: after a crash or a timeout, no photo is decoded during
         # a load, so that a photo that kills its decoder is found by its own infer (isolated).
         self.decode_ahead = True
@@ -108,7 +114,7 @@ class Supervisor:
     # -- public ---------------------------------------------------------------------------------
     def run(self, images: list[ImageRef]) -> ModelRun:
         pending: deque[ImageRef] = deque(images)
-        sent: deque[_Sent] = deque()   # in the runner, oldest first; empty whenever there is no runner
+        sent: deque[_Sent] = deque()  # in the runner, oldest first; empty whenever there is no runner
         total = len(images)
         try:
             while True:
@@ -121,7 +127,7 @@ class Supervisor:
                 if self.runner is None:
                     if (started := self._start()) is None:
                         continue
-                    self._fill(pending, sent, total, loading=self.decode_ahead)   # decoded during the load
+                    self._fill(pending, sent, total, loading=self.decode_ahead)  # decoded during the load
                     if not self._started(started, sent, pending):
                         continue
                 self._fill(pending, sent, total)
@@ -132,7 +138,7 @@ class Supervisor:
             self._discard_runner()
             raise
         finally:
-            if self.launched is not None:   # never needed: every image was given up on
+            if self.launched is not None:  # never needed: every image was given up on
                 self.launched.cancel()
             self._stop()
         self._summarise()
@@ -159,8 +165,11 @@ class Supervisor:
             try:
                 launched = launch(self.job, first=not self.run_info.load, decode_ahead=self.decode_ahead)
             except OSError as exc:  # the env's python is gone or not executable: no point retrying
-                self.give_up = cell(CellStatus.SKIPPED, f"cannot start the runner: {exc}",
-                                    fix=f"make setup-envs MODELS={self.job.spec.name}")
+                self.give_up = cell(
+                    CellStatus.SKIPPED,
+                    f"cannot start the runner: {exc}",
+                    fix=f"make setup-envs MODELS={self.job.spec.name}",
+                )
                 return None
         self.runner = launched.runner
         return launched
@@ -206,7 +215,7 @@ class Supervisor:
     def _stop(self) -> None:
         if self.runner is not None:
             if self.runner.shutdown():
-                retire(self.runner)   # it exits while the orchestrator goes on (wait_for_exits)
+                retire(self.runner)  # it exits while the orchestrator goes on (wait_for_exits)
                 self.runner = None
             else:
                 self._discard_runner()
@@ -217,16 +226,22 @@ class Supervisor:
         message = one_line(exc.message, log)
         local = self.job.load_spec.get("local_path")
         if exc.type == ERROR_WEIGHTS_MISSING:
-            fix = (f"--weights {spec.name}=PATH takes {weights_kinds(spec.hub_id, spec.revision)}" if local else
-                   f"mltag run {spec.name} ... without --offline to download them, or pass "
-                   f"--weights {spec.name}=/path/to/local/model")
+            fix = (
+                f"--weights {spec.name}=PATH takes {weights_kinds(spec.hub_id, spec.revision)}"
+                if local
+                else f"mltag run {spec.name} ... without --offline to download them, or pass "
+                f"--weights {spec.name}=/path/to/local/model"
+            )
             self.give_up = cell(CellStatus.SKIPPED, f"weights missing: {message}", fix=fix)
         else:
             if local:
                 message += f" (from --weights {local})"
-            self.give_up = cell(CellStatus.ERROR, f"model failed to load: {exc.type}: {message}",
-                                fix=f"see the traceback in {self.job.log_path}; `mltag health {spec.name} --deep`",
-                                error={"type": exc.type, "message": exc.message, "traceback": exc.traceback})
+            self.give_up = cell(
+                CellStatus.ERROR,
+                f"model failed to load: {exc.type}: {message}",
+                fix=f"see the traceback in {self.job.log_path}; `mltag health {spec.name} --deep`",
+                error={"type": exc.type, "message": exc.message, "traceback": exc.traceback},
+            )
 
     def _count_failure(self, message: str, stderr_tail: str = "") -> None:
         self.failures_in_a_row += 1
@@ -237,7 +252,8 @@ class Supervisor:
                 CellStatus.SKIPPED,
                 f"restart budget spent: the runner failed {self.failures_in_a_row} times in a row "
                 f"(last: {message}){detail}",
-                fix=f"look at {self.job.log_path}; `mltag run {self.job.spec.name} <image> -v` shows the runner live")
+                fix=f"look at {self.job.log_path}; `mltag run {self.job.spec.name} <image> -v` shows the runner live",
+            )
 
     # -- inference --------------------------------------------------------------------------------
     def _send(self, pending: deque[ImageRef], sent: deque[_Sent]) -> list[tuple[ImageRef, dict[str, Any]]]:
@@ -250,10 +266,17 @@ class Supervisor:
                 payload.append({"id": image.id, "name": image.name, **extra})
                 ready.append(image)
             except OSError as exc:  # gone or unreadable since it was found: not done, so a re-run tries again
-                out.append((image, cell(CellStatus.SKIPPED, f"the file could not be read when its turn came: "
-                                                            f"{exc.strerror or exc}",
-                                        fix="check that the file is there and readable, then run the same "
-                                            "command again (done results are kept)")))
+                out.append(
+                    (
+                        image,
+                        cell(
+                            CellStatus.SKIPPED,
+                            f"the file could not be read when its turn came: {exc.strerror or exc}",
+                            fix="check that the file is there and readable, then run the same "
+                            "command again (done results are kept)",
+                        ),
+                    )
+                )
         if payload:
             sent.append(_Sent(ready, self.runner.request("infer", images=payload, options=self.job.infer_options)))
         return out
@@ -272,8 +295,10 @@ class Supervisor:
             self._discard_runner()
             self.run_info.timeouts += 1
             self._count_failure(f"no result within {timeout:g} s")
-            msg = (f"no result within {self.job.limits.infer_s:g} s per image; the runner was killed "
-                   "and restarted for the next image")
+            msg = (
+                f"no result within {self.job.limits.infer_s:g} s per image; the runner was killed "
+                "and restarted for the next image"
+            )
             fix = f"raise --timeout, or timeout_s in envs/{self.job.spec.name}/model.toml"
             return [(img, cell(CellStatus.TIMEOUT, msg, fix=fix)) for img in batch]
         except RunnerCrashed as exc:
@@ -284,10 +309,18 @@ class Supervisor:
             return self._crashed(batch, exc, pending)
         except RemoteError as exc:  # the host itself refused the request: not this image's fault alone
             text = f"{exc.type}: {one_line(exc.message, str(self.job.log_path))}"
-            return [(img, cell(CellStatus.ERROR, text, error={"type": exc.type, "message": exc.message,
-                                                                  "traceback": exc.traceback}))
-                    for img in batch]
-        self.failures_in_a_row = 0   # a start counts only once the runner has done real work
+            return [
+                (
+                    img,
+                    cell(
+                        CellStatus.ERROR,
+                        text,
+                        error={"type": exc.type, "message": exc.message, "traceback": exc.traceback},
+                    ),
+                )
+                for img in batch
+            ]
+        self.failures_in_a_row = 0  # a start counts only once the runner has done real work
         by_id = {r.get("id"): r for r in reply.get("results", [])}
         out = []
         for img in batch:
@@ -297,9 +330,9 @@ class Supervisor:
                 continue
             result = dict(result)
             result.pop("id", None)
-            if result.get("error") and isinstance(result.get("message"), str):   # the whole text stays in `error`
+            if result.get("error") and isinstance(result.get("message"), str):  # the whole text stays in `error`
                 result["message"] = one_line(result["message"], str(self.job.log_path))
-            if result.get("status") != CellStatus.BAD_IMAGE.value:   # never in the model's batch (schema: >= 1)
+            if result.get("status") != CellStatus.BAD_IMAGE.value:  # never in the model's batch (schema: >= 1)
                 result["batch_size"] = reply.get("batch_size", len(batch))
             out.append((img, result))
         return out
@@ -310,8 +343,9 @@ class Supervisor:
         while sent:
             pending.extendleft(reversed(sent.pop().images))
 
-    def _crashed(self, sent: list[ImageRef], exc: RunnerCrashed,
-                 pending: deque[ImageRef]) -> list[tuple[ImageRef, dict[str, Any]]]:
+    def _crashed(
+        self, sent: list[ImageRef], exc: RunnerCrashed, pending: deque[ImageRef]
+    ) -> list[tuple[ImageRef, dict[str, Any]]]:
         msg = f"{exc} (while this image was in flight)"
         detail = {"stderr_tail": exc.stderr_tail} if exc.stderr_tail else {}
         fix = f"see {self.job.log_path}"
@@ -326,7 +360,7 @@ class Supervisor:
         history = self.crashes_of.setdefault(img.id, [])
         history.append(crash)
         if len(history) == 1 and self.job.limits.retry_crashed and self.give_up is None:
-            pending.append(img)   # once more, on a fresh runner, after the others
+            pending.append(img)  # once more, on a fresh runner, after the others
             return out
         if len(history) > 1:
             crash["message"] = msg + "; it crashed the runner twice and is not retried"

@@ -37,8 +37,10 @@ from orchestrator.serve.thumbs import SIZES, Thumbnails
 from orchestrator.store import ResultStore
 from orchestrator.store.documents import evaluate_store
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 _SHA = re.compile(r"[0-9a-f]{64}")
 STATIC = Path(__file__).parent / "static"
 REPORT_CSS = Path(__file__).parent.parent / "report" / "templates" / "report.css"
@@ -63,8 +65,9 @@ class Served:
 
 @cache
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("orchestrator.serve", "templates"), autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("orchestrator.serve", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     env.filters["num"] = _num
     env.filters["secs"] = _secs
     return env
@@ -73,9 +76,14 @@ def _env() -> Environment:
 def _filters(request: Request) -> Filters:
     q = request.query_params
     sort = q.get("sort") or "path"
-    return Filters(tag=q.get("tag") or None, model=q.get("model") or None, status=q.get("status") or None,
-                   labelled=q.get("labelled") or None, folder=q.get("folder") or None,
-                   sort=sort if sort in SORTS else "path")
+    return Filters(
+        tag=q.get("tag") or None,
+        model=q.get("model") or None,
+        status=q.get("status") or None,
+        labelled=q.get("labelled") or None,
+        folder=q.get("folder") or None,
+        sort=sort if sort in SORTS else "path",
+    )
 
 
 def _sha(request: Request) -> str | None:
@@ -86,16 +94,24 @@ def _sha(request: Request) -> str | None:
 def _page(request: Request, served: Served, template: str, **context: Any) -> HTMLResponse:
     config = {"token": served.token, "models": served.index.models}
     html = _env().get_template(template).render(config=config, models=served.index.models, **context)
-    response = HTMLResponse(html, headers={"Content-Security-Policy": CSP, "Referrer-Policy": "same-origin",
-                                           "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+    response = HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": CSP,
+            "Referrer-Policy": "same-origin",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
     if not served.loopback and request.query_params.get("token") == served.token:
         response.set_cookie(TOKEN_COOKIE, served.token, httponly=True, samesite="strict")
     return response
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store",
-                                                           "X-Content-Type-Options": "nosniff"})
+    return JSONResponse(
+        data, status_code=status, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    )
 
 
 def _error(text: str, status: int) -> JSONResponse:
@@ -116,8 +132,15 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
             return HTMLResponse("no such photo in this store", status_code=404)
         view = await asyncio.to_thread(photo_view, served.store, served.entries, sha, image["path"], served.normalise)
         near = index.neighbours(sha, _filters(request))
-        return _page(request, served, "photo.html.j2", photo=view, near=near, query=request.url.query,
-                     vanished=not image["source"].exists() and find_member(image["source"]) is None)
+        return _page(
+            request,
+            served,
+            "photo.html.j2",
+            photo=view,
+            near=near,
+            query=request.url.query,
+            vanished=not image["source"].exists() and find_member(image["source"]) is None,
+        )
 
     async def api_images(request: Request) -> Response:
         try:
@@ -128,8 +151,9 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
         return _json(page)
 
     async def api_tags(request: Request) -> Response:
-        return _json(index.tags(request.query_params.get("q", ""), min(50, int(request.query_params.get("limit", "20")
-                                                                               or 20))))
+        return _json(
+            index.tags(request.query_params.get("q", ""), min(50, int(request.query_params.get("limit", "20") or 20)))
+        )
 
     async def api_folders(request: Request) -> Response:
         return _json(index.folders())
@@ -150,9 +174,14 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
             return Response(status_code=404)
         data, why = await asyncio.wrap_future(served.thumbs.get(sha, image["source"], size))
         if data is None:
-            return Response(PLACEHOLDER, media_type="image/svg+xml",
-                            headers={"X-Mltag-Thumb-Error": (why or "")[:120].encode("ascii", "replace").decode(),
-                                     "Cache-Control": "no-store"})
+            return Response(
+                PLACEHOLDER,
+                media_type="image/svg+xml",
+                headers={
+                    "X-Mltag-Thumb-Error": (why or "")[:120].encode("ascii", "replace").decode(),
+                    "Cache-Control": "no-store",
+                },
+            )
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     async def api_label(request: Request) -> Response:
@@ -168,7 +197,7 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
             await asyncio.to_thread(_set_label, served, sha, name, verdict)
         except LabelsError as exc:
             return _error(str(exc), 400)
-        except StoreError as exc:   # locked by another process past the busy timeout: the page says so
+        except StoreError as exc:  # locked by another process past the busy timeout: the page says so
             return _error(str(exc), 503)
         return _json({"sha256": sha, "tag": name, "verdict": verdict})
 
@@ -192,7 +221,7 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
         after = request.query_params.get("after")
         if served.queue is not None:
             sha = await asyncio.to_thread(served.queue.next, after)
-        else:   # no queue: the next photo not yet done, in the grid's order
+        else:  # no queue: the next photo not yet done, in the grid's order
             page = index.page(Filters(labelled="not-done"), None, 2, count=False)
             sha = next((i["sha256"] for i in page["items"] if i["sha256"] != after), None)
         return _json({"sha256": sha})
@@ -201,12 +230,18 @@ def build_app(served: Served, host: str = "127.0.0.1", port: int = 8765) -> Star
         return Response(REPORT_CSS.read_bytes(), media_type="text/css")
 
     routes = [
-        Route("/", grid), Route("/photo/{sha256}", photo),
-        Route("/api/images", api_images), Route("/api/tags", api_tags), Route("/api/folders", api_folders),
-        Route("/api/photo/{sha256}", api_photo), Route("/api/ranking", api_ranking), Route("/api/next", api_next),
-        Route("/api/label", api_label, methods=["POST"]), Route("/api/done", api_done, methods=["POST"]),
+        Route("/", grid),
+        Route("/photo/{sha256}", photo),
+        Route("/api/images", api_images),
+        Route("/api/tags", api_tags),
+        Route("/api/folders", api_folders),
+        Route("/api/photo/{sha256}", api_photo),
+        Route("/api/ranking", api_ranking),
+        Route("/api/next", api_next),
+        Route("/api/label", api_label, methods=["POST"]),
+        Route("/api/done", api_done, methods=["POST"]),
         Route("/thumb/{sha256}/{size:int}", thumb),
-        Route("/static/report.css", report_css),   # the HTML report's own stylesheet: one look, one file
+        Route("/static/report.css", report_css),  # the HTML report's own stylesheet: one look, one file
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -31,16 +31,16 @@ from orchestrator.paths import user_cache_home
 from orchestrator.store import ResultStore
 from orchestrator.store.documents import from_store
 
-INDEX_VERSION = 2          # bump when the tables or what they hold change: the index is rebuilt
-WRITE_CHUNK = 512          # images per write transaction while building
-TOP_K = 10                 # per model, as the comparison's default: the tags a photo is found by
-SUMMARY_TAGS = 4           # consensus tags shown under a grid thumbnail
+INDEX_VERSION = 2  # bump when the tables or what they hold change: the index is rebuilt
+WRITE_CHUNK = 512  # images per write transaction while building
+TOP_K = 10  # per model, as the comparison's default: the tags a photo is found by
+SUMMARY_TAGS = 4  # consensus tags shown under a grid thumbnail
 PAGE_MAX = 200
-SORTS = {   # name -> (SQL key that is never NULL, descending?)
+SORTS = {  # name -> (SQL key that is never NULL, descending?)
     "path": ("i.path", False),
-    "disagreement": ("coalesce(i.agreement, 2.0)", False),    # the photos where the models disagree most first
+    "disagreement": ("coalesce(i.agreement, 2.0)", False),  # the photos where the models disagree most first
     "agreement": ("coalesce(i.agreement, -1.0)", True),
-    "consensus": ("coalesce(i.consensus, -1.0)", True),       # the strongest shared tag first
+    "consensus": ("coalesce(i.consensus, -1.0)", True),  # the strongest shared tag first
 }
 STATUS_FILTERS = ("ok", "no_tags", "failed", "missing")
 FAILED = ("timeout", "crashed", "error", "bad_image")
@@ -53,7 +53,7 @@ _TABLES = (
     "CREATE INDEX images_by_path ON images(path, id)",
     "CREATE INDEX images_by_folder ON images(folder, path, id)",
     "CREATE INDEX images_by_agreement ON images(coalesce(agreement, 2.0), id)",
-    "CREATE INDEX images_by_agreement_desc ON images(coalesce(agreement, -1.0), id)",   # read backwards
+    "CREATE INDEX images_by_agreement_desc ON images(coalesce(agreement, -1.0), id)",  # read backwards
     "CREATE INDEX images_by_consensus ON images(coalesce(consensus, -1.0), id)",
     "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, images INTEGER NOT NULL DEFAULT 0)",
     """CREATE TABLE image_tags (tag INTEGER NOT NULL, image INTEGER NOT NULL, models INTEGER NOT NULL,
@@ -72,9 +72,9 @@ class Filters:
 
     tag: str | None = None
     model: str | None = None
-    status: str | None = None          # ok | no_tags | failed | missing (of `model`, else of any model)
-    labelled: str | None = None        # labelled | done | unlabelled | not-done
-    folder: str | None = None          # this folder and those below it
+    status: str | None = None  # ok | no_tags | failed | missing (of `model`, else of any model)
+    labelled: str | None = None  # labelled | done | unlabelled | not-done
+    folder: str | None = None  # this folder and those below it
     sort: str = "path"
 
 
@@ -86,8 +86,9 @@ def source_path(path: str, raw: bytes | None) -> Path:
 class BrowseIndex:
     """The index of one store (and one set of PATHS); thread-safe behind a lock like the store."""
 
-    def __init__(self, store: ResultStore, under: list[Path] | None, normalise: Callable[[str], str],
-                 folder: Path | None = None) -> None:
+    def __init__(
+        self, store: ResultStore, under: list[Path] | None, normalise: Callable[[str], str], folder: Path | None = None
+    ) -> None:
         self.store, self.under, self.normalise = store, under, normalise
         scope = str(store.path.resolve()) + "\0" + "\0".join(sorted(os.path.abspath(p) for p in under or []))
         name = f"index-{hashlib.sha256(scope.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.sqlite"
@@ -126,11 +127,13 @@ class BrowseIndex:
             os.replace(tmp, self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the browse index {self.path}: {exc}; set MLTAG_CACHE to a "
-                             "writable folder") from exc
+            raise StoreError(
+                f"cannot write the browse index {self.path}: {exc}; set MLTAG_CACHE to a writable folder"
+            ) from exc
         except OSError as exc:
-            raise StoreError(f"cannot write the browse index in {self.path.parent}: {exc}; set MLTAG_CACHE "
-                             "to a writable folder") from exc
+            raise StoreError(
+                f"cannot write the browse index in {self.path.parent}: {exc}; set MLTAG_CACHE to a writable folder"
+            ) from exc
         return True
 
     def _build(self, target: Path, fingerprint: str, progress: Callable[[int], None] | None) -> None:
@@ -150,7 +153,7 @@ class BrowseIndex:
             db.execute("BEGIN")
             for image in results.images():
                 entry = comparer.add(image)
-                if entry is None:      # a duplicate: the grid shows one tile per content
+                if entry is None:  # a duplicate: the grid shows one tile per content
                     continue
                 self._add(db, image, entry, bits, tag_ids)
                 done += 1
@@ -167,20 +170,36 @@ class BrowseIndex:
         finally:
             db.close()
 
-    def _add(self, db: sqlite3.Connection, image: dict[str, Any], entry: dict[str, Any], bits: dict[str, int],
-             tag_ids: dict[str, int]) -> None:
+    def _add(
+        self,
+        db: sqlite3.Connection,
+        image: dict[str, Any],
+        entry: dict[str, Any],
+        bits: dict[str, int],
+        tag_ids: dict[str, int],
+    ) -> None:
         results = image.get("results") or {}
         raw = base64.b64decode(image["path_bytes"]) if image.get("path_bytes") else None
         consensus = entry.get("consensus") or []
         statuses = {m: str((results.get(m) or {}).get("status", "missing")) for m in self.models}
-        summary = {"tags": [c["tag"] for c in consensus[:SUMMARY_TAGS]],
-                   "statuses": {m: s for m, s in statuses.items() if s != "ok"}}
+        summary = {
+            "tags": [c["tag"] for c in consensus[:SUMMARY_TAGS]],
+            "statuses": {m: s for m, s in statuses.items() if s != "ok"},
+        }
         cur = db.execute(
             "INSERT INTO images (sha256, path, raw, folder, agreement, consensus, n_ok, summary) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (image["sha256"], image["path"], raw, os.path.dirname(image["path"]), entry.get("agreement"),
-             consensus[0]["score"] if consensus else None, sum(s == "ok" for s in statuses.values()),
-             jsontext.dumps(summary)))
+            (
+                image["sha256"],
+                image["path"],
+                raw,
+                os.path.dirname(image["path"]),
+                entry.get("agreement"),
+                consensus[0]["score"] if consensus else None,
+                sum(s == "ok" for s in statuses.values()),
+                jsontext.dumps(summary),
+            ),
+        )
         image_id = cur.lastrowid
         rows = []
         for item in consensus:
@@ -191,8 +210,10 @@ class BrowseIndex:
             mask = sum(bits[m] for m in item["models"] if m in bits)
             rows.append((tag_ids[tag], image_id, mask, item["n_models"], item["score"]))
         db.executemany("INSERT INTO image_tags VALUES (?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO image_status VALUES (?, ?, ?)",
-                       [(i, _status_group(statuses[m]), image_id) for i, m in enumerate(self.models)])
+        db.executemany(
+            "INSERT INTO image_status VALUES (?, ?, ?)",
+            [(i, _status_group(statuses[m]), image_id) for i, m in enumerate(self.models)],
+        )
 
     # -- reading ------------------------------------------------------------------------------------
     @contextmanager
@@ -236,7 +257,7 @@ class BrowseIndex:
             else:
                 where.append(_exists("image_status s", "s.status = ?", "s.image", count))
                 args.append(f.status)
-        elif model is not None and not f.tag:   # a model alone: the photos it gave a result for
+        elif model is not None and not f.tag:  # a model alone: the photos it gave a result for
             where.append(_exists("image_status s", "s.model = ? AND s.status = 'ok'", "s.image", count))
             args.append(model)
         if f.labelled == "labelled":
@@ -270,22 +291,33 @@ class BrowseIndex:
                 where = [*where, f"({key}, i.id) {'<' if desc else '>'} (?, ?)"]
                 args = [*args, value, last_id]
             order = "DESC" if desc else ""
-            sql = (f"SELECT i.id, i.sha256, i.path, i.agreement, i.consensus, i.n_ok, i.summary, {key}, "
-                   "(SELECT done FROM labelled l WHERE l.sha256 = i.sha256) FROM images i "
-                   f"WHERE {' AND '.join(where) or '1'} ORDER BY {key} {order}, i.id {order} LIMIT {limit + 1}")
+            sql = (
+                f"SELECT i.id, i.sha256, i.path, i.agreement, i.consensus, i.n_ok, i.summary, {key}, "
+                "(SELECT done FROM labelled l WHERE l.sha256 = i.sha256) FROM images i "
+                f"WHERE {' AND '.join(where) or '1'} ORDER BY {key} {order}, i.id {order} LIMIT {limit + 1}"
+            )
             rows = db.execute(sql, args).fetchall()
             total = self._count(db, f) if count and not cursor else None
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [{"sha256": sha, "path": path, "name": os.path.basename(path), "agreement": agreement,
-                  "consensus": consensus, "n_ok": n_ok, "labelled": None if done is None else bool(done),
-                  **jsontext.loads(summary)}
-                 for _, sha, path, agreement, consensus, n_ok, summary, _, done in rows]
+        items = [
+            {
+                "sha256": sha,
+                "path": path,
+                "name": os.path.basename(path),
+                "agreement": agreement,
+                "consensus": consensus,
+                "n_ok": n_ok,
+                "labelled": None if done is None else bool(done),
+                **jsontext.loads(summary),
+            }
+            for _, sha, path, agreement, consensus, n_ok, summary, _, done in rows
+        ]
         nxt = _cursor(rows[-1][7], rows[-1][0]) if more and rows else None
         return {"items": items, "next": nxt, "total": total, "models": self.models}
 
     def _count(self, db: sqlite3.Connection, f: Filters) -> int:
-        if not (f.model or f.status or f.labelled or f.folder):   # no filter, or a tag alone: counted already
+        if not (f.model or f.status or f.labelled or f.folder):  # no filter, or a tag alone: counted already
             if not f.tag:
                 return int(db.execute("SELECT count(*) FROM images").fetchone()[0])
             row = db.execute("SELECT images FROM tags WHERE name = ?", (self.normalise(f.tag) or f.tag,)).fetchone()
@@ -307,11 +339,14 @@ class BrowseIndex:
             where, args = built
             out: dict[str, str | None] = {}
             for name, after in (("next", True), ("previous", False)):
-                forward = after != desc      # the direction of the index scan
+                forward = after != desc  # the direction of the index scan
                 cond = f"({key}, i.id) {'>' if forward else '<'} (?, ?)"
                 order = "" if forward else "DESC"
-                hit = db.execute(f"SELECT i.sha256 FROM images i WHERE {' AND '.join([*where, cond])} "
-                                 f"ORDER BY {key} {order}, i.id {order} LIMIT 1", [*args, row[0], row[1]]).fetchone()
+                hit = db.execute(
+                    f"SELECT i.sha256 FROM images i WHERE {' AND '.join([*where, cond])} "
+                    f"ORDER BY {key} {order}, i.id {order} LIMIT 1",
+                    [*args, row[0], row[1]],
+                ).fetchone()
                 out[name] = hit[0] if hit else None
         return out
 
@@ -320,14 +355,19 @@ class BrowseIndex:
         text = " ".join(prefix.lower().replace("_", " ").split())
         with self._reading() as db:
             if text:
-                rows = db.execute("SELECT name, images FROM tags WHERE substr(name, 1, ?) = ? "
-                                  "ORDER BY images DESC, name LIMIT ?", (len(text), text, limit)).fetchall()
-                if len(rows) < limit:   # then the tags containing it
-                    rows += db.execute("SELECT name, images FROM tags WHERE instr(name, ?) > 1 "
-                                       "ORDER BY images DESC, name LIMIT ?", (text, limit - len(rows))).fetchall()
+                rows = db.execute(
+                    "SELECT name, images FROM tags WHERE substr(name, 1, ?) = ? ORDER BY images DESC, name LIMIT ?",
+                    (len(text), text, limit),
+                ).fetchall()
+                if len(rows) < limit:  # then the tags containing it
+                    rows += db.execute(
+                        "SELECT name, images FROM tags WHERE instr(name, ?) > 1 ORDER BY images DESC, name LIMIT ?",
+                        (text, limit - len(rows)),
+                    ).fetchall()
             else:
-                rows = db.execute("SELECT name, images FROM tags ORDER BY images DESC, name LIMIT ?",
-                                  (limit,)).fetchall()
+                rows = db.execute(
+                    "SELECT name, images FROM tags ORDER BY images DESC, name LIMIT ?", (limit,)
+                ).fetchall()
         return [{"tag": name, "images": n} for name, n in rows]
 
     def folders(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -349,22 +389,35 @@ class BrowseIndex:
             db.execute("BEGIN")
             if replace:
                 db.execute("DELETE FROM labelled")
-            db.executemany("INSERT INTO labelled VALUES (?, ?) ON CONFLICT (sha256) DO UPDATE SET done = excluded.done",
-                           [(sha, int(done)) for sha, done in rows])
+            db.executemany(
+                "INSERT INTO labelled VALUES (?, ?) ON CONFLICT (sha256) DO UPDATE SET done = excluded.done",
+                [(sha, int(done)) for sha, done in rows],
+            )
             db.execute("COMMIT")
 
     def sync_labelled(self) -> None:
         """The labelled photos as the store holds them now (at start: another process may have labelled)."""
         with self.store.reading() as db:
-            rows = db.execute("SELECT s.sha256, EXISTS (SELECT 1 FROM labels_done d WHERE d.sha256 = s.sha256) FROM "
-                              "(SELECT sha256 FROM labels UNION SELECT sha256 FROM labels_done) s").fetchall()
+            rows = db.execute(
+                "SELECT s.sha256, EXISTS (SELECT 1 FROM labels_done d WHERE d.sha256 = s.sha256) FROM "
+                "(SELECT sha256 FROM labels UNION SELECT sha256 FROM labels_done) s"
+            ).fetchall()
         self.set_labelled([(sha, bool(done)) for sha, done in rows], replace=True)
 
     def done_among(self, sha256s: list[str]) -> set[str]:
         """Which of these photos are marked done."""
         with self._reading() as db:
-            return {r[0] for r in db.execute(f"SELECT sha256 FROM labelled WHERE done AND sha256 IN "
-                                             f"({', '.join('?' * len(sha256s))})", sha256s)} if sha256s else set()
+            return (
+                {
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT sha256 FROM labelled WHERE done AND sha256 IN ({', '.join('?' * len(sha256s))})",
+                        sha256s,
+                    )
+                }
+                if sha256s
+                else set()
+            )
 
     def unset_labelled(self, sha256: str) -> None:
         with self._reading() as db:

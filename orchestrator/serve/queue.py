@@ -19,12 +19,13 @@ from orchestrator.store import ResultStore
 from orchestrator.store.documents import evaluate_store, queue_from_store
 
 QUEUE_LENGTH = 200
-REFRESH = 10            # photos marked done before the queue is computed again
+REFRESH = 10  # photos marked done before the queue is computed again
 
 
 class LabelQueue:
-    def __init__(self, store: ResultStore, under: list[Path] | None, normalise: Callable[[str], str],
-                 index: BrowseIndex) -> None:
+    def __init__(
+        self, store: ResultStore, under: list[Path] | None, normalise: Callable[[str], str], index: BrowseIndex
+    ) -> None:
         self.store, self.under, self.normalise, self.index = store, under, normalise, index
         self._queue: list[str] | None = None
         self._lock = threading.Lock()
@@ -51,8 +52,15 @@ class LabelQueue:
         evaluation = evaluate_store(self.store, self.normalise, self.under, resamples=0)
         entries = self.store.model_entries(self.store.models(), self.under)
         leaders = leading_models(evaluation if evaluation["labelled"] else None, [e["name"] for e in entries])
-        queue = queue_from_store(self.store, self.normalise, leaders, best_thresholds(evaluation), self.under,
-                                 limit=QUEUE_LENGTH, models=entries)
+        queue = queue_from_store(
+            self.store,
+            self.normalise,
+            leaders,
+            best_thresholds(evaluation),
+            self.under,
+            limit=QUEUE_LENGTH,
+            models=entries,
+        )
         with self._lock:
             self._queue = [c.sha256 for c in queue]
 
@@ -72,7 +80,7 @@ class LabelQueue:
             for sha in queue:
                 if sha != after and sha not in done:
                     return sha
-            self.start()   # the queue is used up: compute the next one, meanwhile the index's order
+            self.start()  # the queue is used up: compute the next one, meanwhile the index's order
         page = self.index.page(Filters(labelled="not-done", sort="disagreement"), None, 2, count=False)
         for item in page["items"]:
             if item["sha256"] != after:

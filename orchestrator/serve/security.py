@@ -62,8 +62,13 @@ class Guard:
         problem = self._check(scope, headers)
         if problem is not None:
             status, text = problem
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
             await send({"type": "http.response.body", "body": text.encode()})
             return
         await self.app(scope, receive, send)

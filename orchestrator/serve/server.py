@@ -20,9 +20,15 @@ from orchestrator.store import ResultStore
 from orchestrator.store.labels import default_labeller
 
 
-def prepare(store: ResultStore, under: list[Path] | None, normalise: Callable[[str], str],
-            cache: Path | None = None, who: str | None = None, host: str = "127.0.0.1",
-            say: Callable[[str], None] = lambda _: None) -> Served:
+def prepare(
+    store: ResultStore,
+    under: list[Path] | None,
+    normalise: Callable[[str], str],
+    cache: Path | None = None,
+    who: str | None = None,
+    host: str = "127.0.0.1",
+    say: Callable[[str], None] = lambda _: None,
+) -> Served:
     """Everything the app serves, the browse index (re)built when the store changed."""
     home = cache or user_cache_home()
     index = BrowseIndex(store, under, normalise, home / "browse")
@@ -33,9 +39,17 @@ def prepare(store: ResultStore, under: list[Path] | None, normalise: Callable[[s
     entries = store.model_entries(index.models, under)
     queue = LabelQueue(store, under, normalise, index)
     queue.start()
-    return Served(store=store, index=index, thumbs=Thumbnails(home / "thumbnails"), normalise=normalise,
-                  token=new_token(), who=who or default_labeller(), entries=entries, loopback=is_loopback(host),
-                  queue=queue)
+    return Served(
+        store=store,
+        index=index,
+        thumbs=Thumbnails(home / "thumbnails"),
+        normalise=normalise,
+        token=new_token(),
+        who=who or default_labeller(),
+        entries=entries,
+        loopback=is_loopback(host),
+        queue=queue,
+    )
 
 
 def free_port(host: str) -> int:
@@ -45,7 +59,7 @@ def free_port(host: str) -> int:
 
 
 def url_of(served: Served, host: str, port: int) -> str:
-    if host in ("0.0.0.0", "::"):   # every interface: the machine's name, as others will reach it
+    if host in ("0.0.0.0", "::"):  # every interface: the machine's name, as others will reach it
         host = socket.gethostname()
     name = f"[{host}]" if ":" in host else host
     base = f"http://{name}:{port}/"
@@ -62,19 +76,29 @@ def run(served: Served, host: str, port: int | None, open_browser: bool, say: Ca
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.bind((host, port))
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port (or none: a "
-                         "free one is picked)") from exc
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port (or none: a "
+            "free one is picked)"
+        ) from exc
     app = build_app(served, host, port)
     url = url_of(served, host, port)
     say(f"mltag serve: {served.index.count()} photo(s) from {served.store.path}")
     say(f"open {url}   (Ctrl-C stops it)")
     if not served.loopback:
-        say("listening beyond this machine: anyone who can reach it and has the URL above (with its token) can "
-            "read the results and label")
+        say(
+            "listening beyond this machine: anyone who can reach it and has the URL above (with its token) can "
+            "read the results and label"
+        )
     if open_browser:
         webbrowser.open(url)
-    config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False,
-                              "server_header": False, "timeout_graceful_shutdown": 2}
+    config: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 2,
+    }
     try:
         uvicorn.Server(uvicorn.Config(app, **config)).run()
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from orchestrator.report.thumbnails import cache_file, cached_thumbnail
 
-SIZES = (256, 1024)        # the grid's tiles and the photo view; nothing else is made
+SIZES = (256, 1024)  # the grid's tiles and the photo view; nothing else is made
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 

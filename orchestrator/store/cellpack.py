@@ -35,9 +35,9 @@ import zstandard
 from orchestrator import jsontext
 
 MAGIC = b"MC\x01"
-MIN_TERMS = 32            # a smaller {term: float} map stays JSON: nothing to gain
-PACK_OVER_BYTES = 1024    # JSON text up to this size stays text (readable in any SQLite tool)
-LEVEL = 3                 # zstd level: level 19 saves a few % more at ~10x the time per cell
+MIN_TERMS = 32  # a smaller {term: float} map stays JSON: nothing to gain
+PACK_OVER_BYTES = 1024  # JSON text up to this size stays text (readable in any SQLite tool)
+LEVEL = 3  # zstd level: level 19 saves a few % more at ~10x the time per cell
 
 Path = list[str | int]
 # What a damaged blob raises on the way back (the store turns it into a StoreError)
@@ -59,7 +59,7 @@ _local = _Local()
 def vocabulary_id(terms: list[str]) -> bytes:
     """A vocabulary's id: the first 16 bytes of the sha256 of its terms as JSON (content-addressed:
     the same terms in any store, any process, have the same id)."""
-    for known, vid in _recent:   # every cell of a model has the same terms: compared, not hashed again
+    for known, vid in _recent:  # every cell of a model has the same terms: compared, not hashed again
         if known == terms:
             return vid
     vid = hashlib.sha256(_terms_json(terms)).digest()[:16]
@@ -69,13 +69,13 @@ def vocabulary_id(terms: list[str]) -> bytes:
 
 
 RECENT = 8
-_recent: list[tuple[list[str], bytes]] = []   # the last vocabularies seen (a list: shared by threads, GIL-safe)
+_recent: list[tuple[list[str], bytes]] = []  # the last vocabularies seen (a list: shared by threads, GIL-safe)
 
 
 def _terms_json(terms: list[str]) -> bytes:
     try:
         return orjson.dumps(terms)
-    except orjson.JSONEncodeError:   # a lone surrogate: the standard library writes it
+    except orjson.JSONEncodeError:  # a lone surrogate: the standard library writes it
         return json.dumps(terms, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
@@ -90,14 +90,18 @@ def unpack_terms(blob: bytes) -> list[str]:
 
 def _is_score_map(value: Any) -> bool:
     # type() exactly: a bool or int score, or a float subclass, would not read back as itself
-    return (isinstance(value, dict) and len(value) >= MIN_TERMS and set(map(type, value.values())) == {float}
-            and set(map(type, value)) == {str})
+    return (
+        isinstance(value, dict)
+        and len(value) >= MIN_TERMS
+        and set(map(type, value.values())) == {float}
+        and set(map(type, value)) == {str}
+    )
 
 
 def _find_maps(value: Any, path: Path, out: list[tuple[Path, dict[str, float]]]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            if type(key) is not str:   # JSON writes it as text: left as it is, in the JSON
+            if type(key) is not str:  # JSON writes it as text: left as it is, in the JSON
                 continue
             if _is_score_map(item):
                 out.append(([*path, key], item))
@@ -119,7 +123,7 @@ def _replace(root: Any, path: Path, new: Any) -> Any:
         out_d[head] = _replace(root[head], rest, new)
         return out_d
     out_l = list(root)
-    out_l[head] = _replace(root[head], rest, new)   # type: ignore[index]
+    out_l[head] = _replace(root[head], rest, new)  # type: ignore[index]
     return out_l
 
 
@@ -133,7 +137,7 @@ def _values(values: list[float]) -> tuple[str, array[float]]:
     """The values as float32 when that keeps every bit of them, else as float64."""
     try:
         singles = array("f", values)
-    except OverflowError:   # beyond float32's range
+    except OverflowError:  # beyond float32's range
         return "d", array("d", values)
     # == is exact here (float32 -> float64 keeps the sign of a zero) but never true of a NaN: then bits
     if singles.tolist() == values:
@@ -188,10 +192,10 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup, values: bool = True) ->
         raise ValueError(f"not a packed cell (starts {bytes(stored[:3])!r})")
     body = _local.d.decompress(stored[3:])
     (n,) = struct.unpack_from("<I", body, 0)
-    cell = jsontext.loads(body[4:4 + n].decode("utf-8", "surrogatepass"))
+    cell = jsontext.loads(body[4 : 4 + n].decode("utf-8", "surrogatepass"))
     at = 4 + n
     (m,) = struct.unpack_from("<I", body, at)
-    described = jsontext.loads(body[at + 4:at + 4 + m])
+    described = jsontext.loads(body[at + 4 : at + 4 + m])
     at += 4 + m
     for path, vid, code in described:
         terms = vocabulary(bytes.fromhex(vid))
@@ -201,7 +205,7 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup, values: bool = True) ->
             at += size
             _set(cell, path, _labels_only(vid, terms))
             continue
-        scores.frombytes(body[at:at + size])
+        scores.frombytes(body[at : at + size])
         at += size
         if sys.byteorder != "little":
             scores.byteswap()
@@ -209,13 +213,13 @@ def unpack(stored: str | bytes, vocabulary: VocabLookup, values: bool = True) ->
     return cell
 
 
-_LABELS: dict[str, dict[str, None]] = {}   # vocabulary id -> its labels-only map (a few per store)
+_LABELS: dict[str, dict[str, None]] = {}  # vocabulary id -> its labels-only map (a few per store)
 
 
 def _labels_only(vid: str, terms: list[str]) -> dict[str, None]:
     labels = _LABELS.get(vid)
     if labels is None:
-        if len(_LABELS) >= 64:   # bounded: vocabularies are few, but a process may open many stores
+        if len(_LABELS) >= 64:  # bounded: vocabularies are few, but a process may open many stores
             _LABELS.clear()
         labels = _LABELS[vid] = dict.fromkeys(terms)
     return labels
@@ -229,4 +233,4 @@ def layout(stored: str | bytes) -> list[tuple[list[str | int], str]]:
     body = _local.d.decompress(stored[3:])
     (n,) = struct.unpack_from("<I", body, 0)
     (m,) = struct.unpack_from("<I", body, 4 + n)
-    return [(path, code) for path, _, code in jsontext.loads(body[8 + n:8 + n + m])]
+    return [(path, code) for path, _, code in jsontext.loads(body[8 + n : 8 + n + m])]

@@ -33,9 +33,13 @@ from orchestrator.store.db import ResultStore
 CELL_CHUNK = 16
 
 
-def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: list[dict[str, Any]],
-                missing: Callable[[str, dict[str, Any]], dict[str, Any]],
-                score_values: bool = True) -> Iterator[dict[str, Any]]:
+def _with_cells(
+    entries: Iterable[dict[str, Any]],
+    store: ResultStore,
+    models: list[dict[str, Any]],
+    missing: Callable[[str, dict[str, Any]], dict[str, Any]],
+    score_values: bool = True,
+) -> Iterator[dict[str, Any]]:
     """Image entries with their `results`, read from the store a chunk of images at a time
     (score_values=False: raw score maps as their labels only, for views that never show them)."""
     kinds = {m["name"]: m.get("kind") or "tagger" for m in models}
@@ -45,8 +49,10 @@ def _with_cells(entries: Iterable[dict[str, Any]], store: ResultStore, models: l
         cells = store.cells_of((e["sha256"] for e in chunk), kinds, score_values)
         for entry in chunk:
             stored = cells.get(entry["sha256"], {})
-            entry["results"] = {name: finish_cell(kind, stored[name]) if name in stored else missing(name, entry)
-                                for name, kind in kinds.items()}
+            entry["results"] = {
+                name: finish_cell(kind, stored[name]) if name in stored else missing(name, entry)
+                for name, kind in kinds.items()
+            }
             yield entry
         chunk.clear()
 
@@ -63,9 +69,9 @@ def run_images(images: list[ImageRef]) -> Iterator[dict[str, Any]]:
     for img in images:
         entry: dict[str, Any] = {"path": img.name, "sha256": img.sha256, "size_bytes": img.size_bytes}
         raw = raw_path(img.path)
-        if raw is not None:   # a name that is not UTF-8: its exact bytes beside the text form
+        if raw is not None:  # a name that is not UTF-8: its exact bytes beside the text form
             entry["path_bytes"] = base64.b64encode(raw).decode()
-        if img.seen_as:   # a RAW+JPEG pair analysed from its JPEG: the RAW file(s) it stands for
+        if img.seen_as:  # a RAW+JPEG pair analysed from its JPEG: the RAW file(s) it stands for
             entry["seen_as"] = [display_path(p) for p in img.seen_as]
         if img.sha256 in first:
             entry["duplicate_of"] = first[img.sha256]
@@ -74,17 +80,18 @@ def run_images(images: list[ImageRef]) -> Iterator[dict[str, Any]]:
         yield entry
 
 
-def from_run(head: dict[str, Any], models: list[dict[str, Any]], images: list[ImageRef],
-             store: ResultStore) -> Results:
+def from_run(head: dict[str, Any], models: list[dict[str, Any]], images: list[ImageRef], store: ResultStore) -> Results:
     """What one run did: its images (in the order found) with the cells the store now holds."""
+
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "message": "no result was recorded"}
 
     return Results(head, models, lambda: _with_cells(run_images(images), store, models, missing))
 
 
-def from_store(store: ResultStore, under: list[Path] | None = None, models: list[str] | None = None,
-               score_values: bool = True) -> Results:
+def from_store(
+    store: ResultStore, under: list[Path] | None = None, models: list[str] | None = None, score_values: bool = True
+) -> Results:
     """What the store holds for images under `under` (default: all) and `models` (default: every
     stored model, in the order they first ran). score_values=False: raw score maps as their labels
     only (cellpack.unpack), for a view that never shows their values (the HTML report)."""
@@ -94,22 +101,35 @@ def from_store(store: ResultStore, under: list[Path] | None = None, models: list
     first = min((r["started"] for r in runs), default=time.time())
     last = max((r["last_cell"] for r in runs), default=first)
     shown = [{k: v for k, v in r.items() if k != "last_cell"} for r in runs]
-    options = {"source": "store", "store": str(store.path), "runs": [
-        dict(r, started=iso_time(r["started"]), finished=iso_time(r["finished"]) if r["finished"] else None)
-        for r in shown]}
+    options = {
+        "source": "store",
+        "store": str(store.path),
+        "runs": [
+            dict(r, started=iso_time(r["started"]), finished=iso_time(r["finished"]) if r["finished"] else None)
+            for r in shown
+        ],
+    }
     head = header(runs[-1]["run_id"] if runs else "none", first, last, options)
 
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "skipped", "message": "no result stored for this model and image",
-                "fix": f"mltag run {name} {entry['path']}"}
+        return {
+            "status": "skipped",
+            "message": "no result stored for this model and image",
+            "fix": f"mltag run {name} {entry['path']}",
+        }
 
-    return Results(head, entries,
-                   lambda: _with_cells(store.iter_images(under), store, entries, missing, score_values))
+    return Results(head, entries, lambda: _with_cells(store.iter_images(under), store, entries, missing, score_values))
 
 
-def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: list[Path] | None = None,
-                   models: list[dict[str, Any]] | None = None, cache: dict[str, dict[str, Any]] | None = None,
-                   resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+def evaluate_store(
+    store: ResultStore,
+    normaliser: Callable[[str], str],
+    under: list[Path] | None = None,
+    models: list[dict[str, Any]] | None = None,
+    cache: dict[str, dict[str, Any]] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
     """Every stored model ranked on the store's labels (the photos marked done, under `under` when given), with
     the bootstrap intervals: `evaluate` on the labelled photos' cells alone, so a recompute after one more
     label reads ~1,000 photos' cells, not the archive's. The same numbers as `mltag eval --labels` with the
@@ -122,7 +142,7 @@ def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: 
     rows = list(store.label_rows())
     entries = models if models is not None else store.model_entries(store.models(), under)
     paths = store.paths_of((row.key for row in rows), under)
-    if under is not None:   # a label of a photo outside `under` is not "unmatched": it is not asked for
+    if under is not None:  # a label of a photo outside `under` is not "unmatched": it is not asked for
         rows = [row for row in rows if row.key in paths]
     known = cache if cache is not None else {}
 
@@ -130,22 +150,29 @@ def evaluate_store(store: ResultStore, normaliser: Callable[[str], str], under: 
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
     unread = ({"path": paths[row.key], "sha256": row.key} for row in rows if row.key in paths and row.key not in known)
-    for image in _with_cells(unread, store, entries, missing, score_values=False):   # evaluated_part drops raw
+    for image in _with_cells(unread, store, entries, missing, score_values=False):  # evaluated_part drops raw
         known[image["sha256"]] = {m: evaluated_part(c) for m, c in image["results"].items()}
-    images = [{"path": paths[row.key], "sha256": row.key, "results": known[row.key]} for row in rows
-              if row.key in paths]
+    images = [
+        {"path": paths[row.key], "sha256": row.key, "results": known[row.key]} for row in rows if row.key in paths
+    ]
     evaluation = evaluate({"models": entries, "images": images}, rows, normaliser, resamples, seed)
     evaluation["unlabelled"] = store.image_count(under) - evaluation["labelled"]
     return evaluation
 
 
-QUEUE_SAMPLE = 2000   # unlabelled photos a queue is chosen among: bounded work whatever the archive's size
+QUEUE_SAMPLE = 2000  # unlabelled photos a queue is chosen among: bounded work whatever the archive's size
 
 
-def queue_from_store(store: ResultStore, normaliser: Callable[[str], str], leaders: list[str],
-                     thresholds: dict[str, float | None] | None = None, under: list[Path] | None = None,
-                     limit: int = 50, sample: int = QUEUE_SAMPLE,
-                     models: list[dict[str, Any]] | None = None) -> list[Candidate]:
+def queue_from_store(
+    store: ResultStore,
+    normaliser: Callable[[str], str],
+    leaders: list[str],
+    thresholds: dict[str, float | None] | None = None,
+    under: list[Path] | None = None,
+    limit: int = 50,
+    sample: int = QUEUE_SAMPLE,
+    models: list[dict[str, Any]] | None = None,
+) -> list[Candidate]:
     """What to label next (`label_queue`) among the first `sample` unlabelled photos in sha256 order (a
     uniform sample of the archive, the same for the same store; at 100,000 photos reading every photo's
     cells would take minutes), reading only the `leaders`' cells, a few photos at a time. `leaders` and
@@ -159,6 +186,11 @@ def queue_from_store(store: ResultStore, normaliser: Callable[[str], str], leade
     def missing(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "message": "no result stored for this model and image"}
 
-    images = _with_cells(({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths), store, entries, missing,
-                         score_values=False)   # the queue reads tags and their scores, never a raw score map
+    images = _with_cells(
+        ({"path": paths[sha], "sha256": sha} for sha in shas if sha in paths),
+        store,
+        entries,
+        missing,
+        score_values=False,
+    )  # the queue reads tags and their scores, never a raw score map
     return label_queue(images, set(), normaliser, leaders, thresholds, limit)

@@ -25,8 +25,12 @@ SPEED_OPTIONS = frozenset({"concurrency", "max_retries", "deadline_s", "request_
 def _weights_fingerprint(path: str) -> dict[str, Any]:
     root = Path(path)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return {"path": str(root), "files": [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size,
-                                          p.stat().st_mtime_ns) for p in files]}
+    return {
+        "path": str(root),
+        "files": [
+            (str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files
+        ],
+    }
 
 
 def options_key(adapter: str, load_spec: Mapping[str, Any], infer_options: Mapping[str, Any]) -> str:
@@ -35,8 +39,13 @@ def options_key(adapter: str, load_spec: Mapping[str, Any], infer_options: Mappi
     # The key names the adapter as it was before adapters moved to runners/adapters/: a store written
     # then stays valid (a re-run of an unchanged archive computes nothing again).
     family = adapter.replace("runners.adapters.", "runners.", 1)
-    parts = {"adapter": family, "hub_id": load_spec.get("hub_id"), "revision": load_spec.get("revision"),
-             "weights": _weights_fingerprint(local) if local and Path(local).exists() else local,
-             "load": {k: v for k, v in (load_spec.get("options") or {}).items() if k not in SPEED_OPTIONS},
-             "infer": dict(infer_options), "dtype": load_spec.get("dtype")}
+    parts = {
+        "adapter": family,
+        "hub_id": load_spec.get("hub_id"),
+        "revision": load_spec.get("revision"),
+        "weights": _weights_fingerprint(local) if local and Path(local).exists() else local,
+        "load": {k: v for k, v in (load_spec.get("options") or {}).items() if k not in SPEED_OPTIONS},
+        "infer": dict(infer_options),
+        "dtype": load_spec.get("dtype"),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -63,8 +63,10 @@ def checked_sha256(sha256: str) -> str:
     """A photo's key: 64 hex digits (lower-cased)."""
     key = sha256.strip().lower()
     if not _SHA256.fullmatch(key):
-        raise LabelsError(f"{sha256!r} is not an image's sha256 (64 hex digits): labels are keyed by the "
-                          "image's content hash, as the results store lists it")
+        raise LabelsError(
+            f"{sha256!r} is not an image's sha256 (64 hex digits): labels are keyed by the "
+            "image's content hash, as the results store lists it"
+        )
     return key
 
 
@@ -75,8 +77,9 @@ def checked_tag(tag: str) -> str:
     if not text:
         raise LabelsError("an empty tag cannot be labelled: give the tag's text")
     if "," in text:
-        raise LabelsError(f"the tag {text!r} has a comma, which the labels CSV uses between tags: "
-                          "write it without the comma")
+        raise LabelsError(
+            f"the tag {text!r} has a comma, which the labels CSV uses between tags: write it without the comma"
+        )
     return text
 
 

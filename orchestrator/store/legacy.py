@@ -27,7 +27,7 @@ class Target(Protocol):
     def writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
 
 
-READ_CHUNK = 256   # rows copied per statement
+READ_CHUNK = 256  # rows copied per statement
 
 # What a legacy store's tables give this one: (table, the columns every version has, how rows join).
 _LEGACY_COPIES = (
@@ -35,8 +35,12 @@ _LEGACY_COPIES = (
     ("images", "sha256, size_bytes, first_seen", "INSERT OR IGNORE"),
     ("image_paths", "sha256, path, first_seen, last_seen, last_run", "INSERT OR IGNORE"),
     ("run_models", "run_id, model, time, entry", "INSERT OR IGNORE"),
-    ("cells", "sha256, model, kind, status, message, revision, model_version, env_key, options_key, device, "
-              "load_s, warmup_s, inference_s, run_id, time, cell", "INSERT"),
+    (
+        "cells",
+        "sha256, model, kind, status, message, revision, model_version, env_key, options_key, device, "
+        "load_s, warmup_s, inference_s, run_id, time, cell",
+        "INSERT",
+    ),
 )
 
 
@@ -55,10 +59,12 @@ def import_store(store: Target, source: Path) -> int | None:
         with _read_only_copy(source, store.busy_timeout_s) as old:
             cells = _merge(store, old, source)
             with store.writing() as db:
-                db.execute("INSERT INTO imports (source, size_bytes, mtime_ns, time) VALUES (?, ?, ?, ?) "
-                           "ON CONFLICT (source) DO UPDATE SET size_bytes = excluded.size_bytes, "
-                           "mtime_ns = excluded.mtime_ns, time = excluded.time",
-                           (key, st.st_size, st.st_mtime_ns, time.time()))
+                db.execute(
+                    "INSERT INTO imports (source, size_bytes, mtime_ns, time) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET size_bytes = excluded.size_bytes, "
+                    "mtime_ns = excluded.mtime_ns, time = excluded.time",
+                    (key, st.st_size, st.st_mtime_ns, time.time()),
+                )
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot read the older results store {source}: {exc}") from exc
     return cells
@@ -73,15 +79,18 @@ def _merge(store: Target, old: sqlite3.Connection, source: Path) -> int:
     cells = 0
     tables = {r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     # Packed cells (v3) refer to vocabularies by content: copied as they are, they mean the same here.
-    copies = ((("vocabularies", "id, model, revision, count, terms", "INSERT OR IGNORE"),)
-              if "vocabularies" in tables else ()) + _LEGACY_COPIES
+    copies = (
+        (("vocabularies", "id, model, revision, count, terms", "INSERT OR IGNORE"),) if "vocabularies" in tables else ()
+    ) + _LEGACY_COPIES
     with store.writing() as db:
         for table, columns, verb in copies:
             sql = f"{verb} INTO {table} ({columns}) VALUES ({', '.join('?' * len(columns.split(',')))})"
             if table == "cells":
                 updates = ", ".join(f"{c} = excluded.{c}" for c in columns.replace(" ", "").split(",")[2:])
-                sql += (f" ON CONFLICT (sha256, model) DO UPDATE SET {updates} WHERE excluded.time > cells.time "
-                        f"AND (excluded.status IN ({done}) OR cells.status NOT IN ({done}))")
+                sql += (
+                    f" ON CONFLICT (sha256, model) DO UPDATE SET {updates} WHERE excluded.time > cells.time "
+                    f"AND (excluded.status IN ({done}) OR cells.status NOT IN ({done}))"
+                )
             cursor = old.execute(f"SELECT {columns} FROM {table}")
             while rows := cursor.fetchmany(READ_CHUNK):
                 db.executemany(sql, rows)

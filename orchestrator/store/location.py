@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-STORE_DIR = ".mltag"            # where an older mltag kept its store: inside the analysed folder
+STORE_DIR = ".mltag"  # where an older mltag kept its store: inside the analysed folder
 STORE_NAME = "results.sqlite"
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from schemas.status import SUCCESS, CellStatus
 
-DONE_STATUSES = SUCCESS | {CellStatus.BAD_IMAGE}   # deterministic: a re-run skips these cells
+DONE_STATUSES = SUCCESS | {CellStatus.BAD_IMAGE}  # deterministic: a re-run skips these cells
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -112,15 +112,20 @@ def _v4(db: sqlite3.Connection) -> None:
     db.execute("""CREATE TABLE vocabularies (
         id BLOB PRIMARY KEY,                  -- sha256 of the terms' JSON, first 16 bytes
         model TEXT NOT NULL, revision TEXT,   -- the model (and revision) that first stored it
-        count INTEGER NOT NULL, terms BLOB NOT NULL)""")   # zstd-compressed JSON list
+        count INTEGER NOT NULL, terms BLOB NOT NULL)""")  # zstd-compressed JSON list
     last = -1
-    while rows := db.execute("SELECT rowid, model, revision, cell FROM cells WHERE rowid > ? AND typeof(cell) = 'text' "
-                             "ORDER BY rowid LIMIT 256", (last,)).fetchall():
+    while rows := db.execute(
+        "SELECT rowid, model, revision, cell FROM cells WHERE rowid > ? AND typeof(cell) = 'text' "
+        "ORDER BY rowid LIMIT 256",
+        (last,),
+    ).fetchall():
         for rowid, model, revision, text in rows:
             packed, vocabularies = cellpack.pack(cellpack.unpack(text, lambda vid: []))
             for vid, terms in vocabularies.items():
-                db.execute("INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) "
-                           "VALUES (?, ?, ?, ?, ?)", (vid, model, revision, len(terms), cellpack.pack_terms(terms)))
+                db.execute(
+                    "INSERT OR IGNORE INTO vocabularies (id, model, revision, count, terms) VALUES (?, ?, ?, ?, ?)",
+                    (vid, model, revision, len(terms), cellpack.pack_terms(terms)),
+                )
             if isinstance(packed, bytes):
                 db.execute("UPDATE cells SET cell = ? WHERE rowid = ?", (packed, rowid))
         last = rows[-1][0]
@@ -128,4 +133,4 @@ def _v4(db: sqlite3.Connection) -> None:
 
 # MIGRATIONS[i] migrates version i -> i + 1. Append, never edit a released one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
-STORE_VERSION = len(MIGRATIONS)   # the version this code writes
+STORE_VERSION = len(MIGRATIONS)  # the version this code writes

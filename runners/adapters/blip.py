@@ -39,15 +39,19 @@ class Adapter(GenerativeAdapter):
     model_class = "BlipForConditionalGeneration"
     supports_batching = True
     allow_empty_prompt = True
-    no_tags_prompt = ("{model} cannot answer a tags prompt: BLIP is a captioner without instruction following (its "
-                      "text prompt is a caption prefix that it continues, not a question it answers), so ask={ask!r} "
-                      "has no meaning for it. Use ask=caption (the default; tags are extracted from the caption): "
-                      "--ask tags/both leaves BLIP captioning, and --option {model}.ask=caption overrides a "
-                      "--option ask=... meant for the other models")
+    no_tags_prompt = (
+        "{model} cannot answer a tags prompt: BLIP is a captioner without instruction following (its "
+        "text prompt is a caption prefix that it continues, not a question it answers), so ask={ask!r} "
+        "has no meaning for it. Use ask=caption (the default; tags are extracted from the caption): "
+        "--ask tags/both leaves BLIP captioning, and --option {model}.ask=caption overrides a "
+        "--option ask=... meant for the other models"
+    )
     score_note = "no tags prompt (BLIP cannot answer one): its tags are the ones extracted from the caption"
-    notes = ("prompt = a caption prefix that BLIP continues (\"\" = unconditional captioning); the caption is the "
-             "continuation only (raw.generations keeps the prompt); prompt_tokens = [DEC] + prefix tokens (the "
-             "image enters by cross-attention)",)
+    notes = (
+        'prompt = a caption prefix that BLIP continues ("" = unconditional captioning); the caption is the '
+        "continuation only (raw.generations keeps the prompt); prompt_tokens = [DEC] + prefix tokens (the "
+        "image enters by cross-attention)",
+    )
 
     def load(self, spec: LoadSpec) -> LoadResult:
         info = super().load(spec)

@@ -43,8 +43,10 @@ def qa_template(options: dict[str, Any]) -> str:
     """Option qa_template: a template with one {} for the question, or "" for verbatim prompts."""
     value = options.get("qa_template", DEFAULT_QA_TEMPLATE)
     if not isinstance(value, str) or (value and value.count("{}") != 1):
-        raise ValueError(f"option qa_template must contain {{}} exactly once (where the question goes), e.g. "
-                         f"{DEFAULT_QA_TEMPLATE!r}, or be \"\" to give prompts to BLIP-2 verbatim; got {value!r}")
+        raise ValueError(
+            f"option qa_template must contain {{}} exactly once (where the question goes), e.g. "
+            f'{DEFAULT_QA_TEMPLATE!r}, or be "" to give prompts to BLIP-2 verbatim; got {value!r}'
+        )
     return value
 
 
@@ -63,8 +65,7 @@ class Adapter(GenerativeAdapter):
 
     def prompts(self, options: dict[str, Any]) -> dict[str, str]:
         template = qa_template(options)
-        return {task: model_prompt(prompt, template)
-                for task, prompt in super().prompts(options).items()}
+        return {task: model_prompt(prompt, template) for task, prompt in super().prompts(options).items()}
 
     def load_processor(self, folder: Path, options: dict[str, Any]) -> Any:
         from transformers import AddedToken, AutoProcessor
@@ -75,25 +76,34 @@ class Adapter(GenerativeAdapter):
         notes = []
         if processor.num_query_tokens is None:
             processor.num_query_tokens = queries
-            notes.append(f"processor_config.json has no num_query_tokens (a copy from before Salesforce's update?): "
-                         f"took {queries} from config.json, or the processor would drop the image")
+            notes.append(
+                f"processor_config.json has no num_query_tokens (a copy from before Salesforce's update?): "
+                f"took {queries} from config.json, or the processor would drop the image"
+            )
         elif processor.num_query_tokens != queries:
-            raise ValueError(f"{folder}: processor_config.json says num_query_tokens {processor.num_query_tokens}, "
-                             f"config.json {queries}: the files come from different versions of the model; download "
-                             f"the whole repo at one revision")
+            raise ValueError(
+                f"{folder}: processor_config.json says num_query_tokens {processor.num_query_tokens}, "
+                f"config.json {queries}: the files come from different versions of the model; download "
+                f"the whole repo at one revision"
+            )
         if isinstance(processor.image_token, str):  # Blip2Processor.__call__ reads image_token.content
             processor.image_token = AddedToken(processor.image_token, normalized=False, special=True)
         image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token.content)
         if config.image_token_id is None or image_id != config.image_token_id:
-            raise ValueError(f"{folder}: the tokenizer's {processor.image_token.content} is id {image_id}, "
-                             f"config.json's image_token_index is {config.image_token_id}: a BLIP-2 checkpoint from "
-                             f"before transformers 4.47's image-token format, or files from different revisions; "
-                             f"download the current Salesforce repo")
+            raise ValueError(
+                f"{folder}: the tokenizer's {processor.image_token.content} is id {image_id}, "
+                f"config.json's image_token_index is {config.image_token_id}: a BLIP-2 checkpoint from "
+                f"before transformers 4.47's image-token format, or files from different revisions; "
+                f"download the current Salesforce repo"
+            )
         processor.tokenizer.padding_side = "left"  # decoder-only generation continues at the right end of every row
         lm = "encoder-decoder" if config.text_config.is_encoder_decoder else "decoder-only"
-        self.notes = (f"{config.text_config.model_type} language model ({lm}); the text it reads: <image> x {queries} "
-                      f"query tokens + prompt (a bare question goes into option qa_template; \"\" = unconditional "
-                      f"caption); prompt_tokens include the {queries} query tokens", *notes)
+        self.notes = (
+            f"{config.text_config.model_type} language model ({lm}); the text it reads: <image> x {queries} "
+            f'query tokens + prompt (a bare question goes into option qa_template; "" = unconditional '
+            f"caption); prompt_tokens include the {queries} query tokens",
+            *notes,
+        )
         return processor
 
     def prepare(self, images: list[Any], prompt: str) -> Any:

@@ -47,16 +47,18 @@ from schemas.protocol import LoadSpec, Tag
 
 MODES = ("best", "fast", "classic", "negative")
 CLIP_FILE = "open_clip_model.safetensors"
-SCORE_NOTE = ("tag scores are CLIP cosine similarities between the phrase and the image (CLIP-Interrogator's own "
-              "`similarities`), typically 0.1-0.35; not probabilities; the first phrase of the prompt, BLIP's "
-              "caption, is the caption")
+SCORE_NOTE = (
+    "tag scores are CLIP cosine similarities between the phrase and the image (CLIP-Interrogator's own "
+    "`similarities`), typically 0.1-0.35; not probabilities; the first phrase of the prompt, BLIP's "
+    "caption, is the caption"
+)
 
 
 def split_prompt(prompt: str, caption: str | None) -> tuple[str | None, list[str]]:
     """(caption, phrases) of an interrogator prompt: the caption leads it (but in negative mode)."""
     rest = prompt
     if caption and prompt.startswith(caption):
-        rest = prompt[len(caption):]
+        rest = prompt[len(caption) :]
     phrases = [p.strip() for p in rest.split(",")]
     return (caption or None), list(dict.fromkeys(p for p in phrases if p))
 
@@ -70,8 +72,9 @@ class Adapter:
         if local := spec.get("local_path"):
             folder = Path(local) / "caption"
             if not (folder / "config.json").is_file():
-                raise WeightsMissing(f"{folder} is not a BLIP checkpoint folder (--weights DIR needs DIR/caption "
-                                     "and DIR/clip)")
+                raise WeightsMissing(
+                    f"{folder} is not a BLIP checkpoint folder (--weights DIR needs DIR/caption and DIR/clip)"
+                )
             return folder
         return weights_dir(spec, allow_patterns=["*.json", "*.safetensors", "*.txt"])
 
@@ -83,14 +86,18 @@ class Adapter:
             if not (folder / CLIP_FILE).is_file():
                 raise WeightsMissing(f"{folder} has no {CLIP_FILE} (--weights DIR needs DIR/caption and DIR/clip)")
             model, _, preprocess = open_clip.create_model_and_transforms(
-                f"local-dir:{folder}", precision=precision, device=self.device)
+                f"local-dir:{folder}", precision=precision, device=self.device
+            )
             return model, preprocess, f"{folder} [{fingerprint(folder / CLIP_FILE)}]"
         options = spec["options"]
         clip_spec: LoadSpec = {**spec, "hub_id": options["clip_hub_id"], "revision": options["clip_revision"]}
         folder = weights_dir(clip_spec, allow_patterns=[CLIP_FILE])
         model, _, preprocess = open_clip.create_model_and_transforms(
-            options.get("clip_model", "ViT-L-14-quickgelu"), pretrained=str(folder / CLIP_FILE), precision=precision,
-            device=self.device)
+            options.get("clip_model", "ViT-L-14-quickgelu"),
+            pretrained=str(folder / CLIP_FILE),
+            precision=precision,
+            device=self.device,
+        )
         return model, preprocess, f"{options['clip_hub_id']}@{options['clip_revision']}"
 
     def load(self, spec: LoadSpec) -> LoadResult:
@@ -110,21 +117,36 @@ class Adapter:
         clip_model, preprocess, clip_version = self._clip(spec, precision)
         local = bool(spec.get("local_path"))
         tables = Path(options.get("tables_dir") or spec["cache_dir"]) / fingerprint_of(clip_version)
-        config = Config(clip_model_name="ViT-L-14/openai", caption_model_name="blip-large", cache_path=str(tables),
-                        download_cache=not (local or spec["offline"]), device=self.device, quiet=True,
-                        caption_max_length=int(options.get("caption_max_length", 32)))
+        config = Config(
+            clip_model_name="ViT-L-14/openai",
+            caption_model_name="blip-large",
+            cache_path=str(tables),
+            download_cache=not (local or spec["offline"]),
+            device=self.device,
+            quiet=True,
+            caption_max_length=int(options.get("caption_max_length", 32)),
+        )
         # Config's model slots are plain class attributes (not dataclass fields): set them after construction
         config.caption_model, config.caption_processor = caption_model, processor
         config.clip_model, config.clip_preprocess = clip_model.eval(), preprocess
         t0 = time.perf_counter()
         self.ci = Interrogator(config)
         tables_s = time.perf_counter() - t0
-        caption_version = (f"{caption_folder} [{fingerprint(*sorted(caption_folder.glob('*.safetensors')))}]"
-                           if local else f"{spec['hub_id']}@{spec['revision']}")
-        return {"device": self.device, "dtype": str(dtype).removeprefix("torch."),
-                "model_version": f"caption {caption_version}; clip {clip_version}",
-                "notes": [SCORE_NOTE, f"label tables ready in {tables_s:.1f} s (kept in {tables})",
-                          "modes: best (default), fast, classic, negative (option mode)"]}
+        caption_version = (
+            f"{caption_folder} [{fingerprint(*sorted(caption_folder.glob('*.safetensors')))}]"
+            if local
+            else f"{spec['hub_id']}@{spec['revision']}"
+        )
+        return {
+            "device": self.device,
+            "dtype": str(dtype).removeprefix("torch."),
+            "model_version": f"caption {caption_version}; clip {clip_version}",
+            "notes": [
+                SCORE_NOTE,
+                f"label tables ready in {tables_s:.1f} s (kept in {tables})",
+                "modes: best (default), fast, classic, negative (option mode)",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.ci is None:
@@ -140,8 +162,9 @@ class Adapter:
         t0 = time.perf_counter()
         caption = None if mode == "negative" else ci.generate_caption(image)
         if mode == "best":
-            prompt = ci.interrogate(image, min_flavors=int(options.get("min_flavors", 8)), max_flavors=max_flavors,
-                                    caption=caption)
+            prompt = ci.interrogate(
+                image, min_flavors=int(options.get("min_flavors", 8)), max_flavors=max_flavors, caption=caption
+            )
         elif mode == "fast":
             prompt = ci.interrogate_fast(image, max_flavors=max_flavors, caption=caption)
         elif mode == "classic":
@@ -153,11 +176,19 @@ class Adapter:
         features = ci.image_to_features(image)
         sims = ci.similarities(features, phrases) if phrases else []
         category = "negative" if mode == "negative" else "prompt"
-        tags: list[Tag] = sorted(({"name": p, "score": round(s, 6), "category": category}
-                                  for p, s in zip(phrases, sims, strict=True)), key=lambda t: -t["score"])
-        raw = {"mode": mode, "prompt": prompt, "caption": caption, "phrases": phrases,
-               "similarities": dict(zip(phrases, [round(s, 6) for s in sims], strict=True)),
-               "prompt_similarity": round(ci.similarity(features, prompt), 6), "seconds": round(seconds, 4)}
+        tags: list[Tag] = sorted(
+            ({"name": p, "score": round(s, 6), "category": category} for p, s in zip(phrases, sims, strict=True)),
+            key=lambda t: -t["score"],
+        )
+        raw = {
+            "mode": mode,
+            "prompt": prompt,
+            "caption": caption,
+            "phrases": phrases,
+            "similarities": dict(zip(phrases, [round(s, 6) for s in sims], strict=True)),
+            "prompt_similarity": round(ci.similarity(features, prompt), 6),
+            "seconds": round(seconds, 4),
+        }
         caption = caption.strip() if caption and caption.strip() else None
         if not tags and caption is None:
             return {"status": "no_tags", "tags": [], "caption": None, "raw": raw, "message": "empty prompt"}

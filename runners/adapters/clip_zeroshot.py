@@ -61,7 +61,7 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model")
 SCORE_MODES = ("auto", "softmax", "sigmoid", "binary")
-DEFAULT_NEUTRAL = "something"   # binary mode: the neutral prompt is each template filled with this
+DEFAULT_NEUTRAL = "something"  # binary mode: the neutral prompt is each template filled with this
 CACHE_FORMAT = 1  # bump when the cached file or the embedding recipe changes
 TEXT_BATCH = 64
 
@@ -70,21 +70,24 @@ TEXT_BATCH = 64
 class _Source:
     """Where the model comes from, in the terms open_clip.create_model_and_transforms takes."""
 
-    name: str                      # a built-in architecture, or "local-dir:<folder>"
-    pretrained: str | None         # a weights file; None when open_clip finds it (local-dir)
-    version: str                   # model_version: hub id@revision, or path [fingerprint]
+    name: str  # a built-in architecture, or "local-dir:<folder>"
+    pretrained: str | None  # a weights file; None when open_clip finds it (local-dir)
+    version: str  # model_version: hub id@revision, or path [fingerprint]
     force_quick_gelu: bool = False
     preprocess: dict[str, Any] = field(default_factory=dict)
-    tokenizer_dir: Path | None = None   # a Hugging Face tokenizer from the pinned snapshot (SigLIP)
+    tokenizer_dir: Path | None = None  # a Hugging Face tokenizer from the pinned snapshot (SigLIP)
 
 
 # --- options -------------------------------------------------------------------------------------
 
+
 def _vocabulary(options: dict[str, Any]) -> list[str]:
     terms = options.get("vocabulary")
     if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-        raise ValueError("option 'vocabulary' must be a list of terms (model.toml: vocabulary = \"urbex\" "
-                         "or a file name, which mltag reads into a list)")
+        raise ValueError(
+            "option 'vocabulary' must be a list of terms (model.toml: vocabulary = \"urbex\" "
+            "or a file name, which mltag reads into a list)"
+        )
     out = list(dict.fromkeys(t.strip() for t in terms if t.strip()))
     if not out:
         raise ValueError("the vocabulary is empty")
@@ -139,11 +142,17 @@ def _builtin_source(options: dict[str, Any], weights: Path, version: str) -> _So
     tag = options.get("pretrained", DEFAULT_PRETRAINED)
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
-        raise ValueError(f"open_clip knows no pretrained tag {tag!r} for {name} "
-                         f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})")
+        raise ValueError(
+            f"open_clip knows no pretrained tag {tag!r} for {name} "
+            f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})"
+        )
     # A weights *file* skips the tag's settings inside open_clip: apply them here.
-    preprocess = {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"),
-                  "image_interpolation": cfg.get("interpolation"), "image_resize_mode": cfg.get("resize_mode")}
+    preprocess = {
+        "image_mean": cfg.get("mean"),
+        "image_std": cfg.get("std"),
+        "image_interpolation": cfg.get("interpolation"),
+        "image_resize_mode": cfg.get("resize_mode"),
+    }
     quick_gelu = bool(options.get("quick_gelu", cfg.get("quick_gelu", False)))
     return _Source(name, str(weights), version, quick_gelu, preprocess)
 
@@ -153,8 +162,12 @@ def _resolve_source(spec: LoadSpec, options: dict[str, Any]) -> _Source:
         path = weights_dir(spec)
         if path.is_dir() and (path / CONFIG_FILE).is_file():
             weights = _weights_in(path)
-            return _Source(f"local-dir:{path}", None, f"{path} [{fingerprint(path / CONFIG_FILE, weights)}]",
-                           bool(options.get("quick_gelu", False)))
+            return _Source(
+                f"local-dir:{path}",
+                None,
+                f"{path} [{fingerprint(path / CONFIG_FILE, weights)}]",
+                bool(options.get("quick_gelu", False)),
+            )
         weights = path if path.is_file() else _weights_in(path)
         return _builtin_source(options, weights, f"{weights} [{fingerprint(weights)}]")
     weights_file = options.get("weights_file", WEIGHTS_FILES[0])
@@ -186,8 +199,11 @@ def _tokenizer(source: _Source) -> Any:
         return open_clip.get_tokenizer(source.name)
     from open_clip.tokenizer import HFTokenizer
 
-    return HFTokenizer(str(source.tokenizer_dir), context_length=text_cfg.get("context_length", 64),
-                       **(text_cfg.get("tokenizer_kwargs") or {}))
+    return HFTokenizer(
+        str(source.tokenizer_dir),
+        context_length=text_cfg.get("context_length", 64),
+        **(text_cfg.get("tokenizer_kwargs") or {}),
+    )
 
 
 def _uses_quick_gelu(model: Any) -> bool:
@@ -197,6 +213,7 @@ def _uses_quick_gelu(model: Any) -> bool:
 
 
 # --- text embeddings -----------------------------------------------------------------------------
+
 
 class _TextCache:
     """One safetensors file per key, written atomically; a bad file is recomputed, not trusted."""
@@ -235,8 +252,14 @@ class _TextCache:
         return None
 
 
-def _encode_text(model: Any, tokenizer: Any, terms: list[str], templates: list[str], device: str,
-                 autocast: AbstractContextManager[Any]) -> Any:
+def _encode_text(
+    model: Any,
+    tokenizer: Any,
+    terms: list[str],
+    templates: list[str],
+    device: str,
+    autocast: AbstractContextManager[Any],
+) -> Any:
     """L2-normalised mean over templates of the normalised prompt embeddings, float32 [terms, dim]."""
     import torch
 
@@ -245,7 +268,7 @@ def _encode_text(model: Any, tokenizer: Any, terms: list[str], templates: list[s
         for template in templates:
             rows = []
             for i in range(0, len(terms), TEXT_BATCH):
-                tokens = tokenizer([template.format(t) for t in terms[i:i + TEXT_BATCH]]).to(device)
+                tokens = tokenizer([template.format(t) for t in terms[i : i + TEXT_BATCH]]).to(device)
                 rows.append(model.encode_text(tokens, normalize=True).float())
             per_template.append(torch.cat(rows))
     mean = torch.stack(per_template).mean(dim=0)
@@ -253,6 +276,7 @@ def _encode_text(model: Any, tokenizer: Any, terms: list[str], templates: list[s
 
 
 # --- the adapter ---------------------------------------------------------------------------------
+
 
 class Adapter:
     # torch tensors, set by load(); no neutral prompt (score modes other than binary): neutral_text None
@@ -270,8 +294,13 @@ class Adapter:
         precision, self.input_dtype, self.autocast_dtype, dtype_label = _precision(spec["dtype"], self.device, options)
         source = _resolve_source(spec, options)
         model, _, self.preprocess = open_clip.create_model_and_transforms(
-            source.name, pretrained=source.pretrained, precision=precision, device=self.device,
-            force_quick_gelu=source.force_quick_gelu, **source.preprocess)
+            source.name,
+            pretrained=source.pretrained,
+            precision=precision,
+            device=self.device,
+            force_quick_gelu=source.force_quick_gelu,
+            **source.preprocess,
+        )
         self.model = model.eval()
         tokenizer = _tokenizer(source)
         self.logit_scale = float(model.logit_scale.exp().item())
@@ -280,22 +309,37 @@ class Adapter:
         self.score_mode = self._score_mode(options.get("score", "auto"), has_bias)
         self.neutral = str(options.get("neutral") or DEFAULT_NEUTRAL) if self.score_mode == "binary" else None
         if self.neutral is not None and self.neutral in self.terms:
-            raise ValueError(f"the neutral term {self.neutral!r} is also a vocabulary term: choose another "
-                             "(option 'neutral')")
+            raise ValueError(
+                f"the neutral term {self.neutral!r} is also a vocabulary term: choose another (option 'neutral')"
+            )
         # binary: the neutral prompt is encoded with the terms, as one more row (the last)
         texts = self.terms + ([self.neutral] if self.neutral is not None else [])
 
-        text, cache_note = self._text_features(model, tokenizer, spec.get("cache_dir"), texts, {
-            "format": CACHE_FORMAT, "model": source.name, "version": source.version,
-            "quick_gelu": source.force_quick_gelu, "precision": dtype_label,
-            "templates": self.templates, "vocabulary": texts})
+        text, cache_note = self._text_features(
+            model,
+            tokenizer,
+            spec.get("cache_dir"),
+            texts,
+            {
+                "format": CACHE_FORMAT,
+                "model": source.name,
+                "version": source.version,
+                "quick_gelu": source.force_quick_gelu,
+                "precision": dtype_label,
+                "templates": self.templates,
+                "vocabulary": texts,
+            },
+        )
         text = text.to(self.device, dtype=torch.float32)
         self.text, self.neutral_text = (text[:-1], text[-1]) if self.neutral is not None else (text, None)
 
-        notes = [self._score_note(has_bias), cache_note,
-                 f"prompts: {len(self.templates)} template(s) averaged: " + "; ".join(self.templates),
-                 f"model: {source.name}, activation {'QuickGELU' if _uses_quick_gelu(model) else 'GELU'}, "
-                 f"logit_scale {self.logit_scale:.2f}" + (f", logit_bias {self.logit_bias:.2f}" if has_bias else "")]
+        notes = [
+            self._score_note(has_bias),
+            cache_note,
+            f"prompts: {len(self.templates)} template(s) averaged: " + "; ".join(self.templates),
+            f"model: {source.name}, activation {'QuickGELU' if _uses_quick_gelu(model) else 'GELU'}, "
+            f"logit_scale {self.logit_scale:.2f}" + (f", logit_bias {self.logit_bias:.2f}" if has_bias else ""),
+        ]
         if options.get("vocabulary_name"):
             notes.append(f"vocabulary: {options['vocabulary_name']} ({len(self.terms)} terms)")
         return {"device": self.device, "dtype": dtype_label, "model_version": source.version, "notes": notes}
@@ -326,18 +370,22 @@ class Adapter:
             scores = torch.sigmoid(logits)
         elif self.score_mode == "binary":
             neutral_logits = self.logit_scale * features @ self.neutral_text
-            scores = torch.sigmoid(logits - neutral_logits[:, None])   # the two-way softmax, per term
+            scores = torch.sigmoid(logits - neutral_logits[:, None])  # the two-way softmax, per term
             neutral = neutral_logits.cpu().tolist()
             softmax = torch.softmax(logits, dim=-1).cpu().tolist()
         else:
             scores = torch.softmax(logits, dim=-1)
-        return [self._result(row_logits, row_scores, row_neutral, row_softmax)
-                for row_logits, row_scores, row_neutral, row_softmax in zip(
-                    logits.cpu().tolist(), scores.cpu().tolist(), neutral, softmax, strict=True)]
+        return [
+            self._result(row_logits, row_scores, row_neutral, row_softmax)
+            for row_logits, row_scores, row_neutral, row_softmax in zip(
+                logits.cpu().tolist(), scores.cpu().tolist(), neutral, softmax, strict=True
+            )
+        ]
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _text_features(self, model: Any, tokenizer: Any, cache_dir: str | None, texts: list[str],
-                       key_parts: dict[str, Any]) -> tuple[Any, str]:
+    def _text_features(
+        self, model: Any, tokenizer: Any, cache_dir: str | None, texts: list[str], key_parts: dict[str, Any]
+    ) -> tuple[Any, str]:
         """The text embeddings of `texts` from the disk cache, else computed and cached; and a note."""
         cache = _TextCache(cache_dir, key_parts)
         text = cache.load(len(texts))
@@ -373,23 +421,30 @@ class Adapter:
             return f"scores: softmax over {n} terms (sum to 1 per image; not independent probabilities)"
         if self.score_mode == "binary":
             neutral = "; ".join(t.format(self.neutral) for t in self.templates)
-            return (f"scores: per term, a two-way softmax of the term's prompt against the neutral prompt "
-                    f"'{neutral}' at logit_scale, = sigmoid(logit_scale*(cos_term - cos_neutral)), {n} terms "
-                    "(independent, in [0, 1], do not sum to 1); raw.softmax keeps the softmax over all terms")
+            return (
+                f"scores: per term, a two-way softmax of the term's prompt against the neutral prompt "
+                f"'{neutral}' at logit_scale, = sigmoid(logit_scale*(cos_term - cos_neutral)), {n} terms "
+                "(independent, in [0, 1], do not sum to 1); raw.softmax keeps the softmax over all terms"
+            )
         note = f"scores: sigmoid(logit_scale*cos + logit_bias) per term, {n} terms (independent; do not sum to 1)"
         if not has_bias:
             note += "; this model has no logit_bias (not trained with a sigmoid loss): bias 0, scores uncalibrated"
         return note
 
-    def _result(self, logits: list[float], scores: list[float], neutral: float | None = None,
-                softmax: list[float] | None = None) -> ImageResult:
+    def _result(
+        self, logits: list[float], scores: list[float], neutral: float | None = None, softmax: list[float] | None = None
+    ) -> ImageResult:
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
         tags: list[Tag] = [{"name": self.terms[i], "score": scores[i], "category": "zero-shot"} for i in order]
-        raw: dict[str, Any] = {"logits": dict(zip(self.terms, logits, strict=True)), "score_mode": self.score_mode,
-                               "templates": list(self.templates), "logit_scale": self.logit_scale}
+        raw: dict[str, Any] = {
+            "logits": dict(zip(self.terms, logits, strict=True)),
+            "score_mode": self.score_mode,
+            "templates": list(self.templates),
+            "logit_scale": self.logit_scale,
+        }
         if self.score_mode == "sigmoid":
             raw["logit_bias"] = self.logit_bias
-        if softmax is not None:   # binary: the neutral prompt's logit and CLIP's vocabulary softmax
+        if softmax is not None:  # binary: the neutral prompt's logit and CLIP's vocabulary softmax
             raw["neutral"] = {"term": self.neutral, "logit": neutral}
             raw["softmax"] = dict(zip(self.terms, softmax, strict=True))
         return {"status": "ok", "tags": tags, "caption": None, "raw": raw}

@@ -46,8 +46,10 @@ DEFAULT_OD_MAX_NEW_TOKENS = 512
 DEFAULT_NUM_BEAMS = 3  # the model doc's and card's setting
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 MODEL_FILE = "model.safetensors"
-SCORE_NOTE = ("tag scores are estimates, not probabilities (Florence-2 gives none): each distinct <OD> label "
-              "scores 0.5 + 0.5 x the image area fraction of its largest box")
+SCORE_NOTE = (
+    "tag scores are estimates, not probabilities (Florence-2 gives none): each distinct <OD> label "
+    "scores 0.5 + 0.5 x the image area fraction of its largest box"
+)
 
 
 def od_tags(od: dict[str, Any] | None, image_size: tuple[int, int]) -> list[Tag]:
@@ -72,26 +74,47 @@ def od_tags(od: dict[str, Any] | None, image_size: tuple[int, int]) -> list[Tag]
         best[name] = max(best.get(name, 0.0), fraction)
     order = list(best)  # first appearance breaks ties
     ranked = sorted(best, key=lambda n: (-best[n], order.index(n)))
-    return [{"name": n, "score": round(0.5 + 0.5 * best[n], 4), "category": "od", "estimated": True}
-            for n in ranked]
+    return [{"name": n, "score": round(0.5 + 0.5 * best[n], 4), "category": "od", "estimated": True} for n in ranked]
 
 
-def task_outputs_result(caption_task: str, caption_text: str, caption: str, od_text: str | None,
-                 od: dict[str, Any] | None, image_size: tuple[int, int], counts: dict[str, int | None]) -> ImageResult:
+def task_outputs_result(
+    caption_task: str,
+    caption_text: str,
+    caption: str,
+    od_text: str | None,
+    od: dict[str, Any] | None,
+    image_size: tuple[int, int],
+    counts: dict[str, int | None],
+) -> ImageResult:
     """One image's result from the decoded texts and their parses (no model involved)."""
     tags = od_tags(od, image_size)
-    raw: dict[str, Any] = {"caption_text": caption_text, "caption_task": caption_task, "od_text": od_text,
-                           "od": od, **counts}
+    raw: dict[str, Any] = {
+        "caption_text": caption_text,
+        "caption_task": caption_task,
+        "od_text": od_text,
+        "od": od,
+        **counts,
+    }
     reason = looks_degenerate(caption)
     if reason is None:
         return {"status": "ok", "caption": caption.strip(), "tags": tags, "raw": raw}
     # The caption is withheld; <OD> labels, when there are any, are still a usable result.
     if tags:
-        return {"status": "ok", "caption": None, "tags": tags, "raw": raw,
-                "message": f"caption withheld ({reason}); tags from {OD_TASK} only, raw.caption_text has the output"}
+        return {
+            "status": "ok",
+            "caption": None,
+            "tags": tags,
+            "raw": raw,
+            "message": f"caption withheld ({reason}); tags from {OD_TASK} only, raw.caption_text has the output",
+        }
     labels = "no object labels" if od is not None else f"{OD_TASK} off (option od)"
-    return {"status": "no_tags", "caption": None, "tags": [], "raw": raw,
-            "message": f"{reason}; {labels}; raw.caption_text has the output"}
+    return {
+        "status": "no_tags",
+        "caption": None,
+        "tags": [],
+        "raw": raw,
+        "message": f"{reason}; {labels}; raw.caption_text has the output",
+    }
 
 
 @overload
@@ -107,8 +130,9 @@ def _positive_int(options: dict[str, Any], key: str, default: int | None) -> int
     return value
 
 
-def generation_settings(options: dict[str, Any], max_positions: int | None = None
-                        ) -> tuple[str, bool, dict[str, Any], dict[str, Any]]:
+def generation_settings(
+    options: dict[str, Any], max_positions: int | None = None
+) -> tuple[str, bool, dict[str, Any], dict[str, Any]]:
     """(caption task, run <OD>?, generate kwargs for the caption, for <OD>) from infer options.
 
     `max_positions` is the decoder's position table: longer generations fail deep inside torch
@@ -130,11 +154,16 @@ def generation_settings(options: dict[str, Any], max_positions: int | None = Non
         limits[key] = _positive_int(options, key, default)
         # the decoder start token takes the first position
         if max_positions is not None and limits[key] > max_positions - 1:
-            raise ValueError(f"option {key}={limits[key]} exceeds this model's limit of {max_positions - 1} "
-                             f"new tokens (max_position_embeddings {max_positions})")
-    return (task, od, {**common, "max_new_tokens": limits["max_new_tokens"]},
-            {**common, "max_new_tokens": limits["od_max_new_tokens"]})
-
+            raise ValueError(
+                f"option {key}={limits[key]} exceeds this model's limit of {max_positions - 1} "
+                f"new tokens (max_position_embeddings {max_positions})"
+            )
+    return (
+        task,
+        od,
+        {**common, "max_new_tokens": limits["max_new_tokens"]},
+        {**common, "max_new_tokens": limits["od_max_new_tokens"]},
+    )
 
 
 class Adapter:
@@ -154,8 +183,12 @@ class Adapter:
         self.model.to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(folder)
         dtype = str(self.dtype).removeprefix("torch.")
-        return {"device": self.device, "dtype": dtype, "model_version": self._version(spec, folder),
-                "notes": self._notes()}
+        return {
+            "device": self.device,
+            "dtype": dtype,
+            "model_version": self._version(spec, folder),
+            "notes": self._notes(),
+        }
 
     def _version(self, spec: LoadSpec, folder: Path) -> str:
         local = spec.get("local_path")
@@ -168,10 +201,12 @@ class Adapter:
 
     def _notes(self) -> list[str]:
         seq = getattr(self.processor, "num_image_tokens", "?")
-        return [SCORE_NOTE,
-                f"caption: {DEFAULT_CAPTION_TASK} unless option caption_task says otherwise; tags: {OD_TASK} labels "
-                f"(option od=false skips it); beam search, num_beams {DEFAULT_NUM_BEAMS} unless option num_beams",
-                f"batch 1 (images run one at a time); {seq} image tokens per image"]
+        return [
+            SCORE_NOTE,
+            f"caption: {DEFAULT_CAPTION_TASK} unless option caption_task says otherwise; tags: {OD_TASK} labels "
+            f"(option od=false skips it); beam search, num_beams {DEFAULT_NUM_BEAMS} unless option num_beams",
+            f"batch 1 (images run one at a time); {seq} image tokens per image",
+        ]
 
     def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
         """The processor squashes every image to one fixed size (768 x 768 for Florence-2)."""
@@ -184,22 +219,29 @@ class Adapter:
         task, run_od, caption_kwargs, od_kwargs = generation_settings(options, positions)
         return [self._one(img, task, run_od, caption_kwargs, od_kwargs) for img in images]
 
-    def _one(self, image: DecodedImage, task: str, run_od: bool, caption_kwargs: dict[str, Any],
-             od_kwargs: dict[str, Any]) -> ImageResult:
+    def _one(
+        self, image: DecodedImage, task: str, run_od: bool, caption_kwargs: dict[str, Any], od_kwargs: dict[str, Any]
+    ) -> ImageResult:
         rgb = image.rgb()
         # Boxes come out in the ORIGINAL image's pixels, whatever size it was decoded at.
         size = (image.info.get("width", rgb.width), image.info.get("height", rgb.height))
         caption_text, parsed, new, prompt = self._generate(rgb, task, caption_kwargs, size)
-        counts: dict[str, int | None] = {"new_tokens": new, "prompt_tokens": prompt,
-                                         "od_new_tokens": None, "od_prompt_tokens": None}
+        counts: dict[str, int | None] = {
+            "new_tokens": new,
+            "prompt_tokens": prompt,
+            "od_new_tokens": None,
+            "od_prompt_tokens": None,
+        }
         od_text, od = None, None
         if run_od:
             od_text, od, counts["od_new_tokens"], counts["od_prompt_tokens"] = self._generate(
-                rgb, OD_TASK, od_kwargs, size)
+                rgb, OD_TASK, od_kwargs, size
+            )
         return task_outputs_result(task, caption_text, parsed, od_text, od, size, counts)
 
-    def _generate(self, rgb: Any, task: str, kwargs: dict[str, Any],
-                  size: tuple[int, int]) -> tuple[str, Any, int, int]:
+    def _generate(
+        self, rgb: Any, task: str, kwargs: dict[str, Any], size: tuple[int, int]
+    ) -> tuple[str, Any, int, int]:
         """(decoded text as generated, parsed answer, new tokens, prompt tokens incl. image tokens)."""
         import torch
 

@@ -49,11 +49,15 @@ def check_native(config: dict[str, Any], where: str, hub_id: str) -> None:
         return
     repo = native_repo(hub_id)
     if model_type == REMOTE_MODEL_TYPE:
-        raise ValueError(f"{where} is a remote-code InternVL checkpoint (config model_type {REMOTE_MODEL_TYPE!r}, "
-                         f"model.chat()), which mltag does not run: use the native transformers port {repo} "
-                         f"(download it, or point --weights at a local copy of it)")
-    raise ValueError(f"{where} is not an InternVL checkpoint in the native transformers format (config model_type "
-                     f"{model_type!r}, expected {NATIVE_MODEL_TYPE!r}): use {repo}")
+        raise ValueError(
+            f"{where} is a remote-code InternVL checkpoint (config model_type {REMOTE_MODEL_TYPE!r}, "
+            f"model.chat()), which mltag does not run: use the native transformers port {repo} "
+            f"(download it, or point --weights at a local copy of it)"
+        )
+    raise ValueError(
+        f"{where} is not an InternVL checkpoint in the native transformers format (config model_type "
+        f"{model_type!r}, expected {NATIVE_MODEL_TYPE!r}): use {repo}"
+    )
 
 
 def tiling(options: dict[str, Any], device: str) -> dict[str, Any]:
@@ -63,8 +67,10 @@ def tiling(options: dict[str, Any], device: str) -> dict[str, Any]:
         raise ValueError(f"option crop_to_patches must be true or false, got {crop!r}")
     value = for_device(options, "max_patches", device, DEFAULT_MAX_PATCHES)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"option max_patches must be an integer >= 1 (1 = one 448 px view, no tiling) or a table "
-                         f"per device like {{cpu = 1, cuda = 12}}, got {value!r}")
+        raise ValueError(
+            f"option max_patches must be an integer >= 1 (1 = one 448 px view, no tiling) or a table "
+            f"per device like {{cpu = 1, cuda = 12}}, got {value!r}"
+        )
     patches = value if crop else 1
     return {"crop_to_patches": patches > 1, "max_patches": patches}
 
@@ -90,11 +96,13 @@ class Adapter(GenerativeAdapter):
 
         processor = AutoProcessor.from_pretrained(folder)
         tile = processor.image_processor.size
-        self.notes = (f"prompt: the chat template's user turn [image, text], no system message; "
-                      f"{processor.image_seq_length} image tokens per {tile['height']} px tile",
-                      "image tiling: infer options max_patches (tiles + a thumbnail; 1 = one view; built-in default "
-                      + ", ".join(f"{d} {n}" for d, n in DEFAULT_MAX_PATCHES.items())
-                      + ") and crop_to_patches; raw.tiling has what ran per image")
+        self.notes = (
+            f"prompt: the chat template's user turn [image, text], no system message; "
+            f"{processor.image_seq_length} image tokens per {tile['height']} px tile",
+            "image tiling: infer options max_patches (tiles + a thumbnail; 1 = one view; built-in default "
+            + ", ".join(f"{d} {n}" for d, n in DEFAULT_MAX_PATCHES.items())
+            + ") and crop_to_patches; raw.tiling has what ran per image",
+        )
         return processor
 
     def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
@@ -116,5 +124,11 @@ class Adapter(GenerativeAdapter):
 
     def prepare(self, images: list[Any], prompt: str) -> Any:
         text = self.processor.apply_chat_template(chat(prompt), add_generation_prompt=True)
-        return self.processor(images=images, text=[text] * len(images), padding=True, padding_side="left",
-                              return_tensors="pt", **self.tiling)
+        return self.processor(
+            images=images,
+            text=[text] * len(images),
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+            **self.tiling,
+        )

@@ -31,9 +31,12 @@ DEFAULT_SYSTEM_PROMPT = (
     "that no model mentioned. When models disagree, prefer what more models say and leave out claims only one "
     "model makes if others contradict it. Answer in exactly this format:\n"
     "DESCRIPTION: <two to four factual sentences>\n"
-    "TAGS: <comma-separated short tags>")
-SCORE_NOTE = ("the judge's tags are a synthesis of the other models' outputs, not a look at the image; their scores "
-              "are estimates by position in its list (first 0.9, last 0.5)")
+    "TAGS: <comma-separated short tags>"
+)
+SCORE_NOTE = (
+    "the judge's tags are a synthesis of the other models' outputs, not a look at the image; their scores "
+    "are estimates by position in its list (first 0.9, last 0.5)"
+)
 
 
 class Adapter(GenerativeAdapter):
@@ -49,12 +52,21 @@ class Adapter(GenerativeAdapter):
 
     def prepare(self, images: list[Any], prompt: str) -> Any:
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": prompt}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True, return_tensors="pt")
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
 
     def warmup_inputs(self) -> list[DecodedImage]:
-        context = {"outputs": [{"model": "warmup", "kind": "captioner", "caption": "A hall with broken windows.",
-                                "tags": ["hall", "broken window"]}]}
+        context = {
+            "outputs": [
+                {
+                    "model": "warmup",
+                    "kind": "captioner",
+                    "caption": "A hall with broken windows.",
+                    "tags": ["hall", "broken window"],
+                }
+            ]
+        }
         return [DecodedImage("warmup", "warmup", None, {}, context)]
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
@@ -68,8 +80,15 @@ class Adapter(GenerativeAdapter):
         out: list[ImageResult] = []
         for image in images:
             if not image.context.get("outputs"):
-                out.append({"status": "no_tags", "caption": None, "tags": [], "raw": {"inputs": []},
-                            "message": "no model produced a usable output for this image: nothing to merge"})
+                out.append(
+                    {
+                        "status": "no_tags",
+                        "caption": None,
+                        "tags": [],
+                        "raw": {"inputs": []},
+                        "message": "no model produced a usable output for this image: nothing to merge",
+                    }
+                )
                 continue
             prompt = format_outputs(image.context, max_tags)
             [run] = self.generate([None], prompt, kwargs)

@@ -42,15 +42,24 @@ class Adapter:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except OSError as exc:
-            raise WeightsMissing(f"{spec['hub_id']}@{spec['revision'][:12]} is not in the Hugging Face cache and "
-                                 f"mltag is offline; run once online, or --weights {spec['name']}=PATH") from exc
+            raise WeightsMissing(
+                f"{spec['hub_id']}@{spec['revision'][:12]} is not in the Hugging Face cache and "
+                f"mltag is offline; run once online, or --weights {spec['name']}=PATH"
+            ) from exc
         attn = spec["options"].get("attn_implementation", "sdpa")
         self.model = AutoModel.from_pretrained(source, attn_implementation=attn, torch_dtype=dtype, **kwargs)
         self.model.to(device).eval()
         version = spec["local_path"] or spec["revision"]
-        return {"device": device, "dtype": str(dtype).removeprefix("torch."), "model_version": version,
-                "notes": [TAG_SCORE_NOTE, "remote code: the repository's own Python files at the pinned revision",
-                          f"model.chat(..., enable_thinking=False, sampling=False); attention {attn}"]}
+        return {
+            "device": device,
+            "dtype": str(dtype).removeprefix("torch."),
+            "model_version": version,
+            "notes": [
+                TAG_SCORE_NOTE,
+                "remote code: the repository's own Python files at the pinned revision",
+                f"model.chat(..., enable_thinking=False, sampling=False); attention {attn}",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
@@ -68,8 +77,9 @@ class Adapter:
             runs = {}
             for task, prompt in prompts.items():
                 t0 = time.perf_counter()
-                text = self.model.chat(msgs=[{"role": "user", "content": [rgb, prompt]}], tokenizer=self.tokenizer,
-                                       **settings)
+                text = self.model.chat(
+                    msgs=[{"role": "user", "content": [rgb, prompt]}], tokenizer=self.tokenizer, **settings
+                )
                 runs[task] = {"prompt": prompt, "text": text, "seconds": round(time.perf_counter() - t0, 4)}
             out.append(prompt_runs_result(runs, settings, 1))
         return out

@@ -68,10 +68,12 @@ class Adapter:
             if local.parent.name == "snapshots" and local.parent.parent.name == REPO_FOLDER:
                 local = local.parents[2]
             if not (local / REPO_FOLDER).is_dir():
-                raise WeightsMissing(f"{local} is not in a Hugging Face hub cache holding {REPO_FOLDER} "
-                                     "(Moondream2's remote code loads only from a hub cache layout: a snapshot "
-                                     "folder copied out of its cache cannot work); point --weights at the cache "
-                                     "root (HF_HUB_CACHE) or at its snapshot folder")
+                raise WeightsMissing(
+                    f"{local} is not in a Hugging Face hub cache holding {REPO_FOLDER} "
+                    "(Moondream2's remote code loads only from a hub cache layout: a snapshot "
+                    "folder copied out of its cache cannot work); point --weights at the cache "
+                    "root (HF_HUB_CACHE) or at its snapshot folder"
+                )
             use_hub_cache(local)
             spec = {**spec, "local_path": None}  # the pinned revision, read from that cache
         import torch
@@ -83,9 +85,10 @@ class Adapter:
         try:
             config = AutoConfig.from_pretrained(source, **kwargs)
         except OSError as exc:
-            raise WeightsMissing(f"{spec['hub_id']}@{spec['revision']} is not in the Hugging Face cache and mltag "
-                                 f"is offline; run once online, or --weights {spec['name']}=<hub cache folder>"
-                                 ) from exc
+            raise WeightsMissing(
+                f"{spec['hub_id']}@{spec['revision']} is not in the Hugging Face cache and mltag "
+                f"is offline; run once online, or --weights {spec['name']}=<hub cache folder>"
+            ) from exc
         path = cached_file(source, "config.json", **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
         config.config = json.loads(Path(path).read_text()).get("config") or {}
         load_kwargs: dict[str, Any] = {}
@@ -95,9 +98,16 @@ class Adapter:
         self.model.to(self.device).eval()
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         version = spec["revision"] + (f" from the hub cache {local}" if local else "")
-        return {"device": self.device, "dtype": dtype, "model_version": version,
-                "notes": [TAG_SCORE_NOTE, "remote code: the repository's own Python files at the pinned revision",
-                          "greedy (temperature 0); no token counts (Moondream's API gives none)"]}
+        return {
+            "device": self.device,
+            "dtype": dtype,
+            "model_version": version,
+            "notes": [
+                TAG_SCORE_NOTE,
+                "remote code: the repository's own Python files at the pinned revision",
+                "greedy (temperature 0); no token counts (Moondream's API gives none)",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
@@ -112,8 +122,9 @@ class Adapter:
             raise ValueError(f"option detect must be a list of labels, got {labels!r}")
         return [self._one(img, prompts, sampling, length, labels) for img in images]
 
-    def _one(self, image: DecodedImage, prompts: dict[str, str], sampling: dict[str, Any], length: str,
-             labels: list[str]) -> ImageResult:
+    def _one(
+        self, image: DecodedImage, prompts: dict[str, str], sampling: dict[str, Any], length: str, labels: list[str]
+    ) -> ImageResult:
         import torch
 
         runs: dict[str, dict[str, Any]] = {}
@@ -124,18 +135,23 @@ class Adapter:
             if "caption" in prompts:
                 t0 = time.perf_counter()
                 if prompts["caption"]:
-                    text, asked = self.model.query(encoded, prompts["caption"], settings=sampling)["answer"], \
-                        prompts["caption"]
+                    text, asked = (
+                        self.model.query(encoded, prompts["caption"], settings=sampling)["answer"],
+                        prompts["caption"],
+                    )
                 else:
-                    text, asked = self.model.caption(encoded, length=length, settings=sampling)["caption"], \
-                        f"caption(length={length!r})"
+                    text, asked = (
+                        self.model.caption(encoded, length=length, settings=sampling)["caption"],
+                        f"caption(length={length!r})",
+                    )
                 runs["caption"] = {"prompt": asked, "text": text, "seconds": round(time.perf_counter() - t0, 4)}
             if "tags" in prompts:
                 t0 = time.perf_counter()
                 text = self.model.query(encoded, prompts["tags"], settings=sampling)["answer"]
                 runs["tags"] = {"prompt": prompts["tags"], "text": text, "seconds": round(time.perf_counter() - t0, 4)}
-            detections = {label: self.model.detect(encoded, label, settings={"variant": None})["objects"]
-                          for label in labels}
+            detections = {
+                label: self.model.detect(encoded, label, settings={"variant": None})["objects"] for label in labels
+            }
         result = prompt_runs_result(runs, {**sampling, "length": length}, 1)
         result["raw"]["encode_s"] = round(encode_s, 4)
         if labels:

@@ -40,8 +40,10 @@ def host_of(options: dict[str, Any]) -> str:
 
 def same_model(wanted: str, listed: str) -> bool:
     """Ollama names: `llava` is `llava:latest`."""
+
     def full(name: str) -> str:
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
     return full(wanted) == full(listed)
 
 
@@ -77,23 +79,38 @@ class Adapter:
         try:
             listed = self.client.list().models
         except (ConnectionError, ollama.ResponseError) as exc:
-            raise OllamaUnavailable(f"no Ollama server answers at {self.host} ({exc}); start it with `ollama serve`, "
-                                    f"or set OLLAMA_HOST / --option {spec['name']}.host=URL") from exc
+            raise OllamaUnavailable(
+                f"no Ollama server answers at {self.host} ({exc}); start it with `ollama serve`, "
+                f"or set OLLAMA_HOST / --option {spec['name']}.host=URL"
+            ) from exc
         entry = next((m for m in listed if same_model(self.model, m.model or "")), None)
         if entry is None:
-            raise OllamaUnavailable(f"model {self.model!r} is not pulled on the Ollama server at {self.host}: "
-                                    f"run `ollama pull {self.model}`")
+            raise OllamaUnavailable(
+                f"model {self.model!r} is not pulled on the Ollama server at {self.host}: "
+                f"run `ollama pull {self.model}`"
+            )
         info = self.client.show(self.model)
         if info.capabilities is not None and "vision" not in info.capabilities:
-            raise OllamaUnavailable(f"{self.model!r} on {self.host} does not take images (capabilities: "
-                                    f"{', '.join(info.capabilities)}); pick a vision model such as llava")
+            raise OllamaUnavailable(
+                f"{self.model!r} on {self.host} does not take images (capabilities: "
+                f"{', '.join(info.capabilities)}); pick a vision model such as llava"
+            )
         details = info.details
-        facts = ", ".join(str(x) for x in (getattr(details, "parameter_size", None),
-                                           getattr(details, "quantization_level", None)) if x)
-        return {"device": f"ollama {self.host}", "dtype": getattr(details, "quantization_level", None) or "server",
-                "model_version": f"{entry.model}@{(entry.digest or '?')[:12]}",
-                "notes": [TAG_SCORE_NOTE, f"served by Ollama at {self.host}{' (' + facts + ')' if facts else ''}; "
-                          f"keep_alive {self.keep_alive}; greedy (temperature 0, seed 0)"]}
+        facts = ", ".join(
+            str(x)
+            for x in (getattr(details, "parameter_size", None), getattr(details, "quantization_level", None))
+            if x
+        )
+        return {
+            "device": f"ollama {self.host}",
+            "dtype": getattr(details, "quantization_level", None) or "server",
+            "model_version": f"{entry.model}@{(entry.digest or '?')[:12]}",
+            "notes": [
+                TAG_SCORE_NOTE,
+                f"served by Ollama at {self.host}{' (' + facts + ')' if facts else ''}; "
+                f"keep_alive {self.keep_alive}; greedy (temperature 0, seed 0)",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.client is None:
@@ -111,8 +128,9 @@ class Adapter:
     def _chat(self, prompt: str, image: bytes, settings: dict[str, Any], stream: bool) -> dict[str, Any]:
         message = {"role": "user", "content": prompt, "images": [image]}
         t0 = time.perf_counter()
-        reply = self.client.chat(model=self.model, messages=[message], stream=stream, options=settings,
-                                 keep_alive=self.keep_alive)
+        reply = self.client.chat(
+            model=self.model, messages=[message], stream=stream, options=settings, keep_alive=self.keep_alive
+        )
         if stream:  # NDJSON chunks: the text is their concatenation, the counts are on the last one
             text, last = "", None
             for last in reply:
@@ -122,7 +140,12 @@ class Adapter:
         seconds = time.perf_counter() - t0
         new = getattr(last, "eval_count", None)
         eval_s = (getattr(last, "eval_duration", None) or 0) / 1e9
-        return {"prompt": prompt, "text": text, "prompt_tokens": getattr(last, "prompt_eval_count", None),
-                "new_tokens": new, "seconds": round(seconds, 4),
-                "tokens_per_s": round(new / eval_s, 2) if new and eval_s else None,
-                "done_reason": getattr(last, "done_reason", None)}
+        return {
+            "prompt": prompt,
+            "text": text,
+            "prompt_tokens": getattr(last, "prompt_eval_count", None),
+            "new_tokens": new,
+            "seconds": round(seconds, 4),
+            "tokens_per_s": round(new / eval_s, 2) if new and eval_s else None,
+            "done_reason": getattr(last, "done_reason", None),
+        }

@@ -45,18 +45,29 @@ from runners.base import ImageResult, LoadResult
 from schemas.protocol import LoadSpec
 
 DEFAULT_MAX_NEW_TOKENS = 384
-DEFAULT_MAX_PIXELS = 1_048_576      # ~1024 x 1024: what hosted APIs scale a photo to anyway
+DEFAULT_MAX_PIXELS = 1_048_576  # ~1024 x 1024: what hosted APIs scale a photo to anyway
 DEFAULT_CONCURRENCY = 4
 DEFAULT_RETRIES = 4
 DEFAULT_DEADLINE_S = 240.0
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
-BACKOFF_S = 1.0                     # first retry's wait, doubled per retry, capped at BACKOFF_MAX_S
+BACKOFF_S = 1.0  # first retry's wait, doubled per retry, capped at BACKOFF_MAX_S
 BACKOFF_MAX_S = 30.0
 JPEG_QUALITY = 90
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 # The load options: `--option MODEL.KEY=V` reaches the load only for a key the model.toml's [load] names.
-LOAD_OPTIONS = ("base_url", "model", "api_key_env", "api_key_required", "max_pixels", "concurrency", "max_retries",
-                "deadline_s", "request_timeout_s", "backoff_s", "detail")
+LOAD_OPTIONS = (
+    "base_url",
+    "model",
+    "api_key_env",
+    "api_key_required",
+    "max_pixels",
+    "concurrency",
+    "max_retries",
+    "deadline_s",
+    "request_timeout_s",
+    "backoff_s",
+    "detail",
+)
 
 
 class EndpointUnavailable(RuntimeError):
@@ -97,8 +108,9 @@ class Settings:
 def _number(options: dict[str, Any], key: str, default: float, minimum: float, integer: bool = False) -> Any:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int if integer else int | float) or value < minimum:
-        raise ValueError(f"option {key} must be {'an integer' if integer else 'a number'} >= {minimum:g}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"option {key} must be {'an integer' if integer else 'a number'} >= {minimum:g}, got {value!r}"
+        )
     return value
 
 
@@ -107,21 +119,28 @@ def settings_of(spec: LoadSpec) -> Settings:
     name = spec["name"]
     base_url = str(options.get("base_url") or "").rstrip("/")
     if not base_url:
-        raise EndpointUnavailable(f"{name} needs the endpoint's API root: `--option {name}.base_url=http://HOST:PORT/v1`")
+        raise EndpointUnavailable(
+            f"{name} needs the endpoint's API root: `--option {name}.base_url=http://HOST:PORT/v1`"
+        )
     if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).hostname:
-        raise EndpointUnavailable(f"{name}: base_url {base_url!r} is not an http(s) URL; give the API root: "
-                                  f"`--option {name}.base_url=http://HOST:PORT/v1`")
+        raise EndpointUnavailable(
+            f"{name}: base_url {base_url!r} is not an http(s) URL; give the API root: "
+            f"`--option {name}.base_url=http://HOST:PORT/v1`"
+        )
     detail = options.get("detail")
-    return Settings(base_url=base_url, model=str(options.get("model") or spec["hub_id"]),
-                    api_key_env=str(options.get("api_key_env") or ""),
-                    api_key_required=bool(options.get("api_key_required", False)),
-                    max_pixels=_number(options, "max_pixels", DEFAULT_MAX_PIXELS, 1024, integer=True),
-                    concurrency=_number(options, "concurrency", DEFAULT_CONCURRENCY, 1, integer=True),
-                    max_retries=_number(options, "max_retries", DEFAULT_RETRIES, 0, integer=True),
-                    deadline_s=float(_number(options, "deadline_s", DEFAULT_DEADLINE_S, 0.1)),
-                    request_timeout_s=float(_number(options, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S, 0.1)),
-                    backoff_s=float(_number(options, "backoff_s", BACKOFF_S, 0)),
-                    detail=str(detail) if detail else None)
+    return Settings(
+        base_url=base_url,
+        model=str(options.get("model") or spec["hub_id"]),
+        api_key_env=str(options.get("api_key_env") or ""),
+        api_key_required=bool(options.get("api_key_required", False)),
+        max_pixels=_number(options, "max_pixels", DEFAULT_MAX_PIXELS, 1024, integer=True),
+        concurrency=_number(options, "concurrency", DEFAULT_CONCURRENCY, 1, integer=True),
+        max_retries=_number(options, "max_retries", DEFAULT_RETRIES, 0, integer=True),
+        deadline_s=float(_number(options, "deadline_s", DEFAULT_DEADLINE_S, 0.1)),
+        request_timeout_s=float(_number(options, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S, 0.1)),
+        backoff_s=float(_number(options, "backoff_s", BACKOFF_S, 0)),
+        detail=str(detail) if detail else None,
+    )
 
 
 def is_loopback(url: str) -> bool:
@@ -190,37 +209,55 @@ class Adapter:
         s = self.settings = settings_of(spec)
         self.key = os.environ.get(s.api_key_env, "").strip() if s.api_key_env else ""
         if s.api_key_required and not self.key:
-            raise EndpointUnavailable(f"{self.name} needs an API key in the environment variable {s.api_key_env}, "
-                                      f"which is not set: `export {s.api_key_env}=...`")
+            raise EndpointUnavailable(
+                f"{self.name} needs an API key in the environment variable {s.api_key_env}, "
+                f"which is not set: `export {s.api_key_env}=...`"
+            )
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        self.client = httpx.Client(base_url=s.base_url + "/", headers=headers,
-                                   timeout=httpx.Timeout(s.request_timeout_s, connect=min(10.0, s.request_timeout_s)),
-                                   limits=httpx.Limits(max_connections=s.concurrency), follow_redirects=False)
+        self.client = httpx.Client(
+            base_url=s.base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(s.request_timeout_s, connect=min(10.0, s.request_timeout_s)),
+            limits=httpx.Limits(max_connections=s.concurrency),
+            follow_redirects=False,
+        )
         self.pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="endpoint")
         listed = self._models()
         ids = [str(m.get("id")) for m in listed if isinstance(m, dict) and m.get("id")]
         if s.model == "auto":
             if len(ids) != 1:
-                raise EndpointUnavailable(f"{self.name}: model 'auto' needs an endpoint serving one model; "
-                                          f"{s.base_url} serves {', '.join(ids) or 'none'}: "
-                                          f"`--option {self.name}.model=NAME`")
+                raise EndpointUnavailable(
+                    f"{self.name}: model 'auto' needs an endpoint serving one model; "
+                    f"{s.base_url} serves {', '.join(ids) or 'none'}: "
+                    f"`--option {self.name}.model=NAME`"
+                )
             s = self.settings = replace(s, model=ids[0])
         entry = next((m for m in listed if isinstance(m, dict) and m.get("id") == s.model), None)
         if entry is None:
             shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
-            raise EndpointUnavailable(f"{s.base_url} does not serve model {s.model!r} (it lists: {shown or 'none'}): "
-                                      f"`--option {self.name}.model=NAME` with a listed name")
+            raise EndpointUnavailable(
+                f"{s.base_url} does not serve model {s.model!r} (it lists: {shown or 'none'}): "
+                f"`--option {self.name}.model=NAME` with a listed name"
+            )
         root = entry.get("root")
         version = f"{s.model} ({root})" if isinstance(root, str) and root and root != s.model else s.model
-        where = ("this machine" if is_loopback(s.base_url)
-                 else f"{urlsplit(s.base_url).hostname} (photos leave this machine)")
-        return {"device": f"endpoint {s.base_url}", "dtype": "server", "model_version": version,
-                "notes": [TAG_SCORE_NOTE,
-                          f"served by an OpenAI-compatible endpoint on {where}; photos sent as JPEG at most "
-                          f"{s.max_pixels} px; {s.concurrency} request(s) at a time, {s.max_retries} retries "
-                          f"(429, 5xx, timeouts; Retry-After honoured), {s.deadline_s:g} s per image; "
-                          f"greedy (temperature 0, seed 0); API key: "
-                          + (f"from ${s.api_key_env}" if self.key else "none sent")]}
+        where = (
+            "this machine"
+            if is_loopback(s.base_url)
+            else f"{urlsplit(s.base_url).hostname} (photos leave this machine)"
+        )
+        return {
+            "device": f"endpoint {s.base_url}",
+            "dtype": "server",
+            "model_version": version,
+            "notes": [
+                TAG_SCORE_NOTE,
+                f"served by an OpenAI-compatible endpoint on {where}; photos sent as JPEG at most "
+                f"{s.max_pixels} px; {s.concurrency} request(s) at a time, {s.max_retries} retries "
+                f"(429, 5xx, timeouts; Retry-After honoured), {s.deadline_s:g} s per image; "
+                f"greedy (temperature 0, seed 0); API key: " + (f"from ${s.api_key_env}" if self.key else "none sent"),
+            ],
+        }
 
     def _models(self) -> list[Any]:
         """GET /models: the load's check that the endpoint answers, takes the key and lists models."""
@@ -233,27 +270,38 @@ class Adapter:
         except httpx.HTTPError as exc:
             raise EndpointUnavailable(
                 f"no OpenAI-compatible server answers at {s.base_url} ({type(exc).__name__}: {self.redact(str(exc))}); "
-                f"start it (e.g. `vllm serve MODEL`) or fix `--option {self.name}.base_url=URL`") from None
+                f"start it (e.g. `vllm serve MODEL`) or fix `--option {self.name}.base_url=URL`"
+            ) from None
         if reply.status_code in (401, 403):
-            fix = (f"`export {s.api_key_env}=...` with a valid key" if s.api_key_env
-                   else f"name the variable holding the key: `--option {self.name}.api_key_env=VAR`")
+            fix = (
+                f"`export {s.api_key_env}=...` with a valid key"
+                if s.api_key_env
+                else f"name the variable holding the key: `--option {self.name}.api_key_env=VAR`"
+            )
             state = "refused the API key in $" + s.api_key_env if self.key else "needs an API key"
-            raise EndpointUnavailable(f"{s.base_url} {state} (HTTP {reply.status_code}: "
-                                      f"{self._error_text(reply)}): {fix}")
+            raise EndpointUnavailable(
+                f"{s.base_url} {state} (HTTP {reply.status_code}: {self._error_text(reply)}): {fix}"
+            )
         if reply.status_code == 404:
-            raise EndpointUnavailable(f"{s.base_url}/models is not found (HTTP 404): base_url must be the API root, "
-                                      f"usually ending in /v1: `--option {self.name}.base_url=http://HOST:PORT/v1`")
+            raise EndpointUnavailable(
+                f"{s.base_url}/models is not found (HTTP 404): base_url must be the API root, "
+                f"usually ending in /v1: `--option {self.name}.base_url=http://HOST:PORT/v1`"
+            )
         if reply.status_code != 200:
-            raise EndpointUnavailable(f"{s.base_url}/models answered HTTP {reply.status_code} "
-                                      f"({self._error_text(reply)}); check the server's log, then "
-                                      f"`mltag health {self.name}`")
+            raise EndpointUnavailable(
+                f"{s.base_url}/models answered HTTP {reply.status_code} "
+                f"({self._error_text(reply)}); check the server's log, then "
+                f"`mltag health {self.name}`"
+            )
         try:
             data = reply.json().get("data")
         except (ValueError, AttributeError):
             data = None
         if not isinstance(data, list):
-            raise EndpointUnavailable(f"{s.base_url}/models did not answer an OpenAI model list: is it an "
-                                      f"OpenAI-compatible API root? `--option {self.name}.base_url=URL`")
+            raise EndpointUnavailable(
+                f"{s.base_url}/models did not answer an OpenAI model list: is it an "
+                f"OpenAI-compatible API root? `--option {self.name}.base_url=URL`"
+            )
         return data
 
     def _error_text(self, reply: Any) -> str:
@@ -283,16 +331,23 @@ class Adapter:
         try:
             result: ImageResult = work(image, *args)
         except Exception as exc:  # noqa: BLE001 - becomes the cell, with its type
-            return {"status": "error", "caption": None, "tags": [],
-                    "message": self.redact(f"{type(exc).__name__}: {exc}"), "raw": {}}
+            return {
+                "status": "error",
+                "caption": None,
+                "tags": [],
+                "message": self.redact(f"{type(exc).__name__}: {exc}"),
+                "raw": {},
+            }
         return result
 
     def _body(self, options: dict[str, Any]) -> dict[str, Any]:
         """The request's generation settings: greedy, bounded; `extra_body` adds server-specific fields."""
         misplaced = sorted(set(options) & set(LOAD_OPTIONS))
         if misplaced:  # a silently ignored option would run with defaults the user thinks are changed
-            raise ValueError(f"{', '.join(misplaced)}: load option(s) of {self.name}, which reach the load only when "
-                             f"envs/{self.name}/model.toml [load] names them (e.g. {misplaced[0]} = ...)")
+            raise ValueError(
+                f"{', '.join(misplaced)}: load option(s) of {self.name}, which reach the load only when "
+                f"envs/{self.name}/model.toml [load] names them (e.g. {misplaced[0]} = ...)"
+            )
         max_new = options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"option max_new_tokens must be an integer >= 1, got {max_new!r}")
@@ -324,9 +379,14 @@ class Adapter:
 
         assert self.settings is not None
         if image.pil is None:
-            return {"status": "error", "caption": None, "tags": [], "raw": {"inputs": []},
-                    "message": "the photo could not be read for the judge (moved or unreadable since it was "
-                               "analysed): run `mltag judge` where the file is"}
+            return {
+                "status": "error",
+                "caption": None,
+                "tags": [],
+                "raw": {"inputs": []},
+                "message": "the photo could not be read for the judge (moved or unreadable since it was "
+                "analysed): run `mltag judge` where the file is",
+            }
         instruction = options.get("judge_prompt") or VISION_JUDGE_PROMPT
         max_tags = options.get("max_tags_per_model") or DEFAULT_MAX_TAGS_PER_MODEL
         body = self._body(options)
@@ -342,34 +402,58 @@ class Adapter:
         result["raw"].update(generate=body, **self._summary({"merge": run}, attempts, size, len(jpeg)))
         return result
 
-    def _summary(self, runs: dict[str, dict[str, Any]], attempts: list[dict[str, Any]], size: tuple[int, int],
-                 sent_bytes: int) -> dict[str, Any]:
+    def _summary(
+        self, runs: dict[str, dict[str, Any]], attempts: list[dict[str, Any]], size: tuple[int, int], sent_bytes: int
+    ) -> dict[str, Any]:
         usage = {k: sum(int(r.get(k) or 0) for r in runs.values()) for k in ("prompt_tokens", "completion_tokens")}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         served = sorted({str(r["served_model"]) for r in runs.values() if r.get("served_model")})
         # attempts: every failed request; retries: those another request followed
-        return {"usage": usage, "retries": sum(a["waited_s"] is not None for a in attempts), "attempts": attempts,
-                "served_model": ", ".join(served) or None, "sent": {"width": size[0], "height": size[1],
-                                                                    "jpeg_bytes": sent_bytes}}
+        return {
+            "usage": usage,
+            "retries": sum(a["waited_s"] is not None for a in attempts),
+            "attempts": attempts,
+            "served_model": ", ".join(served) or None,
+            "sent": {"width": size[0], "height": size[1], "jpeg_bytes": sent_bytes},
+        }
 
-    def _failed(self, failure: Failed, attempts: list[dict[str, Any]], runs: dict[str, dict[str, Any]],
-                size: tuple[int, int], sent_bytes: int) -> ImageResult:
-        out: ImageResult = {"status": failure.status, "caption": None, "tags": [],
-                            "message": self.redact(failure.message),
-                            "raw": {"generations": runs, **self._summary(runs, attempts, size, sent_bytes)}}
+    def _failed(
+        self,
+        failure: Failed,
+        attempts: list[dict[str, Any]],
+        runs: dict[str, dict[str, Any]],
+        size: tuple[int, int],
+        sent_bytes: int,
+    ) -> ImageResult:
+        out: ImageResult = {
+            "status": failure.status,
+            "caption": None,
+            "tags": [],
+            "message": self.redact(failure.message),
+            "raw": {"generations": runs, **self._summary(runs, attempts, size, sent_bytes)},
+        }
         if failure.fix:
             out["fix"] = failure.fix
         return out
 
-    def _chat(self, prompt: str, url: str, body: dict[str, Any], deadline: float, attempts: list[dict[str, Any]],
-              task: str) -> dict[str, Any]:
+    def _chat(
+        self, prompt: str, url: str, body: dict[str, Any], deadline: float, attempts: list[dict[str, Any]], task: str
+    ) -> dict[str, Any]:
         """One prompt's answer, retried on 429 / 5xx / timeouts / dropped connections until max_retries or
         the image's deadline; every failed attempt is appended to `attempts`."""
         assert self.settings is not None
         s = self.settings
         image_part: dict[str, Any] = {"url": url, **({"detail": s.detail} if s.detail else {})}
-        request = {**body, "model": s.model, "messages": [{"role": "user", "content": [
-            {"type": "text", "text": prompt}, {"type": "image_url", "image_url": image_part}]}]}
+        request = {
+            **body,
+            "model": s.model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": image_part}],
+                }
+            ],
+        }
         tries = 0
         while True:
             tries += 1
@@ -381,18 +465,27 @@ class Adapter:
                 wait = exc.wait_s if exc.wait_s is not None else min(BACKOFF_MAX_S, s.backoff_s * 2 ** (tries - 1))
                 wait += random.uniform(0, wait / 4) if exc.wait_s is None else 0  # jitter spreads the pool's retries
                 left = deadline - time.monotonic()
-                attempts.append({"prompt": task, "attempt": tries, "error": self.redact(str(exc)),
-                                 "seconds": round(time.perf_counter() - t0, 4),
-                                 "waited_s": round(wait, 3) if tries <= s.max_retries and wait < left else None})
+                attempts.append(
+                    {
+                        "prompt": task,
+                        "attempt": tries,
+                        "error": self.redact(str(exc)),
+                        "seconds": round(time.perf_counter() - t0, 4),
+                        "waited_s": round(wait, 3) if tries <= s.max_retries and wait < left else None,
+                    }
+                )
                 if tries > s.max_retries:
-                    raise Failed("timeout" if exc.timed_out else "error",
-                                 f"{exc}; gave up after {tries} tries", self._fix(exc)) from None
+                    raise Failed(
+                        "timeout" if exc.timed_out else "error", f"{exc}; gave up after {tries} tries", self._fix(exc)
+                    ) from None
                 if wait >= left:
                     asked = f" (the server asked to wait {wait:g} s)" if exc.wait_s else ""
-                    raise Failed("timeout", f"{exc}{asked}; no answer within the {s.deadline_s:g} s deadline per "
-                                            f"image after {tries} tries",
-                                 f"raise --option {self.name}.deadline_s (and --timeout above it), or lower "
-                                 f"--option {self.name}.concurrency") from None
+                    raise Failed(
+                        "timeout",
+                        f"{exc}{asked}; no answer within the {s.deadline_s:g} s deadline per image after {tries} tries",
+                        f"raise --option {self.name}.deadline_s (and --timeout above it), or lower "
+                        f"--option {self.name}.concurrency",
+                    ) from None
                 time.sleep(wait)
 
     def _fix(self, exc: Retryable) -> str:
@@ -411,9 +504,11 @@ class Adapter:
         if left <= 0:
             raise Retryable("the deadline passed", wait_s=0.0, timed_out=True)
         try:
-            reply = self.client.post("chat/completions", json=request,
-                                     timeout=httpx.Timeout(min(self.settings.request_timeout_s, left),
-                                                           connect=min(10.0, left)))
+            reply = self.client.post(
+                "chat/completions",
+                json=request,
+                timeout=httpx.Timeout(min(self.settings.request_timeout_s, left), connect=min(10.0, left)),
+            )
         except httpx.TimeoutException as exc:
             raise Retryable(f"no answer in time ({type(exc).__name__})", timed_out=True) from None
         except httpx.TransportError as exc:  # refused, reset, dropped mid-answer
@@ -423,12 +518,19 @@ class Adapter:
             raise Retryable(f"HTTP {code}: {self._error_text(reply)}", retry_after_s(reply.headers.get("retry-after")))
         if code in (401, 403):
             var = self.settings.api_key_env
-            raise Failed("error", f"the endpoint refused the API key (HTTP {code}: {self._error_text(reply)})",
-                         f"export {var}=... with a valid key" if var else
-                         f"--option {self.name}.api_key_env=VAR naming the variable holding the key")
+            raise Failed(
+                "error",
+                f"the endpoint refused the API key (HTTP {code}: {self._error_text(reply)})",
+                f"export {var}=... with a valid key"
+                if var
+                else f"--option {self.name}.api_key_env=VAR naming the variable holding the key",
+            )
         if code != 200:  # 400 (image too large, no vision), 404 (model gone): another try gives the same
-            raise Failed("error", f"HTTP {code}: {self._error_text(reply)}",
-                         f"`mltag health {self.name}`; a 400 about the image: lower --option {self.name}.max_pixels")
+            raise Failed(
+                "error",
+                f"HTTP {code}: {self._error_text(reply)}",
+                f"`mltag health {self.name}`; a 400 about the image: lower --option {self.name}.max_pixels",
+            )
         try:
             data = reply.json()
             choice = data["choices"][0]
@@ -436,8 +538,14 @@ class Adapter:
             raise Retryable("the answer was not a chat completion (truncated or malformed JSON)") from None
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
-        return {"text": message_text(message.get("content")), "prompt_tokens": usage.get("prompt_tokens"),
-                "new_tokens": usage.get("completion_tokens"), "completion_tokens": usage.get("completion_tokens"),
-                "finish_reason": choice.get("finish_reason"), "refusal": message.get("refusal"),
-                "served_model": data.get("model"), "system_fingerprint": data.get("system_fingerprint"),
-                "response_id": data.get("id")}
+        return {
+            "text": message_text(message.get("content")),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "new_tokens": usage.get("completion_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "finish_reason": choice.get("finish_reason"),
+            "refusal": message.get("refusal"),
+            "served_model": data.get("model"),
+            "system_fingerprint": data.get("system_fingerprint"),
+            "response_id": data.get("id"),
+        }

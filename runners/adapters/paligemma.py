@@ -27,8 +27,10 @@ IMAGE_TOKEN = "<image>"
 def model_prompt(prompt: str) -> str:
     """The processor's text for one image: `<image>` first (the image always precedes the text)."""
     if IMAGE_TOKEN in prompt:
-        raise ValueError(f"the prompt must not contain {IMAGE_TOKEN}: the adapter puts the one image token in front "
-                         f"itself; pass the task alone, e.g. `describe en`, got {prompt!r}")
+        raise ValueError(
+            f"the prompt must not contain {IMAGE_TOKEN}: the adapter puts the one image token in front "
+            f"itself; pass the task alone, e.g. `describe en`, got {prompt!r}"
+        )
     return IMAGE_TOKEN + prompt.strip()
 
 
@@ -41,8 +43,10 @@ class Adapter(GenerativeAdapter):
 
         processor = AutoProcessor.from_pretrained(folder)
         processor.tokenizer.padding_side = "left"  # generation continues at the right end of every row
-        self.notes = (f"prompt as the model sees it: {IMAGE_TOKEN} x {processor.image_seq_length} + <bos> + "
-                      "prompt + newline (PaliGemma's task format; the caption is the text after it)",)
+        self.notes = (
+            f"prompt as the model sees it: {IMAGE_TOKEN} x {processor.image_seq_length} + <bos> + "
+            "prompt + newline (PaliGemma's task format; the caption is the text after it)",
+        )
         return processor
 
     def prepare(self, images: list[Any], prompt: str) -> Any:

@@ -38,24 +38,34 @@ class Adapter:
         options = spec["options"]
         source, kwargs = remote_code_source(spec)
         self.device = pick_torch_device(spec["device"])
-        attn = options.get("attn_implementation") or ("flash_attention_2" if self.device == "cuda" and
-                                                      _has_flash_attn() else "eager")
+        attn = options.get("attn_implementation") or (
+            "flash_attention_2" if self.device == "cuda" and _has_flash_attn() else "eager"
+        )
         dtype: Any = "auto" if spec["dtype"] == "auto" else getattr(torch, spec["dtype"])
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype, _attn_implementation=attn,
-                                                              **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                source, torch_dtype=dtype, _attn_implementation=attn, **kwargs
+            )
         except OSError as exc:
-            raise WeightsMissing(f"{spec['hub_id']}@{spec['revision'][:12]} is not in the Hugging Face cache and "
-                                 f"mltag is offline; run once online, or --weights {spec['name']}=PATH") from exc
+            raise WeightsMissing(
+                f"{spec['hub_id']}@{spec['revision'][:12]} is not in the Hugging Face cache and "
+                f"mltag is offline; run once online, or --weights {spec['name']}=PATH"
+            ) from exc
         if self.device == "cpu" and self.model.dtype in (torch.float16,):
             self.model = self.model.float()  # half precision matmuls are slow or missing on CPU
         self.model.to(self.device).eval()
         num_crops = int(options.get("num_crops", 16))
         self.processor = AutoProcessor.from_pretrained(source, num_crops=num_crops, **kwargs)
-        return {"device": self.device, "dtype": str(self.model.dtype).removeprefix("torch."),
-                "model_version": spec["local_path"] or spec["revision"],
-                "notes": [TAG_SCORE_NOTE, "remote code: the repository's own Python files at the pinned revision",
-                          f"attention {attn}; num_crops {num_crops}; greedy"]}
+        return {
+            "device": self.device,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "model_version": spec["local_path"] or spec["revision"],
+            "notes": [
+                TAG_SCORE_NOTE,
+                "remote code: the repository's own Python files at the pinned revision",
+                f"attention {attn}; num_crops {num_crops}; greedy",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.model is None:
@@ -73,19 +83,25 @@ class Adapter:
         import torch
 
         tokenizer = self.processor.tokenizer
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "<|image_1|>\n" + prompt}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "<|image_1|>\n" + prompt}], tokenize=False, add_generation_prompt=True
+        )
         inputs = self.processor(text, [image], return_tensors="pt").to(self.device)
         t0 = time.perf_counter()
         with torch.inference_mode():
             ids = self.model.generate(**inputs, **kwargs, eos_token_id=tokenizer.eos_token_id)
         seconds = time.perf_counter() - t0
-        new = ids[:, inputs["input_ids"].shape[1]:]
+        new = ids[:, inputs["input_ids"].shape[1] :]
         decoded = self.processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
         count = int(new.shape[1])
-        return {"prompt": prompt, "text": decoded, "prompt_tokens": int(inputs["input_ids"].shape[1]),
-                "new_tokens": count, "seconds": round(seconds, 4),
-                "tokens_per_s": round(count / seconds, 2) if seconds > 0 else None}
+        return {
+            "prompt": prompt,
+            "text": decoded,
+            "prompt_tokens": int(inputs["input_ids"].shape[1]),
+            "new_tokens": count,
+            "seconds": round(seconds, 4),
+            "tokens_per_s": round(count / seconds, 2) if seconds > 0 else None,
+        }
 
 
 def _has_flash_attn() -> bool:

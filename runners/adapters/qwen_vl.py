@@ -39,8 +39,10 @@ from schemas.protocol import LoadSpec
 
 MODEL_CLASSES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
 TOKEN_PX = 28  # 14 px patches, merged 2 x 2 into one image token
-DEFAULT_PIXELS = {"min_pixels": {"cpu": 4 * TOKEN_PX ** 2, "cuda": 4 * TOKEN_PX ** 2, "mps": 4 * TOKEN_PX ** 2},
-                  "max_pixels": {"cpu": 256 * TOKEN_PX ** 2, "cuda": 1280 * TOKEN_PX ** 2, "mps": 512 * TOKEN_PX ** 2}}
+DEFAULT_PIXELS = {
+    "min_pixels": {"cpu": 4 * TOKEN_PX**2, "cuda": 4 * TOKEN_PX**2, "mps": 4 * TOKEN_PX**2},
+    "max_pixels": {"cpu": 256 * TOKEN_PX**2, "cuda": 1280 * TOKEN_PX**2, "mps": 512 * TOKEN_PX**2},
+}
 NATIVE_REPOS = "Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen2-VL-7B-Instruct or Qwen/Qwen2-VL-2B-Instruct"
 
 
@@ -50,11 +52,15 @@ def model_class_for(config: dict[str, Any], where: str) -> str:
     if model_type in MODEL_CLASSES:
         return MODEL_CLASSES[model_type]
     if model_type == "qwen" or "auto_map" in config:
-        raise ValueError(f"{where} is a remote-code checkpoint (config model_type {model_type!r}, auto_map), which "
-                         f"mltag does not run: use a Qwen2-VL / Qwen2.5-VL repo in the native transformers format, "
-                         f"e.g. {NATIVE_REPOS}")
-    raise ValueError(f"{where} is not a Qwen2-VL or Qwen2.5-VL checkpoint (config model_type {model_type!r}, "
-                     f"expected one of {', '.join(MODEL_CLASSES)}): point --weights at one of {NATIVE_REPOS}")
+        raise ValueError(
+            f"{where} is a remote-code checkpoint (config model_type {model_type!r}, auto_map), which "
+            f"mltag does not run: use a Qwen2-VL / Qwen2.5-VL repo in the native transformers format, "
+            f"e.g. {NATIVE_REPOS}"
+        )
+    raise ValueError(
+        f"{where} is not a Qwen2-VL or Qwen2.5-VL checkpoint (config model_type {model_type!r}, "
+        f"expected one of {', '.join(MODEL_CLASSES)}): point --weights at one of {NATIVE_REPOS}"
+    )
 
 
 def pixel_bounds(options: dict[str, Any], device: str) -> tuple[int, int]:
@@ -62,10 +68,12 @@ def pixel_bounds(options: dict[str, Any], device: str) -> tuple[int, int]:
     bounds = []
     for key, defaults in DEFAULT_PIXELS.items():
         value = for_device(options, key, device, defaults, what="load option")
-        if isinstance(value, bool) or not isinstance(value, int) or value < TOKEN_PX ** 2:
-            raise ValueError(f"load option {key} must be a pixel count >= {TOKEN_PX ** 2} (one {TOKEN_PX} x {TOKEN_PX} "
-                             f"px image token), e.g. {256 * TOKEN_PX ** 2} for 256 tokens, or a table per device "
-                             f"like {{cpu = {256 * TOKEN_PX ** 2}, cuda = {1280 * TOKEN_PX ** 2}}}; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < TOKEN_PX**2:
+            raise ValueError(
+                f"load option {key} must be a pixel count >= {TOKEN_PX**2} (one {TOKEN_PX} x {TOKEN_PX} "
+                f"px image token), e.g. {256 * TOKEN_PX**2} for 256 tokens, or a table per device "
+                f"like {{cpu = {256 * TOKEN_PX**2}, cuda = {1280 * TOKEN_PX**2}}}; got {value!r}"
+            )
         bounds.append(value)
     low, high = bounds
     if low > high:
@@ -96,18 +104,26 @@ class Adapter(GenerativeAdapter):
         processor = AutoProcessor.from_pretrained(folder)
         processor.tokenizer.padding_side = "left"  # generation continues at the right end of every row
         low, high = self.pixels
-        self.notes = (f"architecture {self.model_class} (from config.json); prompt: the chat template's user turn "
-                      "[image, text], after its default system message",
-                      f"resolution on {self.device}: images resized to {low:,}..{high:,} px, one image token per "
-                      f"{TOKEN_PX} x {TOKEN_PX} px ({low // TOKEN_PX ** 2}..{high // TOKEN_PX ** 2} tokens); "
-                      "[load] min_pixels / max_pixels change it; raw.vision says what ran")
+        self.notes = (
+            f"architecture {self.model_class} (from config.json); prompt: the chat template's user turn "
+            "[image, text], after its default system message",
+            f"resolution on {self.device}: images resized to {low:,}..{high:,} px, one image token per "
+            f"{TOKEN_PX} x {TOKEN_PX} px ({low // TOKEN_PX**2}..{high // TOKEN_PX**2} tokens); "
+            "[load] min_pixels / max_pixels change it; raw.vision says what ran",
+        )
         return processor
 
     def prepare(self, images: list[Any], prompt: str) -> Any:
         text = self.processor.apply_chat_template(chat(prompt), add_generation_prompt=True)
         low, high = self.pixels
-        return self.processor(images=images, text=[text] * len(images), padding=True, padding_side="left",
-                              size={"shortest_edge": low, "longest_edge": high}, return_tensors="pt")
+        return self.processor(
+            images=images,
+            text=[text] * len(images),
+            padding=True,
+            padding_side="left",
+            size={"shortest_edge": low, "longest_edge": high},
+            return_tensors="pt",
+        )
 
     def decode_need(self, width: int, height: int, options: dict[str, Any]) -> DecodeNeed:
         """The size smart_resize gives the original within the pixel budget (aspect ratio kept)."""

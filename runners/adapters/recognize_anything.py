@@ -30,9 +30,11 @@ from runners.base import ImageResult, LoadResult, WeightsMissing, fingerprint, p
 from schemas.protocol import LoadSpec, Tag
 
 CHECKPOINT = "ram_plus_swin_large_14m.pth"
-SCORE_NOTE = ("scores: sigmoid per class (independent probabilities); a tag is reported when its score exceeds "
-              "its class threshold (0.68, or the per-class value of ram_tag_list_threshold.txt); raw.scores has "
-              "all 4,585 classes")
+SCORE_NOTE = (
+    "scores: sigmoid per class (independent probabilities); a tag is reported when its score exceeds "
+    "its class threshold (0.68, or the per-class value of ram_tag_list_threshold.txt); raw.scores has "
+    "all 4,585 classes"
+)
 
 
 def architecture(state: dict[str, Any], image_size: int | None) -> tuple[str, int]:
@@ -68,8 +70,13 @@ class Adapter:
         if (checkpoint.parent / "vocab.txt").is_file():
             return str(checkpoint.parent)
         options = spec["options"]
-        tok_spec: LoadSpec = {**spec, "name": spec["name"], "local_path": None, "hub_id": options.get("text_encoder",
-                    "bert-base-uncased"), "revision": options["text_encoder_revision"]}
+        tok_spec: LoadSpec = {
+            **spec,
+            "name": spec["name"],
+            "local_path": None,
+            "hub_id": options.get("text_encoder", "bert-base-uncased"),
+            "revision": options["text_encoder_revision"],
+        }
         return str(weights_dir(tok_spec, allow_patterns=["vocab.txt", "tokenizer_config.json", "config.json"]))
 
     def load(self, spec: LoadSpec) -> LoadResult:
@@ -81,14 +88,25 @@ class Adapter:
         vit, self.image_size = architecture(state, spec["options"].get("image_size"))
         del state
         self.device = pick_torch_device(spec["device"])
-        model = ram_plus(pretrained=str(checkpoint), image_size=self.image_size, vit=vit,
-                         text_encoder_type=self._tokenizer_dir(spec, checkpoint))
+        model = ram_plus(
+            pretrained=str(checkpoint),
+            image_size=self.image_size,
+            vit=vit,
+            text_encoder_type=self._tokenizer_dir(spec, checkpoint),
+        )
         self.model = model.eval().to(self.device)
         self.model.fc.register_forward_hook(lambda module, args, out: self.logits.append(out.detach()))
         version = spec["revision"] if not spec.get("local_path") else f"{checkpoint} ({fingerprint(checkpoint)})"
-        return {"device": self.device, "dtype": "float32", "model_version": version,
-                "notes": [SCORE_NOTE, f"RAM++ image encoder {vit} at {self.image_size} px (aspect not kept)",
-                          f"{self.model.num_class} classes"]}
+        return {
+            "device": self.device,
+            "dtype": "float32",
+            "model_version": version,
+            "notes": [
+                SCORE_NOTE,
+                f"RAM++ image encoder {vit} at {self.image_size} px (aspect not kept)",
+                f"{self.model.num_class} classes",
+            ],
+        }
 
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         import torch
@@ -111,11 +129,16 @@ class Adapter:
         thresholds = self.model.class_threshold.tolist()
         index = {n: i for i, n in enumerate(names)}
         said = [t for t in english.split(" | ") if t]
-        tags: list[Tag] = sorted(({"name": t, "score": round(scores[index[t]], 6), "category": "ram"} for t in said),
-                                 key=lambda t: -t["score"])
-        raw = {"tags_text": english, "tags_chinese": chinese,
-               "scores": {n: round(s, 6) for n, s in zip(names, scores, strict=True)},
-               "above_threshold": [n for n, s, th in zip(names, scores, thresholds, strict=True) if s > th]}
+        tags: list[Tag] = sorted(
+            ({"name": t, "score": round(scores[index[t]], 6), "category": "ram"} for t in said),
+            key=lambda t: -t["score"],
+        )
+        raw = {
+            "tags_text": english,
+            "tags_chinese": chinese,
+            "scores": {n: round(s, 6) for n, s in zip(names, scores, strict=True)},
+            "above_threshold": [n for n, s, th in zip(names, scores, thresholds, strict=True) if s > th],
+        }
         if not tags:
             return {"status": "no_tags", "tags": [], "raw": raw, "message": "no class above its threshold"}
         return {"status": "ok", "tags": tags, "raw": raw}

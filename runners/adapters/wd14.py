@@ -24,14 +24,35 @@ from schemas.protocol import LoadSpec, Tag
 
 MODEL_FILE = "model.onnx"
 TAGS_FILE = "selected_tags.csv"
-DEFAULT_GENERAL_THRESHOLD = 0.35    # the reference Space's defaults; model.toml [infer] normally sets them
+DEFAULT_GENERAL_THRESHOLD = 0.35  # the reference Space's defaults; model.toml [infer] normally sets them
 DEFAULT_CHARACTER_THRESHOLD = 0.85
 RATING, GENERAL, CHARACTER = 9, 0, 4  # selected_tags.csv category codes (Danbooru's, plus 9)
 # Tags the reference Space keeps verbatim: in a kaomoji the underscore is a mouth, not a space.
-KAOMOJIS = frozenset({"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
-                      "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"})
+KAOMOJIS = frozenset(
+    {
+        "0_0",
+        "(o)_(o)",
+        "+_+",
+        "+_-",
+        "._.",
+        "<o>_<o>",
+        "<|>_<|>",
+        "=_=",
+        ">_<",
+        "3_3",
+        "6_9",
+        ">_o",
+        "@_@",
+        "^_^",
+        "o_o",
+        "u_u",
+        "x_x",
+        "|_|",
+        "||_||",
+    }
+)
 WHITE = (255, 255, 255)
-EXPECTED_SIZE = 448   # every WD v3 tagger's input side; the loaded model's own size decides (decode_need)
+EXPECTED_SIZE = 448  # every WD v3 tagger's input side; the loaded model's own size decides (decode_need)
 
 
 @dataclass(frozen=True)
@@ -83,9 +104,10 @@ def pick_providers(requested: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     if requested == "cuda" and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise RuntimeError(f"device {requested!r} is not available to onnxruntime here "
-                       f"(providers: {', '.join(available)}); use --device auto")
-
+    raise RuntimeError(
+        f"device {requested!r} is not available to onnxruntime here "
+        f"(providers: {', '.join(available)}); use --device auto"
+    )
 
 
 def _session_options() -> Any:
@@ -132,8 +154,12 @@ class Adapter:
         outputs = self.session.get_outputs()[0].shape[-1]
         if isinstance(outputs, int) and outputs != len(self.labels.names):
             raise ValueError(f"{TAGS_FILE} has {len(self.labels.names)} rows but the model has {outputs} outputs")
-        return {"device": device, "dtype": "float32", "model_version": self._version(spec, model_path),
-                "notes": self._notes(spec)}
+        return {
+            "device": device,
+            "dtype": "float32",
+            "model_version": self._version(spec, model_path),
+            "notes": self._notes(spec),
+        }
 
     def _version(self, spec: LoadSpec, model_path: Path) -> str:
         if spec.get("local_path"):
@@ -146,10 +172,14 @@ class Adapter:
         options = spec.get("options", {})
         general = options.get("general_threshold", DEFAULT_GENERAL_THRESHOLD)
         character = options.get("character_threshold", DEFAULT_CHARACTER_THRESHOLD)
-        scores = (f"scores: independent sigmoid per tag ({len(self.labels.names)} tags), thresholds general "
-                  f"{general} / character {character} unless infer options say otherwise (raw.thresholds)")
-        inputs = (f"rating: argmax of {len(self.labels.rating)}; input {self.size}x{self.size} NHWC BGR 0-255, "
-                  f"white pad to square")
+        scores = (
+            f"scores: independent sigmoid per tag ({len(self.labels.names)} tags), thresholds general "
+            f"{general} / character {character} unless infer options say otherwise (raw.thresholds)"
+        )
+        inputs = (
+            f"rating: argmax of {len(self.labels.rating)}; input {self.size}x{self.size} NHWC BGR 0-255, "
+            f"white pad to square"
+        )
         notes = [scores, inputs]
         if spec["dtype"] not in ("auto", "float32"):
             notes.append(f"dtype {spec['dtype']} ignored: the ONNX graph is float32")
@@ -166,8 +196,10 @@ class Adapter:
     def infer(self, images: list[DecodedImage], options: dict[str, Any]) -> list[ImageResult]:
         if self.session is None:
             raise RuntimeError("infer before load")
-        thresholds = {"general": float(options.get("general_threshold", DEFAULT_GENERAL_THRESHOLD)),
-                      "character": float(options.get("character_threshold", DEFAULT_CHARACTER_THRESHOLD))}
+        thresholds = {
+            "general": float(options.get("general_threshold", DEFAULT_GENERAL_THRESHOLD)),
+            "character": float(options.get("character_threshold", DEFAULT_CHARACTER_THRESHOLD)),
+        }
         batch = np.stack([preprocess(img, self.size) for img in images])
         probs = self.session.run(None, {self.input_name: batch})[0]
         return [self._result(row, thresholds) for row in probs]
@@ -178,14 +210,23 @@ class Adapter:
         best = max(self.labels.rating, key=lambda i: scores[i])
         tags: list[Tag] = [{"name": names[best], "score": scores[best], "category": "rating"}]
         for kind, indices in (("general", self.labels.general), ("character", self.labels.character)):
-            tags += [{"name": display_name(names[i]), "score": scores[i], "category": kind}
-                     for i in indices if scores[i] >= thresholds[kind]]
+            tags += [
+                {"name": display_name(names[i]), "score": scores[i], "category": kind}
+                for i in indices
+                if scores[i] >= thresholds[kind]
+            ]
         tags.sort(key=lambda t: -t["score"])
-        raw = {"scores": dict(zip(names, scores, strict=True)),
-               "ratings": {names[i]: scores[i] for i in self.labels.rating},
-               "thresholds": thresholds}
+        raw = {
+            "scores": dict(zip(names, scores, strict=True)),
+            "ratings": {names[i]: scores[i] for i in self.labels.rating},
+            "thresholds": thresholds,
+        }
         if len(tags) == 1:
-            return {"status": "no_tags", "tags": tags, "raw": raw,
-                    "message": f"no general tag >= {thresholds['general']} and no character tag >= "
-                               f"{thresholds['character']} (rating only)"}
+            return {
+                "status": "no_tags",
+                "tags": tags,
+                "raw": raw,
+                "message": f"no general tag >= {thresholds['general']} and no character tag >= "
+                f"{thresholds['character']} (rating only)",
+            }
         return {"status": "ok", "tags": tags, "raw": raw}

@@ -134,10 +134,10 @@ def test_text_is_exactly_the_new_tokens(env_script: Callable[..., dict], tiny: P
             run = result["raw"]["generations"]["caption"]
             prompt_ids = plain["input_ids"][1:-1]  # the processor's [CLS] prefix [SEP], less [CLS] and [SEP]
             assert len(prompt_ids) == (PREFIX_TOKENS if prefix else 0)
-            assert plain["full"][:1 + len(prompt_ids)] == [out["bos"], *prompt_ids]  # generate() echoes [DEC] + prefix
-            new = plain["full"][1 + len(prompt_ids):]
+            assert plain["full"][: 1 + len(prompt_ids)] == [out["bos"], *prompt_ids]  # generate() echoes [DEC] + prefix
+            new = plain["full"][1 + len(prompt_ids) :]
             if out["sep"] in new:  # a finished caption: its [SEP] counts as generated, nothing after it
-                new = new[:new.index(out["sep"]) + 1]
+                new = new[: new.index(out["sep"]) + 1]
                 ended += 1
             assert run["new_tokens"] == len(new) and run["prompt_tokens"] == 1 + len(prompt_ids)
             assert run["text"] == decoded  # exactly the decoded new tokens, never the prefix

@@ -35,8 +35,15 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
     # prompts: the text the model was given, after qa_template; the prompt tokens hold the query
     # tokens + a bos or eos at least: the image is in the prompt
-    check_cell(cell, path, prompts, max_new=max_new, batch_size=batch_size, min_prompt_tokens=QUERY_TOKENS + 1,
-               hidden=("<image>",))
+    check_cell(
+        cell,
+        path,
+        prompts,
+        max_new=max_new,
+        batch_size=batch_size,
+        min_prompt_tokens=QUERY_TOKENS + 1,
+        hidden=("<image>",),
+    )
 
 
 def test_opt_unconditional_caption_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
@@ -177,34 +184,48 @@ print(json.dumps(out))
 """
 
 
-def test_in_process_against_generate_and_old_processor_layouts(env_script: Callable[..., dict], tiny: Path,
-                                                               tmp_path: Path) -> None:
+def test_in_process_against_generate_and_old_processor_layouts(
+    env_script: Callable[..., dict], tiny: Path, tmp_path: Path
+) -> None:
     out = env_script("modern", IN_PROCESS, str(tiny), str(tmp_path))
     for variant, got in out["variants"].items():
         for result, plain in zip(got["results"], got["plain"], strict=True):
             run = result["raw"]["generations"]["caption"]
             assert plain["prompt_ids"][:QUERY_TOKENS] == [got["image_id"]] * QUERY_TOKENS
-            new = plain["full"][plain["start"]:]
+            new = plain["full"][plain["start"] :]
             if got["eos"] in new:  # a finished answer: its EOS counts as generated, nothing after it
-                new = new[:new.index(got["eos"]) + 1]
+                new = new[: new.index(got["eos"]) + 1]
             assert run["new_tokens"] == len(new), variant
             assert run["text"] == plain["decoded"], variant  # exactly the decoded new tokens (batch == single)
             assert run["prompt_tokens"] == len(plain["prompt_ids"]), variant
             if variant == "opt":  # decoder-only: the output repeats the prompt, which is not counted
-                assert plain["full"][:plain["start"]] == plain["prompt_ids"]
+                assert plain["full"][: plain["start"]] == plain["prompt_ids"]
     reference = out["variants"]["opt"]["results"]
     # the stale processor is given the count from config.json and then behaves exactly like the current one
     assert any("no num_query_tokens" in note and f"took {QUERY_TOKENS}" in note for note in out["stale"]["notes"])
-    assert [r["raw"]["generations"] for r in out["stale"]["results"]] == \
-        [{**r["raw"]["generations"], "caption": {**r["raw"]["generations"]["caption"],
-                                                 "seconds": s["raw"]["generations"]["caption"]["seconds"],
-                                                 "tokens_per_s": s["raw"]["generations"]["caption"]["tokens_per_s"]}}
-         for r, s in zip(reference, out["stale"]["results"], strict=True)]
+    assert [r["raw"]["generations"] for r in out["stale"]["results"]] == [
+        {
+            **r["raw"]["generations"],
+            "caption": {
+                **r["raw"]["generations"]["caption"],
+                "seconds": s["raw"]["generations"]["caption"]["seconds"],
+                "tokens_per_s": s["raw"]["generations"]["caption"]["tokens_per_s"],
+            },
+        }
+        for r, s in zip(reference, out["stale"]["results"], strict=True)
+    ]
     assert out["named"]["raw_type"] == "str"  # the pitfall is real in this transformers version...
-    assert [r["raw"]["generations"]["caption"]["text"] for r in out["named"]["results"]] == \
-        [r["raw"]["generations"]["caption"]["text"] for r in reference]  # ...and the adapter gets past it
+    assert [r["raw"]["generations"]["caption"]["text"] for r in out["named"]["results"]] == [
+        r["raw"]["generations"]["caption"]["text"] for r in reference
+    ]  # ...and the adapter gets past it
     assert "image_token_index is 3" in out["mismatch"] and "download the current Salesforce repo" in out["mismatch"]
     assert len(out["errors"]) == 3 and all("must contain {} exactly once" in e for e in out["errors"].values())
-    assert out["prompts"] == ["Question: What is this? Answer:", "", "Question: x? Answer:",
-                              "Question: x? Short answer:", "a photo of", "Describe it. Answer:",
-                              "Question: {} Answer:"]
+    assert out["prompts"] == [
+        "Question: What is this? Answer:",
+        "",
+        "Question: x? Answer:",
+        "Question: x? Short answer:",
+        "a photo of",
+        "Describe it. Answer:",
+        "Question: {} Answer:",
+    ]

@@ -55,22 +55,31 @@ def test_best_mode_tables_computed_offline(run_model, tiny: Path, tables: str) -
     folder = Path(note.split("(kept in ")[1].rstrip(")"))
     assert folder.parent == Path(tables) and folder.name.startswith("tables-")
     written = sorted(p.name for p in folder.glob("*.safetensors"))
-    assert written == sorted(f"ViT-L-14_openai_{t}.safetensors"
-                             for t in ("artists", "flavors", "mediums", "movements", "trendings", "negative"))
+    assert written == sorted(
+        f"ViT-L-14_openai_{t}.safetensors"
+        for t in ("artists", "flavors", "mediums", "movements", "trendings", "negative")
+    )
     raws = [_check(c, "best") for c in cells]
     assert raws[0]["prompt"] != raws[1]["prompt"]  # the image reaches both models
 
 
 @pytest.mark.parametrize("mode", ["fast", "classic", "negative"])
 def test_other_modes(run_model, tiny: Path, tables: str, mode: str) -> None:
-    _, [cell] = run_model("clip-interrogator", [SAMPLES / "coffee.png"], weights=tiny,
-                          load_options={"tables_dir": tables}, mode=mode, max_flavors=6)
+    _, [cell] = run_model(
+        "clip-interrogator",
+        [SAMPLES / "coffee.png"],
+        weights=tiny,
+        load_options={"tables_dir": tables},
+        mode=mode,
+        max_flavors=6,
+    )
     raw = _check(cell, mode)
     if mode == "classic":  # caption, medium + artist, trending, movement, 3 flavors
         assert len(raw["phrases"]) <= 6
 
 
 def test_unknown_mode_is_an_error_cell(run_model, tiny: Path, tables: str) -> None:
-    _, [cell] = run_model("clip-interrogator", [SAMPLES / "coffee.png"], weights=tiny,
-                          load_options={"tables_dir": tables}, mode="psychic")
+    _, [cell] = run_model(
+        "clip-interrogator", [SAMPLES / "coffee.png"], weights=tiny, load_options={"tables_dir": tables}, mode="psychic"
+    )
     assert cell["status"] == "error" and "mode must be one of" in cell["message"]

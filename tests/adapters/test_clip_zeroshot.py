@@ -36,9 +36,15 @@ def urbex() -> list[str]:
 
 def _generated(tmp_path: Path) -> list[Path]:
     """A wide RGBA gradient with transparency and a tall greyscale image: sizes tell them apart."""
-    wide = Image.merge("RGBA", [Image.linear_gradient("L").resize((300, 120)), Image.new("L", (300, 120), 90),
-                                Image.linear_gradient("L").rotate(90).resize((300, 120)),
-                                Image.linear_gradient("L").resize((300, 120))])
+    wide = Image.merge(
+        "RGBA",
+        [
+            Image.linear_gradient("L").resize((300, 120)),
+            Image.new("L", (300, 120), 90),
+            Image.linear_gradient("L").rotate(90).resize((300, 120)),
+            Image.linear_gradient("L").resize((300, 120)),
+        ],
+    )
     tall = Image.radial_gradient("L").resize((100, 260))
     wide.save(tmp_path / "wide.png")
     tall.save(tmp_path / "tall.png")
@@ -58,11 +64,11 @@ def _softmax(logits: list[float]) -> list[float]:
 def _check_tags(cell: dict, terms: list[str]) -> None:
     assert cell["status"] == "ok", cell.get("message")
     tags = cell["tags"]
-    assert sorted(t["name"] for t in tags) == sorted(terms)         # every term exactly once
+    assert sorted(t["name"] for t in tags) == sorted(terms)  # every term exactly once
     assert all(t["category"] == "zero-shot" for t in tags)
     scores = [t["score"] for t in tags]
     assert scores == sorted(scores, reverse=True)
-    assert list(cell["raw"]["logits"]) == terms                     # raw keeps vocabulary order
+    assert list(cell["raw"]["logits"]) == terms  # raw keeps vocabulary order
 
 
 def _check_softmax(cell: dict, terms: list[str]) -> None:
@@ -76,8 +82,7 @@ def _check_softmax(cell: dict, terms: list[str]) -> None:
         assert tag["score"] == pytest.approx(expected[tag["name"]], rel=1e-4, abs=1e-7)
 
 
-def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, urbex: list[str],
-                                                       tmp_path: Path) -> None:
+def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, urbex: list[str], tmp_path: Path) -> None:
     paths = [SAMPLES / "brick.png", SAMPLES / "rocket.jpg", *_generated(tmp_path)]
     sizes = [Image.open(p).size for p in paths]
     load, cells = run_model("clip", paths, weights=tiny, load_options={"score": "softmax"})
@@ -114,15 +119,15 @@ def test_default_scores_stand_on_their_own(run_model, tiny: Path, urbex: list[st
     load, cells = run_model("clip", [SAMPLES / "brick.png", SAMPLES / "rocket.jpg"], weights=tiny)
     notes = " | ".join(load["notes"])
     assert "two-way softmax" in notes and "'a photo of something'" in notes and "do not sum to 1" in notes
-    assert f"computed for {len(urbex) + 1} prompts" in notes       # the vocabulary and the neutral prompt
+    assert f"computed for {len(urbex) + 1} prompts" in notes  # the vocabulary and the neutral prompt
     for cell in cells:
         _check_tags(cell, urbex)
         raw = cell["raw"]
         assert raw["score_mode"] == "binary" and raw["neutral"]["term"] == "something"
         scores = [t["score"] for t in cell["tags"]]
         assert all(0.0 <= x <= 1.0 for x in scores)
-        assert abs(sum(scores) - 1.0) > 0.5                        # independent: no sum to 1 (220 terms)
-        for tag in cell["tags"]:                                    # sigmoid(s cos_t - s cos_n) from raw
+        assert abs(sum(scores) - 1.0) > 0.5  # independent: no sum to 1 (220 terms)
+        for tag in cell["tags"]:  # sigmoid(s cos_t - s cos_n) from raw
             expected = 1 / (1 + math.exp(-(raw["logits"][tag["name"]] - raw["neutral"]["logit"])))
             assert tag["score"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
         assert sum(raw["softmax"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -134,8 +139,12 @@ def test_default_scores_stand_on_their_own(run_model, tiny: Path, urbex: list[st
 def test_custom_vocabulary_sigmoid_and_template_ensemble(run_model, tiny: Path, tmp_path: Path) -> None:
     terms = ["factory", "peeling paint", "staircase", "art deco", "fog"]
     templates = ["a photo of {}", "an abandoned place with {}"]
-    load, [cell] = run_model("clip", [SAMPLES / "coffee.png"], weights=tiny,
-                             load_options={"vocabulary": terms, "score": "sigmoid", "templates": templates})
+    load, [cell] = run_model(
+        "clip",
+        [SAMPLES / "coffee.png"],
+        weights=tiny,
+        load_options={"vocabulary": terms, "score": "sigmoid", "templates": templates},
+    )
     notes = " | ".join(load["notes"])
     assert "sigmoid" in notes and f"{len(terms)} terms" in notes and "no logit_bias" in notes
     assert "2 template(s)" in notes and f"computed for {2 * len(terms)} prompts" in notes
@@ -166,8 +175,13 @@ def test_fast_decode_keeps_the_shortest_side_at_the_input_size(run_model, tiny: 
     _, [exact] = run_model("clip", [path], weights=tiny, load_options={"exact_decode": True})
     assert (fast["image"]["width"], fast["image"]["height"]) == (exact["image"]["width"], exact["image"]["height"])
     assert (fast["image"]["decoded_width"], fast["image"]["decoded_height"], fast["image"]["draft"]) == (150, 100, True)
-    assert (exact["image"]["decoded_width"], exact["image"]["decoded_height"], exact["image"]["draft"]) == (1200, 800,
-                                                                                                          False)
+    assert (exact["image"]["decoded_width"], exact["image"]["decoded_height"], exact["image"]["draft"]) == (
+        1200,
+        800,
+        False,
+    )
     assert list(fast["raw"]["logits"]) == list(exact["raw"]["logits"])
-    assert max(abs(a - b) for a, b in zip(fast["raw"]["logits"].values(), exact["raw"]["logits"].values(),
-                                          strict=True)) < 0.5
+    assert (
+        max(abs(a - b) for a, b in zip(fast["raw"]["logits"].values(), exact["raw"]["logits"].values(), strict=True))
+        < 0.5
+    )

@@ -107,8 +107,16 @@ def test_min_new_tokens_and_batch_order(run_model, tiny: Path) -> None:
 
 def test_exact_token_counts_and_options(run_model, tiny: Path) -> None:
     path = SAMPLES / "rocket.jpg"
-    _, [cell] = run_model("florence2", [path], weights=tiny, caption_task="<CAPTION>", od=False,
-                          max_new_tokens=4, min_new_tokens=4, num_beams=1)
+    _, [cell] = run_model(
+        "florence2",
+        [path],
+        weights=tiny,
+        caption_task="<CAPTION>",
+        od=False,
+        max_new_tokens=4,
+        min_new_tokens=4,
+        num_beams=1,
+    )
     _check_cell(cell, path, caption_task="<CAPTION>", od=False)
     assert cell["raw"]["new_tokens"] == 4
     if cell["status"] == "no_tags":

@@ -65,8 +65,10 @@ def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path) -> N
         _check_cell(cell, path)
         assert cell["raw"]["batch_size"] == 2
     # 451 x 300 -> a 3 x 2 grid + thumbnail; 512 x 512 -> 2 x 2 + thumbnail
-    assert [c["raw"]["tiling"] for c in batch] == [{"crop_to_patches": True, "max_patches": 6, "tiles": 7},
-                                                   {"crop_to_patches": True, "max_patches": 6, "tiles": 5}]
+    assert [c["raw"]["tiling"] for c in batch] == [
+        {"crop_to_patches": True, "max_patches": 6, "tiles": 7},
+        {"crop_to_patches": True, "max_patches": 6, "tiles": 5},
+    ]
     prompt_tokens = [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch]
     assert prompt_tokens[0] - prompt_tokens[1] == 2 * TOKENS_PER_TILE  # rows of different lengths
     assert runs(batch, "text")[0] != runs(batch, "text")[1]  # distinct outputs, or the order check is void
@@ -96,8 +98,9 @@ def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> Non
     assert long_cell["raw"]["tiling"] == both["raw"]["tiling"]
 
 
-@pytest.mark.parametrize(("options", "named"), [({"max_patches": 0}, "max_patches"),
-                                                 ({"crop_to_patches": "no"}, "crop_to_patches")])
+@pytest.mark.parametrize(
+    ("options", "named"), [({"max_patches": 0}, "max_patches"), ({"crop_to_patches": "no"}, "crop_to_patches")]
+)
 def test_invalid_option_is_an_error_cell(run_model, tiny: Path, options: dict, named: str) -> None:
     _, [cell] = run_model(MODEL, [SAMPLES / "coffee.png"], weights=tiny, **options)
     assert cell["status"] == "error"
@@ -107,8 +110,14 @@ def test_invalid_option_is_an_error_cell(run_model, tiny: Path, options: dict, n
 def test_a_remote_code_checkout_is_refused_with_the_fix(run_model, tiny: Path, tmp_path: Path) -> None:
     remote = tmp_path / "InternVL3-8B"
     remote.mkdir()
-    (remote / "config.json").write_text(json.dumps({
-        "model_type": "internvl_chat", "architectures": ["InternVLChatModel"],
-        "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}}))
+    (remote / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "internvl_chat",
+                "architectures": ["InternVLChatModel"],
+                "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"},
+            }
+        )
+    )
     with pytest.raises(RemoteError, match=r"remote-code InternVL checkpoint .*OpenGVLab/InternVL3-8B-hf"):
         run_model(MODEL, [SAMPLES / "coffee.png"], weights=remote)

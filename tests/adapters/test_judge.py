@@ -31,8 +31,9 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 
 
 def test_text_only_requests_through_the_host(run_model, tiny: Path) -> None:
-    load, [merged, empty] = run_model("qwen25-judge", [JUDGE_CONTEXT, {"outputs": []}], weights=tiny, max_new_tokens=6,
-                                      min_new_tokens=6)
+    load, [merged, empty] = run_model(
+        "qwen25-judge", [JUDGE_CONTEXT, {"outputs": []}], weights=tiny, max_new_tokens=6, min_new_tokens=6
+    )
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml's [load] dtype for cpu
     assert any("synthesis" in note for note in load["notes"])
     assert merged["id"] == "img0" and merged["status"] in SUCCESS
@@ -60,10 +61,34 @@ def test_cli_judge_column_after_wd14(tiny_model, tiny: Path, tmp_path: Path) -> 
     for name in ("chelsea.png", "rocket.jpg"):
         shutil.copy(PROJECT_ROOT / "samples" / name, folder / name)
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--judge", "qwen25-judge",
-         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25-judge={tiny}", "--offline", "--device", "cpu",
-         "--option", "qwen25-judge.max_new_tokens=5", "--option", "qwen25-judge.min_new_tokens=5",
-         "--format", "json", "--no-store"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "analyze",
+            str(folder),
+            "--models",
+            "wd14",
+            "--judge",
+            "qwen25-judge",
+            f"--weights=wd14={tiny_model('wd14')}",
+            f"--weights=qwen25-judge={tiny}",
+            "--offline",
+            "--device",
+            "cpu",
+            "--option",
+            "qwen25-judge.max_new_tokens=5",
+            "--option",
+            "qwen25-judge.min_new_tokens=5",
+            "--format",
+            "json",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)
@@ -84,11 +109,33 @@ def test_mltag_judge_over_stored_results(tiny_model, tiny: Path, tmp_path: Path)
     folder.mkdir()
     shutil.copy(PROJECT_ROOT / "samples" / "coffee.png", folder / "coffee.png")
 
-    first = mltag("analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
-                  "--device", "cpu", "--format", "json")
+    first = mltag(
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+    )
     assert first.returncode == 0, first.stderr
-    judged = mltag("judge", str(folder), "--judge", "qwen25-judge", f"--weights=qwen25-judge={tiny}", "--offline",
-                   "--device", "cpu", "--option", "max_new_tokens=4", "--format", "json")
+    judged = mltag(
+        "judge",
+        str(folder),
+        "--judge",
+        "qwen25-judge",
+        f"--weights=qwen25-judge={tiny}",
+        "--offline",
+        "--device",
+        "cpu",
+        "--option",
+        "max_new_tokens=4",
+        "--format",
+        "json",
+    )
     assert judged.returncode == 0, judged.stderr
     assert "1 computed" in judged.stderr  # the judge's one cell; wd14 was not run again
     doc = json.loads(judged.stdout)
@@ -109,12 +156,34 @@ def test_cli_vision_judge_sees_the_photo_and_the_outputs(tiny_model, tmp_path: P
     folder.mkdir()
     shutil.copy(PROJECT_ROOT / "samples" / "chelsea.png", folder / "chelsea.png")
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "analyze", str(folder), "--models", "wd14", "--judge", "qwen25vl",
-         f"--weights=wd14={tiny_model('wd14')}", f"--weights=qwen25vl={tiny_model('qwen_vl') / 'qwen2_5_vl'}",
-         "--offline",
-         "--device", "cpu", "--option", "qwen25vl-judge.max_new_tokens=4", "--option",
-         "qwen25vl-judge.min_new_tokens=4", "--format", "json", "--no-store"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "analyze",
+            str(folder),
+            "--models",
+            "wd14",
+            "--judge",
+            "qwen25vl",
+            f"--weights=wd14={tiny_model('wd14')}",
+            f"--weights=qwen25vl={tiny_model('qwen_vl') / 'qwen2_5_vl'}",
+            "--offline",
+            "--device",
+            "cpu",
+            "--option",
+            "qwen25vl-judge.max_new_tokens=4",
+            "--option",
+            "qwen25vl-judge.min_new_tokens=4",
+            "--format",
+            "json",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)

@@ -69,8 +69,9 @@ def test_a_folder_without_config_json_says_what_was_expected(run_model, tmp_path
     """transformers 4.x would answer with its list of several hundred model types."""
     from orchestrator.errors import RemoteError
 
-    with pytest.raises(RemoteError, match="has no config.json: not a snapshot folder of openbmb/MiniCPM-V-4_5") \
-            as caught:
+    with pytest.raises(
+        RemoteError, match="has no config.json: not a snapshot folder of openbmb/MiniCPM-V-4_5"
+    ) as caught:
         run_model("minicpm-v45", [SAMPLES / "coffee.png"], weights=tmp_path)
     assert caught.value.type == "WeightsMissing" and len(caught.value.message) < 300
 

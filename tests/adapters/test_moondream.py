@@ -88,8 +88,9 @@ def test_tags_query_detect_and_lengths(run_model, hub: Path) -> None:
     assert _check(asked, path, {"caption"})["generations"]["caption"]["prompt"] == "What is in this image?"
 
 
-def test_weights_hub_cache_folder_and_bad_options(run_model, hub: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_hub_cache_folder_and_bad_options(
+    run_model, hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # only --weights can find it
     load, [cell] = run_model("moondream2", [SAMPLES / "rocket.jpg"], weights=hub, length="huge")
     assert load["model_version"] == f"2025-06-21 from the hub cache {hub}"

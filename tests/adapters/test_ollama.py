@@ -54,8 +54,9 @@ def test_caption_and_tags_over_chat(run_model, monkeypatch: pytest.MonkeyPatch, 
 
 def test_option_host_num_predict_and_other_model(run_model) -> None:
     with StandInOllama({"openbmb/minicpm-v4.5:latest": "sha256:" + "cd34" * 16}) as server:
-        load, [cell] = run_model("minicpm-v45-ollama", [SAMPLES / "coffee.png"], load_options={"host": server.url},
-                                 max_new_tokens=3)
+        load, [cell] = run_model(
+            "minicpm-v45-ollama", [SAMPLES / "coffee.png"], load_options={"host": server.url}, max_new_tokens=3
+        )
     assert load["model_version"].startswith("openbmb/minicpm-v4.5:latest@cd34")
     run = cell["raw"]["generations"]["caption"]
     assert run["new_tokens"] == 3 and run["done_reason"] == "length"
@@ -63,8 +64,10 @@ def test_option_host_num_predict_and_other_model(run_model) -> None:
 
 
 def test_model_not_pulled_names_the_pull_command(run_model) -> None:
-    with StandInOllama({"moondream:latest": "sha256:" + "ef" * 32}) as server, \
-            pytest.raises(RunnerError, match=r"not pulled .* run `ollama pull llava`"):
+    with (
+        StandInOllama({"moondream:latest": "sha256:" + "ef" * 32}) as server,
+        pytest.raises(RunnerError, match=r"not pulled .* run `ollama pull llava`"),
+    ):
         run_model("llava", [SAMPLES / "coffee.png"], load_options={"host": server.url})
 
 

@@ -33,8 +33,15 @@ def tiny(tiny_model: Callable[[str], Path]) -> Path:
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
     # prompts as given, without the adapter's <image>; the prompt tokens: <image> x 16, <bos>, at
     # least one prompt token, "\n"
-    check_cell(cell, path, prompts, max_new=max_new, batch_size=batch_size, min_prompt_tokens=IMAGE_TOKENS + 3,
-               hidden=("<image>",))
+    check_cell(
+        cell,
+        path,
+        prompts,
+        max_new=max_new,
+        batch_size=batch_size,
+        min_prompt_tokens=IMAGE_TOKENS + 3,
+        hidden=("<image>",),
+    )
 
 
 def _log(tmp_path: Path, name: str) -> str:
@@ -62,8 +69,7 @@ def test_batch_equals_one_by_one_with_exact_lengths(run_model, tiny: Path, tmp_p
     weights = tiny / "paligemma1"
     load, batch = run_model("paligemma-long", paths, weights=weights, load_options=FLOAT32, **options)
     assert load["dtype"] == "float32"
-    singles = [run_model("paligemma-long", [p], weights=weights, load_options=FLOAT32, **options)[1][0]
-               for p in paths]
+    singles = [run_model("paligemma-long", [p], weights=weights, load_options=FLOAT32, **options)[1][0] for p in paths]
     for cell, single, path in zip(batch, singles, paths, strict=True):
         _check_cell(cell, path, {"caption": "caption en"}, batch_size=2, max_new=5)
         _check_cell(single, path, {"caption": "caption en"}, batch_size=1, max_new=5)
@@ -72,16 +78,26 @@ def test_batch_equals_one_by_one_with_exact_lengths(run_model, tiny: Path, tmp_p
     texts = [c["raw"]["generations"]["caption"]["text"] for c in batch]
     assert texts[0] != texts[1]  # the output depends on the image, or the comparison below is void
     assert texts == [c["raw"]["generations"]["caption"]["text"] for c in singles]
-    assert [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch] == \
-        [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in singles]
+    assert [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch] == [
+        c["raw"]["generations"]["caption"]["prompt_tokens"] for c in singles
+    ]
     assert IMAGE_WARNING not in _log(tmp_path, "paligemma-long")
 
 
 def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
     path = SAMPLES / "brick.png"
     prompts = {"caption": "caption en", "tags": "answer en list the objects and materials in this photo"}
-    _, [cell] = run_model("paligemma", [path], weights=tiny / "paligemma2", load_options=FLOAT32, ask="both",
-                          prompt=prompts["caption"], tags_prompt=prompts["tags"], max_new_tokens=4, min_new_tokens=4)
+    _, [cell] = run_model(
+        "paligemma",
+        [path],
+        weights=tiny / "paligemma2",
+        load_options=FLOAT32,
+        ask="both",
+        prompt=prompts["caption"],
+        tags_prompt=prompts["tags"],
+        max_new_tokens=4,
+        min_new_tokens=4,
+    )
     _check_cell(cell, path, prompts, batch_size=1, max_new=4)
     gens = cell["raw"]["generations"]
     assert gens["caption"]["new_tokens"] == gens["tags"]["new_tokens"] == 4
@@ -92,6 +108,7 @@ def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, 
 def test_invalid_options_are_error_cells(run_model, tiny: Path) -> None:
     _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2", ask="everything")
     assert cell["status"] == "error" and "option ask" in cell["message"]
-    _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2",
-                          prompt="<image>describe en")
+    _, [cell] = run_model(
+        "paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2", prompt="<image>describe en"
+    )
     assert cell["status"] == "error" and "must not contain <image>" in cell["message"]

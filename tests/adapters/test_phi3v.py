@@ -51,7 +51,8 @@ def test_pinned_load_generate_caption_and_tags(run_model, hub: Path) -> None:
 
 def test_local_folder_and_num_crops(run_model, hub: Path) -> None:
     snapshot = next((hub / "models--microsoft--Phi-3.5-vision-instruct" / "snapshots").iterdir())
-    load, [cell] = run_model("phi35-vision", [SAMPLES / "coffee.png"], weights=snapshot,
-                             load_options={"num_crops": 4}, **SHORT)
+    load, [cell] = run_model(
+        "phi35-vision", [SAMPLES / "coffee.png"], weights=snapshot, load_options={"num_crops": 4}, **SHORT
+    )
     assert load["model_version"] == str(snapshot) and any("num_crops 4" in n for n in load["notes"])
     check_cell(cell, SAMPLES / "coffee.png", ["caption"], new_tokens=5)

@@ -70,8 +70,9 @@ def test_qwen25vl_with_the_cpu_defaults(run_model, tiny: Path, tmp_path: Path) -
 
 # every architecture the builder makes, once (qwen2vl and qwen2vl-2b share the qwen2_vl checkpoint)
 @pytest.mark.parametrize(("checkpoint", "model"), checkpoints("qwen_vl").items())
-def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, model: str, checkpoint: str,
-                                                     tmp_path: Path) -> None:
+def test_a_padded_batch_gives_the_one_by_one_results(
+    run_model, tiny: Path, model: str, checkpoint: str, tmp_path: Path
+) -> None:
     """Images of different sizes get different image token counts, so the batch is left-padded."""
     paths = [SAMPLES / "brick.png", rgba_image(tmp_path)]
     weights = tiny / checkpoint
@@ -94,8 +95,9 @@ def test_a_padded_batch_gives_the_one_by_one_results(run_model, tiny: Path, mode
 def test_ask_both_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
     path = SAMPLES / "coffee.png"
     base = "Describe this photo."
-    _, [both, again] = run_model("qwen2vl", [path, path], weights=tiny / "qwen2_vl", load_options=SMALL,
-                                 ask="both", prompt=base, **SHORT)
+    _, [both, again] = run_model(
+        "qwen2vl", [path, path], weights=tiny / "qwen2_vl", load_options=SMALL, ask="both", prompt=base, **SHORT
+    )
     _check_cell(both, path, tasks=("caption", "tags"))
     gens = both["raw"]["generations"]
     assert gens["caption"]["prompt"] == base and gens["tags"]["prompt"].startswith("List 15 to 30 short tags")
@@ -119,8 +121,14 @@ def test_invalid_load_option_fails_the_load_with_its_name(run_model, tiny: Path)
 def test_a_foreign_checkpoint_is_refused_with_the_fix(run_model, tmp_path: Path) -> None:
     remote = tmp_path / "Qwen-VL-Chat"
     remote.mkdir()
-    (remote / "config.json").write_text(json.dumps({
-        "model_type": "qwen", "architectures": ["QWenLMHeadModel"],
-        "auto_map": {"AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"}}))
+    (remote / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen",
+                "architectures": ["QWenLMHeadModel"],
+                "auto_map": {"AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"},
+            }
+        )
+    )
     with pytest.raises(RemoteError, match=r"remote-code checkpoint .*Qwen/Qwen2.5-VL-7B-Instruct"):
         run_model("qwen25vl", [SAMPLES / "coffee.png"], weights=remote)

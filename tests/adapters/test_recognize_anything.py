@@ -73,12 +73,17 @@ print(json.dumps(out))
 
 
 def test_architecture_from_checkpoint_keys(env_script: Callable[..., list]) -> None:
-    assert env_script("ram", ARCH) == [["base", 224], ["swin_l", 384], ["swin_b", 224],
-                                       "not a RAM++ checkpoint: no visual_encoder weights"]
+    assert env_script("ram", ARCH) == [
+        ["base", 224],
+        ["swin_l", 384],
+        ["swin_b", 224],
+        "not a RAM++ checkpoint: no visual_encoder weights",
+    ]
 
 
-def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(run_model, tiny: Path, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_file_with_the_pinned_bert_tokenizer_from_the_hub_cache(
+    run_model, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bare .pth (no vocab.txt beside it): the package's tokenizer comes from bert-base-uncased at the
     revision model.toml pins, read from the Hugging Face cache (offline), as for a real user."""
     from orchestrator.models.registry import load_registry

@@ -37,7 +37,7 @@ def test_siglip_scores_each_term_with_its_own_sigmoid(run_model, tiny_model: Cal
         assert sorted(t["name"] for t in cell["tags"]) == sorted(urbex)
         scores = [t["score"] for t in cell["tags"]]
         assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
-        assert abs(sum(scores) - 1.0) > 1e-3                     # independent: they need not sum to 1
-        for tag in cell["tags"]:                                  # raw logits already hold the bias
+        assert abs(sum(scores) - 1.0) > 1e-3  # independent: they need not sum to 1
+        for tag in cell["tags"]:  # raw logits already hold the bias
             assert tag["score"] == pytest.approx(1 / (1 + math.exp(-raw["logits"][tag["name"]])), rel=1e-5)
     assert cells[0]["raw"]["logits"] != cells[1]["raw"]["logits"]

@@ -22,13 +22,30 @@ pytestmark = pytest.mark.adapter
 
 
 def test_analyze_prints_the_plan_s_table(tiny_model: Callable[[str], Path], tmp_path: Path) -> None:
-    weights = [f"--weights=clip={tiny_model('clip_zeroshot')}", f"--weights=wd14={tiny_model('wd14')}",
-               f"--weights=florence2={tiny_model('florence2')}"]
+    weights = [
+        f"--weights=clip={tiny_model('clip_zeroshot')}",
+        f"--weights=wd14={tiny_model('wd14')}",
+        f"--weights=florence2={tiny_model('florence2')}",
+    ]
     store = str(tmp_path / "results.sqlite")
     photo = str(PROJECT_ROOT / "samples" / "chelsea.png")
-    run = mltag("analyze", photo, "--models", "clip,wd14,florence2", "--show-matrix", "--show-timing",
-                "--show-confidence", "cat", *weights, "--offline", "--device", "cpu", "--store", store)
-    assert run.returncode in (0, 1), run.stderr      # 1: a tiny random captioner may say nothing (no_tags)
+    run = mltag(
+        "analyze",
+        photo,
+        "--models",
+        "clip,wd14,florence2",
+        "--show-matrix",
+        "--show-timing",
+        "--show-confidence",
+        "cat",
+        *weights,
+        "--offline",
+        "--device",
+        "cpu",
+        "--store",
+        store,
+    )
+    assert run.returncode in (0, 1), run.stderr  # 1: a tiny random captioner may say nothing (no_tags)
     text = run.stdout
     # the header: the photo and the models loaded
     assert re.search(r"ML TAG ANALYZER - \S*chelsea\.png .* 3 models loaded", text), text[:400]
@@ -43,11 +60,11 @@ def test_analyze_prints_the_plan_s_table(tiny_model: Callable[[str], Path], tmp_
     k = -(-3 * answered // 4)
     assert f"CONSENSUS ({k}+ models): " in text and "MODEL AGREEMENT: " in text
     # the per-image matrix: a mark per model, n/M per tag
-    matrix = text[text.index("TAG AGREEMENT MATRIX"):]
+    matrix = text[text.index("TAG AGREEMENT MATRIX") :]
     rows = [line for line in matrix.splitlines()[3:] if re.search(rf"\d/{answered}", line)]
     assert rows and all("✓" in row for row in rows)
     # the confidence bars: "cat" is in neither closed vocabulary; florence2 says why it has none
-    bars = text[text.index('CONFIDENCE BY MODEL: "cat"'):]
+    bars = text[text.index('CONFIDENCE BY MODEL: "cat"') :]
     assert re.search(r"clip:\s+N/A\s+\(not in vocabulary\)", bars)
     assert re.search(r"florence2:\s+(N/A\s+\((not in output|no_tags)\)|\d\.\d\d [█░]{24}  \(extracted\))", bars)
     # the timing table's TOTAL row: load, warm-up, inference, total
@@ -59,5 +76,5 @@ def test_analyze_prints_the_plan_s_table(tiny_model: Callable[[str], Path], tmp_
     assert report.returncode == 0, report.stderr
     assert re.search(rf"CONSENSUS \(1\+ models\): \S.* 1/{answered} ", report.stdout)
     starred = [line for line in report.stdout.splitlines() if re.search(rf"\d/{answered} ★", line)]
-    assert len(starred) == 5, report.stdout                   # --top 5 rows shown, every one a consensus tag
+    assert len(starred) == 5, report.stdout  # --top 5 rows shown, every one a consensus tag
     assert "more tag(s) compared, not shown (--top)" in report.stdout

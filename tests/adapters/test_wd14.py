@@ -63,14 +63,18 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def _generated(tmp_path: Path) -> list[Path]:
     """A wide RGBA gradient with transparency, a tall greyscale image, a tiny one (upscaled)."""
-    wide = Image.merge("RGBA", [Image.linear_gradient("L").resize((300, 120)),
-                                Image.new("L", (300, 120), 90),
-                                Image.linear_gradient("L").rotate(90).resize((300, 120)),
-                                Image.linear_gradient("L").resize((300, 120))])
+    wide = Image.merge(
+        "RGBA",
+        [
+            Image.linear_gradient("L").resize((300, 120)),
+            Image.new("L", (300, 120), 90),
+            Image.linear_gradient("L").rotate(90).resize((300, 120)),
+            Image.linear_gradient("L").resize((300, 120)),
+        ],
+    )
     tall = Image.radial_gradient("L").resize((100, 260))
     tiny = Image.new("RGB", (10, 10), (200, 30, 30))
-    return [_save(wide, tmp_path / "wide.png"), _save(tall, tmp_path / "tall.png"),
-            _save(tiny, tmp_path / "tiny.jpg")]
+    return [_save(wide, tmp_path / "wide.png"), _save(tall, tmp_path / "tall.png"), _save(tiny, tmp_path / "tiny.jpg")]
 
 
 def _check_cell(cell: dict, rows: list[dict[str, str]], general: float, character: float) -> None:
@@ -113,8 +117,7 @@ def test_load_reports_cpu_float32_and_scoring(run_model, tiny: Path, rows: list[
     assert len(cells) == 1 and cells[0]["id"] == "img0"
 
 
-def test_samples_with_model_toml_defaults(run_model, tiny: Path, rows: list[dict[str, str]],
-                                          tmp_path: Path) -> None:
+def test_samples_with_model_toml_defaults(run_model, tiny: Path, rows: list[dict[str, str]], tmp_path: Path) -> None:
     defaults = load_registry()["wd14"].infer
     paths = SAMPLE_FILES + _generated(tmp_path)
     _, cells = run_model("wd14", paths, weights=tiny)
@@ -123,10 +126,10 @@ def test_samples_with_model_toml_defaults(run_model, tiny: Path, rows: list[dict
         _check_cell(cell, rows, defaults["general_threshold"], defaults["character_threshold"])
 
 
-def test_zero_thresholds_return_every_tag_with_display_names(run_model, tiny: Path,
-                                                             rows: list[dict[str, str]]) -> None:
-    _, [cell] = run_model("wd14", [SAMPLES / "coffee.png"], weights=tiny,
-                          general_threshold=0.0, character_threshold=0.0)
+def test_zero_thresholds_return_every_tag_with_display_names(run_model, tiny: Path, rows: list[dict[str, str]]) -> None:
+    _, [cell] = run_model(
+        "wd14", [SAMPLES / "coffee.png"], weights=tiny, general_threshold=0.0, character_threshold=0.0
+    )
     _check_cell(cell, rows, 0.0, 0.0)
     assert cell["status"] == "ok"
     names = {t["name"] for t in cell["tags"]}
@@ -136,8 +139,9 @@ def test_zero_thresholds_return_every_tag_with_display_names(run_model, tiny: Pa
 
 
 def test_thresholds_above_one_give_no_tags(run_model, tiny: Path, rows: list[dict[str, str]]) -> None:
-    _, [cell] = run_model("wd14", [SAMPLES / "rocket.jpg"], weights=tiny,
-                          general_threshold=1.01, character_threshold=1.01)
+    _, [cell] = run_model(
+        "wd14", [SAMPLES / "rocket.jpg"], weights=tiny, general_threshold=1.01, character_threshold=1.01
+    )
     _check_cell(cell, rows, 1.01, 1.01)
     assert cell["status"] == "no_tags"
     assert [t["category"] for t in cell["tags"]] == ["rating"]
@@ -145,10 +149,12 @@ def test_thresholds_above_one_give_no_tags(run_model, tiny: Path, rows: list[dic
 
 
 @pytest.mark.parametrize(("general", "character", "kept"), [(1.01, 0.0, "character"), (0.0, 1.01, "general")])
-def test_each_category_has_its_own_threshold(run_model, tiny: Path, rows: list[dict[str, str]], general: float,
-                                             character: float, kept: str) -> None:
-    _, [cell] = run_model("wd14", [SAMPLES / "chelsea.png"], weights=tiny,
-                          general_threshold=general, character_threshold=character)
+def test_each_category_has_its_own_threshold(
+    run_model, tiny: Path, rows: list[dict[str, str]], general: float, character: float, kept: str
+) -> None:
+    _, [cell] = run_model(
+        "wd14", [SAMPLES / "chelsea.png"], weights=tiny, general_threshold=general, character_threshold=character
+    )
     _check_cell(cell, rows, general, character)
     assert sorted(t["category"] for t in cell["tags"]) == sorted(["rating"] + [kept] * len(_names(rows, kept)))
 
@@ -177,9 +183,16 @@ def test_transparency_and_padding_become_white(run_model, tiny: Path, tmp_path: 
     white_square.paste(photo, offset)
     black_square = Image.new("RGB", (side, side), (0, 0, 0))
     black_square.paste(photo, offset)
-    paths = [_save(img, tmp_path / f"{name}.png") for name, img in (
-        ("holed", holed), ("flattened", flattened), ("wide", photo), ("white", white_square),
-        ("black", black_square))]
+    paths = [
+        _save(img, tmp_path / f"{name}.png")
+        for name, img in (
+            ("holed", holed),
+            ("flattened", flattened),
+            ("wide", photo),
+            ("white", white_square),
+            ("black", black_square),
+        )
+    ]
     _, cells = run_model("wd14", paths, weights=tiny)
     holed_c, flat_c, wide_c, white_c, black_c = cells
     assert _max_diff(holed_c, flat_c) < 1e-5
@@ -255,8 +268,9 @@ def test_missing_tag_file_fails_load_clearly(run_model, tiny: Path, tmp_path: Pa
         run_model("wd14", [SAMPLES / "chelsea.png"], weights=weights)
 
 
-def test_tag_file_that_does_not_match_the_model_fails_load(run_model, tiny: Path, tmp_path: Path,
-                                                          rows: list[dict[str, str]]) -> None:
+def test_tag_file_that_does_not_match_the_model_fails_load(
+    run_model, tiny: Path, tmp_path: Path, rows: list[dict[str, str]]
+) -> None:
     weights = _copy_weights(tiny, tmp_path / "short-csv", rows[:-1])
     with pytest.raises(RemoteError, match=f"{len(rows) - 1} rows but the model has {len(rows)} outputs"):
         run_model("wd14", [SAMPLES / "chelsea.png"], weights=weights)
@@ -315,8 +329,9 @@ print(json.dumps(session.run(None, {session.get_inputs()[0].name: array})[0][0].
 """
 
 
-def test_exact_decode_scores_equal_the_reference_preprocessing(run_model, tiny: Path, tmp_path: Path,
-                                                               env_script: Callable[..., list]) -> None:
+def test_exact_decode_scores_equal_the_reference_preprocessing(
+    run_model, tiny: Path, tmp_path: Path, env_script: Callable[..., list]
+) -> None:
     photo = _camera_jpeg(tmp_path / "camera.jpg")
     reference = env_script("onnx", REFERENCE_SCORES, str(tiny), str(photo), timeout=120)
     _, [exact] = run_model("wd14", [photo], weights=tiny, load_options={"exact_decode": True})
@@ -333,8 +348,19 @@ def test_exact_decode_flag_reaches_the_runner_and_keys_resume(tiny: Path, tmp_pa
     folder = tmp_path / "photos"
     folder.mkdir()
     _camera_jpeg(folder / "camera.jpg")
-    args = ["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={tiny}", "--offline",
-            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    args = [
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        "--weights",
+        f"wd14={tiny}",
+        "--offline",
+        "--store",
+        str(tmp_path / "results.sqlite"),
+        "--format",
+        "json",
+    ]
     runs = [mltag(*args), mltag(*args, "--exact-decode"), mltag(*args, "--exact-decode")]
     assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
     fast, exact, again = (json.loads(run.stdout)["images"][0]["results"]["wd14"] for run in runs)

@@ -18,9 +18,17 @@ RUN_FIELDS = {"prompt", "text", "prompt_tokens", "new_tokens", "seconds", "token
 TAG_FIELDS = {"name", "score", "category", "estimated"}
 
 
-def check_cell(cell: dict, path: Path, prompts: Mapping[str, str] | Iterable[str], *, new_tokens: int | None = None,
-               max_new: int | None = None, batch_size: int | None = None, min_prompt_tokens: int = 1,
-               hidden: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_cell(
+    cell: dict,
+    path: Path,
+    prompts: Mapping[str, str] | Iterable[str],
+    *,
+    new_tokens: int | None = None,
+    max_new: int | None = None,
+    batch_size: int | None = None,
+    min_prompt_tokens: int = 1,
+    hidden: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Check one cell; return its raw output for the family's own checks.
 
     prompts       the prompt runs expected: {task: exact prompt given to the model} or the tasks

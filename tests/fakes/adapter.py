@@ -16,13 +16,13 @@ from runners.base import longest_side_need
 print("fake adapter: a library printing to stdout at import time")
 os.write(1, b"raw bytes written to fd 1 at import\n")
 
-EXPECTED_SIDE = 64   # expected_decode_need's guess; load option `side` is the loaded model's own
+EXPECTED_SIDE = 64  # expected_decode_need's guess; load option `side` is the loaded model's own
 
 
 class Adapter:
     def __init__(self) -> None:
         self.side = 0
-        self.asked_ahead = 0              # expected_decode_need calls (the decode-ahead thread's)
+        self.asked_ahead = 0  # expected_decode_need calls (the decode-ahead thread's)
         self.asked = threading.Event()
 
     def load(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -49,14 +49,20 @@ class Adapter:
 
     def infer(self, images: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
         print(f"fake adapter: infer on {len(images)} image(s)")
-        time.sleep(float(options.get("sleep_s", 0)))   # a model computing
+        time.sleep(float(options.get("sleep_s", 0)))  # a model computing
         os.write(1, b"\x00\x01 binary noise on fd 1\n")
         out = []
         for img in images:
             if options.get("raise_on") and img.name.endswith(options["raise_on"]):
                 raise ValueError(f"adapter failure on {img.name}")
             w, h = img.pil.size
-            out.append({"tags": [{"name": f"mode {img.pil.mode}", "score": 1.0},
-                                 {"name": "landscape" if w > h else "portrait-or-square", "score": 0.5}],
-                        "raw": {"size": [w, h], "rgb_extrema": [list(e) for e in img.rgb().getextrema()]}})
+            out.append(
+                {
+                    "tags": [
+                        {"name": f"mode {img.pil.mode}", "score": 1.0},
+                        {"name": "landscape" if w > h else "portrait-or-square", "score": 0.5},
+                    ],
+                    "raw": {"size": [w, h], "rgb_extrema": [list(e) for e in img.rgb().getextrema()]},
+                }
+            )
         return out

@@ -70,8 +70,18 @@ def main() -> int:
             return 0
         op, rid = req["op"], req["id"]
         if op == "hello":
-            write(ok_reply(rid, {"protocol": PROTOCOL_VERSION, "python": sys.version.split()[0],
-                                 "packages": {}, "devices": ["cpu"], "pid": os.getpid()}))
+            write(
+                ok_reply(
+                    rid,
+                    {
+                        "protocol": PROTOCOL_VERSION,
+                        "python": sys.version.split()[0],
+                        "packages": {},
+                        "devices": ["cpu"],
+                        "pid": os.getpid(),
+                    },
+                )
+            )
         elif op == "load":
             print(f"fake runner: load decode_ahead={bool(req.get('decode_ahead'))}", file=sys.stderr, flush=True)
             if "crash_decoding_ahead" in opts and req.get("decode_ahead"):
@@ -82,16 +92,41 @@ def main() -> int:
                 time.sleep(float(opts["slow_load"]))
             if "load_error_long" in opts:
                 kinds = ", ".join(f"type{i}" for i in range(300))
-                write(error_reply(rid, {"type": "ValueError", "message": "Unrecognized model in /w. Should have a "
-                                        f"`model_type` key in its config.json, or contain one of: {kinds}\n"
-                                        "second line", "traceback": "Traceback (most recent call last): ..."}))
+                write(
+                    error_reply(
+                        rid,
+                        {
+                            "type": "ValueError",
+                            "message": "Unrecognized model in /w. Should have a "
+                            f"`model_type` key in its config.json, or contain one of: {kinds}\n"
+                            "second line",
+                            "traceback": "Traceback (most recent call last): ...",
+                        },
+                    )
+                )
                 continue
             if "weights_missing" in opts:
-                write(error_reply(rid, {"type": "WeightsMissing", "message": "fake/model@abc is not in the cache",
-                                        "traceback": ""}))
+                write(
+                    error_reply(
+                        rid,
+                        {"type": "WeightsMissing", "message": "fake/model@abc is not in the cache", "traceback": ""},
+                    )
+                )
                 continue
-            write(ok_reply(rid, {"load_s": 0.01, "warmup_s": None, "device": "cpu", "dtype": "float32",
-                                 "model_version": "fake", "notes": ["fake runner"], "memory_mb": 1.0}))
+            write(
+                ok_reply(
+                    rid,
+                    {
+                        "load_s": 0.01,
+                        "warmup_s": None,
+                        "device": "cpu",
+                        "dtype": "float32",
+                        "model_version": "fake",
+                        "notes": ["fake runner"],
+                        "memory_mb": 1.0,
+                    },
+                )
+            )
         elif op == "infer":
             infer_count += 1
             names = [img["name"] for img in req["images"]]
@@ -110,9 +145,17 @@ def main() -> int:
                 stdout.write(MAGIC + struct.pack(">I", 0xFFFFFFF0))
                 stdout.flush()
                 time.sleep(3600)
-            results = [{"id": img["id"], "status": "ok", "tags": [{"name": f"len{len(img['data'])}", "score": 0.9}],
-                        "caption": None, "raw": {"n": len(img["data"])}, "inference_s": 0.001}
-                       for img in req["images"]]
+            results = [
+                {
+                    "id": img["id"],
+                    "status": "ok",
+                    "tags": [{"name": f"len{len(img['data'])}", "score": 0.9}],
+                    "caption": None,
+                    "raw": {"n": len(img["data"])},
+                    "inference_s": 0.001,
+                }
+                for img in req["images"]
+            ]
             write(ok_reply(rid, {"results": results, "batch_s": 0.001, "batch_size": len(results)}))
         elif op == "shutdown":
             write(ok_reply(rid, {}))

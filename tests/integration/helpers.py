@@ -17,8 +17,9 @@ from orchestrator.run.supervisor import Supervisor
 from tests.support import spec
 
 
-def peak_rss_mb(args: list[str], env: dict[str, str] | None = None,
-                timeout: float = 3600) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def peak_rss_mb(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 3600
+) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """Run `mltag ARGS` and sample its peak resident memory (VmHWM, Linux) until it exits:
     (peak MB of the orchestrator process itself, wall seconds, the finished process)."""
     import re
@@ -26,8 +27,14 @@ def peak_rss_mb(args: list[str], env: dict[str, str] | None = None,
     import time
 
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT, text=True,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=PROJECT_ROOT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     peak = [0.0]
 
     def sample() -> None:
@@ -58,19 +65,41 @@ def images(tmp_path: Path, names: list[str]) -> list[ImageRef]:
     return out
 
 
-def fake_job(tmp_path: Path, behaviour: str, limits: Limits | None = None, batch_size: int = 1,
-             runner_module: str = "tests.fakes.runner", load_options: dict[str, Any] | None = None,
-             infer_options: dict[str, Any] | None = None) -> ModelJob:
+def fake_job(
+    tmp_path: Path,
+    behaviour: str,
+    limits: Limits | None = None,
+    batch_size: int = 1,
+    runner_module: str = "tests.fakes.runner",
+    load_options: dict[str, Any] | None = None,
+    infer_options: dict[str, Any] | None = None,
+) -> ModelJob:
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir(exist_ok=True)
-    load_spec = {"name": "fake", "hub_id": "fake/model", "revision": "0" * 40, "local_path": None, "offline": True,
-                 "device": "cpu", "dtype": "auto", "cache_dir": str(tmp_path / "cache"),
-                 "options": load_options or {}}
-    return ModelJob(spec=spec(), python=Path(sys.executable), load_spec=load_spec,  # type: ignore[arg-type]
-                    infer_options=infer_options or {}, log_path=tmp_path / "logs" / "fake.log",
-                    limits=limits or Limits(hello_s=30, load_s=30, infer_s=5), batch_size=batch_size,
-                    runner_module=runner_module, adapter=behaviour, offline=True,
-                    extra_env={"PYTHONPATH": str(PROJECT_ROOT), "FAKE_PID_DIR": str(pid_dir)})
+    load_spec = {
+        "name": "fake",
+        "hub_id": "fake/model",
+        "revision": "0" * 40,
+        "local_path": None,
+        "offline": True,
+        "device": "cpu",
+        "dtype": "auto",
+        "cache_dir": str(tmp_path / "cache"),
+        "options": load_options or {},
+    }
+    return ModelJob(
+        spec=spec(),
+        python=Path(sys.executable),
+        load_spec=load_spec,  # type: ignore[arg-type]
+        infer_options=infer_options or {},
+        log_path=tmp_path / "logs" / "fake.log",
+        limits=limits or Limits(hello_s=30, load_s=30, infer_s=5),
+        batch_size=batch_size,
+        runner_module=runner_module,
+        adapter=behaviour,
+        offline=True,
+        extra_env={"PYTHONPATH": str(PROJECT_ROOT), "FAKE_PID_DIR": str(pid_dir)},
+    )
 
 
 def run(job: ModelJob, imgs: list[ImageRef]) -> tuple[Any, dict[str, dict[str, Any]]]:

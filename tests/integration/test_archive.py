@@ -27,8 +27,14 @@ from tests.support import SCHEMA, mltag
 pytestmark = pytest.mark.adapter
 
 # Names a camera, an old drive or another system leaves behind (bytes: one is not valid UTF-8).
-ODD_NAMES = [b"caf\xe9 latin-1.jpg", b"new\nline.jpg", b"quote\"and'apostrophe.jpg",
-             b"-leading-dash.jpg", ("long-" + "x" * 200 + ".jpg").encode(), "ünïcödé ✓.jpg".encode()]
+ODD_NAMES = [
+    b"caf\xe9 latin-1.jpg",
+    b"new\nline.jpg",
+    b"quote\"and'apostrophe.jpg",
+    b"-leading-dash.jpg",
+    ("long-" + "x" * 200 + ".jpg").encode(),
+    "ünïcödé ✓.jpg".encode(),
+]
 
 
 def _photo(path: bytes | Path, seed: int) -> None:
@@ -77,9 +83,20 @@ def test_every_name_goes_through_every_output(wd14: str, tmp_path: Path) -> None
     archive = make_archive(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    proc = mltag("analyze", str(archive), "--models", "wd14", "--weights", wd14, "--offline",
-                 "--format", "json", "--out", str(out / "results.json"))
-    assert proc.returncode == 1, proc.stderr   # the dangling link and the FIFO are bad images
+    proc = mltag(
+        "analyze",
+        str(archive),
+        "--models",
+        "wd14",
+        "--weights",
+        wd14,
+        "--offline",
+        "--format",
+        "json",
+        "--out",
+        str(out / "results.json"),
+    )
+    assert proc.returncode == 1, proc.stderr  # the dangling link and the FIFO are bad images
     assert "2 file(s) cannot be read" in proc.stderr
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     jsonschema.validate(doc, SCHEMA)
@@ -127,8 +144,15 @@ def test_the_archive_is_never_written(wd14: str, tiny_model, tmp_path: Path, mlt
         ("analyze", str(archive), "--models", "wd14", *common),
         ("run", "wd14", str(archive / "roll 1"), *common),
         ("report", str(archive), "--html", str(tmp_path / "report.html")),
-        ("judge", str(archive), "--judge", "qwen25-judge", "--weights", f"qwen25-judge={tiny_model('judge')}",
-         "--offline"),
+        (
+            "judge",
+            str(archive),
+            "--judge",
+            "qwen25-judge",
+            "--weights",
+            f"qwen25-judge={tiny_model('judge')}",
+            "--offline",
+        ),
         ("eval", "--labels", str(labels), str(archive)),
     ]
     for args in steps:
@@ -147,8 +171,13 @@ def test_a_legacy_in_folder_store_is_found_and_left_alone(tmp_path: Path, mltag_
     legacy = ResultStore(archive / ".mltag" / "results.sqlite")
     legacy.begin_run("old", 1.0, {}, ["analyze"])
     legacy.record_images("old", [image])
-    legacy.put_cell("old", image.sha256, "wd14", {"status": "ok", "tags": [{"name": "ruins", "score": 0.8}]},
-                    CellMeta(options_key="k", kind="tagger"))
+    legacy.put_cell(
+        "old",
+        image.sha256,
+        "wd14",
+        {"status": "ok", "tags": [{"name": "ruins", "score": 0.8}]},
+        CellMeta(options_key="k", kind="tagger"),
+    )
     legacy.close()
     before = snapshot(archive)
     proc = mltag("report", str(archive), "--format", "json")
@@ -167,7 +196,7 @@ def test_a_file_that_vanishes_mid_run_is_a_skipped_cell(tmp_path: Path) -> None:
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (folder / name).write_bytes(b"photo " + name.encode())
     images = [hash_file(folder / n) for n in ("a.jpg", "b.jpg", "c.jpg")]
-    (folder / "b.jpg").unlink()   # gone between discovery and its turn
+    (folder / "b.jpg").unlink()  # gone between discovery and its turn
     info, cells = run(fake_job(tmp_path, "ok"), images)
     assert cells["a.jpg"]["status"] == cells["c.jpg"]["status"] == "ok"
     assert cells["b.jpg"]["status"] == "skipped" and "could not be read" in cells["b.jpg"]["message"]
@@ -183,9 +212,23 @@ def test_memory_does_not_grow_with_the_photos(tiny_model, tmp_path: Path) -> Non
         folder.mkdir()
         for i in range(n):
             Image.new("RGB", (48, 32), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(folder / f"{i:05d}.png")
-        peak, _, proc = peak_rss_mb(["analyze", str(folder), "--models", "wd14", "--weights", f"wd14={weights}",
-                                   "--offline", "--format", "json", "--out", str(tmp_path / f"{n}.json"),
-                                   "--store", str(tmp_path / f"{n}.sqlite")])
+        peak, _, proc = peak_rss_mb(
+            [
+                "analyze",
+                str(folder),
+                "--models",
+                "wd14",
+                "--weights",
+                f"wd14={weights}",
+                "--offline",
+                "--format",
+                "json",
+                "--out",
+                str(tmp_path / f"{n}.json"),
+                "--store",
+                str(tmp_path / f"{n}.sqlite"),
+            ]
+        )
         assert proc.returncode == 0, proc.stderr
         assert len(json.loads((tmp_path / f"{n}.json").read_text())["images"]) == n
         peaks[n] = peak

@@ -23,7 +23,7 @@ from tests.tiny_models import tiny_weights
 
 pytestmark = pytest.mark.adapter
 
-ODD = "été #1 (copy).PNG"        # a member name with spaces, accents and an upper-case suffix
+ODD = "été #1 (copy).PNG"  # a member name with spaces, accents and an upper-case suffix
 
 
 def _photo(colour: str, fmt: str = "JPEG") -> bytes:
@@ -51,19 +51,19 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
 def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("archives") / "in"
     (folder / "plain" / "ward" / "night").mkdir(parents=True)
-    for name, data in PHOTOS.items():          # the same photos as plain files: the reference
+    for name, data in PHOTOS.items():  # the same photos as plain files: the reference
         (folder / "plain" / name).write_bytes(data)
     with zipfile.ZipFile(folder / "photos.zip", "w") as zf:
         for name, data in PHOTOS.items():
             zf.writestr(name, data)
         zf.writestr("notes.txt", b"not a photo: skipped, as in folders")
-        zf.writestr("ward/", b"")                              # a folder entry
-        zf.writestr("broken.jpg", b"not a JPEG at all")       # the runner cannot decode it
-        zf.writestr(zipfile.ZipInfo("crc.jpg"), _photo("white"))   # stored: its bytes are damaged below
+        zf.writestr("ward/", b"")  # a folder entry
+        zf.writestr("broken.jpg", b"not a JPEG at all")  # the runner cannot decode it
+        zf.writestr(zipfile.ZipInfo("crc.jpg"), _photo("white"))  # stored: its bytes are damaged below
     data = (folder / "photos.zip").read_bytes()
     white = _photo("white")
     at = data.index(white) + len(white) // 2
-    (folder / "photos.zip").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])   # a CRC error
+    (folder / "photos.zip").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])  # a CRC error
     with tarfile.open(folder / "photos.tar.gz", "w:gz") as tf:
         for name, photo in PHOTOS.items():
             info = tarfile.TarInfo("./" + name)
@@ -73,8 +73,9 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import pyarrow.parquet as pq
 
     rows = [{"bytes": photo, "path": name} for name, photo in PHOTOS.items()]
-    pq.write_table(pa.table({"image": rows, "label": list(range(len(rows)))}), folder / "data.parquet",
-                   row_group_size=2)   # two row groups: rows are read a group at a time
+    pq.write_table(
+        pa.table({"image": rows, "label": list(range(len(rows)))}), folder / "data.parquet", row_group_size=2
+    )  # two row groups: rows are read a group at a time
     import datasets  # a save_to_disk folder, written by Hugging Face's own library (its Image feature)
 
     ds = datasets.Dataset.from_dict({"image": rows}, features=datasets.Features({"image": datasets.Image()}))
@@ -84,9 +85,21 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _analyze(paths: list[Path], *flags: str) -> tuple[dict[str, Any], str]:
     weights = [f"--weights={m}={p}" for m, p in tiny_weights(["wd14"]).items()]
-    proc = mltag("analyze", *map(str, paths), "--models", "wd14", *weights, "--format", "json", "--offline",
-                 "--device", "cpu", *flags, timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-4000:]   # 1: the bad_image cells
+    proc = mltag(
+        "analyze",
+        *map(str, paths),
+        "--models",
+        "wd14",
+        *weights,
+        "--format",
+        "json",
+        "--offline",
+        "--device",
+        "cpu",
+        *flags,
+        timeout=900,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-4000:]  # 1: the bad_image cells
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)
     return doc, proc.stderr
@@ -95,8 +108,9 @@ def _analyze(paths: list[Path], *flags: str) -> tuple[dict[str, Any], str]:
 def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) -> None:
     before = _snapshot(archives)
     store = tmp_path / "store.sqlite"
-    zipped, tarred, dataset, saved, plain = (archives / n for n in ("photos.zip", "photos.tar.gz", "data.parquet",
-                                                                    "saved", "plain"))
+    zipped, tarred, dataset, saved, plain = (
+        archives / n for n in ("photos.zip", "photos.tar.gz", "data.parquet", "saved", "plain")
+    )
     # Each container on its own (identical content runs once in a run: a member must be read to be sent).
     reference = {img["path"]: img for img in _analyze([plain], "--no-store")[0]["images"]}
     cells: dict[str, Any] = {}
@@ -105,7 +119,7 @@ def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) 
     rows = {f"{d}!/train/{i}" for d in (dataset, saved) for i in range(len(PHOTOS))}
     members = {f"{zipped}!/{n}" for n in [*PHOTOS, "broken.jpg", "crc.jpg"]} | {f"{tarred}!/{n}" for n in PHOTOS}
     expected = members | rows
-    assert set(cells) == expected   # notes.txt and the folder entry skipped
+    assert set(cells) == expected  # notes.txt and the folder entry skipped
     for i, name in enumerate(PHOTOS):
         want = reference[str(plain / name)]
         for path in (f"{zipped}!/{name}", f"{tarred}!/{name}", f"{dataset}!/train/{i}", f"{saved}!/train/{i}"):
@@ -120,7 +134,7 @@ def test_zip_tar_and_parquet_analyse_as_folders(archives: Path, tmp_path: Path) 
     assert crc["status"] == "bad_image" and "crc.jpg in photos.zip" in crc["message"] and "CRC" in crc["message"], crc
 
     first, err = _analyze([zipped, tarred, dataset, saved], "--store", str(store))
-    assert "0 result(s) reused, 5 computed" in err, err   # 11 paths, 5 contents: 3 photos, broken, crc
+    assert "0 result(s) reused, 5 computed" in err, err  # 11 paths, 5 contents: 3 photos, broken, crc
     cells = {img["path"]: img for img in first["images"]}
     # A re-run: every cell from the store (the members' hashes from the stat cache, keyed on the archive's stat).
     again, err = _analyze([zipped, tarred, dataset, saved], "--store", str(store))

@@ -20,25 +20,31 @@ REGISTRY = load_registry()
 # The prompted captioners (model.toml [infer] has `ask`) of the modern env, each on the checkpoint
 # its builder's COVERS names; those of the tf4 and legacy envs and the served ones run in
 # test_envs_side_by_side.py.
-CAPTIONERS = [name for name, spec in REGISTRY.items()
-              if spec.kind == "captioner" and "ask" in spec.infer and spec.env == "modern" and not spec.server]
+CAPTIONERS = [
+    name
+    for name, spec in REGISTRY.items()
+    if spec.kind == "captioner" and "ask" in spec.infer and spec.env == "modern" and not spec.server
+]
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["analyze", "no/such/dir"], "path not found: no/such/dir"),
-    (["analyze", "samples", "--models", "florance2"], "did you mean 'florence2'"),
-    (["analyze", "samples", "--format", "xml"], "unknown --format 'xml'"),
-    (["analyze", "samples", "--weights", "wd14"], "--weights expects KEY=VALUE"),
-    (["analyze", "samples", "--models", "wd14", "--weights", "clip=/tmp"], "not selected: clip"),
-    (["run", "wd14", "samples", "--weights", "wd14=/no/such/weights"], "path does not exist"),
-    (["analyze", "samples", "--models", "wd14", "--store", "x.sqlite", "--no-store"], "exclude each other"),
-    (["report", "no/such/dir"], "no results store at"),
-    (["analyze", "samples", "--models", "wd14", "--format", "html"], "add --out FILE"),
-    (["report", "--format", "html"], "add --out FILE"),
-    (["report", "--html", "a.html", "--format", "csv"], "--html FILE is short for --format html --out FILE"),
-    (["analyze", "samples", "--judge", "wd14"], "is a tagger, not a judge"),
-    (["analyze", "samples", "--models", "qwen25-judge"], "use --judge qwen25-judge"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["analyze", "no/such/dir"], "path not found: no/such/dir"),
+        (["analyze", "samples", "--models", "florance2"], "did you mean 'florence2'"),
+        (["analyze", "samples", "--format", "xml"], "unknown --format 'xml'"),
+        (["analyze", "samples", "--weights", "wd14"], "--weights expects KEY=VALUE"),
+        (["analyze", "samples", "--models", "wd14", "--weights", "clip=/tmp"], "not selected: clip"),
+        (["run", "wd14", "samples", "--weights", "wd14=/no/such/weights"], "path does not exist"),
+        (["analyze", "samples", "--models", "wd14", "--store", "x.sqlite", "--no-store"], "exclude each other"),
+        (["report", "no/such/dir"], "no results store at"),
+        (["analyze", "samples", "--models", "wd14", "--format", "html"], "add --out FILE"),
+        (["report", "--format", "html"], "add --out FILE"),
+        (["report", "--html", "a.html", "--format", "csv"], "--html FILE is short for --format html --out FILE"),
+        (["analyze", "samples", "--judge", "wd14"], "is a tagger, not a judge"),
+        (["analyze", "samples", "--models", "qwen25-judge"], "use --judge qwen25-judge"),
+    ],
+)
 def test_usage_errors_are_one_line_with_exit_2(args: list[str], expected: str) -> None:
     proc = mltag(*args)
     assert proc.returncode == 2, proc.stderr
@@ -65,8 +71,19 @@ def test_analyze_three_models_json_validates(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
     weights = [f"--weights={m}={path}" for m, path in tiny_weights(["clip", "wd14", "florence2"]).items()]
-    proc = mltag("analyze", str(folder), "--models", "clip,wd14,florence2", *weights, "--format", "json",
-                 "--offline", "--device", "cpu", "--warmup")
+    proc = mltag(
+        "analyze",
+        str(folder),
+        "--models",
+        "clip,wd14,florence2",
+        *weights,
+        "--format",
+        "json",
+        "--offline",
+        "--device",
+        "cpu",
+        "--warmup",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # stdout holds the JSON and nothing else
     jsonschema.validate(doc, SCHEMA)
@@ -84,8 +101,15 @@ def test_table_and_csv_render(tiny_model, tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "out.csv"
-    args = ["run", "wd14", str(SAMPLES / "brick.png"), str(bad), f"--weights=wd14={tiny_model('wd14')}", "--offline",
-            "--no-store"]
+    args = [
+        "run",
+        "wd14",
+        str(SAMPLES / "brick.png"),
+        str(bad),
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--no-store",
+    ]
     proc = mltag(*args, "--format", "csv", "--out", str(out))
     assert proc.returncode == 1, "a bad image is a failed cell: exit 1"
     assert "brick.png" in out.read_text() and "bad_image" in out.read_text()
@@ -102,9 +126,26 @@ def test_analyze_every_captioner_and_the_judge(tiny_model, tmp_path: Path) -> No
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
     weights = [f"--weights={m}={path}" for m, path in tiny_weights(CAPTIONERS).items()]
-    proc = mltag("analyze", str(folder), "--models", ",".join(CAPTIONERS), *weights,
-                 f"--weights=qwen25-judge={tiny_model('judge')}", "--judge", "qwen25-judge", "--ask", "both",
-                 "--option", "max_new_tokens=8", "--format", "json", "--offline", "--device", "cpu", "--no-store")
+    proc = mltag(
+        "analyze",
+        str(folder),
+        "--models",
+        ",".join(CAPTIONERS),
+        *weights,
+        f"--weights=qwen25-judge={tiny_model('judge')}",
+        "--judge",
+        "qwen25-judge",
+        "--ask",
+        "both",
+        "--option",
+        "max_new_tokens=8",
+        "--format",
+        "json",
+        "--offline",
+        "--device",
+        "cpu",
+        "--no-store",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)
@@ -139,11 +180,13 @@ def test_weights_may_be_a_hugging_face_cache_root(tiny_model, tmp_path: Path) ->
     doc = json.loads(proc.stdout)
     assert doc["images"][0]["results"]["blip"]["status"] == "ok"
     assert doc["models"][0]["model_version"].startswith(str(snapshot)), "the pinned snapshot was loaded"
-    shutil.move(snapshot, repo / "snapshots" / ("0" * 40))   # the cache now holds another revision only
+    shutil.move(snapshot, repo / "snapshots" / ("0" * 40))  # the cache now holds another revision only
     refused = mltag(*args, f"--weights=blip={tmp_path / 'hub'}")
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.startswith(f"error: --weights blip={tmp_path / 'hub'}: this Hugging Face cache holds "
-                                     f"{spec.hub_id} but not its pinned revision {spec.revision[:12]}"), refused.stderr
+    assert refused.stderr.startswith(
+        f"error: --weights blip={tmp_path / 'hub'}: this Hugging Face cache holds "
+        f"{spec.hub_id} but not its pinned revision {spec.revision[:12]}"
+    ), refused.stderr
     assert "Traceback" not in refused.stderr
 
 
@@ -153,15 +196,26 @@ def test_a_weights_folder_without_config_json_says_what_was_expected(tmp_path: P
     saying what the folder lacks, and what --weights takes; the whole traceback is in the runner log."""
     empty = tmp_path / "not-a-model"
     empty.mkdir()
-    proc = mltag("analyze", str(SAMPLES / "brick.png"), "--models", "qwen2vl-2b", "--offline", "--no-store",
-                 f"--weights=qwen2vl-2b={empty}", "--format", "json")
+    proc = mltag(
+        "analyze",
+        str(SAMPLES / "brick.png"),
+        "--models",
+        "qwen2vl-2b",
+        "--offline",
+        "--no-store",
+        f"--weights=qwen2vl-2b={empty}",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 1, proc.stderr
     cell = json.loads(proc.stdout)["images"][0]["results"]["qwen2vl-2b"]
     assert cell["status"] == "skipped"
-    assert cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of " \
-                              f"{REGISTRY['qwen2vl-2b'].hub_id}"
+    assert (
+        cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of "
+        f"{REGISTRY['qwen2vl-2b'].hub_id}"
+    )
     assert "a Hugging Face cache root holding" in cell["fix"] and "snapshot folder" in cell["fix"]
-    said = " ".join(proc.stderr.split())   # rich wraps long lines at 80 columns in a pipe
+    said = " ".join(proc.stderr.split())  # rich wraps long lines at 80 columns in a pipe
     assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
     assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
 
@@ -173,8 +227,18 @@ def test_a_run_says_which_failures_the_store_did_not_take(tiny_model, tmp_path: 
     names the kept results, and the JSON lists them (failures_kept). --timeout 0.001 s: no real runner
     answers within a millisecond, so every photo of the second run times out."""
     photos = [str(SAMPLES / "brick.png"), str(SAMPLES / "rocket.jpg")]
-    args = ["analyze", *photos, "--models", "blip", f"--weights=blip={tiny_model('blip')}", "--offline",
-            "--store", str(tmp_path / "results.sqlite"), "--format", "json"]
+    args = [
+        "analyze",
+        *photos,
+        "--models",
+        "blip",
+        f"--weights=blip={tiny_model('blip')}",
+        "--offline",
+        "--store",
+        str(tmp_path / "results.sqlite"),
+        "--format",
+        "json",
+    ]
     first = mltag(*args)
     assert first.returncode == 0 and json.loads(first.stdout)["failures_kept"] == [], first.stderr
     second = mltag(*args, "--force", "--timeout", "0.001")
@@ -183,8 +247,11 @@ def test_a_run_says_which_failures_the_store_did_not_take(tiny_model, tmp_path: 
     jsonschema.validate(doc, SCHEMA)
     assert all(img["results"]["blip"]["status"] in SUCCESS for img in doc["images"]), "the done cells are kept"
     assert [(k["model"], k["path"], k["status"]) for k in doc["failures_kept"]] == [
-        ("blip", p, "timeout") for p in photos]
+        ("blip", p, "timeout") for p in photos
+    ]
     said = " ".join(second.stderr.split())
     assert "2 computed, 2 failed" in said, second.stderr
-    assert ("2 result(s) failed in this run but the store kept their earlier done result, which the outputs show: "
-            f"blip on {photos[0]}: timeout; blip on {photos[1]}: timeout") in said, second.stderr
+    assert (
+        "2 result(s) failed in this run but the store kept their earlier done result, which the outputs show: "
+        f"blip on {photos[0]}: timeout; blip on {photos[1]}: timeout"
+    ) in said, second.stderr

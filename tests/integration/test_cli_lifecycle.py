@@ -21,8 +21,9 @@ pytestmark = pytest.mark.adapter
 
 
 def test_health_deep_with_local_weights(tiny_model, tmp_path: Path) -> None:
-    proc = mltag("health", "wd14", "--deep", f"--weights=wd14={tiny_model('wd14')}",
-                 env={"HF_HOME": str(tmp_path / "hf")})
+    proc = mltag(
+        "health", "wd14", "--deep", f"--weights=wd14={tiny_model('wd14')}", env={"HF_HOME": str(tmp_path / "hf")}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "wd14 healthy" in out and "onnxruntime 1.31.1" in out and "onnxruntime:CPUExecutionProvider" in out
@@ -34,8 +35,9 @@ def test_health_names_missing_weights_and_env_with_fixes(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert "FAIL weights" in proc.stdout and "not in the Hugging Face cache" in proc.stdout
     assert "fix: mltag run wd14" in proc.stdout
-    proc = mltag("health", "wd14", env={"MLTAG_CACHE_DIR": str(tmp_path / "empty-cache"),
-                                        "HF_HOME": str(tmp_path / "hf")})
+    proc = mltag(
+        "health", "wd14", env={"MLTAG_CACHE_DIR": str(tmp_path / "empty-cache"), "HF_HOME": str(tmp_path / "hf")}
+    )
     assert proc.returncode == 1
     assert "FAIL env: env 'onnx' is missing: not built" in proc.stdout
     assert "fix: make setup-envs MODELS=wd14" in proc.stdout
@@ -58,9 +60,24 @@ def _runner_pids(cli: psutil.Process) -> list[int]:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_stops_every_runner(tiny_model, slow_folder: Path, sig: int, code: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "wd14", str(slow_folder),
-                             f"--weights=wd14={tiny_model('wd14')}", "--offline", "--format", "json"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            "wd14",
+            str(slow_folder),
+            f"--weights=wd14={tiny_model('wd14')}",
+            "--offline",
+            "--format",
+            "json",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runners = _runner_pids(psutil.Process(proc.pid))
     time.sleep(2.0)  # the runner is loaded and busy decoding
     proc.send_signal(sig)
@@ -79,8 +96,18 @@ def test_runner_killed_from_outside_mid_run(tiny_model, slow_folder: Path, retry
 
     import jsonschema
 
-    args = [sys.executable, "-m", "orchestrator", "run", "wd14", str(slow_folder), "--offline", "--format", "json",
-            f"--weights=wd14={tiny_model('wd14')}"] + ([] if retry else ["--no-retry-crashed"])
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "run",
+        "wd14",
+        str(slow_folder),
+        "--offline",
+        "--format",
+        "json",
+        f"--weights=wd14={tiny_model('wd14')}",
+    ] + ([] if retry else ["--no-retry-crashed"])
     proc = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runner = _runner_pids(psutil.Process(proc.pid))[0]
     time.sleep(2.0)

@@ -41,8 +41,14 @@ SAMPLES = PROJECT_ROOT / "samples"
 def ray_address() -> Iterator[str]:
     """A local Ray head for the module (2 CPUs, no dashboard), torn down after it."""
     temp = tempfile.mkdtemp(prefix="mltag-ray-")  # short: Ray's socket paths have a length limit
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, namespace="mltag",
-             log_to_driver=False, _temp_dir=temp)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 2**20,
+        namespace="mltag",
+        log_to_driver=False,
+        _temp_dir=temp,
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -60,8 +66,11 @@ def hosted_runners() -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             parent = proc.parent()
-            if "runners.host" in (proc.info["cmdline"] or []) and parent is not None \
-                    and parent.name().startswith("ray::"):
+            if (
+                "runners.host" in (proc.info["cmdline"] or [])
+                and parent is not None
+                and parent.name().startswith("ray::")
+            ):
                 out.append(proc)
         except psutil.Error:
             continue
@@ -86,8 +95,17 @@ def store_cells(path: Path) -> dict[tuple[str, str], dict]:
     try:
         rows = db.execute("SELECT sha256, model, status, options_key, env_key, revision, run_id, cell FROM cells")
         terms = {vid: cellpack.unpack_terms(blob) for vid, blob in db.execute("SELECT id, terms FROM vocabularies")}
-        return {(r[0], r[1]): {"status": r[2], "options_key": r[3], "env_key": r[4], "revision": r[5],
-                               "run_id": r[6], "cell": cellpack.unpack(r[7], terms.__getitem__)} for r in rows}
+        return {
+            (r[0], r[1]): {
+                "status": r[2],
+                "options_key": r[3],
+                "env_key": r[4],
+                "revision": r[5],
+                "run_id": r[6],
+                "cell": cellpack.unpack(r[7], terms.__getitem__),
+            }
+            for r in rows
+        }
     finally:
         db.close()
 
@@ -105,8 +123,16 @@ def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: 
     """The issue's done criterion: wd14 and clip over a folder, --cluster auto on a local Ray cluster."""
     folder = tmp_path / "photos"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
-    common = ["analyze", str(folder), "--models", "wd14,clip", *weights("wd14", "clip"), "--offline",
-              "--format", "json"]
+    common = [
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14,clip",
+        *weights("wd14", "clip"),
+        "--offline",
+        "--format",
+        "json",
+    ]
     one = mltag(*common, "--store", str(tmp_path / "one.sqlite"))
     assert one.returncode == 0, one.stderr
     many = cluster_mltag(ray_address, *common, "--store", str(tmp_path / "cluster.sqlite"))
@@ -116,8 +142,10 @@ def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: 
     jsonschema.validate(doc_many, SCHEMA)
     for model in doc_many["models"]:  # each model ran through a host actor's replica on the node
         assert model["status"] == "ok" and model["log"].endswith(f"{model['name']}-r0.log"), model
-        assert model["runner"]["packages"] == next(m for m in doc_one["models"]
-                                                   if m["name"] == model["name"])["runner"]["packages"]
+        assert (
+            model["runner"]["packages"]
+            == next(m for m in doc_one["models"] if m["name"] == model["name"])["runner"]["packages"]
+        )
     assert [i["sha256"] for i in doc_one["images"]] == [i["sha256"] for i in doc_many["images"]]
     for a, b in zip(doc_one["images"], doc_many["images"], strict=True):
         assert set(a["results"]) == set(b["results"]) == {"wd14", "clip"}
@@ -127,17 +155,24 @@ def test_cluster_run_matches_the_single_machine_run(ray_address: str, tmp_path: 
     assert set(cells_one) == set(cells_many) and len(cells_one) == 8
     for key, a in cells_one.items():
         b = cells_many[key]
-        assert (a["status"], a["options_key"], a["env_key"], a["revision"]) == \
-            (b["status"], b["options_key"], b["env_key"], b["revision"]), key
+        assert (a["status"], a["options_key"], a["env_key"], a["revision"]) == (
+            b["status"],
+            b["options_key"],
+            b["env_key"],
+            b["revision"],
+        ), key
         assert_same_cell(a["cell"], b["cell"], str(key))
-    for model in doc_many["models"]:   # the host actor's count, in the runner's log (see RunnerHost.step)
-        assert "mltag host: 4 infer replies; the next request was already in the runner at 3 of them" \
-            in Path(model["log"]).read_text(), f"{model['name']}: the next photo did not wait in the runner"
+    for model in doc_many["models"]:  # the host actor's count, in the runner's log (see RunnerHost.step)
+        assert (
+            "mltag host: 4 infer replies; the next request was already in the runner at 3 of them"
+            in Path(model["log"]).read_text()
+        ), f"{model['name']}: the next photo did not wait in the runner"
     assert no_hosted_runner_left()
 
 
-def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requests_are_pipelined_and_each_photo_is_put_once(
+    ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The driver in this process: each photo goes into the object store once (ray.put counted) and
     the same ObjectRef reaches both models' host actors; every infer request but the last of a
     replica is already in its runner when the reply before it is taken (the actor's own count);
@@ -165,7 +200,7 @@ def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp
         return put(value, **kw)
 
     monkeypatch.setattr(ray, "put", counted_put)
-    sent: list[tuple[str, Any]] = []   # (model's replica, the ObjectRef of each photo it was sent)
+    sent: list[tuple[str, Any]] = []  # (model's replica, the ObjectRef of each photo it was sent)
     split = transport._photo_refs
 
     def spy(ray_: Any, fields: dict[str, Any]) -> Any:
@@ -175,8 +210,9 @@ def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp
 
     monkeypatch.setattr(transport, "_photo_refs", spy)
 
-    many = ClusterAnalysis(images, specs, options, store=ResultStore(tmp_path / "cluster.sqlite"),
-                           cluster=Cluster(ray_address))
+    many = ClusterAnalysis(
+        images, specs, options, store=ResultStore(tmp_path / "cluster.sqlite"), cluster=Cluster(ray_address)
+    )
     try:
         many.run()
         shelf = many.shelf
@@ -188,8 +224,9 @@ def test_requests_are_pipelined_and_each_photo_is_put_once(ray_address: str, tmp
     by_photo: dict[str, set[Any]] = {}
     for photo, ref in sent:
         by_photo.setdefault(photo, set()).add(ref)
-    assert len(sent) == 8 and all(len(refs) == 1 for refs in by_photo.values()), \
+    assert len(sent) == 8 and all(len(refs) == 1 for refs in by_photo.values()), (
         "both models' actors get the same ObjectRef of a photo"
+    )
     assert shelf.puts == 4 and not shelf.held and shelf.held_bytes == 0, "every photo let go at the end"
     for spec in specs:
         log = (many.log_dir / f"{spec.name}-r0.log").read_text()
@@ -223,9 +260,14 @@ def _all_ok_but_retried(proc: subprocess.Popen[str]) -> tuple[str, list[dict[str
 
 
 def _start(ray_address: str, args: list[str]) -> tuple[subprocess.Popen[str], psutil.Process]:
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args, "--cluster", "auto"], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "RAY_ADDRESS": ray_address})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args, "--cluster", "auto"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ray_address},
+    )
     for _ in range(1200):
         runners = hosted_runners()
         if runners:
@@ -237,8 +279,17 @@ def _start(ray_address: str, args: list[str]) -> tuple[subprocess.Popen[str], ps
 
 
 def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Path) -> None:
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
-            "--format", "json", "--no-store"]
+    args = [
+        "analyze",
+        str(slow_folder),
+        "--models",
+        "wd14",
+        *weights("wd14"),
+        "--offline",
+        "--format",
+        "json",
+        "--no-store",
+    ]
     proc, runner = _start(ray_address, args)
     time.sleep(2.0)  # loaded and busy
     runner.send_signal(signal.SIGKILL)
@@ -250,10 +301,18 @@ def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Pa
     assert no_hosted_runner_left()
 
 
-def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str,
-                                                              slow_folder: Path) -> None:
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
-            "--format", "json", "--no-store"]
+def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str, slow_folder: Path) -> None:
+    args = [
+        "analyze",
+        str(slow_folder),
+        "--models",
+        "wd14",
+        *weights("wd14"),
+        "--offline",
+        "--format",
+        "json",
+        "--no-store",
+    ]
     proc, runner = _start(ray_address, args)
     time.sleep(2.0)
     [host] = [a for a in ray.util.list_named_actors(all_namespaces=True) if "-wd14-r0-1" in a["name"]]
@@ -277,29 +336,51 @@ def test_fault_statuses_are_the_single_machine_ones(ray_address: str, tmp_path: 
     limits = Limits(hello_s=30, load_s=30, infer_s=1.0)
     (tmp_path / "local").mkdir()
     (tmp_path / "hosted").mkdir()
-    local_info, local = run(fake_job(tmp_path / "local", behaviour, limits),
-                            images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"]))
+    local_info, local = run(
+        fake_job(tmp_path / "local", behaviour, limits), images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    )
     cluster = Cluster(ray_address)
     job = fake_job(tmp_path / "hosted", behaviour, limits)
     hosted: dict[str, dict] = {}
-    pool = Pool(cluster, f"test-{os.getpid()}", job, plan(job.spec, cluster.nodes(), 1, 1, False), None,
-                lambda image, result, run: hosted.__setitem__(image.path.name, result), None)
+    pool = Pool(
+        cluster,
+        f"test-{os.getpid()}",
+        job,
+        plan(job.spec, cluster.nodes(), 1, 1, False),
+        None,
+        lambda image, result, run: hosted.__setitem__(image.path.name, result),
+        None,
+    )
     info = pool.run(images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"]))
     assert {n: c["status"] for n, c in hosted.items()} == {n: c["status"] for n, c in local.items()}
     for name, cell in local.items():
         assert hosted[name].get("message", "").split(" (")[0] == cell.get("message", "").split(" (")[0], name
         assert len(hosted[name].get("attempts", [])) == len(cell.get("attempts", [])), name
-    assert (info.crashes, info.timeouts, len(info.reloads)) == \
-        (local_info.crashes, local_info.timeouts, len(local_info.reloads))
+    assert (info.crashes, info.timeouts, len(info.reloads)) == (
+        local_info.crashes,
+        local_info.timeouts,
+        len(local_info.reloads),
+    )
     time.sleep(0.5)
     assert alive(started_pids(tmp_path / "hosted")) == [], "a hosted runner (or its child) outlived the pool"
 
 
-def test_driver_killed_with_9_then_resumed(ray_address: str, slow_folder: Path,
-                                           tmp_path: Path) -> None:
+def test_driver_killed_with_9_then_resumed(ray_address: str, slow_folder: Path, tmp_path: Path) -> None:
     store = tmp_path / "results.sqlite"
-    args = ["analyze", str(slow_folder), "--models", "wd14", *weights("wd14"), "--offline",
-            "--format", "json", "--out", str(tmp_path / "out.json"), "--store", str(store)]
+    args = [
+        "analyze",
+        str(slow_folder),
+        "--models",
+        "wd14",
+        *weights("wd14"),
+        "--offline",
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "out.json"),
+        "--store",
+        str(store),
+    ]
     proc, _ = _start(ray_address, args)
     before: dict = {}
     for _ in range(600):
@@ -311,7 +392,7 @@ def test_driver_killed_with_9_then_resumed(ray_address: str, slow_folder: Path,
     proc.communicate(timeout=60)
     assert 5 <= len(before) < 40, "kill the driver mid-run"
     assert no_hosted_runner_left(), "the killed driver's hosts and runners must go with it"
-    before = store_cells(store)   # every cell committed before the kill
+    before = store_cells(store)  # every cell committed before the kill
     again = cluster_mltag(ray_address, *args)
     assert again.returncode == 0, again.stderr
     assert f"{len(before)} result(s) reused, {40 - len(before)} computed" in again.stderr

@@ -43,17 +43,28 @@ print(json.dumps({"code": code, "attempts": attempts, "loaded": loaded}), file=s
 
 
 def _mltag_without_ray(*args: str) -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, "-c", NO_RAY, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_RAY, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600
+    )
     *lines, last = proc.stderr.strip().splitlines()
     return json.loads(last), "\n".join(lines)
 
 
 @pytest.mark.adapter
 def test_single_machine_run_never_imports_ray(tiny_model, tmp_path: Path) -> None:
-    result, stderr = _mltag_without_ray("analyze", str(SAMPLES / "brick.png"), "--models", "wd14", "--offline",
-                                        f"--weights=wd14={tiny_model('wd14')}", "--format", "json",
-                                        "--out", str(tmp_path / "out.json"), "--no-store")
+    result, stderr = _mltag_without_ray(
+        "analyze",
+        str(SAMPLES / "brick.png"),
+        "--models",
+        "wd14",
+        "--offline",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "out.json"),
+        "--no-store",
+    )
     assert result["code"] == 0, stderr
     assert result["attempts"] == [] and result["loaded"] == []
     doc = json.loads((tmp_path / "out.json").read_text())
@@ -70,7 +81,13 @@ def test_cluster_without_ray_names_the_install_command() -> None:
 
 def test_cluster_env_var_is_read() -> None:
     """MLTAG_CLUSTER=auto is --cluster auto (here: without Ray, the same install message)."""
-    proc = subprocess.run([sys.executable, "-c", NO_RAY, "health", "wd14"], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=120, env={**os.environ, "MLTAG_CLUSTER": "auto"})
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_RAY, "health", "wd14"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+        env={**os.environ, "MLTAG_CLUSTER": "auto"},
+    )
     assert "pip install 'mltag[ray]'" in proc.stderr
     assert json.loads(proc.stderr.strip().splitlines()[-1])["code"] == 2

@@ -35,16 +35,22 @@ def archive(tmp_path: Path) -> Path:
     for model, by_image in cells.items():
         meta = CellMeta(options_key="k", kind="tagger", revision="r", device="cpu", load_s=1.0)
         for image, tags in by_image.items():
-            db.put_cell("run1", image.sha256, model, {"status": "ok", "inference_s": 0.25,
-                                                      "tags": [{"name": n, "score": s} for n, s in tags]}, meta)
+            db.put_cell(
+                "run1",
+                image.sha256,
+                model,
+                {"status": "ok", "inference_s": 0.25, "tags": [{"name": n, "score": s} for n, s in tags]},
+                meta,
+            )
     cap = CellMeta(options_key="k", kind="captioner", revision="r", device="cpu", load_s=5.0)
     caption = {"status": "ok", "inference_s": 2.0, "caption": "An abandoned hall with broken windows.", "tags": []}
     db.put_cell("run1", hall.sha256, "florence2", caption, cap)
     db.put_cell("run1", stairs.sha256, "florence2", {"status": "timeout", "message": "no answer"}, cap)
     db.finish_run("run1", 1.0)
     db.close()
-    (tmp_path / "labels.csv").write_text('image,tags\nphotos/hall.jpg,"broken window, abandoned"\n'
-                                         "photos/stairs.jpg,staircase\n", encoding="utf-8")
+    (tmp_path / "labels.csv").write_text(
+        'image,tags\nphotos/hall.jpg,"broken window, abandoned"\nphotos/stairs.jpg,staircase\n', encoding="utf-8"
+    )
     (tmp_path / "synonyms.txt").write_text("derelict = abandoned\nstairs = staircase\n", encoding="utf-8")
     return folder
 
@@ -62,9 +68,20 @@ def test_eval_from_the_store_with_synonyms(archive: Path) -> None:
     assert by_model["clip"]["own"]["precision"] == 0.5
     assert by_model["clip"]["own"]["recall"] == pytest.approx(2 / 3, abs=1e-6)
     # with derelict = abandoned: TP 3 FP 1 FN 0 -> P .75, R 1; stairs = staircase helps wd14 the same way.
-    merged = runner.invoke(app, ["eval", "--labels", str(labels), "--store", str(archive / ".mltag" /
-                                                                               "results.sqlite"),
-                                 "--synonyms", str(synonyms), "--format", "csv"])
+    merged = runner.invoke(
+        app,
+        [
+            "eval",
+            "--labels",
+            str(labels),
+            "--store",
+            str(archive / ".mltag" / "results.sqlite"),
+            "--synonyms",
+            str(synonyms),
+            "--format",
+            "csv",
+        ],
+    )
     assert merged.exit_code == 0, merged.output
     rows = {line.split(",")[1]: line.split(",") for line in merged.stdout.splitlines()[1:]}
     assert rows["clip"][5:7] == ["0.75", "1.0"]
@@ -80,16 +97,32 @@ def test_eval_says_what_to_fix(archive: Path, tmp_path: Path) -> None:
     assert out.exit_code == 2 and "names an image in the results" in out.output
     bad = archive.parent / "bad-synonyms.txt"
     bad.write_text("derelict abandoned\n", encoding="utf-8")
-    out = runner.invoke(app, ["eval", "--labels", str(archive.parent / "labels.csv"), str(archive),
-                              "--synonyms", str(bad)])
+    out = runner.invoke(
+        app, ["eval", "--labels", str(archive.parent / "labels.csv"), str(archive), "--synonyms", str(bad)]
+    )
     assert out.exit_code == 2 and "bad-synonyms.txt:1: expected 'tag = name'" in out.output
 
 
 def test_report_shows_the_comparison_views_and_json_validates(archive: Path) -> None:
     runner = CliRunner()
     synonyms = str(archive.parent / "synonyms.txt")
-    out = runner.invoke(app, ["report", str(archive), "--show-matrix", "--show-timing", "--show-confidence",
-                              "Broken_Windows", "--synonyms", synonyms, "--top", "3", "--compare-top", "3"])
+    out = runner.invoke(
+        app,
+        [
+            "report",
+            str(archive),
+            "--show-matrix",
+            "--show-timing",
+            "--show-confidence",
+            "Broken_Windows",
+            "--synonyms",
+            synonyms,
+            "--top",
+            "3",
+            "--compare-top",
+            "3",
+        ],
+    )
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert "model agreement: " in text and "each model's top-3 normalised tags" in " ".join(text.split())
@@ -104,17 +137,28 @@ def test_report_shows_the_comparison_views_and_json_validates(archive: Path) -> 
     assert comparison["threshold"] == 0.3 and comparison["synonyms"] == 2
     assert comparison["folder"]["consensus"][0]["tag"] == "broken window"
     staircase = next(c for c in comparison["folder"]["consensus"] if c["tag"] == "staircase")
-    assert staircase["models"] == ["wd14", "clip"]                  # wd14's "stairs" via the synonym map
+    assert staircase["models"] == ["wd14", "clip"]  # wd14's "stairs" via the synonym map
     stored = {m: c for img in document["images"] for m, c in img["results"].items()}
     assert "stairs" in {t["name"] for t in stored["wd14"]["tags"]}  # raw stays raw
 
 
 def test_a_bad_synonym_file_stops_analyze_before_any_model_runs(tmp_path: Path) -> None:
-    out = CliRunner().invoke(app, ["analyze", str(PROJECT_ROOT / "samples"), "--models", "wd14", "--no-store",
-                                   "--synonyms", str(tmp_path / "missing.txt")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(PROJECT_ROOT / "samples"),
+            "--models",
+            "wd14",
+            "--no-store",
+            "--synonyms",
+            str(tmp_path / "missing.txt"),
+        ],
+    )
     assert out.exit_code == 2 and "cannot read the synonym file" in out.output
-    out = CliRunner().invoke(app, ["analyze", str(PROJECT_ROOT / "samples"), "--models", "wd14", "--no-store",
-                                   "--top", "-1"])
+    out = CliRunner().invoke(
+        app, ["analyze", str(PROJECT_ROOT / "samples"), "--models", "wd14", "--no-store", "--top", "-1"]
+    )
     assert out.exit_code == 2 and "--top must be 0 (all) or more" in out.output
 
 
@@ -131,13 +175,17 @@ def test_top_changes_only_what_is_shown(archive: Path) -> None:
     assert docs["1"]["comparison"]["folder"]["consensus"], "something must be compared for the test to mean much"
     assert [i["summary"] for i in docs["1"]["images"]] == [i["summary"] for i in docs["20"]["images"]]
     tables = {top: runner.invoke(app, ["report", str(archive), "--top", top]).stdout for top in ("1", "20")}
-    consensus = {top: [line for line in text.splitlines() if line.startswith(("SUMMARY", "CONSENSUS", "MODEL AGR"))]
-                 for top, text in tables.items()}
+    consensus = {
+        top: [line for line in text.splitlines() if line.startswith(("SUMMARY", "CONSENSUS", "MODEL AGR"))]
+        for top, text in tables.items()
+    }
     # the lines agree except where --top 1 shortens a list ("+N more")
-    assert [line.split(" | ")[0] for line in consensus["1"] if line.startswith("SUMMARY")] == \
-        [line.split(" | ")[0] for line in consensus["20"] if line.startswith("SUMMARY")]
-    assert [line for line in consensus["1"] if line.startswith("MODEL AGR")] == \
-        [line for line in consensus["20"] if line.startswith("MODEL AGR")]
+    assert [line.split(" | ")[0] for line in consensus["1"] if line.startswith("SUMMARY")] == [
+        line.split(" | ")[0] for line in consensus["20"] if line.startswith("SUMMARY")
+    ]
+    assert [line for line in consensus["1"] if line.startswith("MODEL AGR")] == [
+        line for line in consensus["20"] if line.startswith("MODEL AGR")
+    ]
     # what is shown does change: wd14's box lists one tag with --top 1
     assert tables["1"].count("graffiti") < tables["20"].count("graffiti")
     # --compare-top is what changes the comparison

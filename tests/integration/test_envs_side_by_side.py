@@ -24,14 +24,21 @@ pytestmark = pytest.mark.adapter
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # model -> the transformers version its env pins (None: no transformers in its env)
-EXPECTED = {"moondream2": "4.55.0", "ram-plus": "4.55.4", "clip-interrogator": "5.23.0", "llava": None, "wd14": None,
-            "minicpm-v45": "4.55.0", "phi35-vision": "4.48.3"}
+EXPECTED = {
+    "moondream2": "4.55.0",
+    "ram-plus": "4.55.4",
+    "clip-interrogator": "5.23.0",
+    "llava": None,
+    "wd14": None,
+    "minicpm-v45": "4.55.0",
+    "phi35-vision": "4.48.3",
+}
 
 
 def test_one_analyze_over_every_env(tmp_path: Path, env_python: Callable[[str], Path]) -> None:
     registry = load_registry()
     models = [m for m in EXPECTED if m in registry]
-    for env in sorted({registry[m].env for m in models}):   # llava's env too: it has no tiny model to build it
+    for env in sorted({registry[m].env for m in models}):  # llava's env too: it has no tiny model to build it
         env_python(env)
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -39,10 +46,29 @@ def test_one_analyze_over_every_env(tmp_path: Path, env_python: Callable[[str], 
         shutil.copy(SAMPLES / name, folder / name)
     weights = [f"--weights={m}={path}" for m, path in tiny_weights(models).items()]
     with StandInOllama() as server:
-        proc = mltag("analyze", str(folder), "--models", ",".join(models), *weights, "--format", "json", "--offline",
-                     "--device", "cpu", "--no-store", "--ask", "both", "--option", "max_new_tokens=6",
-                     "--option", "clip-interrogator.mode=fast", "--option", "clip-interrogator.max_flavors=8",
-                     env={"OLLAMA_HOST": server.url}, timeout=1800)
+        proc = mltag(
+            "analyze",
+            str(folder),
+            "--models",
+            ",".join(models),
+            *weights,
+            "--format",
+            "json",
+            "--offline",
+            "--device",
+            "cpu",
+            "--no-store",
+            "--ask",
+            "both",
+            "--option",
+            "max_new_tokens=6",
+            "--option",
+            "clip-interrogator.mode=fast",
+            "--option",
+            "clip-interrogator.max_flavors=8",
+            env={"OLLAMA_HOST": server.url},
+            timeout=1800,
+        )
     assert proc.returncode == 0, proc.stderr[-4000:]
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)

@@ -47,11 +47,11 @@ print(json.dumps(out))
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("formats") / "photos"
     folder.mkdir()
-    write_dng(folder / "IMG_0001.DNG", 960, 640, preview=(960, 640), orientation=6)   # + its JPEG: one photo
+    write_dng(folder / "IMG_0001.DNG", 960, 640, preview=(960, 640), orientation=6)  # + its JPEG: one photo
     scene(640, 960).save(folder / "IMG_0001.jpg", quality=92)
-    write_dng(folder / "IMG_0002.dng", 640, 480)                # no preview: LibRaw's develop
+    write_dng(folder / "IMG_0002.dng", 640, 480)  # no preview: LibRaw's develop
     write_heic(folder / "IMG_0003.HEIC", scene(800, 600))
-    (folder / "IMG_0004.nef").write_bytes(b"II*\x00" + b"\x00" * 4000)   # a RAW name, not a RAW
+    (folder / "IMG_0004.nef").write_bytes(b"II*\x00" + b"\x00" * 4000)  # a RAW name, not a RAW
     return folder
 
 
@@ -63,7 +63,7 @@ def _pixels(folder: Path, tmp: Path) -> list[str]:
     import pillow_jxl  # noqa: F401 - registers Pillow's JXL writer
 
     img.save(extra / "a.jxl", "JXL", quality=80)
-    write_dng(extra / "small_preview.dng", 1200, 800, preview=(300, 200))   # auto: the develop, half size
+    write_dng(extra / "small_preview.dng", 1200, 800, preview=(300, 200))  # auto: the develop, half size
     return [str(p) for p in sorted(folder.iterdir())] + [str(p) for p in sorted(extra.iterdir())]
 
 
@@ -76,7 +76,7 @@ def test_every_env_decodes_the_same_pixels(photos: Path, tmp_path: Path, env_scr
     got = by_env["onnx"]
     assert got["IMG_0001.DNG auto"][2] == "raw-preview" and got["IMG_0001.DNG develop"][2] == "raw-develop"
     assert got["IMG_0002.dng auto"][2] == "raw-develop" and got["small_preview.dng auto"][2] == "raw-develop"
-    assert got["IMG_0001.DNG auto"][0] == [320, 480]   # upright (the DNG says rotate 90), JPEG-drafted to 1/2
+    assert got["IMG_0001.DNG auto"][0] == [320, 480]  # upright (the DNG says rotate 90), JPEG-drafted to 1/2
     assert {v[1] for v in got.values()} == {"RGB"}
     # the orchestrator's own venv (the same pins) agrees too: one decoder, whatever process runs it
     from runners.base import longest_side_need
@@ -91,9 +91,22 @@ def test_every_env_decodes_the_same_pixels(photos: Path, tmp_path: Path, env_scr
 
 def _analyze(photos: Path, models: list[str], *flags: str) -> dict[str, Any]:
     weights = [f"--weights={m}={p}" for m, p in tiny_weights(models).items()]
-    proc = mltag("analyze", str(photos), "--models", ",".join(models), *weights, "--format", "json", "--offline",
-                 "--device", "cpu", "--no-store", *flags, timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-4000:]   # 1: a bad_image cell (the corrupt RAW)
+    proc = mltag(
+        "analyze",
+        str(photos),
+        "--models",
+        ",".join(models),
+        *weights,
+        "--format",
+        "json",
+        "--offline",
+        "--device",
+        "cpu",
+        "--no-store",
+        *flags,
+        timeout=900,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-4000:]  # 1: a bad_image cell (the corrupt RAW)
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SCHEMA)
     return doc
@@ -122,7 +135,7 @@ def test_raw_pairs_both_and_raw_develop(photos: Path) -> None:
     images = {Path(img["path"]).name: img for img in doc["images"]}
     assert "IMG_0001.DNG" in images and "seen_as" not in images["IMG_0001.jpg"]
     raw = images["IMG_0001.DNG"]["results"]["wd14"]
-    assert raw["status"] == "ok" and raw["image"]["decoded_from"] == "raw-preview"   # 960 px >= wd14's 448
+    assert raw["status"] == "ok" and raw["image"]["decoded_from"] == "raw-preview"  # 960 px >= wd14's 448
     assert (raw["image"]["width"], raw["image"]["height"]) == (640, 960)
     doc = _analyze(photos, ["wd14"], "--raw-pairs", "both", "--raw", "develop")
     images = {Path(img["path"]).name: img for img in doc["images"]}

@@ -69,9 +69,17 @@ def _host_job(tmp_path: Path, **infer_options: object):
 def test_bad_images_are_cells_not_deaths(tmp_path: Path, image_zoo: dict[str, Path]) -> None:
     info, cells = run(_host_job(tmp_path), [hash_file(p) for p in image_zoo.values()])
     status = {name: cells[name]["status"] for name in image_zoo}
-    assert status == {"good.png": "ok", "zero.jpg": "bad_image", "truncated.jpg": "bad_image",
-                      "text.png": "bad_image", "cmyk.jpg": "ok", "gray16.png": "ok", "palette_alpha.png": "ok",
-                      "animated.gif": "ok", "rotated.jpg": "ok"}
+    assert status == {
+        "good.png": "ok",
+        "zero.jpg": "bad_image",
+        "truncated.jpg": "bad_image",
+        "text.png": "bad_image",
+        "cmyk.jpg": "ok",
+        "gray16.png": "ok",
+        "palette_alpha.png": "ok",
+        "animated.gif": "ok",
+        "rotated.jpg": "ok",
+    }
     assert "empty file" in cells["zero.jpg"]["message"]
     assert "cannot decode" in cells["text.png"]["message"]
     assert cells["cmyk.jpg"]["image"]["mode"] == "CMYK" and cells["cmyk.jpg"]["tags"][0]["name"] == "mode RGB"
@@ -148,18 +156,19 @@ def test_the_next_photo_is_read_while_one_computes(tmp_path: Path) -> None:
     not in the pipe (which holds far less than a camera photo), and replies keep their order."""
     small = _save(tmp_path / "small.png", Image.new("RGB", (8, 8)))
     big = _save(tmp_path / "big.png", Image.effect_noise((1400, 1400), 64).convert("RGB"))  # ~6 MB of noise
-    runner = RunnerProcess.start(Path(sys.executable), "tests.fakes.adapter", tmp_path / "r.log",
-                                 extra_env={"PYTHONPATH": str(PROJECT_ROOT)})
+    runner = RunnerProcess.start(
+        Path(sys.executable), "tests.fakes.adapter", tmp_path / "r.log", extra_env={"PYTHONPATH": str(PROJECT_ROOT)}
+    )
     try:
         runner.call("hello", 30)
         runner.call("load", 30, spec={"options": {}}, infer_options={})
-        first = runner.request("infer", images=[{"id": "a", "name": "small.png", "data": small.read_bytes()}],
-                               options={"sleep_s": 1.0})
-        second = runner.request("infer", images=[{"id": "b", "name": "big.png", "data": big.read_bytes()}],
-                                options={})
+        first = runner.request(
+            "infer", images=[{"id": "a", "name": "small.png", "data": small.read_bytes()}], options={"sleep_s": 1.0}
+        )
+        second = runner.request("infer", images=[{"id": "b", "name": "big.png", "data": big.read_bytes()}], options={})
         assert runner.unsent_bytes > 0, "the photo is larger than what the pipe takes at once"
         with pytest.raises(ValueError, match="oldest"):
-            runner.reply(second, 30)   # replies come in request order
+            runner.reply(second, 30)  # replies come in request order
         assert runner.reply(first, 30)["results"][0]["status"] == "ok"
         assert runner.unsent_bytes == 0, "the runner read the next photo while the first one computed"
         assert runner.reply(second, 30)["results"][0]["raw"]["size"] == [1400, 1400]
@@ -173,10 +182,13 @@ def test_photos_sent_during_the_load_are_decoded_meanwhile(tmp_path: Path, side:
     """The photos sent while the model loads are decoded during the load at the size the adapter
     expects (longest side 64: 1/8 of 800 x 600); when the loaded model needs another size (200:
     1/4), each is decoded again, so the cells are those of a decode after the load."""
-    paths = [_save(tmp_path / f"p{i}.jpg", Image.effect_noise((800, 600), 40 + i).convert("RGB"), format="JPEG")
-             for i in range(4)]
-    job = fake_job(tmp_path, "tests.fakes.adapter", runner_module="runners.host",
-                   load_options={"side": side, "await_ahead_s": 20})
+    paths = [
+        _save(tmp_path / f"p{i}.jpg", Image.effect_noise((800, 600), 40 + i).convert("RGB"), format="JPEG")
+        for i in range(4)
+    ]
+    job = fake_job(
+        tmp_path, "tests.fakes.adapter", runner_module="runners.host", load_options={"side": side, "await_ahead_s": 20}
+    )
     info, cells = run(job, [hash_file(p) for p in paths])
     during = [n for n in info.load["notes"] if n.startswith("photos being decoded during the load")]
     assert during and not during[0].endswith(": 0"), info.load["notes"]

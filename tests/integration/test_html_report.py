@@ -31,9 +31,18 @@ pytestmark = pytest.mark.browser
 
 SAMPLES = PROJECT_ROOT / "samples"
 INSTALL = "apt-get install -y --no-install-recommends chromium chromium-driver"
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000")
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 
 
 def artifacts_dir() -> Path:
@@ -48,9 +57,11 @@ def browser() -> Iterator[Any]:
         pytest.skip("MLTAG_SKIP_BROWSER=1: the headless Chromium check of the HTML report is skipped")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
-        pytest.fail(f"chromium and chromedriver are needed for the HTML report check (found: chromium={chromium}, "
-                    f"chromedriver={driver}). .ci/run installs them: `{INSTALL}` (as root); or set "
-                    "MLTAG_SKIP_BROWSER=1 to skip this check on a developer machine.")
+        pytest.fail(
+            f"chromium and chromedriver are needed for the HTML report check (found: chromium={chromium}, "
+            f"chromedriver={driver}). .ci/run installs them: `{INSTALL}` (as root); or set "
+            "MLTAG_SKIP_BROWSER=1 to skip this check on a developer machine."
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -134,8 +145,9 @@ def test_hostile_report_renders_safely_and_filters(browser: Any, tmp_path: Path)
             assert thumbs[0].tag_name == "div" and "placeholder" in thumbs[0].get_attribute("class")
             continue
         assert thumbs[0].tag_name == "img" and thumbs[0].get_attribute("src").startswith("data:image/jpeg;base64,")
-        width, height = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
-                                               thumbs[0])
+        width, height = browser.execute_script(
+            "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", thumbs[0]
+        )
         assert width > 0 and height > 0
         if image["path"].endswith("rotated.jpg"):
             assert (width, height) == (60, 120), "EXIF orientation 6 turns the 120x60 photo upright"
@@ -206,8 +218,18 @@ def test_analyze_writes_a_self_contained_html_report(browser: Any, tiny_model: A
     for name in ("brick.png", "rocket.jpg"):
         shutil.copy(SAMPLES / name, folder / name)
     report = tmp_path / "report.html"
-    args = ["analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
-            "--format", "html", "--out", str(report)]
+    args = [
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--format",
+        "html",
+        "--out",
+        str(report),
+    ]
     proc = mltag(*args, "--no-store")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and f"wrote {report}" in proc.stderr
@@ -220,7 +242,8 @@ def test_analyze_writes_a_self_contained_html_report(browser: Any, tiny_model: A
     assert all(n.startswith("data:") for n in fetched(browser))
     articles = browser.find_elements("css selector", "article.image")
     assert sorted(a.find_element("css selector", ".path").text for a in articles) == sorted(
-        str(folder / n) for n in ("brick.png", "rocket.jpg"))
+        str(folder / n) for n in ("brick.png", "rocket.jpg")
+    )
     for article in articles:
         thumb = article.find_element("css selector", "img.thumb")
         assert browser.execute_script("return arguments[0].naturalWidth", thumb) > 0
@@ -236,8 +259,16 @@ def test_report_html_renders_a_stored_run(browser: Any, tiny_model: Any, tmp_pat
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(SAMPLES / "coffee.png", folder / "coffee.png")
-    proc = mltag("analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
-                 "--format", "json")
+    proc = mltag(
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (Path(os.environ["MLTAG_HOME"]) / "results.sqlite").exists() and not (folder / ".mltag").exists()
     report = tmp_path / "stored.html"
@@ -246,8 +277,10 @@ def test_report_html_renders_a_stored_run(browser: Any, tiny_model: Any, tmp_pat
     open_report(browser, report)
     (article,) = browser.find_elements("css selector", "article.image")
     assert article.find_element("css selector", ".path").text == str(folder / "coffee.png")
-    assert browser.execute_script("return arguments[0].naturalWidth",
-                                  article.find_element("css selector", "img.thumb")) > 0
+    assert (
+        browser.execute_script("return arguments[0].naturalWidth", article.find_element("css selector", "img.thumb"))
+        > 0
+    )
     assert [c.get_attribute("data-model") for c in article.find_elements("css selector", ".cell")] == ["wd14"]
     assert len(browser.find_elements("css selector", "#heatmap td.hm")) > 0, "the comparison is made for the report"
     assert severe_console(browser) == []
@@ -258,10 +291,14 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     work over every image, drawn or not."""
     document = make_document(tmp_path / "photos")
     first = document["images"][0]
-    document["images"] = [{**first, "sha256": f"{i:064x}",
-                           "results": {m: dict(c) for m, c in first["results"].items()}} for i in range(150)]
-    document["images"][130]["results"]["clip"]["tags"] = [{"name": "Needle_in_a_haystack", "score": 0.9},
-                                                           {"name": "no number", "score": float("nan")}]
+    document["images"] = [
+        {**first, "sha256": f"{i:064x}", "results": {m: dict(c) for m, c in first["results"].items()}}
+        for i in range(150)
+    ]
+    document["images"][130]["results"]["clip"]["tags"] = [
+        {"name": "Needle_in_a_haystack", "score": 0.9},
+        {"name": "no number", "score": float("nan")},
+    ]
     report = tmp_path / "large.html"
     report.write_text(to_html(document, compare(document)), encoding="utf-8")
     open_report(browser, report)
@@ -271,8 +308,10 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     set_search(browser, "needle in")
     assert visible_images(browser) == ["img-130"], "an image not drawn yet is found by the tag search"
     assert browser.find_element("css selector", "#shown-count").text == "1 of 150 image(s) shown"
-    scores = {li.find_element("css selector", ".text").text: li.find_element("css selector", ".score").text
-              for li in browser.find_elements("css selector", "#img-130 .cell[data-model='clip'] li.tag")}
+    scores = {
+        li.find_element("css selector", ".text").text: li.find_element("css selector", ".score").text
+        for li in browser.find_elements("css selector", "#img-130 .cell[data-model='clip'] li.tag")
+    }
     assert scores == {"Needle_in_a_haystack": "0.900", "no number": "–"}, "a NaN score is shown as a dash"
     set_search(browser, "")
     for _ in range(40):
@@ -282,8 +321,12 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
         browser.execute_script("return new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
     articles = browser.find_elements("css selector", "article.image")
     assert [a.get_attribute("id") for a in articles] == [f"img-{i}" for i in range(150)], "scrolling draws them all"
-    assert browser.execute_script("return arguments[0].naturalWidth", articles[-1].find_element(
-        "css selector", "img.thumb")) > 0, "the last block's thumbnails decode too"
+    assert (
+        browser.execute_script(
+            "return arguments[0].naturalWidth", articles[-1].find_element("css selector", "img.thumb")
+        )
+        > 0
+    ), "the last block's thumbnails decode too"
     assert severe_console(browser) == []
 
 
@@ -291,9 +334,11 @@ def test_timing_table_shows_an_endpoints_tokens_and_retries(browser: Any, tmp_pa
     """A served model's token usage and retries (issue 23) as the rendered timing table's columns; a model
     that reports none shows a dash there."""
     document = make_document(tmp_path / "photos")
-    for i, image in enumerate(document["images"]):   # florence2's cells as an endpoint reports them
-        image["results"]["florence2"]["raw"] = {"usage": {"prompt_tokens": 100 + i, "completion_tokens": 20},
-                                                "retries": i % 2}
+    for i, image in enumerate(document["images"]):  # florence2's cells as an endpoint reports them
+        image["results"]["florence2"]["raw"] = {
+            "usage": {"prompt_tokens": 100 + i, "completion_tokens": 20},
+            "retries": i % 2,
+        }
     comparison = compare(document)
     report = tmp_path / "report.html"
     report.write_text(to_html(document, comparison), encoding="utf-8")

@@ -13,11 +13,18 @@ from orchestrator.cli import app
 from orchestrator.images import hash_file
 from orchestrator.store import CellMeta, ResultStore
 
-TAGS = {   # model -> photo -> (tag, score)
-    "wd14": {"hall": [("broken_windows", 0.9), ("graffiti", 0.4)], "stairs": [("stairs", 0.8), ("rust", 0.3)],
-             "door": [("door", 0.7), ("rust", 0.6)], "yard": [("tree", 0.5)]},
-    "clip": {"hall": [("broken window", 0.6), ("derelict", 0.5)], "stairs": [("staircase", 0.7), ("rust", 0.2)],
-             "door": [("door", 0.9)]},
+TAGS = {  # model -> photo -> (tag, score)
+    "wd14": {
+        "hall": [("broken_windows", 0.9), ("graffiti", 0.4)],
+        "stairs": [("stairs", 0.8), ("rust", 0.3)],
+        "door": [("door", 0.7), ("rust", 0.6)],
+        "yard": [("tree", 0.5)],
+    },
+    "clip": {
+        "hall": [("broken window", 0.6), ("derelict", 0.5)],
+        "stairs": [("staircase", 0.7), ("rust", 0.2)],
+        "door": [("door", 0.9)],
+    },
 }
 
 
@@ -37,13 +44,20 @@ def archive(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     for model, by_image in TAGS.items():
         meta = CellMeta(options_key="k", kind="tagger", revision="r", device="cpu", load_s=1.0)
         for name, tags in by_image.items():
-            db.put_cell("run1", images[name].sha256, model, {"status": "ok", "inference_s": 0.25,
-                                                             "tags": [{"name": n, "score": s} for n, s in tags]}, meta)
+            db.put_cell(
+                "run1",
+                images[name].sha256,
+                model,
+                {"status": "ok", "inference_s": 0.25, "tags": [{"name": n, "score": s} for n, s in tags]},
+                meta,
+            )
     db.finish_run("run1", 1.0)
     db.close()
-    (tmp_path / "labels.csv").write_text('image,tags\nphotos/hall.jpg,"broken window, abandoned"\n'
-                                         "photos/stairs.jpg,staircase,rust\n# a comment\nphotos/gone.jpg,rust\n",
-                                         encoding="utf-8")
+    (tmp_path / "labels.csv").write_text(
+        'image,tags\nphotos/hall.jpg,"broken window, abandoned"\n'
+        "photos/stairs.jpg,staircase,rust\n# a comment\nphotos/gone.jpg,rust\n",
+        encoding="utf-8",
+    )
     return folder, path, {name: img.sha256 for name, img in images.items()}
 
 
@@ -53,12 +67,14 @@ def _eval(store: Path, *extra: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_import_export_round_trip_and_eval_on_the_stored_labels(archive: tuple[Path, Path, dict[str, str]],
-                                                                 tmp_path: Path) -> None:
+def test_import_export_round_trip_and_eval_on_the_stored_labels(
+    archive: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
     folder, store, sha = archive
     runner = CliRunner()
-    imported = runner.invoke(app, ["labels", "import", str(tmp_path / "labels.csv"), "--store", str(store),
-                                   "--who", "tester"])
+    imported = runner.invoke(
+        app, ["labels", "import", str(tmp_path / "labels.csv"), "--store", str(store), "--who", "tester"]
+    )
     assert imported.exit_code == 0, imported.output
     assert "2 photo(s) labelled and marked done" in imported.stderr and "not in the store" not in imported.stderr
     assert "skipped 1 row(s)" in imported.stderr and "photos/gone.jpg" in imported.stderr
@@ -69,16 +85,20 @@ def test_import_export_round_trip_and_eval_on_the_stored_labels(archive: tuple[P
     db.set_label(sha["door"], "door", True, "ann")
     db.set_label(sha["door"], "rust", False, "ann")
     db.mark_done(sha["door"], "ann")
-    db.set_label(sha["stairs"], "stairs", False, "ann")   # a no verdict changes nothing exported
-    db.set_label(sha["yard"], "tree", True, "ann")        # not done: not exported, not evaluated
-    db.import_labels({"f" * 64: ["rust"]}, "ann")         # a photo the store has no results for
+    db.set_label(sha["stairs"], "stairs", False, "ann")  # a no verdict changes nothing exported
+    db.set_label(sha["yard"], "tree", True, "ann")  # not done: not exported, not evaluated
+    db.import_labels({"f" * 64: ["rust"]}, "ann")  # a photo the store has no results for
     db.close()
 
     exported = tmp_path / "exported.csv"
     out = runner.invoke(app, ["labels", "export", "--out", str(exported), "--store", str(store)])
     assert out.exit_code == 0, out.output
-    expected = {sha["hall"]: "abandoned, broken window", sha["stairs"]: "rust, staircase", sha["door"]: "door",
-                "f" * 64: "rust"}
+    expected = {
+        sha["hall"]: "abandoned, broken window",
+        sha["stairs"]: "rust, staircase",
+        sha["door"]: "door",
+        "f" * 64: "rust",
+    }
     lines = exported.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "image,tags"
     assert sorted(lines[1:]) == sorted(f'{s},"{t}"' if "," in t else f"{s},{t}" for s, t in expected.items())
@@ -111,8 +131,7 @@ def test_eval_without_labels_says_how_to_get_some(archive: tuple[Path, Path, dic
     assert out.exit_code == 2 and "--results FILE needs --labels FILE" in out.output
 
 
-def test_import_of_a_file_naming_nothing_is_refused(archive: tuple[Path, Path, dict[str, str]],
-                                                    tmp_path: Path) -> None:
+def test_import_of_a_file_naming_nothing_is_refused(archive: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
     _, store, _ = archive
     bad = tmp_path / "bad.csv"
     bad.write_text("nowhere/a.jpg,rust\n", encoding="utf-8")

@@ -35,33 +35,55 @@ def _photos(tmp_path: Path) -> Path:
 
 
 def test_side_by_side_with_wd14_and_clip_and_no_key_anywhere(tmp_path: Path, env_python: Callable[[str], Path]) -> None:
-    env_python("slim")   # the served model's env: it has no tiny model whose build would create it
+    env_python("slim")  # the served model's env: it has no tiny model whose build would create it
     folder = _photos(tmp_path)
     weights = [f"--weights={m}={p}" for m, p in tiny_weights(["wd14", "clip"]).items()]
     store, out = tmp_path / "results.sqlite", tmp_path / "analyze.json"
     faults = ["429", "500", "drop"]
     with StandInOpenAI(key=KEY, faults=faults, retry_after="0.1", answer_s=0.2) as server:
-        proc = mltag("analyze", str(folder), "--models", f"wd14,clip,{ENDPOINT}", *weights, "--format", "json",
-                     "--out", str(out), "--store", str(store), "--device", "cpu", "--ask", "both",
-                     "--option", f"{ENDPOINT}.base_url={server.url}", "--option", f"{ENDPOINT}.model={SERVED}",
-                     "--option", f"{ENDPOINT}.backoff_s=0.05", "--option", f"{ENDPOINT}.concurrency=3",
-                     env={"OPENAI_COMPATIBLE_API_KEY": KEY}, timeout=900)
+        proc = mltag(
+            "analyze",
+            str(folder),
+            "--models",
+            f"wd14,clip,{ENDPOINT}",
+            *weights,
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            "--store",
+            str(store),
+            "--device",
+            "cpu",
+            "--ask",
+            "both",
+            "--option",
+            f"{ENDPOINT}.base_url={server.url}",
+            "--option",
+            f"{ENDPOINT}.model={SERVED}",
+            "--option",
+            f"{ENDPOINT}.backoff_s=0.05",
+            "--option",
+            f"{ENDPOINT}.concurrency=3",
+            env={"OPENAI_COMPATIBLE_API_KEY": KEY},
+            timeout=900,
+        )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "leave this machine" not in proc.stderr   # 127.0.0.1: the photos stay here
+    assert "leave this machine" not in proc.stderr  # 127.0.0.1: the photos stay here
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, SCHEMA)
     cells = {(Path(img["path"]).name, m): c for img in doc["images"] for m, c in img["results"].items()}
     assert len(cells) == 9
     assert {c["status"] for c in cells.values()} == {"ok"}, {k: c["status"] for k, c in cells.items()}
     served = [c for (_, m), c in cells.items() if m == ENDPOINT]
-    for name in ("chelsea.png", "rocket.jpg", "coffee.png"):   # each photo's own answer: nothing lost or swapped
+    for name in ("chelsea.png", "rocket.jpg", "coffee.png"):  # each photo's own answer: nothing lost or swapped
         assert cells[(name, ENDPOINT)]["tags"][1]["name"] in cells[(name, ENDPOINT)]["caption"].replace(" by ", "x")
     assert sum(c["raw"]["retries"] for c in served) == len(faults) and len(server.chats()) == 6 + len(faults)
     assert {c["raw"]["served_model"] for c in served} == {SNAPSHOT}
     # the concurrency option reached the runner, and its batches were widened for it (--batch-size is 1):
     # requests overlapped, never more than 3 (a batch forms from the photos hashed so far, so maybe not all 3)
     assert 1 < server.max_in_flight <= 3 and 1 < max(c["batch_size"] for c in served) <= 3
-    assert all(r["authorization"] == f"Bearer {KEY}" for r in server.requests)   # the key was used...
+    assert all(r["authorization"] == f"Bearer {KEY}" for r in server.requests)  # the key was used...
     entry = next(m for m in doc["models"] if m["name"] == ENDPOINT)
     assert entry["model_version"] == f"{SERVED} (/models/{SERVED})" and entry["device"] == f"endpoint {server.url}"
     timing = doc["comparison"]["folder"]["timing"]
@@ -82,7 +104,9 @@ def test_side_by_side_with_wd14_and_clip_and_no_key_anywhere(tmp_path: Path, env
     assert "<th>tokens in</th>" in seen["report html"]
     for path in [store, *store.parent.glob(store.name + "-*"), *(Path(m["log"]) for m in doc["models"])]:
         seen[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    assert any("runners.adapters.openai_compat" in text for name, text in seen.items() if name.endswith(f"{ENDPOINT}.log"))
+    assert any(
+        "runners.adapters.openai_compat" in text for name, text in seen.items() if name.endswith(f"{ENDPOINT}.log")
+    )
     leaks = [name for name, text in seen.items() if KEY in text or KEY[8:24] in text]
     assert leaks == []
 
@@ -91,10 +115,21 @@ def test_a_remote_endpoint_gets_a_notice_that_yes_silences(tmp_path: Path, env_p
     env_python("slim")
     folder = _photos(tmp_path)
     # a documentation address (TEST-NET-1, RFC 5737): nothing answers, the load fails fast after the notice
-    args = ["analyze", str(folder), "--models", ENDPOINT, "--no-store", "--format", "json",
-            "--option", f"{ENDPOINT}.base_url=http://192.0.2.1:9/v1", "--option", f"{ENDPOINT}.request_timeout_s=0.5"]
+    args = [
+        "analyze",
+        str(folder),
+        "--models",
+        ENDPOINT,
+        "--no-store",
+        "--format",
+        "json",
+        "--option",
+        f"{ENDPOINT}.base_url=http://192.0.2.1:9/v1",
+        "--option",
+        f"{ENDPOINT}.request_timeout_s=0.5",
+    ]
     loud = mltag(*args)
-    text = " ".join(loud.stderr.split())   # rich wraps lines at the terminal's width
+    text = " ".join(loud.stderr.split())  # rich wraps lines at the terminal's width
     assert loud.returncode == 1
     assert text.startswith(f"mltag: {ENDPOINT} sends the photos to 192.0.2.1: they leave this machine")
     assert "no OpenAI-compatible server answers at http://192.0.2.1:9/v1" in text
@@ -110,7 +145,7 @@ def test_a_key_given_as_an_option_is_refused_before_anything_runs(tmp_path: Path
 
 
 def said(proc: subprocess.CompletedProcess[str]) -> str:
-    return " ".join(proc.stdout.split())   # rich wraps lines at the terminal's width
+    return " ".join(proc.stdout.split())  # rich wraps lines at the terminal's width
 
 
 def test_health_checks_the_endpoint_the_key_and_the_model(env_python: Callable[[str], Path]) -> None:
@@ -119,8 +154,13 @@ def test_health_checks_the_endpoint_the_key_and_the_model(env_python: Callable[[
     with StandInOpenAI(key=KEY) as server:
         ok = mltag(*base, f"{ENDPOINT}.base_url={server.url}", env={"OPENAI_COMPATIBLE_API_KEY": KEY})
         wrong = mltag(*base, f"{ENDPOINT}.base_url={server.url}", env={"OPENAI_COMPATIBLE_API_KEY": "sk-bad-123456"})
-        unlisted = mltag(*base, f"{ENDPOINT}.base_url={server.url}", "--option", f"{ENDPOINT}.model=gpt-9",
-                         env={"OPENAI_COMPATIBLE_API_KEY": KEY})
+        unlisted = mltag(
+            *base,
+            f"{ENDPOINT}.base_url={server.url}",
+            "--option",
+            f"{ENDPOINT}.model=gpt-9",
+            env={"OPENAI_COMPATIBLE_API_KEY": KEY},
+        )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"{SERVED} (/models/{SERVED}) on endpoint {server.url} (reachable, key accepted, model listed)" in said(ok)
     assert "httpx 0.28.1" in said(ok)

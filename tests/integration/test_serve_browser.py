@@ -41,9 +41,24 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     db.close()
     port = _free_port()
     env = {**os.environ, "MLTAG_CACHE": str(tmp_path / "cache"), "MLTAG_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--store", str(tmp_path / "store.sqlite"),
-                             "--port", str(port), "--who", "browser-test"], cwd=PROJECT_ROOT, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "serve",
+            "--store",
+            str(tmp_path / "store.sqlite"),
+            "--port",
+            str(port),
+            "--who",
+            "browser-test",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     url = None
     deadline = time.monotonic() + 60
@@ -78,7 +93,7 @@ def _keys(chrome: Any, *keys: str) -> None:
 
     for key in keys:
         ActionChains(chrome).send_keys(key).perform()
-        time.sleep(0.15)   # each key's write goes out before the next (a person types no faster)
+        time.sleep(0.15)  # each key's write goes out before the next (a person types no faster)
 
 
 def test_browse_filter_label_by_keyboard_and_see_the_ranking(browser: Any, server: dict[str, Any]) -> None:  # noqa: F811
@@ -89,8 +104,11 @@ def test_browse_filter_label_by_keyboard_and_see_the_ranking(browser: Any, serve
     browser.get(base)
     tiles = _wait(lambda: browser.find_elements("css selector", "#grid a.tile"))
     assert len(tiles) == 12
-    _wait(lambda: browser.execute_script(
-        "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"))
+    _wait(
+        lambda: browser.execute_script(
+            "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
     assert browser.execute_script("return typeof window.__pwned") == "undefined"
 
     # filter by a tag (typed, then Enter): the grid shows exactly the API's photos with it
@@ -116,16 +134,20 @@ def test_browse_filter_label_by_keyboard_and_see_the_ranking(browser: Any, serve
     assert browser.switch_to.active_element.get_attribute("data-tag") == chips[0], "the first chip has the focus"
 
     # keyboard only: yes, yes, no, move back and undo-free correction, add a tag, done
-    _keys(browser, "y", "y", "n", Keys.ARROW_LEFT, "y")        # the third chip: no, then yes after all
-    _keys(browser, Keys.ARROW_RIGHT, "y", "u")                # a yes on the fourth, undone
+    _keys(browser, "y", "y", "n", Keys.ARROW_LEFT, "y")  # the third chip: no, then yes after all
+    _keys(browser, Keys.ARROW_RIGHT, "y", "u")  # a yes on the fourth, undone
     _keys(browser, "a")
     assert browser.switch_to.active_element.get_attribute("id") == "add-tag"
     _keys(browser, "brick walls", Keys.ENTER)
-    _wait(lambda: "brick wall" in [c.get_attribute("data-tag")
-                                   for c in browser.find_elements("css selector", "#chips .lchip")])
+    _wait(
+        lambda: (
+            "brick wall"
+            in [c.get_attribute("data-tag") for c in browser.find_elements("css selector", "#chips .lchip")]
+        )
+    )
     browser.save_screenshot(str(artifacts_dir() / "serve-labelling.png"))
     _keys(browser, "d")
-    _wait(lambda: sha not in browser.current_url)            # done: on to the next photo
+    _wait(lambda: sha not in browser.current_url)  # done: on to the next photo
     _wait(lambda: browser.find_element("css selector", "#ranking-table").is_displayed())
     note = browser.find_element("css selector", "#ranking-note").text
     assert note.startswith("1 photo(s) labelled done")
@@ -143,8 +165,14 @@ def test_browse_filter_label_by_keyboard_and_see_the_ranking(browser: Any, serve
 
     # label a second photo from the queue ("l"), then the ranking counts two
     _keys(browser, "l")
-    _wait(lambda: "queue=1" in browser.current_url and browser.execute_script(
-        "return document.readyState === 'complete' && document.activeElement.classList.contains('lchip')"))
+    _wait(
+        lambda: (
+            "queue=1" in browser.current_url
+            and browser.execute_script(
+                "return document.readyState === 'complete' && document.activeElement.classList.contains('lchip')"
+            )
+        )
+    )
     _keys(browser, "y", "d")
     _wait(lambda: browser.find_element("css selector", "#ranking-note").text.startswith("2 photo(s)"))
     assert len({i.sha256 for i in images}) == 12

@@ -27,7 +27,6 @@ from tests.support import SCHEMA, mltag
 pytestmark = pytest.mark.adapter
 
 
-
 def stored_cells(db: Path) -> dict[tuple[str, str], tuple[str, str]]:
     """(sha256, model) -> (run_id, cell JSON), read-only (a run may be writing)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -40,22 +39,34 @@ def stored_cells(db: Path) -> dict[tuple[str, str], tuple[str, str]]:
 def test_kill_9_loses_nothing_and_the_next_run_completes(tiny_model, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
-    buf = io.BytesIO()   # 6 MP noise: decoding keeps the runner busy ~0.2 s per image
+    buf = io.BytesIO()  # 6 MP noise: decoding keeps the runner busy ~0.2 s per image
     Image.merge("RGB", [Image.effect_noise((3000, 2000), 40 + 20 * i) for i in range(3)]).save(buf, "JPEG")
     for i in range(16):  # bytes after the JPEG end marker make each file distinct content
         (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
-    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"   # the default store: the user data folder
-    args = ["analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
-            "--format", "json"]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=PROJECT_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"  # the default store: the user data folder
+    args = [
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--format",
+        "json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     deadline = time.monotonic() + 120
     while len(seen) < 3:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before 3 cells were stored"
         try:
             seen = stored_cells(db)
-        except sqlite3.Error:   # not created yet
+        except sqlite3.Error:  # not created yet
             pass
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -88,11 +99,11 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
     folder.mkdir()
     for name in ("brick.png", "coffee.png", "chelsea.png"):
         shutil.copy(PROJECT_ROOT / "samples" / name, folder / name)
-    weights = tiny_model("wd14")   # wd14-eva02 shares the wd14 adapter and file layout
+    weights = tiny_model("wd14")  # wd14-eva02 shares the wd14 adapter and file layout
     both = ["--weights", f"wd14={weights}", "--weights", f"wd14-eva02={weights}", "--offline"]
     first = mltag("analyze", str(folder), "--models", "wd14,wd14-eva02", *both, "--format", "json")
     assert first.returncode == 0, first.stderr
-    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"   # the default store: the user data folder
+    db = Path(os.environ["MLTAG_HOME"]) / "results.sqlite"  # the default store: the user data folder
     before = stored_cells(db)
     assert len(before) == 6
 
@@ -100,8 +111,9 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
     assert rerun.returncode == 0, rerun.stderr
     run_id = json.loads(rerun.stdout)["run_id"]
     after = stored_cells(db)
-    assert {k: v for k, v in after.items() if k[1] == "wd14-eva02"} == \
-        {k: v for k, v in before.items() if k[1] == "wd14-eva02"}, "the other model's cells are untouched"
+    assert {k: v for k, v in after.items() if k[1] == "wd14-eva02"} == {
+        k: v for k, v in before.items() if k[1] == "wd14-eva02"
+    }, "the other model's cells are untouched"
     assert {v[0] for k, v in after.items() if k[1] == "wd14"} == {run_id}, "wd14's cells are replaced"
 
     # No model env exists under this cache: anything that needed a runner would come back `skipped`.
@@ -120,8 +132,7 @@ def test_run_replaces_one_model_and_report_renders_without_a_runner(tiny_model, 
     jsonschema.validate(doc, SCHEMA)
     assert sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0] == runs, "report runs nothing"
     assert [m["name"] for m in doc["models"]] == ["wd14", "wd14-eva02"]
-    assert sorted(Path(img["path"]).name for img in doc["images"]) == ["chelsea.png", "coffee.png",
-                                                                       "renamed-brick.png"]
+    assert sorted(Path(img["path"]).name for img in doc["images"]) == ["chelsea.png", "coffee.png", "renamed-brick.png"]
     cells = ResultStore(db).cells_of(img["sha256"] for img in doc["images"])
     for img in doc["images"]:
         assert set(img["results"]) == {"wd14", "wd14-eva02"}
@@ -147,22 +158,34 @@ def test_a_rerun_reads_only_changed_files(tiny_model, tmp_path: Path) -> None:
     folder.mkdir()
     names = [b"a.jpg", b"caf\xe9 latin-1.jpg", b"c.jpg"]
     paths = [os.path.join(os.fsencode(folder), n) for n in names]
-    old_ns = 1_600_000_000 * 10**9   # 2020: a file modified within seconds of its hashing is never cached
+    old_ns = 1_600_000_000 * 10**9  # 2020: a file modified within seconds of its hashing is never cached
     for i, path in enumerate(paths):
         shutil.copy(PROJECT_ROOT / "samples" / ("brick.png", "coffee.png", "chelsea.png")[i], os.fsdecode(path))
         with open(path, "ab") as f:
-            f.write(b"trailer-0")          # after the image's end: decoders ignore it, the hash does not
+            f.write(b"trailer-0")  # after the image's end: decoders ignore it, the hash does not
         os.utime(path, ns=(old_ns, old_ns + i))
     db = tmp_path / "store.sqlite"
-    args = ["analyze", str(folder), "--models", "wd14", f"--weights=wd14={tiny_model('wd14')}", "--offline",
-            "--format", "json", "--store", str(db)]
+    args = [
+        "analyze",
+        str(folder),
+        "--models",
+        "wd14",
+        f"--weights=wd14={tiny_model('wd14')}",
+        "--offline",
+        "--format",
+        "json",
+        "--store",
+        str(db),
+    ]
 
     def shas(*extra: str) -> list[str]:
         proc = mltag(*args, *extra)
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
-        by_name = {base64.b64decode(img["path_bytes"]) if "path_bytes" in img else os.fsencode(img["path"]):
-                   img["sha256"] for img in doc["images"]}   # path_bytes: the exact bytes of a non-UTF-8 name
+        by_name = {
+            base64.b64decode(img["path_bytes"]) if "path_bytes" in img else os.fsencode(img["path"]): img["sha256"]
+            for img in doc["images"]
+        }  # path_bytes: the exact bytes of a non-UTF-8 name
         return [by_name[os.path.abspath(p)] for p in paths]
 
     def content_sha(path: bytes) -> str:
@@ -175,7 +198,7 @@ def test_a_rerun_reads_only_changed_files(tiny_model, tmp_path: Path) -> None:
 
     def rewrite(path: bytes, trailer: bytes, keep_mtime: bool) -> None:
         st = os.stat(path)
-        with open(path, "r+b") as f:    # in place: the same inode, the same size
+        with open(path, "r+b") as f:  # in place: the same inode, the same size
             f.seek(-len(trailer), os.SEEK_END)
             f.write(trailer)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else st.st_mtime_ns + 10**9))

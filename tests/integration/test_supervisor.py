@@ -71,8 +71,12 @@ def test_crash_is_retried_once_on_a_fresh_runner(tmp_path: Path) -> None:
 def test_poison_image_not_retried_and_others_complete(tmp_path: Path) -> None:
     names = ["a.jpg", "poison.jpg", "c.jpg", "d.jpg"]
     info, cells = run(fake_job(tmp_path, "crash_on_name:poison.jpg"), images(tmp_path, names))
-    assert {n: cells[n]["status"] for n in names} == {"a.jpg": "ok", "poison.jpg": "crashed", "c.jpg": "ok",
-                                                      "d.jpg": "ok"}
+    assert {n: cells[n]["status"] for n in names} == {
+        "a.jpg": "ok",
+        "poison.jpg": "crashed",
+        "c.jpg": "ok",
+        "d.jpg": "ok",
+    }
     poison = cells["poison.jpg"]
     assert "exited with code 3" in poison["message"] and "not retried" in poison["message"]
     assert "poison image, exiting 3" in poison["stderr_tail"]
@@ -171,12 +175,17 @@ def test_error_reply_fails_only_that_request(tmp_path: Path) -> None:
 def test_batch_crash_isolates_the_culprit(tmp_path: Path) -> None:
     names = ["a.jpg", "poison.jpg", "c.jpg", "d.jpg"]
     _, cells = run(fake_job(tmp_path, "crash_on_name:poison.jpg", batch_size=2), images(tmp_path, names))
-    assert {n: cells[n]["status"] for n in names} == {"a.jpg": "ok", "poison.jpg": "crashed", "c.jpg": "ok",
-                                                      "d.jpg": "ok"}
+    assert {n: cells[n]["status"] for n in names} == {
+        "a.jpg": "ok",
+        "poison.jpg": "crashed",
+        "c.jpg": "ok",
+        "d.jpg": "ok",
+    }
 
 
 def _kill_when_in_flight(tmp_path: Path, marker: str) -> threading.Thread:
     """SIGKILL the runner from outside once its log shows `marker` (an image in flight)."""
+
     def killer() -> None:
         log = tmp_path / "logs" / "fake.log"
         for _ in range(200):
@@ -185,6 +194,7 @@ def _kill_when_in_flight(tmp_path: Path, marker: str) -> threading.Thread:
                 os.kill(pid, signal.SIGKILL)
                 return
             time.sleep(0.05)
+
     thread = threading.Thread(target=killer)
     thread.start()
     return thread
@@ -236,8 +246,12 @@ def test_the_next_image_is_sent_before_the_reply(tmp_path: Path, monkeypatch) ->
     # LOADING_AHEAD photos go while the runner loads (it decodes them meanwhile); then, once only
     # one of them waits behind the one computed, the next photo goes with each reply
     first = LOADING_AHEAD
-    assert events == ([f"send {n}" for n in names[:first]] + replies[:first - 1]
-                      + [f"send {names[first]}", replies[first - 1], f"send {names[first + 1]}"] + replies[first:])
+    assert events == (
+        [f"send {n}" for n in names[:first]]
+        + replies[: first - 1]
+        + [f"send {names[first]}", replies[first - 1], f"send {names[first + 1]}"]
+        + replies[first:]
+    )
 
 
 def test_a_stopped_runner_exits_in_the_background(tmp_path: Path) -> None:
@@ -257,7 +271,7 @@ def test_the_runner_started_early_is_the_one_that_runs(tmp_path: Path, monkeypat
     monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, "ok"))
     analysis = pipeline.Analysis([], [spec("fake")], RunOptions())
     analysis.start_early()
-    for _ in range(200):   # the fake runner writes its pid file as it starts
+    for _ in range(200):  # the fake runner writes its pid file as it starts
         if started_pids(tmp_path):
             break
         time.sleep(0.05)
@@ -288,12 +302,13 @@ def test_a_failure_the_store_does_not_take_is_said(tmp_path: Path, monkeypatch, 
     store = ResultStore(tmp_path / "results.sqlite")
     imgs = images(tmp_path, NAMES)
     behaviour = "ok"
-    monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, behaviour,
-                                                                       Limits(hello_s=30, load_s=30, infer_s=1.0)))
+    monkeypatch.setattr(
+        pipeline, "model_job", lambda *args: fake_job(tmp_path, behaviour, Limits(hello_s=30, load_s=30, infer_s=1.0))
+    )
     first = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store)
     first.run()
     assert first.exit_code() == 0 and first.failures_kept == [] and first.failed_now == 0
-    behaviour = "hang_on:2"   # b.jpg times out this time
+    behaviour = "hang_on:2"  # b.jpg times out this time
     second = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store, force=True)
     doc = second.run().document()
     assert second.exit_code() == 1, "this run failed a cell"

@@ -13,9 +13,15 @@ def byte_level_bpe(corpus: list[str], specials: list[str], vocab_size: int = 400
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        corpus * 4,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     return tok
 
 
@@ -27,8 +33,12 @@ def qwen_style_bpe(corpus: list[str], specials: list[str], **fast_kwargs: Any): 
     """
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=byte_level_bpe(corpus, specials), eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", **fast_kwargs)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(corpus, specials),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        **fast_kwargs,
+    )
 
 
 def widen_weights(model: Any, std: float) -> None:

@@ -30,10 +30,45 @@ COVERS = {
 
 IMAGE_SIZE, PATCH = 64, 16
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = ["a", "an", "the", "of", "photo", "picture", "photography", "abandoned", "building", "factory", "hall",
-         "broken", "window", "windows", "door", "stair", "staircase", "rust", "rusty", "wall", "walls", "brick",
-         "with", "and", "in", "on", "room", "dark", "light", "there", "is", "are", "graffiti", "floor", "ceiling",
-         "old", "empty"]
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "photo",
+    "picture",
+    "photography",
+    "abandoned",
+    "building",
+    "factory",
+    "hall",
+    "broken",
+    "window",
+    "windows",
+    "door",
+    "stair",
+    "staircase",
+    "rust",
+    "rusty",
+    "wall",
+    "walls",
+    "brick",
+    "with",
+    "and",
+    "in",
+    "on",
+    "room",
+    "dark",
+    "light",
+    "there",
+    "is",
+    "are",
+    "graffiti",
+    "floor",
+    "ceiling",
+    "old",
+    "empty",
+]
 CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-"
 # CLIP's normalisation, as in the real preprocessor_config.json.
 MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
@@ -60,11 +95,27 @@ def make_model(tok):  # -> BlipForConditionalGeneration
 
     # As in the real config: generation stops on sep_token_id ([SEP]); eos_token_id names a token that
     # is not the stop token (2 = [unused1] there, [MASK] here), so the generation config's eos is wrong.
-    text = dict(vocab_size=len(tok), hidden_size=32, encoder_hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=128, bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.mask_token_id, sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=IMAGE_SIZE, patch_size=PATCH)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        encoder_hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.mask_token_id,
+        sep_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+    )
     torch.manual_seed(0)
     model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
     widen_weights(model, WEIGHT_STD)
@@ -88,8 +139,10 @@ def check(out: Path) -> None:
 
     model = BlipForConditionalGeneration.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
-    images = [Image.radial_gradient("L").convert("RGB").resize((80, 50)),
-              Image.linear_gradient("L").convert("RGB").resize((50, 80))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((80, 50)),
+        Image.linear_gradient("L").convert("RGB").resize((50, 80)),
+    ]
     texts = []
     for image in images:
         for prefix in ("a photo of", ""):
@@ -97,9 +150,9 @@ def check(out: Path) -> None:
             with torch.no_grad():
                 ids = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
             expected = [processor.tokenizer.bos_token_id, *inputs["input_ids"][0, 1:-1].tolist()]
-            if ids.shape[1] != len(expected) + 6 or ids[0, :len(expected)].tolist() != expected:
+            if ids.shape[1] != len(expected) + 6 or ids[0, : len(expected)].tolist() != expected:
                 raise RuntimeError(f"unexpected tiny BLIP output for prefix {prefix!r}: {ids.tolist()}")
-            texts.append(processor.decode(ids[0, len(expected):], skip_special_tokens=True))
+            texts.append(processor.decode(ids[0, len(expected) :], skip_special_tokens=True))
     if texts[0] == texts[2]:
         raise RuntimeError(f"the tiny BLIP ignores its input image: {texts}")
 

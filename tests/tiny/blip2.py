@@ -38,11 +38,14 @@ COVERS = {
 IMAGE_SIZE, PATCH = 64, 16
 NUM_QUERY_TOKENS = 16  # 32 in the real models; fewer than ~16 and a long prompt drowns out the image
 VARIANTS = ("opt", "flan-t5")
-CORPUS = ["Question: What objects and materials are in this photo? List them separated by commas. Answer:",
-          "Question: Describe this photo in detail. Answer:", "a photo of",
-          "an abandoned factory hall with broken windows, peeling paint and rusty machinery",
-          "staircase, window, door, chair, graffiti, brick wall, concrete, rust, dust",
-          "a dark corridor in a disused hospital; light falls through a broken skylight"]
+CORPUS = [
+    "Question: What objects and materials are in this photo? List them separated by commas. Answer:",
+    "Question: Describe this photo in detail. Answer:",
+    "a photo of",
+    "an abandoned factory hall with broken windows, peeling paint and rusty machinery",
+    "staircase, window, door, chair, graffiti, brick wall, concrete, rust, dust",
+    "a dark corridor in a disused hospital; light falls through a broken skylight",
+]
 # CLIP's normalisation, as in the real preprocessor_config.json.
 MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 WEIGHT_STD = 0.5  # wider than the default init, so that the output depends on the picture
@@ -59,8 +62,14 @@ def opt_tokenizer():  # -> transformers.PreTrainedTokenizerFast
     tok = byte_level_bpe(CORPUS, ["<s>", "<pad>", "</s>", "<unk>"])
     # OPT's tokenizer starts every text with </s> (its bos), the LM's cue to begin
     tok.post_processor = processors.TemplateProcessing(single="</s> $A", special_tokens=[("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", padding_side="left")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
 
 
 def t5_tokenizer():  # -> transformers.PreTrainedTokenizerFast
@@ -70,8 +79,13 @@ def t5_tokenizer():  # -> transformers.PreTrainedTokenizerFast
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
-                                      show_progress=False, initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"))
+    trainer = trainers.UnigramTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        show_progress=False,
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"),
+    )
     tok.train_from_iterator(CORPUS * 4, trainer)
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
@@ -93,21 +107,61 @@ def make_model(processor, variant: str):  # -> Blip2ForConditionalGeneration
     tok = processor.tokenizer
     vocab = len(tok)
     if variant == "opt":
-        text = dict(model_type="opt", vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
-                    num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=256,
-                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        text = dict(
+            model_type="opt",
+            vocab_size=vocab,
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            word_embed_proj_dim=32,
+            max_position_embeddings=256,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
     else:  # Flan-T5: gated-GELU feed-forward, untied LM head, decoding starts at <pad>
-        text = dict(model_type="t5", vocab_size=vocab, d_model=32, d_kv=16, d_ff=64, num_layers=1,
-                    num_decoder_layers=1, num_heads=2, relative_attention_num_buckets=8,
-                    feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=IMAGE_SIZE, patch_size=PATCH)
-    qformer = dict(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                   encoder_hidden_size=32, max_position_embeddings=64)
+        text = dict(
+            model_type="t5",
+            vocab_size=vocab,
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            decoder_start_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+    )
+    qformer = dict(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        encoder_hidden_size=32,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
-    config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text,
-                         num_query_tokens=NUM_QUERY_TOKENS, image_token_index=tok.convert_tokens_to_ids("<image>"))
+    config = Blip2Config(
+        vision_config=vision,
+        qformer_config=qformer,
+        text_config=text,
+        num_query_tokens=NUM_QUERY_TOKENS,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     model = Blip2ForConditionalGeneration(config).eval()
     widen_weights(model, WEIGHT_STD)
     with torch.no_grad():
@@ -127,8 +181,10 @@ def check(out: Path, variant: str) -> None:
     processor = AutoProcessor.from_pretrained(out)
     if processor.num_query_tokens != NUM_QUERY_TOKENS or not hasattr(processor.image_token, "content"):
         raise RuntimeError(f"the reloaded processor lost num_query_tokens or its <image> AddedToken: {processor}")
-    images = [Image.radial_gradient("L").convert("RGB").resize((80, 50)),
-              Image.linear_gradient("L").convert("RGB").resize((50, 80))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((80, 50)),
+        Image.linear_gradient("L").convert("RGB").resize((50, 80)),
+    ]
     image_id = model.config.image_token_id
     texts = []
     for image in images:

@@ -44,7 +44,8 @@ def build(out: Path) -> None:
     torch.manual_seed(0)
     model = open_clip.CLIP(**MODEL_CFG).eval()
     (out / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n")
+        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n"
+    )
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))
     check(model, out)
@@ -63,8 +64,9 @@ def check(model, out: Path) -> None:  # noqa: ANN001 - torch is imported lazily
     tokens = open_clip.get_tokenizer(f"local-dir:{out}")(["a photo of a factory"])
     image = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
-        same = (torch.allclose(model.encode_image(image), loaded.encode_image(image))
-                and torch.allclose(model.encode_text(tokens), loaded.encode_text(tokens)))
+        same = torch.allclose(model.encode_image(image), loaded.encode_image(image)) and torch.allclose(
+            model.encode_text(tokens), loaded.encode_text(tokens)
+        )
     if not same:
         raise RuntimeError("the reloaded tiny CLIP differs from the one that was saved")
 

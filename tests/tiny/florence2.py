@@ -29,20 +29,30 @@ COVERS = {
 
 IMAGE_SIZE = 64
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
-REGION_TOKENS = [f"<loc_{i}>" for i in range(1000)] + ["<poly>", "</poly>", "<sep>", "<od>", "</od>", "<ocr>",
-                                                        "</ocr>"]
-CORPUS = ["What does the image describe?", "Describe in detail what is shown in the image.",
-          "Describe with a paragraph what is shown in the image.",
-          "Locate the objects with category name in the image.", "What is the text in the image?",
-          "The image shows an abandoned factory hall with broken windows and peeling paint.",
-          "a staircase, a window, a door, a chair, graffiti on a brick wall",
-          "rusty machinery in a dark room, light rays through the roof"]
+REGION_TOKENS = [f"<loc_{i}>" for i in range(1000)] + ["<poly>", "</poly>", "<sep>", "<od>", "</od>", "<ocr>", "</ocr>"]
+CORPUS = [
+    "What does the image describe?",
+    "Describe in detail what is shown in the image.",
+    "Describe with a paragraph what is shown in the image.",
+    "Locate the objects with category name in the image.",
+    "What is the text in the image?",
+    "The image shows an abandoned factory hall with broken windows and peeling paint.",
+    "a staircase, a window, a door, a chair, graffiti on a brick wall",
+    "rusty machinery in a dark room, light rays through the roof",
+]
 # Every parse task the processor knows; the real repos list them in processor_config.json.
 POST_PROCESSOR_CONFIG = {
-    "pure_text": {}, "description_with_bboxes": {}, "bboxes": {}, "polygons": {},
-    "description_with_bboxes_or_polygons": {}, "phrase_grounding": {"banned_grounding_tokens": []},
-    "ocr": {"PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>"
-                       r"<loc_(\d+)><loc_(\d+)>", "AREA_THRESHOLD": 0.0},
+    "pure_text": {},
+    "description_with_bboxes": {},
+    "bboxes": {},
+    "polygons": {},
+    "description_with_bboxes_or_polygons": {},
+    "phrase_grounding": {"banned_grounding_tokens": []},
+    "ocr": {
+        "PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>"
+        r"<loc_(\d+)><loc_(\d+)>",
+        "AREA_THRESHOLD": 0.0,
+    },
 }
 # Florence's normalisation (ImageNet mean/std), as in the real preprocessor config.
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -55,8 +65,14 @@ def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast (imported lazil
 
     # Byte-level alphabet: any text encodes, no <unk>. The processor adds bos/eos itself.
     tok = byte_level_bpe(CORPUS, SPECIALS + REGION_TOKENS, vocab_size=512)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
 
 
 def make_model(tok):  # -> Florence2ForConditionalGeneration
@@ -64,13 +80,34 @@ def make_model(tok):  # -> Florence2ForConditionalGeneration
     from transformers import Florence2Config, Florence2ForConditionalGeneration
 
     # 1024 decoder positions like the real model, so the adapter's default 512 new tokens fit.
-    text = dict(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                decoder_start_token_id=tok.eos_token_id, forced_bos_token_id=None, forced_eos_token_id=None)
-    vision = dict(depths=[1, 1, 1, 1], embed_dim=[16, 16, 32, 32], num_heads=[1, 1, 2, 2], num_groups=[1, 1, 2, 2],
-                  window_size=2, projection_dim=32, max_temporal_embeddings=4, max_position_embeddings=16,
-                  drop_path_rate=0.0)
+    text = dict(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+    )
+    vision = dict(
+        depths=[1, 1, 1, 1],
+        embed_dim=[16, 16, 32, 32],
+        num_heads=[1, 1, 2, 2],
+        num_groups=[1, 1, 2, 2],
+        window_size=2,
+        projection_dim=32,
+        max_temporal_embeddings=4,
+        max_position_embeddings=16,
+        drop_path_rate=0.0,
+    )
     torch.manual_seed(0)
     config = Florence2Config(text_config=text, vision_config=vision, image_token_id=tok.image_token_id)
     model = Florence2ForConditionalGeneration(config).eval()
@@ -93,8 +130,10 @@ def end_at_once(model, eos_id: int) -> None:
     import torch
 
     decoder = model.model.language_model.decoder
-    direction = torch.nn.functional.normalize(torch.randn(decoder.layers[-1].final_layer_norm.bias.shape[0],
-                                                          generator=torch.Generator().manual_seed(1)), dim=0)
+    direction = torch.nn.functional.normalize(
+        torch.randn(decoder.layers[-1].final_layer_norm.bias.shape[0], generator=torch.Generator().manual_seed(1)),
+        dim=0,
+    )
     with torch.no_grad():
         decoder.layers[-1].final_layer_norm.bias.copy_(EOS_BIAS * direction)
         model.get_input_embeddings().weight[eos_id] = EOS_ROW * direction
@@ -112,8 +151,13 @@ def image_tokens(model) -> int:
 def make_processor(tok, n_image_tokens: int):  # -> Florence2Processor
     from transformers import CLIPImageProcessor, Florence2Processor
 
-    ip = CLIPImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_center_crop=False,
-                            image_mean=MEAN, image_std=STD, image_seq_length=n_image_tokens)
+    ip = CLIPImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        do_center_crop=False,
+        image_mean=MEAN,
+        image_std=STD,
+        image_seq_length=n_image_tokens,
+    )
     ip.image_seq_length = n_image_tokens
     return Florence2Processor(image_processor=ip, tokenizer=tok, post_processor_config=POST_PROCESSOR_CONFIG)
 
@@ -126,8 +170,10 @@ def check(out: Path) -> None:
 
     model = Florence2ForConditionalGeneration.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
-    images = [Image.radial_gradient("L").convert("RGB").resize((80, 50)),
-              Image.linear_gradient("L").convert("RGB").resize((50, 80))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((80, 50)),
+        Image.linear_gradient("L").convert("RGB").resize((50, 80)),
+    ]
     texts = []
     for image in images:
         inputs = processor(text="<OD>", images=image, return_tensors="pt")
@@ -142,8 +188,9 @@ def check(out: Path) -> None:
             raise RuntimeError(f"the tiny Florence-2 should end at once without min_new_tokens: {unforced}")
     if texts[0] == texts[1]:
         raise RuntimeError(f"the tiny Florence-2 ignores its input image: {texts[0]!r}")
-    sample = processor.post_process_generation("<s>door<loc_100><loc_200><loc_500><loc_900></s>", task="<OD>",
-                                               image_size=(1000, 1000))["<OD>"]
+    sample = processor.post_process_generation(
+        "<s>door<loc_100><loc_200><loc_500><loc_900></s>", task="<OD>", image_size=(1000, 1000)
+    )["<OD>"]
     if sample["labels"] != ["door"]:
         raise RuntimeError(f"<OD> parsing is broken in the tiny processor: {sample}")
 

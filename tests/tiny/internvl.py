@@ -32,16 +32,25 @@ COVERS = {
 TILE = 64
 PATCH = 16
 DOWNSAMPLE = 0.5
-IMAGE_SEQ_LENGTH = int((TILE // PATCH) ** 2 * DOWNSAMPLE ** 2)
+IMAGE_SEQ_LENGTH = int((TILE // PATCH) ** 2 * DOWNSAMPLE**2)
 # The processor finds these by attribute name on the tokenizer (start/end/context image, video).
-IMAGE_SPECIALS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
-                  "video_token": "<video>"}
+IMAGE_SPECIALS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_SPECIALS.values()]
-CORPUS = ["system", "user", "assistant", "Describe this photo in detail.",
-          "List short tags for this photo, comma-separated.",
-          "An abandoned factory hall with broken windows and peeling paint.",
-          "factory, broken window, rust, graffiti, staircase, decay",
-          "A dark corridor with doors, debris on the floor and light from a skylight."]
+CORPUS = [
+    "system",
+    "user",
+    "assistant",
+    "Describe this photo in detail.",
+    "List short tags for this photo, comma-separated.",
+    "An abandoned factory hall with broken windows and peeling paint.",
+    "factory, broken window, rust, graffiti, staircase, decay",
+    "A dark corridor with doors, debris on the floor and light from a skylight.",
+]
 # As in the -hf repos (transformers' convert_internvl_weights_to_hf.py): ChatML, no default
 # system message, an image part becomes "<IMG_CONTEXT>\n" before the text.
 CHAT_TEMPLATE = (
@@ -52,7 +61,8 @@ CHAT_TEMPLATE = (
     "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # the -hf preprocessor config's
 WEIGHT_STD = 0.3
 
@@ -66,13 +76,33 @@ def make_model(tok):  # -> InternVLForConditionalGeneration
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     torch.manual_seed(0)
-    vision = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                  image_size=[TILE, TILE], patch_size=[PATCH, PATCH])
-    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.context_image_token_id,
-                            image_seq_length=IMAGE_SEQ_LENGTH, downsample_ratio=DOWNSAMPLE)
+    vision = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=[TILE, TILE],
+        patch_size=[PATCH, PATCH],
+    )
+    text = dict(
+        model_type="qwen2",
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    config = InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tok.context_image_token_id,
+        image_seq_length=IMAGE_SEQ_LENGTH,
+        downsample_ratio=DOWNSAMPLE,
+    )
     model = InternVLForConditionalGeneration(config).eval()
     widen_weights(model, WEIGHT_STD)
     model.generation_config.eos_token_id = tok.eos_token_id
@@ -83,11 +113,22 @@ def make_model(tok):  # -> InternVLForConditionalGeneration
 def make_processor(tok):  # -> InternVLProcessor
     from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
 
-    ip = GotOcr2ImageProcessor(size={"height": TILE, "width": TILE}, image_mean=MEAN, image_std=STD,
-                               crop_to_patches=False, min_patches=1, max_patches=12)
+    ip = GotOcr2ImageProcessor(
+        size={"height": TILE, "width": TILE},
+        image_mean=MEAN,
+        image_std=STD,
+        crop_to_patches=False,
+        min_patches=1,
+        max_patches=12,
+    )
     vp = InternVLVideoProcessor(size={"height": TILE, "width": TILE}, image_mean=MEAN, image_std=STD)
-    return InternVLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp,
-                             image_seq_length=IMAGE_SEQ_LENGTH, chat_template=CHAT_TEMPLATE)
+    return InternVLProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        video_processor=vp,
+        image_seq_length=IMAGE_SEQ_LENGTH,
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
 def check(out: Path) -> None:
@@ -100,15 +141,17 @@ def check(out: Path) -> None:
     processor = AutoProcessor.from_pretrained(out)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this photo."}]}]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    images = [Image.radial_gradient("L").convert("RGB").resize((160, 80)),
-              Image.linear_gradient("L").convert("RGB").resize((80, 80))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((160, 80)),
+        Image.linear_gradient("L").convert("RGB").resize((80, 80)),
+    ]
     texts, lengths = [], []
     for image in images:
         inputs = processor(images=image, text=prompt, max_patches=4, return_tensors="pt")
         lengths.append(int(inputs["input_ids"].shape[1]))
         with torch.no_grad():
             ids = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
-        texts.append(processor.decode(ids[0, lengths[-1]:]))
+        texts.append(processor.decode(ids[0, lengths[-1] :]))
     # 160x80 tiles as 2x1 plus a thumbnail (3 tiles), 80x80 as 1 tile: 2 x 4 more image tokens
     if lengths[0] - lengths[1] != 2 * IMAGE_SEQ_LENGTH:
         raise RuntimeError(f"tiling does not reach the prompt: lengths {lengths}")

@@ -29,12 +29,17 @@ COVERS = {
 HUB_ID = "openbmb/MiniCPM-V-4_5"
 REVISION = "fd3209b2e0580e346fc33d2c6f85b6e9332eecda"  # as envs/minicpm-v45/model.toml pins
 STANDIN = Path(__file__).resolve().parent / "standins" / "minicpmv_standin.py"
-CORPUS = ["Describe this photo in detail.", "List 15 to 30 short tags for this photo, separated by commas.",
-          "an abandoned hall, broken windows, peeling paint, rust, a staircase, graffiti on a brick wall",
-          "user assistant system"]
+CORPUS = [
+    "Describe this photo in detail.",
+    "List 15 to 30 short tags for this photo, separated by commas.",
+    "an abandoned hall, broken windows, peeling paint, rust, a staircase, graffiti on a brick wall",
+    "user assistant system",
+]
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "</image>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def build(out: Path) -> None:
@@ -49,13 +54,30 @@ def build(out: Path) -> None:
     tok = qwen_style_bpe(CORPUS, SPECIALS, chat_template=CHAT_TEMPLATE)
     torch.manual_seed(0)
     config = MiniCPMVConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=512, tie_word_embeddings=False,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        query_num=4, image_size=32,
-        auto_map={"AutoConfig": "minicpmv_standin.MiniCPMVConfig", "AutoModel": "minicpmv_standin.MiniCPMV"})
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        query_num=4,
+        image_size=32,
+        auto_map={"AutoConfig": "minicpmv_standin.MiniCPMVConfig", "AutoModel": "minicpmv_standin.MiniCPMV"},
+    )
     model = MiniCPMV(config).eval()
     with torch.no_grad():  # wide weights: the text must depend on the image
         for param in model.parameters():
@@ -77,9 +99,17 @@ def check(hub: Path) -> None:
 
     model = AutoModel.from_pretrained(HUB_ID, revision=REVISION, trust_remote_code=True, attn_implementation="sdpa")
     tok = AutoTokenizer.from_pretrained(HUB_ID, revision=REVISION, trust_remote_code=True)
-    answers = [model.chat(msgs=[{"role": "user", "content": [img, "Describe this photo in detail."]}], tokenizer=tok,
-                          enable_thinking=False, sampling=False, max_new_tokens=6, min_new_tokens=6)
-               for img in (Image.radial_gradient("L"), Image.linear_gradient("L"))]
+    answers = [
+        model.chat(
+            msgs=[{"role": "user", "content": [img, "Describe this photo in detail."]}],
+            tokenizer=tok,
+            enable_thinking=False,
+            sampling=False,
+            max_new_tokens=6,
+            min_new_tokens=6,
+        )
+        for img in (Image.radial_gradient("L"), Image.linear_gradient("L"))
+    ]
     if not all(answers) or answers[0] == answers[1]:
         raise RuntimeError(f"the tiny stand-in ignores its image or says nothing: {answers}")
     shutil.rmtree(hub.parent / "modules", ignore_errors=True)

@@ -40,13 +40,43 @@ HUB_ID, REVISION = "vikhyatk/moondream2", "2025-06-21"
 TOKENIZER_ID = "moondream/starmie-v1"
 UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "moondream2-2025-06-21"
 VOCAB = 51200
-WORDS = ("room", "wall", "window", "door", "floor", "stairs", "corridor", "rust", "paint", "graffiti",
-         "chair", "table", "light", "dust", "brick", "concrete", "broken", "old", "abandoned", "empty",
-         "dark", "factory", "hall", "ceiling", "pipe", "glass", "wood", "metal")
-TINY = {"text": dict(dim=128, ff_dim=256, n_layers=2, n_heads=2, n_kv_heads=2, max_context=2048),
-        "vision": dict(enc_dim=64, enc_n_layers=27, enc_ff_dim=128, enc_n_heads=1, proj_out_dim=128,
-                       proj_inner_dim=256, max_crops=2),
-        "region": dict(dim=128, inner_dim=256)}
+WORDS = (
+    "room",
+    "wall",
+    "window",
+    "door",
+    "floor",
+    "stairs",
+    "corridor",
+    "rust",
+    "paint",
+    "graffiti",
+    "chair",
+    "table",
+    "light",
+    "dust",
+    "brick",
+    "concrete",
+    "broken",
+    "old",
+    "abandoned",
+    "empty",
+    "dark",
+    "factory",
+    "hall",
+    "ceiling",
+    "pipe",
+    "glass",
+    "wood",
+    "metal",
+)
+TINY = {
+    "text": dict(dim=128, ff_dim=256, n_layers=2, n_heads=2, n_kv_heads=2, max_context=2048),
+    "vision": dict(
+        enc_dim=64, enc_n_layers=27, enc_ff_dim=128, enc_n_heads=1, proj_out_dim=128, proj_inner_dim=256, max_crops=2
+    ),
+    "region": dict(dim=128, inner_dim=256),
+}
 # Matrices from N(0, 0.3), norms at weight 1 / bias 0: at a plain N(0, 0.02) the tiny model repeats
 # one token whatever the image, which would make the tests' "the image reaches the model" check void.
 WEIGHT_STD = 0.3
@@ -89,10 +119,16 @@ def build(out: Path) -> None:
     snap = _snapshot(hub, HUB_ID, REVISION, commit)
     for f in files:
         shutil.copy(f, snap / f.name)
-    (snap / "config.json").write_text(json.dumps({
-        "architectures": ["HfMoondream"], "model_type": "moondream1",
-        "auto_map": {"AutoConfig": "hf_moondream.HfConfig", "AutoModelForCausalLM": "hf_moondream.HfMoondream"},
-        "config": {}}))
+    (snap / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["HfMoondream"],
+                "model_type": "moondream1",
+                "auto_map": {"AutoConfig": "hf_moondream.HfConfig", "AutoModelForCausalLM": "hf_moondream.HfMoondream"},
+                "config": {},
+            }
+        )
+    )
 
     import torch
     from transformers import AutoConfig
@@ -130,8 +166,10 @@ def check(snap: Path) -> None:
     config.config = json.loads((snap / "config.json").read_text())["config"]
     model = AutoModelForCausalLM.from_pretrained(HUB_ID, revision=REVISION, config=config, trust_remote_code=True)
     settings = {"max_tokens": 6, "temperature": 0, "variant": None}
-    images = [Image.radial_gradient("L").convert("RGB").resize((90, 60)),
-              Image.linear_gradient("L").convert("RGB").resize((60, 90))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((90, 60)),
+        Image.linear_gradient("L").convert("RGB").resize((60, 90)),
+    ]
     with torch.no_grad():
         captions = [model.caption(img, length="short", settings=settings)["caption"] for img in images]
     if not all(captions) or captions[0] == captions[1]:

@@ -31,11 +31,15 @@ IMAGE_SIZE, PATCH = 64, 16
 VARIANTS = {"paligemma2": "gemma2", "paligemma1": "gemma"}  # subfolder -> text model_type
 # Gemma's vocabulary starts <pad> <eos> <bos> <unk>; PaliGemma's <image> is an added special token.
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
-CORPUS = ["caption en", "describe en", "answer en list the objects and materials in this photo separated by commas",
-          "Describe this photo in detail: the place, the objects, the materials and their condition.",
-          "An abandoned factory hall with broken windows, peeling paint and rusty machinery.",
-          "staircase, window, door, chair, graffiti, brick wall, concrete, rust, dust",
-          "A dark corridor in a disused hospital; light falls through a broken skylight."]
+CORPUS = [
+    "caption en",
+    "describe en",
+    "answer en list the objects and materials in this photo separated by commas",
+    "Describe this photo in detail: the place, the objects, the materials and their condition.",
+    "An abandoned factory hall with broken windows, peeling paint and rusty machinery.",
+    "staircase, window, door, chair, graffiti, brick wall, concrete, rust, dust",
+    "A dark corridor in a disused hospital; light falls through a broken skylight.",
+]
 # Wider than the default init (0.02), so that the output depends on the picture; the (tied) token
 # embedding stays narrower, or the last prompt token dominates the residual stream and the model
 # repeats "\n" whatever the image (seen at 0.3-0.5).
@@ -48,17 +52,24 @@ def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
     # Byte-level alphabet: any text (and the processor's "\n") encodes, no <unk>.
     tok = byte_level_bpe(CORPUS, SPECIALS, vocab_size=480)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-                                   unk_token="<unk>", padding_side="left",
-                                   extra_special_tokens={"image_token": "<image>"})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
 
 
 def make_processor(tok):  # -> PaliGemmaProcessor
     from transformers import PaliGemmaProcessor, SiglipImageProcessor
 
     # SigLIP normalisation (mean = std = 0.5) and a square resize, as in Google's preprocessor_config.
-    ip = SiglipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3,
-                              image_std=[0.5] * 3)
+    ip = SiglipImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
     ip.image_seq_length = (IMAGE_SIZE // PATCH) ** 2
     # The processor adds the <loc>/<seg> tokens to the tokenizer: build it before sizing the model.
     return PaliGemmaProcessor(image_processor=ip, tokenizer=tok)
@@ -71,13 +82,38 @@ def make_model(processor, text_type: str):  # -> PaliGemmaForConditionalGenerati
     tok = processor.tokenizer
     vocab = len(tok)
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    text = dict(model_type=text_type, vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512, **ids)
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=PATCH, vision_use_head=False)
+    text = dict(
+        model_type=text_type,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=512,
+        **ids,
+    )
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+        vision_use_head=False,
+    )
     torch.manual_seed(0)
-    config = PaliGemmaConfig(vision_config=vision, text_config=text, image_token_index=tok.image_token_id,
-                             vocab_size=vocab, projection_dim=32, hidden_size=32, **ids)
+    config = PaliGemmaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.image_token_id,
+        vocab_size=vocab,
+        projection_dim=32,
+        hidden_size=32,
+        **ids,
+    )
     model = PaliGemmaForConditionalGeneration(config).eval()
     widen_weights(model, WEIGHT_STD)
     with torch.no_grad():
@@ -102,8 +138,10 @@ def check(out: Path) -> None:
 
     model = PaliGemmaForConditionalGeneration.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
-    images = [Image.radial_gradient("L").convert("RGB").resize((80, 50)),
-              Image.linear_gradient("L").convert("RGB").resize((50, 80))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((80, 50)),
+        Image.linear_gradient("L").convert("RGB").resize((50, 80)),
+    ]
     warnings: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]

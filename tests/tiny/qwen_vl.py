@@ -40,14 +40,24 @@ COVERS = {
 
 ARCHITECTURES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
 PROCESSORS = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor"}
-VISION = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>",
-          "vision_end_token": "<|vision_end|>"}
+VISION = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_start_token": "<|vision_start|>",
+    "vision_end_token": "<|vision_end|>",
+}
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *VISION.values()]
-CORPUS = ["system", "user", "assistant", "You are a helpful assistant.", "Describe this photo in detail.",
-          "List short tags for this photo, comma-separated.",
-          "An abandoned factory hall with broken windows and peeling paint.",
-          "factory, broken window, rust, graffiti, staircase, decay",
-          "A dark corridor with doors, debris on the floor and light from a skylight."]
+CORPUS = [
+    "system",
+    "user",
+    "assistant",
+    "You are a helpful assistant.",
+    "Describe this photo in detail.",
+    "List short tags for this photo, comma-separated.",
+    "An abandoned factory hall with broken windows and peeling paint.",
+    "factory, broken window, rust, graffiti, staircase, decay",
+    "A dark corridor with doors, debris on the floor and light from a skylight.",
+]
 # The Qwen2-VL / Qwen2.5-VL -Instruct repos' chat_template.json, verbatim.
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
@@ -60,7 +70,8 @@ CHAT_TEMPLATE = (
     "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
     "{% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}"
     "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% endif %}")
+    "{% endif %}"
+)
 # The repos' preprocessor_config.json values (CLIP mean/std; 4 to 16384 image tokens).
 MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056
@@ -76,11 +87,28 @@ def make_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
 def vision_config(family: str) -> dict:
     if family == "qwen2_5_vl":  # window attention on 112 px windows; the last block attends fully
-        return dict(depth=2, hidden_size=HIDDEN, intermediate_size=64, num_heads=2, out_hidden_size=HIDDEN,
-                    patch_size=PATCH, spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL, window_size=112,
-                    fullatt_block_indexes=[1])
-    return dict(depth=1, embed_dim=HIDDEN, hidden_size=HIDDEN, mlp_ratio=2, num_heads=2, patch_size=PATCH,
-                spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL)
+        return dict(
+            depth=2,
+            hidden_size=HIDDEN,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=HIDDEN,
+            patch_size=PATCH,
+            spatial_merge_size=MERGE,
+            temporal_patch_size=TEMPORAL,
+            window_size=112,
+            fullatt_block_indexes=[1],
+        )
+    return dict(
+        depth=1,
+        embed_dim=HIDDEN,
+        hidden_size=HIDDEN,
+        mlp_ratio=2,
+        num_heads=2,
+        patch_size=PATCH,
+        spatial_merge_size=MERGE,
+        temporal_patch_size=TEMPORAL,
+    )
 
 
 def make_model(family: str, tok):  # -> Qwen2_5_VLForConditionalGeneration | Qwen2VLForConditionalGeneration
@@ -89,10 +117,19 @@ def make_model(family: str, tok):  # -> Qwen2_5_VLForConditionalGeneration | Qwe
 
     ids = {f"{name}_id": tok.convert_tokens_to_ids(token) for name, token in VISION.items()}
     eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
-    text = dict(vocab_size=len(tok), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                rope_parameters={"rope_type": "default", "mrope_section": MROPE_SECTION, "rope_theta": 1e6},
-                bos_token_id=tok.pad_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "mrope_section": MROPE_SECTION, "rope_theta": 1e6},
+        bos_token_id=tok.pad_token_id,
+        eos_token_id=eos,
+        pad_token_id=tok.pad_token_id,
+    )
     config_class = getattr(transformers, ARCHITECTURES[family].replace("ForConditionalGeneration", "Config"))
     torch.manual_seed(0)
     config = config_class(text_config=text, vision_config=vision_config(family), **ids)
@@ -107,32 +144,67 @@ def make_processor(family: str, tok):  # -> Qwen2_5_VLProcessor | Qwen2VLProcess
     import transformers
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    ip = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, image_mean=MEAN, image_std=STD,
-                               patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL)
+    ip = Qwen2VLImageProcessor(
+        min_pixels=MIN_PIXELS,
+        max_pixels=MAX_PIXELS,
+        image_mean=MEAN,
+        image_std=STD,
+        patch_size=PATCH,
+        merge_size=MERGE,
+        temporal_patch_size=TEMPORAL,
+    )
     vp = Qwen2VLVideoProcessor(image_mean=MEAN, image_std=STD)
-    return getattr(transformers, PROCESSORS[family])(image_processor=ip, tokenizer=tok, video_processor=vp,
-                                                     chat_template=CHAT_TEMPLATE)
+    return getattr(transformers, PROCESSORS[family])(
+        image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=CHAT_TEMPLATE
+    )
 
 
 def legacy_layout(family: str, out: Path) -> None:
     """Rewrite the saved configs into the Hub repos' older layout (see the module docstring)."""
     config = json.loads((out / "config.json").read_text())
     text = config.pop("text_config")
-    for key in ("model_type", "architectures", "dtype", "layer_types", "use_sliding_window", "sliding_window",
-                "max_window_layers"):
+    for key in (
+        "model_type",
+        "architectures",
+        "dtype",
+        "layer_types",
+        "use_sliding_window",
+        "sliding_window",
+        "max_window_layers",
+    ):
         text.pop(key, None)
     rope = text.pop("rope_parameters")
-    legacy = {"architectures": [ARCHITECTURES[family]], "model_type": family, **text,
-              "rope_scaling": {"type": "mrope", "mrope_section": rope["mrope_section"]},
-              "rope_theta": rope["rope_theta"], "use_sliding_window": False, "sliding_window": 4096,
-              "max_window_layers": 2, **{k: v for k, v in config.items() if k.endswith("_token_id")},
-              "tie_word_embeddings": config["tie_word_embeddings"],
-              "vision_config": legacy_vision(config["vision_config"]), "torch_dtype": "float32"}
+    legacy = {
+        "architectures": [ARCHITECTURES[family]],
+        "model_type": family,
+        **text,
+        "rope_scaling": {"type": "mrope", "mrope_section": rope["mrope_section"]},
+        "rope_theta": rope["rope_theta"],
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "max_window_layers": 2,
+        **{k: v for k, v in config.items() if k.endswith("_token_id")},
+        "tie_word_embeddings": config["tie_word_embeddings"],
+        "vision_config": legacy_vision(config["vision_config"]),
+        "torch_dtype": "float32",
+    }
     (out / "config.json").write_text(json.dumps(legacy, indent=2))
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": PATCH, "temporal_patch_size": TEMPORAL,
-        "merge_size": MERGE, "image_mean": MEAN, "image_std": STD, "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": PROCESSORS[family]}, indent=2))
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "min_pixels": MIN_PIXELS,
+                "max_pixels": MAX_PIXELS,
+                "patch_size": PATCH,
+                "temporal_patch_size": TEMPORAL,
+                "merge_size": MERGE,
+                "image_mean": MEAN,
+                "image_std": STD,
+                "image_processor_type": "Qwen2VLImageProcessor",
+                "processor_class": PROCESSORS[family],
+            },
+            indent=2,
+        )
+    )
     (out / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
     for name in ("processor_config.json", "video_preprocessor_config.json", "chat_template.jinja"):
         (out / name).unlink(missing_ok=True)
@@ -165,16 +237,22 @@ def check(family: str, out: Path, built) -> None:
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     if not prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>"):
         raise RuntimeError(f"unexpected chat template output: {prompt!r}")
-    images = [Image.radial_gradient("L").convert("RGB").resize((448, 224)),
-              Image.linear_gradient("L").convert("RGB").resize((224, 224))]
+    images = [
+        Image.radial_gradient("L").convert("RGB").resize((448, 224)),
+        Image.linear_gradient("L").convert("RGB").resize((224, 224)),
+    ]
     texts, image_tokens = [], []
     for image in images:  # the adapter's call: the pixel budget as `size`, here 16 tokens at most
-        inputs = processor(images=image, text=prompt, size={"shortest_edge": MIN_PIXELS, "longest_edge": 16 * 28 * 28},
-                           return_tensors="pt")
+        inputs = processor(
+            images=image,
+            text=prompt,
+            size={"shortest_edge": MIN_PIXELS, "longest_edge": 16 * 28 * 28},
+            return_tensors="pt",
+        )
         image_tokens.append(int((inputs["input_ids"] == processor.image_token_id).sum()))
         with torch.no_grad():
             ids = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
-        texts.append(processor.decode(ids[0, inputs["input_ids"].shape[1]:]))
+        texts.append(processor.decode(ids[0, inputs["input_ids"].shape[1] :]))
     # 448 x 224 -> 140 x 56 px = 5 x 2 tokens; 224 x 224 -> 112 x 112 px = 4 x 4 tokens
     if image_tokens != [10, 16]:
         raise RuntimeError(f"the pixel budget does not reach the image tokens: {image_tokens}")

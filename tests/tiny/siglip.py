@@ -29,15 +29,28 @@ MODEL_CFG = {
     "embed_dim": 192,
     "init_logit_bias": -10,
     "custom_text": True,
-    "vision_cfg": {"image_size": 224, "timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
-                   "timm_pool": "map", "timm_proj": "none"},
-    "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2,
-                 "no_causal_mask": True, "proj_bias": True, "pool_type": "last", "norm_kwargs": {"eps": 1e-6},
-                 "act_kwargs": {"approximate": "tanh"}},
+    "vision_cfg": {
+        "image_size": 224,
+        "timm_model_name": "vit_tiny_patch16_224",
+        "timm_model_pretrained": False,
+        "timm_pool": "map",
+        "timm_proj": "none",
+    },
+    "text_cfg": {
+        "context_length": 64,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 2,
+        "layers": 2,
+        "no_causal_mask": True,
+        "proj_bias": True,
+        "pool_type": "last",
+        "norm_kwargs": {"eps": 1e-6},
+        "act_kwargs": {"approximate": "tanh"},
+    },
 }
 # SigLIP's normalisation (0.5 mean and std) and a squash to the input size, as open_clip's _slpcfg.
-PREPROCESS_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
-                  "resize_mode": "squash"}
+PREPROCESS_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic", "resize_mode": "squash"}
 
 
 def build(out: Path) -> None:
@@ -48,7 +61,8 @@ def build(out: Path) -> None:
     torch.manual_seed(0)
     model = open_clip.CustomTextCLIP(**{k: v for k, v in MODEL_CFG.items() if k != "custom_text"}).eval()
     (out / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n")
+        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n"
+    )
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))
     check(model, out)
@@ -66,8 +80,9 @@ def check(model, out: Path) -> None:  # noqa: ANN001 - torch is imported lazily
     tokens = open_clip.get_tokenizer(f"local-dir:{out}")(["a photo of a factory"])
     image = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():
-        same = (torch.allclose(model.encode_image(image), loaded.encode_image(image))
-                and torch.allclose(model.encode_text(tokens), loaded.encode_text(tokens)))
+        same = torch.allclose(model.encode_image(image), loaded.encode_image(image)) and torch.allclose(
+            model.encode_text(tokens), loaded.encode_text(tokens)
+        )
     if not same:
         raise RuntimeError("the reloaded tiny SigLIP differs from the one that was saved")
 

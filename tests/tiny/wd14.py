@@ -26,8 +26,19 @@ PATCH = 16
 # Real CSV order: the four ratings, then general tags, then character tags. Names are chosen to
 # exercise the adapter: underscores to replace, kaomoji to keep, a parenthesised character name.
 RATINGS = ["general", "sensitive", "questionable", "explicit"]
-GENERAL = ["outdoors", "no_humans", "scenery", "ruins", "indoors", "brick_wall", "sky", "cup",
-           "^_^", "0_0", "traditional_media"]
+GENERAL = [
+    "outdoors",
+    "no_humans",
+    "scenery",
+    "ruins",
+    "indoors",
+    "brick_wall",
+    "sky",
+    "cup",
+    "^_^",
+    "0_0",
+    "traditional_media",
+]
 CHARACTERS = ["hatsune_miku", "tiny_character_(test)", "another_character"]
 CATEGORY = {"rating": 9, "general": 0, "character": 4}
 
@@ -38,8 +49,14 @@ def tag_rows() -> list[dict[str, object]]:
     groups = (("rating", RATINGS), ("general", GENERAL), ("character", CHARACTERS))
     for kind, names in groups:
         for name in names:
-            rows.append({"tag_id": 9_999_999 - len(rows), "name": name, "category": CATEGORY[kind],
-                         "count": 1_000_000 // (len(rows) + 1)})
+            rows.append(
+                {
+                    "tag_id": 9_999_999 - len(rows),
+                    "name": name,
+                    "category": CATEGORY[kind],
+                    "count": 1_000_000 // (len(rows) + 1),
+                }
+            )
     return rows
 
 
@@ -50,8 +67,9 @@ def write_tags(path: Path, rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-def build_model(num_classes: int, embed_dim: int = 32, depth: int = 2,
-                num_heads: int = 2):  # -> torch.nn.Module (torch is imported lazily, like the adapters)
+def build_model(
+    num_classes: int, embed_dim: int = 32, depth: int = 2, num_heads: int = 2
+):  # -> torch.nn.Module (torch is imported lazily, like the adapters)
     """A WD v3 ViT (tiny by default; bench/wd14_model.py asks for the real ViT-B/16 size)."""
     import torch
     from timm.models.vision_transformer import VisionTransformer
@@ -67,8 +85,14 @@ def build_model(num_classes: int, embed_dim: int = 32, depth: int = 2,
             return torch.sigmoid(self.model(x.permute(0, 3, 1, 2)))
 
     torch.manual_seed(0)
-    vit = VisionTransformer(img_size=IMG_SIZE, patch_size=PATCH, embed_dim=embed_dim, depth=depth,
-                            num_heads=num_heads, num_classes=num_classes)
+    vit = VisionTransformer(
+        img_size=IMG_SIZE,
+        patch_size=PATCH,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        num_classes=num_classes,
+    )
     # timm's default head init (std 0.02) puts every probability near 0.5; a wider head spreads
     # the scores over (0, 1) so that thresholds and per-image differences are visible in tests.
     torch.nn.init.normal_(vit.head.weight, std=0.5)
@@ -80,9 +104,16 @@ def export(model, path: Path) -> None:
 
     example = torch.zeros(1, IMG_SIZE, IMG_SIZE, 3)
     # The legacy exporter needs no onnxscript (not in the env); opset 17 like the feasibility run.
-    torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False,
-                      opset_version=17)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        dynamo=False,
+        opset_version=17,
+    )
 
 
 def build(out: Path) -> None:

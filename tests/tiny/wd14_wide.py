@@ -17,19 +17,24 @@ ENV = "modern"
 # Registry entries this build stands in for: none (a wider wd14 for the archive-scale test and
 # bench/scale.py; tests/tiny/wd14.py covers the wd14 entries).
 COVERS: dict[str, str] = {}
-WD_V3_TAGS = 10_861          # rows of wd-vit-tagger-v3's selected_tags.csv: 4 ratings, then general, character
+WD_V3_TAGS = 10_861  # rows of wd-vit-tagger-v3's selected_tags.csv: 4 ratings, then general, character
 CHARACTER_TAGS = 2_000
 
 
 def tag_rows() -> list[dict[str, object]]:
     general = WD_V3_TAGS - len(RATINGS) - CHARACTER_TAGS
-    names = ([("rating", n) for n in RATINGS] + [("general", f"general_tag_{i:05d}") for i in range(general)]
-             + [("character", f"character_{i:04d}") for i in range(CHARACTER_TAGS)])
-    return [{"tag_id": i, "name": name, "category": CATEGORY[kind], "count": 1000 - i % 1000}
-            for i, (kind, name) in enumerate(names)]
+    names = (
+        [("rating", n) for n in RATINGS]
+        + [("general", f"general_tag_{i:05d}") for i in range(general)]
+        + [("character", f"character_{i:04d}") for i in range(CHARACTER_TAGS)]
+    )
+    return [
+        {"tag_id": i, "name": name, "category": CATEGORY[kind], "count": 1000 - i % 1000}
+        for i, (kind, name) in enumerate(names)
+    ]
 
 
-LIKELY_TAGS = 40             # about as many tags as a real WD v3 gives a photo above its thresholds
+LIKELY_TAGS = 40  # about as many tags as a real WD v3 gives a photo above its thresholds
 
 
 def build(out: Path) -> None:
@@ -44,7 +49,7 @@ def build(out: Path) -> None:
         head = model.model.head
         torch.nn.init.normal_(head.weight, std=0.05)
         head.bias.fill_(-4.0)
-        head.bias[len(RATINGS):len(RATINGS) + LIKELY_TAGS] = 1.0
+        head.bias[len(RATINGS) : len(RATINGS) + LIKELY_TAGS] = 1.0
     export(model, out / "model.onnx")
 
 

@@ -31,12 +31,24 @@ def test_vocabulary_must_be_a_non_empty_list() -> None:
 
 
 def test_cache_key_covers_everything_that_changes_the_embeddings() -> None:
-    base = {"format": 1, "model": "m", "version": "r1", "quick_gelu": True, "precision": "float32",
-            "templates": ["a photo of {}"], "vocabulary": ["rust", "mold"]}
+    base = {
+        "format": 1,
+        "model": "m",
+        "version": "r1",
+        "quick_gelu": True,
+        "precision": "float32",
+        "templates": ["a photo of {}"],
+        "vocabulary": ["rust", "mold"],
+    }
     key = _TextCache(None, base).key
     assert _TextCache(None, dict(base)).key == key
-    for field, value in [("model", "m2"), ("version", "r2"), ("precision", "bfloat16"),
-                         ("templates", ["a {}"]), ("vocabulary", ["mold", "rust"])]:
+    for field, value in [
+        ("model", "m2"),
+        ("version", "r2"),
+        ("precision", "bfloat16"),
+        ("templates", ["a {}"]),
+        ("vocabulary", ["mold", "rust"]),
+    ]:
         assert _TextCache(None, {**base, field: value}).key != key, field
 
 
@@ -46,20 +58,20 @@ def test_tiling_options() -> None:
     assert tiling({}, "cuda") == {"crop_to_patches": True, "max_patches": 12}
     assert tiling({"max_patches": {"cpu": 2}}, "cpu") == {"crop_to_patches": True, "max_patches": 2}
     assert tiling({"max_patches": {"cpu": 2}}, "mps") == {"crop_to_patches": True, "max_patches": 6}
-    assert tiling({"max_patches": 4, "crop_to_patches": False}, "cuda") == {"crop_to_patches": False,
-                                                                            "max_patches": 1}
-    for bad in ({"max_patches": True}, {"max_patches": 2.5}, {"max_patches": {"tpu": 2}},
-                {"crop_to_patches": 1}):
+    assert tiling({"max_patches": 4, "crop_to_patches": False}, "cuda") == {"crop_to_patches": False, "max_patches": 1}
+    for bad in ({"max_patches": True}, {"max_patches": 2.5}, {"max_patches": {"tpu": 2}}, {"crop_to_patches": 1}):
         with pytest.raises(ValueError, match=f"option {next(iter(bad))}"):
             tiling(bad, "cpu")
 
 
 def test_only_native_checkpoints_load() -> None:
-    assert native_repo("OpenGVLab/InternVL3-8B") == native_repo("OpenGVLab/InternVL3-8B-hf") == \
-        "OpenGVLab/InternVL3-8B-hf"
+    assert (
+        native_repo("OpenGVLab/InternVL3-8B") == native_repo("OpenGVLab/InternVL3-8B-hf") == "OpenGVLab/InternVL3-8B-hf"
+    )
     check_native({"model_type": "internvl"}, "x", "OpenGVLab/InternVL3-8B-hf")
-    with pytest.raises(ValueError, match="remote-code InternVL checkpoint.*use the native transformers port "
-                                         "OpenGVLab/InternVL3-8B-hf"):
+    with pytest.raises(
+        ValueError, match="remote-code InternVL checkpoint.*use the native transformers port OpenGVLab/InternVL3-8B-hf"
+    ):
         check_native({"model_type": "internvl_chat"}, "/models/InternVL3-8B", "OpenGVLab/InternVL3-8B-hf")
     with pytest.raises(ValueError, match="model_type 'llava', expected 'internvl'"):
         check_native({"model_type": "llava"}, "/models/llava", "OpenGVLab/InternVL3-8B-hf")
@@ -89,8 +101,12 @@ def test_pixel_bounds() -> None:
     assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "cpu") == (3136, 784 * 64)
     assert pixel_bounds({"max_pixels": {"cpu": 784 * 64}}, "mps") == (3136, DEFAULT_PIXELS["max_pixels"]["mps"])
     assert pixel_bounds({"min_pixels": 784, "max_pixels": 784}, "cuda") == (784, 784)
-    for bad, named in (({"max_pixels": True}, "max_pixels"), ({"min_pixels": 2.5e5}, "min_pixels"),
-                       ({"max_pixels": 700}, "max_pixels"), ({"max_pixels": {"tpu": 784}}, "max_pixels"),
-                       ({"min_pixels": 10 * 784, "max_pixels": 784}, "min_pixels")):
+    for bad, named in (
+        ({"max_pixels": True}, "max_pixels"),
+        ({"min_pixels": 2.5e5}, "min_pixels"),
+        ({"max_pixels": 700}, "max_pixels"),
+        ({"max_pixels": {"tpu": 784}}, "max_pixels"),
+        ({"min_pixels": 10 * 784, "max_pixels": 784}, "min_pixels"),
+    ):
         with pytest.raises(ValueError, match=f"load option {named}"):
             pixel_bounds(bad, "cpu")

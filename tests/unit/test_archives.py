@@ -24,8 +24,8 @@ from orchestrator.images import Inside, discover, hash_files, raw_path
 from orchestrator.report.thumbnails import thumbnail
 from orchestrator.store import ResultStore
 
-OLD_NS = 1_600_000_000 * 10**9   # far from now: a container modified just now is not cached (racy)
-ODD = b"caf\xe9 latin-1.jpg"      # not UTF-8: a tar keeps the exact bytes
+OLD_NS = 1_600_000_000 * 10**9  # far from now: a container modified just now is not cached (racy)
+ODD = b"caf\xe9 latin-1.jpg"  # not UTF-8: a tar keeps the exact bytes
 
 
 def _jpeg(colour: str, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -43,7 +43,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def _tar(path: Path, members: dict[bytes, bytes], mode: str = "w:gz") -> Path:
-    with tarfile.open(path, mode) as tf:   # type: ignore[call-overload]
+    with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
         for name, data in members.items():
             info = tarfile.TarInfo(os.fsdecode(name))
             info.size = len(data)
@@ -57,8 +57,13 @@ def _hash(files: list[Path], inside: Inside, **kw: object) -> list[tuple[str, st
 
 
 def test_zip_members_listed_hashed_and_read(tmp_path: Path) -> None:
-    photos = {"a/01.jpg": _jpeg("red"), "b.PNG": _jpeg("blue"), "notes.txt": b"x", ".hidden.jpg": _jpeg("red"),
-              "a/": b""}
+    photos = {
+        "a/01.jpg": _jpeg("red"),
+        "b.PNG": _jpeg("blue"),
+        "notes.txt": b"x",
+        ".hidden.jpg": _jpeg("red"),
+        "a/": b"",
+    }
     zipped = _zip(tmp_path / "photos.zip", photos)
     inside: Inside = {}
     files = discover([zipped], inside=inside)
@@ -75,24 +80,23 @@ def test_tar_members_with_odd_names_read_in_any_order(tmp_path: Path) -> None:
         tarred = _tar(tmp_path / name, photos, mode)
         inside: Inside = {}
         files = discover([tarred], inside=inside)
-        assert [os.fsencode(f) for f in files] == [os.fsencode(tarred) + b"!/" + n.removeprefix(b"./")
-                                                   for n in photos]
-        assert raw_path(files[0]) is not None   # the non-UTF-8 name travels as its exact bytes
+        assert [os.fsencode(f) for f in files] == [os.fsencode(tarred) + b"!/" + n.removeprefix(b"./") for n in photos]
+        assert raw_path(files[0]) is not None  # the non-UTF-8 name travels as its exact bytes
         refs = hash_files(files, inside=inside)
-        for ref in reversed(refs):   # backwards: a compressed stream starts over, still the right bytes
+        for ref in reversed(refs):  # backwards: a compressed stream starts over, still the right bytes
             assert ref.read() == photos[next(n for n in photos if os.fsencode(ref.path).endswith(n.lstrip(b".")))]
 
 
 def test_damaged_members_and_archives_say_why(tmp_path: Path) -> None:
     good, bad = _jpeg("red"), _jpeg("white")
-    with zipfile.ZipFile(tmp_path / "p.zip", "w") as zf:   # stored: the damage below is a CRC error
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as zf:  # stored: the damage below is a CRC error
         zf.writestr("good.jpg", good)
         zf.writestr("bad.jpg", bad)
     data = (tmp_path / "p.zip").read_bytes()
     at = data.index(bad) + 100
-    (tmp_path / "p.zip").write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+    (tmp_path / "p.zip").write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
     full = _tar(tmp_path / "t.tar", {b"a.jpg": good, b"b.jpg": bad}, "w")
-    (tmp_path / "cut.tar").write_bytes(full.read_bytes()[:2 * 512 + 1024 + 300])   # b.jpg cut short
+    (tmp_path / "cut.tar").write_bytes(full.read_bytes()[: 2 * 512 + 1024 + 300])  # b.jpg cut short
     (tmp_path / "fake.zip").write_bytes(b"not a zip")
     inside: Inside = {}
     files = discover([tmp_path / "p.zip", tmp_path / "cut.tar", tmp_path / "fake.zip"], inside=inside)
@@ -132,8 +136,8 @@ def test_members_are_cached_on_the_archives_stat(tmp_path: Path, monkeypatch: py
     first = _hash(files, inside, cache=db)
     assert hashed == ["a.jpg", "b.jpg"]
     assert _hash(files, inside, cache=db) == first and hashed == ["a.jpg", "b.jpg"], "an unchanged archive is re-read"
-    assert _hash(files, inside, cache=db, rehash=True) == first and len(hashed) == 4   # --rehash reads them
-    _zip(zipped, {"a.jpg": _jpeg("green"), "b.jpg": _jpeg("blue")})   # new content, new archive stat
+    assert _hash(files, inside, cache=db, rehash=True) == first and len(hashed) == 4  # --rehash reads them
+    _zip(zipped, {"a.jpg": _jpeg("green"), "b.jpg": _jpeg("blue")})  # new content, new archive stat
     os.utime(zipped, ns=(OLD_NS, OLD_NS + 1))
     inside = {}
     changed = _hash(discover([zipped], inside=inside), inside, cache=db)
@@ -146,8 +150,9 @@ def test_parquet_rows_read_a_row_group_at_a_time(tmp_path: Path) -> None:
 
     photos = [_jpeg(c) for c in ("red", "green", "blue")]
     rows = [{"bytes": p, "path": f"{i}.jpg"} for i, p in enumerate(photos)] + [{"bytes": None, "path": "elsewhere.jpg"}]
-    pq.write_table(pa.table({"label": [0, 1, 2, 3], "image": rows}), tmp_path / "train-00000-of-00001.parquet",
-                   row_group_size=2)
+    pq.write_table(
+        pa.table({"label": [0, 1, 2, 3], "image": rows}), tmp_path / "train-00000-of-00001.parquet", row_group_size=2
+    )
     inside: Inside = {}
     files = discover([tmp_path / "train-00000-of-00001.parquet"], inside=inside)
     assert [f.name for f in files] == ["0", "1", "2", "3"] and files[0].parent.name == "train"
@@ -170,15 +175,18 @@ def test_datasets_written_by_the_datasets_library(tmp_path: Path) -> None:
 
     features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
     photos = [_jpeg(c) for c in ("red", "green", "blue")]
-    ds = datasets.Dataset.from_dict({"image": [{"bytes": p, "path": None} for p in photos], "label": [0, 1, 2]},
-                                    features=features)
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": p, "path": None} for p in photos], "label": [0, 1, 2]}, features=features
+    )
     ds.to_parquet(str(tmp_path / "d.parquet"))
     ds.save_to_disk(str(tmp_path / "one"), num_shards=2)
     datasets.DatasetDict({"train": ds, "test": ds.select([2, 0])}).save_to_disk(str(tmp_path / "dict"))
     assert len(list((tmp_path / "one").glob("*.arrow"))) == 2
-    cases = {"d.parquet": [("train", i, photos[i]) for i in range(3)],
-             "one": [("train", i, photos[i]) for i in range(3)],
-             "dict": [("train", i, photos[i]) for i in range(3)] + [("test", 0, photos[2]), ("test", 1, photos[0])]}
+    cases = {
+        "d.parquet": [("train", i, photos[i]) for i in range(3)],
+        "one": [("train", i, photos[i]) for i in range(3)],
+        "dict": [("train", i, photos[i]) for i in range(3)] + [("test", 0, photos[2]), ("test", 1, photos[0])],
+    }
     for name, want in cases.items():
         inside: Inside = {}
         files = discover([tmp_path / name], inside=inside)
@@ -208,14 +216,17 @@ def test_listing_keeps_no_member_bytes(tmp_path: Path) -> None:
 
 
 def test_cli_start_up_imports_no_pyarrow() -> None:
-    code = ("import sys, orchestrator.cli, orchestrator.images, orchestrator.archives; "
-            "print([m for m in ('pyarrow', 'datasets', 'pandas') if m in sys.modules])")
+    code = (
+        "import sys, orchestrator.cli, orchestrator.images, orchestrator.archives; "
+        "print([m for m in ('pyarrow', 'datasets', 'pandas') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_a_hub_dataset_id_reads_its_parquet_files_from_the_hugging_face_cache(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`hf://datasets/ORG/NAME[@REV]` through huggingface_hub's own snapshot_download, offline, on a
     Hub cache laid out as a download leaves it (no network here: the online fetch is the same call)."""
     import pyarrow as pa
@@ -231,8 +242,10 @@ def test_a_hub_dataset_id_reads_its_parquet_files_from_the_hugging_face_cache(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     photos = [_jpeg(c) for c in ("red", "green")]
-    pq.write_table(pa.table({"image": [{"bytes": p, "path": f"{i}.jpg"} for i, p in enumerate(photos)]}),
-                   data / "test-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"image": [{"bytes": p, "path": f"{i}.jpg"} for i, p in enumerate(photos)]}),
+        data / "test-00000-of-00001.parquet",
+    )
     for given in ("hf://datasets/urbex/asylums", f"hf://datasets/urbex/asylums@{commit}"):
         inside: Inside = {}
         files = discover([Path(given)], inside=inside, offline=True)

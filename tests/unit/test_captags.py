@@ -6,10 +6,19 @@ import pytest
 
 from orchestrator.compare.captags import extract_tags, load_stopwords, score, singular
 
-PHRASES = ["peeling paint", "broken window", "black and white", "pipes", "abandoned building",
-           "abandoned", "light rays", "mid-century modern"]
-STOP = frozenset({"the", "a", "an", "and", "of", "in", "with", "is", "are", "on", "image", "shows", "photo",
-                  "background", "there"})
+PHRASES = [
+    "peeling paint",
+    "broken window",
+    "black and white",
+    "pipes",
+    "abandoned building",
+    "abandoned",
+    "light rays",
+    "mid-century modern",
+]
+STOP = frozenset(
+    {"the", "a", "an", "and", "of", "in", "with", "is", "are", "on", "image", "shows", "photo", "background", "there"}
+)
 
 
 def names(caption: str, phrases: list[str] = PHRASES, stopwords: frozenset[str] | None = STOP) -> list[str]:
@@ -37,7 +46,7 @@ def test_phrase_matching_ignores_case_and_punctuation_but_not_clause_breaks() ->
 
 def test_plurals_match_phrases_in_both_directions() -> None:
     assert names("Two broken windows.", stopwords=STOP | {"two"}) == ["broken window"]
-    assert names("A rusty pipe.") == ["rusty", "pipes"]           # the vocabulary's spelling is kept
+    assert names("A rusty pipe.") == ["rusty", "pipes"]  # the vocabulary's spelling is kept
     assert names("Glass, boxes, benches, bodies.") == ["glass", "boxes", "benches", "bodies"]
 
 
@@ -49,12 +58,28 @@ def test_singular_and_plural_words_are_one_tag_named_by_the_commonest_form() -> 
 
 def test_stopwords_filler_short_tokens_and_numbers_are_dropped() -> None:
     stop = load_stopwords()
-    caption = ("The image shows a photo of an old hall in the background; there are 3 chairs, 2nd floor, "
-               "it's visible in the foreground of the scene, a TV and the 1970s wallpaper.")
+    caption = (
+        "The image shows a photo of an old hall in the background; there are 3 chairs, 2nd floor, "
+        "it's visible in the foreground of the scene, a TV and the 1970s wallpaper."
+    )
     got = names(caption, [], stop)
     assert got == ["hall", "chairs", "floor", "1970s", "wallpaper"]
-    assert {"image", "photo", "shows", "depicts", "appears", "visible", "background", "foreground", "view",
-            "scene", "picture", "the", "and", "of"} <= stop
+    assert {
+        "image",
+        "photo",
+        "shows",
+        "depicts",
+        "appears",
+        "visible",
+        "background",
+        "foreground",
+        "view",
+        "scene",
+        "picture",
+        "the",
+        "and",
+        "of",
+    } <= stop
 
 
 def test_phrase_beats_the_stoplist() -> None:
@@ -66,20 +91,25 @@ def test_scores_follow_position_then_frequency() -> None:
     tags = extract_tags("Graffiti covers the hall; a mural faces the graffiti.", ["mural"], STOP)
     by_name = {t["name"]: t["score"] for t in tags}
     # 9 words: graffiti at 0 twice, covers at 1, hall at 3, mural at 5, faces at 6
-    assert by_name == {n: round(score(i, c, 9), 4) for n, i, c in
-                       (("graffiti", 0, 2), ("covers", 1, 1), ("hall", 3, 1), ("mural", 5, 1), ("faces", 6, 1))}
+    assert by_name == {
+        n: round(score(i, c, 9), 4)
+        for n, i, c in (("graffiti", 0, 2), ("covers", 1, 1), ("hall", 3, 1), ("mural", 5, 1), ("faces", 6, 1))
+    }
     assert [t["name"] for t in tags] == ["graffiti", "covers", "hall", "mural", "faces"]
     once = extract_tags("dust rubble", [], STOP)
-    assert once[0]["score"] > once[1]["score"]                                # earlier is more salient
+    assert once[0]["score"] > once[1]["score"]  # earlier is more salient
     # a repeated word can outrank the first one: dust 0.5 * 7/8 + 0.5 * 3/4 > rubble 0.5 + 0.25
     assert names("Rubble, dust and more dust in the hall.") == ["dust", "rubble", "more", "hall"]
 
 
-@pytest.mark.parametrize("caption", [
-    "peeling paint " * 50,
-    "x",
-    "The image shows rust, rust, rust on a door near a window at the very end of a long caption.",
-])
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "peeling paint " * 50,
+        "x",
+        "The image shows rust, rust, rust on a door near a window at the very end of a long caption.",
+    ],
+)
 def test_scores_in_range_marked_estimated_sorted_without_duplicates(caption: str) -> None:
     tags = extract_tags(caption, PHRASES, STOP)
     for tag in tags:

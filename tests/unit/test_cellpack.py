@@ -57,15 +57,28 @@ def _via_runner(cell: dict[str, Any]) -> dict[str, Any]:
 
 def wd14_cell(seed: int = 0) -> dict[str, Any]:
     rng = random.Random(seed)
-    names = ["general", "sensitive", "questionable", "explicit"] + [f"tag_{i:05d}_{'x' * (i % 13)}"
-                                                                    for i in range(WD14_TAGS - 4)]
+    names = ["general", "sensitive", "questionable", "explicit"] + [
+        f"tag_{i:05d}_{'x' * (i % 13)}" for i in range(WD14_TAGS - 4)
+    ]
     scores = _float32(_sigmoid(rng, WD14_TAGS))
     tags = [{"name": names[0], "score": scores[0], "category": "rating"}] + [
         {"name": names[i].replace("_", " "), "score": scores[i], "category": "general"}
-        for i in range(4, WD14_TAGS) if scores[i] >= 0.35]
-    return _via_runner({"status": "ok", "tags": tags, "raw": {
-        "scores": dict(zip(names, scores, strict=True)), "ratings": dict(zip(names[:4], scores[:4], strict=True)),
-        "thresholds": {"general": 0.35, "character": 0.85}}, "inference_s": 0.1234, "image": {"width": 640}})
+        for i in range(4, WD14_TAGS)
+        if scores[i] >= 0.35
+    ]
+    return _via_runner(
+        {
+            "status": "ok",
+            "tags": tags,
+            "raw": {
+                "scores": dict(zip(names, scores, strict=True)),
+                "ratings": dict(zip(names[:4], scores[:4], strict=True)),
+                "thresholds": {"general": 0.35, "character": 0.85},
+            },
+            "inference_s": 0.1234,
+            "image": {"width": 640},
+        }
+    )
 
 
 def clip_cell() -> dict[str, Any]:
@@ -76,12 +89,21 @@ def clip_cell() -> dict[str, Any]:
     softmax = _float32([rng.random() / 212 for _ in terms])
     scores = _float32([rng.random() for _ in terms])
     order = sorted(range(len(terms)), key=lambda i: -scores[i])
-    return _via_runner({"status": "ok", "caption": None,
-                        "tags": [{"name": terms[i], "score": scores[i], "category": "zero-shot"} for i in order],
-                        "raw": {"logits": dict(zip(terms, logits, strict=True)), "score_mode": "binary",
-                                "templates": ["a photo of {}."], "logit_scale": 100.00000762939453,
-                                "neutral": {"term": "object", "logit": 19.5},
-                                "softmax": dict(zip(terms, softmax, strict=True))}})
+    return _via_runner(
+        {
+            "status": "ok",
+            "caption": None,
+            "tags": [{"name": terms[i], "score": scores[i], "category": "zero-shot"} for i in order],
+            "raw": {
+                "logits": dict(zip(terms, logits, strict=True)),
+                "score_mode": "binary",
+                "templates": ["a photo of {}."],
+                "logit_scale": 100.00000762939453,
+                "neutral": {"term": "object", "logit": 19.5},
+                "softmax": dict(zip(terms, softmax, strict=True)),
+            },
+        }
+    )
 
 
 def ram_cell() -> dict[str, Any]:
@@ -89,37 +111,68 @@ def ram_cell() -> dict[str, Any]:
     rng = random.Random(2)
     names = [f"class {i}" for i in range(4585)]
     scores = [round(s, 6) for s in _float32(_sigmoid(rng, len(names)))]
-    return _via_runner({"status": "ok", "tags": [{"name": "class 3", "score": scores[3], "category": "ram"}],
-                        "raw": {"tags_text": "class 3", "tags_chinese": "类 3",
-                                "scores": dict(zip(names, scores, strict=True)), "above_threshold": ["class 3"]}})
+    return _via_runner(
+        {
+            "status": "ok",
+            "tags": [{"name": "class 3", "score": scores[3], "category": "ram"}],
+            "raw": {
+                "tags_text": "class 3",
+                "tags_chinese": "类 3",
+                "scores": dict(zip(names, scores, strict=True)),
+                "above_threshold": ["class 3"],
+            },
+        }
+    )
 
 
 def caption_cell() -> dict[str, Any]:
-    return _via_runner({"status": "ok", "caption": "A derelict hallway — broken windows, <b>rust</b>.",
-                        "tags": [{"name": "hallway", "score": 0.9, "category": "vlm", "estimated": True}],
-                        "raw": {"generations": {"caption": {"prompt": "Describe.", "text": "A derelict hallway " * 200,
-                                                            "new_tokens": 812, "seconds": 3.1415}}}})
+    return _via_runner(
+        {
+            "status": "ok",
+            "caption": "A derelict hallway — broken windows, <b>rust</b>.",
+            "tags": [{"name": "hallway", "score": 0.9, "category": "vlm", "estimated": True}],
+            "raw": {
+                "generations": {
+                    "caption": {
+                        "prompt": "Describe.",
+                        "text": "A derelict hallway " * 200,
+                        "new_tokens": 812,
+                        "seconds": 3.1415,
+                    }
+                }
+            },
+        }
+    )
 
 
 def odd_floats_cell() -> dict[str, Any]:
     """NaN, infinities, signed zero, float32 subnormals, beyond float32's range, one double: each map
     must read back bit for bit (float32 where it can, float64 where it cannot)."""
-    exact32 = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1.401298464324817e-45, 3.4028234663852886e+38]
-    beyond = [1e300, -1e-300, 0.1, 2.0 ** -1074]
-    return {"status": "ok", "raw": {
-        "nonfinite": {f"a{i}": exact32[i % len(exact32)] for i in range(40)},
-        "beyond": {f"b{i}": beyond[i % len(beyond)] for i in range(40)},
-        "one_double": {f"c{i}": (0.5 if i else 0.1) for i in range(40)},
-        "ints_stay_json": {f"d{i}": i for i in range(40)},
-        "bools_stay_json": {f"e{i}": 1.0 if i else True for i in range(40)},
-        "list": [{"deep": {f"f{i}": float(i) for i in range(40)}}, 3, "x"],
-        "small_map_stays_json": {"g": 0.1}}}
+    exact32 = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1.401298464324817e-45, 3.4028234663852886e38]
+    beyond = [1e300, -1e-300, 0.1, 2.0**-1074]
+    return {
+        "status": "ok",
+        "raw": {
+            "nonfinite": {f"a{i}": exact32[i % len(exact32)] for i in range(40)},
+            "beyond": {f"b{i}": beyond[i % len(beyond)] for i in range(40)},
+            "one_double": {f"c{i}": (0.5 if i else 0.1) for i in range(40)},
+            "ints_stay_json": {f"d{i}": i for i in range(40)},
+            "bools_stay_json": {f"e{i}": 1.0 if i else True for i in range(40)},
+            "list": [{"deep": {f"f{i}": float(i) for i in range(40)}}, 3, "x"],
+            "small_map_stays_json": {"g": 0.1},
+        },
+    }
 
 
-CELLS = {"wd14": wd14_cell, "clip": clip_cell, "ram": ram_cell, "caption": caption_cell,
-         "no scores": lambda: {"status": "error", "message": "boom", "error": {"type": "RuntimeError"}},
-         "bad image": lambda: {"status": "bad_image", "message": "cannot identify image file"},
-         "odd floats": odd_floats_cell}
+CELLS = {
+    "wd14": wd14_cell,
+    "clip": clip_cell,
+    "ram": ram_cell,
+    "caption": caption_cell,
+    "no scores": lambda: {"status": "error", "message": "boom", "error": {"type": "RuntimeError"}},
+    "bad image": lambda: {"status": "bad_image", "message": "cannot identify image file"},
+    "odd floats": odd_floats_cell,
+}
 
 
 def _store(tmp_path: Path) -> ResultStore:
@@ -140,18 +193,26 @@ def test_a_cell_reads_back_exactly_as_before(tmp_path: Path, kind: str) -> None:
     db.put_cell("run1", SHA, "m", cell, KEY)
     read = db.cells_of([SHA])[SHA]["m"]
     assert _exact(read) == _exact(_before(cell)) == _exact(cell), "every value, every bit, every key in order"
-    again = ResultStore(db.path).cells_of([SHA])[SHA]["m"]   # a new process: vocabularies read from the file
+    again = ResultStore(db.path).cells_of([SHA])[SHA]["m"]  # a new process: vocabularies read from the file
     assert _exact(again) == _exact(cell)
 
 
 def test_float32_outputs_are_float32_and_float64_stays_float64(tmp_path: Path) -> None:
     """Each adapter's score type (runners/*.py), as it arrives through msgpack."""
-    expected = {"wd14": [(["raw", "scores"], "f")],                    # ONNX float32 -> astype(float)
-                "clip": [(["raw", "logits"], "f"), (["raw", "softmax"], "f")],  # torch float32 .tolist()
-                "ram": [(["raw", "scores"], "d")],                       # round(float32, 6): float64
-                "caption": [], "no scores": [], "bad image": [],
-                "odd floats": [(["raw", "nonfinite"], "f"), (["raw", "beyond"], "d"), (["raw", "one_double"], "d"),
-                               (["raw", "list", 0, "deep"], "f")]}
+    expected = {
+        "wd14": [(["raw", "scores"], "f")],  # ONNX float32 -> astype(float)
+        "clip": [(["raw", "logits"], "f"), (["raw", "softmax"], "f")],  # torch float32 .tolist()
+        "ram": [(["raw", "scores"], "d")],  # round(float32, 6): float64
+        "caption": [],
+        "no scores": [],
+        "bad image": [],
+        "odd floats": [
+            (["raw", "nonfinite"], "f"),
+            (["raw", "beyond"], "d"),
+            (["raw", "one_double"], "d"),
+            (["raw", "list", 0, "deep"], "f"),
+        ],
+    }
     db = _store(tmp_path)
     for kind, make in CELLS.items():
         db.put_cell("run1", SHA, kind, make(), KEY)
@@ -190,8 +251,9 @@ def test_without_score_values_a_cell_keeps_everything_but_its_maps_values(tmp_pa
         a, b = full[f"{s:064x}"]["wd14"], lean[f"{s:064x}"]["wd14"]
         assert list(b["raw"]["scores"]) == list(a["raw"]["scores"]) and set(b["raw"]["scores"].values()) == {None}
         assert {k: v for k, v in b.items() if k != "raw"} == {k: v for k, v in a.items() if k != "raw"}
-        assert {k: v for k, v in b["raw"].items() if k != "scores"} == {k: v for k, v in a["raw"].items()
-                                                                       if k != "scores"}
+        assert {k: v for k, v in b["raw"].items() if k != "scores"} == {
+            k: v for k, v in a["raw"].items() if k != "scores"
+        }
     assert lean[f"{0:064x}"]["wd14"]["raw"]["scores"] is lean[f"{1:064x}"]["wd14"]["raw"]["scores"]
 
 
@@ -221,17 +283,24 @@ def _old_store(path: Path, cells: dict[str, dict[str, Any]]) -> None:
     for step in schema.MIGRATIONS[:2]:
         step(con)
     con.execute("PRAGMA user_version = 2")
-    con.execute("INSERT INTO runs (run_id, started, status, argv, options, mltag_version) "
-                "VALUES ('old', 1.0, 'finished', '[]', '{}', '0.1.0')")
+    con.execute(
+        "INSERT INTO runs (run_id, started, status, argv, options, mltag_version) "
+        "VALUES ('old', 1.0, 'finished', '[]', '{}', '0.1.0')"
+    )
     for i, (model, cell) in enumerate(cells.items()):
         sha = f"{i:064x}"
         con.execute("INSERT INTO images (sha256, size_bytes, first_seen) VALUES (?, 1, 1.0)", (sha,))
-        con.execute("INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run, raw) "
-                    "VALUES (?, ?, 1.0, 1.0, 'old', ?)", (sha, f"/photos/{i}.jpg", b"/photos/caf\xe9.jpg"))
-        con.execute("INSERT INTO cells (sha256, model, kind, status, message, revision, model_version, env_key, "
-                    "options_key, device, load_s, warmup_s, inference_s, run_id, time, cell) "
-                    "VALUES (?, ?, 'tagger', ?, '', 'r1', NULL, NULL, 'k1', 'cpu', 1.0, NULL, 0.1, 'old', 1.0, ?)",
-                    (sha, model, cell["status"], jsontext.dumps(cell)))
+        con.execute(
+            "INSERT INTO image_paths (sha256, path, first_seen, last_seen, last_run, raw) "
+            "VALUES (?, ?, 1.0, 1.0, 'old', ?)",
+            (sha, f"/photos/{i}.jpg", b"/photos/caf\xe9.jpg"),
+        )
+        con.execute(
+            "INSERT INTO cells (sha256, model, kind, status, message, revision, model_version, env_key, "
+            "options_key, device, load_s, warmup_s, inference_s, run_id, time, cell) "
+            "VALUES (?, ?, 'tagger', ?, '', 'r1', NULL, NULL, 'k1', 'cpu', 1.0, NULL, 0.1, 'old', 1.0, ?)",
+            (sha, model, cell["status"], jsontext.dumps(cell)),
+        )
     con.close()
 
 
@@ -259,7 +328,7 @@ def test_a_failed_conversion_leaves_the_older_store_as_it_was(tmp_path: Path, mo
 
     def failing(cell: dict[str, Any]) -> Any:
         calls.append(1)
-        if len(calls) == 3:   # midway, after two cells were converted
+        if len(calls) == 3:  # midway, after two cells were converted
             raise RuntimeError("disk on fire")
         return real(cell)
 

@@ -54,10 +54,10 @@ def test_a_model_that_has_not_said_what_it_sends_keeps_photos_held(tmp_path: Pat
     shelf.payload(images[0])
     shelf.done("wd14", images[0])
     assert images[0].id in shelf.held
-    shelf.expect("clip", images[1:])   # clip had images[0] from the store already
+    shelf.expect("clip", images[1:])  # clip had images[0] from the store already
     assert not shelf.held
     shelf.payload(images[1])
-    shelf.leave("wd14")                # finished (or failed) without it
+    shelf.leave("wd14")  # finished (or failed) without it
     assert images[1].id in shelf.held
     shelf.leave("clip")
     assert not shelf.held and shelf.puts == 2

@@ -30,25 +30,51 @@ def document() -> dict[str, Any]:
     image 1  A: Windows .9, rust .6, door .3   B: window .8, graffiti .5   C: rust .75~, door .5~
     image 2  A: window .7, graffiti .4          B: graffiti .6             C: timeout
     """
-    return {"models": [model("A"), model("B"), model("C", "captioner", 2.0, 0.5), model("D", load_s=None)],
-            "images": [
-                {"path": "one.jpg", "sha256": SHA1, "results": {
-                    "A": {"status": "ok", "tags": [tag("Windows", 0.9), tag("rust", 0.6), tag("door", 0.3)],
-                          "inference_s": 0.1},
+    return {
+        "models": [model("A"), model("B"), model("C", "captioner", 2.0, 0.5), model("D", load_s=None)],
+        "images": [
+            {
+                "path": "one.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {
+                        "status": "ok",
+                        "tags": [tag("Windows", 0.9), tag("rust", 0.6), tag("door", 0.3)],
+                        "inference_s": 0.1,
+                    },
                     "B": {"status": "ok", "tags": [tag("window", 0.8), tag("graffiti", 0.5)], "inference_s": 1.0},
-                    "C": {"status": "ok", "caption": "Rust and a door.",
-                          "tags": [tag("rust", 0.75, True), tag("door", 0.5, True)], "inference_s": 2.0},
-                    "D": {"status": "error", "message": "boom"}}},
-                {"path": "two.jpg", "sha256": SHA2, "results": {
+                    "C": {
+                        "status": "ok",
+                        "caption": "Rust and a door.",
+                        "tags": [tag("rust", 0.75, True), tag("door", 0.5, True)],
+                        "inference_s": 2.0,
+                    },
+                    "D": {"status": "error", "message": "boom"},
+                },
+            },
+            {
+                "path": "two.jpg",
+                "sha256": SHA2,
+                "results": {
                     "A": {"status": "ok", "tags": [tag("window", 0.7), tag("graffiti", 0.4)], "inference_s": 0.3},
                     "B": {"status": "ok", "tags": [tag("graffiti", 0.6)], "inference_s": 3.0},
                     "C": {"status": "timeout", "message": "slow", "inference_s": None},
-                    "D": {"status": "error", "message": "boom"}}},
-                {"path": "copy-of-one.jpg", "sha256": SHA1, "duplicate_of": "one.jpg", "results": {
+                    "D": {"status": "error", "message": "boom"},
+                },
+            },
+            {
+                "path": "copy-of-one.jpg",
+                "sha256": SHA1,
+                "duplicate_of": "one.jpg",
+                "results": {
                     "A": {"status": "ok", "tags": [tag("staircase", 0.99)], "inference_s": 9.0},
                     "B": {"status": "ok", "tags": [tag("staircase", 0.99)], "inference_s": 9.0},
                     "C": {"status": "ok", "tags": [], "inference_s": 9.0},
-                    "D": {"status": "error", "message": "boom"}}}]}
+                    "D": {"status": "error", "message": "boom"},
+                },
+            },
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +101,17 @@ def test_per_image_consensus_is_models_agreeing_times_mean_confidence(result: di
     one = result["images"][SHA1]
     assert one["path"] == "one.jpg"
     assert [(c["tag"], c["n_models"], c["score"]) for c in one["consensus"]] == [
-        ("window", 2, 1.7), ("rust", 2, 1.35), ("door", 1, 0.5), ("graffiti", 1, 0.5)]
+        ("window", 2, 1.7),
+        ("rust", 2, 1.35),
+        ("door", 1, 0.5),
+        ("graffiti", 1, 0.5),
+    ]
     rust = one["consensus"][1]
     assert rust["models"] == ["A", "C"] and rust["mean_confidence"] == 0.675 and rust["estimated"] is True
     assert one["consensus"][0]["estimated"] is False
     # Per-image tags: every model's score for the tags shown, even outside its top-2 (A's door .3).
     assert one["tags"]["door"] == {"A": 0.3, "C": 0.5}
-    assert one["tags"]["window"] == {"A": 0.9, "B": 0.8}          # "Windows" normalised to "window"
+    assert one["tags"]["window"] == {"A": 0.9, "B": 0.8}  # "Windows" normalised to "window"
     assert one["estimated"] == {"rust": ["C"], "door": ["C"]}
 
 
@@ -110,17 +140,23 @@ def test_folder_consensus_averages_the_per_image_scores(result: dict) -> None:
     folder = result["folder"]
     assert folder["n_images"] == 2
     got = [(c["tag"], c["n_models"], c["score"], c["mean_confidence"], c["images"]) for c in folder["consensus"]]
-    assert got == [("window", 2, 1.2, 0.8, 2), ("graffiti", 2, 0.75, 0.5, 2), ("rust", 2, 0.675, 0.675, 1),
-                   ("door", 1, 0.25, 0.5, 1)]
-    assert "staircase" not in {c["tag"] for c in folder["consensus"]}   # only in the duplicate row
+    assert got == [
+        ("window", 2, 1.2, 0.8, 2),
+        ("graffiti", 2, 0.75, 0.5, 2),
+        ("rust", 2, 0.675, 0.675, 1),
+        ("door", 1, 0.25, 0.5, 1),
+    ]
+    assert "staircase" not in {c["tag"] for c in folder["consensus"]}  # only in the duplicate row
 
 
 def test_matrix_rows_follow_the_consensus_with_counts_per_model(result: dict) -> None:
     matrix = result["folder"]["matrix"]
     assert [r["tag"] for r in matrix] == [c["tag"] for c in result["folder"]["consensus"]]
     window = matrix[0]
-    assert window["models"] == {"A": {"images": 2, "mean_score": 0.8, "estimated": False},
-                                "B": {"images": 1, "mean_score": 0.8, "estimated": False}}
+    assert window["models"] == {
+        "A": {"images": 2, "mean_score": 0.8, "estimated": False},
+        "B": {"images": 1, "mean_score": 0.8, "estimated": False},
+    }
     assert window["n_models"] == 2 and window["score"] == 1.2
     rust = matrix[2]
     assert rust["models"]["C"] == {"images": 1, "mean_score": 0.75, "estimated": True}
@@ -140,22 +176,40 @@ def test_folder_pairwise_and_agreement(result: dict) -> None:
 
 def test_confidence_keeps_every_tag_above_the_threshold(result: dict) -> None:
     # A's door (.3) is outside its top-2, so not in the matrix's A column, but its confidence shows.
-    assert result["folder"]["confidence"]["door"] == {"A": {"images": 1, "mean_score": 0.3, "estimated": False},
-                                                      "C": {"images": 1, "mean_score": 0.5, "estimated": True}}
+    assert result["folder"]["confidence"]["door"] == {
+        "A": {"images": 1, "mean_score": 0.3, "estimated": False},
+        "C": {"images": 1, "mean_score": 0.5, "estimated": True},
+    }
 
 
 def test_status_counts_and_timing_count_unique_images(result: dict) -> None:
     folder = result["folder"]
-    assert folder["status_counts"] == {"A": {"ok": 2}, "B": {"ok": 2}, "C": {"ok": 1, "timeout": 1},
-                                       "D": {"error": 2}}
+    assert folder["status_counts"] == {"A": {"ok": 2}, "B": {"ok": 2}, "C": {"ok": 1, "timeout": 1}, "D": {"error": 2}}
     # A: .1 and .3 s -> mean .2, p50 .2, p95 .1 + .95 x .2 = .29, 2 images / .4 s = 5 per second.
     # total: load 1 s + no warm-up + .4 s of inference
-    assert folder["timing"]["A"] == {"load_s": 1.0, "warmup_s": None, "mean_s": 0.2, "p50_s": 0.2, "p95_s": 0.29,
-                                     "images_per_s": 5.0, "n": 2, "inference_total_s": 0.4, "total_s": 1.4}
+    assert folder["timing"]["A"] == {
+        "load_s": 1.0,
+        "warmup_s": None,
+        "mean_s": 0.2,
+        "p50_s": 0.2,
+        "p95_s": 0.29,
+        "images_per_s": 5.0,
+        "n": 2,
+        "inference_total_s": 0.4,
+        "total_s": 1.4,
+    }
     assert folder["timing"]["C"]["n"] == 1 and folder["timing"]["C"]["warmup_s"] == 0.5
-    assert folder["timing"]["D"] == {"load_s": None, "warmup_s": None, "mean_s": None, "p50_s": None,
-                                     "p95_s": None, "images_per_s": None, "n": 0, "inference_total_s": 0,
-                                     "total_s": 0}
+    assert folder["timing"]["D"] == {
+        "load_s": None,
+        "warmup_s": None,
+        "mean_s": None,
+        "p50_s": None,
+        "p95_s": None,
+        "images_per_s": None,
+        "n": 0,
+        "inference_total_s": 0,
+        "total_s": 0,
+    }
 
 
 def test_percentiles_by_hand() -> None:
@@ -170,7 +224,10 @@ def test_threshold_filters_before_comparison() -> None:
     # B {graffiti .6}. window: (1.7 + .7) / 2 = 1.2; rust 1.35 / 2 = .675; graffiti .6 / 2 = .3.
     out = compare(document(), top_k=2, threshold=0.55)
     assert [(c["tag"], c["score"]) for c in out["folder"]["consensus"]] == [
-        ("window", 1.2), ("rust", 0.675), ("graffiti", 0.3)]
+        ("window", 1.2),
+        ("rust", 0.675),
+        ("graffiti", 0.3),
+    ]
     assert "door" not in out["folder"]["confidence"]
     assert "0.55" in out["definitions"]["agreement"]
 
@@ -183,26 +240,54 @@ def test_top_k_zero_compares_every_tag() -> None:
 
 
 def test_synonyms_merge_tags_across_models() -> None:
-    doc = {"models": [model("A"), model("B")], "images": [{"path": "x.jpg", "sha256": SHA1, "results": {
-        "A": {"status": "ok", "tags": [tag("abandoned", 0.8)]},
-        "B": {"status": "ok", "tags": [tag("Derelict", 0.6)]}}}]}
+    doc = {
+        "models": [model("A"), model("B")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {"status": "ok", "tags": [tag("abandoned", 0.8)]},
+                    "B": {"status": "ok", "tags": [tag("Derelict", 0.6)]},
+                },
+            }
+        ],
+    }
     assert compare(doc)["folder"]["agreement"] == 0.0
     merged = compare(doc, synonyms={"derelict": "abandoned"})
     assert merged["folder"]["agreement"] == 1.0
-    assert merged["folder"]["consensus"][0] == {"tag": "abandoned", "n_models": 2, "mean_confidence": 0.7,
-                                                "score": 1.4, "images": 1, "models": ["A", "B"],
-                                                "estimated": False}
+    assert merged["folder"]["consensus"][0] == {
+        "tag": "abandoned",
+        "n_models": 2,
+        "mean_confidence": 0.7,
+        "score": 1.4,
+        "images": 1,
+        "models": ["A", "B"],
+        "estimated": False,
+    }
 
 
 def test_one_cell_keeps_the_best_score_of_tags_that_normalise_alike() -> None:
-    doc = {"models": [model("A")], "images": [{"path": "x.jpg", "sha256": SHA1, "results": {
-        "A": {"status": "ok", "tags": [tag("window", 0.2), tag("Windows", 0.7), tag("WINDOW", 0.4)]}}}]}
+    doc = {
+        "models": [model("A")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {"status": "ok", "tags": [tag("window", 0.2), tag("Windows", 0.7), tag("WINDOW", 0.4)]}
+                },
+            }
+        ],
+    }
     assert compare(doc)["images"][SHA1]["tags"] == {"window": {"A": 0.7}}
 
 
 def test_one_model_only_has_no_agreement_and_says_why() -> None:
-    doc = {"models": [model("A")], "images": [{"path": "x.jpg", "sha256": SHA1, "results": {
-        "A": {"status": "ok", "tags": [tag("rust", 0.5)]}}}]}
+    doc = {
+        "models": [model("A")],
+        "images": [{"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "ok", "tags": [tag("rust", 0.5)]}}}],
+    }
     out = compare(doc)
     assert out["folder"]["agreement"] is None and "only one model" in out["folder"]["agreement_note"]
     assert out["images"][SHA1]["agreement"] is None
@@ -210,12 +295,29 @@ def test_one_model_only_has_no_agreement_and_says_why() -> None:
 
 
 def test_models_without_ok_cells_and_empty_tag_lists() -> None:
-    doc = {"models": [model("A"), model("B"), model("C")], "images": [
-        {"path": "x.jpg", "sha256": SHA1, "results": {
-            "A": {"status": "ok", "tags": []}, "B": {"status": "ok", "tags": [tag("rust", 0.5)]},
-            "C": {"status": "crashed"}}},
-        {"path": "y.jpg", "sha256": SHA2, "results": {
-            "A": {"status": "ok", "tags": []}, "B": {"status": "no_tags", "tags": []}, "C": {"status": "crashed"}}}]}
+    doc = {
+        "models": [model("A"), model("B"), model("C")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {"status": "ok", "tags": []},
+                    "B": {"status": "ok", "tags": [tag("rust", 0.5)]},
+                    "C": {"status": "crashed"},
+                },
+            },
+            {
+                "path": "y.jpg",
+                "sha256": SHA2,
+                "results": {
+                    "A": {"status": "ok", "tags": []},
+                    "B": {"status": "no_tags", "tags": []},
+                    "C": {"status": "crashed"},
+                },
+            },
+        ],
+    }
     out = compare(doc)
     # x: A empty vs B {rust}: 0. y: only A is ok: nothing to pair. C: never ok.
     assert out["images"][SHA1]["pairwise"]["A"]["B"] == 0.0 and out["images"][SHA1]["agreement"] == 0.0
@@ -229,8 +331,12 @@ def test_models_without_ok_cells_and_empty_tag_lists() -> None:
 
 
 def test_no_ok_cell_anywhere() -> None:
-    doc = {"models": [model("A"), model("B")], "images": [{"path": "x.jpg", "sha256": SHA1, "results": {
-        "A": {"status": "bad_image"}, "B": {"status": "bad_image"}}}]}
+    doc = {
+        "models": [model("A"), model("B")],
+        "images": [
+            {"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "bad_image"}, "B": {"status": "bad_image"}}}
+        ],
+    }
     out = compare(doc)
     assert out["folder"]["consensus"] == [] and out["folder"]["matrix"] == []
     assert out["folder"]["agreement"] is None
@@ -239,10 +345,19 @@ def test_no_ok_cell_anywhere() -> None:
 
 def test_caption_without_tags_is_extracted_like_the_pipeline_does() -> None:
     caption = "A rusty pipe under broken windows."
-    doc = {"models": [model("cap", "captioner"), model("A")], "images": [{"path": "x.jpg", "sha256": SHA1,
-                                                                          "results": {
-        "cap": {"status": "ok", "caption": caption},
-        "A": {"status": "ok", "tags": [tag("broken_windows", 0.9), tag("pipe", 0.8)]}}}]}
+    doc = {
+        "models": [model("cap", "captioner"), model("A")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "cap": {"status": "ok", "caption": caption},
+                    "A": {"status": "ok", "tags": [tag("broken_windows", 0.9), tag("pipe", 0.8)]},
+                },
+            }
+        ],
+    }
     extracted = caption_tags(caption)
     assert extracted and all(t["estimated"] for t in extracted)
     out = compare(doc, top_k=0)
@@ -250,7 +365,7 @@ def test_caption_without_tags_is_extracted_like_the_pipeline_does() -> None:
     # The urbex phrase list keeps "broken window" whole; its "pipes" and A's "pipe" meet after normalisation.
     assert set(tags["broken window"]) == {"cap", "A"} and set(tags["pipe"]) == {"cap", "A"}
     assert out["images"][SHA1]["estimated"]["pipe"] == ["cap"]
-    assert doc["images"][0]["results"]["cap"] == {"status": "ok", "caption": caption}   # raw stays raw
+    assert doc["images"][0]["results"]["cap"] == {"status": "ok", "caption": caption}  # raw stays raw
 
 
 def test_jaccard() -> None:
@@ -259,11 +374,23 @@ def test_jaccard() -> None:
 
 
 def test_rating_tags_and_judges_stay_out_of_the_agreement() -> None:
-    doc = {"models": [model("A"), model("B"), model("J", "judge")], "images": [
-        {"path": "x.jpg", "sha256": SHA1, "results": {
-            "A": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"}, tag("rust", 0.5)]},
-            "B": {"status": "ok", "tags": [tag("rust", 0.7)]},
-            "J": {"status": "ok", "tags": [tag("rust", 0.9), tag("door", 0.8)], "inference_s": 4.0}}}]}
+    doc = {
+        "models": [model("A"), model("B"), model("J", "judge")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {
+                        "status": "ok",
+                        "tags": [{"name": "general", "score": 0.9, "category": "rating"}, tag("rust", 0.5)],
+                    },
+                    "B": {"status": "ok", "tags": [tag("rust", 0.7)]},
+                    "J": {"status": "ok", "tags": [tag("rust", 0.9), tag("door", 0.8)], "inference_s": 4.0},
+                },
+            }
+        ],
+    }
     out = compare(doc)
     assert out["synthesis"] == ["J"]
     assert out["folder"]["agreement"] == 1.0 and set(out["folder"]["pairwise"]) == {"A", "B"}
@@ -282,8 +409,11 @@ def test_consensus_cut_off_and_the_plan_s_summary(result: dict) -> None:
     assert two["summary"]["total_unique_tags"] == 2
     folder = result["folder"]
     assert result["consensus_min"] == 3 and folder["answered"] == ["A", "B", "C"]
-    assert folder["summary"] == {"total_unique_tags": 4, "common_tags": [],
-                                 "model_agreement_score": folder["agreement"]}
+    assert folder["summary"] == {
+        "total_unique_tags": 4,
+        "common_tags": [],
+        "model_agreement_score": folder["agreement"],
+    }
     # --consensus-min 2: the tags two models gave, best consensus score first
     two_plus = compare(document(), top_k=2, consensus_min=2)
     assert two_plus["folder"]["summary"]["common_tags"] == ["window", "graffiti", "rust"]
@@ -293,11 +423,23 @@ def test_consensus_cut_off_and_the_plan_s_summary(result: dict) -> None:
 
 def test_only_one_closed_vocabulary_holds_the_tag() -> None:
     """A WD14 tag CLIP's vocabulary lacks is noted; one a captioner could say is not decided by it."""
-    doc = {"models": [model("W"), model("Z", "zero-shot"), model("C", "captioner")], "images": [
-        {"path": "x.jpg", "sha256": SHA1, "results": {
-            "W": {"status": "ok", "tags": [tag("no_humans", 0.9), tag("rust", 0.8)],
-                  "raw": {"scores": {"no_humans": 0.9, "rust": 0.8, "window": 0.1}}},
-            "Z": {"status": "ok", "tags": [tag("rust", 0.6), tag("window", 0.3), tag("factory", 0.1)]},
-            "C": {"status": "ok", "tags": [tag("rust", 0.7, True), tag("door", 0.5, True)]}}}]}
+    doc = {
+        "models": [model("W"), model("Z", "zero-shot"), model("C", "captioner")],
+        "images": [
+            {
+                "path": "x.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "W": {
+                        "status": "ok",
+                        "tags": [tag("no_humans", 0.9), tag("rust", 0.8)],
+                        "raw": {"scores": {"no_humans": 0.9, "rust": 0.8, "window": 0.1}},
+                    },
+                    "Z": {"status": "ok", "tags": [tag("rust", 0.6), tag("window", 0.3), tag("factory", 0.1)]},
+                    "C": {"status": "ok", "tags": [tag("rust", 0.7, True), tag("door", 0.5, True)]},
+                },
+            }
+        ],
+    }
     one = compare(doc)["images"][SHA1]
     assert one["only_vocabulary"] == {"no human": "W", "factory": "Z"}

@@ -16,8 +16,14 @@ STORED = (1200, 800)  # landscape as stored; EXIF 6 shows it as 800 x 1200 portr
 
 def _photo(size: tuple[int, int] = STORED) -> Image.Image:
     """Asymmetric content (a gradient plus a block in one corner), so a wrong rotation shows."""
-    img = Image.merge("RGB", [Image.linear_gradient("L").resize(size), Image.radial_gradient("L").resize(size),
-                              Image.linear_gradient("L").rotate(90).resize(size)])
+    img = Image.merge(
+        "RGB",
+        [
+            Image.linear_gradient("L").resize(size),
+            Image.radial_gradient("L").resize(size),
+            Image.linear_gradient("L").rotate(90).resize(size),
+        ],
+    )
     img.paste((255, 0, 0), (0, 0, size[0] // 4, size[1] // 4))
     return img
 
@@ -46,8 +52,9 @@ def test_exact_mode_is_the_full_decode_bit_for_bit(orientation: int) -> None:
     assert img.info["draft"] is False and img.info["draft_scale"] == 1
 
 
-@pytest.mark.parametrize("need", [(448, 299), (300, 200), (150, 100), (149, 99), (151, 101), (1, 1), (1200, 800),
-                                  (5000, 10)])
+@pytest.mark.parametrize(
+    "need", [(448, 299), (300, 200), (150, 100), (149, 99), (151, 101), (1, 1), (1200, 800), (5000, 10)]
+)
 def test_fast_jpeg_is_drafted_to_the_smallest_scale_at_or_above_the_need(need: tuple[int, int]) -> None:
     img = decode("a", "a.jpg", _jpeg(_photo()), need=lambda w, h: need)
     width, height = img.image().size

@@ -26,8 +26,12 @@ def _jpeg(size: tuple[int, int] = STORED) -> bytes:
 
 def _infer(*names: str, data: bytes | None = None, **options: Any) -> dict[str, Any]:
     payload = _jpeg() if data is None else data
-    return {"id": 1, "op": "infer", "options": options,
-            "images": [{"id": n, "name": n, "data": payload} for n in names]}
+    return {
+        "id": 1,
+        "op": "infer",
+        "options": options,
+        "images": [{"id": n, "name": n, "data": payload} for n in names],
+    }
 
 
 def _side(side: int) -> Any:
@@ -43,13 +47,13 @@ def _wait(request: dict[str, Any]) -> None:
 def test_offered_before_the_load_is_decoded_at_the_expected_size_and_taken() -> None:
     ahead = DecodeAhead()
     request = _infer("a.jpg", "b.jpg")
-    ahead.offer(request)                      # read while hello was being answered
+    ahead.offer(request)  # read while hello was being answered
     ahead.begin(_side(200))
     _wait(request)
     ahead.end()
     item = request["images"][0]
     early = take(item, _side(200))
-    assert early is not None and early.image().size == (200, 150)   # 1/8 of 1600 x 1200
+    assert early is not None and early.image().size == (200, 150)  # 1/8 of 1600 x 1200
     fresh = decode("a.jpg", "a.jpg", item["data"], need=_side(200))
     assert early.info == fresh.info
     assert ImageChops.difference(early.image(), fresh.image()).getbbox() is None, "the same pixels"
@@ -60,7 +64,7 @@ def test_another_size_than_expected_is_decoded_again() -> None:
     ahead = DecodeAhead()
     request = _infer("a.jpg")
     ahead.begin(_side(200))
-    ahead.offer(request)                      # read during the load
+    ahead.offer(request)  # read during the load
     _wait(request)
     ahead.end()
     assert take(request["images"][0], _side(400)) is None, "400 needs 1/4, the early decode is 1/8"
@@ -92,12 +96,12 @@ def test_decodes_not_started_by_the_end_of_the_load_are_left_to_infer() -> None:
 
     def expected(width: int, height: int, options: dict[str, Any]) -> tuple[int, int]:
         calls.append(width)
-        gate.wait(30)                          # the first decode is still under way when the load ends
+        gate.wait(30)  # the first decode is still under way when the load ends
         return longest_side_need(width, height, 200)
 
     ahead = DecodeAhead()
     request = _infer("a.jpg", "b.jpg", "c.jpg")
-    for item, width in zip(request["images"], (1600, 1200, 800), strict=True):   # the width tells them apart
+    for item, width in zip(request["images"], (1600, 1200, 800), strict=True):  # the width tells them apart
         item["data"] = _jpeg((width, width * 3 // 4))
     ahead.offer(request)
     ahead.begin(expected)
@@ -124,8 +128,12 @@ def test_a_bad_image_is_decoded_again_by_infer() -> None:
 def test_only_infer_requests_with_image_bytes_are_decoded() -> None:
     ahead = DecodeAhead()
     ahead.begin(_side(200))
-    text_only: dict[str, Any] = {"id": 2, "op": "infer", "options": {},
-                                 "images": [{"id": "t", "name": "t", "context": {}}]}
+    text_only: dict[str, Any] = {
+        "id": 2,
+        "op": "infer",
+        "options": {},
+        "images": [{"id": "t", "name": "t", "context": {}}],
+    }
     for request in ({"id": 1, "op": "load", "spec": {}}, text_only, None, "garbage"):
         ahead.offer(request)
     assert "_early" not in text_only["images"][0]
@@ -133,7 +141,7 @@ def test_only_infer_requests_with_image_bytes_are_decoded() -> None:
 
 
 def test_the_requests_max_pixels_applies_to_the_early_decode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)   # decode sets it: restored after
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # decode sets it: restored after
     ahead = DecodeAhead()
     request = _infer("a.jpg", max_pixels=1000)
     ahead.begin(_side(200))

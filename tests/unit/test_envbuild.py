@@ -38,8 +38,7 @@ def test_states_missing_half_built_stale_ready(fake_env: envbuild.EnvPaths) -> N
     fake_env.marker.write_text(json.dumps({"key": "old", "project_root": str(PROJECT_ROOT)}))
     state, why = envbuild.env_state("demo")
     assert state == "stale" and "pins" in why
-    fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env),
-                                           "project_root": str(PROJECT_ROOT)}))
+    fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env), "project_root": str(PROJECT_ROOT)}))
     assert envbuild.env_state("demo") == ("ready", "")
 
 
@@ -60,8 +59,9 @@ def test_pip_find_links_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert envbuild.pip_find_links() == ["/a", "/b"]
 
 
-def test_direct_references_and_local_wheel_stand_ins(fake_env: envbuild.EnvPaths, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_direct_references_and_local_wheel_stand_ins(
+    fake_env: envbuild.EnvPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = "ram @ git+https://github.com/xinyu1205/recognize-anything@" + "7" * 40
     fake_env.lock.write_text(f"numpy==2.4.6\n{ref}\n    # via -r demo.in\n")
     assert envbuild.direct_references(fake_env.lock.read_text()) == {"ram": ref}
@@ -90,16 +90,18 @@ def test_direct_references_and_local_wheel_stand_ins(fake_env: envbuild.EnvPaths
     assert envbuild.local_substitutes(["ram"]) == {}
 
 
-def test_env_built_from_a_recorded_wheel_stays_current(fake_env: envbuild.EnvPaths, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_built_from_a_recorded_wheel_stays_current(
+    fake_env: envbuild.EnvPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_env.lock.write_text("ram @ git+https://example.org/ram@" + "7" * 40 + "\n")
     wheel = tmp_path / "ram-0.0.1-py3-none-any.whl"
     wheel.write_bytes(b"wheel")
     monkeypatch.setenv("MLTAG_FIND_LINKS", str(wheel))
     fake_env.python.parent.mkdir(parents=True)
     fake_env.python.touch()
-    fake_env.marker.write_text(json.dumps({"key": envbuild.env_key(fake_env), "local": {"ram": str(wheel)},
-                                           "project_root": str(PROJECT_ROOT)}))
+    fake_env.marker.write_text(
+        json.dumps({"key": envbuild.env_key(fake_env), "local": {"ram": str(wheel)}, "project_root": str(PROJECT_ROOT)})
+    )
     monkeypatch.delenv("MLTAG_FIND_LINKS")
     assert envbuild.env_state("demo") == ("ready", "")  # no need to fetch the VCS reference again
     wheel.write_bytes(b"changed")

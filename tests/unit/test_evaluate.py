@@ -29,18 +29,38 @@ def tag(name: str, score: float) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """A, B taggers; C never ran (skipped). Image 3 has no label."""
-    return {"models": [{"name": n, "kind": "tagger", "revision": "r"} for n in "ABC"], "images": [
-        {"path": "one.jpg", "sha256": SHA1, "results": {
-            "A": {"status": "ok", "tags": [tag("Windows", 0.9), tag("rust", 0.6), tag("stairs", 0.4)]},
-            "B": {"status": "ok", "tags": [tag("window", 0.8), tag("door", 0.7), tag("graffiti", 0.2)]},
-            "C": {"status": "skipped", "message": "env missing"}}},
-        {"path": "two.jpg", "sha256": SHA2, "results": {
-            "A": {"status": "ok", "tags": [tag("graffiti", 0.5), tag("window", 0.3)]},
-            "B": {"status": "timeout", "message": "slow"},
-            "C": {"status": "skipped", "message": "env missing"}}},
-        {"path": "three.jpg", "sha256": SHA3, "results": {
-            "A": {"status": "ok", "tags": [tag("rust", 0.9)]}, "B": {"status": "ok", "tags": [tag("rust", 0.9)]},
-            "C": {"status": "skipped", "message": "env missing"}}}]}
+    return {
+        "models": [{"name": n, "kind": "tagger", "revision": "r"} for n in "ABC"],
+        "images": [
+            {
+                "path": "one.jpg",
+                "sha256": SHA1,
+                "results": {
+                    "A": {"status": "ok", "tags": [tag("Windows", 0.9), tag("rust", 0.6), tag("stairs", 0.4)]},
+                    "B": {"status": "ok", "tags": [tag("window", 0.8), tag("door", 0.7), tag("graffiti", 0.2)]},
+                    "C": {"status": "skipped", "message": "env missing"},
+                },
+            },
+            {
+                "path": "two.jpg",
+                "sha256": SHA2,
+                "results": {
+                    "A": {"status": "ok", "tags": [tag("graffiti", 0.5), tag("window", 0.3)]},
+                    "B": {"status": "timeout", "message": "slow"},
+                    "C": {"status": "skipped", "message": "env missing"},
+                },
+            },
+            {
+                "path": "three.jpg",
+                "sha256": SHA3,
+                "results": {
+                    "A": {"status": "ok", "tags": [tag("rust", 0.9)]},
+                    "B": {"status": "ok", "tags": [tag("rust", 0.9)]},
+                    "C": {"status": "skipped", "message": "env missing"},
+                },
+            },
+        ],
+    }
 
 
 LABELS = {SHA1: {"rust", "windows", "door"}, SHA2: {"Graffiti"}}
@@ -57,8 +77,16 @@ def test_own_threshold_micro_metrics(result: dict) -> None:
     #    micro: TP 3, FP 2, FN 1 -> P 3/5 = .6, R 3/4 = .75, F1 2*3 / (2*3 + 2 + 1) = 6/9
     #    macro: image F1s 4/6 and 2/3 -> 2/3
     a = next(r for r in result["models"] if r["model"] == "A")
-    assert a["own"] == {"precision": 0.6, "recall": 0.75, "f1": pytest.approx(2 / 3, abs=1e-6),
-                        "macro_f1": pytest.approx(2 / 3, abs=1e-6), "tp": 3, "fp": 2, "fn": 1, "predicted": 5}
+    assert a["own"] == {
+        "precision": 0.6,
+        "recall": 0.75,
+        "f1": pytest.approx(2 / 3, abs=1e-6),
+        "macro_f1": pytest.approx(2 / 3, abs=1e-6),
+        "tp": 3,
+        "fp": 2,
+        "fn": 1,
+        "predicted": 5,
+    }
     assert a["images"] == 2 and a["failed"] == 0
 
 
@@ -85,7 +113,7 @@ def test_failed_cells_cost_recall_and_skipped_models_are_not_ranked(result: dict
 
 
 def test_ranking_and_counts(result: dict) -> None:
-    assert [r["model"] for r in result["models"]] == ["A", "B", "C"]     # best F1 6/7 > 4/6 > none
+    assert [r["model"] for r in result["models"]] == ["A", "B", "C"]  # best F1 6/7 > 4/6 > none
     assert result["labelled"] == 2 and result["unlabelled"] == 1 and result["true_tags"] == 4
     assert result["unmatched_labels"] == []
     assert json.loads(json.dumps(result)) == result
@@ -99,8 +127,12 @@ def test_labels_for_images_not_in_the_results_are_reported() -> None:
 
 
 def test_synonyms_apply_to_labels_and_predictions() -> None:
-    doc = {"models": [{"name": "A", "kind": "tagger"}], "images": [{"path": "x.jpg", "sha256": SHA1, "results": {
-        "A": {"status": "ok", "tags": [tag("abandoned", 0.8)]}}}]}
+    doc = {
+        "models": [{"name": "A", "kind": "tagger"}],
+        "images": [
+            {"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "ok", "tags": [tag("abandoned", 0.8)]}}}
+        ],
+    }
     assert evaluate(doc, {SHA1: {"Derelict"}}, Normaliser())["models"][0]["own"]["f1"] == 0.0
     merged = evaluate(doc, {SHA1: {"Derelict"}}, Normaliser({"derelict": "abandoned"}))
     assert merged["models"][0]["own"]["f1"] == 1.0
@@ -115,19 +147,22 @@ def test_best_threshold_ties_go_to_the_higher_threshold() -> None:
 
 
 def test_labels_csv_quoting_header_comments_and_bom() -> None:
-    text = ("\ufeffimage,tags\n"
-            "# a comment row\n"
-            "photos/a.jpg,\"rust, broken window , graffiti\"\n"     # one quoted column
-            "photos/b.jpg,staircase,peeling paint\n"                 # one tag per column
-            "\n"
-            f"{SHA1.upper()},\n"                                      # a sha256, explicitly no tags
-            "photos/a.jpg,door\n")
+    text = (
+        "\ufeffimage,tags\n"
+        "# a comment row\n"
+        'photos/a.jpg,"rust, broken window , graffiti"\n'  # one quoted column
+        "photos/b.jpg,staircase,peeling paint\n"  # one tag per column
+        "\n"
+        f"{SHA1.upper()},\n"  # a sha256, explicitly no tags
+        "photos/a.jpg,door\n"
+    )
     rows = parse_labels(text, Path("/archive"))
     assert [(r.ref, r.key, r.tags) for r in rows] == [
         ("photos/a.jpg", "/archive/photos/a.jpg", ["rust", "broken window", "graffiti"]),
         ("photos/b.jpg", "/archive/photos/b.jpg", ["staircase", "peeling paint"]),
         (SHA1.upper(), SHA1, []),
-        ("photos/a.jpg", "/archive/photos/a.jpg", ["door"])]
+        ("photos/a.jpg", "/archive/photos/a.jpg", ["door"]),
+    ]
 
 
 def test_a_first_row_that_is_not_a_header_is_data() -> None:
@@ -144,9 +179,12 @@ def test_existing_files_match_by_content_hash(tmp_path: Path) -> None:
     labels.write_text("moved/renamed.jpg,rust\n", encoding="utf-8")
     [row] = read_labels(labels)
     assert row.key == sha
-    doc = {"models": [{"name": "A", "kind": "tagger"}], "images": [{"path": "/old/place.jpg", "sha256": sha,
-                                                                     "results": {"A": {"status": "ok",
-                                                                                       "tags": [tag("rust", .4)]}}}]}
+    doc = {
+        "models": [{"name": "A", "kind": "tagger"}],
+        "images": [
+            {"path": "/old/place.jpg", "sha256": sha, "results": {"A": {"status": "ok", "tags": [tag("rust", 0.4)]}}}
+        ],
+    }
     assert evaluate(doc, [row], Normaliser())["models"][0]["own"]["f1"] == 1.0
 
 
@@ -172,8 +210,9 @@ def test_mltag_eval_on_a_saved_json_document(tmp_path: Path) -> None:
     saved = tmp_path / "results.json"
     saved.write_text(json.dumps(document()), encoding="utf-8")
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"image,tags\n{SHA1},\"rust, windows, door\"\n{SHA2},Graffiti\nelsewhere.jpg,rust\n",
-                      encoding="utf-8")
+    labels.write_text(
+        f'image,tags\n{SHA1},"rust, windows, door"\n{SHA2},Graffiti\nelsewhere.jpg,rust\n', encoding="utf-8"
+    )
     runner = CliRunner()
     out = runner.invoke(app, ["eval", "--labels", str(labels), "--results", str(saved), "--format", "json"])
     assert out.exit_code == 0, out.output

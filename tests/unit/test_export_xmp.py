@@ -46,9 +46,13 @@ def test_new_keywords_on_a_photo_without_xmp() -> None:
 
 
 def test_mltags_earlier_keywords_are_replaced_the_users_kept() -> None:
-    current = {SUBJECT: ["family", "rust", "indoors", "door"], OURS: ["indoors", "door"],
-               HIERARCHY: ["People|Anna", "mltag|wd14|indoors", "mltag|wd14|door"],
-               TAGS_LIST: ["People/Anna", "mltag/wd14/indoors"], "Xmp.xmp.Rating": "4"}
+    current = {
+        SUBJECT: ["family", "rust", "indoors", "door"],
+        OURS: ["indoors", "door"],
+        HIERARCHY: ["People|Anna", "mltag|wd14|indoors", "mltag|wd14|door"],
+        TAGS_LIST: ["People/Anna", "mltag/wd14/indoors"],
+        "Xmp.xmp.Rating": "4",
+    }
     changed, _ = changes(current, PhotoKeywords(["rust", "sky"], "clip"))
     assert bag(changed, SUBJECT) == ["family", "rust", "sky"]
     assert changed[OURS] == ["sky"], "'rust' was the user's: never recorded as mltag's, so never removed"

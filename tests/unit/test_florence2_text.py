@@ -26,35 +26,62 @@ def _pure() -> dict[str, Any]:
         "stutter": "very very good",
         "loop": "a room " * 6,
         "mostly_loop": "A hallway with doors. " + "and the door " * 5,
-        "tail_loop": ("A large hall of a disused power plant with rusty turbines, a control panel, cables on "
-                      "the floor, a broken skylight and pigeons nesting in the rafters above the machines "
-                      "while the light falls through ") + "the broken window " * 4,
+        "tail_loop": (
+            "A large hall of a disused power plant with rusty turbines, a control panel, cables on "
+            "the floor, a broken skylight and pigeons nesting in the rafters above the machines "
+            "while the light falls through "
+        )
+        + "the broken window " * 4,
         "low_diversity": " ".join(rng.choice(["rust", "dust", "door", "wall"]) for _ in range(40)),
     }
     degenerate = {k: looks_degenerate(v) for k, v in captions.items()}
-    od = {"bboxes": [[0, 0, 50, 50], [0, 0, 100, 100], [10, 10, 20, 20], [5, 5, 5, 5], [0, 0, 1, 1], [0, 0, 9, 9],
-                     [0, 0, 99, 99]],
-          "labels": ["window", "window", " door ", "\x00\x00", "chair", "loc_548>", "2"]}
+    od = {
+        "bboxes": [
+            [0, 0, 50, 50],
+            [0, 0, 100, 100],
+            [10, 10, 20, 20],
+            [5, 5, 5, 5],
+            [0, 0, 1, 1],
+            [0, 0, 9, 9],
+            [0, 0, 99, 99],
+        ],
+        "labels": ["window", "window", " door ", "\x00\x00", "chair", "loc_548>", "2"],
+    }
     counts: dict[str, int | None] = {"new_tokens": 9, "prompt_tokens": 30, "od_new_tokens": 5, "od_prompt_tokens": 28}
     results = {
-        "ok": task_outputs_result("<CAPTION>", f"</s><s>{captions['good']}</s>", captions["good"], "", od, (100, 100), counts),
+        "ok": task_outputs_result(
+            "<CAPTION>", f"</s><s>{captions['good']}</s>", captions["good"], "", od, (100, 100), counts
+        ),
         "withheld": task_outputs_result("<CAPTION>", "</s>x", captions["loop"], "", od, (100, 100), counts),
-        "nothing": task_outputs_result("<CAPTION>", "</s></s>", "", "</s></s>", {"bboxes": [], "labels": []}, (100, 100),
-                                counts),
+        "nothing": task_outputs_result(
+            "<CAPTION>", "</s></s>", "", "</s></s>", {"bboxes": [], "labels": []}, (100, 100), counts
+        ),
         "od_off": task_outputs_result("<CAPTION>", "</s></s>", "", None, None, (100, 100), counts),
     }
     settings = generation_settings({"min_new_tokens": 3, "num_beams": 1, "max_new_tokens": 9})
     longest = generation_settings({"max_new_tokens": 1023, "od_max_new_tokens": 1023}, 1024)
     errors = {}
-    for bad, positions in (({"caption_task": "<OD>"}, None), ({"od": "yes"}, None), ({"num_beams": 0}, None),
-                           ({"max_new_tokens": 2.5}, None), ({"min_new_tokens": True}, None),
-                           ({"od_max_new_tokens": 1024}, 1024)):
+    for bad, positions in (
+        ({"caption_task": "<OD>"}, None),
+        ({"od": "yes"}, None),
+        ({"num_beams": 0}, None),
+        ({"max_new_tokens": 2.5}, None),
+        ({"min_new_tokens": True}, None),
+        ({"od_max_new_tokens": 1024}, 1024),
+    ):
         try:
             generation_settings(bad, positions)
         except ValueError as exc:
             errors[json.dumps(bad)] = str(exc)
-    return {"degenerate": degenerate, "od_tags": od_tags(od, (100, 200)), "results": results,
-            "defaults": generation_settings({}), "settings": settings, "longest": longest, "errors": errors}
+    return {
+        "degenerate": degenerate,
+        "od_tags": od_tags(od, (100, 200)),
+        "results": results,
+        "defaults": generation_settings({}),
+        "settings": settings,
+        "longest": longest,
+        "errors": errors,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_dng_preview_used_when_large_enough_else_develop(tmp_path: Path) -> None
 def test_dng_without_preview_develops_and_keeps_colours(tmp_path: Path) -> None:
     red = Image.new("RGB", (64, 48), (220, 30, 30))
     dng = write_dng(tmp_path / "red.DNG", 64, 48, image=red).read_bytes()
-    img = decode("a", "red.DNG", dng, raw="preview")   # no preview in the file: develop anyway
+    img = decode("a", "red.DNG", dng, raw="preview")  # no preview in the file: develop anyway
     assert img.info["decoded_from"] == "raw-develop" and "preview_width" not in img.info
     r, g, b = np.asarray(img.image(), dtype=float).mean(axis=(0, 1))
     assert r > 150 and g < 80 and b < 80, (r, g, b)
@@ -87,9 +87,9 @@ def test_truncated_dng_is_a_bad_image(tmp_path: Path) -> None:
 
 def test_damaged_preview_falls_back_to_the_develop(tmp_path: Path) -> None:
     data = bytearray(write_dng(tmp_path / "p.dng", 256, 192, preview=(256, 192)).read_bytes())
-    start = data.index(b"\xff\xd8\xff")        # the embedded JPEG preview
-    sos = data.index(b"\xff\xda", start)        # its scan: damage the entropy-coded data, keep the header
-    data[sos + 20:sos + 2000] = b"\x00\xff" * 990
+    start = data.index(b"\xff\xd8\xff")  # the embedded JPEG preview
+    sos = data.index(b"\xff\xda", start)  # its scan: damage the entropy-coded data, keep the header
+    data[sos + 20 : sos + 2000] = b"\x00\xff" * 990
     img = decode("a", "p.dng", bytes(data), need=_need(48))
     assert img.info["decoded_from"] == "raw-develop" and "preview_error" in img.info, img.info
     assert img.image().size == (128, 96)
@@ -110,11 +110,14 @@ def test_heic_avif_jxl_decode(tmp_path: Path) -> None:
 
     img.save(jxl, "JXL", quality=90)
     ref = np.asarray(img, dtype=float)
-    for name, data, fmt in (("a.heic", heic, "HEIF"), ("a.avif", avif.getvalue(), "AVIF"),
-                            ("a.jxl", jxl.getvalue(), "JXL")):
+    for name, data, fmt in (
+        ("a.heic", heic, "HEIF"),
+        ("a.avif", avif.getvalue(), "AVIF"),
+        ("a.jxl", jxl.getvalue(), "JXL"),
+    ):
         out = decode("x", name, data)
         assert out.info["format"] == fmt and out.image().size == (96, 64) and out.image().mode == "RGB"
-        assert np.abs(np.asarray(out.image(), dtype=float) - ref).mean() < 8, name   # lossy, but the scene
+        assert np.abs(np.asarray(out.image(), dtype=float) - ref).mean() < 8, name  # lossy, but the scene
     with pytest.raises(BadImage, match="cannot decode"):
         decode("x", "bad.heic", heic[:200])
 
@@ -151,7 +154,9 @@ def test_thumbnails_of_raw_and_heic(tmp_path: Path) -> None:
 
 
 def test_cli_start_up_imports_no_decoder() -> None:
-    code = ("import sys, orchestrator.cli, orchestrator.report.thumbnails; "
-            "print(sorted(m for m in ('rawpy', 'numpy', 'pillow_heif', 'pillow_jxl') if m in sys.modules))")
+    code = (
+        "import sys, orchestrator.cli, orchestrator.report.thumbnails; "
+        "print(sorted(m for m in ('rawpy', 'numpy', 'pillow_heif', 'pillow_jxl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

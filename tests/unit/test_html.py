@@ -48,12 +48,17 @@ def _decoded(uri: str | None) -> Image.Image:
 
 def test_model_output_is_escaped(html: str) -> None:
     assert HOSTILE_CAPTION not in html and "window.pwned=1</script>" not in html
-    assert HOSTILE_TAG not in html and "&lt;b&gt;bold&lt;/b&gt;" in html            # the heat map's row
+    assert HOSTILE_TAG not in html and "&lt;b&gt;bold&lt;/b&gt;" in html  # the heat map's row
     assert "runner <b>did not</b>" not in html and "&lt;notes&gt; &amp; scores" in html
-    blocks = ['<script type="application/json" class="mltag-records">',
-              '<script type="application/json" class="mltag-thumbs">']
+    blocks = [
+        '<script type="application/json" class="mltag-records">',
+        '<script type="application/json" class="mltag-thumbs">',
+    ]
     assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script type="application/json" id="mltag-data">', *blocks, "<script>"]
+        '<script type="application/json" id="mltag-data">',
+        *blocks,
+        "<script>",
+    ]
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I), "nothing remote"
 
 
@@ -97,7 +102,7 @@ def test_images_are_written_in_blocks(document: dict, monkeypatch: pytest.Monkey
 
 def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
     big = tmp_path / "big.png"
-    Image.new("RGBA", (1000, 500), (0, 128, 255, 0)).save(big)   # fully transparent: white, not black
+    Image.new("RGBA", (1000, 500), (0, 128, 255, 0)).save(big)  # fully transparent: white, not black
     uri, why = thumbnail(big)
     assert why is None
     img = _decoded(uri)
@@ -111,7 +116,7 @@ def test_thumbnail_is_upright_small_and_opaque(tmp_path: Path) -> None:
     width, height = _decoded(thumbnail(rotated)[0]).size
     assert height == 256 and width in (85, 86), "EXIF orientation 8: the 300x100 photo stands upright"
     deep = tmp_path / "deep.png"
-    Image.new("I;16", (40, 40), 40000).save(deep)                 # 16-bit: scaled to ~156, not clipped to 255
+    Image.new("I;16", (40, 40), 40000).save(deep)  # 16-bit: scaled to ~156, not clipped to 255
     pixel = _decoded(thumbnail(deep)[0]).getpixel((20, 20))
     assert isinstance(pixel, tuple) and 140 < pixel[0] < 170
 
@@ -168,16 +173,18 @@ def test_cached_thumbnails_are_made_once_and_kept_outside_the_archive(document: 
     source = Path(first["path"])
     made, why = cached_thumbnail(cache, first["sha256"], source)
     assert made is not None and why is None and cache_file(cache, first["sha256"], 256).read_bytes() == made
-    source.rename(source.with_suffix(".moved"))   # gone from its path: its content's thumbnail is still known
+    source.rename(source.with_suffix(".moved"))  # gone from its path: its content's thumbnail is still known
     assert cached_thumbnail(cache, first["sha256"], source) == (made, None)
     assert cached_thumbnail(cache, "f" * 64, source) == (None, "file not found"), "another content: made anew"
     assert not any((tmp_path / "photos").glob("*.jpg.*")) and sorted(p.name for p in cache.rglob("*.jpg")) == [
-        f"{first['sha256']}-256.jpg"]
-    blocked = tmp_path / "not-a-folder"    # the cache cannot be made there (as a full or read-only disk)
+        f"{first['sha256']}-256.jpg"
+    ]
+    blocked = tmp_path / "not-a-folder"  # the cache cannot be made there (as a full or read-only disk)
     blocked.write_text("")
     second = document["images"][1]
-    assert cached_thumbnail(blocked / "cache", second["sha256"], Path(second["path"]))[0] is not None, \
+    assert cached_thumbnail(blocked / "cache", second["sha256"], Path(second["path"]))[0] is not None, (
         "a cache that cannot be written still gives the thumbnail"
+    )
 
 
 def test_the_report_takes_thumbnails_from_the_cache(document: dict, tmp_path: Path) -> None:

@@ -39,10 +39,11 @@ def test_odd_names_links_and_special_files_are_all_found(tmp_path: Path) -> None
     (tmp_path / "new\nline.jpg").write_bytes(b"x")
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
-    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)   # a link loop is walked once
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)  # a link loop is walked once
     found = discover([tmp_path])
-    assert sorted(os.fsencode(p.name) for p in found) == sorted([b"caf\xe9.jpg", b"gone.jpg", b"new\nline.jpg",
-                                                                  b"pipe.jpg"])
+    assert sorted(os.fsencode(p.name) for p in found) == sorted(
+        [b"caf\xe9.jpg", b"gone.jpg", b"new\nline.jpg", b"pipe.jpg"]
+    )
     refs = {os.fsencode(p.name): hash_file(p) for p in found}
     assert refs[b"caf\xe9.jpg"].error is None and refs[b"caf\xe9.jpg"].name.endswith("caf\\xe9.jpg")
     assert "dangling symbolic link" in str(refs[b"gone.jpg"].error)

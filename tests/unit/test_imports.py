@@ -11,10 +11,12 @@ from orchestrator.paths import PROJECT_ROOT
 
 
 def test_cli_import_loads_no_model_library() -> None:
-    code = ("import sys, orchestrator.cli, orchestrator.run.pipeline, orchestrator.run.supervisor, "
-            "orchestrator.run.health\n"
-            "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'open_clip', 'numpy', 'runners') "
-            "if m in sys.modules]\nprint(bad)")
+    code = (
+        "import sys, orchestrator.cli, orchestrator.run.pipeline, orchestrator.run.supervisor, "
+        "orchestrator.run.health\n"
+        "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'open_clip', 'numpy', 'runners') "
+        "if m in sys.modules]\nprint(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -22,8 +24,9 @@ def test_cli_import_loads_no_model_library() -> None:
 def test_import_linter_contracts_hold() -> None:
     lint = PROJECT_ROOT / ".venv" / "bin" / "lint-imports"
     exe = str(lint) if lint.exists() else "lint-imports"
-    out = subprocess.run([exe, "--config", str(PROJECT_ROOT / "pyproject.toml")], capture_output=True, text=True,
-                         cwd=PROJECT_ROOT)
+    out = subprocess.run(
+        [exe, "--config", str(PROJECT_ROOT / "pyproject.toml")], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "BROKEN" not in out.stdout and "KEPT" in out.stdout
 
@@ -36,8 +39,13 @@ def test_adapters_never_import_each_other() -> None:
     for path in (PROJECT_ROOT / "runners").rglob("*.py"):
         is_adapter = path.parent.name == "adapters"
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
                 if name.startswith("runners.adapters."):
                     who = f"adapter {path.name}" if is_adapter else f"runners/{path.name} (infrastructure)"
@@ -68,7 +76,7 @@ def test_no_import_circle(package: str) -> None:
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(node):] + [node]))
+            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(node) :] + [node]))
         for nxt in sorted(edges[node]):
             visit(nxt, trail + [node])
 

@@ -98,8 +98,13 @@ def test_packed_sums_are_the_plain_sums() -> None:
     """The bit-field packing against the plain computation on the same resamples (same seeded draws)."""
     rng = random.Random(5)
     n = 37
-    series = [Series(m, t, [(rng.randint(0, 3), rng.randint(0, 900 if m == "wide" else 4), rng.randint(0, 2))
-                            for _ in range(n)]) for m in ("wide", "narrow") for t in ("own", "best")]
+    series = [
+        Series(
+            m, t, [(rng.randint(0, 3), rng.randint(0, 900 if m == "wide" else 4), rng.randint(0, 2)) for _ in range(n)]
+        )
+        for m in ("wide", "narrow")
+        for t in ("own", "best")
+    ]
     got = bootstrap(series, ("narrow", "wide"), resamples=200, seed=11)
     draws = random.Random(11)
     values: dict[tuple[str, str], list[list[float]]] = {(s.model, s.threshold): [[], [], []] for s in series}
@@ -116,8 +121,10 @@ def test_packed_sums_are_the_plain_sums() -> None:
     for (model, threshold), slots in values.items():
         for name, drawn in zip(("precision", "recall", "f1"), slots, strict=True):
             drawn.sort()
-            assert got["intervals"][model][threshold][name] == [round(percentile(drawn, 0.025), 6),
-                                                                round(percentile(drawn, 0.975), 6)]
+            assert got["intervals"][model][threshold][name] == [
+                round(percentile(drawn, 0.025), 6),
+                round(percentile(drawn, 0.975), 6),
+            ]
     diffs.sort()
     assert got["difference"]["interval"] == [round(percentile(diffs, 0.025), 6), round(percentile(diffs, 0.975), 6)]
 

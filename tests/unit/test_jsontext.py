@@ -22,9 +22,17 @@ def _stdlib(value: object) -> str:
 
 
 def test_the_same_json_as_the_standard_library_up_to_white_space() -> None:
-    value = {"scores": {f"tag_{i}": i / 7 for i in range(50)}, "name": "Fabrik \u00e9\u2028\U0001f3ed \"q\"",
-             "ints": {1: "a"}, "path": Path("/photos/x.jpg"), "point": _Point(), "tuple": (1, 2.5),
-             "when": datetime.datetime(2026, 1, 2, 3, 4, 5), "none": None, "flag": True}
+    value = {
+        "scores": {f"tag_{i}": i / 7 for i in range(50)},
+        "name": 'Fabrik \u00e9\u2028\U0001f3ed "q"',
+        "ints": {1: "a"},
+        "path": Path("/photos/x.jpg"),
+        "point": _Point(),
+        "tuple": (1, 2.5),
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5),
+        "none": None,
+        "flag": True,
+    }
     text = jsontext.dumps(value)
     assert json.loads(text) == json.loads(_stdlib(value))
     assert json.loads(text)["point"] == "_Point(x=1)" and json.loads(text)["when"] == "2026-01-02 03:04:05"
@@ -46,6 +54,6 @@ def test_text_the_standard_library_wrote_reads_back() -> None:
 
 
 def test_a_name_with_a_lone_surrogate_is_written_as_the_standard_library_writes_it() -> None:
-    name = b"Fabrik_\xe9.jpg".decode("utf-8", "surrogateescape")   # a non-UTF-8 name, as os.fsdecode gives it
+    name = b"Fabrik_\xe9.jpg".decode("utf-8", "surrogateescape")  # a non-UTF-8 name, as os.fsdecode gives it
     value = {"name": name, "scores": {"a": 0.5}}
     assert jsontext.dumps(value) == _stdlib(value)

@@ -31,8 +31,14 @@ def test_tags_no_model_mentioned_are_dropped() -> None:
 
 
 def test_result_from_a_well_formed_answer() -> None:
-    run = {"prompt": "p", "text": "DESCRIPTION: A dark corridor with peeling paint.\nTAGS: corridor, rust, chandelier",
-           "prompt_tokens": 80, "new_tokens": 20, "seconds": 1.0, "tokens_per_s": 20.0}
+    run = {
+        "prompt": "p",
+        "text": "DESCRIPTION: A dark corridor with peeling paint.\nTAGS: corridor, rust, chandelier",
+        "prompt_tokens": 80,
+        "new_tokens": 20,
+        "seconds": 1.0,
+        "tokens_per_s": 20.0,
+    }
     result = merged_result(JUDGE_CONTEXT, "system", run)
     assert result["status"] == "ok" and result["caption"] == "A dark corridor with peeling paint."
     assert [t["name"] for t in result["tags"]] == ["corridor", "rust"]
@@ -44,12 +50,23 @@ def test_result_from_a_well_formed_answer() -> None:
 
 def test_context_takes_ok_cells_in_model_order() -> None:
     cells: dict[str, dict[str, Any]] = {
-        "wd14": {"status": "ok", "tags": [{"name": "general", "score": 0.9, "category": "rating"},
-                                          {"name": "rust", "score": 0.4}, {"name": "door", "score": 0.8}]},
-        "clip": {"status": "timeout"}, "florence2": {"status": "ok", "caption": "A door.", "tags": []},
-        "blip": {"status": "ok", "caption": None, "tags": []}}
+        "wd14": {
+            "status": "ok",
+            "tags": [
+                {"name": "general", "score": 0.9, "category": "rating"},
+                {"name": "rust", "score": 0.4},
+                {"name": "door", "score": 0.8},
+            ],
+        },
+        "clip": {"status": "timeout"},
+        "florence2": {"status": "ok", "caption": "A door.", "tags": []},
+        "blip": {"status": "ok", "caption": None, "tags": []},
+    }
     kinds = {"florence2": "captioner", "wd14": "tagger", "clip": "zero-shot", "blip": "captioner", "j": "judge"}
-    assert judge_context(cells, kinds) == {"outputs": [
-        {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},
-        {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["door", "rust"]}]}
+    assert judge_context(cells, kinds) == {
+        "outputs": [
+            {"model": "florence2", "kind": "captioner", "caption": "A door.", "tags": []},
+            {"model": "wd14", "kind": "tagger", "caption": None, "tags": ["door", "rust"]},
+        ]
+    }
     assert "[wd14, tagger]\ntags: door" in format_outputs(judge_context(cells, kinds), max_tags=1)

@@ -26,13 +26,16 @@ def db(tmp_path: Path) -> ResultStore:
 def test_verdicts_last_write_wins_and_every_write_is_logged(db: ResultStore) -> None:
     first = db.set_label(A, "rust", True, "ann")
     db.set_label(A, "door", False, "ann")
-    second = db.set_label(A, "  rust ", False, "bob")   # trimmed: the same tag; bob's write wins
+    second = db.set_label(A, "  rust ", False, "bob")  # trimmed: the same tag; bob's write wins
     labels = db.labels_of(A)
     assert list(labels.verdicts) == ["door", "rust"]
     assert labels.verdicts["rust"].yes is False and labels.verdicts["rust"].who == "bob"
     assert second.time >= first.time and labels.yes_tags == [] and not labels.done
     assert [(tag, action, who) for tag, action, who, _ in db.label_log(A)] == [
-        ("rust", "yes", "ann"), ("door", "no", "ann"), ("rust", "no", "bob")]
+        ("rust", "yes", "ann"),
+        ("door", "no", "ann"),
+        ("rust", "no", "bob"),
+    ]
 
 
 def test_undo_and_done_markers(db: ResultStore) -> None:
@@ -50,17 +53,18 @@ def test_undo_and_done_markers(db: ResultStore) -> None:
 
 
 def test_label_rows_are_the_done_photos_with_their_yes_tags(db: ResultStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("orchestrator.store.db.READ_CHUNK", 2)   # several chunks
+    monkeypatch.setattr("orchestrator.store.db.READ_CHUNK", 2)  # several chunks
     shas = [f"{i:064x}" for i in range(5)]
     for i, sha in enumerate(shas):
         db.set_label(sha, "rust", True, "ann")
         db.set_label(sha, "door", i % 2 == 0, "ann")
         if i != 3:
             db.mark_done(sha, "ann")
-    db.mark_done(C, "ann")   # done with no yes tag: "nothing to tag here"
+    db.mark_done(C, "ann")  # done with no yes tag: "nothing to tag here"
     rows = list(db.label_rows())
-    assert rows == [LabelRow(s, s, ["door", "rust"] if i % 2 == 0 else ["rust"])
-                    for i, s in enumerate(shas) if i != 3] + [LabelRow(C, C, [])]
+    assert rows == [
+        LabelRow(s, s, ["door", "rust"] if i % 2 == 0 else ["rust"]) for i, s in enumerate(shas) if i != 3
+    ] + [LabelRow(C, C, [])]
 
 
 def test_import_makes_the_stored_truth_equal_the_given_sets(db: ResultStore) -> None:
@@ -83,7 +87,7 @@ def test_bad_keys_tags_and_names_are_refused(db: ResultStore) -> None:
         db.set_label(A, "rust, door", True, "ann")
     with pytest.raises(LabelsError, match="who recorded it"):
         db.mark_done(A, " ")
-    assert db.labels_of(A.upper()).sha256 == A   # hex case does not matter
+    assert db.labels_of(A.upper()).sha256 == A  # hex case does not matter
 
 
 def test_moved_photo_keeps_its_labels(tmp_path: Path, db: ResultStore) -> None:
@@ -105,7 +109,7 @@ def test_moved_photo_keeps_its_labels(tmp_path: Path, db: ResultStore) -> None:
 def test_two_writers_on_one_store_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "results.sqlite"
     ResultStore(path).close()
-    tabs = [ResultStore(path), ResultStore(path)]   # two connections: two browser tabs' requests
+    tabs = [ResultStore(path), ResultStore(path)]  # two connections: two browser tabs' requests
 
     def label(db: ResultStore, who: str) -> None:
         for i in range(40):
@@ -127,7 +131,7 @@ def test_two_writers_on_one_store_lose_nothing(tmp_path: Path) -> None:
 
 def test_a_v2_store_is_migrated_to_v3_and_keeps_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "results.sqlite"
-    with monkeypatch.context() as m:   # a store written by the mltag before labels
+    with monkeypatch.context() as m:  # a store written by the mltag before labels
         m.setattr(store.schema, "MIGRATIONS", store.schema.MIGRATIONS[:2])
         old = ResultStore(path)
         old.begin_run("run1", 0.0, {}, ["analyze"])
@@ -139,9 +143,10 @@ def test_a_v2_store_is_migrated_to_v3_and_keeps_its_cells(tmp_path: Path, monkey
     con.close()
     db = ResultStore(path)
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION   # v3 and every later one
+    assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION  # v3 and every later one
     assert {"labels", "labels_done", "label_log"} <= {
-        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
     assert db.cells_of([A]) == {A: {"wd14": {"status": "ok", "tags": []}}}, "cells kept"
     db.set_label(A, "rust", True, "ann")
     db.mark_done(A, "ann")
@@ -161,8 +166,17 @@ def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: 
     shas = [img.sha256 for img in images]
     for i, sha in enumerate(shas):
         for model, tags in (("A", ["rust", "door"]), ("B", ["rust", "sky"] if i % 2 else ["rust"])):
-            db.put_cell("run1", sha, model, {"status": "ok", "tags": [{"name": t, "score": 0.5 + i / 20} for t in tags],
-                                             "raw": {"scores": [0.1] * 50}}, CellMeta(options_key="k", kind="tagger"))
+            db.put_cell(
+                "run1",
+                sha,
+                model,
+                {
+                    "status": "ok",
+                    "tags": [{"name": t, "score": 0.5 + i / 20} for t in tags],
+                    "raw": {"scores": [0.1] * 50},
+                },
+                CellMeta(options_key="k", kind="tagger"),
+            )
     db.import_labels({sha: ["rust", "door"] for sha in shas[:4]}, "ann")
     entries = db.model_entries(db.models())
     cache: dict[str, dict[str, Any]] = {}
@@ -193,8 +207,13 @@ def test_queue_from_store_reads_a_bounded_sample_of_unlabelled_photos(tmp_path: 
     for i, img in enumerate(images):
         for m, model in enumerate(("A", "B", "C")):
             tags = vocab[: 1 + (i * (m + 1)) % 5]
-            db.put_cell("run1", img.sha256, model, {"status": "ok", "tags": [{"name": t, "score": 0.9} for t in tags]},
-                        CellMeta(options_key="k", kind="tagger"))
+            db.put_cell(
+                "run1",
+                img.sha256,
+                model,
+                {"status": "ok", "tags": [{"name": t, "score": 0.9} for t in tags]},
+                CellMeta(options_key="k", kind="tagger"),
+            )
     done = {images[0].sha256, images[5].sha256}
     for sha in done:
         db.mark_done(sha, "ann")

@@ -24,12 +24,12 @@ def photo(path: str, n: int, a: list[str], b: list[str], c: list[str] | None = N
 def archive() -> list[dict[str, Any]]:
     """Two folders; A and B dispute 3, 2, 1 or 0 tags."""
     return [
-        photo("/p/x/1.jpg", 1, ["rust", "door", "stairs"], ["rust"]),             # x: 2 disputed
-        photo("/p/x/2.jpg", 2, ["rust", "door", "stairs", "sky"], ["rust"]),      # x: 3 disputed
-        photo("/p/x/3.jpg", 3, ["rust"], ["rust"]),                               # x: agreed
-        photo("/p/y/4.jpg", 4, ["tree"], ["bush"]),                               # y: 2 disputed
-        photo("/p/y/5.jpg", 5, ["tree", "sky"], ["tree"]),                        # y: 1 disputed
-        photo("/p/y/6.jpg", 6, [], []),                                           # y: agreed (nothing)
+        photo("/p/x/1.jpg", 1, ["rust", "door", "stairs"], ["rust"]),  # x: 2 disputed
+        photo("/p/x/2.jpg", 2, ["rust", "door", "stairs", "sky"], ["rust"]),  # x: 3 disputed
+        photo("/p/x/3.jpg", 3, ["rust"], ["rust"]),  # x: agreed
+        photo("/p/y/4.jpg", 4, ["tree"], ["bush"]),  # y: 2 disputed
+        photo("/p/y/5.jpg", 5, ["tree", "sky"], ["tree"]),  # y: 1 disputed
+        photo("/p/y/6.jpg", 6, [], []),  # y: agreed (nothing)
         {"path": "/p/z/copy.jpg", "sha256": f"{2:064x}", "duplicate_of": "/p/x/2.jpg", "results": {}},
     ]
 
@@ -43,7 +43,7 @@ def test_disputed_photos_first_round_robin_over_folders() -> None:
     # x's best (3 disputed) beats y's best (2): x, y, x, y; then the agreed ones, x before y (sha256 3 < 6)
     assert order(queue) == [2, 4, 1, 5, 3, 6]
     assert [c.disputed for c in queue[:4]] == [3, 2, 2, 1] and queue[0].folder == "/p/x"
-    assert queue[0].agreement == 0.25   # {rust, door, stairs, sky} vs {rust}
+    assert queue[0].agreement == 0.25  # {rust, door, stairs, sky} vs {rust}
     assert "/p/z/copy.jpg" not in [c.path for c in queue], "a duplicate is the same photo"
 
 
@@ -54,8 +54,15 @@ def test_labelled_photos_are_left_out_and_limit_holds() -> None:
 
 
 def test_the_same_queue_whatever_the_reading_order() -> None:
-    images = [photo(f"/p/f{i % 5}/{i}.jpg", i, random.Random(i).sample(["a", "b", "c", "d"], 2),
-                    random.Random(-i).sample(["a", "b", "c", "d"], 2)) for i in range(200)]
+    images = [
+        photo(
+            f"/p/f{i % 5}/{i}.jpg",
+            i,
+            random.Random(i).sample(["a", "b", "c", "d"], 2),
+            random.Random(-i).sample(["a", "b", "c", "d"], 2),
+        )
+        for i in range(200)
+    ]
     first = label_queue(images, set(), NORM, ["A", "B"], limit=40)
     shuffled = list(images)
     random.Random(3).shuffle(shuffled)

@@ -10,18 +10,21 @@ from orchestrator.compare.normalise import Normaliser, clean, load_synonyms, par
 from orchestrator.errors import SynonymError
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Window", "window"),
-    ("WINDOWS", "window"),
-    ("Broken_Windows", "broken window"),       # multi-word: only the head noun is singularised
-    ("broken-windows", "broken window"),
-    ("  peeling \t paint ", "peeling paint"),
-    ("no_humans", "no human"),
-    ("shelves", "shelf"),
-    ("skies", "sky"),
-    ("buses", "bus"),
-    ("men", "man"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Window", "window"),
+        ("WINDOWS", "window"),
+        ("Broken_Windows", "broken window"),  # multi-word: only the head noun is singularised
+        ("broken-windows", "broken window"),
+        ("  peeling \t paint ", "peeling paint"),
+        ("no_humans", "no human"),
+        ("shelves", "shelf"),
+        ("skies", "sky"),
+        ("buses", "bus"),
+        ("men", "man"),
+    ],
+)
 def test_case_separators_whitespace_and_plural_nouns(raw: str, expected: str) -> None:
     assert clean(raw) == expected
 
@@ -29,7 +32,12 @@ def test_case_separators_whitespace_and_plural_nouns(raw: str, expected: str) ->
 def test_rust_rusted_rusty_stay_distinct() -> None:
     # simplemma alone would turn "rusted" into "rust": inflect finds no plural noun there, so it stays.
     assert [clean(w) for w in ("rust", "rusted", "rusty", "rusting", "rusts")] == [
-        "rust", "rusted", "rusty", "rusting", "rust"]
+        "rust",
+        "rusted",
+        "rusty",
+        "rusting",
+        "rust",
+    ]
     assert clean("abandoned") == "abandoned" and clean("broken") == "broken" and clean("peeling") == "peeling"
 
 
@@ -39,8 +47,25 @@ def test_adjectives_and_participles_in_phrases_are_left_alone() -> None:
     assert clean("broken glass") == "broken glass"
 
 
-@pytest.mark.parametrize("word", ["graffiti", "bus", "canvas", "lens", "moss", "debris", "data", "media", "series",
-                                  "people", "pants", "clothes", "1girl", "mid"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "graffiti",
+        "bus",
+        "canvas",
+        "lens",
+        "moss",
+        "debris",
+        "data",
+        "media",
+        "series",
+        "people",
+        "pants",
+        "clothes",
+        "1girl",
+        "mid",
+    ],
+)
 def test_headwords_mass_nouns_and_latin_plurals_stay(word: str) -> None:
     assert clean(word) == word
 
@@ -60,7 +85,7 @@ def test_synonyms_apply_after_normalisation_on_both_sides() -> None:
     norm = Normaliser({"Derelict": "Abandoned", "broken_windows": "smashed window"})
     assert norm("derelict") == "abandoned"
     assert norm("DERELICT") == "abandoned"
-    assert norm("broken window") == "smashed window"      # the key was normalised too
+    assert norm("broken window") == "smashed window"  # the key was normalised too
     assert norm("abandoned") == "abandoned"
     assert norm("rust") == "rust"
     # Applied once, not chained: a -> b, b -> c leaves a at b.
@@ -75,21 +100,31 @@ def test_synonyms_that_collide_after_normalisation_are_an_error() -> None:
 
 def test_synonym_file_format(tmp_path: Path) -> None:
     path = tmp_path / "synonyms.txt"
-    path.write_text("# my archive's words\n\nderelict = abandoned   # trailing comment\n"
-                    "decrepit, ruined = abandoned\n  staircase=stairs\n", encoding="utf-8")
-    assert load_synonyms(path) == {"derelict": "abandoned", "decrepit": "abandoned", "ruined": "abandoned",
-                                   "staircase": "stairs"}
+    path.write_text(
+        "# my archive's words\n\nderelict = abandoned   # trailing comment\n"
+        "decrepit, ruined = abandoned\n  staircase=stairs\n",
+        encoding="utf-8",
+    )
+    assert load_synonyms(path) == {
+        "derelict": "abandoned",
+        "decrepit": "abandoned",
+        "ruined": "abandoned",
+        "staircase": "stairs",
+    }
     norm = Normaliser(load_synonyms(path))
     assert norm("Staircase") == "stair" and norm("ruined") == "abandoned"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("derelict abandoned", "expected 'tag = name'"),
-    ("= abandoned", "expected 'tag = name'"),
-    ("derelict =", "expected 'tag = name'"),
-    ("a = b = c", "expected 'tag = name'"),
-    ("a = b\na = c", "already mapped to 'b'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("derelict abandoned", "expected 'tag = name'"),
+        ("= abandoned", "expected 'tag = name'"),
+        ("derelict =", "expected 'tag = name'"),
+        ("a = b = c", "expected 'tag = name'"),
+        ("a = b\na = c", "already mapped to 'b'"),
+    ],
+)
 def test_bad_synonym_lines_name_the_line(text: str, message: str) -> None:
     with pytest.raises(SynonymError, match=message) as info:
         parse_synonyms(text, "syn.txt")

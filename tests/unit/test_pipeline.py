@@ -19,8 +19,15 @@ def test_captioner_cells_get_estimated_caption_tags(tmp_path: Path) -> None:
     captioner, tagger = spec("cap", kind="captioner"), spec("tag", kind="tagger")
     analysis = Analysis([image], [captioner, tagger], RunOptions())
     od_tag = {"name": "chair", "score": 0.7, "category": "od", "estimated": True}
-    analysis.add_cell(captioner, image, {"status": "ok", "caption": "A derelict hallway with peeling paint and "
-                                         "broken windows, a chair in the corner.", "tags": [od_tag]})
+    analysis.add_cell(
+        captioner,
+        image,
+        {
+            "status": "ok",
+            "caption": "A derelict hallway with peeling paint and broken windows, a chair in the corner.",
+            "tags": [od_tag],
+        },
+    )
     analysis.add_cell(tagger, image, {"status": "ok", "caption": "not a captioner", "tags": []})
     doc = analysis.results().document()
     cells = doc["images"][0]["results"]
@@ -89,12 +96,11 @@ def test_runners_start_with_the_mps_cpu_fallback(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
-    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")   # the user's own choice wins
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")  # the user's own choice wins
     assert runner_env(Path(sys.executable), offline=True)["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
 
 
-def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it(tmp_path: Path,
-                                                                                  monkeypatch) -> None:
+def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it(tmp_path: Path, monkeypatch) -> None:
     """start_early: the first model's runner loads while the files are hashed, but only when it will
     run whatever the images are (no store, --force, or no stored result of it with these options)."""
     from orchestrator.models import envbuild
@@ -111,6 +117,7 @@ def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it
             Launched.cancelled = True
 
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
+
     def launch(job: ModelJob) -> Launched:
         started.append(job.spec.name)
         return Launched()

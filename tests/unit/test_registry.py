@@ -58,11 +58,10 @@ def test_unknown_model_suggests_a_close_name() -> None:
 def test_all_and_dedup() -> None:
     registry = load_registry()
     everything = select(registry, "all")  # every image model; judges run only with --judge
-    assert {s.name for s in everything} == {name for name, s in registry.items()
-                                            if s.kind != "judge" and not s.opt_in}
+    assert {s.name for s in everything} == {name for name, s in registry.items() if s.kind != "judge" and not s.opt_in}
     # a hosted API (photos leave the machine) or an endpoint not named yet runs only when named
     assert {n for n, s in registry.items() if s.opt_in} == {"openai-gpt4o", "openai-compatible"}
-    assert "qwen2vl-72b-vllm" in {s.name for s in everything}   # a local vLLM (127.0.0.1) counts as local
+    assert "qwen2vl-72b-vllm" in {s.name for s in everything}  # a local vLLM (127.0.0.1) counts as local
     assert "qwen25-judge" in registry and registry["qwen25-judge"].kind == "judge"
     assert [s.name for s in select(registry, "wd14, wd14")] == ["wd14"]
 
@@ -73,7 +72,8 @@ def test_invalid_model_toml_is_reported(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="missing env, hub_id, revision"):
         load_registry(tmp_path)
     (tmp_path / "broken" / "model.toml").write_text(
-        'adapter = "runners.adapters.x"\nkind = "painter"\nenv = "e"\nhub_id = "a/b"\nrevision = "r"\n')
+        'adapter = "runners.adapters.x"\nkind = "painter"\nenv = "e"\nhub_id = "a/b"\nrevision = "r"\n'
+    )
     with pytest.raises(RegistryError, match="kind 'painter'"):
         load_registry(tmp_path)
 

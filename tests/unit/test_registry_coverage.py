@@ -25,7 +25,8 @@ def test_every_registry_entry_has_a_tiny_builder_an_adapter_test_and_a_readme_ro
     # what the check reads is really there: every entry has a README row, every built one a builder
     assert sorted(readme_models()) == sorted(registry)
     assert {name for name, spec in registry.items() if not spec.server} == {
-        name for name in registry if builder_of(name) is not None}
+        name for name in registry if builder_of(name) is not None
+    }
 
 
 def _checkout(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -42,9 +43,11 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
     envs, tiny, readme = _checkout(tmp_path)
     (envs / "wd14-convnext").mkdir()
     (envs / "wd14-convnext" / "model.toml").write_text(
-        (envs / "wd14" / "model.toml").read_text()
+        (envs / "wd14" / "model.toml")
+        .read_text()
         .replace("SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-convnext-tagger-v3")
-        .replace("7f6b584d0bd3f55c4531f14ba3d4761b2bccdc0f", "0" * 40))
+        .replace("7f6b584d0bd3f55c4531f14ba3d4761b2bccdc0f", "0" * 40)
+    )
     registry = load_registry(envs)
     assert registry["wd14-convnext"].adapter == "runners.adapters.wd14"
 
@@ -54,7 +57,8 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
     # the model.toml alone: the registry test names both missing pieces (the family's test exists)
     assert missing() == [
         "wd14-convnext: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
-        "wd14-convnext: no row in the README's Models table"]
+        "wd14-convnext: no row in the README's Models table",
+    ]
 
     # one line in the family's builder: its tiny build now stands in for the new checkpoint
     builder = tiny / "wd14.py"
@@ -68,8 +72,14 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
     row = "| `wd14-eva02` |"
     text = readme.read_text()
     assert row in text
-    readme.write_text(text.replace(row, "| `wd14-convnext` | tagger | SmilingWolf/wd-convnext-tagger-v3 | onnx | "
-                                        "Apache-2.0 | same adapter as wd14 | yes |\n" + row, 1))
+    readme.write_text(
+        text.replace(
+            row,
+            "| `wd14-convnext` | tagger | SmilingWolf/wd-convnext-tagger-v3 | onnx | "
+            "Apache-2.0 | same adapter as wd14 | yes |\n" + row,
+            1,
+        )
+    )
     assert missing() == []
 
 
@@ -77,18 +87,25 @@ def test_a_new_family_needs_a_builder_an_adapter_test_and_a_row(tmp_path: Path) 
     envs, tiny, readme = _checkout(tmp_path)
     (envs / "newfam").mkdir()
     (envs / "newfam" / "model.toml").write_text(
-        (envs / "wd14" / "model.toml").read_text().replace('adapter = "runners.adapters.wd14"', 'adapter = "runners.adapters.newfam"'))
+        (envs / "wd14" / "model.toml")
+        .read_text()
+        .replace('adapter = "runners.adapters.wd14"', 'adapter = "runners.adapters.newfam"')
+    )
     assert missing_pieces(load_registry(envs), tiny, ADAPTERS_DIR, readme) == [
         "newfam: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
         "newfam: no adapter test; write tests/adapters/test_newfam.py",
-        "newfam: no row in the README's Models table"]
+        "newfam: no row in the README's Models table",
+    ]
 
 
 def test_covers_that_name_no_model_or_one_model_twice_are_reported(tmp_path: Path) -> None:
     envs, tiny, readme = _checkout(tmp_path)
     registry = load_registry(envs)
-    (tiny / "wd14_wide.py").write_text((tiny / "wd14_wide.py").read_text().replace(
-        "COVERS: dict[str, str] = {}", 'COVERS = {"wd14": "", "wd14-gone": ""}'))
+    (tiny / "wd14_wide.py").write_text(
+        (tiny / "wd14_wide.py")
+        .read_text()
+        .replace("COVERS: dict[str, str] = {}", 'COVERS = {"wd14": "", "wd14-gone": ""}')
+    )
     (tiny / "blip.py").write_text((tiny / "blip.py").read_text().replace("COVERS = ", "BUILDS = "))
     readme.write_text(readme.read_text().replace("| `wd14-eva02` |", "| `wd14-eva` |"))
     assert missing_pieces(registry, tiny, ADAPTERS_DIR, readme) == [
@@ -97,7 +114,8 @@ def test_covers_that_name_no_model_or_one_model_twice_are_reported(tmp_path: Pat
         "blip: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
         "wd14: covered by several tiny builders (wd14, wd14_wide); keep one",
         "wd14-eva02: no row in the README's Models table",
-        "README Models table: row 'wd14-eva' has no envs/wd14-eva/model.toml"]
+        "README Models table: row 'wd14-eva' has no envs/wd14-eva/model.toml",
+    ]
 
 
 def test_one_model_per_checkpoint_folder() -> None:

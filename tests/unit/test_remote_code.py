@@ -14,8 +14,18 @@ from schemas.protocol import ERROR_WEIGHTS_MISSING, LoadSpec
 
 
 def _spec(**over: object) -> LoadSpec:
-    spec: LoadSpec = {"name": "m", "hub_id": "org/m", "revision": "2025-06-21", "local_path": None, "offline": False,
-                      "device": "cpu", "dtype": "auto", "cache_dir": "", "options": {}, "remote_code": True}
+    spec: LoadSpec = {
+        "name": "m",
+        "hub_id": "org/m",
+        "revision": "2025-06-21",
+        "local_path": None,
+        "offline": False,
+        "device": "cpu",
+        "dtype": "auto",
+        "cache_dir": "",
+        "options": {},
+        "remote_code": True,
+    }
     return cast(LoadSpec, {**spec, **over})  # `over` may break the types on purpose (remote_code=None)
 
 
@@ -38,12 +48,15 @@ def test_a_local_folder_without_config_json_says_what_was_expected(tmp_path: Pat
     assert caught.value.error_type == ERROR_WEIGHTS_MISSING and str(tmp_path) in str(caught.value)
 
 
-@pytest.mark.parametrize("spec, message", [
-    (_spec(remote_code=False), "does not say remote_code = true"),
-    (_spec(remote_code=None), "does not say remote_code = true"),
-    (_spec(revision="main"), "unpinned revision 'main'"),
-    (_spec(revision=""), "unpinned revision"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (_spec(remote_code=False), "does not say remote_code = true"),
+        (_spec(remote_code=None), "does not say remote_code = true"),
+        (_spec(revision="main"), "unpinned revision 'main'"),
+        (_spec(revision=""), "unpinned revision"),
+    ],
+)
 def test_refused(spec: LoadSpec, message: str) -> None:
     with pytest.raises(RemoteCodeRefused, match=message):
         remote_code_source(spec)

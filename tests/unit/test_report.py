@@ -16,12 +16,28 @@ from tests.support import SCHEMA
 
 
 def doc() -> dict:
-    return {"models": [{"name": "m", "revision": "r" * 40}],
-            "images": [{"path": "a.jpg", "sha256": "0" * 64, "results": {
-                "m": {"status": "ok", "caption": "=HYPERLINK(\"http://x\")", "inference_s": 0.1,
-                      "tags": [{"name": "+rust", "score": 0.9}, {"name": "@decay", "score": 0.2, "estimated": True},
-                               {"name": "-graffiti", "score": 0.5}]}}},
-                       {"path": "b.jpg", "sha256": "1" * 64, "results": {"m": {"status": "crashed", "message": "x"}}}]}
+    return {
+        "models": [{"name": "m", "revision": "r" * 40}],
+        "images": [
+            {
+                "path": "a.jpg",
+                "sha256": "0" * 64,
+                "results": {
+                    "m": {
+                        "status": "ok",
+                        "caption": '=HYPERLINK("http://x")',
+                        "inference_s": 0.1,
+                        "tags": [
+                            {"name": "+rust", "score": 0.9},
+                            {"name": "@decay", "score": 0.2, "estimated": True},
+                            {"name": "-graffiti", "score": 0.5},
+                        ],
+                    }
+                },
+            },
+            {"path": "b.jpg", "sha256": "1" * 64, "results": {"m": {"status": "crashed", "message": "x"}}},
+        ],
+    }
 
 
 def test_csv_rows_and_formula_escaping() -> None:
@@ -37,34 +53,75 @@ def test_csv_threshold() -> None:
     assert [r["tag"] for r in rows if r["image"] == "a.jpg"] == ["'+rust", "'-graffiti"]
 
 
-# -- the comparison's views (report/comparison_views.py via report/table.py) ----------------------------------------------
+# -- the comparison's views (report/comparison_views.py via report/table.py) ------------------------------
+
 
 def full_document() -> dict:
     """A schema-valid document: wd14 and clip tag, florence2 captions (estimated tags), broken never runs."""
+
     def model(name: str, kind: str, load_s: float | None) -> dict:
-        return {"name": name, "kind": kind, "adapter": f"runners.{name}", "env": "onnx", "hub_id": f"org/{name}",
-                "revision": "a" * 40, "status": "ok" if load_s else "failed", "device": "cpu", "load_s": load_s,
-                "warmup_s": 0.5 if load_s else None, "notes": [], "crashes": 0, "timeouts": 0}
+        return {
+            "name": name,
+            "kind": kind,
+            "adapter": f"runners.{name}",
+            "env": "onnx",
+            "hub_id": f"org/{name}",
+            "revision": "a" * 40,
+            "status": "ok" if load_s else "failed",
+            "device": "cpu",
+            "load_s": load_s,
+            "warmup_s": 0.5 if load_s else None,
+            "notes": [],
+            "crashes": 0,
+            "timeouts": 0,
+        }
 
     def cells(i: int) -> dict:
         return {
-            "wd14": {"status": "ok", "inference_s": 0.1 * (i + 1),
-                     "tags": [{"name": "broken_windows", "score": 0.9}, {"name": "graffiti", "score": 0.6 - i / 10},
-                              {"name": "general", "score": 0.95, "category": "rating"}]},
-            "clip": {"status": "ok", "inference_s": 0.4,
-                     "tags": [{"name": "broken window", "score": 0.5}, {"name": "peeling paint", "score": 0.3}]},
-            "florence2": {"status": "ok", "inference_s": 2.0, "caption": "Peeling paint and broken windows.",
-                          "tags": [{"name": "peeling paint", "score": 0.75, "estimated": True},
-                                   {"name": "broken window", "score": 0.6, "estimated": True}]},
+            "wd14": {
+                "status": "ok",
+                "inference_s": 0.1 * (i + 1),
+                "tags": [
+                    {"name": "broken_windows", "score": 0.9},
+                    {"name": "graffiti", "score": 0.6 - i / 10},
+                    {"name": "general", "score": 0.95, "category": "rating"},
+                ],
+            },
+            "clip": {
+                "status": "ok",
+                "inference_s": 0.4,
+                "tags": [{"name": "broken window", "score": 0.5}, {"name": "peeling paint", "score": 0.3}],
+            },
+            "florence2": {
+                "status": "ok",
+                "inference_s": 2.0,
+                "caption": "Peeling paint and broken windows.",
+                "tags": [
+                    {"name": "peeling paint", "score": 0.75, "estimated": True},
+                    {"name": "broken window", "score": 0.6, "estimated": True},
+                ],
+            },
             "a-model-with-a-rather-long-name": {"status": "timeout", "message": "no answer in 60 s"},
         }
 
-    return {"schema_version": 1, "mltag_version": "0.1.0", "run_id": "r1", "started": "2026-01-01T00:00:00",
-            "duration_s": 3.0, "options": {"threshold": None, "top": 5},
-            "models": [model("wd14", "tagger", 1.2), model("clip", "zero-shot", 3.4),
-                       model("florence2", "captioner", 9.9), model("a-model-with-a-rather-long-name", "tagger", None)],
-            "images": [{"path": f"photos/room-{i}.jpg", "sha256": f"{i + 1:x}" * 64, "size_bytes": 10,
-                        "results": cells(i)} for i in range(3)]}
+    return {
+        "schema_version": 1,
+        "mltag_version": "0.1.0",
+        "run_id": "r1",
+        "started": "2026-01-01T00:00:00",
+        "duration_s": 3.0,
+        "options": {"threshold": None, "top": 5},
+        "models": [
+            model("wd14", "tagger", 1.2),
+            model("clip", "zero-shot", 3.4),
+            model("florence2", "captioner", 9.9),
+            model("a-model-with-a-rather-long-name", "tagger", None),
+        ],
+        "images": [
+            {"path": f"photos/room-{i}.jpg", "sha256": f"{i + 1:x}" * 64, "size_bytes": 10, "results": cells(i)}
+            for i in range(3)
+        ],
+    }
 
 
 def rendered(document: dict, views: Views) -> str:
@@ -89,11 +146,11 @@ def test_table_report_with_every_view_fits_100_columns() -> None:
     assert "wd14 (100ms, 2 tags) ★ PURE TAGGER" in text and "clip (400ms, 2 terms) ★ ZERO-SHOT" in text
     assert "florence2 (2.00s, 2 tags) ★ CAPTIONER" in text and "★ TIMEOUT" in text
     assert "SUMMARY: 3 unique tags across 3 models (1 without a result)" in text
-    assert "CONSENSUS (3+ models): broken window 3/3 2.00~" in text      # 3/4 of 3 answering, rounded up
+    assert "CONSENSUS (3+ models): broken window 3/3 2.00~" in text  # 3/4 of 3 answering, rounded up
     assert "MODEL AGREEMENT: 56%" in text
     # the per-image matrix: marks, n/M and the star for consensus tags
     assert "TAG AGREEMENT MATRIX" in text
-    rows: dict[str, list[str]] = {}    # the first image's matrix (the folder's matrix comes last)
+    rows: dict[str, list[str]] = {}  # the first image's matrix (the folder's matrix comes last)
     for line in text.splitlines():
         if line.startswith(("broken window ", "peeling paint ")):
             rows.setdefault(" ".join(line.split()[:2]), line.split()[2:])
@@ -110,15 +167,17 @@ def test_table_report_with_every_view_fits_100_columns() -> None:
     # --show-timing: wd14 .1/.2/.3 s -> mean .2, p95 .29, 3 images / .6 s = 5 per second
     assert "timing per model" in text
     # load, warm-up, inference (all images), total, mean, p50, p95: milliseconds under a second
-    assert any(line.split() == ["wd14", "1.20s", "500ms", "600ms", "2.30s", "200ms", "200ms", "290ms", "5.00", "3"]
-               for line in text.splitlines())
+    assert any(
+        line.split() == ["wd14", "1.20s", "500ms", "600ms", "2.30s", "200ms", "200ms", "290ms", "5.00", "3"]
+        for line in text.splitlines()
+    )
     assert any(line.split()[:5] == ["TOTAL", "14.50s", "1.50s", "7.80s", "23.80s"] for line in text.splitlines())
     assert "SUMMARY: 3 unique tags across 3 models | 3 image(s) | total time: 23.80s" in text
     # --show-confidence: bars, the normalised name, an unknown tag answered with a close match
     assert "confidence for 'broken window' across models (asked: 'Broken_Windows')" in text
     assert "██████████████████████░░" in text and "no model gave 'grafiti'" in text and "close: graffiti" in text
     assert "N/A   (no ok cell: timeout 3)" in " ".join(text.split("  ")) or "(no ok cell: timeout 3)" in text
-    assert "general" not in doc["comparison"]["folder"]["confidence"]          # a rating, not content
+    assert "general" not in doc["comparison"]["folder"]["confidence"]  # a rating, not content
     assert "~ marks an estimated score" in text
 
 

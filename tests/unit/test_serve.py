@@ -41,8 +41,10 @@ def _post(client: TestClient, token: str, url: str, body: dict[str, Any]) -> Any
 
 
 def test_only_serve_imports_the_web_stack() -> None:
-    code = ("import sys, orchestrator.cli; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'httpx', 'anyio')])")
+    code = (
+        "import sys, orchestrator.cli; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'httpx', 'anyio')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -67,8 +69,10 @@ def test_filters_tag_status_model_folder_and_sorts(world: dict[str, Any]) -> Non
     everything = client.get("/api/images", params={"limit": 100}).json()["items"]
     rust = client.get("/api/images", params={"tag": "rust", "limit": 100}).json()
     assert 0 < rust["total"] < 12
-    chips = {item["sha256"]: {c["tag"] for c in client.get(f"/api/photo/{item['sha256']}").json()["chips"]}
-             for item in everything}
+    chips = {
+        item["sha256"]: {c["tag"] for c in client.get(f"/api/photo/{item['sha256']}").json()["chips"]}
+        for item in everything
+    }
     assert {i["sha256"] for i in rust["items"]} == {sha for sha, tags in chips.items() if "rust" in tags}
     assert client.get("/api/images", params={"tag": "Rust_"}).json()["total"] == rust["total"], "tags are normalised"
     # photo 0 is the one whose noisy cell timed out (tests/serve_store.py)
@@ -106,13 +110,25 @@ def test_labels_are_written_through_the_store_and_ranked_like_mltag_eval(world: 
     for img in images[1:4]:
         chips = client.get(f"/api/photo/{img.sha256}").json()["chips"]
         for chip in chips[:2]:
-            assert _post(client, token, "/api/label", {"sha256": img.sha256, "tag": chip["tag"],
-                                                       "verdict": "yes"}).status_code == 200
-        assert _post(client, token, "/api/label", {"sha256": img.sha256, "tag": chips[2]["tag"],
-                                                   "verdict": "no"}).status_code == 200
+            assert (
+                _post(
+                    client, token, "/api/label", {"sha256": img.sha256, "tag": chip["tag"], "verdict": "yes"}
+                ).status_code
+                == 200
+            )
+        assert (
+            _post(
+                client, token, "/api/label", {"sha256": img.sha256, "tag": chips[2]["tag"], "verdict": "no"}
+            ).status_code
+            == 200
+        )
         assert _post(client, token, "/api/done", {"sha256": img.sha256, "done": True}).status_code == 200
-    assert _post(client, token, "/api/label", {"sha256": images[1].sha256, "tag": "Brick Walls",
-                                               "verdict": "yes"}).json()["tag"] == "brick wall"
+    assert (
+        _post(client, token, "/api/label", {"sha256": images[1].sha256, "tag": "Brick Walls", "verdict": "yes"}).json()[
+            "tag"
+        ]
+        == "brick wall"
+    )
     # undo: no verdict at all
     _post(client, token, "/api/label", {"sha256": images[4].sha256, "tag": "rust", "verdict": "yes"})
     _post(client, token, "/api/label", {"sha256": images[4].sha256, "tag": "rust", "verdict": None})
@@ -126,8 +142,9 @@ def test_labels_are_written_through_the_store_and_ranked_like_mltag_eval(world: 
     out = mltag("eval", "--store", str(db.path), "--format", "json")
     assert out.returncode == 0, out.stderr
     evaluated = json.loads(out.stdout)
-    assert [(m["model"], m["own"], m["best"], m["intervals"]) for m in ranking["models"]] == \
-        [(m["model"], m["own"], m["best"], m["intervals"]) for m in evaluated["models"]]
+    assert [(m["model"], m["own"], m["best"], m["intervals"]) for m in ranking["models"]] == [
+        (m["model"], m["own"], m["best"], m["intervals"]) for m in evaluated["models"]
+    ]
     assert ranking["leader"] == evaluated["leader"] and ranking["models"][0]["intervals"]["own"]["f1"]
     assert _post(client, token, "/api/done", {"sha256": images[1].sha256, "done": False}).status_code == 200
     assert client.get("/api/ranking").json()["labelled"] == 2
@@ -140,7 +157,7 @@ def test_thumbnails_come_from_the_cache_folder_never_the_archive(world: dict[str
     assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg" and shot.content[:2] == b"\xff\xd8"
     assert list((tmp / "cache" / "thumbnails").rglob(f"{images[1].sha256}-256.jpg"))
     assert sorted(p.name for p in (tmp / "photos").rglob("*")) == before, "nothing written beside the photos"
-    gone = client.get(f"/thumb/{images[-1].sha256}/256")   # the vanished photo: a placeholder, its results stay
+    gone = client.get(f"/thumb/{images[-1].sha256}/256")  # the vanished photo: a placeholder, its results stay
     assert gone.headers["content-type"].startswith("image/svg+xml")
     assert "not found" in gone.headers["x-mltag-thumb-error"]
     assert client.get(f"/api/photo/{images[-1].sha256}").json()["cells"][0]["status"] == "ok"
@@ -169,10 +186,20 @@ def test_a_cached_thumbnail_asked_for_again_and_again_never_blocks(world: dict[s
     thumbs.close()
 
 
-@pytest.mark.parametrize("url", [
-    "/thumb/../../../etc/passwd", "/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd/256", "/static/../app.py",
-    "/static/%2e%2e/app.py", "/static/..%2f..%2fstore%2fdb.py", "/photo/..%2f..%2fetc%2fpasswd",
-    "/api/photo/" + "0" * 64, "/thumb/" + "f" * 64 + "/256", "/static//etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/thumb/../../../etc/passwd",
+        "/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd/256",
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2f..%2fstore%2fdb.py",
+        "/photo/..%2f..%2fetc%2fpasswd",
+        "/api/photo/" + "0" * 64,
+        "/thumb/" + "f" * 64 + "/256",
+        "/static//etc/passwd",
+    ],
+)
 def test_no_path_is_taken_from_a_request(world: dict[str, Any], url: str) -> None:
     response = world["client"].get(url)
     assert response.status_code == 404, (url, response.status_code, response.text[:200])
@@ -184,16 +211,19 @@ def test_changes_need_the_token_and_the_same_origin(world: dict[str, Any]) -> No
     body = {"sha256": sha, "tag": "rust", "verdict": "yes"}
     assert client.post("/api/label", json=body, headers={"Origin": BASE}).status_code == 403, "no token"
     assert client.post("/api/label", json=body, headers={"X-Mltag-Token": "guess", "Origin": BASE}).status_code == 403
-    foreign = client.post("/api/label", json=body, headers={"X-Mltag-Token": served.token,
-                                                            "Origin": "http://evil.example"})
+    foreign = client.post(
+        "/api/label", json=body, headers={"X-Mltag-Token": served.token, "Origin": "http://evil.example"}
+    )
     assert foreign.status_code == 403
-    assert client.post("/api/label", json=body, headers={"X-Mltag-Token": served.token}).status_code == 403, \
+    assert client.post("/api/label", json=body, headers={"X-Mltag-Token": served.token}).status_code == 403, (
         "no Origin nor Referer"
+    )
     assert world["db"].labels_of(sha).verdicts == {}
     rebinding = client.get("/api/images", headers={"Host": "evil.example:8765"})
     assert rebinding.status_code == 421
-    referer = client.post("/api/label", json=body, headers={"X-Mltag-Token": served.token,
-                                                            "Referer": f"{BASE}/photo/{sha}"})
+    referer = client.post(
+        "/api/label", json=body, headers={"X-Mltag-Token": served.token, "Referer": f"{BASE}/photo/{sha}"}
+    )
     assert referer.status_code == 200 and world["db"].labels_of(sha).verdicts["rust"].yes
 
 
@@ -243,8 +273,12 @@ def test_every_sort_pages_through_every_photo_once_in_order(world: dict[str, Any
         if cursor is None:
             break
     assert len({i["sha256"] for i in items}) == len(items) == 12
-    key = {"path": lambda i: i["path"], "disagreement": lambda i: i["agreement"],
-           "agreement": lambda i: -i["agreement"], "consensus": lambda i: -i["consensus"]}[sort]
+    key = {
+        "path": lambda i: i["path"],
+        "disagreement": lambda i: i["agreement"],
+        "agreement": lambda i: -i["agreement"],
+        "consensus": lambda i: -i["consensus"],
+    }[sort]
     assert [key(i) for i in items] == sorted(key(i) for i in items)
     # next / previous on the photo page follow the same order
     middle = items[5]["sha256"]
@@ -262,7 +296,7 @@ def test_a_file_name_that_is_not_utf8_gets_its_thumbnail(tmp_path: Path) -> None
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")   # Latin-1 bytes: not UTF-8
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")  # Latin-1 bytes: not UTF-8
     Image.new("RGB", (64, 48), (200, 30, 30)).save(os.fsdecode(odd), "JPEG")
     db = new_store(tmp_path / "store.sqlite")
     img = hash_file(Path(os.fsdecode(odd)))
@@ -271,7 +305,7 @@ def test_a_file_name_that_is_not_utf8_gets_its_thumbnail(tmp_path: Path) -> None
     try:
         client = TestClient(build_app(served, HOST, PORT), base_url=BASE)
         item = client.get("/api/images").json()["items"][0]
-        assert item["name"] == "caf\\xe9.jpg"   # shown as text, the exact bytes kept for reading the file
+        assert item["name"] == "caf\\xe9.jpg"  # shown as text, the exact bytes kept for reading the file
         shot = client.get(f"/thumb/{img.sha256}/256")
         assert shot.headers["content-type"] == "image/jpeg"
     finally:
@@ -301,9 +335,9 @@ def test_a_store_locked_by_another_writer_is_said_not_crashed(world: dict[str, A
 
     client, served, db, sha = world["client"], world["served"], world["db"], world["images"][1].sha256
     db.busy_timeout_s = 0.2
-    db._db.execute("PRAGMA busy_timeout = 200")   # the test's store: give up after 0.2 s, not 30
+    db._db.execute("PRAGMA busy_timeout = 200")  # the test's store: give up after 0.2 s, not 30
     other = sqlite3.connect(db.path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")              # another process holds the write lock
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         reply = _post(client, served.token, "/api/label", {"sha256": sha, "tag": "rust", "verdict": "yes"})
         assert reply.status_code == 503 and "locked by another process" in reply.json()["error"]

@@ -41,16 +41,22 @@ def _job(name: str, *options: str, tmp_path: Path, batch: int = 1):
 
 
 def test_load_keys_of_an_option_reach_the_load_and_the_rest_the_infer(tmp_path: Path) -> None:
-    job = _job("openai-compatible", "openai-compatible.base_url=http://127.0.0.1:8000/v1",
-               "openai-compatible.model=llava", "openai-compatible.concurrency=6", "max_new_tokens=7",
-               "openai-compatible.prompt=Say it.", tmp_path=tmp_path)
+    job = _job(
+        "openai-compatible",
+        "openai-compatible.base_url=http://127.0.0.1:8000/v1",
+        "openai-compatible.model=llava",
+        "openai-compatible.concurrency=6",
+        "max_new_tokens=7",
+        "openai-compatible.prompt=Say it.",
+        tmp_path=tmp_path,
+    )
     load = job.load_spec["options"]
     assert load["base_url"] == "http://127.0.0.1:8000/v1" and load["model"] == "llava" and load["concurrency"] == 6
     assert job.infer_options["max_new_tokens"] == 7 and job.infer_options["prompt"] == "Say it."
     assert "base_url" not in job.infer_options and "concurrency" not in job.infer_options
-    assert job.batch_size == 6   # a batch as wide as the requests it may have in flight
+    assert job.batch_size == 6  # a batch as wide as the requests it may have in flight
     assert _job("openai-compatible", tmp_path=tmp_path, batch=8).batch_size == 8
-    assert _job("wd14", tmp_path=tmp_path).batch_size == 1   # not a served model: --batch-size as given
+    assert _job("wd14", tmp_path=tmp_path).batch_size == 1  # not a served model: --batch-size as given
     # the same rule for every model: qwen25vl's [load] max_pixels is its resize budget, not the decoder's limit
     qwen = _job("qwen25vl", "qwen25vl.max_pixels=401408", tmp_path=tmp_path)
     assert qwen.load_spec["options"]["max_pixels"] == 401408 and "max_pixels" not in qwen.infer_options
@@ -63,8 +69,11 @@ def test_load_keys_of_an_option_reach_the_load_and_the_rest_the_infer(tmp_path: 
 
 def test_a_captioner_judging_takes_the_captioners_options(tmp_path: Path) -> None:
     judge = vision_judge(REGISTRY["openai-compatible"])
-    opts = RunOptions(infer_overrides=option_overrides(["openai-compatible.base_url=http://127.0.0.1:1/v1",
-                                                        "openai-compatible-judge.model=judge-model"]))
+    opts = RunOptions(
+        infer_overrides=option_overrides(
+            ["openai-compatible.base_url=http://127.0.0.1:1/v1", "openai-compatible-judge.model=judge-model"]
+        )
+    )
     job = model_job(opts, judge, PY, tmp_path)
     assert job.load_spec["options"]["base_url"] == "http://127.0.0.1:1/v1"
     assert job.load_spec["options"]["model"] == "judge-model" and job.infer_options["judge"] is True
@@ -83,8 +92,9 @@ def test_the_key_reaches_only_the_runner_environment(tmp_path: Path, monkeypatch
     assert _job("wd14", tmp_path=tmp_path).extra_env == {}
 
 
-@pytest.mark.parametrize("option", ["openai-gpt4o.api_key=sk-x", "api_key=sk-x", "m.token=t", "m.API_KEY=x",
-                                    "openai-compatible.password=p"])
+@pytest.mark.parametrize(
+    "option", ["openai-gpt4o.api_key=sk-x", "api_key=sk-x", "m.token=t", "m.API_KEY=x", "openai-compatible.password=p"]
+)
 def test_a_secret_as_an_option_is_refused(option: str) -> None:
     with pytest.raises(UsageError, match="an API key is never given as an option") as refused:
         option_overrides([option])
@@ -98,27 +108,40 @@ def test_naming_the_variable_is_fine() -> None:
 def test_hosted_models_are_announced_and_local_ones_are_not() -> None:
     specs = [REGISTRY[m] for m in ("openai-gpt4o", "qwen2vl-72b-vllm", "openai-compatible", "llava", "wd14")]
     assert photos_leave(RunOptions(), specs) == {"openai-gpt4o": "api.openai.com"}
-    far = RunOptions(infer_overrides={"qwen2vl-72b-vllm.base_url": "http://gpu-box:8000/v1",
-                                      "openai-compatible.base_url": "http://[::1]:8080/v1"})
+    far = RunOptions(
+        infer_overrides={
+            "qwen2vl-72b-vllm.base_url": "http://gpu-box:8000/v1",
+            "openai-compatible.base_url": "http://[::1]:8080/v1",
+        }
+    )
     assert photos_leave(far, specs) == {"openai-gpt4o": "api.openai.com", "qwen2vl-72b-vllm": "gpu-box"}
 
 
 def test_request_settings_do_not_change_the_options_key(tmp_path: Path) -> None:
     def key(*options: str) -> str:
-        job = _job("openai-compatible", "openai-compatible.base_url=http://127.0.0.1:1/v1", *options,
-                   tmp_path=tmp_path)
+        job = _job("openai-compatible", "openai-compatible.base_url=http://127.0.0.1:1/v1", *options, tmp_path=tmp_path)
         return options_key(job.spec.adapter, job.load_spec, job.infer_options)
 
     base = key()
-    assert key("openai-compatible.concurrency=9", "openai-compatible.max_retries=0",
-               "openai-compatible.deadline_s=5") == base   # how fast and how hard it asks: the same results
+    assert (
+        key("openai-compatible.concurrency=9", "openai-compatible.max_retries=0", "openai-compatible.deadline_s=5")
+        == base
+    )  # how fast and how hard it asks: the same results
     assert key("openai-compatible.max_pixels=200000") != base and key("openai-compatible.model=x") != base
 
 
 def test_cell_usage_reads_an_endpoints_usage_or_a_captioners_counts() -> None:
     assert cell_usage({"raw": {"usage": {"prompt_tokens": 90, "completion_tokens": 12}, "retries": 2}}) == (90, 12, 2)
-    assert cell_usage({"raw": {"generations": {"caption": {"prompt_tokens": 30, "new_tokens": 5},
-                                               "tags": {"prompt_tokens": 31, "new_tokens": 9}}}}) == (61, 14, 0)
+    assert cell_usage(
+        {
+            "raw": {
+                "generations": {
+                    "caption": {"prompt_tokens": 30, "new_tokens": 5},
+                    "tags": {"prompt_tokens": 31, "new_tokens": 9},
+                }
+            }
+        }
+    ) == (61, 14, 0)
     assert cell_usage({"raw": {"scores": [0.1]}}) is None and cell_usage({"status": "timeout"}) is None
 
 
@@ -135,7 +158,7 @@ def test_photos_are_scaled_to_max_pixels_keeping_their_aspect() -> None:
     assert size[0] * size[1] <= 1_048_576 and abs(size[0] / size[1] - 4 / 3) < 0.01 and size[0] > 1150
     assert Image.open(io.BytesIO(data)).size == size
     small = DecodedImage("b", "b.png", Image.new("RGBA", (300, 200)), {})
-    assert scaled_jpeg(small, 1_048_576)[1] == (300, 200)   # never enlarged; transparency flattened for JPEG
+    assert scaled_jpeg(small, 1_048_576)[1] == (300, 200)  # never enlarged; transparency flattened for JPEG
 
 
 def test_settings_name_the_fix() -> None:
@@ -160,12 +183,19 @@ def test_message_text_takes_a_string_or_text_parts() -> None:
 def test_every_endpoint_model_names_every_load_option_and_a_misplaced_one_is_an_error() -> None:
     served = [spec for spec in REGISTRY.values() if spec.server == "openai"]
     assert {s.name for s in served} == {"openai-compatible", "qwen2vl-72b-vllm", "openai-gpt4o"}
-    for spec in served:   # so that --option MODEL.KEY=V reaches the load for each of them
+    for spec in served:  # so that --option MODEL.KEY=V reaches the load for each of them
         assert set(LOAD_OPTIONS) <= set(spec.load), spec.name
     adapter = Adapter()
     adapter.name = "my-endpoint"
-    with pytest.raises(ValueError, match=r"backoff_s, concurrency: load option\(s\) of my-endpoint.*"
-                                         r"envs/my-endpoint/model.toml \[load\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"backoff_s, concurrency: load option\(s\) of my-endpoint.*"
+        r"envs/my-endpoint/model.toml \[load\]",
+    ):
         adapter._body({"concurrency": 2, "backoff_s": 0.1, "max_new_tokens": 9})
     assert adapter._body({"max_new_tokens": 9, "extra_body": {"top_k": 1}}) == {
-        "temperature": 0, "seed": 0, "max_tokens": 9, "top_k": 1}
+        "temperature": 0,
+        "seed": 0,
+        "max_tokens": 9,
+        "top_k": 1,
+    }

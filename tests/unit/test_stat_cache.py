@@ -17,7 +17,7 @@ from orchestrator import images
 from orchestrator.images import hash_file, hash_files
 from orchestrator.store import ResultStore
 
-OLD_NS = 1_600_000_000 * 10**9   # 2020: far from "now" (a file modified just now is not cached: racy)
+OLD_NS = 1_600_000_000 * 10**9  # 2020: far from "now" (a file modified just now is not cached: racy)
 
 
 @pytest.fixture()
@@ -48,7 +48,7 @@ def _rewrite_keeping_stat(path: Path, data: bytes) -> None:
     """New bytes, same size and mtime (what rsync's quick check cannot see either)."""
     st = path.stat()
     assert len(data) == st.st_size
-    with open(path, "r+b") as f:   # in place: same inode
+    with open(path, "r+b") as f:  # in place: same inode
         f.write(data)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
@@ -79,10 +79,10 @@ def test_a_changed_mtime_size_or_inode_is_hashed_again(tmp_path: Path, reads: li
     a, b, c, d = _files(tmp_path, [b"a.jpg", b"b.jpg", b"c.jpg", b"d.jpg"])
     first = hash_files([a, b, c, d], cache=db)
     reads.clear()
-    os.utime(a, ns=(OLD_NS, OLD_NS + 10**9))           # touched: mtime changed, content not
-    b.write_bytes(b"longer content now")                  # size changed
+    os.utime(a, ns=(OLD_NS, OLD_NS + 10**9))  # touched: mtime changed, content not
+    b.write_bytes(b"longer content now")  # size changed
     os.utime(b, ns=(OLD_NS, OLD_NS + 1))
-    copy = c.with_name("c.tmp")                           # replaced by a copy: same size and mtime, new inode
+    copy = c.with_name("c.tmp")  # replaced by a copy: same size and mtime, new inode
     shutil.copy2(c, copy)
     copy.write_bytes(b"Z" * c.stat().st_size)
     os.utime(copy, ns=(OLD_NS, OLD_NS + 2))
@@ -98,7 +98,7 @@ def test_a_changed_mtime_size_or_inode_is_hashed_again(tmp_path: Path, reads: li
 def test_files_modified_just_now_or_unreadable_are_not_cached(tmp_path: Path, reads: list[str]) -> None:
     db = ResultStore(tmp_path / "store.sqlite")
     fresh = tmp_path / "fresh.jpg"
-    fresh.write_bytes(b"written a moment ago")   # mtime now: a write in the same tick would go unseen
+    fresh.write_bytes(b"written a moment ago")  # mtime now: a write in the same tick would go unseen
     missing = tmp_path / "gone.jpg"
     hash_files([fresh, missing], cache=db)
     reads.clear()

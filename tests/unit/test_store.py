@@ -41,36 +41,56 @@ def test_cell_round_trip_is_byte_exact(tmp_path: Path) -> None:
     db = _db(tmp_path)
     img = _image(tmp_path, "a.jpg")
     db.record_images("run1", [img])
-    cell = {"status": "ok", "message": "", "tags": [{"name": "rust", "score": 0.1 + 0.2, "category": "general"}],
-            "caption": "Ein verlassenes Haus — <script>", "raw": {"logits": [1e-30, -2.5, 3.000000000000001],
-                                                                  "nested": {"ü": None, "list": [True, 0]}},
-            "inference_s": 0.012345678901234567, "batch_size": 1}
+    cell = {
+        "status": "ok",
+        "message": "",
+        "tags": [{"name": "rust", "score": 0.1 + 0.2, "category": "general"}],
+        "caption": "Ein verlassenes Haus — <script>",
+        "raw": {"logits": [1e-30, -2.5, 3.000000000000001], "nested": {"ü": None, "list": [True, 0]}},
+        "inference_s": 0.012345678901234567,
+        "batch_size": 1,
+    }
     assert db.put_cell("run1", img.sha256, "wd14", cell, KEY)
     raw = sqlite3.connect(db.path).execute("SELECT cell FROM cells").fetchone()[0]
-    assert raw == json.dumps(cell, ensure_ascii=False, separators=(",", ":"))   # every float's exact repr
+    assert raw == json.dumps(cell, ensure_ascii=False, separators=(",", ":"))  # every float's exact repr
     assert db.done_statuses("wd14", "k1", [img.sha256]) == {img.sha256: "ok"}
     assert db.cells_of([img.sha256]) == {img.sha256: {"wd14": cell}}
 
 
 def test_resume_key_follows_what_changes_results(tmp_path: Path) -> None:
-    load = {"hub_id": "h/m", "revision": "a" * 40, "local_path": None, "dtype": "auto", "device": "cpu",
-            "options": {"vocabulary": ["rust", "decay"]}, "warmup": False, "offline": True}
+    load = {
+        "hub_id": "h/m",
+        "revision": "a" * 40,
+        "local_path": None,
+        "dtype": "auto",
+        "device": "cpu",
+        "options": {"vocabulary": ["rust", "decay"]},
+        "warmup": False,
+        "offline": True,
+    }
     base = options_key("runners.adapters.wd14", load, {"general_threshold": 0.35})
     # the key written before adapters moved to runners/adapters/ (a store of that time stays valid)
-    assert base == "975b2aaa2cd08476"   # what the key was for "runners.wd14" before the move
-    assert options_key("runners.adapters.wd14", dict(load, device="cuda", warmup=True), {"general_threshold": 0.35}) == base
+    assert base == "975b2aaa2cd08476"  # what the key was for "runners.wd14" before the move
+    assert (
+        options_key("runners.adapters.wd14", dict(load, device="cuda", warmup=True), {"general_threshold": 0.35})
+        == base
+    )
     assert options_key("runners.adapters.wd14", dict(load, revision="b" * 40), {"general_threshold": 0.35}) != base
     assert options_key("runners.adapters.wd14", load, {"general_threshold": 0.5}) != base
     assert options_key("runners.adapters.wd14", dict(load, dtype="float16"), {"general_threshold": 0.35}) != base
-    assert options_key("runners.adapters.wd14", dict(load, options={"vocabulary": ["rust"]}),
-                       {"general_threshold": 0.35}) != base
+    assert (
+        options_key("runners.adapters.wd14", dict(load, options={"vocabulary": ["rust"]}), {"general_threshold": 0.35})
+        != base
+    )
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "model.onnx").write_bytes(b"v1")
     local = options_key("runners.adapters.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35})
     assert local != base
     (weights / "model.onnx").write_bytes(b"v2 rebuilt")
-    assert options_key("runners.adapters.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35}) != local
+    assert (
+        options_key("runners.adapters.wd14", dict(load, local_path=str(weights)), {"general_threshold": 0.35}) != local
+    )
 
 
 def test_done_statuses_are_skipped_failed_ones_retried(tmp_path: Path) -> None:
@@ -93,8 +113,9 @@ def test_a_failure_never_replaces_a_done_cell(tmp_path: Path) -> None:
     assert db.put_cell("run1", img.sha256, "m", {"status": "timeout"}, KEY)
     assert db.put_cell("run1", img.sha256, "m", {"status": "ok", "tags": []}, KEY), "a success replaces a failure"
     assert not db.put_cell("run1", img.sha256, "m", {"status": "crashed"}, KEY), "the ok cell is kept"
-    assert db.put_cell("run1", img.sha256, "m", {"status": "ok", "tags": [{"name": "x", "score": 1.0}]},
-                       CellMeta(options_key="k2"))
+    assert db.put_cell(
+        "run1", img.sha256, "m", {"status": "ok", "tags": [{"name": "x", "score": 1.0}]}, CellMeta(options_key="k2")
+    )
     assert db.done_statuses("m", "k2", [img.sha256]) == {img.sha256: "ok"}
     assert db.cells_of([img.sha256])[img.sha256]["m"]["tags"][0]["name"] == "x"
 
@@ -110,8 +131,15 @@ class FakeSupervisor:
         FakeSupervisor.sent.append([img.path.name for img in images])
         self.run_info.load = {"device": "cpu", "load_s": 0.5, "model_version": "fake@1", "notes": []}
         for img in images:
-            self.sink(img, {"status": FakeSupervisor.status, "tags": [{"name": "rust", "score": 0.9}],
-                            "caption": "a rusty door", "inference_s": 0.01})
+            self.sink(
+                img,
+                {
+                    "status": FakeSupervisor.status,
+                    "tags": [{"name": "rust", "score": 0.9}],
+                    "caption": "a rusty door",
+                    "inference_s": 0.01,
+                },
+            )
         return self.run_info
 
 
@@ -124,8 +152,13 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch) -> type[FakeSupervisor]:
     return FakeSupervisor
 
 
-def _analyse(folder: Path, db: ResultStore, options: RunOptions | None = None, force: bool = False,
-             models: tuple[str, ...] = ("m",)) -> dict[str, Any]:
+def _analyse(
+    folder: Path,
+    db: ResultStore,
+    options: RunOptions | None = None,
+    force: bool = False,
+    models: tuple[str, ...] = ("m",),
+) -> dict[str, Any]:
     images = [hash_file(p) for p in sorted(folder.glob("*.jpg"))]
     return Analysis(images, [spec(m) for m in models], options or RunOptions(), store=db, force=force).run().document()
 
@@ -162,8 +195,11 @@ def test_runs_and_model_entries_are_recorded(tmp_path: Path, fake_runs: type[Fak
     [run] = db.runs()
     assert run["run_id"] == doc["run_id"] and run["status"] == "finished" and run["finished"] >= run["started"]
     assert run["mltag_version"] and run["options"]["timeout_s"] is None
-    row = sqlite3.connect(db.path).execute(
-        "SELECT model_version, device, load_s, run_id, options_key FROM cells WHERE model = 'm'").fetchone()
+    row = (
+        sqlite3.connect(db.path)
+        .execute("SELECT model_version, device, load_s, run_id, options_key FROM cells WHERE model = 'm'")
+        .fetchone()
+    )
     assert row[:4] == ("fake@1", "cpu", 0.5, doc["run_id"]) and row[4]
     entry = db.model_entry("m")
     assert entry is not None and entry["load_s"] == 0.5 and entry["message"] == ""
@@ -190,9 +226,23 @@ def test_document_from_the_store_validates(tmp_path: Path) -> None:
     a, b = _image(tmp_path / "p", "a.jpg"), _image(tmp_path / "p", "sub/b.jpg")
     db.record_images("run1", [a, b])
     tagger = CellMeta(options_key="k", kind="tagger", device="cpu", load_s=1.0)
-    db.put_model("run1", "cap", {"name": "cap", "kind": "captioner", "adapter": "runners.x", "env": "modern",
-                                 "hub_id": "x/y", "revision": "r", "status": "ok", "device": "cpu", "load_s": 2.0,
-                                 "warmup_s": None, "notes": []})
+    db.put_model(
+        "run1",
+        "cap",
+        {
+            "name": "cap",
+            "kind": "captioner",
+            "adapter": "runners.x",
+            "env": "modern",
+            "hub_id": "x/y",
+            "revision": "r",
+            "status": "ok",
+            "device": "cpu",
+            "load_s": 2.0,
+            "warmup_s": None,
+            "notes": [],
+        },
+    )
     db.put_cell("run1", a.sha256, "tag", {"status": "ok", "tags": [{"name": "rust", "score": 0.5}]}, tagger)
     caption = {"status": "ok", "caption": "A derelict hallway with broken windows.", "tags": []}
     db.put_cell("run1", a.sha256, "cap", caption, CellMeta(options_key="k", kind="captioner"))
@@ -213,7 +263,7 @@ def test_document_from_the_store_validates(tmp_path: Path) -> None:
 
 def test_concurrent_writes_from_threads(tmp_path: Path) -> None:
     db = _db(tmp_path)
-    second = ResultStore(db.path)   # another connection, as a second process would have
+    second = ResultStore(db.path)  # another connection, as a second process would have
     images = [_image(tmp_path, f"{i}.jpg") for i in range(30)]
     db.record_images("run1", images)
 
@@ -221,8 +271,9 @@ def test_concurrent_writes_from_threads(tmp_path: Path) -> None:
         for img in images:
             target.put_cell("run1", img.sha256, model, {"status": "ok", "model": model}, KEY)
 
-    threads = [threading.Thread(target=write, args=(target, f"m{i}"))
-               for i, target in enumerate([db, db, db, second, second])]
+    threads = [
+        threading.Thread(target=write, args=(target, f"m{i}")) for i, target in enumerate([db, db, db, second, second])
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -235,15 +286,16 @@ def test_concurrent_writes_from_threads(tmp_path: Path) -> None:
 
 def test_empty_file_is_migrated_and_settings_hold(tmp_path: Path) -> None:
     path = tmp_path / "results.sqlite"
-    path.write_bytes(b"")   # an empty file is an SQLite database at version 0
+    path.write_bytes(b"")  # an empty file is an SQLite database at version 0
     db = ResultStore(path)
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == store.STORE_VERSION == len(store.schema.MIGRATIONS)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"runs", "images", "image_paths", "cells", "run_models", "file_stats", "vocabularies"} <= {
-        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
     db.close()
-    ResultStore(path).close()   # opening again migrates nothing
+    ResultStore(path).close()  # opening again migrates nothing
 
 
 def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,8 +319,11 @@ def test_a_new_version_is_one_function_appended(tmp_path: Path, monkeypatch: pyt
 def test_refuses_newer_foreign_corrupt_missing_and_locked(tmp_path: Path) -> None:
     newer = tmp_path / "newer.sqlite"
     sqlite3.connect(newer).execute("PRAGMA user_version = 99")
-    with pytest.raises(StoreError, match=rf"newer mltag \(store schema v99; .* reads up to v{store.STORE_VERSION}\): "
-                                         "upgrade mltag"):
+    with pytest.raises(
+        StoreError,
+        match=rf"newer mltag \(store schema v99; .* reads up to v{store.STORE_VERSION}\): "
+        "upgrade mltag",
+    ):
         ResultStore(newer)
     foreign = tmp_path / "foreign.sqlite"
     with sqlite3.connect(foreign) as con:
@@ -336,7 +391,8 @@ def test_a_legacy_store_is_merged_read_only(tmp_path: Path) -> None:
 
 
 def test_a_store_that_cannot_be_written_stops_the_run_and_keeps_what_was_stored(
-        tmp_path: Path, fake_runs: type[FakeSupervisor], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake_runs: type[FakeSupervisor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "photos"
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         _image(folder, name)
@@ -347,7 +403,7 @@ def test_a_store_that_cannot_be_written_stops_the_run_and_keeps_what_was_stored(
     def full_after_one(self: ResultStore, *args: Any) -> bool:
         calls.append(args)
         if len(calls) > 1:
-            with self.writing():   # the failure comes from SQLite, through the store's own edge
+            with self.writing():  # the failure comes from SQLite, through the store's own edge
                 raise sqlite3.OperationalError("database or disk is full")
         return put(self, *args)
 

@@ -26,10 +26,17 @@ def test_ask_selects_the_prompts() -> None:
 
 def test_generation_is_greedy_and_bounded() -> None:
     assert generate_kwargs({}) == {"do_sample": False, "max_new_tokens": 256, "num_beams": 1}
-    kwargs = generate_kwargs({"max_new_tokens": 9, "min_new_tokens": 9, "repetition_penalty": 1.1,
-                              "no_repeat_ngram_size": 3, "num_beams": 2})
-    assert kwargs == {"do_sample": False, "max_new_tokens": 9, "num_beams": 2, "min_new_tokens": 9,
-                      "repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
+    kwargs = generate_kwargs(
+        {"max_new_tokens": 9, "min_new_tokens": 9, "repetition_penalty": 1.1, "no_repeat_ngram_size": 3, "num_beams": 2}
+    )
+    assert kwargs == {
+        "do_sample": False,
+        "max_new_tokens": 9,
+        "num_beams": 2,
+        "min_new_tokens": 9,
+        "repetition_penalty": 1.1,
+        "no_repeat_ngram_size": 3,
+    }
     assert "no_repeat_ngram_size" not in generate_kwargs({"no_repeat_ngram_size": 0})
     for bad in ({"max_new_tokens": 0}, {"num_beams": True}, {"repetition_penalty": -1}, {"min_new_tokens": 1.5}):
         with pytest.raises(ValueError, match=f"option {next(iter(bad))}"):
@@ -37,8 +44,10 @@ def test_generation_is_greedy_and_bounded() -> None:
 
 
 def test_tag_lists_are_parsed_in_order_with_estimated_scores() -> None:
-    tags = parse_tag_list('Tags: 1. Broken Windows, "rust";\n- graffiti\n* rust\n3d render, An old sentence that '
-                          'is far too long to be a tag at all, <loc_1>, 42, decay.')
+    tags = parse_tag_list(
+        'Tags: 1. Broken Windows, "rust";\n- graffiti\n* rust\n3d render, An old sentence that '
+        "is far too long to be a tag at all, <loc_1>, 42, decay."
+    )
     assert [t["name"] for t in tags] == ["broken windows", "rust", "graffiti", "3d render", "decay"]
     assert [t["score"] for t in tags] == [0.9, 0.82, 0.74, 0.66, 0.58]  # 0.9 - 0.4 * i / 5
     assert all(t["estimated"] and t["category"] == "vlm" for t in tags)
@@ -59,8 +68,11 @@ def test_results_flag_unusable_output() -> None:
     assert ok["tags"] == [] and "message" not in ok
     assert ok["raw"]["batch_size"] == 2 and ok["raw"]["generate"] == kwargs
     assert ok["raw"]["generations"]["caption"]["text"] == " A hall with broken windows and rusty pipes. "
-    for text, reason in (("", "empty caption"), ("Describe this photo", "only repeats the prompt"),
-                         ("a room " * 8, "repetitive caption")):
+    for text, reason in (
+        ("", "empty caption"),
+        ("Describe this photo", "only repeats the prompt"),
+        ("a room " * 8, "repetitive caption"),
+    ):
         bad = prompt_runs_result({"caption": _run(text)}, kwargs, 1)
         assert bad["status"] == "no_tags" and bad["caption"] is None and reason in bad["message"]
         assert bad["raw"]["generations"]["caption"]["text"] == text  # the raw output is kept

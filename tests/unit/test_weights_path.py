@@ -22,7 +22,7 @@ OTHER = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def spec() -> ModelSpec:
-    return load_registry()["minicpm-v45"]   # openbmb/MiniCPM-V-4_5 pinned at a commit
+    return load_registry()["minicpm-v45"]  # openbmb/MiniCPM-V-4_5 pinned at a commit
 
 
 def _cache(root: Path, hub_id: str, commit: str, ref: str | None = None) -> Path:
@@ -48,8 +48,8 @@ def test_a_snapshot_folder_is_given_as_it_is(tmp_path: Path, spec: ModelSpec) ->
 @pytest.mark.parametrize("given", ["hub", ".", "hub/models--openbmb--MiniCPM-V-4_5"])
 def test_a_cache_root_becomes_the_pinned_snapshot(tmp_path: Path, spec: ModelSpec, given: str) -> None:
     """HF_HUB_CACHE, the folder above it (~/.cache/huggingface) or the repo's own folder."""
-    _cache(tmp_path / "hub", "openbmb/other-model", COMMIT)   # another model beside it
-    _cache(tmp_path / "hub", spec.hub_id, OTHER)               # and another revision
+    _cache(tmp_path / "hub", "openbmb/other-model", COMMIT)  # another model beside it
+    _cache(tmp_path / "hub", spec.hub_id, OTHER)  # and another revision
     snapshot = tmp_path / "hub" / "models--openbmb--MiniCPM-V-4_5" / "snapshots" / COMMIT
     (snapshot / "config.json").parent.mkdir(parents=True)
     assert resolve_weights(spec, tmp_path / given) == snapshot
@@ -65,11 +65,14 @@ def test_a_tag_is_found_through_refs(tmp_path: Path, spec: ModelSpec) -> None:
 
 def test_a_cache_without_the_pinned_revision_is_a_usage_error(tmp_path: Path, spec: ModelSpec) -> None:
     _cache(tmp_path, spec.hub_id, OTHER)
-    with pytest.raises(UsageError, match=r"holds openbmb/MiniCPM-V-4_5 but not its pinned revision fd3209b2e058 "
-                                         r"\(it holds: 0123456789ab\)") as caught:
+    with pytest.raises(
+        UsageError,
+        match=r"holds openbmb/MiniCPM-V-4_5 but not its pinned revision fd3209b2e058 "
+        r"\(it holds: 0123456789ab\)",
+    ) as caught:
         resolve_weights(spec, tmp_path)
     assert caught.value.fix is not None and f"--revision {COMMIT}" in caught.value.fix
-    with pytest.raises(UsageError, match="not its pinned revision"):   # the CLI checks before any model runs
+    with pytest.raises(UsageError, match="not its pinned revision"):  # the CLI checks before any model runs
         check_weights({spec.name: tmp_path}, [spec])
 
 

@@ -18,19 +18,32 @@ from orchestrator.cli.stores import load_stored
 from orchestrator.document import Results
 from orchestrator.errors import LabelsError, UsageError
 
-Labels = Annotated[Path | None, typer.Option(
-    "--labels", help="CSV: image path (relative to the CSV) or sha256, then its true tags, comma-separated. Default: "
-                     "the labels in the results store (the photos marked done in `mltag serve`, or imported with "
-                     "`mltag labels import`).")]
-Under = Annotated[list[Path] | None, typer.Argument(
-    help="Evaluate the stored images under these files or folders (default: all).", show_default=False)]
-Saved = Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document instead of the "
-                                                              "store.")]
+Labels = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels",
+        help="CSV: image path (relative to the CSV) or sha256, then its true tags, comma-separated. Default: "
+        "the labels in the results store (the photos marked done in `mltag serve`, or imported with "
+        "`mltag labels import`).",
+    ),
+]
+Under = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Evaluate the stored images under these files or folders (default: all).", show_default=False),
+]
+Saved = Annotated[Path | None, typer.Option("--results", help="A saved `--format json` document instead of the store.")]
 EvalFormat = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
 
 
-def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = None, results: Saved = None,
-             synonyms: o.Synonyms = None, fmt: EvalFormat = "table", out: o.Out = None) -> None:
+def evaluate(
+    labels: Labels = None,
+    paths: Under = None,
+    store: o.StoredFrom = None,
+    results: Saved = None,
+    synonyms: o.Synonyms = None,
+    fmt: EvalFormat = "table",
+    out: o.Out = None,
+) -> None:
     """Precision, recall and F1 of each model against your own labels: which model tags your archive best."""
     from orchestrator.compare import Normaliser
     from orchestrator.compare.evaluate import evaluate as score
@@ -58,8 +71,10 @@ def evaluate(labels: Labels = None, paths: Under = None, store: o.StoredFrom = N
             stored.db.close()
         evaluation = score(document, rows, normaliser)
         if not evaluation["labelled"]:
-            raise UsageError(f"none of the {len(rows)} label row(s) in {labels} names an image in the results "
-                             f"(first: {rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256")
+            raise UsageError(
+                f"none of the {len(rows)} label row(s) in {labels} names an image in the results "
+                f"(first: {rows[0].ref!r}): paths are relative to the CSV's folder, or give the sha256"
+            )
     if fmt == "table":
         with open_output(out) as stream:
             (Console(file=stream, width=160) if out else stdout()).print(evaluation_table(evaluation))
@@ -76,15 +91,20 @@ def _stored_labels(store: Path | None, paths: list[Path] | None, normaliser: Cal
     stored = load_stored(store, paths, "all")
     try:
         if not stored.db.done_sha256s():
-            raise LabelsError(f"no labelled photos in the results store {stored.db.path}: label some in `mltag serve` "
-                              "(mark each one done), or `mltag labels import labels.csv`, or pass --labels "
-                              "labels.csv")
+            raise LabelsError(
+                f"no labelled photos in the results store {stored.db.path}: label some in `mltag serve` "
+                "(mark each one done), or `mltag labels import labels.csv`, or pass --labels "
+                "labels.csv"
+            )
         evaluation = evaluate_store(stored.db, normaliser, stored.under)
     finally:
         stored.db.close()
     if not evaluation["labelled"]:
-        where = (f"is under {', '.join(map(str, paths))}: give other PATHS, or none to use every labelled photo"
-                 if paths else "has results: `mltag analyze` the labelled photos first")
+        where = (
+            f"is under {', '.join(map(str, paths))}: give other PATHS, or none to use every labelled photo"
+            if paths
+            else "has results: `mltag analyze` the labelled photos first"
+        )
         raise UsageError(f"none of the labelled photo(s) in the results store {stored.db.path} {where}")
     return evaluation
 
@@ -108,9 +128,12 @@ def _saved_document(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read --results {path}: {exc}; it must be the output of "
-                         "`mltag analyze --format json`") from exc
+        raise UsageError(
+            f"cannot read --results {path}: {exc}; it must be the output of `mltag analyze --format json`"
+        ) from exc
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
-        raise UsageError(f"--results {path} is not an mltag result document (no 'images' list): save one with "
-                         "`mltag analyze PATHS --format json --out FILE`")
+        raise UsageError(
+            f"--results {path} is not an mltag result document (no 'images' list): save one with "
+            "`mltag analyze PATHS --format json --out FILE`"
+        )
     return document

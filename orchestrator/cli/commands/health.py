@@ -11,13 +11,20 @@ from orchestrator.cli import options as o
 from orchestrator.cli.choices import models, option_overrides, pairs, registry
 from orchestrator.cli.console import install_cleanup, stdout
 
-Names = Annotated[list[str] | None, typer.Argument(help="Models to check (default: all but hosted APIs and "
-                                                             "endpoints not named yet).")]
+Names = Annotated[
+    list[str] | None, typer.Argument(help="Models to check (default: all but hosted APIs and endpoints not named yet).")
+]
 Deep = Annotated[bool, typer.Option("--deep", help="Also run one inference on a generated image.")]
 
 
-def health(names: Names = None, deep: Deep = False, weights: o.Weights = None, device: o.Device = "auto",
-           cluster: o.Cluster = None, option: o.Option = None) -> None:
+def health(
+    names: Names = None,
+    deep: Deep = False,
+    weights: o.Weights = None,
+    device: o.Device = "auto",
+    cluster: o.Cluster = None,
+    option: o.Option = None,
+) -> None:
     """Check each model: env present and current, runner answers hello, weights present (a served model: its
     server or endpoint answers, takes the key, has the model; `--option MODEL.base_url=...` as for a run).
     With --cluster: each node, its devices, and each env there (built, current, what its runner reports)."""

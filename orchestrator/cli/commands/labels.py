@@ -12,12 +12,16 @@ from orchestrator.cli import options as o
 from orchestrator.cli.console import err
 from orchestrator.errors import LabelsError
 
-LabelsFile = Annotated[Path, typer.Argument(help="CSV: image path (relative to the CSV) or sha256, then its true "
-                                                 "tags, comma-separated (the format `mltag eval --labels` reads).",
-                                            show_default=False)]
-_SHA256 = re.compile(r"[0-9a-f]{64}")   # read_labels' key for a sha256 (lower-cased) or a hashed file
-Who = Annotated[str | None, typer.Option("--who", help="Who the labels are recorded for (default: your login "
-                                                       "name).")]
+LabelsFile = Annotated[
+    Path,
+    typer.Argument(
+        help="CSV: image path (relative to the CSV) or sha256, then its true "
+        "tags, comma-separated (the format `mltag eval --labels` reads).",
+        show_default=False,
+    ),
+]
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # read_labels' key for a sha256 (lower-cased) or a hashed file
+Who = Annotated[str | None, typer.Option("--who", help="Who the labels are recorded for (default: your login name).")]
 
 
 def export_labels(out: o.Out = None, store: o.StoredFrom = None) -> None:
@@ -33,8 +37,12 @@ def export_labels(out: o.Out = None, store: o.StoredFrom = None) -> None:
             written = write_labels(db.label_rows(), stream)
     finally:
         db.close()
-    err.print(f"{written} labelled photo(s) from {db.path}" + (f" written to {out}" if out else ""),
-              markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        f"{written} labelled photo(s) from {db.path}" + (f" written to {out}" if out else ""),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def import_labels(labels: LabelsFile, store: o.StoredFrom = None, who: Who = None) -> None:
@@ -59,16 +67,27 @@ def import_labels(labels: LabelsFile, store: o.StoredFrom = None, who: Who = Non
             else:
                 truth.setdefault(sha, set()).update(row.tags)
         if not truth:
-            raise LabelsError(f"none of the {len(rows)} row(s) of {labels} names an image (first: {rows[0].ref!r}): "
-                              "paths are relative to the CSV's folder, or give the sha256")
+            raise LabelsError(
+                f"none of the {len(rows)} row(s) of {labels} names an image (first: {rows[0].ref!r}): "
+                "paths are relative to the CSV's folder, or give the sha256"
+            )
         imported = db.import_labels(truth, who or default_labeller())
         unknown = len(set(truth) - set(db.paths_of(truth)))
     finally:
         db.close()
-    err.print(f"{imported} photo(s) labelled and marked done in {db.path}"
-              + (f"; {unknown} of them are not in the store yet (`mltag analyze` them)" if unknown else ""),
-              markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        f"{imported} photo(s) labelled and marked done in {db.path}"
+        + (f"; {unknown} of them are not in the store yet (`mltag analyze` them)" if unknown else ""),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if unmatched:
         more = f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
-        err.print(f"skipped {len(unmatched)} row(s) naming no file and no stored image: "
-                  f"{', '.join(unmatched[:10])}{more}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"skipped {len(unmatched)} row(s) naming no file and no stored image: {', '.join(unmatched[:10])}{more}",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -18,9 +18,18 @@ def models() -> None:
         table.add_column(col, no_wrap=col != "size")
     for spec in registry().values():
         state, _ = envbuild.env_state(spec.env)
-        table.add_row(spec.name, spec.kind, spec.env, f"{spec.hub_id}@{spec.revision[:12]}",
-                      "[yellow]yes[/]" if spec.remote_code else "no",
-                      "[green]built[/]" if state == "ready" else f"[yellow]{state}[/]",
-                      f"[dim]{spec.server} server[/]" if spec.server else
-                      "[green]cached[/]" if weights_cached(spec) else "[dim]not cached[/]", spec.size)
+        table.add_row(
+            spec.name,
+            spec.kind,
+            spec.env,
+            f"{spec.hub_id}@{spec.revision[:12]}",
+            "[yellow]yes[/]" if spec.remote_code else "no",
+            "[green]built[/]" if state == "ready" else f"[yellow]{state}[/]",
+            f"[dim]{spec.server} server[/]"
+            if spec.server
+            else "[green]cached[/]"
+            if weights_cached(spec)
+            else "[dim]not cached[/]",
+            spec.size,
+        )
     stdout().print(table)

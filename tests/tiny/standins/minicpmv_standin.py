@@ -31,8 +31,9 @@ IMAGE_PLACEHOLDER = "(<image>./</image>)"
 class MiniCPMVConfig(Qwen3Config):
     model_type = "minicpmv"
 
-    def __init__(self, vision_config: dict[str, Any] | None = None, query_num: int = 4, image_size: int = 32,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, vision_config: dict[str, Any] | None = None, query_num: int = 4, image_size: int = 32, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.vision_config = vision_config or {}
         self.query_num = query_num
@@ -59,9 +60,19 @@ class MiniCPMV(Qwen3PreTrainedModel):
         return self.resampler(pooled)[0]
 
     @torch.inference_mode()
-    def chat(self, image: Any = None, msgs: list[dict[str, Any]] | None = None, tokenizer: Any = None,
-             processor: Any = None, max_new_tokens: int = 2048, min_new_tokens: int = 0, sampling: bool = True,
-             stream: bool = False, enable_thinking: bool = False, **kwargs: Any) -> str | Iterator[str]:
+    def chat(
+        self,
+        image: Any = None,
+        msgs: list[dict[str, Any]] | None = None,
+        tokenizer: Any = None,
+        processor: Any = None,
+        max_new_tokens: int = 2048,
+        min_new_tokens: int = 0,
+        sampling: bool = True,
+        stream: bool = False,
+        enable_thinking: bool = False,
+        **kwargs: Any,
+    ) -> str | Iterator[str]:
         images, conversation = [], []
         for msg in msgs or []:
             content = msg["content"] if isinstance(msg["content"], list) else [msg["content"]]
@@ -75,15 +86,21 @@ class MiniCPMV(Qwen3PreTrainedModel):
             conversation.append({"role": msg["role"], "content": "\n".join(parts)})
         if image is not None and not images:
             images.append(image)
-        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True,
-                                             enable_thinking=enable_thinking)
+        text = tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+        )
         ids = tokenizer(text, return_tensors="pt").input_ids.to(self.device)
         embeds = [self._image_embeds(img) for img in images] + [self.llm.get_input_embeddings()(ids)[0]]
         inputs = torch.cat(embeds)[None]
-        out = self.llm.generate(inputs_embeds=inputs, attention_mask=torch.ones(inputs.shape[:2], device=self.device,
-                                dtype=torch.long), max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                                do_sample=sampling, eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
+        out = self.llm.generate(
+            inputs_embeds=inputs,
+            attention_mask=torch.ones(inputs.shape[:2], device=self.device, dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            do_sample=sampling,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         answer = tokenizer.decode(out[0], skip_special_tokens=True)
         if stream:
             return iter(answer.split(" "))

@@ -43,8 +43,9 @@ IMAGE_TOKEN = "<|image|>"
 class Phi3VConfig(Phi3Config):
     model_type = "phi3_v"
 
-    def __init__(self, vision_config: dict[str, Any] | None = None, image_tokens: int = 4,
-                 image_token_id: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, vision_config: dict[str, Any] | None = None, image_tokens: int = 4, image_token_id: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.vision_config = vision_config or {}
         self.image_tokens = image_tokens
@@ -68,11 +69,19 @@ class Phi3VForCausalLM(Phi3PreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, image_sizes: torch.Tensor | None = None,
-                past_key_values: Any = None, inputs_embeds: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, cache_position: torch.Tensor | None = None,
-                use_cache: bool | None = None, **kwargs: Any) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache_position: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
@@ -84,8 +93,14 @@ class Phi3VForCausalLM(Phi3PreTrainedModel, GenerationMixin):
                 image = self.img_projection(pooled.transpose(1, 2))
                 inputs_embeds = inputs_embeds.clone()
                 inputs_embeds[mask] = image.reshape(-1, image.shape[-1])[: int(mask.sum())]
-        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, past_key_values=past_key_values,
-                         position_ids=position_ids, cache_position=cache_position, use_cache=use_cache)
+        out = self.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+            cache_position=cache_position,
+            use_cache=use_cache,
+        )
         return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state), past_key_values=out.past_key_values)
 
 
@@ -122,4 +137,3 @@ class Phi3VProcessor:
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
-
