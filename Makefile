@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 MLTAG_FIND_LINKS ?= $(wildcard ../shared/upstream/recognize-anything)
 export MLTAG_FIND_LINKS
 
-.PHONY: setup setup-envs test test-fast check demo health lint lock bench clean
+.PHONY: setup setup-envs test test-fast check docs demo health lint lock bench clean
 
 # Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
 EXTRAS ?=
@@ -64,6 +64,13 @@ check: setup
 	$(VENV)/bin/mypy
 
 lint: check
+
+# The documentation site (mkdocs.yml, docs/) into site/ (git-ignored), --strict: a broken link, a missing
+# page or snippet, a generated page that fails (the model table, the CLI reference) fails the build.
+# CI runs it after make check. `.venv/bin/mkdocs serve` previews it while editing.
+docs: EXTRAS = docs
+docs: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Re-compile the env locks from envs/requirements/*.in (maintainers, needs network).
 lock: setup
