@@ -56,10 +56,10 @@ health: setup
 	$(MLTAG) health
 
 # Static checks, run by .ci/run before the tests: formatting (ruff format), lint, the import contracts,
-# types ([tool.mypy]). `.venv/bin/ruff format orchestrator runners schemas tests bench` fixes the first.
+# types ([tool.mypy]). `.venv/bin/ruff format orchestrator runners schemas tests bench docs/scripts` fixes the first.
 check: setup
-	$(VENV)/bin/ruff format --check orchestrator runners schemas tests bench
-	$(VENV)/bin/ruff check orchestrator runners schemas tests bench
+	$(VENV)/bin/ruff format --check orchestrator runners schemas tests bench docs/scripts
+	$(VENV)/bin/ruff check orchestrator runners schemas tests bench docs/scripts
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 

@@ -6,17 +6,16 @@ A model in envs/<model>/model.toml needs:
   holds it, and tests/ollama_server.py stands in for that server.
 - an adapter test: `tests/adapters/test_<builder>.py`, or for a served model (no builder)
   `tests/adapters/test_<adapter module>.py`.
-- a row in the README's "Models" table.
 
 `missing_pieces` lists what is absent; tests/unit/test_registry_coverage.py asserts the list is
 empty, the way timm's tests run over `list_models()`. A new checkpoint of an existing family is
-its model.toml plus one line in its builder's COVERS (and its README row).
+its model.toml plus one line in its builder's COVERS. (The models table of the docs is generated from
+the registry: docs/reference/models.md, docs/scripts/models_table.py.)
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from orchestrator.paths import PROJECT_ROOT
 
 TINY_DIR = PROJECT_ROOT / "tests" / "tiny"
 ADAPTERS_DIR = PROJECT_ROOT / "tests" / "adapters"
-README = PROJECT_ROOT / "README.md"
 
 
 def module_constant(path: Path, name: str) -> Any:
@@ -77,14 +75,8 @@ def checkpoints(builder: str, tiny_dir: Path = TINY_DIR) -> dict[str, str]:
     return out
 
 
-def readme_models(readme: Path = README) -> list[str]:
-    """The model names of the README's "## Models" table (its first column, in backticks)."""
-    section = readme.read_text().split("\n## Models\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([^`]+)` \|", section, re.M)
-
-
 def missing_pieces(
-    registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR, readme: Path = README
+    registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR
 ) -> list[str]:
     """One line per missing piece, naming the entry and what to add; [] when every entry is covered."""
     problems: list[str] = []
@@ -100,7 +92,6 @@ def missing_pieces(
             covered_by.setdefault(model, []).append(builder)
             if model not in registry:
                 problems.append(f"tests/tiny/{builder}.py: COVERS names {model!r}, with no envs/{model}/model.toml")
-    rows = readme_models(readme)
     for name, spec in registry.items():
         owners = covered_by.get(name, [])
         if len(owners) > 1:
@@ -111,9 +102,4 @@ def missing_pieces(
         test = f"test_{owners[0]}.py" if owners else f"test_{spec.adapter.rsplit('.', 1)[1]}.py"
         if not (adapters_dir / test).is_file():
             problems.append(f"{name}: no adapter test; write tests/adapters/{test}")
-        if name not in rows:
-            problems.append(f"{name}: no row in the README's Models table")
-    problems += [
-        f"README Models table: row {name!r} has no envs/{name}/model.toml" for name in rows if name not in registry
-    ]
     return problems

@@ -4,6 +4,7 @@ value a choice no longer takes, fails a test instead of a reader."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ def mltag_commands(text: str) -> list[list[str]]:
             words = shlex.split(line, comments=True)
         except ValueError as exc:
             raise ValueError(f"not a shell line: {line!r}: {exc}") from None
-        if not words or words[0] != "mltag":
+        if not words or words[0].rsplit("/", 1)[-1] != "mltag":  # mltag, .venv/bin/mltag
             continue
         args: list[str] = []
         for word in words[1:]:
@@ -58,10 +59,15 @@ def mltag_commands(text: str) -> list[list[str]]:
     return out
 
 
+@functools.cache
+def _cli() -> Any:
+    return typer.main.get_command(app)
+
+
 def parse(args: list[str]) -> Any:
     """Parse `mltag ARGS` as the CLI would, down to the (sub)command, without running it. Raises the CLI's
     UsageError (an unknown command or option, a missing argument, a bad choice or number)."""
-    command: Any = typer.main.get_command(app)
+    command: Any = _cli()
     ctx = command.make_context("mltag", list(args))
     while hasattr(command, "resolve_command"):  # a group: its subcommand parses the rest
         name, command, rest = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
