@@ -49,8 +49,8 @@ def _tested_on(spec: ModelSpec, builders: dict[str, str]) -> str:
 def models_table(registry: dict[str, ModelSpec], builders: dict[str, str]) -> str:
     """One row per registry entry, then one section per entry with its description and defaults."""
     lines = [
-        "| model | kind | env | weights | licence | memory | remote code | upstream code run | tested on |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | kind | env | weights | memory | remote code | upstream code run | tested on |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for spec in registry.values():
         gated = " (gated)" if spec.gated else ""
@@ -62,7 +62,6 @@ def models_table(registry: dict[str, ModelSpec], builders: dict[str, str]) -> st
                     spec.kind,
                     f"`{spec.env}`",
                     _source(spec) + gated,
-                    _cell(spec.licence),
                     f"{spec.memory_mb:,} MB" if spec.memory_mb else "",
                     "yes" if spec.remote_code else "",
                     _cell(spec.upstream_code),
@@ -74,6 +73,8 @@ def models_table(registry: dict[str, ModelSpec], builders: dict[str, str]) -> st
     for spec in registry.values():
         lines += ["", f"### {spec.name}", "", _cell(spec.description)]
         facts = [f"adapter `{spec.adapter}`", f"env `{spec.env}`"]
+        if spec.licence:
+            facts.append(f"licence: {spec.licence}")
         if spec.size:
             facts.append(f"size: {spec.size}")
         if spec.timeout_s:

@@ -29,6 +29,7 @@ def test_every_registry_entry_has_a_row_and_a_section() -> None:
     for name, spec in registry.items():
         assert f"\n### {name}\n" in page
         assert f"adapter `{spec.adapter}`" in page
+        assert not spec.licence or f"licence: {spec.licence.splitlines()[0]}" in page
     # what the table says of a model comes from its model.toml and its tiny builder
     wd14 = next(line for line in page.splitlines() if line.startswith("| [`wd14`]"))
     assert "SmilingWolf/wd-vit-tagger-v3) @ `7f6b584d0bd3`" in wd14 and "`tests/tiny/wd14.py`" in wd14
