@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,13 @@ def test_example_runs(name: str, hub: Path, tmp_path: Path) -> None:
     proc = _bash((EXAMPLES / name).read_text(), home, env)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stderr[-4000:]}"
     _check(name, home, proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize("name", ["README.md", "CONTRIBUTING.md", "CHANGELOG.md"])
+def test_links_outside_the_site_resolve(name: str) -> None:
+    """mkdocs --strict checks the pages' links; these files are read on GitHub and in the checkout."""
+    text = (PROJECT_ROOT / name).read_text()
+    targets = {t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in t}
+    assert targets or name == "CHANGELOG.md", f"no link read from {name}"
+    missing = sorted(t for t in targets if not (PROJECT_ROOT / t).exists())
+    assert missing == [], f"{name} links to files that are not there: {missing}"
