@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from orchestrator.compare.intervals import Series, bootstrap  # noqa: E402
 from orchestrator.compare.nextlabel import best_thresholds, leading_models  # noqa: E402
 from orchestrator.compare.normalise import Normaliser  # noqa: E402
+from orchestrator.document import Cell  # noqa: E402
 from orchestrator.store import ResultStore  # noqa: E402
-from orchestrator.store.documents import evaluate_store, queue_from_store  # noqa: E402
+from orchestrator.store.documents import evaluate_store, model_entries, queue_from_store  # noqa: E402
 
 
 def build(path: Path, photos: int, models: int, labelled: int) -> ResultStore:
@@ -92,8 +93,8 @@ def main() -> None:
         db = build(Path(tmp) / "results.sqlite", args.photos, args.models, args.labelled)
         print(f"store of {args.photos} photos:")
         timed("evaluate_store, cold", lambda: evaluate_store(db, Normaliser(), resamples=args.resamples))
-        entries = db.model_entries(db.models())
-        cache: dict[str, dict[str, object]] = {}
+        entries = model_entries(db, db.models())
+        cache: dict[str, dict[str, Cell]] = {}
         evaluate_store(db, Normaliser(), models=entries, cache=cache)
         db.mark_done(f"{1:064x}", "bench")
         for _ in range(3):  # best of three is the figure; the others show the noise

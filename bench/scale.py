@@ -62,7 +62,7 @@ def photos(folder: Path, n: int, size_mb: float = 0) -> list[Path]:
 def read_ms_per_cell(store: Path, limit: int = 1024) -> float:
     """Reading cells back as the outputs do (16 images per read), per cell."""
     with ResultStore(store) as db:
-        shas = [r["sha256"] for _, r in zip(range(limit), db.iter_images(), strict=False)]
+        shas = [r.sha256 for _, r in zip(range(limit), db.image_rows(), strict=False)]
         start = time.perf_counter()
         for i in range(0, len(shas), 16):
             db.cells_of(shas[i : i + 16])

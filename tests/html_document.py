@@ -8,9 +8,10 @@ that is not an image; four models with every kind of status.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
+
+from orchestrator.document import Cell, Document, ModelEntry, Tag
 
 HOSTILE_CAPTION = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 HOSTILE_TAG = "<b>bold</b>"
@@ -34,13 +35,18 @@ def write_images(folder: Path) -> list[Path]:
     return [folder / n for n in ("rotated.jpg", "alpha.png", "grey.png", UNREADABLE)]
 
 
-def _tag(name: str, score: float, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "score": score, **extra}
+def _tag(name: str, score: float, category: str | None = None, estimated: bool = False) -> Tag:
+    tag: Tag = {"name": name, "score": score}
+    if category is not None:
+        tag["category"] = category
+    if estimated:
+        tag["estimated"] = True
+    return tag
 
 
 def _model(
     name: str, kind: str, status: str = "ok", load_s: float | None = 1.5, warmup_s: float | None = 0.2
-) -> dict[str, Any]:
+) -> ModelEntry:
     return {
         "name": name,
         "kind": kind,
@@ -67,10 +73,10 @@ def _model(
     }
 
 
-def _cells(i: int) -> dict[str, dict[str, Any]]:
+def _cells(i: int) -> dict[str, Cell]:
     if i == 3:  # the unreadable file
-        bad = {"status": "bad_image", "message": "cannot identify image file", "inference_s": None}
-        return {m: dict(bad) for m in MODELS[:3]} | {
+        bad: Cell = {"status": "bad_image", "message": "cannot identify image file", "inference_s": None}
+        return {m: bad.copy() for m in MODELS[:3]} | {
             "broken": {"status": "skipped", "message": "env missing", "fix": "make setup-envs MODELS=broken"}
         }
     wd14_tags = [
@@ -80,7 +86,7 @@ def _cells(i: int) -> dict[str, dict[str, Any]]:
         _tag("general", 0.8, category="rating"),
     ]
     clip_tags = [_tag("broken window", 0.3), _tag("rust", 0.2), _tag("staircase", 0.05 * (i + 1))]
-    cells: dict[str, dict[str, Any]] = {
+    cells: dict[str, Cell] = {
         "wd14": {
             "status": "ok",
             "tags": wd14_tags if i != 2 else [],
@@ -107,7 +113,7 @@ def _cells(i: int) -> dict[str, dict[str, Any]]:
     return cells
 
 
-def make_document(folder: Path) -> dict[str, Any]:
+def make_document(folder: Path) -> Document:
     paths = write_images(folder)
     return {
         "schema_version": 1,

@@ -63,7 +63,7 @@ def load_stored(
     if unknown:
         raise UsageError(f"no results for model(s) {', '.join(unknown)} in {db.path} (stored: {', '.join(stored)})")
     under = [Path(p) for p in paths] if paths else None
-    if under is not None and next(db.iter_images(under), None) is None:
+    if under is not None and next(db.image_rows(under), None) is None:
         raise UsageError(
             f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag report` lists every stored image"
         )

@@ -29,8 +29,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from orchestrator.document import Cell, Tag
 from orchestrator.paths import DATA_DIR, read_vocabulary
 
 STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
@@ -162,7 +162,7 @@ def score(first_position: int, mentions: int, caption_words: int) -> float:
     return 0.5 * (1 - first_position / caption_words) + 0.5 * (1 - 0.5**mentions)
 
 
-def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | None = None) -> list[dict[str, Any]]:
+def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | None = None) -> list[Tag]:
     """Tags of a caption: [{"name", "score", "estimated": True, "category": "caption"}], best first.
 
     `phrases` are multi-word (or single-word) terms kept whole; `stopwords` defaults to
@@ -184,12 +184,18 @@ def extract_tags(caption: str, phrases: list[str], stopwords: frozenset[str] | N
     ]
 
 
-def finish_cell(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+def caption_tags(caption: str) -> list[Tag]:
+    """The tags documents show for a caption (marked estimated): the urbex phrases kept whole."""
+    return extract_tags(caption, _urbex_phrases(), load_stopwords())
+
+
+def finish_cell(kind: str, result: Cell) -> Cell:
     """A cell as documents show it: for a captioner, the tags extracted from its caption are added
     (marked estimated); `tag_count` counts the cell's content tags (rating tags left out). The store
     keeps the cell as the runner gave it."""
-    if kind == "captioner" and result.get("caption"):
-        extracted = extract_tags(result["caption"], _urbex_phrases(), load_stopwords())
+    caption = result.get("caption")
+    if kind == "captioner" and caption:
+        extracted = caption_tags(caption)
         have = {t["name"] for t in result.get("tags", [])}
         result["tags"] = list(result.get("tags", [])) + [t for t in extracted if t["name"] not in have]
     if "status" in result:

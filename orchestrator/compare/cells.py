@@ -8,7 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.compare.captags import finish_cell
+from orchestrator.compare.captags import caption_tags
+from orchestrator.document import Body, Cell, ImageEntry
 
 CLOSED_KINDS = frozenset({"tagger", "zero-shot"})  # a fixed label set: the model can give no other tag
 NON_CONTENT_CATEGORIES = frozenset({"rating"})
@@ -17,17 +18,12 @@ Scored = tuple[float, bool]  # (score, estimated)
 CellTags = dict[str, Scored]  # normalised tag -> best score in the cell
 
 
-def caption_tags(caption: str) -> list[dict[str, Any]]:
-    """Tags of a caption exactly as documents show them (captags.finish_cell)."""
-    tags: list[dict[str, Any]] = finish_cell("captioner", {"caption": caption})["tags"]
-    return tags
-
-
-def cell_tags(cell: dict[str, Any] | None, normalise: Callable[[str], str], threshold: float | None) -> CellTags:
+def cell_tags(cell: Cell | None, normalise: Callable[[str], str], threshold: float | None) -> CellTags:
     """The normalised tags of one cell (ok cells only), each with its best score and estimated flag."""
     if not cell or cell.get("status") != "ok":
         return {}
-    tags = cell.get("tags") or (caption_tags(cell["caption"]) if cell.get("caption") else [])
+    caption = cell.get("caption")
+    tags = cell.get("tags") or (caption_tags(caption) if caption else [])
     out: CellTags = {}
     for tag in tags:
         if tag.get("category") in NON_CONTENT_CATEGORIES:
@@ -55,7 +51,7 @@ def jaccard(a: set[str], b: set[str]) -> float | None:
     return len(a & b) / len(union) if union else None
 
 
-def model_names(document: dict[str, Any]) -> list[str]:
+def model_names(document: Body) -> list[str]:
     """Document order; a model present only in the cells is appended (never silently dropped)."""
     names = [m["name"] for m in document.get("models", [])]
     for image in document.get("images", []):
@@ -63,7 +59,7 @@ def model_names(document: dict[str, Any]) -> list[str]:
     return names
 
 
-def unique_images(document: dict[str, Any]) -> list[dict[str, Any]]:
+def unique_images(document: Body) -> list[ImageEntry]:
     """One entry per content hash, the first listed (a duplicate_of copy shares its result)."""
     seen: set[str] = set()
     out = []

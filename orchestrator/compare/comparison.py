@@ -32,7 +32,7 @@ import itertools
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,17 @@ from orchestrator.compare.cells import (
 )
 from orchestrator.compare.normalise import DEFINITION as NORMALISATION
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.document import (
+    Body,
+    Cell,
+    ComparisonResult,
+    ConsensusItem,
+    ImageComparison,
+    ImageEntry,
+    MatrixRow,
+    ModelEntry,
+    TagSummary,
+)
 
 DIGITS = 6
 CONSENSUS_SHARE = 0.75  # default cut-off: 3/4 of the models that answered, rounded up
@@ -162,7 +173,7 @@ class _TagStats:
 
 def _consensus_item(
     tag: str, models: list[str], per_model: dict[str, _Sum], score: float, images: int
-) -> dict[str, Any]:
+) -> ConsensusItem:
     givers = [m for m in models if m in per_model and per_model[m].n]
     n = sum(per_model[m].n for m in givers)
     total = sum(per_model[m].total for m in givers)
@@ -170,14 +181,14 @@ def _consensus_item(
         "tag": tag,
         "n_models": len(givers),
         "mean_confidence": _round(total / n if n else None),
-        "score": _round(score),
+        "score": round(score, DIGITS),
         "images": images,
         "models": givers,
         "estimated": any(per_model[m].estimated for m in givers),
     }
 
 
-def _rank(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rank(items: list[ConsensusItem]) -> list[ConsensusItem]:
     return sorted(items, key=lambda i: (-i["score"], -i["n_models"], i["tag"]))
 
 
@@ -189,7 +200,7 @@ class Comparison:
 
     def __init__(
         self,
-        models: list[dict[str, Any]],
+        models: Sequence[ModelEntry],
         top_k: int = 10,
         threshold: float | None = None,
         normaliser: Callable[[str], str] | None = None,
@@ -211,7 +222,7 @@ class Comparison:
         self._statuses: dict[str, Counter[str]] = {m: Counter() for m in self.models}
         self._scored: set[str] = set()  # voices with an ok cell somewhere
 
-    def add(self, image: dict[str, Any]) -> dict[str, Any] | None:
+    def add(self, image: ImageEntry) -> ImageComparison | None:
         """Count one image in; its own comparison, or None for a duplicate (counted once, with its first copy)."""
         if image.get("duplicate_of"):
             return None
@@ -219,19 +230,19 @@ class Comparison:
         results = image.get("results", {})
         for m in self.models:
             cell = results.get(m)
-            self._statuses[m][(cell or {}).get("status", "missing")] += 1
-            seconds = timing.timed_seconds(cell or {})
+            self._statuses[m][cell.get("status", "missing") if cell else "missing"] += 1
+            seconds = timing.timed_seconds(cell) if cell else None
             if seconds is not None:
                 self._times[m].append(seconds)
-            used = timing.cell_usage(cell or {})
+            used = timing.cell_usage(cell) if cell else None
             if used is not None:
                 sums = self._usage.setdefault(m, [0, 0, 0])
                 for i, n in enumerate(used):
                     sums[i] += n
         full = {
-            m: cell_tags(results.get(m), self.normalise, self.threshold)
+            m: cell_tags(ok, self.normalise, self.threshold)
             for m in self.models
-            if (results.get(m) or {}).get("status") == "ok"
+            if (ok := results.get(m)) and ok.get("status") == "ok"
         }
         tops = {m: top(tags, self.top_k) for m, tags in full.items() if m in self.voices}
         self._scored.update(tops)
@@ -245,7 +256,7 @@ class Comparison:
                 self._confidence.setdefault(tag, {}).setdefault(m, _Sum()).add(score, estimated)
         return entry
 
-    def _image(self, image: dict[str, Any], full: dict[str, CellTags], tops: dict[str, CellTags]) -> dict[str, Any]:
+    def _image(self, image: ImageEntry, full: dict[str, CellTags], tops: dict[str, CellTags]) -> ImageComparison:
         """One image's comparison; also adds the image's figures to the folder's stats."""
         models = self.voices
         consensus = []
@@ -296,12 +307,16 @@ class Comparison:
             },
         }
 
+    def _kind(self, model: str) -> str | None:
+        entry = self.entries.get(model)
+        return entry.get("kind") if entry is not None else None
+
     # -- closed vocabularies ----------------------------------------------------------------------
-    def vocabulary(self, model: str, cell: dict[str, Any] | None) -> frozenset[str] | None:
+    def vocabulary(self, model: str, cell: Cell | None) -> frozenset[str] | None:
         """A closed-vocabulary model's normalised label set (None for an open one, or when unknown yet):
         a tagger's raw scores cover its labels, a zero-shot model scores every term. Read from the
         model's first ok cell and kept (one set per model: memory does not grow with the images)."""
-        if self.entries.get(model, {}).get("kind") not in CLOSED_KINDS:
+        if self._kind(model) not in CLOSED_KINDS:
             return None
         if model not in self._vocab:
             if not cell or cell.get("status") != "ok":
@@ -316,7 +331,7 @@ class Comparison:
             self._vocab[model] = frozenset(filter(None, map(self.normalise, names)))
         return self._vocab[model]
 
-    def _only_vocabulary(self, tag: str, model: str, answered: list[str], results: dict[str, Any]) -> bool:
+    def _only_vocabulary(self, tag: str, model: str, answered: list[str], results: dict[str, Cell]) -> bool:
         """`tag` (given by `model` alone) is outside every other answering closed-vocabulary model's labels."""
         if self.vocabulary(model, results.get(model)) is None:
             return False
@@ -324,7 +339,7 @@ class Comparison:
         closed = [v for v in others if v is not None]
         return bool(closed) and all(tag not in v for v in closed)
 
-    def lookup(self, image: dict[str, Any], tag: str) -> dict[str, dict[str, Any]]:
+    def lookup(self, image: ImageEntry, tag: str) -> dict[str, dict[str, Any]]:
         """One tag across the models of one image (--show-confidence): per model the score it gave
         (any score, the threshold not applied) and whether it is estimated, or None with the reason:
         the cell's status, "not in vocabulary" (a closed-vocabulary model without that label) or
@@ -333,9 +348,9 @@ class Comparison:
         out: dict[str, dict[str, Any]] = {}
         for m in self.models:
             cell = image.get("results", {}).get(m)
-            kind = self.entries.get(m, {}).get("kind")
+            kind = self._kind(m)
             if not cell or cell.get("status") != "ok":
-                status = (cell or {}).get("status", "missing")
+                status = cell.get("status", "missing") if cell else "missing"
                 out[m] = {"score": None, "reason": status, "kind": kind}
                 continue
             tags = cell_tags(cell, self.normalise, None)
@@ -353,7 +368,7 @@ class Comparison:
             out[m] = {"score": None, "reason": reason, "kind": kind}
         return out
 
-    def result(self, images: dict[str, Any] | None = None) -> dict[str, Any]:
+    def result(self, images: dict[str, ImageComparison] | None = None) -> ComparisonResult:
         """The comparison (module docstring); `images`: the per-image entries to include (sha256 -> entry)."""
         voices, n_images = self.voices, self.n_images
         consensus = _rank(
@@ -402,31 +417,33 @@ class Comparison:
 
 
 def compare(
-    document: dict[str, Any],
+    document: Body,
     top_k: int = 10,
     threshold: float | None = None,
     synonyms: dict[str, str] | None = None,
     normaliser: Callable[[str], str] | None = None,
     consensus_min: int | None = None,
-) -> dict[str, Any]:
+) -> ComparisonResult:
     """The comparison of a whole document in memory (see the module docstring); the document is not modified."""
-    models = [dict(m) for m in document.get("models", [])]
+    models = [m.copy() for m in document.get("models", [])]
     for name in model_names(document)[len(models) :]:  # a model present only in the cells is never dropped
         models.append({"name": name})
     comparison = Comparison(models, top_k, threshold, normaliser or Normaliser(synonyms), consensus_min)
     per_image = {}
     for image in unique_images(document):
-        entry = comparison.add({k: v for k, v in image.items() if k != "duplicate_of"})
+        first = image.copy()
+        first.pop("duplicate_of", None)
+        entry = comparison.add(first)
         if entry is not None:
             per_image[image["sha256"]] = entry
     return comparison.result(per_image)
 
 
-def _cell_summary(scored: _Sum) -> dict[str, Any]:
+def _cell_summary(scored: _Sum) -> TagSummary:
     return {"images": scored.n, "mean_score": _round(scored.mean), "estimated": scored.estimated}
 
 
-def _matrix_row(item: dict[str, Any], models: list[str], per_model: dict[str, _Sum]) -> dict[str, Any]:
+def _matrix_row(item: ConsensusItem, models: list[str], per_model: dict[str, _Sum]) -> MatrixRow:
     return {
         "tag": item["tag"],
         "models": {m: _cell_summary(per_model[m]) for m in models if m in per_model},

@@ -42,6 +42,7 @@ from typing import IO, Any
 from orchestrator.compare import intervals
 from orchestrator.compare.cells import cell_tags, model_names, unique_images
 from orchestrator.compare.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Counts, Series
+from orchestrator.document import Body, Cell
 from orchestrator.errors import LabelsError
 from schemas.status import SUCCESS
 
@@ -130,13 +131,15 @@ def read_labels(path: Path) -> list[LabelRow]:
     return rows
 
 
-EVALUATED = ("status", "tags", "caption")  # all of a cell that evaluation reads
-
-
-def evaluated_part(cell: dict[str, Any]) -> dict[str, Any]:
-    """The part of a cell the evaluation reads: a labelled photo kept in memory drops its raw scores
-    (a WD-size tagger's are ~1 MB as Python objects)."""
-    return {key: cell[key] for key in EVALUATED if key in cell}
+def evaluated_part(cell: Cell) -> Cell:
+    """The part of a cell the evaluation reads (status, tags, caption): a labelled photo kept in memory
+    drops its raw scores (a WD-size tagger's are ~1 MB as Python objects)."""
+    part: Cell = {"status": cell["status"]}
+    if "tags" in cell:
+        part["tags"] = cell["tags"]
+    if "caption" in cell:
+        part["caption"] = cell["caption"]
+    return part
 
 
 @dataclass
@@ -198,7 +201,7 @@ def best_threshold(scored: list[tuple[dict[str, float], set[str]]]) -> float | N
     return None if best is None else best[1]
 
 
-def match_labels(document: dict[str, Any], rows: list[LabelRow]) -> tuple[dict[str, set[str]], list[str], int]:
+def match_labels(document: Body, rows: list[LabelRow]) -> tuple[dict[str, set[str]], list[str], int]:
     """(sha256 -> raw true tags, label refs not in the results, unique images without labels)."""
     images = unique_images(document)
     by_path = {str(Path(img["path"]).expanduser().resolve()): img["sha256"] for img in document.get("images", [])}
@@ -215,7 +218,7 @@ def match_labels(document: dict[str, Any], rows: list[LabelRow]) -> tuple[dict[s
 
 
 def evaluate(
-    document: dict[str, Any],
+    document: Body,
     labels: dict[str, set[str]] | list[LabelRow],
     normaliser: Callable[[str], str],
     resamples: int = DEFAULT_RESAMPLES,

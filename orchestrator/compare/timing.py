@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator.document import Cell, ModelEntry, ModelTiming
 from schemas.status import SUCCESS
 
 DEFINITION = (
@@ -19,14 +20,13 @@ DEFINITION = (
     "retries: requests an endpoint answered with 429 / 5xx / a timeout / a dropped connection, retried"
 )
 TIMED_STATUSES = SUCCESS
-USAGE_KEYS = ("prompt_tokens", "completion_tokens", "retries")
 
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def cell_usage(cell: dict[str, Any]) -> tuple[int, int, int] | None:
+def cell_usage(cell: Cell) -> tuple[int, int, int] | None:
     """(prompt tokens, generated tokens, retries) a cell reports, or None when it reports no token counts:
     raw.usage (an OpenAI-compatible endpoint's, summed over the prompts), else the sums over raw.generations
     (every captioner records prompt_tokens and new_tokens per prompt)."""
@@ -61,22 +61,22 @@ def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def timed_seconds(cell: dict[str, Any]) -> float | None:
+def timed_seconds(cell: Cell) -> float | None:
     """The inference time a cell counts with in the timing figures (None: it does not count)."""
     return _seconds(cell.get("inference_s")) if cell.get("status") in TIMED_STATUSES else None
 
 
-def model_timing(model: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, Any]:
+def model_timing(model: ModelEntry, cells: list[Cell]) -> ModelTiming:
     """{"load_s", "warmup_s", "mean_s", "p50_s", "p95_s", "images_per_s", "n"} for one model."""
     return summarise(model, [t for c in cells if (t := timed_seconds(c)) is not None])
 
 
-def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int] | None = None) -> dict[str, Any]:
+def summarise(model: ModelEntry, times: Sequence[float], usage: Sequence[int] | None = None) -> ModelTiming:
     """model_timing from the model's entry and its cells' inference seconds; `usage`: (prompt tokens, generated
     tokens, retries) summed over its cells that report tokens, when any does (the keys are absent otherwise)."""
     times = list(times)
     total = sum(times)
-    return {
+    out: ModelTiming = {
         "load_s": _seconds(model.get("load_s")),
         "warmup_s": _seconds(model.get("warmup_s")),
         "mean_s": round(total / len(times), 6) if times else None,
@@ -89,10 +89,12 @@ def summarise(model: dict[str, Any], times: Sequence[float], usage: Sequence[int
         "total_s": round(
             sum(v for v in (_seconds(model.get("load_s")), _seconds(model.get("warmup_s")), total) if v is not None), 6
         ),
-        **(dict(zip(USAGE_KEYS, usage, strict=True)) if usage is not None else {}),
     }
+    if usage is not None:
+        out["prompt_tokens"], out["completion_tokens"], out["retries"] = usage
+    return out
 
 
-def status_counts(cells: list[dict[str, Any] | None]) -> dict[str, int]:
+def status_counts(cells: list[Cell | None]) -> dict[str, int]:
     """Status -> number of cells, most common first; a model with no cell for an image counts `missing`."""
-    return dict(Counter((c or {}).get("status", "missing") for c in cells).most_common())
+    return dict(Counter(c.get("status", "missing") if c else "missing" for c in cells).most_common())

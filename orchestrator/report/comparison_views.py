@@ -9,15 +9,17 @@ confidence across models as bars (--show-confidence TAG). Estimated scores carry
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich import box
 from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
+
+from orchestrator.document import ComparisonResult, ConsensusItem, ImageComparison, ModelEntry
 
 BAR_WIDTH = 24  # the plan's confidence bars
 BOX_BAR_WIDTH = 12  # the bars inside the per-model boxes (report/table.py)
@@ -41,7 +43,7 @@ class Views:
     compare_top: int = 10  # tags compared per model and image (0 = all)
     consensus_min: int | None = None  # k of CONSENSUS (k+ models); None: 3/4 of those answering
 
-    def comparison(self, models: list[dict[str, Any]]) -> Comparison:
+    def comparison(self, models: Sequence[ModelEntry]) -> Comparison:
         """The streaming comparison these settings ask for (--top never changes what is compared)."""
         from orchestrator.compare import Comparison
 
@@ -96,7 +98,7 @@ def _rows(items: list[Any], top: int) -> list[Any]:
     return items[:top] if top > 0 else items
 
 
-def consensus_line(items: list[dict[str, Any]], k: int, n_models: int, top: int) -> Text:
+def consensus_line(items: list[ConsensusItem], k: int, n_models: int, top: int) -> Text:
     """CONSENSUS (k+ models): the tags at least k models gave, each with n/M and its consensus score."""
     line = Text(f"CONSENSUS ({k}+ models): ", style="bold")
     common = [c for c in items if c["n_models"] >= k]
@@ -123,7 +125,7 @@ def agreement_line(agreement: float | None, note: str | None) -> Text:
     return text
 
 
-def image_summary(compared: dict[str, Any], inference_s: float, failed: int, top: int) -> Group:
+def image_summary(compared: ImageComparison, inference_s: float, failed: int, top: int) -> Group:
     """One image's SUMMARY, CONSENSUS (k+ models) and MODEL AGREEMENT, under its model boxes."""
     n = len(compared["answered"])
     line = Text("SUMMARY: ", style="bold")
@@ -140,7 +142,7 @@ def image_summary(compared: dict[str, Any], inference_s: float, failed: int, top
     )
 
 
-def image_matrix(compared: dict[str, Any], voices: list[str], top: int) -> Group:
+def image_matrix(compared: ImageComparison, voices: list[str], top: int) -> Group:
     """One photo's tag x model matrix: a mark per model that gave the tag, n/M, a star for consensus tags,
     and a note for tags only one model's closed vocabulary holds."""
     answered, k = compared["answered"], compared["consensus_min"]
@@ -195,7 +197,7 @@ def confidence_bars(lookup: dict[str, dict[str, Any]], tag: str, name: str) -> G
     return Group(Text(""), Text(title, style="bold"), grid)
 
 
-def consensus_table(comparison: dict[str, Any], top: int) -> Table:
+def consensus_table(comparison: ComparisonResult, top: int) -> Table:
     folder = comparison["folder"]
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
     table = new_table(
@@ -234,7 +236,7 @@ def consensus_table(comparison: dict[str, Any], top: int) -> Table:
     return table
 
 
-def agreement_text(comparison: dict[str, Any]) -> Text:
+def agreement_text(comparison: ComparisonResult) -> Text:
     folder, definitions = comparison["folder"], comparison["definitions"]
     value = folder["agreement"]
     text = Text("model agreement: ", style="bold")
@@ -247,7 +249,7 @@ def agreement_text(comparison: dict[str, Any]) -> Text:
     return text
 
 
-def pairwise_table(comparison: dict[str, Any]) -> Table | None:
+def pairwise_table(comparison: ComparisonResult) -> Table | None:
     pairwise = comparison["folder"]["pairwise"]
     models = list(pairwise)
     if len(models) < 2:
@@ -261,7 +263,7 @@ def pairwise_table(comparison: dict[str, Any]) -> Table | None:
     return table
 
 
-def status_table(comparison: dict[str, Any]) -> Table:
+def status_table(comparison: ComparisonResult) -> Table:
     table = new_table("cells by status (unique images)")
     table.add_column("model", no_wrap=True)
     table.add_column("statuses", overflow="fold")
@@ -270,7 +272,7 @@ def status_table(comparison: dict[str, Any]) -> Table:
     return table
 
 
-def matrix_table(comparison: dict[str, Any], top: int) -> Table:
+def matrix_table(comparison: ComparisonResult, top: int) -> Table:
     """Tag x model: images where the tag is in the model's top tags, and its mean score there."""
     voices = [m for m in comparison["models"] if m not in comparison.get("synthesis", [])]
     table = new_table("agreement matrix: images (mean score) per tag and model")
@@ -287,13 +289,21 @@ def matrix_table(comparison: dict[str, Any], top: int) -> Table:
     return table
 
 
-def timing_table(comparison: dict[str, Any]) -> Table:
+_USAGE: tuple[Literal["prompt_tokens", "completion_tokens", "retries"], ...] = (
+    "prompt_tokens",
+    "completion_tokens",
+    "retries",
+)
+_Summed = Literal["load_s", "warmup_s", "inference_total_s", "total_s"]
+
+
+def timing_table(comparison: ComparisonResult) -> Table:
     """PERFORMANCE BREAKDOWN: load, warm-up, inference (all images), total per model and a TOTAL row;
     then the per-image spread (mean, p50, p95, images per second). Milliseconds under a second."""
     table = new_table("PERFORMANCE BREAKDOWN (timing per model)")
     timings = comparison["folder"]["timing"]
     # token and retry columns only when a model reports them (captioners, endpoints): what a paid API bills
-    usage = [k for k in ("prompt_tokens", "completion_tokens", "retries") if any(k in t for t in timings.values())]
+    usage = [k for k in _USAGE if any(k in t for t in timings.values())]
     names = {"prompt_tokens": "tokens in", "completion_tokens": "tokens out", "retries": "retries"}
     for col in (
         "model",
@@ -315,7 +325,7 @@ def timing_table(comparison: dict[str, Any]) -> Table:
             max_width=TAG_WIDTH - 6 if col == "model" else None,
             overflow="ellipsis",
         )
-    sums = {"load_s": 0.0, "warmup_s": 0.0, "inference_total_s": 0.0, "total_s": 0.0}
+    sums: dict[_Summed, float] = {"load_s": 0.0, "warmup_s": 0.0, "inference_total_s": 0.0, "total_s": 0.0}
     n = 0
     for model, t in timings.items():
         table.add_row(
@@ -353,12 +363,12 @@ def timing_table(comparison: dict[str, Any]) -> Table:
     return table
 
 
-def total_time(comparison: dict[str, Any]) -> float:
+def total_time(comparison: ComparisonResult) -> float:
     """Every model's load + warm-up + inference seconds (the TOTAL row's total)."""
     return sum(t.get("total_s") or 0.0 for t in comparison["folder"]["timing"].values())
 
 
-def folder_summary(comparison: dict[str, Any], top: int) -> Group:
+def folder_summary(comparison: ComparisonResult, top: int) -> Group:
     """The folder's SUMMARY, CONSENSUS (k+ models) and MODEL AGREEMENT lines."""
     folder = comparison["folder"]
     answered = folder.get("answered", [])
@@ -377,7 +387,7 @@ def folder_summary(comparison: dict[str, Any], top: int) -> Group:
     )
 
 
-def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[str], str]) -> RenderableType:
+def confidence_view(comparison: ComparisonResult, tag: str, normalise: Callable[[str], str]) -> RenderableType:
     """One tag's mean score per model as bars, over the images where the model gave it; N/A with the reason."""
     name = normalise(tag)
     by_model = comparison["folder"]["confidence"].get(name)
@@ -408,7 +418,7 @@ def confidence_view(comparison: dict[str, Any], tag: str, normalise: Callable[[s
     return table
 
 
-def render_comparison(comparison: dict[str, Any], console: Console, views: Views) -> None:
+def render_comparison(comparison: ComparisonResult, console: Console, views: Views) -> None:
     """The folder summary, then the views asked for."""
     parts: list[RenderableType] = [
         folder_summary(comparison, views.top),

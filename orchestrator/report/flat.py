@@ -13,11 +13,12 @@ import csv
 import io
 import json
 import tempfile
+from collections.abc import Mapping
 from typing import IO, Any
 
 from orchestrator import jsontext
 from orchestrator.compare import Comparison
-from orchestrator.document import Results
+from orchestrator.document import Results, Tag
 
 CSV_FIELDS = (
     "image",
@@ -47,7 +48,7 @@ def _line(value: Any) -> str:
     return jsontext.dumps(value)
 
 
-def _open_object(value: dict[str, Any], level: int) -> str:
+def _open_object(value: Mapping[str, object], level: int) -> str:
     """A dict's JSON without its closing brace, so more keys can follow."""
     text = _dump(value, level)
     return text[: text.rstrip().rfind("}")].rstrip() if value else "{"
@@ -69,8 +70,7 @@ def write_json(results: Results, out: IO[str], comparison: Comparison | None = N
             first = False
         out.write("\n  ]" if not first else "]")
         if comparison is not None:
-            summary = comparison.result()
-            del summary["images"]  # written below, from the spool
+            summary = {k: v for k, v in comparison.result().items() if k != "images"}  # written below
             out.write(',\n  "comparison": ' + _open_object(summary, 1) + ',\n    "images": {')
             spool.seek(0)
             for i, line in enumerate(spool):
@@ -90,7 +90,7 @@ def write_jsonl(results: Results, out: IO[str], comparison: Comparison | None = 
         out.write(_line(image) + "\n")
 
 
-def to_json(document: dict[str, Any]) -> str:
+def to_json(document: Mapping[str, object]) -> str:
     """A document held in memory as JSON (small documents: tests, health)."""
     return json.dumps(document, indent=2, ensure_ascii=False, default=str)
 
@@ -118,7 +118,9 @@ def write_csv(results: Results, out: IO[str], threshold: float | None = None) ->
                 "inference_s": result.get("inference_s", ""),
                 "revision": revisions.get(model, ""),
             }
-            tags = [t for t in result.get("tags") or [] if threshold is None or t["score"] >= threshold]
+            tags: list[Tag | None] = [
+                t for t in result.get("tags") or [] if threshold is None or t["score"] >= threshold
+            ]
             for tag in tags or [None]:
                 row = dict(base)
                 if tag is not None:
@@ -131,7 +133,7 @@ def write_csv(results: Results, out: IO[str], threshold: float | None = None) ->
                 writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
 
 
-def to_csv(document: dict[str, Any], threshold: float | None = None) -> str:
+def to_csv(document: Mapping[str, Any], threshold: float | None = None) -> str:
     """A document held in memory as CSV (small documents: tests)."""
     buf = io.StringIO()
     write_csv(Results.of(document), buf, threshold)

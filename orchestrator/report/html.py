@@ -25,11 +25,11 @@ import math
 import os
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from jinja2 import ChainableUndefined, Environment, PackageLoader
 from jinja2.filters import do_filesizeformat
@@ -39,7 +39,17 @@ from markupsafe import Markup
 from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.compare.normalise import Normaliser
-from orchestrator.document import Results
+from orchestrator.document import (
+    Cell,
+    ComparisonResult,
+    FolderComparison,
+    ImageComparison,
+    ImageEntry,
+    ImageRow,
+    ModelTiming,
+    Results,
+    Tag,
+)
 from orchestrator.report.comparison_views import Views
 from orchestrator.report.thumbnails import cached_thumbnail, data_uri, thumbnail
 
@@ -48,7 +58,11 @@ CONSENSUS_PER_IMAGE = 8
 STATUS_ORDER = ("ok", "no_tags", "timeout", "crashed", "error", "bad_image", "skipped", "missing")
 THUMBNAILS_AHEAD = 16  # thumbnails made ahead of the image being compared
 CHUNK = 200  # images per data block: the script parses a block's thumbnails only when drawn
-TIMING_METRICS = (("load_s", "load"), ("warmup_s", "warm-up"), ("mean_s", "mean inference"))
+TIMING_METRICS: tuple[tuple[Literal["load_s", "warmup_s", "mean_s"], str], ...] = (
+    ("load_s", "load"),
+    ("warmup_s", "warm-up"),
+    ("mean_s", "mean inference"),
+)
 
 
 @cache
@@ -86,7 +100,7 @@ def _key(text: str) -> str:
     return " ".join(text.lower().replace("_", " ").split())
 
 
-def _tag_record(tag: dict[str, Any], norm: Callable[[str], str]) -> list[Any]:
+def _tag_record(tag: Tag, norm: Callable[[str], str]) -> list[Any]:
     """[name, score (null when not a finite number: JSON has no NaN), estimated (0/1), category,
     normalised key]; the script derives the plain key itself."""
     name = str(tag.get("name", ""))
@@ -102,7 +116,7 @@ def _tag_record(tag: dict[str, Any], norm: Callable[[str], str]) -> list[Any]:
 
 
 def _cell_record(
-    result: dict[str, Any] | None, threshold: float | None, top: int, norm: Callable[[str], str], synthesis: bool
+    result: Cell | None, threshold: float | None, top: int, norm: Callable[[str], str], synthesis: bool
 ) -> dict[str, Any]:
     """One cell as report.js draws it (`drawCell`): short keys, since a report holds thousands; the
     TAGS_LISTED best tags only (the JSON output has them all)."""
@@ -130,8 +144,8 @@ def _cell_record(
 
 def _image_record(
     index: int,
-    image: dict[str, Any],
-    compared: dict[str, Any],
+    image: ImageEntry,
+    compared: ImageComparison | None,
     thumb_error: str | None,
     models: list[str],
     judges: set[str],
@@ -151,19 +165,19 @@ def _image_record(
         "d": image.get("duplicate_of"),
         "f": _facts(results),
         "e": thumb_error,
-        "a": _num(compared["agreement"]) if compared.get("agreement") is not None else None,
+        "a": _num(agreement) if compared and (agreement := compared.get("agreement")) is not None else None,
         "cs": [
             [c["tag"], c["n_models"], _num(c["score"], 3)]
-            for c in (compared.get("consensus") or [])[:CONSENSUS_PER_IMAGE]
+            for c in ((compared.get("consensus") or []) if compared else [])[:CONSENSUS_PER_IMAGE]
         ],
     }
     record.update((k, v) for k, v in optional.items() if v)
     return record
 
 
-def _facts(results: dict[str, Any]) -> str:
+def _facts(results: dict[str, Cell]) -> str:
     for result in results.values():
-        info = (result or {}).get("image") or {}
+        info = (result.get("image") if result else None) or {}
         if info.get("width"):
             parts = [f"{info['width']}×{info.get('height', '?')}", info.get("format") or "", info.get("mode") or ""]
             if info.get("exif_orientation") not in (None, 1):
@@ -177,7 +191,7 @@ def _resolve(path: str, image_root: Path | None) -> Path:
     return p if p.is_absolute() or image_root is None else image_root / p
 
 
-def _source_path(image: dict[str, Any], image_root: Path | None) -> Path:
+def _source_path(image: ImageRow, image_root: Path | None) -> Path:
     """The file to make the thumbnail from: the exact bytes of a name that is not UTF-8."""
     if image.get("path_bytes"):
         return Path(os.fsdecode(base64.b64decode(image["path_bytes"])))
@@ -185,7 +199,7 @@ def _source_path(image: dict[str, Any], image_root: Path | None) -> Path:
 
 
 def _thumbnail(
-    image: dict[str, Any], image_root: Path | None, thumb_size: int, cache: Path | None
+    image: ImageRow, image_root: Path | None, thumb_size: int, cache: Path | None
 ) -> tuple[str | None, str | None]:
     source = _source_path(image, image_root)
     if cache is None:
@@ -194,13 +208,13 @@ def _thumbnail(
 
 
 def _thumbnails(
-    images: Iterator[dict[str, Any]], image_root: Path | None, thumb_size: int, cache: Path | None
-) -> Iterator[tuple[dict[str, Any], tuple[str | None, str | None]]]:
+    images: Iterator[ImageEntry], image_root: Path | None, thumb_size: int, cache: Path | None
+) -> Iterator[tuple[ImageEntry, tuple[str | None, str | None]]]:
     """Each image with its thumbnail (from the thumbnail cache when one is given), made a few images
     ahead on threads (Pillow decodes outside the GIL); never more than AHEAD in flight, so memory
     does not grow with the folder."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        window: deque[tuple[dict[str, Any], Future[tuple[str | None, str | None]]]] = deque()
+        window: deque[tuple[ImageEntry, Future[tuple[str | None, str | None]]]] = deque()
         for image in images:
             window.append((image, pool.submit(_thumbnail, image, image_root, thumb_size, cache)))
             if len(window) >= THUMBNAILS_AHEAD:
@@ -211,13 +225,13 @@ def _thumbnails(
             yield first, done.result()
 
 
-def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[str, Any]:
+def _timing_chart(timing: dict[str, ModelTiming], models: list[str]) -> dict[str, Any]:
     """Geometry of the inline SVG: one panel per metric, each scaled to its own maximum (load
     takes seconds, inference milliseconds: one axis would flatten the latter to nothing)."""
     label_w, bar_w, value_w, row_h, head_h = 150, 320, 80, 18, 22
     panels, y = [], 0
     for key, title in TIMING_METRICS:
-        values = {m: (timing.get(m) or {}).get(key) for m in models}
+        values = {m: t.get(key) if (t := timing.get(m)) else None for m in models}
         top = max((v for v in values.values() if v), default=0.0)
         rows = []
         for i, m in enumerate(models):
@@ -242,19 +256,19 @@ def _timing_chart(timing: dict[str, dict[str, Any]], models: list[str]) -> dict[
     }
 
 
-def _heat_rows(folder: dict[str, Any], models: list[str], n_images: int) -> list[dict[str, Any]]:
+def _heat_rows(folder: FolderComparison, models: list[str], n_images: int) -> list[dict[str, Any]]:
     rows = []
     for row in folder.get("matrix") or []:
         cells = []
         for m in models:
-            entry = (row.get("models") or {}).get(m) or {}
-            count = int(entry.get("images", 0) or 0)
+            entry = row["models"].get(m)
+            count = int(entry.get("images", 0) or 0) if entry else 0
             cells.append(
                 {
                     "model": m,
                     "images": count,
-                    "mean_score": entry.get("mean_score"),
-                    "estimated": bool(entry.get("estimated")),
+                    "mean_score": entry.get("mean_score") if entry else None,
+                    "estimated": bool(entry.get("estimated")) if entry else False,
                     "heat": round(min(1.0, count / n_images), 3) if n_images else 0.0,
                 }
             )
@@ -314,7 +328,7 @@ def write_html(
     ):
         n_images = 0
         for image, (thumb, thumb_error) in _thumbnails(results.images(), image_root, thumb_size, thumb_cache):
-            compared = comparer.add(image) or {}
+            compared = comparer.add(image)
             records.write(
                 _compact_json(_image_record(n_images, image, compared, thumb_error, models, judges, views, norm)) + "\n"
             )
@@ -358,8 +372,8 @@ def write_html(
 
 
 def to_html(
-    document: dict[str, Any],
-    comparison: dict[str, Any] | None = None,
+    document: Mapping[str, Any],
+    comparison: ComparisonResult | None = None,
     image_root: Path | None = None,
     thumb_size: int = 256,
     normaliser: Callable[[str], str] | None = None,

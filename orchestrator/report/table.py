@@ -6,6 +6,7 @@ Everything per image is printed as the image streams from the store: nothing is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -16,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.document import Results
+from orchestrator.document import Cell, ComparisonResult, ModelEntry, Results, Tag
 from orchestrator.report.comparison_views import (
     BOX_BAR_WIDTH,
     Views,
@@ -41,14 +42,14 @@ STATUS_STYLE = {
 BADGES = {"tagger": "PURE TAGGER", "zero-shot": "ZERO-SHOT", "captioner": "CAPTIONER", "judge": "SYNTHESIS"}
 
 
-def shown_tags(result: dict[str, Any], threshold: float | None, top: int) -> list[dict[str, Any]]:
+def shown_tags(result: Cell, threshold: float | None, top: int) -> list[Tag]:
     tags = sorted(result.get("tags") or [], key=lambda t: -t["score"])
     if threshold is not None:
         tags = [t for t in tags if t["score"] >= threshold]
     return tags[:top] if top > 0 else tags
 
 
-def _above(result: dict[str, Any], threshold: float | None) -> list[dict[str, Any]]:
+def _above(result: Cell, threshold: float | None) -> list[Tag]:
     return [
         t
         for t in result.get("tags") or []
@@ -56,7 +57,7 @@ def _above(result: dict[str, Any], threshold: float | None) -> list[dict[str, An
     ]
 
 
-def box_title(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None) -> str:
+def box_title(name: str, model: ModelEntry, result: Cell, threshold: float | None) -> str:
     """ "wd14 (890ms, 67 tags) ★ PURE TAGGER": time, tags above the threshold, and the kind (or the failure)."""
     status = result.get("status", "?")
     kind = model.get("kind") or "tagger"
@@ -70,7 +71,7 @@ def box_title(name: str, model: dict[str, Any], result: dict[str, Any], threshol
     return f"{title} [{style}]★ {badge}[/]"
 
 
-def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshold: float | None, top: int) -> Panel:
+def model_box(name: str, model: ModelEntry, result: Cell, threshold: float | None, top: int) -> Panel:
     status = result.get("status", "?")
     style = STATUS_STYLE.get(status, "white")
     parts: list[Any] = []
@@ -82,8 +83,8 @@ def model_box(name: str, model: dict[str, Any], result: dict[str, Any], threshol
         parts.append(Text(result["message"].splitlines()[0][:300], style=style))
     if result.get("fix"):
         parts.append(Text(f"fix: {result['fix']}", style="cyan"))
-    if result.get("caption"):
-        parts.append(Text.assemble(("CAPTION: ", "bold"), (result["caption"][:600], "italic")))
+    if caption := result.get("caption"):
+        parts.append(Text.assemble(("CAPTION: ", "bold"), (caption[:600], "italic")))
     tags = shown_tags(result, threshold, top)
     if tags:
         table = Table.grid(padding=(0, 1))
@@ -119,11 +120,11 @@ def header(path: str, sha256: str, loaded: int, total: int) -> Panel:
     return Panel(line, box=box.DOUBLE)
 
 
-def render(results: Results | dict[str, Any], console: Console, views: Views | None = None) -> None:
+def render(results: Results | Mapping[str, Any], console: Console, views: Views | None = None) -> None:
     """Per image (as the images stream) the header, the model boxes (raw tags), the image's summary and
     consensus, and its matrix and confidence bars when asked; then the models and the comparison's
     folder summary and views (report/comparison_views.py)."""
-    if isinstance(results, dict):
+    if not isinstance(results, Results):  # a document held in memory
         results = Results.of(results)
     models = {m["name"]: m for m in results.models}
     opts = results.options
@@ -133,7 +134,7 @@ def render(results: Results | dict[str, Any], console: Console, views: Views | N
     for image in results.images():
         console.print(header(image["path"], image["sha256"], loaded, len(results.models)))
         boxes = [
-            model_box(name, models.get(name, {}), result, views.threshold, views.top)
+            model_box(name, models.get(name, {"name": name}), result, views.threshold, views.top)
             for name, result in image["results"].items()
         ]
         console.print(Columns(boxes, equal=False, expand=False))
@@ -154,13 +155,13 @@ def render(results: Results | dict[str, Any], console: Console, views: Views | N
     render_comparison(summary, console, views)
 
 
-def models_table(models: list[dict[str, Any]], comparison: dict[str, Any]) -> Table:
+def models_table(models: list[ModelEntry], comparison: ComparisonResult) -> Table:
     table = Table(title="models", title_justify="left")
     for col in ("model", "status", "device", "load s", "warm-up s", "mean inference s", "crashes", "timeouts"):
         table.add_column(col)
     timing = comparison["folder"]["timing"]
     for m in models:
-        mean = (timing.get(m["name"]) or {}).get("mean_s")
+        mean = t.get("mean_s") if (t := timing.get(m["name"])) else None
         status = Text(m["status"], style=STATUS_STYLE.get(m["status"], "white"))
         table.add_row(
             m["name"],

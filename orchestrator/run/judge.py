@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from orchestrator.compare.cells import NON_CONTENT_CATEGORIES
+from orchestrator.document import Cell
 from orchestrator.models.registry import ModelSpec
 
 VISION_JUDGE_SUFFIX = "-judge"
@@ -32,7 +33,7 @@ def sees_image(spec: ModelSpec) -> bool:
     return bool(spec.infer.get("judge"))
 
 
-def judge_context(results: dict[str, dict[str, Any]], kinds: dict[str, str]) -> dict[str, Any]:
+def judge_context(results: dict[str, Cell], kinds: dict[str, str]) -> dict[str, Any]:
     """The judge's input for one image from its cells ({model: cell}) and each model's kind."""
     outputs = []
     for model, kind in kinds.items():

@@ -25,8 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compare.captags import finish_cell
-from orchestrator.document import Results, header
+from orchestrator.document import Header, KeptFailure, ModelEntry, Results, header
 from orchestrator.images import ImageRef
 from orchestrator.models import envbuild
 from orchestrator.models.registry import ModelSpec
@@ -35,7 +34,7 @@ from orchestrator.run.jobs import ModelJob, RunOptions, model_job
 from orchestrator.run.launch import Launch, launch, wait_for_exits
 from orchestrator.run.supervisor import ModelRun, Supervisor, cell
 from orchestrator.store import CellMeta, ResultStore, StoreError, StoreWriteError, options_key
-from orchestrator.store.documents import from_run
+from orchestrator.store.documents import from_run, stored_cells
 from schemas.status import SUCCESS, CellStatus
 
 _RUNS = itertools.count()
@@ -98,7 +97,7 @@ class Analysis:
         self.failed_now = 0  # this run's cells that are not ok / no_tags
         # this run's failures that the store did not take: it kept the photo's earlier done cell, so
         # the outputs show that one (ok) while the run exits 1; the first KEPT_LISTED, and their count
-        self.failures_kept: list[dict[str, Any]] = []
+        self.failures_kept: list[KeptFailure] = []
         self.kept_count = 0
 
     def set_images(self, images: list[ImageRef]) -> None:
@@ -182,7 +181,10 @@ class Analysis:
             first = spec.name not in self._entry_stored
             self._entry_stored.add(spec.name)
         if first:  # a kill -9 from here on still leaves the model's timings beside its cells
-            entry = dict(self._model_entry(spec, run), message="the run stopped before this model finished")
+            entry: ModelEntry = {
+                **self._model_entry(spec, run),
+                "message": "the run stopped before this model finished",
+            }
             self._store_call(self.store.put_model, self.run_id, spec.name, entry)
         load = run.load if run is not None else {}
         meta = self._meta.get(spec.name) or CellMeta(options_key="", kind=spec.kind, revision=spec.revision)
@@ -373,8 +375,7 @@ class Analysis:
             if contexts is not None:
                 context = contexts[image.id]
             else:
-                stored = self.store.cells_of([image.id], kinds).get(image.id, {})
-                context = judge_context({m: finish_cell(kinds[m], c) for m, c in stored.items()}, kinds)
+                context = judge_context(stored_cells(self.store, image.id, kinds), kinds)
             if not photo:
                 return {"context": context}
             try:
@@ -419,13 +420,13 @@ class Analysis:
 
     def results(self) -> Results:
         """This run's document: its images in the order found, each with the cells the store holds."""
-        head = dict(
-            header(self.run_id, self.started, self.finished, self.options_entry()),
-            failures_kept=list(self.failures_kept),
-        )
+        head: Header = {
+            **header(self.run_id, self.started, self.finished, self.options_entry()),
+            "failures_kept": list(self.failures_kept),
+        }
         return from_run(head, [self._model_entry(spec) for spec in self.reported_models], self.images, self.store)
 
-    def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> dict[str, Any]:
+    def _model_entry(self, spec: ModelSpec, run: ModelRun | None = None) -> ModelEntry:
         run = run or self.model_runs.get(spec.name) or ModelRun(spec.name, status="skipped", message="not run")
         load = run.load
         return {

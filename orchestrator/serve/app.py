@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from orchestrator.archives import find_member
+from orchestrator.document import ModelEntry
 from orchestrator.errors import LabelsError, StoreError
 from orchestrator.report.html import _num, _secs
 from orchestrator.serve.index import SORTS, BrowseIndex, Filters
@@ -57,7 +58,7 @@ class Served:
     normalise: Callable[[str], str]
     token: str
     who: str
-    entries: list[dict[str, Any]]
+    entries: list[ModelEntry]
     loopback: bool = True
     queue: LabelQueue | None = None
     _write: threading.Lock = field(default_factory=threading.Lock)

@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator import jsontext
 from orchestrator.compare import Comparison
+from orchestrator.document import ImageComparison, ImageEntry
 from orchestrator.errors import StoreError
 from orchestrator.paths import user_cache_home
 from orchestrator.store import ResultStore
@@ -173,15 +174,15 @@ class BrowseIndex:
     def _add(
         self,
         db: sqlite3.Connection,
-        image: dict[str, Any],
-        entry: dict[str, Any],
+        image: ImageEntry,
+        entry: ImageComparison,
         bits: dict[str, int],
         tag_ids: dict[str, int],
     ) -> None:
         results = image.get("results") or {}
         raw = base64.b64decode(image["path_bytes"]) if image.get("path_bytes") else None
         consensus = entry.get("consensus") or []
-        statuses = {m: str((results.get(m) or {}).get("status", "missing")) for m in self.models}
+        statuses = {m: str(c.get("status", "missing")) if (c := results.get(m)) else "missing" for m in self.models}
         summary = {
             "tags": [c["tag"] for c in consensus[:SUMMARY_TAGS]],
             "statuses": {m: s for m, s in statuses.items() if s != "ok"},

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.compare import Comparison
-from orchestrator.compare.captags import finish_cell
+from orchestrator.document import Cell, ImageEntry, ModelEntry, Tag
 from orchestrator.report.html import TAGS_LISTED, _facts, _key
 from orchestrator.store import ResultStore
+from orchestrator.store.documents import stored_cells
 
 LABEL_TOP_K = 25  # per model: the proposals a photo's chips offer (the labelling pool)
 CELL_TOP = 10  # tags shown per cell before "more", as the report
 
 
-def _tag_view(tag: dict[str, Any], norm: Callable[[str], str]) -> dict[str, Any]:
+def _tag_view(tag: Tag, norm: Callable[[str], str]) -> dict[str, Any]:
     score = float(tag.get("score", 0.0))
     name = str(tag.get("name", ""))
     return {
@@ -30,7 +31,7 @@ def _tag_view(tag: dict[str, Any], norm: Callable[[str], str]) -> dict[str, Any]
     }
 
 
-def _cell_view(model: str, result: dict[str, Any] | None, top: int, norm: Callable[[str], str]) -> dict[str, Any]:
+def _cell_view(model: str, result: Cell | None, top: int, norm: Callable[[str], str]) -> dict[str, Any]:
     """One model's cell as photo.html.j2 draws it (the report's cell, rendered on the server)."""
     if result is None:
         result = {"status": "missing", "message": "no result for this model"}
@@ -54,21 +55,21 @@ def _cell_view(model: str, result: dict[str, Any] | None, top: int, norm: Callab
 
 
 def photo_view(
-    store: ResultStore, entries: list[dict[str, Any]], sha256: str, path: str, normalise: Callable[[str], str]
+    store: ResultStore, entries: list[ModelEntry], sha256: str, path: str, normalise: Callable[[str], str]
 ) -> dict[str, Any]:
     """Everything the photo page shows, from the store (one short read)."""
     kinds = {e["name"]: e.get("kind") or "tagger" for e in entries}
     models = list(kinds)
-    stored = store.cells_of([sha256], models).get(sha256, {})
-    results = {m: finish_cell(kinds[m], stored[m]) for m in models if m in stored}  # caption tags, as documents
-    image = {"sha256": sha256, "path": path, "results": results}
-    shown = Comparison(entries, CELL_TOP, None, normalise).add(image) or {}
-    pool = Comparison(entries, LABEL_TOP_K, None, normalise).add(image) or {}
+    stored = stored_cells(store, sha256, kinds)  # caption tags added, as documents
+    results = {m: stored[m] for m in models if m in stored}
+    image: ImageEntry = {"sha256": sha256, "path": path, "results": results}
+    shown = Comparison(entries, CELL_TOP, None, normalise).add(image)
+    pool = Comparison(entries, LABEL_TOP_K, None, normalise).add(image)
     judges = {e["name"] for e in entries if e.get("kind") == "judge"}
     labels = store.labels_of(sha256)
-    chips = [
+    chips: list[dict[str, Any]] = [
         {"tag": c["tag"], "n_models": c["n_models"], "score": c["score"], "models": c["models"]}
-        for c in pool.get("consensus") or []
+        for c in (pool["consensus"] if pool else [])
     ]
     offered = {c["tag"] for c in chips}
     for tag in labels.verdicts:  # a tag the user added (no model gave it) is a chip too
@@ -81,8 +82,8 @@ def photo_view(
         "sha256": sha256,
         "path": path,
         "facts": _facts(results),
-        "agreement": shown.get("agreement"),
-        "consensus": (shown.get("consensus") or [])[:8],
+        "agreement": shown["agreement"] if shown else None,
+        "consensus": (shown["consensus"] if shown else [])[:8],
         "cells": [dict(_cell_view(m, results.get(m), CELL_TOP, normalise), synthesis=m in judges) for m in models],
         "chips": chips,
         "done": labels.done,

@@ -16,7 +16,7 @@ from pathlib import Path
 from orchestrator.compare.nextlabel import best_thresholds, leading_models
 from orchestrator.serve.index import BrowseIndex, Filters
 from orchestrator.store import ResultStore
-from orchestrator.store.documents import evaluate_store, queue_from_store
+from orchestrator.store.documents import evaluate_store, model_entries, queue_from_store
 
 QUEUE_LENGTH = 200
 REFRESH = 10  # photos marked done before the queue is computed again
@@ -50,7 +50,7 @@ class LabelQueue:
 
     def _compute(self) -> None:
         evaluation = evaluate_store(self.store, self.normalise, self.under, resamples=0)
-        entries = self.store.model_entries(self.store.models(), self.under)
+        entries = model_entries(self.store, self.store.models(), self.under)
         leaders = leading_models(evaluation if evaluation["labelled"] else None, [e["name"] for e in entries])
         queue = queue_from_store(
             self.store,

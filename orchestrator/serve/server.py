@@ -17,6 +17,7 @@ from orchestrator.serve.queue import LabelQueue
 from orchestrator.serve.security import is_loopback, new_token
 from orchestrator.serve.thumbs import Thumbnails
 from orchestrator.store import ResultStore
+from orchestrator.store.documents import model_entries
 from orchestrator.store.labels import default_labeller
 
 
@@ -36,7 +37,7 @@ def prepare(
     if rebuilt:
         say(f"browse index of {index.count()} photo(s) written to {index.path}")
     index.sync_labelled()
-    entries = store.model_entries(index.models, under)
+    entries = model_entries(store, index.models, under)
     queue = LabelQueue(store, under, normalise, index)
     queue.start()
     return Served(

@@ -22,7 +22,6 @@ replaces a done one: a failure (a missing env, a timeout) loses no earlier resul
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 import threading
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator import __version__, jsontext
 from orchestrator.errors import StoreError
@@ -45,6 +44,25 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_S = 30.0
 READ_CHUNK = 256  # images per read: memory stays flat however large the store
+
+
+class StoredPath(NamedTuple):
+    """One stored path of an image (`ResultStore.image_rows`)."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    raw: bytes | None  # the name's exact bytes when it is not UTF-8
+    first: str | None  # the first path of this content the same run saw (a later one is its copy)
+    others: list[str]  # every other path this content was recorded at
+
+
+class StoredModel(NamedTuple):
+    """One model's stored entry (`ResultStore.model_rows`)."""
+
+    name: str
+    entry: dict[str, Any] | None  # the models[] entry a run stored (JSON), if any
+    latest: tuple[Any, ...] | None  # else its latest cell's kind, revision, model_version, device, load_s, warmup_s
 
 
 @dataclass(frozen=True)
@@ -404,13 +422,14 @@ class ResultStore:
             self._vocab_known.add(vid)
         return terms
 
-    def iter_images(self, under: Iterable[Path] | None = None) -> Iterator[dict[str, Any]]:
-        """The stored images, by path, one short read per chunk (memory does not grow with the store).
+    def image_rows(self, under: Iterable[Path] | None = None) -> Iterator[StoredPath]:
+        """The stored images, by path, one short read per chunk (memory does not grow with the store);
+        store/documents.py shapes them into a document's image entries.
 
         under: only images with a recorded path under one of these (default: every image).
         Per image content: the paths seen by the latest run that saw it (under `under`) are listed,
-        the first as the image, the others with `duplicate_of` it; `seen_as` lists every other path
-        it was recorded at; `path_bytes` (base64) the exact bytes of a name that is not UTF-8."""
+        the first (`first`) as the image, the others as copies of it; `others`: every other path it
+        was recorded at; `raw`: the exact bytes of a name that is not UTF-8."""
         under_sql, under_args = _under_clause(under, "{col}")
         last: tuple[str, str] = ("", "")
         while True:
@@ -438,15 +457,7 @@ class ResultStore:
             if not rows:
                 return
             for path, sha, size, raw, first in rows:
-                entry: dict[str, Any] = {"path": path, "sha256": sha, "size_bytes": size}
-                if raw is not None:
-                    entry["path_bytes"] = base64.b64encode(raw).decode()
-                if first is not None and path != first:
-                    entry["duplicate_of"] = first
-                others = [p for p in seen.get(sha, []) if p != path]
-                if others:
-                    entry["seen_as"] = others
-                yield entry
+                yield StoredPath(path, sha, size, raw, first, [p for p in seen.get(sha, []) if p != path])
             last = (rows[-1][0], rows[-1][1])
 
     def runs_used(self, models: Iterable[str], under: Iterable[Path] | None = None) -> list[dict[str, Any]]:
@@ -465,9 +476,9 @@ class ResultStore:
         used = [dict(runs[run_id], last_cell=t) for run_id, t in rows if run_id in runs]
         return sorted(used, key=lambda r: r["started"])
 
-    def model_entries(self, models: Iterable[str], under: Iterable[Path] | None = None) -> list[dict[str, Any]]:
-        """Each model's models[] entry: that of the latest run that gave its shown cells; else its latest
-        entry at all; else what its latest cell says."""
+    def model_rows(self, models: Iterable[str], under: Iterable[Path] | None = None) -> list[StoredModel]:
+        """Each model's stored models[] entry: that of the latest run that gave its shown cells; else its
+        latest entry at all; else none, with what its latest cell says (store/documents.model_entries)."""
         under_sql, under_args = _under_clause(under, "p.path")
         out = []
         with self.reading() as db:
@@ -486,14 +497,14 @@ class ResultStore:
                 ).fetchall()
                 useful = [e for e in mine if e[0] in contributing] or mine
                 if useful:
-                    out.append(jsontext.loads(useful[-1][1]))
+                    out.append(StoredModel(name, jsontext.loads(useful[-1][1]), None))
                     continue
                 latest = db.execute(
                     "SELECT kind, revision, model_version, device, load_s, warmup_s FROM cells "
                     "WHERE model = ? ORDER BY time DESC LIMIT 1",
                     (name,),
                 ).fetchone()
-                out.append(_entry_from_cell(name, latest))
+                out.append(StoredModel(name, None, tuple(latest) if latest is not None else None))
         return out
 
     # -- housekeeping (`mltag store stats | vacuum`) -----------------------------------------------
@@ -721,7 +732,7 @@ class ResultStore:
         return row[0] if row else None
 
     def image_count(self, under: Iterable[Path] | None = None) -> int:
-        """How many images (by content) the store holds under `under` (default: all), as iter_images lists them."""
+        """How many images (by content) the store holds under `under` (default: all), as image_rows lists them."""
         under_sql, under_args = _under_clause(under, "p.path")
         with self.reading() as db:
             return int(
@@ -794,28 +805,6 @@ class ResultStore:
         rows = db.execute("SELECT model, min(time) FROM cells GROUP BY model").fetchall()
         first = dict(db.execute("SELECT model, min(time) FROM run_models GROUP BY model").fetchall())
         return [m for m, t in sorted(rows, key=lambda r: (first.get(r[0], r[1]), r[0]))]
-
-
-def _entry_from_cell(name: str, latest: tuple[Any, ...] | None) -> dict[str, Any]:
-    """A models[] entry when none was stored (cells written by hand): what the latest cell says."""
-    kind, revision, model_version, device, load_s, warmup_s = latest or (None,) * 6
-    return {
-        "name": name,
-        "kind": kind or "tagger",
-        "adapter": "",
-        "env": "",
-        "hub_id": "",
-        "revision": revision or "",
-        "weights": None,
-        "status": "ok" if latest else "skipped",
-        "message": "no model information stored",
-        "device": device,
-        "dtype": None,
-        "model_version": model_version,
-        "load_s": load_s,
-        "warmup_s": warmup_s,
-        "notes": [],
-    }
 
 
 def _under_clause(under: Iterable[Path] | None, column: str) -> tuple[str, list[Any]]:

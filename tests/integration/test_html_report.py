@@ -292,7 +292,7 @@ def test_a_large_report_draws_images_as_the_reader_scrolls(browser: Any, tmp_pat
     document = make_document(tmp_path / "photos")
     first = document["images"][0]
     document["images"] = [
-        {**first, "sha256": f"{i:064x}", "results": {m: dict(c) for m, c in first["results"].items()}}
+        {**first, "sha256": f"{i:064x}", "results": {m: c.copy() for m, c in first["results"].items()}}
         for i in range(150)
     ]
     document["images"][130]["results"]["clip"]["tags"] = [

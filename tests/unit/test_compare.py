@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
 
 import pytest
 
 from orchestrator.compare import compare
-from orchestrator.compare.cells import caption_tags, jaccard
+from orchestrator.compare.captags import caption_tags
+from orchestrator.compare.cells import jaccard
 from orchestrator.compare.timing import percentile
+from orchestrator.document import Body, ComparisonResult, ModelEntry, Tag
 
 SHA1, SHA2 = "1" * 64, "2" * 64
 
 
-def tag(name: str, score: float, estimated: bool = False) -> dict[str, Any]:
-    return {"name": name, "score": score, **({"estimated": True} if estimated else {})}
+def tag(name: str, score: float, estimated: bool = False) -> Tag:
+    return {"name": name, "score": score, "estimated": True} if estimated else {"name": name, "score": score}
 
 
-def model(name: str, kind: str = "tagger", load_s: float | None = 1.0, warmup_s: float | None = None) -> dict:
+def model(name: str, kind: str = "tagger", load_s: float | None = 1.0, warmup_s: float | None = None) -> ModelEntry:
     return {"name": name, "kind": kind, "revision": "r", "load_s": load_s, "warmup_s": warmup_s, "device": "cpu"}
 
 
-def document() -> dict[str, Any]:
+def document() -> Body:
     """Four models, two unique images and one duplicate of the first.
 
     A, B: taggers; C: a captioner (estimated scores); D: fails everywhere.
@@ -78,7 +79,7 @@ def document() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def result() -> dict[str, Any]:
+def result() -> ComparisonResult:
     return compare(document(), top_k=2)
 
 
@@ -93,7 +94,7 @@ def test_the_document_is_not_modified_and_the_result_is_json() -> None:
     assert "top-2" in out["definitions"]["agreement"] and "Jaccard" in out["definitions"]["agreement"]
 
 
-def test_per_image_consensus_is_models_agreeing_times_mean_confidence(result: dict) -> None:
+def test_per_image_consensus_is_models_agreeing_times_mean_confidence(result: ComparisonResult) -> None:
     # Top-2 per model on image 1: A {window .9, rust .6}, B {window .8, graffiti .5}, C {rust .75~, door .5~}
     #   window   2 x (.9 + .8) / 2  = 1.7
     #   rust     2 x (.6 + .75) / 2 = 1.35 (estimated: C's score)
@@ -115,7 +116,7 @@ def test_per_image_consensus_is_models_agreeing_times_mean_confidence(result: di
     assert one["estimated"] == {"rust": ["C"], "door": ["C"]}
 
 
-def test_per_image_agreement_is_mean_pairwise_jaccard(result: dict) -> None:
+def test_per_image_agreement_is_mean_pairwise_jaccard(result: ComparisonResult) -> None:
     # image 1: A-B {window,rust} vs {window,graffiti} = 1/3; A-C {window,rust} vs {rust,door} = 1/3;
     #          B-C = 0/4 = 0; D has no ok cell: None. Mean of the three = 2/9.
     one = result["images"][SHA1]
@@ -130,7 +131,7 @@ def test_per_image_agreement_is_mean_pairwise_jaccard(result: dict) -> None:
     assert two["agreement"] == 0.5 and two["pairwise"]["A"]["C"] is None
 
 
-def test_folder_consensus_averages_the_per_image_scores(result: dict) -> None:
+def test_folder_consensus_averages_the_per_image_scores(result: ComparisonResult) -> None:
     # image 2: graffiti 2 x (.4 + .6) / 2 = 1.0, window 1 x .7 = .7
     # folder (2 unique images; the duplicate is ignored):
     #   window   (1.7 + .7) / 2 = 1.2,  models A,B, mean conf (.9 + .8 + .7) / 3 = .8, images 2
@@ -149,7 +150,7 @@ def test_folder_consensus_averages_the_per_image_scores(result: dict) -> None:
     assert "staircase" not in {c["tag"] for c in folder["consensus"]}  # only in the duplicate row
 
 
-def test_matrix_rows_follow_the_consensus_with_counts_per_model(result: dict) -> None:
+def test_matrix_rows_follow_the_consensus_with_counts_per_model(result: ComparisonResult) -> None:
     matrix = result["folder"]["matrix"]
     assert [r["tag"] for r in matrix] == [c["tag"] for c in result["folder"]["consensus"]]
     window = matrix[0]
@@ -163,7 +164,7 @@ def test_matrix_rows_follow_the_consensus_with_counts_per_model(result: dict) ->
     assert "D" not in rust["models"]
 
 
-def test_folder_pairwise_and_agreement(result: dict) -> None:
+def test_folder_pairwise_and_agreement(result: ComparisonResult) -> None:
     # A-B: mean(1/3, 1/2) = 5/12; A-C: 1/3 (image 1 only: C timed out on 2); B-C: 0.
     # Folder agreement: mean over the pairs with a value = (5/12 + 4/12 + 0) / 3 = 1/4.
     pairwise = result["folder"]["pairwise"]
@@ -174,7 +175,7 @@ def test_folder_pairwise_and_agreement(result: dict) -> None:
     assert result["folder"]["agreement"] == 0.25 and result["folder"]["agreement_note"] is None
 
 
-def test_confidence_keeps_every_tag_above_the_threshold(result: dict) -> None:
+def test_confidence_keeps_every_tag_above_the_threshold(result: ComparisonResult) -> None:
     # A's door (.3) is outside its top-2, so not in the matrix's A column, but its confidence shows.
     assert result["folder"]["confidence"]["door"] == {
         "A": {"images": 1, "mean_score": 0.3, "estimated": False},
@@ -182,7 +183,7 @@ def test_confidence_keeps_every_tag_above_the_threshold(result: dict) -> None:
     }
 
 
-def test_status_counts_and_timing_count_unique_images(result: dict) -> None:
+def test_status_counts_and_timing_count_unique_images(result: ComparisonResult) -> None:
     folder = result["folder"]
     assert folder["status_counts"] == {"A": {"ok": 2}, "B": {"ok": 2}, "C": {"ok": 1, "timeout": 1}, "D": {"error": 2}}
     # A: .1 and .3 s -> mean .2, p50 .2, p95 .1 + .95 x .2 = .29, 2 images / .4 s = 5 per second.
@@ -240,7 +241,7 @@ def test_top_k_zero_compares_every_tag() -> None:
 
 
 def test_synonyms_merge_tags_across_models() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A"), model("B")],
         "images": [
             {
@@ -268,7 +269,7 @@ def test_synonyms_merge_tags_across_models() -> None:
 
 
 def test_one_cell_keeps_the_best_score_of_tags_that_normalise_alike() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A")],
         "images": [
             {
@@ -284,18 +285,19 @@ def test_one_cell_keeps_the_best_score_of_tags_that_normalise_alike() -> None:
 
 
 def test_one_model_only_has_no_agreement_and_says_why() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A")],
         "images": [{"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "ok", "tags": [tag("rust", 0.5)]}}}],
     }
     out = compare(doc)
-    assert out["folder"]["agreement"] is None and "only one model" in out["folder"]["agreement_note"]
+    note = out["folder"].get("agreement_note")
+    assert out["folder"]["agreement"] is None and note is not None and "only one model" in note
     assert out["images"][SHA1]["agreement"] is None
     assert out["folder"]["consensus"][0]["tag"] == "rust"
 
 
 def test_models_without_ok_cells_and_empty_tag_lists() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A"), model("B"), model("C")],
         "images": [
             {
@@ -331,7 +333,7 @@ def test_models_without_ok_cells_and_empty_tag_lists() -> None:
 
 
 def test_no_ok_cell_anywhere() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A"), model("B")],
         "images": [
             {"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "bad_image"}, "B": {"status": "bad_image"}}}
@@ -345,7 +347,7 @@ def test_no_ok_cell_anywhere() -> None:
 
 def test_caption_without_tags_is_extracted_like_the_pipeline_does() -> None:
     caption = "A rusty pipe under broken windows."
-    doc = {
+    doc: Body = {
         "models": [model("cap", "captioner"), model("A")],
         "images": [
             {
@@ -374,7 +376,7 @@ def test_jaccard() -> None:
 
 
 def test_rating_tags_and_judges_stay_out_of_the_agreement() -> None:
-    doc = {
+    doc: Body = {
         "models": [model("A"), model("B"), model("J", "judge")],
         "images": [
             {
@@ -400,7 +402,7 @@ def test_rating_tags_and_judges_stay_out_of_the_agreement() -> None:
     assert out["folder"]["timing"]["J"]["n"] == 1 and out["folder"]["status_counts"]["J"] == {"ok": 1}
 
 
-def test_consensus_cut_off_and_the_plan_s_summary(result: dict) -> None:
+def test_consensus_cut_off_and_the_plan_s_summary(result: ComparisonResult) -> None:
     # image 1: A, B, C answered -> k = ceil(3/4 x 3) = 3; no tag has 3 models. image 2: A, B -> k = 2: graffiti.
     one, two = result["images"][SHA1], result["images"][SHA2]
     assert one["answered"] == ["A", "B", "C"] and one["consensus_min"] == 3
@@ -423,7 +425,7 @@ def test_consensus_cut_off_and_the_plan_s_summary(result: dict) -> None:
 
 def test_only_one_closed_vocabulary_holds_the_tag() -> None:
     """A WD14 tag CLIP's vocabulary lacks is noted; one a captioner could say is not decided by it."""
-    doc = {
+    doc: Body = {
         "models": [model("W"), model("Z", "zero-shot"), model("C", "captioner")],
         "images": [
             {

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.compare.evaluate import best_threshold, evaluate, parse_labels, read_labels
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.document import Body, Tag
 from orchestrator.errors import LabelsError
 from orchestrator.report.evaluation_view import evaluation_table
 from orchestrator.report.flat import evaluation_csv
@@ -23,11 +24,11 @@ from orchestrator.report.flat import evaluation_csv
 SHA1, SHA2, SHA3 = "1" * 64, "2" * 64, "3" * 64
 
 
-def tag(name: str, score: float) -> dict[str, Any]:
+def tag(name: str, score: float) -> Tag:
     return {"name": name, "score": score}
 
 
-def document() -> dict[str, Any]:
+def document() -> Body:
     """A, B taggers; C never ran (skipped). Image 3 has no label."""
     return {
         "models": [{"name": n, "kind": "tagger", "revision": "r"} for n in "ABC"],
@@ -127,7 +128,7 @@ def test_labels_for_images_not_in_the_results_are_reported() -> None:
 
 
 def test_synonyms_apply_to_labels_and_predictions() -> None:
-    doc = {
+    doc: Body = {
         "models": [{"name": "A", "kind": "tagger"}],
         "images": [
             {"path": "x.jpg", "sha256": SHA1, "results": {"A": {"status": "ok", "tags": [tag("abandoned", 0.8)]}}}
@@ -179,7 +180,7 @@ def test_existing_files_match_by_content_hash(tmp_path: Path) -> None:
     labels.write_text("moved/renamed.jpg,rust\n", encoding="utf-8")
     [row] = read_labels(labels)
     assert row.key == sha
-    doc = {
+    doc: Body = {
         "models": [{"name": "A", "kind": "tagger"}],
         "images": [
             {"path": "/old/place.jpg", "sha256": sha, "results": {"A": {"status": "ok", "tags": [tag("rust", 0.4)]}}}

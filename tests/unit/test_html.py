@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from orchestrator.compare import compare
+from orchestrator.document import Document
 from orchestrator.report.html import to_html
 from orchestrator.report.thumbnails import thumbnail
 from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, make_document
@@ -32,12 +33,12 @@ def thumbs(html: str) -> list[str | None]:
 
 
 @pytest.fixture()
-def document(tmp_path: Path) -> dict:
+def document(tmp_path: Path) -> Document:
     return make_document(tmp_path / "photos")
 
 
 @pytest.fixture()
-def html(document: dict) -> str:
+def html(document: Document) -> str:
     return to_html(document, compare(document))
 
 
@@ -62,7 +63,7 @@ def test_model_output_is_escaped(html: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I), "nothing remote"
 
 
-def test_json_blocks_are_escaped_and_round_trip(html: str, document: dict) -> None:
+def test_json_blocks_are_escaped_and_round_trip(html: str, document: Document) -> None:
     (block,) = DATA_BLOCK.findall(html)
     data = json.loads(block)
     assert data["models"] == ["wd14", "clip", "florence2", "broken"]
@@ -91,7 +92,7 @@ def test_thumbnails_and_placeholder(html: str) -> None:
     assert records(html)[3]["e"].startswith("cannot read image") and "e" not in records(html)[0]
 
 
-def test_images_are_written_in_blocks(document: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_images_are_written_in_blocks(document: Document, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of CHUNK images: records and thumbnails stay paired and in order across blocks."""
     monkeypatch.setattr("orchestrator.report.html.CHUNK", 3)
     html = to_html(document, compare(document))
@@ -128,7 +129,7 @@ def test_unreadable_images_give_reasons(tmp_path: Path) -> None:
     assert uri is None and why is not None and why.startswith("cannot read image")
 
 
-def test_the_real_comparison_renders(document: dict) -> None:
+def test_the_real_comparison_renders(document: Document) -> None:
     comparison = compare(document)
     html = to_html(document, comparison)
     heatmap = html.split('id="heatmap"', 1)[1].split("</table>", 1)[0]
@@ -137,7 +138,7 @@ def test_the_real_comparison_renders(document: dict) -> None:
     assert not set("<>&") & set(block) and HOSTILE_CAPTION not in html
 
 
-def test_without_comparison_the_document_alone_renders(document: dict) -> None:
+def test_without_comparison_the_document_alone_renders(document: Document) -> None:
     html = to_html(document)
     assert "No comparison in this document" in html and 'id="heatmap"' not in html
     assert html.count('class="bar-row"') == 3 * len(document["models"])
@@ -149,14 +150,14 @@ def test_without_comparison_the_document_alone_renders(document: dict) -> None:
     assert re.findall(r"<td>(.*?)</td>", row)[:3] == ["1.50 s", "200 ms", "41 ms"]
 
 
-def test_relative_paths_are_read_from_image_root(document: dict, tmp_path: Path) -> None:
+def test_relative_paths_are_read_from_image_root(document: Document, tmp_path: Path) -> None:
     for image in document["images"]:
         image["path"] = str(Path(image["path"]).relative_to(tmp_path))
     assert sum(t is not None for t in thumbs(to_html(document, image_root=tmp_path))) == 3
     assert thumbs(to_html(document, image_root=tmp_path / "elsewhere")) == [None] * 4
 
 
-def test_models_running_remote_code_are_marked(document: dict) -> None:
+def test_models_running_remote_code_are_marked(document: Document) -> None:
     document["models"][2]["remote_code"] = True  # e.g. moondream2: the repository's own code ran
     html = to_html(document)
     models = html.split('<section id="models">', 1)[1].split("</section>", 1)[0]
@@ -165,7 +166,7 @@ def test_models_running_remote_code_are_marked(document: dict) -> None:
     assert marked == [document["models"][2]["name"]]
 
 
-def test_cached_thumbnails_are_made_once_and_kept_outside_the_archive(document: dict, tmp_path: Path) -> None:
+def test_cached_thumbnails_are_made_once_and_kept_outside_the_archive(document: Document, tmp_path: Path) -> None:
     from orchestrator.report.thumbnails import cache_file, cached_thumbnail
 
     cache = tmp_path / "cache"
@@ -187,7 +188,7 @@ def test_cached_thumbnails_are_made_once_and_kept_outside_the_archive(document: 
     )
 
 
-def test_the_report_takes_thumbnails_from_the_cache(document: dict, tmp_path: Path) -> None:
+def test_the_report_takes_thumbnails_from_the_cache(document: Document, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     buf = io.StringIO()
     from orchestrator.document import Results
@@ -202,7 +203,7 @@ def test_the_report_takes_thumbnails_from_the_cache(document: dict, tmp_path: Pa
     assert thumbs(again.getvalue())[:3] == thumbs(buf.getvalue())[:3] and None not in thumbs(again.getvalue())[:3]
 
 
-def test_a_score_that_is_not_a_number_is_null_in_strict_json(document: dict) -> None:
+def test_a_score_that_is_not_a_number_is_null_in_strict_json(document: Document) -> None:
     """JSON has no NaN (the browser's JSON.parse refuses it): such a score travels as null."""
     document["images"][0]["results"]["clip"]["tags"][0]["score"] = float("nan")
 

@@ -14,24 +14,26 @@ from rich.console import Console
 from orchestrator.compare.evaluate import evaluate
 from orchestrator.compare.intervals import Series, bootstrap, metrics, percentile
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.document import Body, Cell, ImageEntry, Tag
 from orchestrator.report.evaluation_view import evaluation_table
 from orchestrator.report.flat import evaluation_csv
 
 VOCAB = [f"tag{i}" for i in range(12)]
 
 
-def archive(photos: int, accuracy: dict[str, float], seed: int = 7) -> tuple[dict[str, Any], dict[str, set[str]]]:
+def archive(photos: int, accuracy: dict[str, float], seed: int = 7) -> tuple[Body, dict[str, set[str]]]:
     """`photos` photos with 2-4 true tags each; a model gets each true tag right with its `accuracy` and adds
     a wrong tag with probability 1 - accuracy; scores are random, so the best threshold varies too."""
     rng = random.Random(seed)
-    images, labels = [], {}
+    images: list[ImageEntry] = []
+    labels = {}
     for i in range(photos):
         sha = f"{i:064x}"
         truth = set(rng.sample(VOCAB, rng.randint(2, 4)))
         labels[sha] = truth
-        results = {}
+        results: dict[str, Cell] = {}
         for model, acc in accuracy.items():
-            tags = [{"name": t, "score": rng.uniform(0.3, 1.0)} for t in sorted(truth) if rng.random() < acc]
+            tags: list[Tag] = [{"name": t, "score": rng.uniform(0.3, 1.0)} for t in sorted(truth) if rng.random() < acc]
             if rng.random() > acc:
                 tags.append({"name": rng.choice(sorted(set(VOCAB) - truth)), "score": rng.uniform(0.1, 0.8)})
             results[model] = {"status": "ok", "tags": tags}
@@ -70,7 +72,7 @@ def test_intervals_shrink_with_more_photos() -> None:
 def test_the_same_seed_gives_the_same_numbers_whatever_the_photo_order() -> None:
     document, labels = archive(60, {"A": 0.8, "B": 0.7})
     first = evaluate(document, labels, Normaliser(), seed=3)
-    reordered = dict(document, images=list(reversed(document["images"])))
+    reordered: Body = {**document, "images": list(reversed(document["images"]))}
     assert evaluate(reordered, labels, Normaliser(), seed=3) == first
     other = evaluate(document, labels, Normaliser(), seed=4)
     assert other["models"][0]["intervals"] != first["models"][0]["intervals"], "another seed, other resamples"

@@ -6,8 +6,7 @@ Pure functions on known answers; the judge end to end is tests/adapters/test_jud
 
 from __future__ import annotations
 
-from typing import Any
-
+from orchestrator.document import Cell
 from orchestrator.run.judge import judge_context
 from runners._merge import evidence, format_outputs, merged_result, parse_answer, split_supported
 from schemas.protocol import Tag
@@ -49,7 +48,7 @@ def test_result_from_a_well_formed_answer() -> None:
 
 
 def test_context_takes_ok_cells_in_model_order() -> None:
-    cells: dict[str, dict[str, Any]] = {
+    cells: dict[str, Cell] = {
         "wd14": {
             "status": "ok",
             "tags": [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -155,7 +154,8 @@ def test_a_v2_store_is_migrated_to_v3_and_keeps_its_cells(tmp_path: Path, monkey
 
 def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: Path, db: ResultStore) -> None:
     from orchestrator.compare.normalise import Normaliser
-    from orchestrator.store.documents import evaluate_store
+    from orchestrator.document import Cell
+    from orchestrator.store.documents import evaluate_store, model_entries
 
     db.begin_run("run1", 0.0, {}, ["analyze"])
     images = []
@@ -178,8 +178,8 @@ def test_evaluate_store_live_with_cached_cells_gives_the_cold_numbers(tmp_path: 
                 CellMeta(options_key="k", kind="tagger"),
             )
     db.import_labels({sha: ["rust", "door"] for sha in shas[:4]}, "ann")
-    entries = db.model_entries(db.models())
-    cache: dict[str, dict[str, Any]] = {}
+    entries = model_entries(db, db.models())
+    cache: dict[str, dict[str, Cell]] = {}
     cold = evaluate_store(db, Normaliser())
     assert cold["labelled"] == 4 and cold["unlabelled"] == 4 and cold["leader"] is not None
     assert evaluate_store(db, Normaliser(), models=entries, cache=cache) == cold

@@ -8,20 +8,21 @@ from typing import Any
 from orchestrator.compare.evaluate import evaluate
 from orchestrator.compare.nextlabel import best_thresholds, disagreement, label_queue, leading_models
 from orchestrator.compare.normalise import Normaliser
+from orchestrator.document import Cell, ImageEntry
 
 NORM = Normaliser()
 
 
-def cell(*tags: str, score: float = 0.9) -> dict[str, Any]:
+def cell(*tags: str, score: float = 0.9) -> Cell:
     return {"status": "ok", "tags": [{"name": t, "score": score} for t in tags]}
 
 
-def photo(path: str, n: int, a: list[str], b: list[str], c: list[str] | None = None) -> dict[str, Any]:
+def photo(path: str, n: int, a: list[str], b: list[str], c: list[str] | None = None) -> ImageEntry:
     results = {"A": cell(*a), "B": cell(*b), "C": cell(*(c if c is not None else a))}
     return {"path": path, "sha256": f"{n:064x}", "results": results}
 
 
-def archive() -> list[dict[str, Any]]:
+def archive() -> list[ImageEntry]:
     """Two folders; A and B dispute 3, 2, 1 or 0 tags."""
     return [
         photo("/p/x/1.jpg", 1, ["rust", "door", "stairs"], ["rust"]),  # x: 2 disputed

@@ -9,13 +9,14 @@ import pytest
 from rich.console import Console
 
 from orchestrator.compare import compare
+from orchestrator.document import Body, Cell, Document, ModelEntry
 from orchestrator.report.comparison_views import Views
 from orchestrator.report.flat import to_csv, to_json
 from orchestrator.report.table import render
 from tests.support import SCHEMA
 
 
-def doc() -> dict:
+def doc() -> Body:
     return {
         "models": [{"name": "m", "revision": "r" * 40}],
         "images": [
@@ -56,10 +57,10 @@ def test_csv_threshold() -> None:
 # -- the comparison's views (report/comparison_views.py via report/table.py) ------------------------------
 
 
-def full_document() -> dict:
+def full_document() -> Document:
     """A schema-valid document: wd14 and clip tag, florence2 captions (estimated tags), broken never runs."""
 
-    def model(name: str, kind: str, load_s: float | None) -> dict:
+    def model(name: str, kind: str, load_s: float | None) -> ModelEntry:
         return {
             "name": name,
             "kind": kind,
@@ -76,7 +77,7 @@ def full_document() -> dict:
             "timeouts": 0,
         }
 
-    def cells(i: int) -> dict:
+    def cells(i: int) -> dict[str, Cell]:
         return {
             "wd14": {
                 "status": "ok",
@@ -124,7 +125,7 @@ def full_document() -> dict:
     }
 
 
-def rendered(document: dict, views: Views) -> str:
+def rendered(document: Document, views: Views) -> str:
     console = Console(width=100, record=True)
     render(document, console, views)
     return console.export_text()
@@ -231,7 +232,9 @@ def test_streamed_json_equals_the_document_and_its_comparison(top: int, threshol
     from orchestrator.report.flat import write_json, write_jsonl
 
     document = full_document()
-    document["images"].append(dict(document["images"][0], path="copy.jpg", duplicate_of=document["images"][0]["path"]))
+    document["images"].append(
+        {**document["images"][0], "path": "copy.jpg", "duplicate_of": document["images"][0]["path"]}
+    )
     buf = io.StringIO()
     write_json(Results.of(document), buf, Comparison(document["models"], top, threshold))
     streamed = json.loads(buf.getvalue())

@@ -131,18 +131,20 @@ def test_request_settings_do_not_change_the_options_key(tmp_path: Path) -> None:
 
 
 def test_cell_usage_reads_an_endpoints_usage_or_a_captioners_counts() -> None:
-    assert cell_usage({"raw": {"usage": {"prompt_tokens": 90, "completion_tokens": 12}, "retries": 2}}) == (90, 12, 2)
+    usage = {"prompt_tokens": 90, "completion_tokens": 12}
+    assert cell_usage({"status": "ok", "raw": {"usage": usage, "retries": 2}}) == (90, 12, 2)
     assert cell_usage(
         {
+            "status": "ok",
             "raw": {
                 "generations": {
                     "caption": {"prompt_tokens": 30, "new_tokens": 5},
                     "tags": {"prompt_tokens": 31, "new_tokens": 9},
                 }
-            }
+            },
         }
     ) == (61, 14, 0)
-    assert cell_usage({"raw": {"scores": [0.1]}}) is None and cell_usage({"status": "timeout"}) is None
+    assert cell_usage({"status": "ok", "raw": {"scores": [0.1]}}) is None and cell_usage({"status": "timeout"}) is None
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from orchestrator import store
+from orchestrator.document import Document
 from orchestrator.images import hash_file
 from orchestrator.models import envbuild
 from orchestrator.run.jobs import RunOptions
@@ -158,7 +159,7 @@ def _analyse(
     options: RunOptions | None = None,
     force: bool = False,
     models: tuple[str, ...] = ("m",),
-) -> dict[str, Any]:
+) -> Document:
     images = [hash_file(p) for p in sorted(folder.glob("*.jpg"))]
     return Analysis(images, [spec(m) for m in models], options or RunOptions(), store=db, force=force).run().document()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from orchestrator.cli.choices import ViewFlags
 from orchestrator.cli.console import err, stdout
 from orchestrator.cli.output import write_text
 from orchestrator.cli.stores import load_stored
-from orchestrator.document import Results
+from orchestrator.document import Document, Results
 from orchestrator.errors import LabelsError, UsageError
 
 Labels = Annotated[
@@ -109,7 +109,7 @@ def _stored_labels(store: Path | None, paths: list[Path] | None, normaliser: Cal
     return evaluation
 
 
-def _labelled_document(stored: Results, keys: set[str]) -> dict[str, Any]:
+def _labelled_document(stored: Results, keys: set[str]) -> Document:
     """The stored document with the cells of labelled images only (keys: sha256s or resolved paths):
     every image is listed (unlabelled ones are counted), only the labelled keep their results."""
     from orchestrator.compare.evaluate import evaluated_part
@@ -121,10 +121,10 @@ def _labelled_document(stored: Results, keys: set[str]) -> dict[str, Any]:
         else:
             image["results"] = {m: evaluated_part(c) for m, c in image["results"].items()}
         images.append(image)
-    return {**stored.head, "models": stored.models, "images": images}
+    return cast(Document, {**stored.head, "models": stored.models, "images": images})  # see Results.document
 
 
-def _saved_document(path: Path) -> dict[str, Any]:
+def _saved_document(path: Path) -> Document:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -136,4 +136,4 @@ def _saved_document(path: Path) -> dict[str, Any]:
             f"--results {path} is not an mltag result document (no 'images' list): save one with "
             "`mltag analyze PATHS --format json --out FILE`"
         )
-    return document
+    return cast(Document, document)  # an mltag document (an images list): read as the schema says

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,7 @@ from orchestrator.cli import options as o
 from orchestrator.cli.choices import check_threshold
 from orchestrator.cli.console import err
 from orchestrator.cli.stores import Stored, load_stored
+from orchestrator.document import ImageEntry
 from orchestrator.errors import ExportError, OutputError, UsageError
 from orchestrator.images import display_path
 
@@ -161,7 +162,7 @@ class Choice:
 
     source: str
     threshold: float | None
-    keywords: Callable[[dict[str, Any]], list[str]]
+    keywords: Callable[[ImageEntry], list[str]]
 
 
 def export(
@@ -310,7 +311,7 @@ def _choose(
         )
     rename = normaliser if normalise else _raw_names(normaliser)
 
-    def keywords(image: dict[str, Any]) -> list[str]:
+    def keywords(image: ImageEntry) -> list[str]:
         tags = cell_tags(image.get("results", {}).get(name), rename, cut)
         return [t for t, _ in sorted(tags.items(), key=lambda item: (-item[1][0], item[0]))]
 
@@ -334,9 +335,11 @@ def _consensus(
 
     comparison = Comparison(stored.results.models, compare_top, threshold, normaliser, consensus_min)
 
-    def keywords(image: dict[str, Any]) -> list[str]:
+    def keywords(image: ImageEntry) -> list[str]:
         # every copy of a duplicate gets its keywords: the comparison counts a duplicate_of entry once
-        entry = comparison.add({k: v for k, v in image.items() if k != "duplicate_of"})
+        first = image.copy()
+        first.pop("duplicate_of", None)
+        entry = comparison.add(first)
         return list(entry["summary"]["common_tags"]) if entry else []
 
     return Choice("consensus", threshold, keywords)
@@ -371,8 +374,7 @@ def _best(
                 for image in stored.results.images()
                 if image["sha256"] in keys or str(Path(image["path"]).resolve()) in keys
             ]
-            document = {**stored.results.head, "models": stored.results.models, "images": labelled}
-            evaluation = evaluate(document, rows, normaliser, resamples=0)
+            evaluation = evaluate({"models": stored.results.models, "images": labelled}, rows, normaliser, resamples=0)
     finally:
         stored.db.close()
     ranked = [m for m in evaluation["models"] if m["best"] is not None]
@@ -411,15 +413,15 @@ def _caption_model(stored: Stored, choice: Choice, caption: bool, caption_from: 
     return name
 
 
-def _caption(image: dict[str, Any], model: str | None) -> str | None:
+def _caption(image: ImageEntry, model: str | None) -> str | None:
     if model is None:
         return None
-    cell = image.get("results", {}).get(model) or {}
-    text = cell.get("caption") if cell.get("status") == "ok" else None
+    cell = image.get("results", {}).get(model)
+    text = cell.get("caption") if cell and cell.get("status") == "ok" else None
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-def _photos(stored: Stored) -> Iterator[tuple[dict[str, Any], str]]:
+def _photos(stored: Stored) -> Iterator[tuple[ImageEntry, str]]:
     """Each stored photo (every path of a duplicate too) and its path on disk: the exact bytes of a name
     that is not UTF-8."""
     for image in stored.results.images():

@@ -57,9 +57,7 @@ def judge(
     check_weights(options.weights, [spec])
     stored = load_stored(store, paths, models_, exclude=spec.name)
     kinds = {m["name"]: m.get("kind") or "tagger" for m in stored.results.models}
-    images = [
-        ImageRef(Path(img["path"]), img["sha256"], img["size_bytes"]) for img in stored.db.iter_images(stored.under)
-    ]
+    images = [ImageRef(Path(row.path), row.sha256, row.size_bytes) for row in stored.db.image_rows(stored.under)]
     notice_photos_leave([spec], options, yes)
     install_cleanup()
     analysis = Analysis(images, [], options, judge=spec, store=stored.db, judged_models=kinds)

@@ -51,7 +51,7 @@ def serve(
         if not db.models():
             raise UsageError(f"the results store {db.path} holds no results yet: `mltag analyze PATHS` fills it")
         under = [Path(p) for p in paths] if paths else None
-        if under is not None and next(db.iter_images(under), None) is None:
+        if under is not None and next(db.image_rows(under), None) is None:
             raise UsageError(
                 f"no stored image under {', '.join(map(str, under))} in {db.path}: `mltag serve` "
                 "without PATHS shows every stored image"
