@@ -4,7 +4,7 @@ A model's load is mostly one busy core (an ONNX session's graph optimisation, re
 and the photos the orchestrator sends meanwhile wait in the runner. One thread decodes them then,
 at the size the adapter expects to need (`expected_decode_need`, runners/base.py), so that the
 first inferences do not wait for their decodes. When the load is over it stops: during inference
-the model keeps every core busy, and a decode beside it costs more than it saves (README).
+the model keeps every core busy, and a decode beside it costs more than it saves (docs/performance.md).
 
 Results never depend on it: `take` re-asks the loaded adapter's need for each photo and hands
 out the early decode only when it was decoded at that same size; any other photo (not started,

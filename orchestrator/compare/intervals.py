@@ -12,7 +12,7 @@ difference lies above zero.
 Speed without numpy (the orchestrator never imports it): every count of every model on one photo is
 packed into one Python integer, each in its own fixed-width bit field wide enough that no sum can
 carry into the next field, so one resample is ONE sum of n big integers (done in C), then the fields
-are read back with shifts. 1,000 photos x 20 models x 1,000 resamples: about a second (README).
+are read back with shifts. 1,000 photos x 20 models x 1,000 resamples: about a second (docs/performance.md).
 
 Reproducible: a seeded `random.Random`, and photos are taken in sha256 order, so the same labelled
 set gives the same numbers whatever order a caller lists the photos in.

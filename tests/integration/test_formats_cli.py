@@ -4,7 +4,7 @@ every env decodes the same file to the same pixels (onnx, modern and tf4: both p
 
 The DNGs are written by tifffile (tests/formats.py), the HEIC by pillow-heif, the AVIF by Pillow,
 the JPEG XL by pillow-jxl-plugin. Other RAW formats (CR2, CR3, NEF, ARW, ...) are read by the same
-LibRaw call; no file of theirs can be made here (README).
+LibRaw call; no file of theirs can be made here (docs/guides/formats.md).
 """
 
 from __future__ import annotations
