@@ -13,7 +13,7 @@ model.toml fields:
     gated        true when the Hub repo needs an accepted licence and a token (HF_TOKEN / `hf auth login`)
     remote_code  true when loading runs Python files from the model repository (trust_remote_code);
                  only allowed with a pinned revision (a commit, or a release tag), never a branch
-    upstream_code  "yes" when the tests run the model's real upstream code, else why not (the generated models page, docs/reference/models.md)
+    upstream_code  "yes" when the tests run the model's real upstream code, else why not (docs/reference/models.md)
     server       "ollama" when a running Ollama holds the model (hub_id is then the server's model name);
                  "openai" for an OpenAI-compatible endpoint (runners/adapters/openai_compat.py; [load] base_url is
                  the endpoint, hub_id the served model's name)
