@@ -25,6 +25,11 @@ from orchestrator.models.registry import load_registry
 from orchestrator.paths import PROJECT_ROOT, uv_cache_dir
 
 pytestmark = [pytest.mark.wheel, pytest.mark.adapter]
+# runners.host, once imported, keeps stdout for the protocol: its file is found, not imported
+PRINT_RUNNER_CODE = (
+    "import importlib.util, schemas, runners.adapters.wd14; "
+    "print(importlib.util.find_spec('runners.host').origin, schemas.__file__, runners.adapters.wd14.__file__)"
+)
 
 
 def _uv() -> str:
@@ -126,15 +131,17 @@ def test_builds_an_env_and_analyses_a_photo(user: Path, tiny_model: Callable[[st
 
     # The env's runner code is the install's: runners/ and schemas/ resolve into the wheel's site folder.
     where = subprocess.run(
-        [str(env / "bin" / "python"), "-c", "import runners.host, schemas; print(runners.host.__file__)"],
+        [str(env / "bin" / "python"), "-c", PRINT_RUNNER_CODE],
         capture_output=True,
         text=True,
         cwd=user,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert where.returncode == 0, where.stderr
-    host = Path(where.stdout.strip()).resolve()
-    assert host.is_relative_to((user / "venv").resolve()) and not host.is_relative_to(PROJECT_ROOT), host
+    files = [Path(f).resolve() for f in where.stdout.split()]
+    assert len(files) == 3, where.stdout
+    for file in files:
+        assert file.is_relative_to((user / "venv").resolve()) and not file.is_relative_to(PROJECT_ROOT), file
 
     photos = user / "photos"
     photos.mkdir()
