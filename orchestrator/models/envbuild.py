@@ -70,6 +70,12 @@ class EnvPaths:
         return self.venv / MARKER
 
 
+def setup_fix(models: str) -> str:
+    """The command that builds `models`' envs, as a fix to print: a checkout's make target (it also points
+    MLTAG_FIND_LINKS at ../shared), an install's `mltag setup-envs` (there is no Makefile there)."""
+    return f"make setup-envs MODELS={models}" if from_checkout() else f"mltag setup-envs --models {models}"
+
+
 def env_paths(name: str) -> EnvPaths:
     return EnvPaths(name, REQUIREMENTS_DIR / f"{name}.in", REQUIREMENTS_DIR / f"{name}.txt", venvs_dir() / name)
 

@@ -124,6 +124,10 @@ def test_version_paths_and_registry(user: Path, wheel: Path) -> None:
 
 
 def test_builds_an_env_and_analyses_a_photo(user: Path, tiny_model: Callable[[str], Path]) -> None:
+    proc = _installed(user, "health", "wd14")  # no env yet: the fix is a command an install has (no make)
+    assert proc.returncode == 1 and "FAIL env: env 'onnx' is missing: not built" in proc.stdout, proc.stdout
+    assert "fix: mltag setup-envs --models wd14" in proc.stdout
+
     proc = _installed(user, "setup-envs", "--models", "wd14")
     assert proc.returncode == 0, proc.stderr
     env = user / "cache" / "venvs" / "onnx"

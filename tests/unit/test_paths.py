@@ -113,6 +113,12 @@ def test_an_install_refuses_to_rewrite_the_locks(monkeypatch: pytest.MonkeyPatch
     assert exc.value.exit_code == 2
 
 
+def test_the_fix_for_a_missing_env_is_a_command_the_layout_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert envbuild.setup_fix("wd14") == "make setup-envs MODELS=wd14"
+    monkeypatch.setattr(envbuild, "from_checkout", lambda: False)
+    assert envbuild.setup_fix("wd14") == "mltag setup-envs --models wd14"
+
+
 def test_no_model_toml_at_all_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="holds no <model>/model.toml"):
         load_registry(tmp_path)
