@@ -3,8 +3,9 @@ a folder outside the checkout. It lists the registry, builds the wd14 env in the
 analyses a photo with a tiny wd14, its runner importing the INSTALLED runners/ (never the checkout's).
 
 The wheel: $MLTAG_WHEEL_DIST (a folder holding the one .whl .ci/wheel-check built and twine-checked),
-else built here with `python -m build --wheel`. uv's cache is this checkout's (UV_CACHE_DIR, or
-.cache/uv), so nothing is downloaded again. About 40 s with a warm uv cache and a built tiny wd14."""
+else built here with `python -m build` (the sdist, then the wheel from it: no build/ left in the
+checkout). uv's cache is this checkout's (UV_CACHE_DIR, or .cache/uv): nothing is downloaded again.
+About 40 s with a warm uv cache and a built tiny wd14."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return found[0]
     out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(PROJECT_ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(PROJECT_ROOT)],  # the wheel from the sdist
         capture_output=True,
         text=True,
         timeout=600,
