@@ -4,4 +4,4 @@ Never imports runners.* or any model library: adapters are named by dotted strin
 envs/<model>/model.toml and run in their own venvs.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place (pyproject.toml reads it); `mltag --version` prints it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,7 @@ from orchestrator.cli.commands.health import health
 from orchestrator.cli.commands.judge import judge
 from orchestrator.cli.commands.labels import export_labels, import_labels
 from orchestrator.cli.commands.models import models
+from orchestrator.cli.commands.paths import paths_command
 from orchestrator.cli.commands.report import report
 from orchestrator.cli.commands.run import run
 from orchestrator.cli.commands.serve import serve
@@ -36,6 +37,24 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Run many image tagging / captioning models on the same photos and compare them.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from orchestrator.paths import version
+
+        print(f"mltag {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print mltag's version and exit."),
+    ] = None,
+) -> None:
+    """Run many image tagging / captioning models on the same photos and compare them."""
 
 
 def _reported(command: Callable[..., None]) -> Callable[..., None]:
@@ -64,6 +83,7 @@ for _name, _command in (
     ("setup-envs", setup_envs),
     ("lock", lock),
     ("serve", serve),
+    ("paths", paths_command),
 ):
     app.command(_name)(_reported(_command))
 

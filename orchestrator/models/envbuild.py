@@ -5,7 +5,8 @@ Recipe (measured in shared/research/feasibility.md):
 - torch==2.13.0 always pinned on the same command, and pip's find-links handed to uv (uv does
   not read pip's config), so the local CPU wheel is used where there is one;
 - torchvision from PyPI is CUDA-only: a .pth activates runners/_tv_cpu_shim.py;
-- runner code reaches the venv through mltag.pth (the project root), not an install;
+- runner code reaches the venv through mltag.pth, not an install: it names the checkout's root, or for
+  an installed mltag a folder of links to the install's runners/ and schemas/ (paths.runner_code_dir);
 - under a file lock; a failed build is removed; a health check right after the build; the
   completion marker (holding the env key) is written last;
 - a package that is not on PyPI is a direct reference in the lock (`ram @ git+https://...@<commit>`);
@@ -32,7 +33,15 @@ from typing import Any
 from filelock import FileLock
 
 from orchestrator.errors import EnvBuildError
-from orchestrator.paths import PROJECT_ROOT, REQUIREMENTS_DIR, uv_cache_dir, venvs_dir
+from orchestrator.paths import (
+    PROJECT_ROOT,
+    REQUIREMENTS_DIR,
+    from_checkout,
+    link_runner_code,
+    runner_code_dir,
+    uv_cache_dir,
+    venvs_dir,
+)
 
 # Bump when the build recipe changes: every env is then rebuilt.
 LAYOUT_VERSION = 1
@@ -40,7 +49,7 @@ TORCH_PIN = "torch==2.13.0"
 MARKER = ".mltag-env.json"
 # Local stand-ins for direct references (packages not on PyPI): entries separated by whitespace or
 # os.pathsep, each a wheel file, a folder of wheels, or NAME=PATH (PATH a wheel or a source folder).
-# Relative paths are read from the project root.
+# Relative paths are read from the checkout's root (an installed mltag: the current folder).
 FIND_LINKS_VAR = "MLTAG_FIND_LINKS"
 _DIRECT_REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
 
@@ -59,6 +68,12 @@ class EnvPaths:
     @property
     def marker(self) -> Path:
         return self.venv / MARKER
+
+
+def setup_fix(models: str) -> str:
+    """The command that builds `models`' envs, as a fix to print: a checkout's make target (it also points
+    MLTAG_FIND_LINKS at ../shared), an install's `mltag setup-envs` (there is no Makefile there)."""
+    return f"make setup-envs MODELS={models}" if from_checkout() else f"mltag setup-envs --models {models}"
 
 
 def env_paths(name: str) -> EnvPaths:
@@ -100,7 +115,7 @@ def _find_links_entries() -> list[str]:
 
 def _resolve(path: str) -> Path:
     p = Path(path).expanduser()
-    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
+    return (p if p.is_absolute() or not from_checkout() else PROJECT_ROOT / p).resolve()
 
 
 def local_substitutes(names: list[str]) -> dict[str, Path]:
@@ -193,7 +208,10 @@ def env_state(name: str) -> tuple[str, str]:
     if not paths.python.exists():
         return "missing", f"{paths.python} is gone"
     if marker.get("project_root") != str(PROJECT_ROOT):
-        return "stale", f"it points at another checkout ({marker.get('project_root')})"
+        return "stale", f"it points at another checkout or install ({marker.get('project_root')})"
+    code = Path(marker.get("code") or PROJECT_ROOT)
+    if code not in (runner_code_dir(), PROJECT_ROOT) or not (code / "runners" / "host.py").is_file():
+        return "stale", f"its path to mltag's runners/ ({code}) is gone"
     return "ready", ""
 
 
@@ -319,7 +337,8 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
     requirements.write_text(text)
     _run(cmd + ["-r", str(requirements)], log)
     site = _site_packages(paths)
-    (site / "mltag.pth").write_text(str(PROJECT_ROOT) + "\n")
+    code = link_runner_code()
+    (site / "mltag.pth").write_text(str(code) + "\n")
     if _needs_tv_shim(paths):
         # sorts after mltag.pth, so runners/ is importable when this line runs
         (site / "zz_mltag_tv_cpu_shim.pth").write_text("import runners._tv_cpu_shim as s; s.install()\n")
@@ -330,6 +349,7 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
         "python": sys.version.split()[0],
         "local": {name: str(p) for name, p in subs.items()},
         "project_root": str(PROJECT_ROOT),
+        "code": str(code),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     tmp = paths.marker.with_suffix(".tmp")
@@ -340,6 +360,12 @@ def _build(paths: EnvPaths, log: Callable[[str], None]) -> None:
 def lock_env(name: str, log: Callable[[str], None] = print) -> Path:
     """Compile envs/requirements/<name>.in into the committed lock <name>.txt (torch excluded)."""
     paths = env_paths(name)
+    if not from_checkout():
+        raise EnvBuildError(
+            f"`mltag lock` rewrites the committed locks: it runs from a checkout, not an install ({PROJECT_ROOT})",
+            fix="git clone the project, then `make lock` there",
+            exit_code=2,
+        )
     if not paths.requirements_in.is_file():
         known = sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.in"))
         raise EnvBuildError(

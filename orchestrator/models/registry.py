@@ -107,10 +107,17 @@ def _parse(path: Path) -> ModelSpec:
 
 
 def load_registry(envs_dir: Path = ENVS_DIR) -> dict[str, ModelSpec]:
+    """Every envs_dir/<model>/model.toml. None at all is an error, never an empty registry: an install
+    whose wheel lacks its envs/ (package data, pyproject.toml) would otherwise list no model, silently."""
     specs = {}
     for path in sorted(envs_dir.glob("*/model.toml")):
         spec = _parse(path)
         specs[spec.name] = spec
+    if not specs:
+        raise RegistryError(
+            f"no model registry: {envs_dir} holds no <model>/model.toml",
+            fix="reinstall mltag (`mltag paths` shows where it runs from); its envs/ folder is part of the package",
+        )
     return specs
 
 

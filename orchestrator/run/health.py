@@ -73,7 +73,7 @@ def check_env(spec: ModelSpec) -> Check:
     state, why = envbuild.env_state(spec.env)
     if state == "ready":
         return Check("env", detail=f"'{spec.env}' at {envbuild.env_paths(spec.env).venv}")
-    return Check("env", f"env '{spec.env}' is {state}: {why}", fix=f"make setup-envs MODELS={spec.name}")
+    return Check("env", f"env '{spec.env}' is {state}: {why}", fix=envbuild.setup_fix(spec.name))
 
 
 def check_hello(spec: ModelSpec, timeout: float = 180.0) -> tuple[Check, dict[str, Any]]:
@@ -85,7 +85,7 @@ def check_hello(spec: ModelSpec, timeout: float = 180.0) -> tuple[Check, dict[st
         return Check(
             "runner",
             f"runner did not answer hello: {exc}",
-            fix=f"see {runner.log_path}; rebuild with `make setup-envs MODELS={spec.name}`",
+            fix=f"see {runner.log_path}; rebuild with `{envbuild.setup_fix(spec.name)}`",
         ), {}
     finally:
         runner.stop()

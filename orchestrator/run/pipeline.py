@@ -299,7 +299,7 @@ class Analysis:
         state, why = self._env_state(spec)
         if state != "ready":
             self._cancel_launch(spec)
-            fix = f"make setup-envs MODELS={spec.name}"
+            fix = envbuild.setup_fix(spec.name)
             run = ModelRun(spec.name, status="skipped", message=f"env '{spec.env}' is {state}: {why}", fix=fix)
             for done, image in enumerate(pending, 1):
                 self.add_cell(spec, image, cell(CellStatus.SKIPPED, run.message, fix=fix))

@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator.errors import RemoteError, RunnerCrashed, RunnerError, RunnerTimeout
 from orchestrator.images import ImageRef
+from orchestrator.models.envbuild import setup_fix
 from orchestrator.models.loadspec import weights_kinds
 from orchestrator.run.jobs import ModelJob
 from orchestrator.run.launch import Launch, forget, launch, retire
@@ -168,7 +169,7 @@ class Supervisor:
                 self.give_up = cell(
                     CellStatus.SKIPPED,
                     f"cannot start the runner: {exc}",
-                    fix=f"make setup-envs MODELS={self.job.spec.name}",
+                    fix=setup_fix(self.job.spec.name),
                 )
                 return None
         self.runner = launched.runner

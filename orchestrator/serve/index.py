@@ -28,7 +28,7 @@ from orchestrator import jsontext
 from orchestrator.compare import Comparison
 from orchestrator.document import ImageComparison, ImageEntry
 from orchestrator.errors import StoreError
-from orchestrator.paths import user_cache_home
+from orchestrator.paths import browse_dir
 from orchestrator.store import ResultStore
 from orchestrator.store.documents import from_store
 
@@ -93,7 +93,7 @@ class BrowseIndex:
         self.store, self.under, self.normalise = store, under, normalise
         scope = str(store.path.resolve()) + "\0" + "\0".join(sorted(os.path.abspath(p) for p in under or []))
         name = f"index-{hashlib.sha256(scope.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.sqlite"
-        self.path = (folder or user_cache_home() / "browse") / name
+        self.path = (folder or browse_dir()) / name
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self.models: list[str] = []
