@@ -14,19 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 PREFIX = "a picture of"  # three whole words in the tiny vocabulary
 PREFIX_TOKENS = 3
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("blip")
 
 
 def _check_cell(cell: dict, path: Path, prompt: str, batch_size: int, max_new: int) -> None:

@@ -16,20 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 QUERY_TOKENS = 16  # tests/tiny/blip2.py NUM_QUERY_TOKENS
 FLOAT32 = {"dtype": {"cpu": "float32"}}
 TAGS_PROMPT = "Question: What objects and materials are in this photo? List them separated by commas. Answer:"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("blip2")
 
 
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:

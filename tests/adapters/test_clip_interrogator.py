@@ -6,21 +6,13 @@ first load takes about a minute; the tables are kept in the adapter cache, keyed
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("clip_interrogator")
 
 
 @pytest.fixture(scope="module")

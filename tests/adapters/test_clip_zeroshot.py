@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,10 @@ from PIL import Image
 
 from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT, read_vocabulary
+from orchestrator.paths import read_vocabulary
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("clip_zeroshot")
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
 from tests.adapters.vlm_cells import rgba_image
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 # Short generations: the structure is the same at 6 tokens as at 512, and 2 cores are slow.
 SHORT = {"max_new_tokens": 6, "od_max_new_tokens": 6, "num_beams": 2}
 TAG_FIELDS = {"name", "score", "category", "estimated"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("florence2")
 
 
 def _check_cell(cell: dict, path: Path, caption_task: str = "<MORE_DETAILED_CAPTION>", od: bool = True) -> None:

@@ -9,27 +9,20 @@ The tiny model's tiles are 64 px and 4 image tokens each (tests/tiny/internvl.py
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import RemoteError
-from orchestrator.paths import PROJECT_ROOT
 from runners.adapters.internvl import DEFAULT_MAX_PATCHES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
 MODEL = "internvl3"
-SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
 TOKENS_PER_TILE = 4
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("internvl")
 
 
 def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:

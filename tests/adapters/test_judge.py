@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -23,11 +22,6 @@ from tests.adapters.vlm_cells import RUN_FIELDS
 from tests.support import JUDGE_CONTEXT, SCHEMA, mltag
 
 pytestmark = pytest.mark.adapter
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("judge")
 
 
 def test_text_only_requests_through_the_host(run_model, tiny: Path) -> None:

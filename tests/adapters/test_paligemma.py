@@ -9,25 +9,18 @@ model, batch results equal to one-by-one results, and no processor warning about
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 IMAGE_TOKENS = 16  # the tiny models: 64 px / 16 px patches, squared
 FLOAT32 = {"dtype": {"cpu": "float32"}}
 IMAGE_WARNING = "You are passing both `text` and `images`"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("paligemma")
 
 
 def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:

@@ -11,27 +11,20 @@ to one-by-one results (left padding), option errors, and the refusal of foreign 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import RemoteError
-from orchestrator.paths import PROJECT_ROOT
 from runners.adapters.qwen_vl import MODEL_CLASSES
 from tests.adapters.vlm_cells import check_cell, rgba_image, runs
 from tests.registry_coverage import checkpoints
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}  # EOS held back: exactly 6 new tokens
 SMALL = {"max_pixels": 64 * 28 * 28}  # at most 64 image tokens: fast, and still a different count per image
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("qwen_vl")
 
 
 def _check_cell(cell: dict, path: Path, tasks: tuple[str, ...] = ("caption",), new_tokens: int = 6) -> None:

@@ -14,17 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("recognize_anything")
 
 
 def _check(cell: dict) -> dict:

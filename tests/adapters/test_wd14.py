@@ -18,20 +18,14 @@ from PIL import Image
 
 from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SAMPLE_FILES = [SAMPLES / name for name in ("brick.png", "chelsea.png", "coffee.png", "rocket.jpg")]
 KAOMOJI_IN_TINY_CSV = ("^_^", "0_0")
 CATEGORY_NAMES = {"9": "rating", "0": "general", "4": "character"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("wd14")
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,8 @@ COVERS = {
     "blip2": "opt",
     "blip2-flan": "flan-t5",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 IMAGE_SIZE, PATCH = 64, 16
 NUM_QUERY_TOKENS = 16  # 32 in the real models; fewer than ~16 and a long prompt drowns out the image

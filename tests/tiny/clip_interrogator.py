@@ -22,6 +22,8 @@ ENV = "modern"
 COVERS = {
     "clip-interrogator": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"mode": "psychic"}
 
 
 def build(out: Path) -> None:

@@ -28,6 +28,8 @@ ENV = "modern"
 COVERS = {
     "internvl3": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 TILE = 64
 PATCH = 16

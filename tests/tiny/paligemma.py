@@ -26,6 +26,8 @@ COVERS = {
     "paligemma": "paligemma2",
     "paligemma-long": "paligemma1",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 IMAGE_SIZE, PATCH = 64, 16
 VARIANTS = {"paligemma2": "gemma2", "paligemma1": "gemma"}  # subfolder -> text model_type
