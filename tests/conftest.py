@@ -98,9 +98,16 @@ class RunnerPool:
         self.loaded: OrderedDict[tuple[Any, ...], tuple[RunnerProcess, dict[str, Any], Path]] = OrderedDict()
 
     def start(
-        self, name: str, weights: Path | None, warmup: bool, load_options: dict[str, Any] | None, folder: Path
+        self,
+        name: str,
+        weights: Path | None,
+        warmup: bool,
+        load_options: dict[str, Any] | None,
+        folder: Path,
+        own_cache: bool = True,
     ) -> tuple[RunnerProcess, dict[str, Any], Path]:
-        """A runner of registry model `name`, started and loaded; its log and adapter cache in `folder`."""
+        """A runner of registry model `name`, started and loaded; its log in `folder`, and its adapter
+        cache too unless `own_cache` is False (then the one `mltag analyze` uses: .cache/adapters/<name>)."""
         from orchestrator.models.loadspec import build_load_spec
         from orchestrator.models.registry import load_registry
 
@@ -112,7 +119,8 @@ class RunnerPool:
             load_spec = build_load_spec(
                 spec, weights=weights, offline=True, device="cpu", warmup=warmup, overrides=load_options
             )
-            load_spec["cache_dir"] = str(folder / "adapter-cache")
+            if own_cache:
+                load_spec["cache_dir"] = str(folder / "adapter-cache")
             load = runner.call("load", timeout=300, spec=load_spec)
         except BaseException:
             runner.stop()

@@ -36,7 +36,7 @@ def _check(cell: dict) -> dict:
     return raw
 
 
-def test_tags_scores_thresholds_and_batches(run_model, tiny: Path) -> None:
+def test_tags_scores_and_thresholds(run_model, tiny: Path) -> None:
     paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg"]
     load, cells = run_model("ram-plus", paths, weights=tiny)
     assert load["device"] == "cpu" and str(tiny) in load["model_version"]
@@ -45,9 +45,6 @@ def test_tags_scores_thresholds_and_batches(run_model, tiny: Path) -> None:
     raws = [_check(c) for c in cells]
     assert raws[0]["scores"] != raws[1]["scores"]  # the image reaches the model
     assert any(cell["status"] == "ok" for cell in cells) or all(not r["above_threshold"] for r in raws)
-    _, [alone] = run_model("ram-plus", paths[1:], weights=tiny)
-    single = _check(alone)["scores"]
-    assert max(abs(single[k] - raws[1]["scores"][k]) for k in single) < 1e-4  # batch of 2 == one by one
 
 
 ARCH = """

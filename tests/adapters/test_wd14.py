@@ -153,18 +153,6 @@ def test_each_category_has_its_own_threshold(
     assert sorted(t["category"] for t in cell["tags"]) == sorted(["rating"] + [kept] * len(_names(rows, kept)))
 
 
-def test_batch_results_follow_image_order(run_model, tiny: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg", SAMPLES / "brick.png"]
-    _, forward = run_model("wd14", paths, weights=tiny)
-    _, backward = run_model("wd14", paths[::-1], weights=tiny)
-    _, [single] = run_model("wd14", paths[:1], weights=tiny)
-    assert [c["image"]["width"] for c in forward] == [Image.open(p).width for p in paths]
-    assert _max_diff(forward[0], forward[2]) > 1e-3  # distinct images, or the order check is void
-    for cell, other in zip(forward, backward[::-1], strict=True):
-        assert _max_diff(cell, other) < 1e-4
-    assert _max_diff(forward[0], single) < 1e-4
-
-
 def test_transparency_and_padding_become_white(run_model, tiny: Path, tmp_path: Path) -> None:
     """Inputs the reference preprocessing maps to the same pixels must score the same."""
     photo = Image.open(SAMPLES / "rocket.jpg").convert("RGB").resize((240, 120))

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import byte_level_bpe, widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -210,6 +210,7 @@ def build(out: Path) -> None:
         make_model(processor, variant).save_pretrained(out / variant)
         processor.save_pretrained(out / variant)
         check(out / variant, variant)
+    write_facts(out, query_tokens=NUM_QUERY_TOKENS)  # the Q-Former's query tokens, in every prompt
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import qwen_style_bpe, widen_weights
+from tests.tiny._common import qwen_style_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -166,6 +166,7 @@ def build(out: Path) -> None:
     make_model(tok).save_pretrained(out)
     make_processor(tok).save_pretrained(out)
     check(out)
+    write_facts(out, tile_px=TILE, tokens_per_tile=IMAGE_SEQ_LENGTH)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import byte_level_bpe, widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -172,6 +172,7 @@ def build(out: Path) -> None:
         make_model(processor, text_type).save_pretrained(out / folder)
         processor.save_pretrained(out / folder)
         check(out / folder)
+    write_facts(out, image_tokens=(IMAGE_SIZE // PATCH) ** 2)  # <image> tokens per photo, both variants
 
 
 if __name__ == "__main__":
