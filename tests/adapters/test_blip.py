@@ -2,7 +2,7 @@
 
 A random model's text means nothing, so these tests check structure and invariants: statuses,
 exact token counts (the prefix is not counted as generated), the prefix reaching the model,
-options reaching generate(), batch results equal to one-by-one results, and ask=tags refused
+options reaching generate(), a prefix in a batch, and ask=tags refused
 with the fix named. One check runs the adapter in-process in the modern env and compares it with
 a plain model.generate() call: the text is exactly the decoded new tokens, after [DEC] + prefix.
 """

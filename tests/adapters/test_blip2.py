@@ -4,7 +4,7 @@ Two registry models share runners/adapters/blip2.py: `blip2` (OPT decoder, decod
 (Flan-T5 encoder-decoder); tests/tiny/blip2.py builds one tiny model of each. A random model's
 text means nothing, so these tests check structure and invariants: statuses, exact token counts
 (neither the prompt nor T5's decoder start token counted as generated), the prompt and the query
-tokens reaching the model, the VQA template, batch results equal to one-by-one results. One check
+tokens reaching the model, the VQA template (batch == one by one: tests/adapters/test_contract.py). One check
 runs the adapter in-process in the modern env: against plain model.generate(), and on copies of
 the tiny model with the processor pitfalls of older BLIP-2 repos.
 """

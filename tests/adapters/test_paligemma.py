@@ -4,7 +4,7 @@ Two registry models share runners/adapters/paligemma.py: `paligemma` (PaliGemma 
 `paligemma-long` (a PaliGemma 1 fine-tune, Gemma decoder); tests/tiny/paligemma.py builds one tiny
 model of each architecture. A random model's text means nothing, so these tests check structure
 and invariants: statuses, token counts, options reaching generate(), the prompt reaching the
-model, batch results equal to one-by-one results, and no processor warning about `<image>`.
+model, and no processor warning about `<image>` (batch == one by one: tests/adapters/test_contract.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Three registry models share runners/adapters/qwen_vl.py: `qwen25vl` (Qwen2.5-VL)
 (Qwen2-VL); tests/tiny/qwen_vl.py builds one tiny checkpoint of each architecture, laid out like
 the Hub repos. A random model's text means nothing, so these tests check structure and invariants:
 statuses, token counts, the image token count the pixel budget gives (the real patch geometry:
-one token per 28 x 28 px of the resized image), the prompt reaching the model, batch results equal
-to one-by-one results (left padding), option errors, and the refusal of foreign checkpoints.
+one token per 28 x 28 px of the resized image), the prompt reaching the model, load option errors,
+and the refusal of foreign checkpoints (batch == one by one, left padded: tests/adapters/test_contract.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ xinyu1205/recognize-anything at the pinned commit, installed in the ram env), th
 
 Random weights give meaningless tags; the tests check what the adapter promises: the package's own
 tag string is kept, every tag is a class whose sigmoid score exceeds its per-class threshold (and
-every such class is a tag), all 4,585 scores are kept, batches equal single runs, images differ.
+every such class is a tag), all 4,585 scores are kept, images differ (batches: tests/adapters/test_contract.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The wd14 adapter end to end: a tiny random WD v3-style ONNX model through the real runner host.
 
 Scores of a random model mean nothing, so these tests check structure and invariants: every tag
-scored, thresholds honoured, one rating, batch order, and preprocessing (white alpha and padding,
-BGR) both at the pixel level and through the model.
+scored, thresholds honoured, one rating, and preprocessing (white alpha and padding, BGR) both at
+the pixel level and through the model. Order and batches: tests/adapters/test_contract.py.
 """
 
 from __future__ import annotations
