@@ -1,9 +1,10 @@
 """The florence2 adapter end to end: a tiny random Florence-2 through the real runner host.
 
 The text of a random model means nothing, so the end-to-end tests check structure and invariants
-(statuses, parses, token counts, options; order and batches: tests/adapters/test_contract.py). The decisions made on the text (what
-counts as a usable caption, how <OD> labels become scored tags) are pure functions, tested on known
-inputs in tests/unit/test_florence2_text.py; a real Florence2Processor parse is tested here.
+(statuses, parses, token counts, options; order and batches: tests/adapters/test_contract.py). The
+decisions made on the text (what counts as a usable caption, how <OD> labels become scored tags) are
+pure functions, tested on known inputs in tests/unit/test_florence2_text.py; a real
+Florence2Processor parse is tested here.
 """
 
 from __future__ import annotations
