@@ -3,7 +3,8 @@
 A model in envs/<model>/model.toml needs:
 - a tiny builder: one `tests/tiny/<builder>.py` whose `COVERS` names it (with the folder of the
   build its `--weights` points at), and which declares `ENV` (the env it builds in) and `BAD_OPTION`
-  (an infer option the adapter must answer with an error cell, or None where it has none). That is
+  (an infer option the adapter must answer with an error cell, or None where it has none); it may
+  declare `CONTRACT_OPTIONS` (infer options for the contract, where the default is slow). That is
   all tests/adapters/test_contract.py needs: it runs over `contract_checkpoints()`, so the contract
   (schema, order, batch, odd inputs, bad option, score range) runs for the model with no other edit.
 - a served model (model.toml `server`) has no builder (a running server holds it; tests/ollama_server.py
