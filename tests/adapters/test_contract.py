@@ -186,9 +186,12 @@ def test_a_bad_option_is_an_error_cell_and_the_runner_goes_on(checkpoint: Checkp
     if checkpoint.bad_option is None:
         pytest.skip(f"{checkpoint.name}'s infer takes no option to get wrong (its builder's BAD_OPTION is None)")
     items = checkpoint.inputs()[:2]
-    cells = checkpoint.infer(items, **checkpoint.bad_option)
+    bad = checkpoint.bad_option
+    cells = checkpoint.infer(items, **bad)
     assert [c["id"] for c in cells] == ["img0", "img1"]
     for cell in cells:
         CELL.validate(cell)
-        assert cell["status"] == "error" and cell["message"] and cell["error"]["type"]
+        assert cell["status"] == "error" and cell["error"]["type"]
+        # the message names what was wrong: the option, or the value given
+        assert any(key in cell["message"] or str(value) in cell["message"] for key, value in bad.items()), cell
     _check_cells(checkpoint, checkpoint.infer(items[:1]), items[:1])  # no crash: the next request is answered
