@@ -108,12 +108,15 @@ def checkpoint(
 
 
 def _comparable(value: Any) -> Any:
-    """A cell without what differs between two runs of one input (timings, batch size), its tags in
-    (score, name) order: the order of tags of equal score means nothing."""
+    """A cell without what differs between two runs of one input (timings, batch size), its tags keyed
+    by name and category: tags are in score order, and two scores within float noise of each other
+    (a batch sums in another order) may come in either order."""
     if isinstance(value, dict):
         out = {k: _comparable(v) for k, v in value.items() if k not in VOLATILE}
         if isinstance(out.get("tags"), list):
-            out["tags"] = sorted(out["tags"], key=lambda t: (-t["score"], t["name"]))
+            keyed = {f"{t['name']} ({t.get('category')})": t for t in out["tags"]}
+            assert len(keyed) == len(out["tags"]), "one tag twice in a cell"
+            out["tags"] = keyed
         return out
     if isinstance(value, list):
         return [_comparable(v) for v in value]
