@@ -7,12 +7,15 @@
   keyed by the builder's source and the env key.
 - `run_model(name, paths, weights=..., **options)`: one model through the real runner host
   and protocol (paths: image files, or context dicts for the judge); returns (load_info, cells).
+  A loaded runner is reused across a module's tests (`runner_pool`); `fresh=True` for a load of its own.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import pytest
 
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT
+from orchestrator.run.processes import KEEP_ENV, RunnerProcess
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -82,40 +86,132 @@ def tiny_model() -> Callable[[str], Path]:
     return build
 
 
-@pytest.fixture()
-def run_model(env_python: Callable[[str], Path], tmp_path: Path) -> Callable[..., tuple[dict, list[dict]]]:
-    """Run registry model `name` on image files through the real runner host and protocol."""
-    from orchestrator.models.loadspec import build_load_spec
-    from orchestrator.models.registry import load_registry
-    from orchestrator.run.processes import RunnerProcess
+class RunnerPool:
+    """Loaded runners kept across a test module's tests, one per model, weights, load options and
+    runner environment: starting a runner and loading its model is most of an adapter test's time.
+    A few stay alive (least recently used goes first); all stop when the module ends."""
 
-    def run(
+    KEEP = 3
+
+    def __init__(self, env_python: Callable[[str], Path], folder: Path) -> None:
+        self.env_python, self.folder = env_python, folder
+        self.loaded: OrderedDict[tuple[Any, ...], tuple[RunnerProcess, dict[str, Any], Path]] = OrderedDict()
+
+    def start(
+        self,
         name: str,
-        paths: Sequence[Path | dict[str, Any]],
-        weights: Path | None = None,
-        warmup: bool = False,
-        load_options: dict[str, Any] | None = None,
-        **infer_options: Any,
-    ) -> tuple[dict, list[dict]]:
-        """`paths`: image files, or for a text-only model (the judge) one context dict per item."""
+        weights: Path | None,
+        warmup: bool,
+        load_options: dict[str, Any] | None,
+        folder: Path,
+        own_cache: bool = True,
+    ) -> tuple[RunnerProcess, dict[str, Any], Path]:
+        """A runner of registry model `name`, started and loaded; its log in `folder`, and its adapter
+        cache too unless `own_cache` is False (then the one `mltag analyze` uses: .cache/adapters/<name>)."""
+        from orchestrator.models.loadspec import build_load_spec
+        from orchestrator.models.registry import load_registry
+
         spec = load_registry()[name]
-        runner = RunnerProcess.start(env_python(spec.env), spec.adapter, tmp_path / f"{name}.log", offline=True)
+        log = folder / f"{name}.log"
+        runner = RunnerProcess.start(self.env_python(spec.env), spec.adapter, log, offline=True)
         try:
             runner.call("hello", timeout=120)
             load_spec = build_load_spec(
                 spec, weights=weights, offline=True, device="cpu", warmup=warmup, overrides=load_options
             )
-            load_spec["cache_dir"] = str(tmp_path / "adapter-cache")
+            if own_cache:
+                load_spec["cache_dir"] = str(folder / "adapter-cache")
             load = runner.call("load", timeout=300, spec=load_spec)
-            images = [
-                {"id": f"img{i}", "name": f"img{i}", "context": p}
-                if isinstance(p, dict)
-                else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()}
-                for i, p in enumerate(paths)
-            ]
-            out = runner.call("infer", timeout=300, images=images, options={**spec.infer, **infer_options})
-            return load, out["results"]
-        finally:
+        except BaseException:
             runner.stop()
+            raise
+        return runner, load, log
 
-    return run
+    def get(
+        self, name: str, weights: Path | None, warmup: bool, load_options: dict[str, Any] | None
+    ) -> tuple[RunnerProcess, dict[str, Any], Path]:
+        """The loaded runner for these settings: reused when one is alive, else started. The key holds
+        the environment a runner inherits (HF_HUB_CACHE, ...), so a test that changes it gets its own."""
+        key = (
+            name,
+            str(weights),
+            warmup,
+            json.dumps(load_options, sort_keys=True, default=str),
+            tuple(os.environ.get(k) for k in KEEP_ENV),
+        )
+        if key in self.loaded and self.loaded[key][0].alive():
+            self.loaded.move_to_end(key)
+            return self.loaded[key]
+        self.drop(key)
+        while len(self.loaded) >= self.KEEP:
+            self.drop(next(iter(self.loaded)))
+        self.loaded[key] = self.start(name, weights, warmup, load_options, self.folder)
+        return self.loaded[key]
+
+    def drop(self, key: tuple[Any, ...]) -> None:
+        if key in self.loaded:
+            self.loaded.pop(key)[0].stop()
+
+    def close(self) -> None:
+        for key in list(self.loaded):
+            self.drop(key)
+
+
+@pytest.fixture(scope="module")
+def runner_pool(env_python: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerPool]:
+    pool = RunnerPool(env_python, tmp_path_factory.mktemp("runners"))
+    yield pool
+    pool.close()
+
+
+class RunModel:
+    """`run_model(name, paths, weights=..., **options)`: one model through the real runner host and
+    protocol; returns (load_info, cells). Runners are reused across the module's tests (RunnerPool);
+    `fresh=True` starts and loads one for this call alone, its log and adapter cache under the test's
+    tmp_path (for tests of the load itself: its notes on a cold cache, its log). `log` is the log of
+    the runner that answered the last call."""
+
+    def __init__(self, pool: RunnerPool, tmp_path: Path) -> None:
+        self.pool, self.tmp_path = pool, tmp_path
+        self.log = tmp_path / "no-run-yet.log"
+
+    def __call__(
+        self,
+        name: str,
+        paths: Sequence[Path | dict[str, Any]],
+        weights: Path | None = None,
+        warmup: bool = False,
+        load_options: dict[str, Any] | None = None,
+        fresh: bool = False,
+        **infer_options: Any,
+    ) -> tuple[dict, list[dict]]:
+        """`paths`: image files, or for a text-only model (the judge) one context dict per item."""
+        from orchestrator.models.registry import load_registry
+
+        if fresh:
+            runner, load, self.log = self.pool.start(name, weights, warmup, load_options, self.tmp_path)
+        else:
+            runner, load, self.log = self.pool.get(name, weights, warmup, load_options)
+        images = [
+            {"id": f"img{i}", "name": f"img{i}", "context": p}
+            if isinstance(p, dict)
+            else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()}
+            for i, p in enumerate(paths)
+        ]
+        try:
+            out = runner.call(
+                "infer", timeout=300, images=images, options={**load_registry()[name].infer, **infer_options}
+            )
+        except BaseException:
+            runner.stop()  # a runner that failed a call is not reused
+            raise
+        finally:
+            if fresh:
+                runner.stop()
+        return load, out["results"]
+
+
+@pytest.fixture()
+def run_model(runner_pool: RunnerPool, tmp_path: Path) -> RunModel:
+    """Run registry model `name` on image files through the real runner host and protocol."""
+    return RunModel(runner_pool, tmp_path)

@@ -2,15 +2,17 @@
 
 A model in envs/<model>/model.toml needs:
 - a tiny builder: one `tests/tiny/<builder>.py` whose `COVERS` names it (with the folder of the
-  build its `--weights` points at). A served model (model.toml `server`) has none: a running server
-  holds it, and tests/ollama_server.py stands in for that server.
-- an adapter test: `tests/adapters/test_<builder>.py`, or for a served model (no builder)
-  `tests/adapters/test_<adapter module>.py`.
+  build its `--weights` points at), and which declares `ENV` (the env it builds in) and `BAD_OPTION`
+  (an infer option the adapter must answer with an error cell, or None where it has none); it may
+  declare `CONTRACT_OPTIONS` (infer options for the contract, where the default is slow). That is
+  all tests/adapters/test_contract.py needs: it runs over `contract_checkpoints()`, so the contract
+  (schema, order, batch, odd inputs, bad option, score range) runs for the model with no other edit.
+- a served model (model.toml `server`) has no builder (a running server holds it; tests/ollama_server.py
+  and tests/openai_server.py stand in for it): its adapter test, `tests/adapters/test_<adapter module>.py`.
 
 `missing_pieces` lists what is absent; tests/unit/test_registry_coverage.py asserts the list is
 empty, the way timm's tests run over `list_models()`. A new checkpoint of an existing family is
-its model.toml plus one line in its builder's COVERS. (The models table of the docs is generated from
-the registry: docs/reference/models.md, docs/scripts/models_table.py.)
+its model.toml plus one line in its builder's COVERS.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from orchestrator.paths import PROJECT_ROOT
 
 TINY_DIR = PROJECT_ROOT / "tests" / "tiny"
 ADAPTERS_DIR = PROJECT_ROOT / "tests" / "adapters"
+
+
+BUILDER_CONSTANTS = ("ENV", "COVERS", "BAD_OPTION")  # what every builder declares, read by module_constant
 
 
 def module_constant(path: Path, name: str) -> Any:
@@ -75,6 +80,16 @@ def checkpoints(builder: str, tiny_dir: Path = TINY_DIR) -> dict[str, str]:
     return out
 
 
+def contract_checkpoints(tiny_dir: Path = TINY_DIR) -> list[tuple[str, str, str]]:
+    """(registry model, builder, folder of the build) for every model a tiny builder covers: the
+    parameters of tests/adapters/test_contract.py, in registry-name order."""
+    return sorted(
+        (model, builder, folder)
+        for builder, covered in tiny_covers(tiny_dir).items()
+        for model, folder in covered.items()
+    )
+
+
 def missing_pieces(
     registry: dict[str, ModelSpec], tiny_dir: Path = TINY_DIR, adapters_dir: Path = ADAPTERS_DIR
 ) -> list[str]:
@@ -82,24 +97,35 @@ def missing_pieces(
     problems: list[str] = []
     covers = tiny_covers(tiny_dir)
     for path in builders(tiny_dir):
-        try:
-            module_constant(path, "COVERS")
-        except KeyError:
-            problems.append(f"tests/tiny/{path.name}: no COVERS (the registry entries it builds for, or {{}})")
+        for name in BUILDER_CONSTANTS:
+            if name == "BAD_OPTION" and not covers[path.stem]:
+                continue  # a build no registry entry runs on (bench/'s wide WD14): no contract test
+            try:
+                module_constant(path, name)
+            except KeyError:
+                problems.append(f"tests/tiny/{path.name}: no {name} ({BUILDER_HELP[name]})")
     covered_by: dict[str, list[str]] = {}
-    for builder, covered in covers.items():
-        for model in covered:
-            covered_by.setdefault(model, []).append(builder)
-            if model not in registry:
-                problems.append(f"tests/tiny/{builder}.py: COVERS names {model!r}, with no envs/{model}/model.toml")
+    for model, builder, _ in contract_checkpoints(tiny_dir):
+        covered_by.setdefault(model, []).append(builder)
+        if model not in registry:
+            problems.append(f"tests/tiny/{builder}.py: COVERS names {model!r}, with no envs/{model}/model.toml")
     for name, spec in registry.items():
         owners = covered_by.get(name, [])
         if len(owners) > 1:
             problems.append(f"{name}: covered by several tiny builders ({', '.join(owners)}); keep one")
-        if not owners and not spec.server:
+        if spec.server:
+            if owners:
+                problems.append(f"{name}: a served model (server = {spec.server!r}) with a tiny builder; drop it")
+            test = f"test_{spec.adapter.rsplit('.', 1)[1]}.py"  # no contract run: its stand-in server's test
+            if not (adapters_dir / test).is_file():
+                problems.append(f"{name}: served, so no contract test; write tests/adapters/{test}")
+        elif not owners:
             problems.append(f"{name}: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py")
-        # the builder's test; a served model's (or, lacking a builder, the family's) is named by its adapter
-        test = f"test_{owners[0]}.py" if owners else f"test_{spec.adapter.rsplit('.', 1)[1]}.py"
-        if not (adapters_dir / test).is_file():
-            problems.append(f"{name}: no adapter test; write tests/adapters/{test}")
     return problems
+
+
+BUILDER_HELP = {
+    "ENV": 'the env it builds in: ENV = "<env>"',
+    "COVERS": "the registry entries it builds for, or {}",
+    "BAD_OPTION": "an infer option its adapter answers with an error cell, or None",
+}

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.models.registry import ModelSpec
 from orchestrator.paths import PROJECT_ROOT
 
+SAMPLES = PROJECT_ROOT / "samples"  # the sample photos every lane uses
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "result.schema.json").read_text())
 
 # A judge's input for one image: what two models said (orchestrator/run/judge.py builds it).

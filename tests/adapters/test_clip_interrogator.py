@@ -6,21 +6,13 @@ first load takes about a minute; the tables are kept in the adapter cache, keyed
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("clip_interrogator")
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +68,3 @@ def test_other_modes(run_model, tiny: Path, tables: str, mode: str) -> None:
     raw = _check(cell, mode)
     if mode == "classic":  # caption, medium + artist, trending, movement, 3 flavors
         assert len(raw["phrases"]) <= 6
-
-
-def test_unknown_mode_is_an_error_cell(run_model, tiny: Path, tables: str) -> None:
-    _, [cell] = run_model(
-        "clip-interrogator", [SAMPLES / "coffee.png"], weights=tiny, load_options={"tables_dir": tables}, mode="psychic"
-    )
-    assert cell["status"] == "error" and "mode must be one of" in cell["message"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,10 @@ from PIL import Image
 
 from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT, read_vocabulary
+from orchestrator.paths import read_vocabulary
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("clip_zeroshot")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +78,7 @@ def _check_softmax(cell: dict, terms: list[str]) -> None:
 def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, urbex: list[str], tmp_path: Path) -> None:
     paths = [SAMPLES / "brick.png", SAMPLES / "rocket.jpg", *_generated(tmp_path)]
     sizes = [Image.open(p).size for p in paths]
-    load, cells = run_model("clip", paths, weights=tiny, load_options={"score": "softmax"})
+    load, cells = run_model("clip", paths, weights=tiny, load_options={"score": "softmax"}, fresh=True)
 
     assert load["device"] == "cpu" and load["dtype"] == "float32"
     assert str(tiny) in load["model_version"]
@@ -102,7 +95,9 @@ def test_softmax_over_urbex_batch_order_and_text_cache(run_model, tiny: Path, ur
 
     # Second load, same cache dir, another batch (fewer images, shuffled): embeddings come from
     # disk, and each image keeps its own scores (results follow the request order).
-    load2, cells2 = run_model("clip", [paths[2], paths[0], paths[3]], weights=tiny, load_options={"score": "softmax"})
+    load2, cells2 = run_model(
+        "clip", [paths[2], paths[0], paths[3]], weights=tiny, load_options={"score": "softmax"}, fresh=True
+    )
     notes2 = " | ".join(load2["notes"])
     assert "text embeddings: cache hit" in notes2 and "computed" not in notes2
     assert len(_cache_files(tmp_path)) == 1
@@ -144,6 +139,7 @@ def test_custom_vocabulary_sigmoid_and_template_ensemble(run_model, tiny: Path, 
         [SAMPLES / "coffee.png"],
         weights=tiny,
         load_options={"vocabulary": terms, "score": "sigmoid", "templates": templates},
+        fresh=True,
     )
     notes = " | ".join(load["notes"])
     assert "sigmoid" in notes and f"{len(terms)} terms" in notes and "no logit_bias" in notes

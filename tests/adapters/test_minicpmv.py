@@ -10,30 +10,16 @@ real 4.5 code behaves the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 6, "min_new_tokens": 6}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("minicpmv")
-
-
-@pytest.fixture()
-def hub(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_HUB_CACHE", str(tiny / "hub"))
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
-    return tiny / "hub"
 
 
 def test_pinned_load_and_chat_caption_and_tags(run_model, hub: Path) -> None:

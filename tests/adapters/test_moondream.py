@@ -9,7 +9,6 @@ determinism, that the image reaches the model, the options and the remote-code p
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,24 +16,11 @@ from PIL import Image
 
 from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 5}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("moondream")
-
-
-@pytest.fixture()
-def hub(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The tiny snapshot as the runner's Hugging Face cache (what HF_HUB_CACHE is for a real user)."""
-    monkeypatch.setenv("HF_HUB_CACHE", str(tiny / "hub"))
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))  # where transformers copies remote code
-    return tiny / "hub"
 
 
 def _check(cell: dict, path: Path, tasks: set[str]) -> dict:
@@ -52,7 +38,7 @@ def _check(cell: dict, path: Path, tasks: set[str]) -> dict:
     return raw
 
 
-def test_pinned_remote_code_load_from_the_hub_cache(run_model, hub: Path, tmp_path: Path) -> None:
+def test_pinned_remote_code_load_from_the_hub_cache(run_model, hub: Path, hf_modules: Path) -> None:
     paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg"]
     load, cells = run_model("moondream2", paths, **SHORT)
     assert load["model_version"] == "2025-06-21" and load["device"] == "cpu"
@@ -65,7 +51,7 @@ def test_pinned_remote_code_load_from_the_hub_cache(run_model, hub: Path, tmp_pa
     _, again = run_model("moondream2", paths[::-1], **SHORT)
     assert [c["raw"]["generations"]["caption"]["text"] for c in again[::-1]] == texts
     # the code that ran is the upstream file, copied by transformers from the pinned snapshot
-    copied = list((tmp_path / "modules").rglob("hf_moondream.py"))
+    copied = list(hf_modules.rglob("hf_moondream.py"))
     upstream = PROJECT_ROOT.parent / "shared" / "upstream" / "moondream2-2025-06-21" / "hf_moondream.py"
     assert copied and all(p.read_bytes() == upstream.read_bytes() for p in copied)
 

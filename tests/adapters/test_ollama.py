@@ -14,12 +14,10 @@ import pytest
 from PIL import Image
 
 from orchestrator.errors import RunnerError
-from orchestrator.paths import PROJECT_ROOT
 from tests.ollama_server import StandInOllama, closed_port
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
 
 
 def _chats(server: StandInOllama) -> list[dict]:

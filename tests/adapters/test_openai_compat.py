@@ -19,15 +19,14 @@ from PIL import Image
 from orchestrator.errors import RunnerError
 from orchestrator.models.loadspec import build_load_spec
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.jobs import served_env
 from orchestrator.run.processes import RunnerProcess
 from tests.ollama_server import closed_port
 from tests.openai_server import SERVED, SNAPSHOT, StandInOpenAI
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 KEY = "sk-test-7f3a9c1e5b2d4860a1b2c3d4e5f60718"
 FAST = {"backoff_s": 0.05, "concurrency": 2}  # retries in tens of milliseconds, two requests at a time
 

@@ -4,34 +4,28 @@ Two registry models share runners/adapters/paligemma.py: `paligemma` (PaliGemma 
 `paligemma-long` (a PaliGemma 1 fine-tune, Gemma decoder); tests/tiny/paligemma.py builds one tiny
 model of each architecture. A random model's text means nothing, so these tests check structure
 and invariants: statuses, token counts, options reaching generate(), the prompt reaching the
-model, batch results equal to one-by-one results, and no processor warning about `<image>`.
+model, and no processor warning about `<image>` (batch == one by one: tests/adapters/test_contract.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.adapters.vlm_cells import check_cell, rgba_image
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
-IMAGE_TOKENS = 16  # the tiny models: 64 px / 16 px patches, squared
 FLOAT32 = {"dtype": {"cpu": "float32"}}
 IMAGE_WARNING = "You are passing both `text` and `images`"
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("paligemma")
-
-
-def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int) -> None:
-    # prompts as given, without the adapter's <image>; the prompt tokens: <image> x 16, <bos>, at
+def _check_cell(
+    cell: dict, path: Path, prompts: dict[str, str], batch_size: int, max_new: int, image_tokens: int
+) -> None:
+    # prompts as given, without the adapter's <image>; the prompt tokens: <image> x image_tokens, <bos>, at
     # least one prompt token, "\n"
     check_cell(
         cell,
@@ -39,52 +33,40 @@ def _check_cell(cell: dict, path: Path, prompts: dict[str, str], batch_size: int
         prompts,
         max_new=max_new,
         batch_size=batch_size,
-        min_prompt_tokens=IMAGE_TOKENS + 3,
+        min_prompt_tokens=image_tokens + 3,
         hidden=("<image>",),
     )
 
 
-def _log(tmp_path: Path, name: str) -> str:
-    return (tmp_path / f"{name}.log").read_text()
-
-
-def test_paligemma2_captions_with_the_model_toml_defaults(run_model, tiny: Path, tmp_path: Path) -> None:
+def test_paligemma2_captions_with_the_model_toml_defaults(run_model, tiny: Path, facts: dict, tmp_path: Path) -> None:
     paths = [SAMPLES / "chelsea.png", rgba_image(tmp_path)]
     load, cells = run_model("paligemma", paths, weights=tiny / "paligemma2", max_new_tokens=6)
     assert load["device"] == "cpu" and load["dtype"] == "bfloat16"  # model.toml [load] dtype for cpu
     assert str(tiny / "paligemma2") in load["model_version"] and "weights" in load["model_version"]
-    assert any("<image> x 16 + <bos> + prompt" in note for note in load["notes"])
+    assert any(f"<image> x {facts['image_tokens']} + <bos> + prompt" in note for note in load["notes"])
     assert any("left padding" in note for note in load["notes"])
     assert [c["id"] for c in cells] == ["img0", "img1"]
     for cell, path in zip(cells, paths, strict=True):
-        _check_cell(cell, path, {"caption": "describe en"}, batch_size=2, max_new=6)
+        _check_cell(cell, path, {"caption": "describe en"}, 2, 6, facts["image_tokens"])
         assert cell["raw"]["generate"]["no_repeat_ngram_size"] == 4  # the model.toml guard reaches generate()
-    assert IMAGE_WARNING not in _log(tmp_path, "paligemma")
+    assert IMAGE_WARNING not in run_model.log.read_text()
 
 
-def test_batch_equals_one_by_one_with_exact_lengths(run_model, tiny: Path, tmp_path: Path) -> None:
-    """paligemma-long (Gemma 1 decoder): the card's repetition penalty, forced lengths, batch == single."""
+def test_paligemma1_exact_lengths_and_the_cards_repetition_penalty(run_model, tiny: Path, facts: dict) -> None:
+    """paligemma-long (Gemma 1 decoder): the card's repetition penalty, forced lengths (batch == one by
+    one: tests/adapters/test_contract.py)."""
     paths = [SAMPLES / "rocket.jpg", SAMPLES / "coffee.png"]
     options = {"max_new_tokens": 5, "min_new_tokens": 5}
-    weights = tiny / "paligemma1"
-    load, batch = run_model("paligemma-long", paths, weights=weights, load_options=FLOAT32, **options)
+    load, batch = run_model("paligemma-long", paths, weights=tiny / "paligemma1", load_options=FLOAT32, **options)
     assert load["dtype"] == "float32"
-    singles = [run_model("paligemma-long", [p], weights=weights, load_options=FLOAT32, **options)[1][0] for p in paths]
-    for cell, single, path in zip(batch, singles, paths, strict=True):
-        _check_cell(cell, path, {"caption": "caption en"}, batch_size=2, max_new=5)
-        _check_cell(single, path, {"caption": "caption en"}, batch_size=1, max_new=5)
+    for cell, path in zip(batch, paths, strict=True):
+        _check_cell(cell, path, {"caption": "caption en"}, 2, 5, facts["image_tokens"])
         assert cell["raw"]["generate"]["repetition_penalty"] == 1.1
         assert cell["raw"]["generations"]["caption"]["new_tokens"] == 5
-    texts = [c["raw"]["generations"]["caption"]["text"] for c in batch]
-    assert texts[0] != texts[1]  # the output depends on the image, or the comparison below is void
-    assert texts == [c["raw"]["generations"]["caption"]["text"] for c in singles]
-    assert [c["raw"]["generations"]["caption"]["prompt_tokens"] for c in batch] == [
-        c["raw"]["generations"]["caption"]["prompt_tokens"] for c in singles
-    ]
-    assert IMAGE_WARNING not in _log(tmp_path, "paligemma-long")
+    assert IMAGE_WARNING not in run_model.log.read_text()
 
 
-def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, tiny: Path) -> None:
+def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, tiny: Path, facts: dict) -> None:
     path = SAMPLES / "brick.png"
     prompts = {"caption": "caption en", "tags": "answer en list the objects and materials in this photo"}
     _, [cell] = run_model(
@@ -98,16 +80,14 @@ def test_ask_both_runs_both_prompts_and_the_prompt_reaches_the_model(run_model, 
         max_new_tokens=4,
         min_new_tokens=4,
     )
-    _check_cell(cell, path, prompts, batch_size=1, max_new=4)
+    _check_cell(cell, path, prompts, 1, 4, facts["image_tokens"])
     gens = cell["raw"]["generations"]
     assert gens["caption"]["new_tokens"] == gens["tags"]["new_tokens"] == 4
     # same image, longer prompt: more prompt tokens, and the image tokens are counted in both
-    assert gens["tags"]["prompt_tokens"] > gens["caption"]["prompt_tokens"] >= IMAGE_TOKENS + 3
+    assert gens["tags"]["prompt_tokens"] > gens["caption"]["prompt_tokens"] >= facts["image_tokens"] + 3
 
 
-def test_invalid_options_are_error_cells(run_model, tiny: Path) -> None:
-    _, [cell] = run_model("paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2", ask="everything")
-    assert cell["status"] == "error" and "option ask" in cell["message"]
+def test_an_image_token_in_the_prompt_is_an_error_cell(run_model, tiny: Path) -> None:
     _, [cell] = run_model(
         "paligemma", [SAMPLES / "coffee.png"], weights=tiny / "paligemma2", prompt="<image>describe en"
     )

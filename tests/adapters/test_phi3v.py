@@ -9,30 +9,16 @@ greedy determinism); they say nothing about the real Phi-3.5-vision code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.adapters.vlm_cells import check_cell
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SHORT = {"max_new_tokens": 5, "min_new_tokens": 5}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("phi3v")
-
-
-@pytest.fixture()
-def hub(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_HUB_CACHE", str(tiny / "hub"))
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
-    return tiny / "hub"
 
 
 def test_pinned_load_generate_caption_and_tags(run_model, hub: Path) -> None:

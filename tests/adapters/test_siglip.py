@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT, read_vocabulary
+from orchestrator.paths import read_vocabulary
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
-
-SAMPLES = PROJECT_ROOT / "samples"
 
 
 def test_siglip_scores_each_term_with_its_own_sigmoid(run_model, tiny_model: Callable[[str], Path]) -> None:

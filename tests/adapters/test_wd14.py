@@ -1,8 +1,8 @@
 """The wd14 adapter end to end: a tiny random WD v3-style ONNX model through the real runner host.
 
 Scores of a random model mean nothing, so these tests check structure and invariants: every tag
-scored, thresholds honoured, one rating, batch order, and preprocessing (white alpha and padding,
-BGR) both at the pixel level and through the model.
+scored, thresholds honoured, one rating, and preprocessing (white alpha and padding, BGR) both at
+the pixel level and through the model. Order and batches: tests/adapters/test_contract.py.
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ from PIL import Image
 
 from orchestrator.errors import RemoteError
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 SAMPLE_FILES = [SAMPLES / name for name in ("brick.png", "chelsea.png", "coffee.png", "rocket.jpg")]
 KAOMOJI_IN_TINY_CSV = ("^_^", "0_0")
 CATEGORY_NAMES = {"9": "rating", "0": "general", "4": "character"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model: Callable[[str], Path]) -> Path:
-    return tiny_model("wd14")
 
 
 @pytest.fixture(scope="module")
@@ -157,18 +151,6 @@ def test_each_category_has_its_own_threshold(
     )
     _check_cell(cell, rows, general, character)
     assert sorted(t["category"] for t in cell["tags"]) == sorted(["rating"] + [kept] * len(_names(rows, kept)))
-
-
-def test_batch_results_follow_image_order(run_model, tiny: Path) -> None:
-    paths = [SAMPLES / "chelsea.png", SAMPLES / "rocket.jpg", SAMPLES / "brick.png"]
-    _, forward = run_model("wd14", paths, weights=tiny)
-    _, backward = run_model("wd14", paths[::-1], weights=tiny)
-    _, [single] = run_model("wd14", paths[:1], weights=tiny)
-    assert [c["image"]["width"] for c in forward] == [Image.open(p).width for p in paths]
-    assert _max_diff(forward[0], forward[2]) > 1e-3  # distinct images, or the order check is void
-    for cell, other in zip(forward, backward[::-1], strict=True):
-        assert _max_diff(cell, other) < 1e-4
-    assert _max_diff(forward[0], single) < 1e-4
 
 
 def test_transparency_and_padding_become_white(run_model, tiny: Path, tmp_path: Path) -> None:

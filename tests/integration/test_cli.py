@@ -10,12 +10,10 @@ import jsonschema
 import pytest
 
 from orchestrator.models.registry import load_registry
-from orchestrator.paths import PROJECT_ROOT
 from schemas.status import SUCCESS
-from tests.support import SCHEMA, mltag
+from tests.support import SAMPLES, SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
-SAMPLES = PROJECT_ROOT / "samples"
 REGISTRY = load_registry()
 # The prompted captioners (model.toml [infer] has `ask`) of the modern env, each on the checkpoint
 # its builder's COVERS names; those of the tf4 and legacy envs and the served ones run in

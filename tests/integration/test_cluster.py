@@ -28,13 +28,12 @@ import pytest
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.store import cellpack
 from tests.integration.helpers import alive, fake_job, images, run, slow_photos, started_pids
-from tests.support import SCHEMA, mltag
+from tests.support import SAMPLES, SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (make setup EXTRAS=ray; make test does it)")
 
 pytestmark = [pytest.mark.cluster, pytest.mark.adapter]
-SAMPLES = PROJECT_ROOT / "samples"
 
 
 @pytest.fixture(scope="module")

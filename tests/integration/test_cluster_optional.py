@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-
-SAMPLES = PROJECT_ROOT / "samples"
+from tests.support import SAMPLES
 
 # Runs `mltag ARGS` in this process with `ray` unimportable; prints the exit code and every ray
 # import that was attempted as the last line of stderr.

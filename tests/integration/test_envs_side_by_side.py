@@ -17,12 +17,11 @@ import pytest
 from orchestrator.models.registry import load_registry
 from schemas.status import SUCCESS
 from tests.ollama_server import StandInOllama, closed_port
-from tests.support import SCHEMA, mltag
+from tests.support import SAMPLES, SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # model -> the transformers version its env pins (None: no transformers in its env)
 EXPECTED = {
     "moondream2": "4.55.0",

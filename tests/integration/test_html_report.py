@@ -25,11 +25,10 @@ from orchestrator.paths import PROJECT_ROOT
 from orchestrator.report.html import to_html
 from schemas.status import SUCCESS
 from tests.html_document import HOSTILE_CAPTION, HOSTILE_TAG, MODELS, UNREADABLE, make_document
-from tests.support import mltag
+from tests.support import SAMPLES, mltag
 
 pytestmark = pytest.mark.browser
 
-SAMPLES = PROJECT_ROOT / "samples"
 INSTALL = "apt-get install -y --no-install-recommends chromium chromium-driver"
 CHROME_FLAGS = (
     "--headless=new",

@@ -14,14 +14,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from orchestrator.paths import PROJECT_ROOT
 from tests.openai_server import SERVED, SNAPSHOT, StandInOpenAI
-from tests.support import SCHEMA, mltag
+from tests.support import SAMPLES, SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
 pytestmark = pytest.mark.adapter
 
-SAMPLES = PROJECT_ROOT / "samples"
 KEY = "sk-proj-Zq8v3Lw9Xk2Tn5Rb7Hm4Jc6Pd1Fs0Gy"
 ENDPOINT = "openai-compatible"
 

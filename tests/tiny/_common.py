@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+
+def write_facts(out: Path, **facts: Any) -> None:
+    """The build's facts the tests read (tests/adapters/conftest.py `facts`) instead of restating them:
+    facts.json beside the model (image tokens, query tokens, ...)."""
+    (out / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
 
 
 def byte_level_bpe(corpus: list[str], specials: list[str], vocab_size: int = 400):  # -> tokenizers.Tokenizer

@@ -27,6 +27,8 @@ ENV = "modern"
 COVERS = {
     "blip": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 IMAGE_SIZE, PATCH = 64, 16
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import byte_level_bpe, widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -34,6 +34,8 @@ COVERS = {
     "blip2": "opt",
     "blip2-flan": "flan-t5",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 IMAGE_SIZE, PATCH = 64, 16
 NUM_QUERY_TOKENS = 16  # 32 in the real models; fewer than ~16 and a long prompt drowns out the image
@@ -208,6 +210,7 @@ def build(out: Path) -> None:
         make_model(processor, variant).save_pretrained(out / variant)
         processor.save_pretrained(out / variant)
         check(out / variant, variant)
+    write_facts(out, query_tokens=NUM_QUERY_TOKENS)  # the Q-Former's query tokens, in every prompt
 
 
 if __name__ == "__main__":

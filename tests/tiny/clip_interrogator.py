@@ -22,6 +22,11 @@ ENV = "modern"
 COVERS = {
     "clip-interrogator": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"mode": "psychic"}
+# The contract's infer options (tests/adapters/test_contract.py): "best" (the default) chains flavours
+# for ~30 s a photo on 2 cores; tests/adapters/test_clip_interrogator.py runs it.
+CONTRACT_OPTIONS = {"mode": "fast", "max_flavors": 6}
 
 
 def build(out: Path) -> None:

@@ -21,6 +21,8 @@ ENV = "modern"
 COVERS = {
     "clip": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = None  # its infer takes no option to get wrong (vocabulary and score mode are load options)
 
 MODEL_CFG = {
     "embed_dim": 32,

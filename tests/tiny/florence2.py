@@ -26,6 +26,8 @@ ENV = "modern"
 COVERS = {
     "florence2": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"caption_task": "<BOGUS>"}
 
 IMAGE_SIZE = 64
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]

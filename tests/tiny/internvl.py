@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import qwen_style_bpe, widen_weights
+from tests.tiny._common import qwen_style_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -28,6 +28,8 @@ ENV = "modern"
 COVERS = {
     "internvl3": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 TILE = 64
 PATCH = 16
@@ -164,6 +166,7 @@ def build(out: Path) -> None:
     make_model(tok).save_pretrained(out)
     make_processor(tok).save_pretrained(out)
     check(out)
+    write_facts(out, tile_px=TILE, tokens_per_tile=IMAGE_SEQ_LENGTH)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ ENV = "modern"
 COVERS = {
     "qwen25-judge": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"max_tags_per_model": 0}
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [

@@ -25,6 +25,8 @@ ENV = "tf4"
 COVERS = {
     "minicpm-v45": "hub/models--openbmb--MiniCPM-V-4_5/snapshots/fd3209b2e0580e346fc33d2c6f85b6e9332eecda",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 HUB_ID = "openbmb/MiniCPM-V-4_5"
 REVISION = "fd3209b2e0580e346fc33d2c6f85b6e9332eecda"  # as envs/minicpm-v45/model.toml pins

@@ -35,6 +35,8 @@ ENV = "tf4"
 COVERS = {
     "moondream2": "hub",  # a Hugging Face cache folder: its remote code loads only from that layout
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 HUB_ID, REVISION = "vikhyatk/moondream2", "2025-06-21"
 TOKENIZER_ID = "moondream/starmie-v1"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tests.tiny import cli
-from tests.tiny._common import byte_level_bpe, widen_weights
+from tests.tiny._common import byte_level_bpe, widen_weights, write_facts
 
 ENV = "modern"
 # Registry entries this build stands in for -> the folder of the build their --weights names
@@ -26,6 +26,8 @@ COVERS = {
     "paligemma": "paligemma2",
     "paligemma-long": "paligemma1",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 IMAGE_SIZE, PATCH = 64, 16
 VARIANTS = {"paligemma2": "gemma2", "paligemma1": "gemma"}  # subfolder -> text model_type
@@ -170,6 +172,7 @@ def build(out: Path) -> None:
         make_model(processor, text_type).save_pretrained(out / folder)
         processor.save_pretrained(out / folder)
         check(out / folder)
+    write_facts(out, image_tokens=(IMAGE_SIZE // PATCH) ** 2)  # <image> tokens per photo, both variants
 
 
 if __name__ == "__main__":

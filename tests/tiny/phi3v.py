@@ -26,6 +26,8 @@ ENV = "legacy"
 COVERS = {
     "phi35-vision": "hub/models--microsoft--Phi-3.5-vision-instruct/snapshots/c68f85286eac3fb376a17068e820e738a89c194a",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"ask": "everything"}
 
 HUB_ID = "microsoft/Phi-3.5-vision-instruct"
 REVISION = "c68f85286eac3fb376a17068e820e738a89c194a"  # as envs/phi35-vision/model.toml pins

@@ -25,6 +25,8 @@ ENV = "ram"
 COVERS = {
     "ram-plus": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = None  # its infer takes no option to get wrong
 
 CHECKPOINT = "ram_plus_swin_large_14m.pth"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *["a", "the", "cat", "dog", "room", "wall", "window", "door"]]

@@ -20,6 +20,8 @@ COVERS = {
     "wd14": "",
     "wd14-eva02": "",
 }
+# An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
+BAD_OPTION = {"general_threshold": "high"}
 
 IMG_SIZE = 448
 PATCH = 16

@@ -1,5 +1,6 @@
-"""Every registry entry has its tiny builder and adapter test (tests/registry_coverage.py),
-and adding a checkpoint of an existing family is its model.toml plus one line in the family's builder."""
+"""Every registry entry is under test (tests/registry_coverage.py): a built model has a tiny builder,
+so tests/adapters/test_contract.py runs for it; a served one has its stand-in server's test. Adding a
+checkpoint of an existing family is its model.toml plus one line in the family's builder."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ from tests.registry_coverage import (
     TINY_DIR,
     builder_of,
     checkpoints,
+    contract_checkpoints,
     missing_pieces,
 )
 
 
-def test_every_registry_entry_has_a_tiny_builder_and_an_adapter_test() -> None:
+def test_every_registry_entry_runs_in_the_contract_or_has_its_served_test() -> None:
     registry = load_registry()
     assert missing_pieces(registry) == []
-    # what the check reads is really there: every built entry has a builder
-    assert {name for name, spec in registry.items() if not spec.server} == {
-        name for name in registry if builder_of(name) is not None
-    }
+    # what the check reads is really there: the contract's parameters are exactly the built models
+    assert [model for model, _, _ in contract_checkpoints()] == sorted(
+        name for name, spec in registry.items() if not spec.server
+    )
+    assert all(builder_of(model) == (builder, folder) for model, builder, folder in contract_checkpoints())
 
 
 def _checkout(tmp_path: Path) -> tuple[Path, Path]:
@@ -47,24 +50,24 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
     registry = load_registry(envs)
     assert registry["wd14-convnext"].adapter == "runners.adapters.wd14"
 
-    def missing() -> list[str]:
-        return missing_pieces(registry, tiny, ADAPTERS_DIR)
-
-    # the model.toml alone: the registry test names the missing piece (the family's test exists)
-    assert missing() == [
+    # the model.toml alone: the registry test names the missing piece
+    assert missing_pieces(registry, tiny, ADAPTERS_DIR) == [
         "wd14-convnext: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
     ]
+    assert "wd14-convnext" not in [model for model, _, _ in contract_checkpoints(tiny)]
 
-    # one line in the family's builder: its tiny build now stands in for the new checkpoint
+    # one line in the family's builder: its tiny build stands in for the new checkpoint, and the
+    # contract test's parameters hold it (nothing else to write)
     builder = tiny / "wd14.py"
     text = builder.read_text()
     assert '    "wd14-eva02": "",\n' in text
     builder.write_text(text.replace('    "wd14-eva02": "",\n', '    "wd14-eva02": "",\n    "wd14-convnext": "",\n'))
     assert builder_of("wd14-convnext", tiny) == ("wd14", "")
-    assert missing() == []
+    assert ("wd14-convnext", "wd14", "") in contract_checkpoints(tiny)
+    assert missing_pieces(registry, tiny, ADAPTERS_DIR) == []
 
 
-def test_a_new_family_needs_a_builder_and_an_adapter_test(tmp_path: Path) -> None:
+def test_a_new_family_needs_a_builder(tmp_path: Path) -> None:
     envs, tiny = _checkout(tmp_path)
     (envs / "newfam").mkdir()
     (envs / "newfam" / "model.toml").write_text(
@@ -74,7 +77,30 @@ def test_a_new_family_needs_a_builder_and_an_adapter_test(tmp_path: Path) -> Non
     )
     assert missing_pieces(load_registry(envs), tiny, ADAPTERS_DIR) == [
         "newfam: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
-        "newfam: no adapter test; write tests/adapters/test_newfam.py",
+    ]
+    (tiny / "newfam.py").write_text('ENV = "onnx"\nCOVERS = {"newfam": ""}\n')
+    assert missing_pieces(load_registry(envs), tiny, ADAPTERS_DIR) == [
+        "tests/tiny/newfam.py: no BAD_OPTION (an infer option its adapter answers with an error cell, or None)",
+    ]
+
+
+def test_a_served_model_needs_its_adapter_test_and_no_builder(tmp_path: Path) -> None:
+    envs, tiny = _checkout(tmp_path)
+    (envs / "served").mkdir()
+    (envs / "served" / "model.toml").write_text(
+        (envs / "llava" / "model.toml")
+        .read_text()
+        .replace('adapter = "runners.adapters.ollama"', 'adapter = "runners.adapters.newserver"')
+    )
+    registry = load_registry(envs)
+    assert registry["served"].server
+    assert missing_pieces(registry, tiny, ADAPTERS_DIR) == [
+        "served: served, so no contract test; write tests/adapters/test_newserver.py"
+    ]
+    (tiny / "blip.py").write_text((tiny / "blip.py").read_text().replace('"blip": "",', '"blip": "", "served": "",'))
+    assert missing_pieces(registry, tiny, ADAPTERS_DIR) == [
+        "served: a served model (server = 'ollama') with a tiny builder; drop it",
+        "served: served, so no contract test; write tests/adapters/test_newserver.py",
     ]
 
 
@@ -84,11 +110,13 @@ def test_covers_that_name_no_model_or_one_model_twice_are_reported(tmp_path: Pat
     (tiny / "wd14_wide.py").write_text(
         (tiny / "wd14_wide.py")
         .read_text()
-        .replace("COVERS: dict[str, str] = {}", 'COVERS = {"wd14": "", "wd14-gone": ""}')
+        .replace("COVERS: dict[str, str] = {}", 'COVERS = {"wd14": "", "wd14-gone": ""}\nBAD_OPTION = None')
     )
     (tiny / "blip.py").write_text((tiny / "blip.py").read_text().replace("COVERS = ", "BUILDS = "))
+    (tiny / "florence2.py").write_text((tiny / "florence2.py").read_text().replace('ENV = "modern"', ""))
     assert missing_pieces(registry, tiny, ADAPTERS_DIR) == [
         "tests/tiny/blip.py: no COVERS (the registry entries it builds for, or {})",
+        'tests/tiny/florence2.py: no ENV (the env it builds in: ENV = "<env>")',
         "tests/tiny/wd14_wide.py: COVERS names 'wd14-gone', with no envs/wd14-gone/model.toml",
         "blip: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
         "wd14: covered by several tiny builders (wd14, wd14_wide); keep one",
