@@ -13,6 +13,10 @@ export MLTAG_FIND_LINKS
 
 .PHONY: setup setup-envs test test-fast check docs wheel-check demo health lint lock bench clean
 
+# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: most
+# tests wait on a runner's start-up on one core, so two workers fill a 2-core machine. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 # Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
 EXTRAS ?=
 
@@ -41,7 +45,7 @@ test: EXTRAS = ray
 # The `wheel` tests (the installed wheel) are left to wheel-check, which runs them on the wheel it built.
 test: setup
 	$(MLTAG) setup-envs --models $(DEMO_MODELS)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not wheel"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not wheel" -n $(TEST_WORKERS) --dist loadfile
 
 # mltag as users install it: the sdist and wheel built and checked, the wheel installed in a fresh venv
 # outside the checkout, an env built and a photo analysed from there (.ci/wheel-check; ~1 min warm).
@@ -51,7 +55,7 @@ wheel-check: setup
 # The contributors' lane: no model env, no tiny model, no browser (the `adapter` and `browser`
 # marks are the slow part); under a minute.
 test-fast: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not adapter and not browser"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not adapter and not browser and not wheel"
 
 # The main job on sample photos: real weights when the Hub is reachable, else tiny random models.
 demo: setup

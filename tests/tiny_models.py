@@ -17,6 +17,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from filelock import FileLock
+
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT, cache_root
 from tests.registry_coverage import TINY_DIR, builder_of, module_constant
@@ -60,6 +62,17 @@ def build(family: str) -> Path:
     out = cache_root() / "tiny" / f"{family}-{key}"
     if (out / ".complete").exists():
         return out
+    # Test workers run in parallel (make test: pytest-xdist): one builds, the others wait and reuse it
+    # (a second build would replace the folder under a worker reading it).
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock", timeout=1800):
+        if (out / ".complete").exists():
+            return out
+        _build_into(out, family, python)
+    return out
+
+
+def _build_into(out: Path, family: str, python: Path) -> None:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     proc = subprocess.run(
@@ -75,7 +88,6 @@ def build(family: str) -> Path:
     (tmp / ".complete").write_text("")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return out
 
 
 def tiny_weights(models: list[str]) -> dict[str, Path]:

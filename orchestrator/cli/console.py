@@ -12,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestrator.errors import MltagError
 
-err = Console(stderr=True)
+# soft_wrap: a message is never cut into lines by rich (a path broken mid-name cannot be copied); the
+# terminal wraps it. Tables and the progress bar are still laid out to the terminal's width.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def stdout() -> Console:
