@@ -4,27 +4,22 @@ docs/scripts/gen_pages.py at build time and by tests/docs/test_models_page.py.""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 from orchestrator.models.registry import ModelSpec
+from tests.registry_coverage import tiny_covers
 
 MARKER = "<!-- generated: models -->"
 SERVERS = {"ollama": "Ollama", "openai": "OpenAI-compatible endpoint"}
 
 
 def covers(tiny_dir: Path) -> dict[str, str]:
-    """registry model -> the tests/tiny builder whose COVERS names it."""
+    """registry model -> the tests/tiny builder whose COVERS names it (the first, in name order)."""
     out: dict[str, str] = {}
-    for path in sorted(tiny_dir.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        for node in ast.parse(path.read_text()).body:
-            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-            if isinstance(target, ast.Name) and target.id == "COVERS" and getattr(node, "value", None) is not None:
-                for model in ast.literal_eval(node.value):  # type: ignore[attr-defined]
-                    out.setdefault(model, path.stem)
+    for builder, covered in tiny_covers(tiny_dir).items():
+        for model in covered:
+            out.setdefault(model, builder)
     return out
 
 
