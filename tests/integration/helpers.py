@@ -136,3 +136,17 @@ def slow_photos(folder: Path, count: int = 40) -> Path:
         # bytes after the JPEG end marker are ignored by decoders but make each file distinct
         (folder / f"img{i:02d}.jpg").write_bytes(buf.getvalue() + b"%d" % i)
     return folder
+
+
+def wait_until_inferring(proc: subprocess.Popen[str], model: str) -> list[str]:
+    """Read the CLI's stderr until it reports `model`'s first finished image (off a terminal it prints
+    `  MODEL: DONE/TOTAL`): the runner is then loaded and busy with the next one. A fixed sleep instead
+    raced the load under two test workers (a kill during the load leaves no cell retried).
+    Returns the lines read, for the caller's failure messages."""
+    assert proc.stderr is not None, "start the CLI with stderr=subprocess.PIPE"
+    lines: list[str] = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.strip().startswith(f"{model}: "):
+            return lines
+    raise AssertionError(f"the run ended before {model} finished an image:\n{''.join(lines)}")

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from orchestrator.paths import PROJECT_ROOT
-from tests.integration.helpers import slow_photos
+from tests.integration.helpers import slow_photos, wait_until_inferring
 from tests.support import mltag
 
 pytestmark = pytest.mark.adapter
@@ -79,7 +79,7 @@ def test_interrupt_stops_every_runner(tiny_model, slow_folder: Path, sig: int, c
         text=True,
     )
     runners = _runner_pids(psutil.Process(proc.pid))
-    time.sleep(2.0)  # the runner is loaded and busy decoding
+    wait_until_inferring(proc, "wd14")
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
@@ -110,7 +110,7 @@ def test_runner_killed_from_outside_mid_run(tiny_model, slow_folder: Path, retry
     ] + ([] if retry else ["--no-retry-crashed"])
     proc = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runner = _runner_pids(psutil.Process(proc.pid))[0]
-    time.sleep(2.0)
+    wait_until_inferring(proc, "wd14")
     os.kill(runner, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
     doc = json.loads(stdout)

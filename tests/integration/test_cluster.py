@@ -27,7 +27,7 @@ import pytest
 
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.store import cellpack
-from tests.integration.helpers import alive, fake_job, images, run, slow_photos, started_pids
+from tests.integration.helpers import alive, fake_job, images, run, slow_photos, started_pids, wait_until_inferring
 from tests.support import SAMPLES, SCHEMA, mltag
 from tests.tiny_models import tiny_weights
 
@@ -290,7 +290,7 @@ def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Pa
         "--no-store",
     ]
     proc, runner = _start(ray_address, args)
-    time.sleep(2.0)  # loaded and busy
+    wait_until_inferring(proc, "wd14")
     runner.send_signal(signal.SIGKILL)
     stdout, retried = _all_ok_but_retried(proc)
     assert len(retried) == 1 and "killed by SIGKILL" in retried[0]["attempts"][0]["message"]
@@ -313,7 +313,7 @@ def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str, 
         "--no-store",
     ]
     proc, runner = _start(ray_address, args)
-    time.sleep(2.0)
+    wait_until_inferring(proc, "wd14")
     [host] = [a for a in ray.util.list_named_actors(all_namespaces=True) if "-wd14-r0-1" in a["name"]]
     ray.kill(ray.get_actor(host["name"], namespace=host["namespace"]))
     stdout, retried = _all_ok_but_retried(proc)
