@@ -47,6 +47,9 @@ KEEP_ENV = (
     "XDG_CACHE_HOME",
     "HF_MODULES_CACHE",
     "OLLAMA_HOST",
+    # a user's thread budget for torch / onnxruntime (wd14's session reads it; a shared box sets it)
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
 )
 
 

@@ -144,3 +144,13 @@ def test_the_first_runner_starts_before_the_images_unless_the_store_may_spare_it
     started.clear()
     Analysis([], [spec("m1")], RunOptions(infer_overrides={"x": 1}), store=store).start_early()
     assert started == ["m1"], "other options: nothing stored to reuse"
+
+
+def test_a_users_thread_budget_reaches_the_runners(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OMP_NUM_THREADS (torch, and wd14's onnxruntime session) was filtered out of a local runner's env."""
+    from orchestrator.run.processes import runner_env
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    env = runner_env(Path(sys.executable), offline=True)
+    assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("3", "3")
