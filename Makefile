@@ -13,9 +13,11 @@ export MLTAG_FIND_LINKS
 
 .PHONY: setup setup-envs test test-fast check docs wheel-check demo health lint lock bench clean
 
-# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: most
-# tests wait on a runner's start-up on one core, so two workers fill a 2-core machine. TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time
+# (tests/scheduling.py: the contract test per model, long units first). Three workers on 2 cores: a worker
+# waiting on a subprocess or a download leaves its core to another (10:08 vs 11:12 on a fresh clone).
+# TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 
 # Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
 EXTRAS ?=
