@@ -13,9 +13,9 @@ export MLTAG_FIND_LINKS
 
 .PHONY: setup setup-envs test test-fast check docs wheel-check demo health lint lock bench clean
 
-# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time
-# (tests/scheduling.py: the contract test per model, long units first). Three workers on 2 cores: a worker
-# waiting on a subprocess or a download leaves its core to another (10:08 vs 11:12 on a fresh clone).
+# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time. Three
+# workers on 2 cores: a worker waiting on a subprocess or a download leaves its core to another (pytest on a
+# fresh clone: 10:08 with three, 11:12 with two).
 # TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 
