@@ -215,4 +215,3 @@ class RunModel:
 def run_model(runner_pool: RunnerPool, tmp_path: Path) -> RunModel:
     """Run registry model `name` on image files through the real runner host and protocol."""
     return RunModel(runner_pool, tmp_path)
-
