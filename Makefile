@@ -15,7 +15,7 @@ export MLTAG_FIND_LINKS
 
 # make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time. Three
 # workers on 2 cores: a worker waiting on a subprocess or a download leaves its core to another (pytest on a
-# fresh clone: 10:08 with three, 11:12 with two).
+# fresh clone: 10:08 and 11:02 with three, 11:12 with two; CONTRIBUTING.md "Test time").
 # TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 
