@@ -24,6 +24,7 @@ import pytest
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.processes import KEEP_ENV, RunnerProcess
+from tests.support import request_images
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -192,15 +193,12 @@ class RunModel:
             runner, load, self.log = self.pool.start(name, weights, warmup, load_options, self.tmp_path)
         else:
             runner, load, self.log = self.pool.get(name, weights, warmup, load_options)
-        images = [
-            {"id": f"img{i}", "name": f"img{i}", "context": p}
-            if isinstance(p, dict)
-            else {"id": f"img{i}", "name": str(p), "data": Path(p).read_bytes()}
-            for i, p in enumerate(paths)
-        ]
         try:
             out = runner.call(
-                "infer", timeout=300, images=images, options={**load_registry()[name].infer, **infer_options}
+                "infer",
+                timeout=300,
+                images=request_images(paths),
+                options={**load_registry()[name].infer, **infer_options},
             )
         except BaseException:
             runner.stop()  # a runner that failed a call is not reused

@@ -28,7 +28,12 @@ TINY_DIR = PROJECT_ROOT / "tests" / "tiny"
 ADAPTERS_DIR = PROJECT_ROOT / "tests" / "adapters"
 
 
-BUILDER_CONSTANTS = ("ENV", "COVERS", "BAD_OPTION")  # what every builder declares, read by module_constant
+# What every builder declares (read by module_constant), and what each is, for the message when absent.
+BUILDER_CONSTANTS = {
+    "ENV": 'the env it builds in: ENV = "<env>"',
+    "COVERS": "the registry entries it builds for, or {}",
+    "BAD_OPTION": "an infer option its adapter answers with an error cell, or None",
+}
 
 
 def module_constant(path: Path, name: str) -> Any:
@@ -103,7 +108,7 @@ def missing_pieces(
             try:
                 module_constant(path, name)
             except KeyError:
-                problems.append(f"tests/tiny/{path.name}: no {name} ({BUILDER_HELP[name]})")
+                problems.append(f"tests/tiny/{path.name}: no {name} ({BUILDER_CONSTANTS[name]})")
     covered_by: dict[str, list[str]] = {}
     for model, builder, _ in contract_checkpoints(tiny_dir):
         covered_by.setdefault(model, []).append(builder)
@@ -122,10 +127,3 @@ def missing_pieces(
         elif not owners:
             problems.append(f"{name}: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py")
     return problems
-
-
-BUILDER_HELP = {
-    "ENV": 'the env it builds in: ENV = "<env>"',
-    "COVERS": "the registry entries it builds for, or {}",
-    "BAD_OPTION": "an infer option its adapter answers with an error cell, or None",
-}

@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from orchestrator.models.registry import ModelSpec
@@ -54,3 +56,14 @@ def spec(name: str = "fake", kind: str = "tagger") -> ModelSpec:
         revision="0" * 40,
         folder=PROJECT_ROOT / "envs" / name,
     )
+
+
+def request_images(items: Sequence[Path | dict[str, Any]]) -> list[dict[str, Any]]:
+    """An infer request's images: photo files (their bytes), or for a text-only model (the judge) one
+    context dict per item; ids img0, img1, ... in order."""
+    return [
+        {"id": f"img{i}", "name": f"img{i}", "context": item}
+        if isinstance(item, dict)
+        else {"id": f"img{i}", "name": str(item), "data": Path(item).read_bytes()}
+        for i, item in enumerate(items)
+    ]

@@ -35,7 +35,7 @@ from orchestrator.run.processes import RunnerProcess
 from schemas.status import SUCCESS
 from tests.adapters.vlm_cells import rgba_image
 from tests.registry_coverage import TINY_DIR, contract_checkpoints, module_constant
-from tests.support import JUDGE_CONTEXT, SAMPLES, SCHEMA
+from tests.support import JUDGE_CONTEXT, SAMPLES, SCHEMA, request_images
 
 pytestmark = pytest.mark.adapter
 
@@ -70,14 +70,8 @@ class Checkpoint:
         short = {k: min(v, SHORT_GENERATION) for k, v in self.spec.infer.items() if k.endswith("max_new_tokens")}
         if self.spec.kind in ("captioner", "judge"):
             short.setdefault("max_new_tokens", SHORT_GENERATION)
-        images = [
-            {"id": f"img{i}", "name": f"img{i}", "context": item}
-            if isinstance(item, dict)
-            else {"id": f"img{i}", "name": str(item), "data": Path(item).read_bytes()}
-            for i, item in enumerate(items)
-        ]
         options = {**self.spec.infer, **short, **self.options, **options}
-        out = self.runner.call("infer", timeout=300, images=images, options=options)
+        out = self.runner.call("infer", timeout=300, images=request_images(items), options=options)
         cells: list[dict[str, Any]] = out["results"]
         return cells
 

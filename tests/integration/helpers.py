@@ -138,15 +138,14 @@ def slow_photos(folder: Path, count: int = 40) -> Path:
     return folder
 
 
-def wait_until_inferring(proc: subprocess.Popen[str], model: str) -> list[str]:
+def wait_until_inferring(proc: subprocess.Popen[str], model: str) -> None:
     """Read the CLI's stderr until it reports `model`'s first finished image (off a terminal it prints
     `  MODEL: DONE/TOTAL`): the runner is then loaded and busy with the next one. A fixed sleep instead
-    raced the load under two test workers (a kill during the load leaves no cell retried).
-    Returns the lines read, for the caller's failure messages."""
+    raced the load under two test workers (a kill during the load leaves no cell retried)."""
     assert proc.stderr is not None, "start the CLI with stderr=subprocess.PIPE"
     lines: list[str] = []
     for line in proc.stderr:
         lines.append(line)
         if line.strip().startswith(f"{model}: "):
-            return lines
+            return
     raise AssertionError(f"the run ended before {model} finished an image:\n{''.join(lines)}")

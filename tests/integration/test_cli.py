@@ -194,32 +194,31 @@ def test_a_weights_folder_without_config_json_says_what_was_expected() -> None:
     """Not the library's list of every model type it knows (transformers 4.x prints hundreds): one line
     saying what the folder lacks, and what --weights takes; the whole traceback is in the runner log."""
     # a short path: the run's summary line is bounded (MESSAGE_CHARS) and a test worker's tmp_path is long
-    short = Path(tempfile.mkdtemp(prefix="w"))
-    empty = short / "not-a-model"
-    empty.mkdir()
-    proc = mltag(
-        "analyze",
-        str(SAMPLES / "brick.png"),
-        "--models",
-        "qwen2vl-2b",
-        "--offline",
-        "--no-store",
-        f"--weights=qwen2vl-2b={empty}",
-        "--format",
-        "json",
-    )
-    assert proc.returncode == 1, proc.stderr
-    cell = json.loads(proc.stdout)["images"][0]["results"]["qwen2vl-2b"]
-    assert cell["status"] == "skipped"
-    assert (
-        cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of "
-        f"{REGISTRY['qwen2vl-2b'].hub_id}"
-    )
-    assert "a Hugging Face cache root holding" in cell["fix"] and "snapshot folder" in cell["fix"]
-    said = " ".join(proc.stderr.split())  # rich wraps long lines at 80 columns in a pipe
-    assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
-    assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
-    shutil.rmtree(short)
+    with tempfile.TemporaryDirectory(prefix="w") as short:
+        empty = Path(short) / "not-a-model"
+        empty.mkdir()
+        proc = mltag(
+            "analyze",
+            str(SAMPLES / "brick.png"),
+            "--models",
+            "qwen2vl-2b",
+            "--offline",
+            "--no-store",
+            f"--weights=qwen2vl-2b={empty}",
+            "--format",
+            "json",
+        )
+        assert proc.returncode == 1, proc.stderr
+        cell = json.loads(proc.stdout)["images"][0]["results"]["qwen2vl-2b"]
+        assert cell["status"] == "skipped"
+        assert (
+            cell["message"] == f"weights missing: {empty} has no config.json: not a snapshot folder of "
+            f"{REGISTRY['qwen2vl-2b'].hub_id}"
+        )
+        assert "a Hugging Face cache root holding" in cell["fix"] and "snapshot folder" in cell["fix"]
+        said = " ".join(proc.stderr.split())  # rich wraps long lines at 80 columns in a pipe
+        assert f"qwen2vl-2b: skipped: {cell['message']} fix: {cell['fix']}" in said, proc.stderr
+        assert "Unrecognized model" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.adapter

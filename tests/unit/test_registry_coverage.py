@@ -37,15 +37,24 @@ def _checkout(tmp_path: Path) -> tuple[Path, Path]:
     return envs, tiny
 
 
+def _add_model(envs: Path, name: str, like: str, *replacements: tuple[str, str]) -> None:
+    """envs/<name>/model.toml: a copy of envs/<like>/model.toml with `replacements` made in it."""
+    text = (envs / like / "model.toml").read_text()
+    for old, new in replacements:
+        text = text.replace(old, new)
+    (envs / name).mkdir()
+    (envs / name / "model.toml").write_text(text)
+
+
 def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp_path: Path) -> None:
     """The experiment of issue 12: wd14-convnext, one more WD v3 tagger on runners/adapters/wd14.py."""
     envs, tiny = _checkout(tmp_path)
-    (envs / "wd14-convnext").mkdir()
-    (envs / "wd14-convnext" / "model.toml").write_text(
-        (envs / "wd14" / "model.toml")
-        .read_text()
-        .replace("SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-convnext-tagger-v3")
-        .replace("7f6b584d0bd3f55c4531f14ba3d4761b2bccdc0f", "0" * 40)
+    _add_model(
+        envs,
+        "wd14-convnext",
+        "wd14",
+        ("SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-convnext-tagger-v3"),
+        ("7f6b584d0bd3f55c4531f14ba3d4761b2bccdc0f", "0" * 40),
     )
     registry = load_registry(envs)
     assert registry["wd14-convnext"].adapter == "runners.adapters.wd14"
@@ -69,12 +78,7 @@ def test_a_new_checkpoint_of_a_family_is_its_model_toml_and_one_builder_line(tmp
 
 def test_a_new_family_needs_a_builder(tmp_path: Path) -> None:
     envs, tiny = _checkout(tmp_path)
-    (envs / "newfam").mkdir()
-    (envs / "newfam" / "model.toml").write_text(
-        (envs / "wd14" / "model.toml")
-        .read_text()
-        .replace('adapter = "runners.adapters.wd14"', 'adapter = "runners.adapters.newfam"')
-    )
+    _add_model(envs, "newfam", "wd14", ('adapter = "runners.adapters.wd14"', 'adapter = "runners.adapters.newfam"'))
     assert missing_pieces(load_registry(envs), tiny, ADAPTERS_DIR) == [
         "newfam: no tiny builder; add a line for it to COVERS in its family's tests/tiny/*.py",
     ]
@@ -86,11 +90,8 @@ def test_a_new_family_needs_a_builder(tmp_path: Path) -> None:
 
 def test_a_served_model_needs_its_adapter_test_and_no_builder(tmp_path: Path) -> None:
     envs, tiny = _checkout(tmp_path)
-    (envs / "served").mkdir()
-    (envs / "served" / "model.toml").write_text(
-        (envs / "llava" / "model.toml")
-        .read_text()
-        .replace('adapter = "runners.adapters.ollama"', 'adapter = "runners.adapters.newserver"')
+    _add_model(
+        envs, "served", "llava", ('adapter = "runners.adapters.ollama"', 'adapter = "runners.adapters.newserver"')
     )
     registry = load_registry(envs)
     assert registry["served"].server
