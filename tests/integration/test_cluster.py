@@ -249,6 +249,11 @@ def slow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return slow_photos(tmp_path_factory.mktemp("slow") / "photos")
 
 
+# The kill tests run one replica: with two (the 2-CPU head's default) the first finished image may be
+# the other replica's while the killed one still loads, and a kill during a load retries no cell.
+ONE_REPLICA = ("--cluster-parallel", "1")
+
+
 def _all_ok_but_retried(proc: subprocess.Popen[str]) -> tuple[str, list[dict[str, Any]]]:
     """The run's JSON output (all 40 wd14 cells ok, checked here) and the cells that needed a retry."""
     stdout, stderr = proc.communicate(timeout=300)
@@ -288,6 +293,7 @@ def test_runner_sigkilled_on_a_node_is_retried(ray_address: str, slow_folder: Pa
         "--format",
         "json",
         "--no-store",
+        *ONE_REPLICA,
     ]
     proc, runner = _start(ray_address, args)
     wait_until_inferring(proc, "wd14")
@@ -311,6 +317,7 @@ def test_host_actor_killed_is_a_crash_retried_on_a_fresh_host(ray_address: str, 
         "--format",
         "json",
         "--no-store",
+        *ONE_REPLICA,
     ]
     proc, runner = _start(ray_address, args)
     wait_until_inferring(proc, "wd14")
