@@ -13,11 +13,11 @@ export MLTAG_FIND_LINKS
 
 .PHONY: setup setup-envs test test-fast check docs wheel-check demo health lint lock bench clean
 
-# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time. Three
-# workers on 2 cores: a worker waiting on a subprocess or a download leaves its core to another (pytest on a
-# fresh clone: 10:08 and 11:02 with three, 11:12 with two; CONTRIBUTING.md "Test time").
-# TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 3
+# make test runs the suite in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time; each
+# runner the tests start computes on one thread (tests/conftest.py). Four workers on 2 cores: one waiting on a
+# subprocess leaves its core to another (warm pytest here: 414 s with three, 383 s with four, 400 s with five;
+# CONTRIBUTING.md "Test time"). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
 
 # Optional extras of the orchestrator's venv: EXTRAS=ray adds Ray for `--cluster` (make test does).
 EXTRAS ?=

@@ -28,6 +28,11 @@ from tests.support import request_images
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One thread per runner: the suite runs several workers (make test: three) on a few cores, and a runner
+# with a thread per core spends the others' CPU waiting busily (OpenMP spins). Warm suite, this 2-core
+# machine: 569 s with a thread per core, 414 s with one (CONTRIBUTING.md "Test time").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 # As the Makefile: RAM++'s `ram` (not on PyPI) from the wheel in ../shared when that is beside the checkout.
 _RAM_WHEELS = "../shared/upstream/recognize-anything"
 if not os.environ.get("MLTAG_FIND_LINKS") and (PROJECT_ROOT / _RAM_WHEELS).is_dir():

@@ -75,7 +75,7 @@ RawPairs = Annotated[
         "from the JPEG, the RAW listed under seen_as) or both (two photos).",
     ),
 ]
-Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once.")]
+Parallel = Annotated[int, typer.Option("--parallel", help="Models run at once (each on its share of the cores).")]
 Cluster = Annotated[
     str | None,
     typer.Option(

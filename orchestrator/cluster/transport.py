@@ -91,7 +91,7 @@ class HostSlot:
     ) -> HostedRunner:
         ready = self.create() if self.actor is None else None
         env = dict(extra_env or {})
-        env.setdefault("OMP_NUM_THREADS", str(max(1, int(self.cpus))))  # this replica's share of the node
+        env["OMP_NUM_THREADS"] = str(max(1, int(self.cpus)))  # this replica's share of the node, not the driver's
         try:
             if ready is not None:
                 self.host = self.ray.get(ready, timeout=START_S)["host"]

@@ -103,7 +103,7 @@ def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) ->
         limits=limits,
         batch_size=batch,
         offline=opts.offline,
-        extra_env=served_env(load_spec),
+        extra_env={**served_env(load_spec), **thread_share(opts.parallel)},
     )
 
 
@@ -113,6 +113,16 @@ def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[st
     an infer option."""
     infer = {k: v for k, v in overrides.items() if k not in spec.load}
     return infer, {k: v for k, v in overrides.items() if k in spec.load}
+
+
+def thread_share(parallel: int) -> dict[str, str]:
+    """With --parallel N, each runner's share of this machine's cores (OMP_NUM_THREADS, read by torch and
+    wd14's onnxruntime session): each would otherwise start a thread per core, and N runners computing at
+    once spend the cores waiting busily for each other (OpenMP spins). A user's own setting wins."""
+    if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"OMP_NUM_THREADS": str(max(1, cores // parallel))}
 
 
 def served_env(load_spec: LoadSpec) -> dict[str, str]:

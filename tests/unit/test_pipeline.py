@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.images import hash_file
-from orchestrator.run.jobs import RunOptions, infer_overrides
+from orchestrator.run.jobs import RunOptions, infer_overrides, model_job
 from orchestrator.run.pipeline import Analysis
 from tests.support import spec
 
@@ -154,3 +155,20 @@ def test_a_users_thread_budget_reaches_the_runners(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
     env = runner_env(Path(sys.executable), offline=True)
     assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("3", "3")
+
+
+def test_runners_at_once_share_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--parallel N: each runner gets its share of the cores (N runners with a thread per core each spend
+    the CPU waiting for each other); one model at a time keeps torch's default; a user's setting wins."""
+    from orchestrator.run.jobs import thread_share
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert thread_share(1) == {}
+    assert thread_share(2) == {"OMP_NUM_THREADS": "4"}
+    assert thread_share(3) == {"OMP_NUM_THREADS": "2"}
+    assert thread_share(16) == {"OMP_NUM_THREADS": "1"}
+    job = model_job(RunOptions(parallel=2), spec("m1"), Path(sys.executable), tmp_path)
+    assert job.extra_env["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    assert thread_share(2) == {}
