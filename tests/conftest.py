@@ -218,13 +218,3 @@ class RunModel:
 def run_model(runner_pool: RunnerPool, tmp_path: Path) -> RunModel:
     """Run registry model `name` on image files through the real runner host and protocol."""
     return RunModel(runner_pool, tmp_path)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`make test`'s `--dist loadfile`, with the contract test split per checkpoint: tests/scheduling.py."""
-    if config.getoption("dist") != "loadfile":
-        return None
-    from tests.scheduling import Scheduling
-
-    return Scheduling(config, log)
