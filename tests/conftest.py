@@ -33,6 +33,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # machine: 569 s with a thread per core, 414 s with one (CONTRIBUTING.md "Test time").
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The model-env pythons the tests start (tiny builds, env scripts) keep their bytecode, as runners do
+# (orchestrator/run/processes.py runner_env): where PYTHONDONTWRITEBYTECODE is set (CI containers), each
+# would otherwise compile torch and transformers from source again, ~7 CPU-seconds a process.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # As the Makefile: RAM++'s `ram` (not on PyPI) from the wheel in ../shared when that is beside the checkout.
 _RAM_WHEELS = "../shared/upstream/recognize-anything"
 if not os.environ.get("MLTAG_FIND_LINKS") and (PROJECT_ROOT / _RAM_WHEELS).is_dir():
