@@ -28,7 +28,7 @@ from tests.support import request_images
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-# One thread per runner: the suite runs several workers (make test: three) on a few cores, and a runner
+# One thread per runner: the suite runs several workers (make test: four) on a few cores, and a runner
 # with a thread per core spends the others' CPU waiting busily (OpenMP spins). Warm suite, this 2-core
 # machine: 569 s with a thread per core, 414 s with one (CONTRIBUTING.md "Test time").
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -70,8 +70,9 @@ class RunOptions:
     raw: str = "auto"  # --raw: how camera RAW files are decoded (runners/_images.py decode_raw)
 
 
-def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) -> ModelJob:
-    """What one model's runner is given: its load spec, infer options, limits and log file."""
+def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path, at_once: int = 1) -> ModelJob:
+    """What one model's runner is given: its load spec, infer options, limits and log file; `at_once`: how
+    many runners compute beside it (its share of the cores, `thread_share`)."""
     timeout = opts.timeout_s or spec.timeout_s or 60.0
     limits = Limits(infer_s=timeout, load_s=spec.load_timeout_s or Limits.load_s, retry_crashed=opts.retry_crashed)
     generative = spec.kind in ("captioner", "judge")
@@ -103,7 +104,7 @@ def model_job(opts: RunOptions, spec: ModelSpec, python: Path, log_dir: Path) ->
         limits=limits,
         batch_size=batch,
         offline=opts.offline,
-        extra_env={**served_env(load_spec), **thread_share(opts.parallel)},
+        extra_env={**served_env(load_spec), **thread_share(at_once)},
     )
 
 
@@ -115,14 +116,15 @@ def split_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> tuple[dict[st
     return infer, {k: v for k, v in overrides.items() if k in spec.load}
 
 
-def thread_share(parallel: int) -> dict[str, str]:
-    """With --parallel N, each runner's share of this machine's cores (OMP_NUM_THREADS, read by torch and
-    wd14's onnxruntime session): each would otherwise start a thread per core, and N runners computing at
-    once spend the cores waiting busily for each other (OpenMP spins). A user's own setting wins."""
-    if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+def thread_share(at_once: int) -> dict[str, str]:
+    """With `at_once` runners computing at the same time (--parallel N over several models), each one's
+    share of this machine's cores (OMP_NUM_THREADS, read by torch and wd14's onnxruntime session): each
+    would otherwise start a thread per core, and the runners would spend the cores waiting busily for each
+    other (OpenMP spins). A user's own setting wins."""
+    if at_once <= 1 or "OMP_NUM_THREADS" in os.environ:
         return {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"OMP_NUM_THREADS": str(max(1, cores // parallel))}
+    return {"OMP_NUM_THREADS": str(max(1, cores // at_once))}
 
 
 def served_env(load_spec: LoadSpec) -> dict[str, str]:

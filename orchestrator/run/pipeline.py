@@ -78,6 +78,9 @@ class Analysis:
         # whose stored outputs the judge merges (model -> kind); default: this analysis's models
         self.judged_models = judged_models if judged_models is not None else {m.name: m.kind for m in models}
         self.options = options
+        # runners computing at once: --parallel N over the models (each gets its share of the cores); the
+        # judge runs alone after them (run_judge)
+        self.at_once = max(1, min(options.parallel, len(models)))
         self.run_id = _run_id()
         self.log_dir = logs_dir() / self.run_id  # one log per model: <model>.log
         self.model_runs: dict[str, ModelRun] = {}
@@ -120,7 +123,7 @@ class Analysis:
         try:
             if not self.force and meta.options_key and self.store.has_done(spec.name, meta.options_key):
                 return
-            job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
+            job = self._job(spec)
             self._launched[spec.name] = launch(job)
         except (StoreError, OSError):
             return  # the model starts when its turn comes, and says what is wrong then
@@ -197,6 +200,9 @@ class Analysis:
         )
         return bool(self._store_call(self.store.put_cell, self.run_id, image.sha256, spec.name, result, meta))
 
+    def _job(self, spec: ModelSpec) -> ModelJob:
+        return model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir, at_once=self.at_once)
+
     def _store_model(self, spec: ModelSpec) -> None:
         if spec.name in self.model_runs and self.reused.get(spec.name, 0) < len(self.unique):
             self._store_call(self.store.put_model, self.run_id, spec.name, self._model_entry(spec))
@@ -204,7 +210,7 @@ class Analysis:
     def _cell_meta(self, spec: ModelSpec) -> CellMeta:
         """The options key (resume) and env key of a model, from the very job it will run."""
         try:
-            job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
+            job = self._job(spec)
             key = options_key(spec.adapter, job.load_spec, job.infer_options)
         except Exception:  # e.g. a missing vocabulary: the model fails later with that message; no resume
             key = ""
@@ -308,7 +314,7 @@ class Analysis:
             self.model_runs[spec.name] = run
             self._store_model(spec)
             return run
-        job = model_job(self.options, spec, envbuild.env_paths(spec.env).python, self.log_dir)
+        job = self._job(spec)
         job.payload = payload
         try:
             run = self._supervise(spec, job, pending, progress)
@@ -368,6 +374,7 @@ class Analysis:
         from orchestrator.run.judge import judge_context, sees_image
 
         assert self.judge is not None
+        self.at_once = 1
         kinds = self.judged_models
         photo = sees_image(self.judge)  # a captioner judging is sent the photo too
 

@@ -268,7 +268,7 @@ def test_a_stopped_runner_exits_in_the_background(tmp_path: Path) -> None:
 def test_the_runner_started_early_is_the_one_that_runs(tmp_path: Path, monkeypatch) -> None:
     """The early runner loads while the images are hashed, then serves them: one runner, every cell."""
     monkeypatch.setattr(envbuild, "env_state", lambda env: ("ready", ""))
-    monkeypatch.setattr(pipeline, "model_job", lambda *args: fake_job(tmp_path, "ok"))
+    monkeypatch.setattr(pipeline, "model_job", lambda *args, **kw: fake_job(tmp_path, "ok"))
     analysis = pipeline.Analysis([], [spec("fake")], RunOptions())
     analysis.start_early()
     for _ in range(200):  # the fake runner writes its pid file as it starts
@@ -303,7 +303,9 @@ def test_a_failure_the_store_does_not_take_is_said(tmp_path: Path, monkeypatch, 
     imgs = images(tmp_path, NAMES)
     behaviour = "ok"
     monkeypatch.setattr(
-        pipeline, "model_job", lambda *args: fake_job(tmp_path, behaviour, Limits(hello_s=30, load_s=30, infer_s=1.0))
+        pipeline,
+        "model_job",
+        lambda *args, **kw: fake_job(tmp_path, behaviour, Limits(hello_s=30, load_s=30, infer_s=1.0)),
     )
     first = pipeline.Analysis(imgs, [spec("fake")], RunOptions(), store=store)
     first.run()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.images import hash_file
-from orchestrator.run.jobs import RunOptions, infer_overrides, model_job
+from orchestrator.run.jobs import RunOptions, infer_overrides, thread_share
 from orchestrator.run.pipeline import Analysis
 from tests.support import spec
 
@@ -157,18 +157,25 @@ def test_a_users_thread_budget_reaches_the_runners(monkeypatch: pytest.MonkeyPat
     assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("3", "3")
 
 
-def test_runners_at_once_share_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """--parallel N: each runner gets its share of the cores (N runners with a thread per core each spend
-    the CPU waiting for each other); one model at a time keeps torch's default; a user's setting wins."""
-    from orchestrator.run.jobs import thread_share
-
+def test_runners_at_once_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--parallel N over several models: each runner gets its share of the cores (runners with a thread per
+    core each spend the CPU waiting for each other); a model or a judge running alone keeps torch's
+    default; a user's own setting wins."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert thread_share(1) == {}
     assert thread_share(2) == {"OMP_NUM_THREADS": "4"}
     assert thread_share(3) == {"OMP_NUM_THREADS": "2"}
     assert thread_share(16) == {"OMP_NUM_THREADS": "1"}
-    job = model_job(RunOptions(parallel=2), spec("m1"), Path(sys.executable), tmp_path)
-    assert job.extra_env["OMP_NUM_THREADS"] == "4"
+    models = [spec("m1"), spec("m2"), spec("m3")]
+    analysis = Analysis([], models, RunOptions(parallel=2), judge=spec("j", kind="judge"))
+    assert analysis._job(models[0]).extra_env["OMP_NUM_THREADS"] == "4"
+    assert "OMP_NUM_THREADS" not in Analysis([], models[:1], RunOptions(parallel=2))._job(models[0]).extra_env
+    judged: list[dict[str, str]] = []  # the judge's job, as run_judge hands it to run_model
+    monkeypatch.setattr(
+        analysis, "run_model", lambda s, progress=None, payload=None: judged.append(analysis._job(s).extra_env)
+    )
+    analysis.run_judge()
+    assert judged == [{}], "the judge runs after the models, alone"
     monkeypatch.setenv("OMP_NUM_THREADS", "6")
     assert thread_share(2) == {}
