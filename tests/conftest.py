@@ -24,6 +24,7 @@ import pytest
 from orchestrator.models import envbuild
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.run.processes import KEEP_ENV, RunnerProcess
+from tests import tiny_models
 from tests.support import request_images
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -41,6 +42,10 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 _RAM_WHEELS = "../shared/upstream/recognize-anything"
 if not os.environ.get("MLTAG_FIND_LINKS") and (PROJECT_ROOT / _RAM_WHEELS).is_dir():
     os.environ["MLTAG_FIND_LINKS"] = _RAM_WHEELS
+
+# A session needs every tiny model sooner or later: the missing ones of an env are built together, in one
+# process that imports torch and transformers once (tests/tiny_models.py).
+tiny_models.BUILD_SIBLINGS = True
 
 
 @pytest.fixture(autouse=True)
@@ -91,9 +96,7 @@ def env_script(env_python: Callable[[str], Path]) -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Callable[[str], Path]:
-    from tests.tiny_models import build
-
-    return build
+    return tiny_models.build
 
 
 class RunnerPool:

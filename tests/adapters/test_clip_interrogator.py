@@ -1,7 +1,7 @@
 """The clip-interrogator adapter end to end: the real clip-interrogator 0.6.0 package on tiny random
 BLIP and CLIP models (tests/tiny/clip_interrogator.py) through the runner host, offline: the package
 cannot download its precomputed label tables, so it embeds its ~111k phrases with the tiny CLIP (the
-first load takes about a minute; the tables are kept in the adapter cache, keyed by the CLIP weights).
+first load takes ~10 s with its narrow text tower; the tables are kept in the adapter cache, keyed by the CLIP weights).
 """
 
 from __future__ import annotations

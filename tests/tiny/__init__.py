@@ -2,7 +2,8 @@
 
 Each module here runs INSIDE a model venv (stdlib + that env's packages; never orchestrator)
 as `python -m tests.tiny.<family> OUT_DIR`, and declares the env it needs as `ENV = "<env>"`.
-tests/tiny_models.py runs them and caches their output.
+tests/tiny_models.py runs them and caches their output; in a test session it builds the missing
+models of one env together (`python -m tests.tiny FAMILY=OUT_DIR ...`, __main__.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+# What `python -m tests.tiny` prints before `built FAMILY` / `failed FAMILY` (a builder's own output may come between).
+BATCH_PREFIX = "tests.tiny: "
 
 
 def cli(build: Callable[[Path], None]) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.tiny import cli
 
@@ -24,7 +25,7 @@ COVERS = {
 # An infer option the adapter must answer with an error cell (tests/adapters/test_contract.py).
 BAD_OPTION = None  # its infer takes no option to get wrong (vocabulary and score mode are load options)
 
-MODEL_CFG = {
+MODEL_CFG: dict[str, Any] = {
     "embed_dim": 32,
     "quick_gelu": True,
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
@@ -38,15 +39,15 @@ PREPROCESS_CFG = {
 }
 
 
-def build(out: Path) -> None:
+def build(out: Path, model_cfg: dict[str, Any] = MODEL_CFG) -> None:
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    model = open_clip.CLIP(**MODEL_CFG).eval()
+    model = open_clip.CLIP(**model_cfg).eval()
     (out / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n"
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n"
     )
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))

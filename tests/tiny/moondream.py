@@ -30,6 +30,9 @@ from pathlib import Path
 from tests.tiny import cli
 
 ENV = "tf4"
+# It sets HF_HUB_CACHE / HF_MODULES_CACHE before transformers is imported: built in a process of its own
+# (tests/tiny_models.py), not with the env's other builds.
+ALONE = True
 # Registry entries this build stands in for -> the folder of the build their --weights names
 # ("" = the build itself); tests/registry_coverage.py checks every entry has one.
 COVERS = {
