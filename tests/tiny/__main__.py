@@ -1,14 +1,14 @@
 """Several tiny builds of one env in one process: `python -m tests.tiny FAMILY=OUT_DIR ...` (that env's python).
 
 Importing torch and transformers is most of a build's time (~3.5 of ~4.5 CPU-seconds); this pays it
-once. Each build then runs in a child forked from this process (as many at once as there are cores),
-so what one builder changes (torch's seed, a class it registers, a module it imports) never reaches
-the next. A builder that
-must set environment variables before transformers is imported declares `ALONE = True` and is not
-given here (tests/tiny_models.py builds it with `python -m tests.tiny.<family> OUT_DIR`).
+once. Each build then runs in a child forked from this process (as many at once as there are cores,
+the first given first), so what one builder changes (torch's seed, a class it registers, a module it
+imports) never reaches the next. A builder that must set environment variables before transformers is
+imported declares `ALONE = True` and is not given here (tests/tiny_models.py builds it with
+`python -m tests.tiny.<family> OUT_DIR`).
 
-For each build, in order, one line on stdout: `tests.tiny: built FAMILY` or `tests.tiny: failed FAMILY`
-(its traceback on stderr). The exit status is 1 when any failed.
+For each build, as it ends, one line on stdout: `tests.tiny: built FAMILY` or `tests.tiny: failed FAMILY`
+(its traceback on stderr, after `tests.tiny: FAMILY:`). The exit status is 1 when any failed.
 """
 
 from __future__ import annotations
