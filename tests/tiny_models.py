@@ -70,12 +70,14 @@ def _alone(family: str) -> bool:
         return False
 
 
-def build(family: str, siblings: bool | None = None) -> Path:
-    """Build (or reuse) the tiny model of `family`; the env is built first if needed.
+# tests/conftest.py turns this on: a test session needs every tiny model sooner or later, `make demo` only its own.
+BUILD_SIBLINGS = False
 
-    `siblings` (default: `BUILD_SIBLINGS`, which a test session turns on): the other missing builds of
-    the same env are made in the same process (`python -m tests.tiny`), which imports torch and
-    transformers once for all of them; each is usable as soon as it is done."""
+
+def build(family: str) -> Path:
+    """Build (or reuse) the tiny model of `family`; the env is built first if needed. With `BUILD_SIBLINGS`,
+    the other missing builds of the same env are made in the same process (`python -m tests.tiny`), which
+    imports torch and transformers once for all of them; each is usable as soon as it is done."""
     env = env_of(family)
     python = envbuild.build_env(env, log=lambda s: None).python
     out = _out_dir(family, env)
@@ -85,21 +87,14 @@ def build(family: str, siblings: bool | None = None) -> Path:
     # (a second build would replace the folder under a worker reading it).
     out.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out) + ".lock", timeout=1800)
-    with lock, ExitStack() as held:
+    with lock, ExitStack() as held:  # _build_batch releases each lock early; a second release does nothing
         if (out / ".complete").exists():
             return out
-        if _alone(family):
-            _build_alone(out, family, python)
-            return out
         batch = {family: (out, lock)}
-        if BUILD_SIBLINGS if siblings is None else siblings:
+        if BUILD_SIBLINGS and not _alone(family):
             batch.update(_claim_siblings(family, env, held))
         _build_batch(batch, python)
     return out
-
-
-# tests/conftest.py turns this on: a test session needs every tiny model sooner or later, `make demo` only its own.
-BUILD_SIBLINGS = False
 
 
 def _claim_siblings(family: str, env: str, held: ExitStack) -> dict[str, tuple[Path, FileLock]]:
@@ -131,6 +126,7 @@ def _build_batch(batch: dict[str, tuple[Path, FileLock]], python: Path) -> None:
     tmps = {family: out.with_name(out.name + f".tmp{os.getpid()}") for family, (out, _) in batch.items()}
     for tmp in tmps.values():
         shutil.rmtree(tmp, ignore_errors=True)
+    built = f"{BATCH_PREFIX}built "
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
             [str(python), "-m", "tests.tiny", *(f"{family}={tmp}" for family, tmp in tmps.items())],
@@ -144,10 +140,12 @@ def _build_batch(batch: dict[str, tuple[Path, FileLock]], python: Path) -> None:
         said: list[str] = []
         for line in proc.stdout:
             said.append(line)
-            word, _, family = line.removeprefix(BATCH_PREFIX).strip().partition(" ")
-            if line.startswith(BATCH_PREFIX) and word == "built" and family in batch:
+            if line.startswith(built) and (family := line.removeprefix(built).strip()) in tmps:
                 out, lock = batch[family]
-                _move_into_place(tmps.pop(family), out)
+                tmp = tmps.pop(family)
+                (tmp / ".complete").write_text("")
+                shutil.rmtree(out, ignore_errors=True)
+                tmp.rename(out)
                 lock.release()
         proc.wait()
         for tmp in tmps.values():
@@ -156,28 +154,6 @@ def _build_batch(batch: dict[str, tuple[Path, FileLock]], python: Path) -> None:
         if asked in tmps:
             errors.seek(0)
             raise RuntimeError(f"building tiny {asked} failed:\n{''.join(said)}\n{errors.read()}")
-
-
-def _build_alone(out: Path, family: str, python: Path) -> None:
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run(
-        [str(python), "-m", f"tests.tiny.{family}", str(tmp)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)},
-    )
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"building tiny {family} failed:\n{proc.stdout}\n{proc.stderr}")
-    _move_into_place(tmp, out)
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    (tmp / ".complete").write_text("")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
 
 
 def tiny_weights(models: list[str]) -> dict[str, Path]:

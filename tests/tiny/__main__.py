@@ -3,9 +3,9 @@
 Importing torch and transformers is most of a build's time (~3.5 of ~4.5 CPU-seconds); this pays it
 once. Each build then runs in a child forked from this process (as many at once as there are cores,
 the first given first), so what one builder changes (torch's seed, a class it registers, a module it
-imports) never reaches the next. A builder that must set environment variables before transformers is
-imported declares `ALONE = True` and is not given here (tests/tiny_models.py builds it with
-`python -m tests.tiny.<family> OUT_DIR`).
+imports) never reaches the next. A lone build is not preloaded for (it would gain nothing): so a builder
+that must set environment variables before transformers is imported, which declares `ALONE = True`, is
+given here alone (tests/tiny_models.py) and imports what it needs itself.
 
 For each build, as it ends, one line on stdout: `tests.tiny: built FAMILY` or `tests.tiny: failed FAMILY`
 (its traceback on stderr, after `tests.tiny: FAMILY:`). The exit status is 1 when any failed.
@@ -49,12 +49,12 @@ def main(argv: list[str]) -> int:
     if not argv or not all("=" in a for a in argv):
         print("usage: python -m tests.tiny FAMILY=OUT_DIR [FAMILY=OUT_DIR ...]", file=sys.stderr)
         return 2
-    for name in PRELOAD:
+    pending = [(family, Path(out)) for family, out in (a.split("=", 1) for a in argv)]
+    for name in PRELOAD if len(pending) > 1 else ():
         try:
             importlib.import_module(name)
         except ImportError:  # an env without transformers (onnx, slim) builds without it
             pass
-    pending = [(family, Path(out)) for family, out in (a.split("=", 1) for a in argv)]
     jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     running: dict[int, str] = {}
     failed = 0
